@@ -1,0 +1,71 @@
+"""Publishing files without ever overwriting or leaving a partial file behind.
+
+A file is written under a hidden temporary name in the destination folder and then hard-linked to
+its final name: ``os.link`` fails if the name exists, so an existing output is never replaced, and
+a failed write leaves only the temporary file, which is removed.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+def write_new_file(final_path: str, write: Callable[[str], T]) -> T:
+    """Write ``final_path`` through ``write(tmp_path)``; raise FileExistsError if it exists.
+
+    ``write`` receives a temporary path in the same folder (same file system, so publishing is a
+    link, not a copy) and must create the complete file there. Returns what ``write`` returns.
+    """
+    folder, name = os.path.split(os.path.abspath(final_path))
+    ext = os.path.splitext(name)[1]
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=f".tmp{ext}", dir=folder)
+    os.close(fd)
+    try:
+        result = write(tmp)
+        _publish(tmp, final_path)
+        return result
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _publish(tmp: str, final_path: str) -> None:
+    try:
+        os.link(tmp, final_path)  # atomic, and refuses to replace an existing file
+    except FileExistsError:
+        raise
+    except OSError:
+        # File systems without hard links (FAT, some network shares): rename instead. On Windows
+        # rename refuses an existing target; elsewhere check first (a narrow race, no link support).
+        if os.name != "nt" and os.path.lexists(final_path):
+            raise FileExistsError(final_path) from None
+        os.rename(tmp, final_path)
+
+
+def write_numbered_file(
+    folder: str, name_for: Callable[[int], str], counter: int, write: Callable[[str], T]
+) -> tuple[str, int, T]:
+    """Write the first free name among ``name_for(counter)``, ``name_for(counter + 1)``, ...
+
+    The counter a caller computed from a folder listing can be stale when another process writes
+    to the same folder; a taken name moves on to the next number instead of overwriting.
+    Returns the file name, the counter used and what ``write`` returned.
+    """
+    while True:
+        name = name_for(counter)
+        try:
+            return name, counter, write_new_file(os.path.join(folder, name), write)
+        except FileExistsError:
+            counter += 1
+
+
+def path_inside(folder: str, path: str) -> bool:
+    """True when ``path`` resolves to ``folder`` or somewhere below it (symlinks resolved)."""
+    folder = os.path.realpath(folder)
+    path = os.path.realpath(path)
+    return os.path.commonpath([folder, path]) == folder

@@ -1,0 +1,1 @@
+"""ComfyUI adapters over ``lediff_core``, one module per domain."""

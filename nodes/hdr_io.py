@@ -1,0 +1,261 @@
+"""HDR image I/O nodes: Save EXR, Load EXR, Tone Map."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from functools import partial
+
+import folder_paths
+import numpy as np
+import torch
+from comfy.cli_args import args
+from comfy_api.latest import io, ui
+
+from ..lediff_core import SOFTWARE
+from ..lediff_core.colour import srgb_to_linear
+from ..lediff_core.exr import COMPRESSIONS, ENVMAPS, PRECISIONS, write_exr
+from ..lediff_core.image_io import EXTENSIONS, read_linear_image
+from ..lediff_core.safe_files import path_inside, write_numbered_file
+from ..lediff_core.tonemap import OPERATORS, tone_map
+
+log = logging.getLogger("lediff")
+
+ENCODINGS = ("linear", "sRGB")
+
+
+def _alpha_planes(alpha: torch.Tensor | None, images: torch.Tensor) -> list[np.ndarray | None]:
+    """Per-image alpha planes from an optional MASK ([H, W] or [B, H, W]) or an RGBA image."""
+    b, h, w, c = images.shape
+    if alpha is None:
+        return [images[i, ..., 3].float().cpu().numpy() if c == 4 else None for i in range(b)]
+    alpha = alpha.reshape(-1, *alpha.shape[-2:])
+    if tuple(alpha.shape[-2:]) != (h, w) or alpha.shape[0] not in (1, b):
+        raise ValueError(
+            f"Save EXR: alpha mask of shape {list(alpha.shape)} does not fit {b} image(s) of "
+            f"{w}x{h}; give one mask or one per image, of the image's size"
+        )
+    return [alpha[min(i, alpha.shape[0] - 1)].float().cpu().numpy() for i in range(b)]
+
+
+class SaveEXR(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="LEDiffSaveEXR",
+            display_name="Save EXR",
+            category="LEDiff/image",
+            description="Saves linear HDR images as OpenEXR files in the output folder, never clamped.",
+            inputs=[
+                io.Image.Input("images", tooltip="Linear HDR images (values above 1 are kept)."),
+                io.String.Input(
+                    "filename_prefix",
+                    default="LEDiff/hdr",
+                    tooltip="Prefix of the file names, relative to the output folder; may contain "
+                    "subfolders and tokens such as %date:yyyy-MM-dd%.",
+                ),
+                io.Combo.Input(
+                    "precision",
+                    options=list(PRECISIONS),
+                    default="half",
+                    tooltip="half: 16-bit float, half the size, saturates beyond +/-65504. "
+                    "float: 32-bit float, a bit-exact copy of the input.",
+                ),
+                io.Combo.Input(
+                    "compression",
+                    options=list(COMPRESSIONS),
+                    default="zip",
+                    tooltip="EXR compression. Lossless: none, rle, zips, zip, piz (pxr24 is lossless "
+                    "for half only). Lossy: b44, b44a, dwaa, dwab.",
+                ),
+                io.Combo.Input(
+                    "input_encoding",
+                    options=list(ENCODINGS),
+                    default="linear",
+                    tooltip="linear: the input is scene-linear (HDR decode output) and is written "
+                    "unchanged. sRGB: the input is sRGB-encoded (an ordinary IMAGE) and is linearised.",
+                ),
+                io.Combo.Input(
+                    "envmap",
+                    options=list(ENVMAPS),
+                    default="none",
+                    tooltip="latlong: tag the file as an equirectangular environment map (EXR "
+                    "'envmap' attribute) for image-based lighting.",
+                ),
+                io.Mask.Input(
+                    "alpha",
+                    optional=True,
+                    tooltip="Optional alpha channel (1 = opaque), written as the EXR's A channel.",
+                ),
+            ],
+            hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        images,
+        filename_prefix,
+        precision,
+        compression,
+        input_encoding,
+        envmap,
+        alpha=None,
+    ) -> io.NodeOutput:
+        if images.shape[-1] not in (3, 4):
+            raise ValueError(f"Save EXR: expected RGB or RGBA images, got {images.shape[-1]} channels")
+        output_dir = folder_paths.get_output_directory()
+        if not path_inside(output_dir, os.path.join(output_dir, filename_prefix)):
+            raise ValueError(
+                f"Save EXR: filename_prefix {filename_prefix!r} points outside the output folder; "
+                "use a relative prefix such as 'LEDiff/hdr'"
+            )
+        folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
+            filename_prefix, output_dir, images.shape[2], images.shape[1]
+        )
+        alphas = _alpha_planes(alpha, images)
+        rgb = images[..., :3].float()
+        if input_encoding == "sRGB":
+            rgb = srgb_to_linear(rgb)
+        attributes = _header_attributes(cls.hidden.prompt, cls.hidden.extra_pnginfo, input_encoding)
+
+        results = []
+        for i in range(rgb.shape[0]):
+            stem = name.replace("%batch_num%", str(i))
+            file, counter, saturated = write_numbered_file(
+                folder,
+                lambda n, stem=stem: f"{stem}_{n:05}.exr",
+                counter,
+                partial(write_exr, rgb=rgb[i].cpu().numpy(), alpha=alphas[i], precision=precision,
+                        compression=compression, attributes=attributes, envmap=envmap),
+            )
+            if saturated:
+                log.warning(
+                    "Save EXR: %d value(s) beyond the half-float range (+/-65504) were saturated "
+                    "in %s; choose precision 'float' to keep them", saturated, file)
+            results.append(ui.SavedResult(file, subfolder, io.FolderType.output))
+            counter += 1
+
+        preview = ui.PreviewImage(tone_map(rgb, "aces", auto_exposure=True), cls=cls)
+        return io.NodeOutput(ui={"images": results + preview.values})
+
+
+def _header_attributes(prompt, extra_pnginfo, input_encoding: str) -> dict:
+    """EXR header attributes: provenance, and prompt/workflow where core's SaveImageAdvanced puts them."""
+    attributes = {"software": SOFTWARE, "lediff:inputEncoding": input_encoding}
+    if not args.disable_metadata:
+        if prompt is not None:
+            attributes["prompt"] = json.dumps(prompt)
+        for key, value in (extra_pnginfo or {}).items():
+            attributes[key] = json.dumps(value)
+    return attributes
+
+
+def _input_files() -> list[str]:
+    folder = folder_paths.get_input_directory()
+    return sorted(
+        f for f in os.listdir(folder)
+        if f.lower().endswith(EXTENSIONS) and os.path.isfile(os.path.join(folder, f))
+    )
+
+
+class LoadEXR(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="LEDiffLoadEXR",
+            display_name="Load EXR",
+            category="LEDiff/image",
+            description="Loads an OpenEXR or Radiance .hdr file from the input folder as linear HDR.",
+            inputs=[
+                io.Combo.Input(
+                    "image",
+                    options=_input_files(),
+                    upload=io.UploadType.image,
+                    tooltip="An .exr (half or float; RGB, RGBA, Y or layers) or .hdr file in the "
+                    "input folder.",
+                ),
+                io.String.Input(
+                    "layer",
+                    default="",
+                    tooltip="EXR layer to load, e.g. 'beauty' for beauty.R/G/B. Empty: the default "
+                    "RGB(A) or Y channels, else the beauty-like or first layer.",
+                ),
+            ],
+            outputs=[
+                io.Image.Output("image", tooltip="Linear HDR image, exact values, never clamped."),
+                io.Mask.Output(
+                    "alpha",
+                    tooltip="The file's alpha (1 = opaque), or all ones when it has none. Core's "
+                    "Load Image gives 1 - alpha instead: use Invert Mask to match it.",
+                ),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, image, layer) -> io.NodeOutput:
+        loaded = read_linear_image(folder_paths.get_annotated_filepath(image), layer.strip())
+        rgb = torch.from_numpy(loaded.rgb)[None]
+        alpha = loaded.alpha if loaded.alpha is not None else np.ones(loaded.rgb.shape[:2], np.float32)
+        return io.NodeOutput(rgb, torch.from_numpy(alpha)[None])
+
+    @classmethod
+    def fingerprint_inputs(cls, image, layer):
+        digest = hashlib.sha256()
+        with open(folder_paths.get_annotated_filepath(image), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return digest.hexdigest() + layer
+
+    @classmethod
+    def validate_inputs(cls, image, layer):
+        if not folder_paths.exists_annotated_filepath(image):
+            return f"Load EXR: no file {image!r} in the input folder"
+        if not image.lower().endswith(EXTENSIONS):
+            return f"Load EXR: {image!r} is not an {'/'.join(EXTENSIONS)} file"
+        return True
+
+
+class ToneMap(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="LEDiffToneMap",
+            display_name="Tone Map",
+            category="LEDiff/image",
+            description="Turns linear HDR into an sRGB image in 0..1 for previews or LDR nodes.",
+            inputs=[
+                io.Image.Input("image", tooltip="Linear HDR image."),
+                io.Combo.Input(
+                    "operator",
+                    options=list(OPERATORS),
+                    default="aces",
+                    tooltip="aces: filmic curve (Narkowicz's ACES fit). reinhard: extended Reinhard on "
+                    "luminance with a white point. clip: exposure, then clip at 1.",
+                ),
+                io.Float.Input(
+                    "exposure", default=0.0, min=-32.0, max=32.0, step=0.1,
+                    tooltip="Exposure in stops (x2 per stop), applied before the curve.",
+                ),
+                io.Float.Input(
+                    "white", default=4.0, min=0.01, max=1e6, step=0.1,
+                    tooltip="reinhard only: the luminance (after exposure) that maps to white.",
+                ),
+                io.Boolean.Input(
+                    "auto_exposure", default=False,
+                    tooltip="Add the exposure that maps each image's log-average luminance to 0.18 "
+                    "(useful for LEDiff's arbitrary-scale output).",
+                ),
+            ],
+            outputs=[io.Image.Output("image", tooltip="sRGB-encoded image in 0..1.")],
+        )
+
+    @classmethod
+    def execute(cls, image, operator, exposure, white, auto_exposure) -> io.NodeOutput:
+        return io.NodeOutput(tone_map(image, operator, exposure, white, auto_exposure).to(image.device))
+
+
+NODES = [SaveEXR, LoadEXR, ToneMap]

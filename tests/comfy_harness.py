@@ -1,0 +1,104 @@
+"""Running graphs in a genuine ComfyUI, in-process.
+
+ComfyUI's own validation (``execution.validate_prompt``) and executor (``execution.PromptExecutor``)
+run the graphs; the only stand-in is the websocket server object the executor reports progress to.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+import uuid
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COMFY_ROOT = os.environ.get("LEDIFF_COMFYUI", os.path.join(REPO, ".dev", "ComfyUI"))
+PACK_LINK = os.path.join(COMFY_ROOT, "custom_nodes", "lediff_hdr")
+
+
+class GraphError(AssertionError):
+    """A graph failed validation or execution; carries ComfyUI's own error report."""
+
+    def __init__(self, message: str, report):
+        super().__init__(f"{message}: {report}")
+        self.report = report
+
+
+class _MessageSink:
+    """What the executor talks to instead of the websocket server (collects the messages)."""
+
+    def __init__(self):
+        self.client_id = None
+        self.last_node_id = None
+        self.last_prompt_id = None
+        self.sockets_metadata = {}
+        self.messages = []
+
+    def send_sync(self, event, data, sid=None):
+        self.messages.append((event, data))
+
+    def queue_updated(self):
+        pass
+
+
+class ComfyHost:
+    def __init__(self, execution, folder_paths, nodes):
+        self.execution = execution
+        self.folder_paths = folder_paths
+        self.nodes = nodes
+        self.input_dir = self.output_dir = self.temp_dir = None
+
+    @classmethod
+    def start(cls) -> ComfyHost:
+        if not os.path.isfile(os.path.join(COMFY_ROOT, "main.py")):
+            raise RuntimeError(f"no ComfyUI at {COMFY_ROOT}: run scripts/setup.sh first")
+        if os.path.realpath(PACK_LINK) != os.path.realpath(REPO):
+            raise RuntimeError(f"{PACK_LINK} does not link to {REPO}: run scripts/setup.sh")
+        sys.path.insert(0, COMFY_ROOT)
+        from comfy.cli_args import args
+
+        args.cpu = True  # must precede the first import of comfy.model_management
+        import execution
+        import folder_paths
+        import nodes
+
+        asyncio.run(nodes.init_extra_nodes(init_custom_nodes=False, init_api_nodes=False))
+        if not asyncio.run(nodes.load_custom_node(PACK_LINK)):
+            raise RuntimeError("ComfyUI failed to load the pack (see the log above)")
+        return cls(execution, folder_paths, nodes)
+
+    def close(self):
+        pass
+
+    def use_folders(self, root) -> None:
+        self.input_dir = os.path.join(root, "input")
+        self.output_dir = os.path.join(root, "output")
+        self.temp_dir = os.path.join(root, "temp")
+        for d in (self.input_dir, self.output_dir, self.temp_dir):
+            os.makedirs(d, exist_ok=True)
+        self.folder_paths.set_input_directory(self.input_dir)
+        self.folder_paths.set_output_directory(self.output_dir)
+        self.folder_paths.set_temp_directory(self.temp_dir)
+
+    def node_class(self, node_id: str):
+        return self.nodes.NODE_CLASS_MAPPINGS[node_id]
+
+    def validate(self, prompt: dict):
+        return asyncio.run(self.execution.validate_prompt(str(uuid.uuid4()), prompt, None))
+
+    def run(self, prompt: dict, extra_pnginfo: dict | None = None) -> dict:
+        """Validate and execute an API-format graph; returns ``{node_id: ui output}``."""
+        valid, error, outputs, node_errors = self.validate(prompt)
+        if not valid:
+            raise GraphError("graph failed validation", {"error": error, "node_errors": node_errors})
+        sink = _MessageSink()
+        executor = self.execution.PromptExecutor(
+            sink, cache_type=self.execution.CacheType.NONE,
+            cache_args={"lru": 0, "ram": 0, "ram_inactive": 0},
+        )
+        extra = {"extra_pnginfo": extra_pnginfo} if extra_pnginfo is not None else {}
+        executor.execute(prompt, str(uuid.uuid4()), extra, outputs)
+        if not executor.success:
+            errors = [d for e, d in executor.status_messages if e == "execution_error"]
+            raise GraphError("graph failed to execute", errors)
+        return executor.history_result["outputs"]
