@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import OpenEXR
+import torch
 
 from .colour import REC709_CHROMATICITIES
 
@@ -59,13 +60,21 @@ def count_non_finite(array: np.ndarray) -> int:
     return int(bad.any(axis=-1).sum() if bad.ndim == 3 else bad.sum())
 
 
-def to_half(array: np.ndarray) -> tuple[np.ndarray, int]:
-    """Convert to float16, saturating at +/-65504; returns the array and how many values saturated."""
-    over = np.abs(array) > HALF_MAX
-    n = int(over.sum())
-    if n:
-        array = np.clip(array, -HALF_MAX, HALF_MAX)
-    return array.astype(np.float16), n
+def to_half(array: np.ndarray, peak: float | None = None) -> tuple[np.ndarray, int]:
+    """Convert float32 to float16, saturating at +/-65504; returns the array and how many values
+    saturated. ``peak`` is max(|array|) when the caller already knows it (saves a pass).
+
+    torch's conversion rounds exactly like numpy's (to nearest, ties to even) and is an order of
+    magnitude faster (vectorised F16C).
+    """
+    t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    if peak is None:
+        lo, hi = torch.aminmax(t)
+        peak = max(hi.item(), -lo.item())
+    if peak <= HALF_MAX:
+        return t.half().numpy(), 0
+    n = int((t.abs() > HALF_MAX).sum())
+    return t.clamp(-HALF_MAX, HALF_MAX).half().numpy(), n
 
 
 def write_exr(
@@ -100,15 +109,16 @@ def write_exr(
         )
     planes = rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], axis=2)
     planes = np.ascontiguousarray(planes, dtype=np.float32)
-    bad = count_non_finite(planes)
-    if bad:
+    # one pass serves both checks: NaN propagates through min/max and Inf shows
+    lo, hi = (v.item() for v in torch.aminmax(torch.from_numpy(planes)))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
         raise EXRError(
-            f"{bad} pixel(s) contain NaN or Inf; EXR output refuses them. Fix the node that "
-            "produced them (e.g. a division by zero) or replace them before saving."
+            f"{count_non_finite(planes)} pixel(s) contain NaN or Inf; EXR output refuses them. Fix "
+            "the node that produced them (e.g. a division by zero) or replace them before saving."
         )
     saturated = 0
     if precision == "half":
-        planes, saturated = to_half(planes)
+        planes, saturated = to_half(planes, peak=max(hi, -lo))
     header = {
         "compression": COMPRESSIONS[compression],
         "type": OpenEXR.scanlineimage,

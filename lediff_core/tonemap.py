@@ -74,3 +74,22 @@ def tone_map(
     else:
         display = x.clamp(0, 1)
     return linear_to_srgb(display).clamp(0, 1)
+
+
+def thumbnail(rgb: torch.Tensor, max_side: int = 256) -> torch.Tensor:
+    """A linear [B, h, w, C] thumbnail with its longer side at most ``max_side``.
+
+    Each output pixel averages 2x2 samples spread over its k x k block (k the integer reduction
+    factor): a cheap, little-aliased preview that reads a few samples per block, not the whole
+    image, so previews cost next to nothing beside writing the file.
+    """
+    k = -(-max(rgb.shape[1], rgb.shape[2]) // max_side)
+    if k == 1:
+        return rgb
+    h, w = rgb.shape[1] // k, rgb.shape[2] // k
+    offsets = (k // 4, (3 * k) // 4)
+    total = torch.zeros((rgb.shape[0], h, w, rgb.shape[3]), dtype=torch.float32, device=rgb.device)
+    for oy in offsets:
+        for ox in offsets:
+            total += rgb[:, oy::k, ox::k][:, :h, :w]
+    return total / 4

@@ -19,7 +19,7 @@ from ..lediff_core.colour import srgb_to_linear
 from ..lediff_core.exr import COMPRESSIONS, ENVMAPS, PRECISIONS, write_exr
 from ..lediff_core.image_io import EXTENSIONS, read_linear_image
 from ..lediff_core.safe_files import path_inside, write_numbered_file
-from ..lediff_core.tonemap import OPERATORS, tone_map
+from ..lediff_core.tonemap import OPERATORS, thumbnail, tone_map
 
 log = logging.getLogger("lediff")
 
@@ -139,8 +139,13 @@ class SaveEXR(io.ComfyNode):
             results.append(ui.SavedResult(file, subfolder, io.FolderType.output))
             counter += 1
 
-        preview = ui.PreviewImage(tone_map(rgb, "aces", auto_exposure=True), cls=cls)
-        return io.NodeOutput(ui={"images": results + preview.values})
+        # A small, uncompressed, metadata-free PNG keeps the preview cheap beside the EXR write;
+        # the EXR itself, listed first, opens full size in the frontend's HDR viewer.
+        preview = ui.ImageSaveHelper.save_images(
+            tone_map(thumbnail(rgb), "aces", auto_exposure=True), "LEDiffPreview",
+            io.FolderType.temp, cls=None, compress_level=0,
+        )
+        return io.NodeOutput(ui={"images": results + preview})
 
 
 def _header_attributes(prompt, extra_pnginfo, input_encoding: str) -> dict:

@@ -1,0 +1,132 @@
+"""Save EXR benchmark: ratios against baselines measured in the same run.
+
+    .dev/venv/bin/python benchmarks/bench_save_exr.py [--repeat N]
+
+Image: a real CC0 HDRI (tests/data/hdri/city.exr) upsampled to 2048x1024, float32 RGB.
+Rows (median of N runs each, in seconds, with output file sizes):
+  raw      - OpenEXR.File(...).write of the same array, same precision and compression,
+             including numpy's float32 -> float16 conversion for half (the usual way)
+  library  - the OpenEXR write alone of an array already in the file's precision (the floor)
+  core     - lediff_core write path (checks, half saturation, temp file + link)
+  node     - the LEDiffSaveEXR node's execute (core + numbering + tone-mapped preview PNG)
+  comfy    - ComfyUI core's SaveImageAdvanced writing EXR (32-bit float, uncompressed only)
+Targets: node / raw <= 1.1 for the default (half, zip).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+
+import numpy as np
+import OpenEXR
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+
+from comfy_harness import ComfyHost  # noqa: E402
+from lediff_core.exr import COMPRESSIONS, read_exr, write_exr  # noqa: E402
+from lediff_core.safe_files import write_new_file  # noqa: E402
+
+CASES = [("half", "zip"), ("half", "piz"), ("half", "dwaa"), ("float", "zip"), ("float", "none")]
+
+
+def timed(fns, repeat):
+    """Median seconds of each function, the functions interleaved in every round so that drift
+    (page-cache write-back of large files, CPU frequency) affects all of them alike."""
+    times = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, t in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
+def sorted_exrs(work, stem):
+    folder = os.path.join(work, "output", "bench")
+    return sorted(os.path.join(folder, f) for f in os.listdir(folder) if f.startswith(stem))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=7)
+    opts = parser.parse_args()
+
+    src = read_exr(os.path.join(ROOT, "tests", "data", "hdri", "city.exr")).rgb
+    rgb = np.ascontiguousarray(src.repeat(2, axis=0).repeat(2, axis=1))  # 2048x1024
+    images = torch.from_numpy(rgb)[None]
+    print(f"image {rgb.shape[1]}x{rgb.shape[0]}, peak {rgb.max():.0f}, "
+          f"torch threads {torch.get_num_threads()}, OpenEXR threads {OpenEXR.global_thread_count()}")
+
+    work = tempfile.mkdtemp(prefix="lediff_bench_")
+    host = ComfyHost.start()
+    host.use_folders(work)
+    hidden = {"hidden_inputs": {"PROMPT": {"1": {"class_type": "LEDiffSaveEXR", "inputs": {}}},
+                                "EXTRA_PNGINFO": {"workflow": {"nodes": []}}}}
+    ours = host.node_class("LEDiffSaveEXR").PREPARE_CLASS_CLONE(hidden)
+    core_saver = host.node_class("SaveImageAdvanced").PREPARE_CLASS_CLONE(hidden)
+
+    counter = iter(range(10**6))
+    print(f"\n{'precision':9} {'compr':6} {'raw s':>7} {'lib s':>7} {'core s':>7} {'node s':>7} "
+          f"{'core/raw':>8} {'node/raw':>8} {'node/lib':>8} {'size MB':>8}")
+    results = {}
+    for precision, compression in CASES:
+
+        def raw(precision=precision, compression=compression):
+            # any writer of a float32 IMAGE must convert to half itself: part of the baseline
+            planes = rgb.astype(np.float16) if precision == "half" else rgb
+            path = os.path.join(work, f"raw_{next(counter)}.exr")
+            with OpenEXR.File({"compression": COMPRESSIONS[compression], "type": OpenEXR.scanlineimage},
+                              {"RGB": planes}) as f:
+                f.write(path)
+
+        def core(precision=precision, compression=compression):
+            path = os.path.join(work, f"core_{next(counter)}.exr")
+            write_new_file(path, lambda tmp: write_exr(tmp, rgb, None, precision, compression))
+
+        def node(precision=precision, compression=compression):
+            ours.execute(images, "bench/ours", precision, compression, "linear", "none")
+
+        converted = rgb.astype(np.float16) if precision == "half" else rgb
+
+        def library(planes=converted, compression=compression):
+            path = os.path.join(work, f"lib_{next(counter)}.exr")
+            with OpenEXR.File({"compression": COMPRESSIONS[compression], "type": OpenEXR.scanlineimage},
+                              {"RGB": planes}) as f:
+                f.write(path)
+
+        t_raw, t_lib, t_core, t_node = timed([raw, library, core, node], opts.repeat)
+        size = os.path.getsize(sorted_exrs(work, "ours")[-1])
+        results[(precision, compression)] = t_node / t_raw
+        print(f"{precision:9} {compression:6} {t_raw:7.3f} {t_lib:7.3f} {t_core:7.3f} {t_node:7.3f} "
+              f"{t_core / t_raw:8.2f} {t_node / t_raw:8.2f} {t_node / t_lib:8.2f} {size / 1e6:8.2f}")
+
+    def comfy():
+        core_saver.execute(images, "bench/comfy", {"format": "exr", "bit_depth": "32-bit float",
+                                                   "input_color_space": "linear"})
+
+    def default():
+        ours.execute(images, "bench/ours", "half", "zip", "linear", "none")
+
+    t_comfy, t_default = timed([comfy, default], opts.repeat)
+    comfy_size = os.path.getsize(sorted_exrs(work, "comfy")[-1])
+    default_size = os.path.getsize(sorted_exrs(work, "ours")[-1])
+    print(f"\nComfyUI SaveImageAdvanced EXR (float32, uncompressed): {t_comfy:.3f} s, "
+          f"{comfy_size / 1e6:.2f} MB")
+    print(f"LEDiff Save EXR default (half, zip):                   {t_default:.3f} s, "
+          f"{default_size / 1e6:.2f} MB")
+    print(f"ratio ours/core-ComfyUI: time {t_default / t_comfy:.2f}x, size {default_size / comfy_size:.2f}x")
+    ratio = results[("half", "zip")]
+    print(f"target node/raw <= 1.1 at (half, zip): {ratio:.2f} -> {'MET' if ratio <= 1.1 else 'MISSED'}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
