@@ -1,0 +1,73 @@
+"""The HDR VAE: SD encoder + LEDiff's HDR decoder + the exposure fusion module, and the checks
+on latents that every LEDiff step shares.
+
+Conventions (ComfyUI's LATENT): latents are *unscaled*; the fusion runs in the scaled space
+(x scaling_factor), as in the official release, and the HDR is exp() of the decoder output
+(natural log, no offset, arbitrary global scale) — never clamped.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .fusion import ExposureFusion
+from .vae import AutoencoderKL
+
+
+class LatentError(ValueError):
+    """A latent that LEDiff cannot use; the message names it and the fix."""
+
+
+def check_latent(samples: torch.Tensor, name: str = "latent", channels: int = 4) -> None:
+    if samples.ndim != 4:
+        raise LatentError(
+            f"{name}: expected an image latent [batch, {channels}, height/8, width/8], got shape "
+            f"{list(samples.shape)} (video or other latents are not supported)"
+        )
+    if samples.shape[1] != channels:
+        raise LatentError(
+            f"{name} has {samples.shape[1]} channels; LEDiff works on Stable Diffusion 1.x latents "
+            f"with {channels} (SD3/Flux/SDXL-refiner latents cannot be used: encode the image with "
+            "the HDR VAE's VAE output instead)"
+        )
+    bad = (~torch.isfinite(samples)).sum().item()
+    if bad:
+        raise LatentError(f"{name} contains {bad} NaN/Inf value(s); fix the node that produced it")
+
+
+def check_brackets(latents: dict[str, torch.Tensor], channels: int = 4) -> None:
+    """Each latent valid, and all of one shape (batch and size)."""
+    for name, samples in latents.items():
+        check_latent(samples, name, channels)
+    shapes = {name: list(s.shape) for name, s in latents.items()}
+    if len({tuple(s) for s in shapes.values()}) > 1:
+        raise LatentError(
+            f"brackets differ in batch or size: {shapes}; all brackets must come from the same input "
+            "latent (same batch size and resolution)"
+        )
+
+
+class HDRVAE(nn.Module):
+    def __init__(self, vae_config: dict, vae_state_dict: dict, fusion_state_dict: dict, source: str = ""):
+        super().__init__()
+        self.vae = AutoencoderKL(vae_config)
+        self.vae.load_weights(vae_state_dict, source)
+        self.fusion = ExposureFusion(self.vae.config["latent_channels"])
+        self.fusion.load_weights(fusion_state_dict, source)
+        self.scaling_factor = float(self.vae.scaling_factor)
+        self.latent_channels = int(self.vae.config["latent_channels"])
+        self.source = source
+
+    def fuse(self, brackets: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Unscaled bracket latents (darkest first) -> (unscaled fused latent, weights [N,B,C,h,w])."""
+        fused, weights = self.fusion([b * self.scaling_factor for b in brackets])
+        return fused / self.scaling_factor, weights
+
+    def decode_log(self, latent: torch.Tensor) -> torch.Tensor:
+        """Unscaled latent [B, C, h, w] -> natural-log HDR [B, 3, H, W] (the decoder's raw output)."""
+        return self.vae.decode(latent)
+
+    def decode_hdr(self, latent: torch.Tensor) -> torch.Tensor:
+        """Unscaled latent -> linear HDR [B, H, W, 3] (ComfyUI IMAGE layout), exp of the decoder."""
+        return torch.exp(self.decode_log(latent).float()).movedim(1, -1)

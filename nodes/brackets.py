@@ -1,0 +1,138 @@
+"""Highlight Bracket and Shadow Bracket: LEDiff's bracket denoisers run twice on ComfyUI's sampler.
+
+Pass A makes the next exposure from the input latent, pass B the one after from pass A's result,
+with the official seeds (seed, seed + 22). The condition latent rides in the conditioning as
+``concat_latent_image``: ComfyUI concatenates it to the noisy latent (noisy first) in both CFG
+branches, and at CFG 1 skips the unconditional branch (half the UNet evaluations).
+"""
+
+from __future__ import annotations
+
+import comfy.model_management as mm
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import node_helpers
+import torch
+from comfy_api.latest import io
+
+from ..lediff_core.hdr_vae import check_latent
+from ..lediff_core.unet_config import LEDIFF_IN_CHANNELS
+
+SEED_OFFSET_PASS_B = 22  # the official release's second-pass seed
+
+
+def _check_denoiser(model) -> None:
+    channels = model.model.diffusion_model.in_channels if hasattr(model.model, "diffusion_model") else None
+    if channels != LEDIFF_IN_CHANNELS:
+        raise ValueError(
+            f"this MODEL's UNet takes {channels} input channels; a bracket needs an 8-channel LEDiff "
+            "denoiser: load one with 'Load Bracket Denoiser' (an ordinary SD checkpoint won't do)"
+        )
+
+
+def _bracket_pass(model, positive, negative, condition, seed, steps, cfg, sampler_name, scheduler,
+                  progress, pass_index, batch_index=None):
+    """One pass: sample a new latent conditioned on ``condition`` (unscaled); returns unscaled."""
+    # LEDiff's condition is the *scaled* latent, and ComfyUI passes SD1.5 InstructPix2Pix
+    # conditions through unscaled: scale it here
+    scaled = model.model.latent_format.process_in(condition)
+    pos = node_helpers.conditioning_set_values(positive, {"concat_latent_image": scaled})
+    neg = node_helpers.conditioning_set_values(negative, {"concat_latent_image": scaled})
+    empty = torch.zeros_like(condition)
+    noise = comfy.sample.prepare_noise(empty, seed, batch_index)
+
+    def on_step(step, x0, x, total):
+        # the sampler's own step count: ComfyUI's ddim_uniform visits one more step than asked
+        # when the count does not divide 1000
+        progress.update_absolute(pass_index * total + step + 1, 2 * total)
+
+    return comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, pos, neg, empty,
+                               denoise=1.0, callback=on_step, disable_pbar=True, seed=seed)
+
+
+def run_brackets(model, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler):
+    """(input, pass A, pass B) LATENT dicts; the input dict's other keys are kept on all three."""
+    _check_denoiser(model)
+    samples = latent["samples"]
+    check_latent(samples, "latent")
+    progress = comfy.utils.ProgressBar(2 * steps)  # one bar across both passes
+    batch_index = latent.get("batch_index")
+    a = _bracket_pass(model, positive, negative, samples, seed, steps, cfg, sampler_name, scheduler,
+                      progress, 0, batch_index)
+    mm.throw_exception_if_processing_interrupted()
+    b = _bracket_pass(model, positive, negative, a, seed + SEED_OFFSET_PASS_B, steps, cfg, sampler_name,
+                      scheduler, progress, 1, batch_index)
+    keep = {k: v for k, v in latent.items() if k not in ("samples", "noise_mask")}
+    return latent, {**keep, "samples": a}, {**keep, "samples": b}
+
+
+def _inputs(direction: str):
+    return [
+        io.Model.Input("model", tooltip=f"The LEDiff {direction} denoiser (Load Bracket Denoiser)."),
+        io.Conditioning.Input("positive", tooltip="Prompt describing the scene (any text works; LEDiff "
+                              "is prompt-agnostic at CFG 1)."),
+        io.Conditioning.Input("negative", tooltip="Negative prompt (unused at CFG 1)."),
+        io.Latent.Input("latent", tooltip="The input exposure: a latent from any node (KSampler, VAE "
+                        "Encode of a photo...)."),
+        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                     tooltip="Noise seed of pass A; pass B uses seed + 22 (the official seeds)."),
+        io.Int.Input("steps", default=50, min=1, max=10000, tooltip="Sampling steps per pass."),
+        io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, round=0.01,
+                       tooltip="Classifier-free guidance. 1 = prompt-free and twice as fast."),
+        io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="ddim",
+                       tooltip="Sampler (ddim + ddim_uniform reproduce the official DDIM loop)."),
+        io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="ddim_uniform",
+                       tooltip="Noise schedule."),
+    ]
+
+
+class HighlightBracket(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="LEDiffHighlightBracket",
+            display_name="Highlight Bracket",
+            category="LEDiff/brackets",
+            description="Hallucinates two darker exposures of a latent, recovering clipped highlights.",
+            inputs=_inputs("Highlight"),
+            outputs=[
+                io.Latent.Output("dark", tooltip="Pass B: the darkest exposure."),
+                io.Latent.Output("mid", tooltip="Pass A: one step darker than the input."),
+                io.Latent.Output("bright", tooltip="The input latent, unchanged."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, latent, seed, steps, cfg, sampler_name,
+                scheduler) -> io.NodeOutput:
+        given, a, b = run_brackets(model, positive, negative, latent, seed, steps, cfg, sampler_name,
+                                   scheduler)
+        return io.NodeOutput(b, a, given)
+
+
+class ShadowBracket(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="LEDiffShadowBracket",
+            display_name="Shadow Bracket",
+            category="LEDiff/brackets",
+            description="Hallucinates two brighter exposures of a latent, recovering crushed shadows.",
+            inputs=_inputs("Shadow"),
+            outputs=[
+                io.Latent.Output("dark", tooltip="The input latent, unchanged."),
+                io.Latent.Output("mid", tooltip="Pass A: one step brighter than the input."),
+                io.Latent.Output("bright", tooltip="Pass B: the brightest exposure."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, model, positive, negative, latent, seed, steps, cfg, sampler_name,
+                scheduler) -> io.NodeOutput:
+        given, a, b = run_brackets(model, positive, negative, latent, seed, steps, cfg, sampler_name,
+                                   scheduler)
+        return io.NodeOutput(given, a, b)
+
+
+NODES = [HighlightBracket, ShadowBracket]

@@ -1,0 +1,135 @@
+"""Small random-weight models in exactly the official LEDiff layout and file formats.
+
+The official downloads are diffusers folders (unet/, vae/ with merge_model.pth); here the same
+folders are written with tiny configs, by diffusers itself (the reference implementation of that
+format), with every parameter randomised so that no layer is trivially zero. A random CLIP-L text
+encoder (ComfyUI's SD1 layout) provides real CONDITIONING through CLIPTextEncode.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+import torch
+from safetensors.torch import save_file
+
+UNET_CONFIG = {
+    "_class_name": "UNet2DConditionModel",
+    "_diffusers_version": "0.21.4",
+    "in_channels": 8,
+    "out_channels": 4,
+    "sample_size": 8,
+    "block_out_channels": [32, 64, 64],
+    "layers_per_block": 1,
+    "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+    "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"],
+    "cross_attention_dim": 768,
+    # 2 heads: differs from the 8 that ComfyUI's SD1.5 config forces, so a missed override shows
+    "attention_head_dim": 2,
+    "norm_num_groups": 32,
+    "act_fn": "silu",
+    "center_input_sample": False,
+    "flip_sin_to_cos": True,
+    "freq_shift": 0,
+    "downsample_padding": 1,
+    "mid_block_scale_factor": 1,
+    "norm_eps": 1e-05,
+    "use_linear_projection": False,
+}
+
+VAE_CONFIG = {
+    "_class_name": "AutoencoderKL",
+    "_diffusers_version": "0.21.4",
+    "in_channels": 3,
+    "out_channels": 3,
+    "latent_channels": 4,
+    "block_out_channels": [32, 64, 64, 64],  # four levels: 8x downscale, like SD's VAE
+    "layers_per_block": 1,
+    "down_block_types": ["DownEncoderBlock2D"] * 4,
+    "up_block_types": ["UpDecoderBlock2D"] * 4,
+    "norm_num_groups": 32,
+    "act_fn": "silu",
+    "sample_size": 64,
+    "scaling_factor": 0.18215,
+}
+
+
+def randomise(module: torch.nn.Module, seed: int, scale: float = 0.05) -> torch.nn.Module:
+    """Every parameter random (diffusers zero-initialises some layers), norms near 1."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            noise = torch.randn(p.shape, generator=gen) * scale
+            p.copy_(1 + noise if "norm" in name and name.endswith("weight") else noise)
+    return module
+
+
+def make_unet(config=None, seed=1):
+    from diffusers import UNet2DConditionModel
+
+    return randomise(UNet2DConditionModel.from_config(config or UNET_CONFIG), seed).eval()
+
+
+def make_vae(config=None, seed=2):
+    from diffusers import AutoencoderKL
+
+    # a larger weight scale makes the decoder's log output span several stops
+    return randomise(AutoencoderKL.from_config(config or VAE_CONFIG), seed, 0.08).eval()
+
+
+def fusion_state_dict(seed=3, channels=4) -> dict:
+    gen = torch.Generator().manual_seed(seed)
+    return {"weight_conv.weight": torch.randn(channels, 1, 1, 1, generator=gen),
+            "weight_conv.bias": torch.randn(channels, generator=gen) * 0.5}
+
+
+def write_official_folder(root, name="LEDiff_highlight", *, weight_format="safetensors",
+                          unet_config=None, vae_config=None, seed=0, extras=True) -> str:
+    """An official-layout download under ``root/name``; returns its path."""
+    folder = os.path.join(root, name)
+    weight_file = ("diffusion_pytorch_model.safetensors" if weight_format == "safetensors"
+                   else "diffusion_pytorch_model.bin")
+    for sub, model, config in (("unet", make_unet(unet_config, seed + 1), unet_config or UNET_CONFIG),
+                               ("vae", make_vae(vae_config, seed + 2), vae_config or VAE_CONFIG)):
+        os.makedirs(os.path.join(folder, sub), exist_ok=True)
+        with open(os.path.join(folder, sub, "config.json"), "w") as f:
+            json.dump(config, f, indent=2)
+        sd = {k: v.contiguous() for k, v in model.state_dict().items()}
+        path = os.path.join(folder, sub, weight_file)
+        save_file(sd, path) if weight_format == "safetensors" else torch.save(sd, path)
+    torch.save(fusion_state_dict(seed + 3), os.path.join(folder, "vae", "merge_model.pth"))
+    if extras:
+        with open(os.path.join(folder, "model_index.json"), "w") as f:
+            json.dump({"_class_name": "StableDiffusionLEDiffPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
+                       "vae": ["diffusers", "AutoencoderKL"]}, f)
+        os.makedirs(os.path.join(folder, "scheduler"), exist_ok=True)
+        with open(os.path.join(folder, "scheduler", "scheduler_config.json"), "w") as f:
+            json.dump({"_class_name": "DDIMScheduler", "beta_start": 0.00085, "beta_end": 0.012,
+                       "beta_schedule": "scaled_linear", "clip_sample": False, "set_alpha_to_one": False,
+                       "steps_offset": 1, "num_train_timesteps": 1000, "prediction_type": "epsilon"}, f)
+    return folder
+
+
+def write_clip_l(path: str, seed: int = 4) -> str:
+    """A random CLIP-L text encoder (transformers' CLIPTextModel layout, as SD1.5 ships it), fp16."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                            num_attention_heads=12, max_position_embeddings=77, vocab_size=49408,
+                            hidden_act="quick_gelu", projection_dim=768)
+    with torch.device("meta"):
+        shapes = {k: v.shape for k, v in CLIPTextModel(config).state_dict().items()}
+    # SD1.5 checkpoints name the keys text_model.*; transformers 5 drops that prefix
+    shapes = {k if k.startswith("text_model.") else f"text_model.{k}": v for k, v in shapes.items()}
+    gen = torch.Generator().manual_seed(seed)
+    sd = {}
+    for k, shape in shapes.items():
+        if k.endswith("position_ids"):
+            sd[k] = torch.arange(shape[-1]).expand(shape).clone()
+        elif "layer_norm" in k:
+            sd[k] = (torch.ones(shape) if k.endswith("weight") else torch.zeros(shape)).half()
+        else:
+            sd[k] = (torch.randn(shape, generator=gen) * 0.02).half()
+    save_file(sd, path)
+    return path

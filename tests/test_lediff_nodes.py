@@ -1,0 +1,210 @@
+"""The LEDiff nodes in a genuine ComfyUI: loaders, brackets, fusion, HDR decode, blend, and the
+bad inputs each must refuse clearly."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import shutil
+
+import lediff_fixtures as fx
+import numpy as np
+import pytest
+import torch
+from lediff_graphs import MODEL, bracket_graph, register_fixture_models, saved_hdr, saved_latent, write_photo
+
+from comfy_harness import GraphError
+
+
+@pytest.fixture(scope="module")
+def models(comfy, tmp_path_factory):
+    return register_fixture_models(str(tmp_path_factory.mktemp("models")))
+
+
+def pack_module(host, name):
+    package = host.node_class("LEDiffSaveEXR").__module__.rsplit(".", 2)[0]
+    return importlib.import_module(f"{package}.{name}")
+
+
+def test_loaders_list_the_official_folder(host, models):
+    for node in ("LEDiffLoadHDRVAE", "LEDiffLoadDenoiser"):
+        options = host.node_class(node).GET_SCHEMA().inputs[0].options
+        assert MODEL in options
+
+
+def test_highlight_graph_end_to_end(host, models):
+    write_photo(host)
+    host.run(bracket_graph(steps=3))
+    inp, dark, mid, bright, fused = (saved_latent(host, n) for n in ("input", "dark", "mid", "bright", "fused"))
+    assert inp.shape == (1, 4, 6, 8)
+    assert torch.equal(bright, inp)  # Highlight: bright is the input itself
+    assert not torch.allclose(dark, mid) and fused.shape == inp.shape
+    hdr = saved_hdr(host)
+    assert hdr.shape == (48, 64, 3) and np.isfinite(hdr).all() and (hdr > 0).all()
+    # linear HDR, unclamped: the random decoder's log output spans values far from [0, 1]
+    assert hdr.max() > 1.5 or hdr.min() < 0.05
+
+
+def test_shadow_bracket_keeps_the_input_as_dark(host, models):
+    write_photo(host)
+    host.run(bracket_graph(node="LEDiffShadowBracket", steps=2))
+    assert torch.equal(saved_latent(host, "dark"), saved_latent(host, "input"))
+    assert not torch.equal(saved_latent(host, "bright"), saved_latent(host, "mid"))
+
+
+def test_batches_and_any_multiple_of_8_size(host, models):
+    write_photo(host, size=(80, 40))
+    host.run(bracket_graph(steps=2, batch=2))
+    fused = saved_latent(host, "fused")
+    assert fused.shape == (2, 4, 5, 10)
+    first, second = saved_hdr(host, 1), saved_hdr(host, 2)
+    assert first.shape == second.shape == (40, 80, 3)
+    assert not np.array_equal(first, second)  # each batch item gets its own noise
+
+
+def count_evaluations(model):
+    """A clone of ``model`` whose UNet calls are counted (ComfyUI's own wrapper hook)."""
+    counts = {"calls": 0, "samples": 0}
+
+    def wrapper(apply_model, args):
+        counts["calls"] += 1
+        counts["samples"] += args["input"].shape[0]
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    clone = model.clone()
+    clone.set_model_unet_function_wrapper(wrapper)
+    return clone, counts
+
+
+def conditioning(host, models, text="a photo"):
+    clip = host.node_class("CLIPLoader")().load_clip(os.path.basename(models["clip"]), "stable_diffusion")[0]
+    return host.node_class("CLIPTextEncode")().encode(clip, text)[0]
+
+
+def load_denoiser(host, name=MODEL):
+    return host.node_class("LEDiffLoadDenoiser").execute(name)[0]
+
+
+def test_cfg_1_skips_the_unconditional_branch(host, models):
+    brackets = pack_module(host, "nodes.brackets")
+    model = load_denoiser(host)
+    pos, neg = conditioning(host, models), conditioning(host, models, "")
+    latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))}
+    evals = {}
+    for cfg in (7.5, 1.0):
+        counted, counts = count_evaluations(model)
+        out = brackets.run_brackets(counted, pos, neg, latent, 5, 5, cfg, "ddim", "ddim_uniform")
+        assert all(torch.isfinite(o["samples"]).all() for o in out)
+        evals[cfg] = counts["samples"]
+    assert evals == {7.5: 2 * 5 * 2, 1.0: 2 * 5}  # two passes of five steps; cond+uncond vs cond only
+
+
+def test_one_progress_bar_across_both_passes_and_interrupt_within_a_step(host, models):
+    import comfy.model_management as mm
+    import comfy.utils
+
+    brackets = pack_module(host, "nodes.brackets")
+    model = load_denoiser(host)
+    pos, neg = conditioning(host, models), conditioning(host, models, "")
+    latent = {"samples": torch.zeros(1, 4, 8, 8)}
+    seen = []
+    comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: seen.append((value, total)))
+    try:
+        brackets.run_brackets(model, pos, neg, latent, 1, 4, 1.0, "ddim", "ddim_uniform")
+    finally:
+        comfy.utils.set_progress_bar_global_hook(None)
+    # ComfyUI throttles what reaches the hook; one bar of 2 x 4 steps, never reset between passes
+    values = [v for v, _ in seen]
+    assert {t for _, t in seen} == {8} and values == sorted(values) and values[-1] == 8
+
+    counted, counts = count_evaluations(model)
+
+    def interrupt_at_third(apply_model, args):
+        counts["calls"] += 1
+        if counts["calls"] == 3:
+            mm.interrupt_current_processing(True)
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    counted.set_model_unet_function_wrapper(interrupt_at_third)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            brackets.run_brackets(counted, pos, neg, latent, 1, 20, 1.0, "ddim", "ddim_uniform")
+    finally:
+        mm.interrupt_current_processing(False)
+    assert counts["calls"] == 3  # stopped inside the third UNet evaluation, not after the pass
+
+
+def test_a_four_channel_unet_is_refused(host, models, tmp_path):
+    import comfy.model_patcher
+    import comfy.supported_models
+
+    from lediff_core.unet_config import ldm_unet_config
+    plain = ldm_unet_config({**fx.UNET_CONFIG, "in_channels": 4}, require_channels=None)
+    sd15 = comfy.supported_models.SD15(plain).get_model({}, "")
+    model = comfy.model_patcher.ModelPatcher(sd15, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
+    brackets = pack_module(host, "nodes.brackets")
+    with pytest.raises(ValueError, match="takes 4 input channels; a bracket needs an 8-channel LEDiff"):
+        brackets.run_brackets(model, [], [], {"samples": torch.zeros(1, 4, 8, 8)}, 0, 2, 1.0, "ddim",
+                              "ddim_uniform")
+    # and a folder whose unet/ has 4 input channels cannot be loaded as a denoiser
+    fx.write_official_folder(models["lediff"], "plain_sd_unet",
+                             unet_config={**fx.UNET_CONFIG, "in_channels": 4}, extras=False)
+    with pytest.raises(ValueError, match="4 input channels; a LEDiff bracket denoiser has 8"):
+        load_denoiser(host, "plain_sd_unet")
+
+
+def test_bad_inputs_are_clear_errors(host, models):
+    write_photo(host)
+    g = bracket_graph(steps=2, save_latents=False)
+    g["30"] = {"class_type": "EmptySD3LatentImage", "inputs": {"width": 64, "height": 48, "batch_size": 1}}
+    g["8"]["inputs"]["latent"] = ["30", 0]
+    with pytest.raises(GraphError, match="16 channels"):
+        host.run(g)
+
+    g = bracket_graph(steps=2, save_latents=False)
+    g["31"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
+    g["9"]["inputs"]["bright"] = ["31", 0]
+    with pytest.raises(GraphError, match="differ in batch or size"):
+        host.run(g)
+    assert not os.path.exists(os.path.join(host.output_dir, "LEDiff"))
+
+    hdr_vae = host.node_class("LEDiffLoadHDRVAE").execute(MODEL)[0]
+    nan = torch.zeros(1, 4, 6, 8)
+    nan[0, 1, 2, 3] = float("inf")
+    with pytest.raises(ValueError, match="1 NaN/Inf"):
+        host.node_class("LEDiffLatentExposureFusion").execute(hdr_vae, {"samples": nan},
+                                                              {"samples": nan}, {"samples": nan})
+
+
+def test_broken_model_folders_are_clear_errors(host, models):
+    os.makedirs(os.path.join(models["lediff"], "not_a_model"), exist_ok=True)
+    with pytest.raises(ValueError, match="no unet/ folder"):
+        load_denoiser(host, "not_a_model")
+    broken = os.path.join(models["lediff"], "broken_keys")
+    shutil.copytree(models["highlight"], broken, dirs_exist_ok=True)
+    from safetensors.torch import load_file, save_file
+    path = os.path.join(broken, "unet", "diffusion_pytorch_model.safetensors")
+    sd = load_file(path)
+    sd.pop("conv_in.bias")
+    sd["conv_in.extra"] = torch.zeros(1)
+    save_file(sd, path)
+    with pytest.raises(ValueError, match=r"missing key\(s\): conv_in.bias.*unexpected key\(s\): conv_in.extra"):
+        load_denoiser(host, "broken_keys")
+
+
+def test_blend_with_ldr_keeps_unclipped_photo_and_anchors(host, models):
+    gen = torch.Generator().manual_seed(0)
+    ldr = torch.rand(1, 51, 70, 3, generator=gen) * 0.85 + 0.05  # nothing clipped
+    # ComfyUI's VAE Encode crops 51x70 to 48x64, centred: rows 1..48, columns 3..66
+    crop = ldr[:, 1:49, 3:67]
+    hdr_in = crop ** 2.5 * 8  # an HDR that is exactly the photo under gamma 2.5 and +3 stops
+    blend = host.node_class("LEDiffBlendLDR")
+    out, mask = blend.execute(ldr, hdr_in, "released", "none", 50.0, 0.18).args
+    assert mask.shape == (1, 48, 64) and mask.max() == 0
+    assert torch.allclose(out, hdr_in, rtol=1e-3)
+    out, mask = blend.execute(ldr, hdr_in * 3, "none", "percentile", 50.0, 0.18).args
+    assert mask.min() == 1
+    y = 0.2126 * out[..., 0] + 0.7152 * out[..., 1] + 0.0722 * out[..., 2]
+    assert abs(torch.quantile(y.flatten(), 0.5).item() - 0.18) < 1e-4
+    with pytest.raises(ValueError, match="resize the LDR"):
+        blend.execute(torch.rand(1, 20, 20, 3), hdr_in, "released", "none", 50.0, 0.18)
