@@ -7,13 +7,12 @@ layers to zero, which would hide wrongly wired branches.
 
 from __future__ import annotations
 
+import diffusers  # test-only reference (requirements-dev.txt): a missing install fails, never skips
 import pytest
 import torch
 import torch.nn.functional as F
 
 from lediff_core.vae import AutoencoderKL, Upsample2D, VAEConfigError, WeightKeyError, parse_vae_config
-
-diffusers = pytest.importorskip("diffusers")
 
 TOL = 1e-5
 
@@ -216,6 +215,13 @@ def test_ldm_format_checkpoint_gets_a_hint():
     _, ours = _pair(CONFIGS["2 blocks, groups 8"])
     state = {"first_stage_model.encoder.down.0.block.0.norm1.weight": torch.zeros(32)}
     with pytest.raises(WeightKeyError, match="original Stable Diffusion"):
+        ours.load_weights(state)
+
+
+def test_prefixed_keys_get_a_hint():
+    ref, ours = _pair(CONFIGS["2 blocks, groups 8"])
+    state = {f"vae.{k}": v for k, v in ref.state_dict().items()}
+    with pytest.raises(WeightKeyError, match="Every key starts with 'vae'"):
         ours.load_weights(state)
 
 

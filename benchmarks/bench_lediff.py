@@ -1,0 +1,180 @@
+"""LEDiff inference benchmark: ratios against baselines measured in the same run.
+
+    .dev/venv/bin/python benchmarks/bench_lediff.py [--repeat N] [--memory-sizes 1024x1024,2048x1024]
+
+1. HDR Decode vs ComfyUI's VAE Decode of the same latent with the same decoder weights (SD-sized
+   AutoencoderKL config, random weights, CPU): median seconds, ratio (target <= 1.05).
+2. UNet evaluations (batch entries through the UNet) per bracket node at CFG 7.5 and CFG 1, counted
+   with ComfyUI's UNet function wrapper on a small fixture denoiser, and the time ratio.
+3. Peak memory (process peak RSS minus RSS before decoding, each case in a fresh subprocess) of HDR
+   Decode and of core VAE Decode at the given image sizes, SD-sized decoder, CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+
+SD_VAE = {"_class_name": "AutoencoderKL", "in_channels": 3, "out_channels": 3, "latent_channels": 4,
+          "block_out_channels": [128, 256, 512, 512], "layers_per_block": 2,
+          "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
+          "norm_num_groups": 32, "act_fn": "silu", "sample_size": 512, "scaling_factor": 0.18215}
+
+
+def start_host(work):
+    from comfy_harness import ComfyHost
+
+    host = ComfyHost.start()
+    host.use_folders(work)
+    return host
+
+
+def sd_sized_hdr_vae(host):
+    """(LEDIFF_HDR_VAE value, core VAE) with the same random SD-sized weights."""
+    import importlib
+
+    import lediff_fixtures as fx
+    import torch
+
+    package = host.node_class("LEDiffSaveEXR").__module__.rsplit(".", 2)[0]
+    models = importlib.import_module(f"{package}.nodes.lediff_models")
+    hdr_vae_mod = importlib.import_module(f"{package}.lediff_core.hdr_vae")
+    sd = {k: v.contiguous() for k, v in fx.make_vae(SD_VAE, seed=7).state_dict().items()}
+    with torch.no_grad():
+        sd = {k: v * 0.5 if k.startswith("decoder.conv_out") else v for k, v in sd.items()}  # keep exp() finite
+    core = hdr_vae_mod.HDRVAE(SD_VAE, dict(sd), fx.fusion_state_dict(), "bench")
+    return models.HDRVAEModel(core, "bench"), models.build_comfy_vae(SD_VAE, dict(sd), "bench")
+
+
+def timed(fns, repeat):
+    times = [[] for _ in fns]
+    for _ in range(repeat):
+        for fn, t in zip(fns, times, strict=True):
+            start = time.perf_counter()
+            fn()
+            t.append(time.perf_counter() - start)
+    return [statistics.median(t) for t in times]
+
+
+def decode_speed(host, repeat, size=(512, 512)):
+    import torch
+
+    hdr_vae, vae = sd_sized_hdr_vae(host)
+    latent = {"samples": torch.randn(1, 4, size[1] // 8, size[0] // 8, generator=torch.Generator().manual_seed(0))}
+    ours, core = host.node_class("LEDiffHDRDecode"), host.node_class("VAEDecode")()
+    out = ours.execute(hdr_vae, latent).args[0]
+    ref = core.decode(vae, latent)[0]
+    # same decoder: core's (x + 1) / 2, clamped, against our exp(x)
+    log_ours = torch.log(out)
+    core_raw = ref * 2 - 1
+    inside = (core_raw > -0.99) & (core_raw < 0.99)
+    agree = (log_ours[inside] - core_raw[inside]).abs().max().item()
+    t_ours, t_core = timed([lambda: ours.execute(hdr_vae, latent), lambda: core.decode(vae, latent)], repeat)
+    return t_ours, t_core, agree
+
+
+def unet_evaluations(host, repeat):
+    import importlib
+
+    import torch
+    from lediff_graphs import register_fixture_models
+
+    package = host.node_class("LEDiffSaveEXR").__module__.rsplit(".", 2)[0]
+    brackets = importlib.import_module(f"{package}.nodes.brackets")
+    models = register_fixture_models(tempfile.mkdtemp(prefix="lediff_bench_models_"))
+    clip = host.node_class("CLIPLoader")().load_clip(os.path.basename(models["clip"]), "stable_diffusion")[0]
+    pos = host.node_class("CLIPTextEncode")().encode(clip, "a photo")[0]
+    neg = host.node_class("CLIPTextEncode")().encode(clip, "")[0]
+    model = host.node_class("LEDiffLoadDenoiser").execute("LEDiff_highlight")[0]
+    latent = {"samples": torch.randn(1, 4, 32, 32)}
+    counts = {}
+
+    def counting(apply_model, args):
+        counts["n"] += args["input"].shape[0]
+        return apply_model(args["input"], args["timestep"], **args["c"])
+
+    model = model.clone()
+    model.set_model_unet_function_wrapper(counting)
+    result, runs = {}, {}
+    for cfg in (7.5, 1.0):
+        counts["n"] = 0
+        brackets.run_brackets(model, pos, neg, latent, 0, 50, cfg, "ddim", "ddim_uniform")
+        result[cfg] = counts["n"]
+        runs[cfg] = (lambda cfg=cfg: brackets.run_brackets(model, pos, neg, latent, 0, 50, cfg, "ddim", "ddim_uniform"))
+    times = timed([runs[7.5], runs[1.0]], repeat)
+    return result, times
+
+
+def memory_case(method, size):
+    """Run in a fresh process: peak RSS growth while decoding one latent of ``size``."""
+    import torch
+
+    host = start_host(tempfile.mkdtemp(prefix="lediff_bench_"))
+    hdr_vae, vae = sd_sized_hdr_vae(host)
+    w, h = size
+    latent = {"samples": torch.randn(1, 4, h // 8, w // 8)}
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    rss_now = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    start = time.perf_counter()
+    if method == "ours":
+        host.node_class("LEDiffHDRDecode").execute(hdr_vae, latent)
+    else:
+        host.node_class("VAEDecode")().decode(vae, latent)
+    seconds = time.perf_counter() - start
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    print(json.dumps({"peak_growth_mb": (peak - max(before, rss_now)) / 1024, "seconds": seconds}))
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--memory-sizes", default="1024x1024,2048x1024")
+    parser.add_argument("--memory-case", nargs=2, help=argparse.SUPPRESS)
+    opts = parser.parse_args()
+    if opts.memory_case:
+        method, size = opts.memory_case
+        memory_case(method, tuple(int(v) for v in size.split("x")))
+        return
+
+    import torch
+
+    torch.set_grad_enabled(False)
+    host = start_host(tempfile.mkdtemp(prefix="lediff_bench_"))
+    print(f"torch threads {torch.get_num_threads()}, device {host.nodes.comfy.model_management.get_torch_device()}")
+
+    t_ours, t_core, agree = decode_speed(host, opts.repeat)
+    print("\n1. decode of a 64x64 latent (512x512 image), SD-sized decoder, random weights")
+    print(f"   HDR Decode {t_ours:.3f} s | core VAE Decode {t_core:.3f} s | ratio {t_ours / t_core:.3f} "
+          f"(target <= 1.05: {'MET' if t_ours / t_core <= 1.05 else 'MISSED'}); "
+          f"same decoder output to {agree:.1e} (log space vs core's unclamped range)")
+
+    evals, (t75, t1) = unet_evaluations(host, opts.repeat)
+    print("\n2. UNet evaluations per bracket node (2 passes x 50 steps, 32x32 latent, fixture denoiser)")
+    print(f"   CFG 7.5: {evals[7.5]} | CFG 1: {evals[1.0]} | ratio {evals[1.0] / evals[7.5]:.2f}; "
+          f"time CFG 1 / CFG 7.5 = {t1 / t75:.2f}")
+
+    print("\n3. peak memory growth while decoding (fresh process per case), SD-sized decoder, CPU")
+    for size in opts.memory_sizes.split(","):
+        rows = {}
+        for method in ("ours", "core"):
+            out = subprocess.run([sys.executable, __file__, "--memory-case", method, size],
+                                 capture_output=True, text=True, check=True).stdout
+            rows[method] = json.loads(out.strip().splitlines()[-1])
+        o, c = rows["ours"], rows["core"]
+        print(f"   {size}: HDR Decode {o['peak_growth_mb']:.0f} MB in {o['seconds']:.1f} s | core VAE Decode "
+              f"{c['peak_growth_mb']:.0f} MB in {c['seconds']:.1f} s | memory ratio "
+              f"{o['peak_growth_mb'] / c['peak_growth_mb']:.2f}")
+
+
+if __name__ == "__main__":
+    main()
