@@ -64,10 +64,17 @@ class HDRVAE(nn.Module):
         fused, weights = self.fusion([b * self.scaling_factor for b in brackets])
         return fused / self.scaling_factor, weights
 
-    def decode_log(self, latent: torch.Tensor) -> torch.Tensor:
-        """Unscaled latent [B, C, h, w] -> natural-log HDR [B, 3, H, W] (the decoder's raw output)."""
-        return self.vae.decode(latent)
+    def decode_log(self, latent: torch.Tensor, wrap_x: bool = False, tile: int = 0, on_tile=None) -> torch.Tensor:
+        """Unscaled latent [B, C, h, w] -> natural-log HDR [B, 3, H, W] (the decoder's raw output).
 
-    def decode_hdr(self, latent: torch.Tensor) -> torch.Tensor:
+        ``wrap_x``: the image is a 360-degree panorama, seamless across its left/right edge.
+        ``tile`` (latent pixels, 0 = one piece): decode in tiles overlapping by a quarter tile.
+        """
+        h, w = latent.shape[-2:]
+        if tile and (h > tile or w > tile):
+            return self.vae.decode_tiled(latent, tile, max(tile // 4, 1), wrap_x, on_tile)
+        return self.vae.decode(latent, wrap_x)
+
+    def decode_hdr(self, latent: torch.Tensor, wrap_x: bool = False, tile: int = 0, on_tile=None) -> torch.Tensor:
         """Unscaled latent -> linear HDR [B, H, W, 3] (ComfyUI IMAGE layout), exp of the decoder."""
-        return torch.exp(self.decode_log(latent).float()).movedim(1, -1)
+        return torch.exp(self.decode_log(latent, wrap_x, tile, on_tile).float()).movedim(1, -1)

@@ -9,6 +9,7 @@ from comfy_api.latest import io
 
 from ..lediff_core.blend import PRESETS, anchor_exposure, blend_with_ldr
 from ..lediff_core.hdr_vae import check_brackets, check_latent
+from ..lediff_core.tiling import tile_count
 from ..lediff_core.tonemap import tone_map
 
 HDR_VAE = io.Custom("LEDIFF_HDR_VAE")
@@ -72,6 +73,13 @@ class HDRDecode(io.ComfyNode):
             inputs=[
                 HDR_VAE.Input("hdr_vae", tooltip="From Load HDR VAE."),
                 io.Latent.Input("latent", tooltip="Usually from Latent Exposure Fusion."),
+                io.Boolean.Input("wrap_x", default=False, optional=True,
+                                 tooltip="The latent is a 360-degree panorama: the decoder wraps "
+                                 "horizontally, so the left and right edges join seamlessly."),
+                io.Int.Input("tile_size", default=0, min=0, max=16384, step=64, optional=True,
+                             tooltip="0: decode in one piece. Otherwise decode in tiles of this many "
+                             "pixels overlapping by a quarter tile, in bounded memory (e.g. 512 for a "
+                             "4096x2048 panorama)."),
             ],
             outputs=[
                 io.Image.Output("hdr", tooltip="Linear HDR (exp of the decoder output; arbitrary global "
@@ -81,18 +89,28 @@ class HDRDecode(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, hdr_vae, latent) -> io.NodeOutput:
+    def execute(cls, hdr_vae, latent, wrap_x=False, tile_size=0) -> io.NodeOutput:
         samples = latent["samples"]
         check_latent(samples, "latent", hdr_vae.core.latent_channels)
-        device = hdr_vae.load(samples.shape)
-        progress = comfy.utils.ProgressBar(samples.shape[0])
+        tile = tile_size // 8
+        b, _, h, w = samples.shape
+        tiles = tile_count(h, w, tile, max(tile // 4, 1), wrap_x) if tile and (h > tile or w > tile) else 1
+        device = hdr_vae.load((1, 4, min(h, tile or h), min(w, tile or w)))
+        progress = comfy.utils.ProgressBar(b * tiles)
+
+        def on_tile():
+            progress.update(1)
+            mm.throw_exception_if_processing_interrupted()
+
         images = []
         with torch.inference_mode():
-            for i in range(samples.shape[0]):  # one image at a time bounds the decoder's memory
+            for i in range(b):  # one image at a time bounds the decoder's memory
                 mm.throw_exception_if_processing_interrupted()
                 z = samples[i:i + 1].to(device, hdr_vae.dtype)
-                images.append(hdr_vae.core.decode_hdr(z).to(mm.intermediate_device()))
-                progress.update(1)
+                images.append(hdr_vae.core.decode_hdr(z, wrap_x, tile, on_tile if tiles > 1 else None)
+                              .to(mm.intermediate_device()))
+                if tiles == 1:
+                    progress.update(1)
         hdr = torch.cat(images).float()
         return io.NodeOutput(hdr, tone_map(hdr, "aces", auto_exposure=True))
 

@@ -144,7 +144,7 @@ def test_irradiance_formula_matches_ramamoorthi_hanrahan_eq13():
     sh = torch.randn(9, 3, dtype=D64, generator=g)
     n = torch.nn.functional.normalize(torch.randn(50, 3, dtype=D64, generator=g), dim=-1)
     x, y, z = (n[:, i : i + 1] for i in range(3))
-    L00, L1m1, L10, L11, L2m2, L2m1, L20, L21, L22 = sh  # noqa: N806 (the paper's names)
+    L00, L1m1, L10, L11, L2m2, L2m1, L20, L21, L22 = sh
     e = (
         c1 * L22 * (x * x - y * y)
         + c3 * L20 * z * z
@@ -154,7 +154,7 @@ def test_irradiance_formula_matches_ramamoorthi_hanrahan_eq13():
         + 2 * c2 * (L11 * x + L1m1 * y + L10 * z)
     )
     ours = diffuse_radiance(sh, n, clamp_negative=False) * math.pi
-    assert torch.allclose(ours, e, atol=1e-5 * sh.abs().max().item() * 10)
+    assert torch.allclose(ours, e, atol=1e-4 * sh.abs().max().item())  # c1..c5 are published to 6 digits
 
 
 # --- rendering: closed-form cases ----------------------------------------------------------------
@@ -306,6 +306,9 @@ def test_real_hdri_sunset():
     ours = diffuse_radiance(irradiance_sh9(radiance), normals, clamp_negative=False)
     bound = 3 / 32 * flux_map.sum((0, 1)) / math.pi
     assert ((ours - truth).abs() <= bound + 1e-9).all()
+    # Empirical regression check for this image (not a theorem): the worst error is ~2.4 % of the
+    # brightest irradiance, in line with the few-percent errors Ramamoorthi & Hanrahan report.
+    assert ((ours - truth).abs().amax(0) < 0.04 * truth.amax(0)).all()
 
 
 @pytest.mark.parametrize("bad", [(64, 128), (1, 64, 128, 2)])
