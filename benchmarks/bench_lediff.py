@@ -6,8 +6,11 @@
    AutoencoderKL config, random weights, CPU): median seconds, ratio (target <= 1.05).
 2. UNet evaluations (batch entries through the UNet) per bracket node at CFG 7.5 and CFG 1, counted
    with ComfyUI's UNet function wrapper on a small fixture denoiser, and the time ratio.
-3. Peak memory (process peak RSS minus RSS before decoding, each case in a fresh subprocess) of HDR
-   Decode and of core VAE Decode at the given image sizes, SD-sized decoder, CPU.
+3. Peak memory (process peak RSS minus RSS before decoding, each case in a fresh subprocess) and time
+   of HDR Decode in one piece, HDR Decode tiled (tile_size 512), and core VAE Decode at the given
+   image sizes, SD-sized decoder, CPU. A case killed for lack of memory is reported as such.
+
+Run a single case: --memory-case {ours,ours_tiled,core} WIDTHxHEIGHT.
 """
 
 from __future__ import annotations
@@ -128,6 +131,8 @@ def memory_case(method, size):
     start = time.perf_counter()
     if method == "ours":
         host.node_class("LEDiffHDRDecode").execute(hdr_vae, latent)
+    elif method == "ours_tiled":
+        host.node_class("LEDiffHDRDecode").execute(hdr_vae, latent, False, 512)
     else:
         host.node_class("VAEDecode")().decode(vae, latent)
     seconds = time.perf_counter() - start
@@ -165,15 +170,25 @@ def main():
 
     print("\n3. peak memory growth while decoding (fresh process per case), SD-sized decoder, CPU")
     for size in opts.memory_sizes.split(","):
-        rows = {}
-        for method in ("ours", "core"):
-            out = subprocess.run([sys.executable, __file__, "--memory-case", method, size],
-                                 capture_output=True, text=True, check=True).stdout
-            rows[method] = json.loads(out.strip().splitlines()[-1])
-        o, c = rows["ours"], rows["core"]
-        print(f"   {size}: HDR Decode {o['peak_growth_mb']:.0f} MB in {o['seconds']:.1f} s | core VAE Decode "
-              f"{c['peak_growth_mb']:.0f} MB in {c['seconds']:.1f} s | memory ratio "
-              f"{o['peak_growth_mb'] / c['peak_growth_mb']:.2f}")
+        rows = {method: run_memory_case(method, size) for method in ("ours", "ours_tiled", "core")}
+        print(f"   {size}: " + " | ".join(f"{m} {describe(r)}" for m, r in rows.items()))
+        if rows["ours"] and rows["ours_tiled"]:
+            ratio = rows["ours_tiled"]["peak_growth_mb"] / rows["ours"]["peak_growth_mb"]
+            print(f"   {size}: tiled / one-piece peak memory {ratio:.2f}")
+
+
+def run_memory_case(method, size):
+    proc = subprocess.run([sys.executable, __file__, "--memory-case", method, size], capture_output=True, text=True)
+    if proc.returncode in (-9, 137):
+        return None  # killed by the kernel: out of memory
+    proc.check_returncode()
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def describe(row):
+    if row is None:
+        return "killed: out of memory (24 GB machine)"
+    return f"{row['peak_growth_mb']:.0f} MB in {row['seconds']:.1f} s"
 
 
 if __name__ == "__main__":

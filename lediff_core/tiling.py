@@ -37,6 +37,51 @@ def _ramp(n: int, overlap: int, fade_start: bool, fade_end: bool) -> torch.Tenso
     return w
 
 
+def blend_tiles(
+    produce: Callable[[int, int, torch.Tensor], torch.Tensor],
+    h: int,
+    w: int,
+    tile: int,
+    overlap: int,
+    scale: int = 1,
+    wrap_x: bool = False,
+    on_tile: Callable[[], None] | None = None,
+) -> torch.Tensor:
+    """Blend ``produce(y0, y1, cols)`` over overlapping tiles of an h x w grid.
+
+    ``produce`` returns the output for rows y0:y1 and the columns ``cols`` (a LongTensor: contiguous,
+    or running across the right edge and on from the left when ``wrap_x``) as [B, C, rows*scale,
+    len(cols)*scale]. Returns the blended [B, C, h*scale, w*scale] float32 result.
+    """
+    if overlap >= tile:
+        raise ValueError(f"tile overlap {overlap} must be smaller than the tile {tile}")
+    step = tile - overlap
+    periodic = wrap_x and w > tile
+    cols = [i * step for i in range(math.ceil(w / step))] if periodic else _starts(w, tile, step)
+    out = weight = None
+    px_overlap = overlap * scale
+    for y0 in _starts(h, tile, step):
+        y1 = min(y0 + tile, h)
+        for x0 in cols:
+            idx = torch.arange(x0, min(x0 + tile, w) if not periodic else x0 + tile) % w
+            piece = produce(y0, y1, idx).float()
+            if out is None:
+                out = torch.zeros(piece.shape[0], piece.shape[1], h * scale, w * scale, device=piece.device)
+                weight = torch.zeros(1, 1, h * scale, w * scale, device=piece.device)
+            th, tw = piece.shape[-2:]
+            wy = _ramp(th, px_overlap, y0 > 0, y1 < h)
+            wx = _ramp(tw, px_overlap, periodic or x0 > 0, periodic or x0 + tile < w)
+            mask = (wy[:, None] * wx[None, :]).to(piece.device)
+            px = (torch.arange(tw, device=piece.device) + x0 * scale) % (w * scale)
+            rows = slice(y0 * scale, y0 * scale + th)
+            out[:, :, rows].index_add_(3, px, piece * mask)
+            weight[:, :, rows].index_add_(3, px, mask[None, None])
+            del piece
+            if on_tile is not None:
+                on_tile()
+    return out / weight
+
+
 def decode_tiled(
     decode: Callable[[torch.Tensor], torch.Tensor],
     latent: torch.Tensor,
@@ -47,48 +92,13 @@ def decode_tiled(
     on_tile: Callable[[], None] | None = None,
 ) -> torch.Tensor:
     """Decode ``latent`` [B, C, h, w] in tiles of ``tile`` x ``tile`` latent pixels overlapping by
-    ``overlap``; ``decode`` maps a latent tile to its [B, 3, th*scale, tw*scale] output.
+    ``overlap``; ``decode`` maps a latent tile to its [B, 3, th*scale, tw*scale] output."""
+    h, w = latent.shape[-2:]
 
-    Returns the blended [B, 3, h*scale, w*scale] float32 output on the latent's device. ``on_tile``
-    is called after each tile (progress, interrupts).
-    """
-    b, _, h, w = latent.shape
-    if overlap >= tile:
-        raise ValueError(f"tile overlap {overlap} must be smaller than the tile {tile}")
-    step = tile - overlap
-    rows = _starts(h, tile, step)
-    periodic = wrap_x and w > tile
-    cols = [i * step for i in range(math.ceil(w / step))] if periodic else _starts(w, tile, step)
-    out = weight = None
-    px_overlap = overlap * scale
-    for y0 in rows:
-        y1 = min(y0 + tile, h)
-        for x0 in cols:
-            if periodic:
-                idx = torch.arange(x0, x0 + tile, device=latent.device) % w
-                piece = decode(latent[:, :, y0:y1].index_select(3, idx)).float()
-            else:
-                piece = decode(latent[:, :, y0:y1, x0:min(x0 + tile, w)]).float()
-            if out is None:
-                out = torch.zeros(b, piece.shape[1], h * scale, w * scale, device=piece.device)
-                weight = torch.zeros(1, 1, h * scale, w * scale, device=piece.device)
-            th, tw = piece.shape[-2:]
-            wy = _ramp(th, px_overlap, y0 > 0, y1 < h)
-            wx = _ramp(tw, px_overlap, periodic or x0 > 0, periodic or x0 + tile < w)
-            mask = (wy[:, None] * wx[None, :]).to(piece.device)
-            if periodic:
-                px = torch.arange(x0 * scale, x0 * scale + tw, device=piece.device) % (w * scale)
-                out[:, :, y0 * scale:y0 * scale + th].index_add_(3, px, piece * mask)
-                weight[:, :, y0 * scale:y0 * scale + th].index_add_(3, px, mask[None, None].expand(1, 1, -1, -1))
-            else:
-                region = (slice(None), slice(None), slice(y0 * scale, y0 * scale + th),
-                          slice(x0 * scale, x0 * scale + tw))
-                out[region] += piece * mask
-                weight[region] += mask
-            del piece
-            if on_tile is not None:
-                on_tile()
-    return out / weight
+    def produce(y0, y1, cols):
+        return decode(latent[:, :, y0:y1].index_select(3, cols.to(latent.device)))
+
+    return blend_tiles(produce, h, w, tile, overlap, scale, wrap_x, on_tile)
 
 
 def tile_count(h: int, w: int, tile: int, overlap: int, wrap_x: bool = False) -> int:

@@ -17,6 +17,7 @@ import torch
 from comfy_api.latest import io
 
 from ..lediff_core.hdr_vae import check_latent
+from ..lediff_core.tiling import blend_tiles
 from ..lediff_core.unet_config import LEDIFF_IN_CHANNELS
 
 SEED_OFFSET_PASS_B = 22  # the official release's second-pass seed
@@ -51,11 +52,40 @@ def _bracket_pass(model, positive, negative, condition, seed, steps, cfg, sample
                                denoise=1.0, callback=on_step, disable_pbar=True, seed=seed)
 
 
-def run_brackets(model, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler):
-    """(input, pass A, pass B) LATENT dicts; the input dict's other keys are kept on all three."""
+def tiled_model(model, tile: int, wrap_x: bool):
+    """A clone of ``model`` whose UNet runs on overlapping ``tile`` x ``tile`` latent tiles (a quarter
+    tile of overlap) and blends the predictions at every step, so large latents need only a tile's
+    worth of UNet memory. With ``wrap_x`` the tiles continue across the left/right edge."""
+
+    def wrapper(apply_model, args):
+        x, t, c = args["input"], args["timestep"], args["c"]
+        concat = c.get("c_concat")
+
+        def produce(y0, y1, cols):
+            cols = cols.to(x.device)
+            sub = dict(c)
+            if concat is not None:  # the condition latent is tiled exactly like the noisy one
+                sub["c_concat"] = concat[:, :, y0:y1].index_select(3, cols)
+            return apply_model(x[:, :, y0:y1].index_select(3, cols), t, **sub)
+
+        return blend_tiles(produce, x.shape[-2], x.shape[-1], tile, max(tile // 4, 1), 1, wrap_x).to(x.dtype)
+
+    clone = model.clone()
+    clone.set_model_unet_function_wrapper(wrapper)
+    return clone
+
+
+def run_brackets(model, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler,
+                 tile_size=0, wrap_x=False):
+    """(input, pass A, pass B) LATENT dicts; the input dict's other keys are kept on all three.
+
+    ``tile_size`` (pixels, 0 = off): latents larger than this are denoised in overlapping tiles."""
     _check_denoiser(model)
     samples = latent["samples"]
     check_latent(samples, "latent")
+    tile = tile_size // 8
+    if tile and (samples.shape[-2] > tile or samples.shape[-1] > tile):
+        model = tiled_model(model, tile, wrap_x)
     progress = comfy.utils.ProgressBar(2 * steps)  # one bar across both passes
     batch_index = latent.get("batch_index")
     a = _bracket_pass(model, positive, negative, samples, seed, steps, cfg, sampler_name, scheduler,
@@ -84,6 +114,12 @@ def _inputs(direction: str):
                        tooltip="Sampler (ddim + ddim_uniform reproduce the official DDIM loop)."),
         io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="ddim_uniform",
                        tooltip="Noise schedule."),
+        io.Int.Input("tile_size", default=0, min=0, max=16384, step=64, optional=True,
+                     tooltip="0: off. Latents larger than this many pixels are denoised in overlapping "
+                     "tiles (predictions blended every step), bounding the UNet's memory on small GPUs."),
+        io.Boolean.Input("wrap_x", default=False, optional=True,
+                         tooltip="With tiles: the latent is a 360-degree panorama, tiles continue across "
+                         "the left/right edge."),
     ]
 
 
@@ -104,10 +140,10 @@ class HighlightBracket(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, positive, negative, latent, seed, steps, cfg, sampler_name,
-                scheduler) -> io.NodeOutput:
+    def execute(cls, model, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler,
+                tile_size=0, wrap_x=False) -> io.NodeOutput:
         given, a, b = run_brackets(model, positive, negative, latent, seed, steps, cfg, sampler_name,
-                                   scheduler)
+                                   scheduler, tile_size, wrap_x)
         return io.NodeOutput(b, a, given)
 
 
@@ -128,10 +164,10 @@ class ShadowBracket(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, model, positive, negative, latent, seed, steps, cfg, sampler_name,
-                scheduler) -> io.NodeOutput:
+    def execute(cls, model, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler,
+                tile_size=0, wrap_x=False) -> io.NodeOutput:
         given, a, b = run_brackets(model, positive, negative, latent, seed, steps, cfg, sampler_name,
-                                   scheduler)
+                                   scheduler, tile_size, wrap_x)
         return io.NodeOutput(given, a, b)
 
 

@@ -208,3 +208,25 @@ def test_blend_with_ldr_keeps_unclipped_photo_and_anchors(host, models):
     assert abs(torch.quantile(y.flatten(), 0.5).item() - 0.18) < 1e-4
     with pytest.raises(ValueError, match="resize the LDR"):
         blend.execute(torch.rand(1, 20, 20, 3), hdr_in, "released", "none", 50.0, 0.18)
+
+
+def test_tiled_brackets_never_run_the_unet_on_more_than_a_tile(host, models):
+    brackets = pack_module(host, "nodes.brackets")
+    model = load_denoiser(host)
+    pos, neg = conditioning(host, models), conditioning(host, models, "")
+    latent = {"samples": torch.randn(1, 4, 16, 32, generator=torch.Generator().manual_seed(1))}
+    shapes = []
+    unet = model.get_model_object("diffusion_model")
+    handle = unet.register_forward_pre_hook(lambda m, args: shapes.append(tuple(args[0].shape[-2:])))
+    try:
+        for wrap in (False, True):
+            out = brackets.run_brackets(model, pos, neg, latent, 3, 2, 1.0, "ddim", "ddim_uniform", 128, wrap)
+            assert all(o["samples"].shape == (1, 4, 16, 32) and torch.isfinite(o["samples"]).all() for o in out)
+        assert set(shapes) == {(16, 16)}
+        shapes.clear()
+        # a tile as large as the latent means no tiling: the very same result as the plain node
+        plain = brackets.run_brackets(model, pos, neg, latent, 3, 2, 1.0, "ddim", "ddim_uniform")
+        same = brackets.run_brackets(model, pos, neg, latent, 3, 2, 1.0, "ddim", "ddim_uniform", 256)
+        assert torch.equal(plain[2]["samples"], same[2]["samples"]) and set(shapes) == {(16, 32)}
+    finally:
+        handle.remove()
