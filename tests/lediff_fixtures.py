@@ -133,3 +133,38 @@ def write_clip_l(path: str, seed: int = 4) -> str:
             sd[k] = (torch.randn(shape, generator=gen) * 0.02).half()
     save_file(sd, path)
     return path
+
+
+def write_sd15_checkpoint(path: str, seed: int = 5) -> str:
+    """A small random SD1.5-style checkpoint (original ldm key layout, as SD1.5 ships), which
+    ComfyUI's Load Checkpoint detects as SD1.5: a UNet with SD1.5's base width (320), context (768)
+    and head count but fewer blocks, SD's VAE encoder with a narrow decoder, and a random CLIP-L.
+    Needs ComfyUI imported (its model classes define the layout)."""
+    import tempfile
+
+    import comfy.ldm.models.autoencoder
+    import comfy.supported_models
+
+    unet_config = {"use_checkpoint": False, "image_size": 32, "in_channels": 4, "out_channels": 4,
+                   "model_channels": 320, "channel_mult": [1, 1], "num_res_blocks": [1, 1],
+                   "transformer_depth": [1, 0], "transformer_depth_output": [1, 1, 0, 0],
+                   "transformer_depth_middle": 1, "use_spatial_transformer": True,
+                   "use_linear_in_transformer": False, "context_dim": 768, "num_heads": 8,
+                   "num_head_channels": -1, "legacy": False, "adm_in_channels": None,
+                   "use_temporal_attention": False, "use_temporal_resblock": False}
+    unet = comfy.supported_models.SD15(unet_config).get_model({}, "").diffusion_model
+    ddconfig = {"double_z": True, "z_channels": 4, "resolution": 256, "in_channels": 3, "out_ch": 3,
+                "ch": 128, "ch_mult": [1, 2, 4, 4], "num_res_blocks": 2, "attn_resolutions": [], "dropout": 0.0}
+    vae = comfy.ldm.models.autoencoder.AutoencoderKL(ddconfig=ddconfig, embed_dim=4,
+                                                     decoder_ddconfig={**ddconfig, "ch": 32})
+    sd = {}
+    for prefix, module, s in (("model.diffusion_model.", unet, seed), ("first_stage_model.", vae, seed + 1)):
+        randomise(module, s, 0.03)
+        sd.update({prefix + k: v.half().contiguous() for k, v in module.state_dict().items()})
+    with tempfile.TemporaryDirectory() as tmp:
+        from safetensors.torch import load_file
+
+        clip = load_file(write_clip_l(os.path.join(tmp, "clip.safetensors"), seed + 2))
+    sd.update({"cond_stage_model.transformer." + k: v for k, v in clip.items()})
+    save_file(sd, path)
+    return path

@@ -5,71 +5,26 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
+from pathlib import Path
 
 import numpy as np
 import OpenEXR
 import pytest
+from comfy_server import ComfyServer, get_json
 
-from comfy_harness import COMFY_ROOT, REPO
 from lediff_testing import HDRI_DIR
 
-OUR_NODES = ("LEDiffSaveEXR", "LEDiffLoadEXR", "LEDiffToneMap")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def get_json(url, data=None, timeout=10):
-    body = None if data is None else json.dumps(data).encode()
-    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
-    with urllib.request.urlopen(req, timeout=timeout) as r:
-        return json.loads(r.read())
+OUR_NODES = ("LEDiffSaveEXR", "LEDiffLoadEXR", "LEDiffToneMap", "LEDiffLoadHDRVAE", "LEDiffLoadDenoiser",
+             "LEDiffHighlightBracket", "LEDiffShadowBracket", "LEDiffLatentExposureFusion", "LEDiffHDRDecode",
+             "LEDiffBlendLDR", "LEDiffPanoramaWrap", "LEDiffIBLPreview")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
-    base = tmp_path_factory.mktemp("comfy_base")
-    for d in ("custom_nodes", "models", "input", "output", "temp", "user"):
-        (base / d).mkdir()
-    os.symlink(REPO, base / "custom_nodes" / "lediff_hdr")
-    port = free_port()
-    log_path = base / "server.log"
-    log = open(log_path, "w")
-    proc = subprocess.Popen(
-        [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(port),
-         "--disable-auto-launch", "--base-directory", str(base), "--database-url", "sqlite:///:memory:"],
-        cwd=COMFY_ROOT, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"ComfyUI exited with {proc.returncode}:\n{log_path.read_text()[-4000:]}")
-        try:
-            get_json(url + "/system_stats", timeout=2)
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"ComfyUI did not start in 180 s:\n{log_path.read_text()[-4000:]}")
-            time.sleep(0.5)
-    yield {"url": url, "base": base, "log": log_path, "pid": proc.pid}
-    os.kill(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait()
-    log.close()
+    srv = ComfyServer(tmp_path_factory.mktemp("comfy_base"))
+    yield {"url": srv.url, "base": srv.base, "log": srv.log_path, "pid": srv.proc.pid, "srv": srv}
+    srv.stop()
 
 
 def test_object_info_lists_our_nodes(server):
@@ -83,7 +38,7 @@ def test_object_info_lists_our_nodes(server):
 
 
 def test_queued_graph_writes_an_exr(server):
-    shutil.copy(os.path.join(HDRI_DIR, "studio.exr"), server["base"] / "input")
+    shutil.copy(os.path.join(HDRI_DIR, "studio.exr"), os.path.join(server["base"], "input"))
     prompt = {
         "1": {"class_type": "LEDiffLoadEXR", "inputs": {"image": "studio.exr", "layer": ""}},
         "2": {"class_type": "LEDiffToneMap", "inputs": {"image": ["1", 0], "operator": "aces",
@@ -97,19 +52,11 @@ def test_queued_graph_writes_an_exr(server):
     workflow = {"nodes": [], "links": [], "version": 0.4}
     queued = get_json(server["url"] + "/prompt",
                       {"prompt": prompt, "extra_data": {"extra_pnginfo": {"workflow": workflow}}})
-    prompt_id = queued["prompt_id"]
-    deadline = time.monotonic() + 120
-    while True:
-        history = get_json(f"{server['url']}/history/{prompt_id}")
-        if prompt_id in history and history[prompt_id]["status"].get("completed") is not None:
-            break
-        assert time.monotonic() < deadline, "the prompt did not finish in 120 s"
-        time.sleep(0.5)
-    entry = history[prompt_id]
+    entry = server["srv"].wait_for_history(queued["prompt_id"], timeout=120)
     assert entry["status"]["status_str"] == "success", entry["status"]
     saved = entry["outputs"]["4"]["images"][0]
     assert saved == {"filename": "server_00001.exr", "subfolder": "LEDiff", "type": "output"}
-    path = server["base"] / "output" / "LEDiff" / "server_00001.exr"
+    path = Path(server["base"]) / "output" / "LEDiff" / "server_00001.exr"
     with OpenEXR.File(str(path)) as f:
         assert json.loads(f.header()["workflow"]) == workflow
         assert np.isfinite(f.channels()["RGB"].pixels).all()
@@ -121,7 +68,7 @@ def test_queued_graph_writes_an_exr(server):
 
 def test_start_up_log_has_no_import_failure_or_traceback(server):
     # read after the other tests, so the log also covers executing our nodes
-    text = server["log"].read_text()
+    text = Path(server["log"]).read_text()
     assert "IMPORT FAILED" not in text, text[-4000:]
     assert "Traceback" not in text, text[-4000:]
     assert "lediff_hdr" in text  # ComfyUI's import-times list names the pack

@@ -1,0 +1,135 @@
+"""Build workflows/*.json and their .jpg thumbnails in the real ComfyUI frontend.
+
+    .dev/venv/bin/python scripts/make_workflows.py [NAME ...]
+
+Starts the development host's server with this pack, opens its frontend in Debian's Chromium
+(Playwright, no browser download), builds each spec of scripts/workflow_specs.py node by node with
+the frontend's own API, and saves ``app.graph.serialize()`` — what the frontend's Save writes — plus a
+screenshot of the graph as the thumbnail. Existing files are replaced (these are sources we maintain).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import sys
+import tempfile
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [os.path.join(ROOT, "tests"), os.path.join(ROOT, "scripts")]
+
+from comfy_server import CHROMIUM, CHROMIUM_ARGS, ComfyServer  # noqa: E402
+from workflow_specs import WORKFLOWS  # noqa: E402
+
+BUILD_JS = """
+(spec) => {
+  const graph = app.graph;
+  graph.clear();
+  const made = {}, columnY = {};
+  for (const [id, type, col, widgets, title] of spec.nodes) {
+    const node = LiteGraph.createNode(type);
+    if (!node) throw new Error(`no node type ${type}`);
+    graph.add(node);
+    if (title) node.title = title;
+    for (const [name, value] of Object.entries(widgets)) {
+      const widget = type === "Note" ? node.widgets[0] : node.widgets?.find((w) => w.name === name);
+      if (!widget) throw new Error(`${type} has no widget ${name}`);
+      widget.value = value;
+    }
+    if (type === "Note") node.size = [360, 300];
+    const y = columnY[col] ?? 40;
+    node.pos = [40 + col * 400, y];
+    columnY[col] = y + node.size[1] + 70;
+    made[id] = node;
+  }
+  for (const [src, out, dst, inp] of spec.links) {
+    const s = made[src], d = made[dst];
+    // an output by name, or by type (core loaders name their outputs after the type)
+    let o = s.findOutputSlot(out);
+    if (o < 0) o = s.outputs.findIndex((slot) => slot.type === out);
+    const i = d.findInputSlot(inp);
+    if (o < 0 || i < 0) throw new Error(`bad link ${src}.${out} -> ${dst}.${inp}`);
+    s.connect(o, d, i);
+  }
+  graph.setDirtyCanvas(true, true);
+  return graph.serialize();
+}
+"""
+
+
+# the part of the page that shows the canvas (left of it: the sidebar; above: the tab bar and menu)
+VIEW = {"x": 70, "y": 100, "width": 2900, "height": 1580}
+
+
+def fit_view(page) -> dict:
+    """Scale and scroll the canvas so that every node fits in VIEW; returns the graph's screen box."""
+    return page.evaluate("""(view) => {
+        const nodes = app.graph._nodes;
+        const x0 = Math.min(...nodes.map(n => n.pos[0])), y0 = Math.min(...nodes.map(n => n.pos[1] - 36));
+        const x1 = Math.max(...nodes.map(n => n.pos[0] + n.size[0]));
+        const y1 = Math.max(...nodes.map(n => n.pos[1] + n.size[1]));
+        const ds = app.canvas.ds, ratio = window.devicePixelRatio || 1;
+        ds.scale = Math.min((view.width - 40) / (x1 - x0), (view.height - 40) / (y1 - y0));
+        ds.offset = [(view.x + 20) / ds.scale - x0, (view.y + 20) / ds.scale - y0];
+        app.canvas.setDirty(true, true);
+        return {x: view.x, y: view.y, width: Math.ceil((x1 - x0) * ds.scale) + 40,
+                height: Math.ceil((y1 - y0) * ds.scale) + 40};
+    }""", VIEW)
+
+
+def stand_ins(base):
+    """Empty files under the documented names, so the frontend shows no missing models."""
+    from PIL import Image
+    from workflow_specs import CHECKPOINT, HIGHLIGHT, PHOTO, SHADOW
+
+    os.makedirs(os.path.join(base, "models", "checkpoints"), exist_ok=True)
+    open(os.path.join(base, "models", "checkpoints", CHECKPOINT), "wb").close()
+    for name in (HIGHLIGHT, SHADOW):
+        os.makedirs(os.path.join(base, "models", "lediff", name, "unet"), exist_ok=True)
+    os.makedirs(os.path.join(base, "input"), exist_ok=True)
+    Image.new("RGB", (64, 64), (120, 140, 160)).save(os.path.join(base, "input", PHOTO))
+
+
+def open_frontend(browser, url):
+    page = browser.new_page(viewport={"width": 3000, "height": 1700})
+    page.goto(url, wait_until="networkidle", timeout=120000)
+    page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=120000)
+    page.keyboard.press("Escape")  # the template browser opens for a new user
+    page.evaluate("() => app.extensionManager.setting.set('Comfy.Minimap.Visible', false)")
+    page.wait_for_timeout(500)
+    return page
+
+
+def main(names):
+    from PIL import Image
+    from playwright.sync_api import sync_playwright
+
+    out_dir = os.path.join(ROOT, "workflows")
+    base = tempfile.mkdtemp(prefix="lediff_workflows_")
+    stand_ins(base)
+    server = ComfyServer(base)
+    try:
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+            page = open_frontend(browser, server.url)
+            for name in names or WORKFLOWS:
+                nodes, links = WORKFLOWS[name]()
+                workflow = page.evaluate(BUILD_JS, {"nodes": nodes, "links": links})
+                with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
+                    json.dump(workflow, f, indent=2)
+                    f.write("\n")
+                box = fit_view(page)
+                page.wait_for_timeout(800)
+                png = page.screenshot(clip=box)
+                image = Image.open(io.BytesIO(png)).convert("RGB")
+                image.thumbnail((960, 600))
+                image.save(os.path.join(out_dir, f"{name}.jpg"), quality=85)
+                print(name, len(workflow["nodes"]), "nodes")
+            browser.close()
+    finally:
+        server.stop()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,94 @@
+"""Starting and stopping a real ComfyUI server (main.py --cpu) with this pack in custom_nodes/."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+
+from comfy_harness import COMFY_ROOT, REPO
+
+CHROMIUM = "/usr/bin/chromium"
+# flags for a closed network: no background connections, no component updates
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-sync",
+                 "--disable-background-networking", "--disable-component-update"]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def get_json(url, data=None, timeout=10):
+    body = None if data is None else json.dumps(data).encode()
+    req = urllib.request.Request(url, data=body, headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+class ComfyServer:
+    def __init__(self, base, extra_args=()):
+        self.base = str(base)
+        for d in ("custom_nodes", "models", "input", "output", "temp", "user"):
+            os.makedirs(os.path.join(self.base, d), exist_ok=True)
+        link = os.path.join(self.base, "custom_nodes", "lediff_hdr")
+        if not os.path.islink(link):
+            os.symlink(REPO, link)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log_path = os.path.join(self.base, "server.log")
+        self._log = open(self.log_path, "w")
+        self.proc = subprocess.Popen(
+            [sys.executable, "main.py", "--cpu", "--listen", "127.0.0.1", "--port", str(self.port),
+             "--disable-auto-launch", "--base-directory", self.base, "--database-url", "sqlite:///:memory:",
+             *extra_args],
+            cwd=COMFY_ROOT, stdout=self._log, stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + 180
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"ComfyUI exited with {self.proc.returncode}:\n{self.log()[-4000:]}")
+            try:
+                get_json(self.url + "/system_stats", timeout=2)
+                return
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError(f"ComfyUI did not start in 180 s:\n{self.log()[-4000:]}") from None
+                time.sleep(0.5)
+
+    def log(self) -> str:
+        with open(self.log_path) as f:
+            return f.read()
+
+    def get(self, path):
+        return get_json(self.url + path)
+
+    def post(self, path, data):
+        return get_json(self.url + path, data)
+
+    def wait_for_history(self, prompt_id, timeout=300):
+        deadline = time.monotonic() + timeout
+        while True:
+            history = self.get(f"/history/{prompt_id}")
+            if prompt_id in history and history[prompt_id]["status"].get("completed") is not None:
+                return history[prompt_id]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout} s")
+            time.sleep(0.5)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            os.kill(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.kill(self.proc.pid, signal.SIGKILL)
+                self.proc.wait()
+        self._log.close()
