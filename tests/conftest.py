@@ -21,3 +21,25 @@ def host(comfy, tmp_path):
     """The in-process ComfyUI with fresh input/output/temp folders for one test."""
     comfy.use_folders(tmp_path)
     return comfy
+
+
+@pytest.fixture(scope="session")
+def workflow_models(comfy, tmp_path_factory):
+    """Stand-in models under the file names the example workflows use (small random weights in the
+    official layouts) in a models/ folder. The checkpoint is built with ComfyUI's own model classes,
+    hence the in-process host."""
+    import os
+    import sys
+
+    from comfy_harness import REPO
+
+    sys.path.insert(0, os.path.join(REPO, "scripts"))
+    import lediff_fixtures as fx
+    from workflow_specs import CHECKPOINT, HIGHLIGHT, SHADOW
+
+    root = tmp_path_factory.mktemp("workflow_models")
+    os.makedirs(root / "models" / "checkpoints")
+    fx.write_sd15_checkpoint(str(root / "models" / "checkpoints" / CHECKPOINT))
+    fx.write_official_folder(str(root / "models" / "lediff"), HIGHLIGHT, seed=0)
+    fx.write_official_folder(str(root / "models" / "lediff"), SHADOW, seed=10)
+    return root

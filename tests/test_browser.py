@@ -1,0 +1,93 @@
+"""The example workflows in the real ComfyUI frontend, in headless Chromium (Debian's, driven by
+Playwright; no browser download): each file loads with no missing nodes, the frontend's own
+conversion to API format equals ours, it queues without validation errors, and its EXR appears.
+Screenshots are saved under test-artifacts/browser/."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+
+import pytest
+from comfy_server import CHROMIUM, CHROMIUM_ARGS, ComfyServer
+from lediff_graphs import write_photo
+from test_workflows import WORKFLOWS, load_workflow, scale_down
+from workflow_api import input_types_from_object_info, to_api
+
+from lediff_testing import REPO
+
+ARTIFACTS = os.path.join(REPO, "test-artifacts", "browser")
+
+# the same scaling as the in-process tests, applied to the loaded graph's widgets
+SCALE_DOWN_JS = """() => {
+  for (const node of app.graph._nodes) {
+    const w = (name) => node.widgets?.find((x) => x.name === name);
+    if (node.type === "EmptyLatentImage") {
+      w("width").value = 64 * w("width").value / w("height").value;
+      w("height").value = 64;
+    }
+    if (w("steps")) w("steps").value = 2;
+    if (w("tile_size") && w("tile_size").value) w("tile_size").value = 64;
+  }
+}"""
+
+
+@pytest.fixture(scope="module")
+def frontend(tmp_path_factory, workflow_models):
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} not found: run scripts/setup.sh (installs Debian's chromium)")
+    base = tmp_path_factory.mktemp("browser_base")
+    os.makedirs(base / "input")
+    os.symlink(workflow_models / "models", base / "models")
+    server = ComfyServer(base)
+    write_photo(type("Host", (), {"input_dir": str(base / "input")}), "example.png", size=(64, 48))
+    os.makedirs(ARTIFACTS, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1600, "height": 1000})
+        page.goto(server.url, wait_until="networkidle", timeout=120000)
+        page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=120000)
+        page.keyboard.press("Escape")
+        yield {"page": page, "server": server, "base": base}
+        browser.close()
+    server.stop()
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_workflow_loads_converts_queues_and_writes_an_exr(frontend, name):
+    page, server, base = frontend["page"], frontend["server"], frontend["base"]
+    workflow = load_workflow(name)
+    page.evaluate("(wf) => app.loadGraphData(wf)", workflow)
+    page.wait_for_timeout(500)
+    missing = page.evaluate(
+        "() => app.graph._nodes.filter(n => !LiteGraph.registered_node_types[n.type]).map(n => n.type)")
+    assert missing == []
+
+    # the frontend's own UI -> API conversion is exactly ours
+    theirs = page.evaluate("async () => (await app.graphToPrompt()).output")
+    ours = to_api(workflow, input_types_from_object_info(server.get("/object_info")))
+    assert {k: (v["class_type"], v["inputs"]) for k, v in theirs.items()} == \
+        {k: (v["class_type"], v["inputs"]) for k, v in ours.items()}
+    assert scale_down(json.loads(json.dumps(theirs))) != theirs  # the scaling below really changes something
+
+    page.evaluate(SCALE_DOWN_JS)
+    before = set(server.get("/history"))
+    page.evaluate("() => app.queuePrompt(0, 1)")
+    deadline = time.monotonic() + 300
+    while not (set(server.get("/history")) - before):
+        errors = page.evaluate("() => app.lastNodeErrors")
+        assert not errors, f"validation errors: {errors}"
+        assert time.monotonic() < deadline, "the workflow did not finish in 300 s"
+        time.sleep(1)
+    prompt_id = (set(server.get("/history")) - before).pop()
+    entry = server.wait_for_history(prompt_id)
+    assert entry["status"]["status_str"] == "success", entry["status"]
+    exr = base / "output" / "LEDiff" / f"{name}_00001.exr"
+    assert exr.is_file() and exr.stat().st_size > 1000
+    page.wait_for_timeout(1000)
+    page.screenshot(path=os.path.join(ARTIFACTS, f"{name}.png"))
+    shutil.copy(exr, os.path.join(ARTIFACTS, f"{name}.exr"))
