@@ -19,14 +19,15 @@ import argparse
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.dirname(os.path.abspath(__file__))]
+
+from bench_common import timed  # noqa: E402
 
 SD_VAE = {"_class_name": "AutoencoderKL", "in_channels": 3, "out_channels": 3, "latent_channels": 4,
           "block_out_channels": [128, 256, 512, 512], "layers_per_block": 2,
@@ -44,29 +45,16 @@ def start_host(work):
 
 def sd_sized_hdr_vae(host):
     """(LEDIFF_HDR_VAE value, core VAE) with the same random SD-sized weights."""
-    import importlib
-
     import lediff_fixtures as fx
     import torch
 
-    package = host.node_class("LEDiffSaveEXR").__module__.rsplit(".", 2)[0]
-    models = importlib.import_module(f"{package}.nodes.lediff_models")
-    hdr_vae_mod = importlib.import_module(f"{package}.lediff_core.hdr_vae")
+    models = host.pack_module("nodes.lediff_models")
+    hdr_vae_mod = host.pack_module("lediff_core.hdr_vae")
     sd = {k: v.contiguous() for k, v in fx.make_vae(SD_VAE, seed=7).state_dict().items()}
     with torch.no_grad():
         sd = {k: v * 0.5 if k.startswith("decoder.conv_out") else v for k, v in sd.items()}  # keep exp() finite
     core = hdr_vae_mod.HDRVAE(SD_VAE, dict(sd), fx.fusion_state_dict(), "bench")
     return models.HDRVAEModel(core, "bench"), models.build_comfy_vae(SD_VAE, dict(sd), "bench")
-
-
-def timed(fns, repeat):
-    times = [[] for _ in fns]
-    for _ in range(repeat):
-        for fn, t in zip(fns, times, strict=True):
-            start = time.perf_counter()
-            fn()
-            t.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
 
 
 def decode_speed(host, repeat, size=(512, 512)):
@@ -87,13 +75,10 @@ def decode_speed(host, repeat, size=(512, 512)):
 
 
 def unet_evaluations(host, repeat):
-    import importlib
-
     import torch
     from lediff_graphs import register_fixture_models
 
-    package = host.node_class("LEDiffSaveEXR").__module__.rsplit(".", 2)[0]
-    brackets = importlib.import_module(f"{package}.nodes.brackets")
+    brackets = host.pack_module("nodes.brackets")
     models = register_fixture_models(tempfile.mkdtemp(prefix="lediff_bench_models_"))
     clip = host.node_class("CLIPLoader")().load_clip(os.path.basename(models["clip"]), "stable_diffusion")[0]
     pos = host.node_class("CLIPTextEncode")().encode(clip, "a photo")[0]
@@ -169,7 +154,7 @@ def main():
           f"time CFG 1 / CFG 7.5 = {t1 / t75:.2f}")
 
     print("\n3. peak memory growth while decoding (fresh process per case), SD-sized decoder, CPU")
-    for size in opts.memory_sizes.split(","):
+    for size in filter(None, opts.memory_sizes.split(",")):  # --memory-sizes "" skips this part
         rows = {method: run_memory_case(method, size) for method in ("ours", "ours_tiled", "core")}
         print(f"   {size}: " + " | ".join(f"{m} {describe(r)}" for m, r in rows.items()))
         if rows["ours"] and rows["ours_tiled"]:

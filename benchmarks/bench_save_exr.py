@@ -18,35 +18,23 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import statistics
 import sys
 import tempfile
-import time
 
 import numpy as np
 import OpenEXR
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests")]
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.dirname(os.path.abspath(__file__))]
+
+from bench_common import timed  # noqa: E402
 
 from comfy_harness import ComfyHost  # noqa: E402
 from lediff_core.exr import COMPRESSIONS, read_exr, write_exr  # noqa: E402
 from lediff_core.safe_files import write_new_file  # noqa: E402
 
 CASES = [("half", "zip"), ("half", "piz"), ("half", "dwaa"), ("float", "zip"), ("float", "none")]
-
-
-def timed(fns, repeat):
-    """Median seconds of each function, the functions interleaved in every round so that drift
-    (page-cache write-back of large files, CPU frequency) affects all of them alike."""
-    times = [[] for _ in fns]
-    for _ in range(repeat):
-        for fn, t in zip(fns, times, strict=True):
-            start = time.perf_counter()
-            fn()
-            t.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
 
 
 def sorted_exrs(work, stem):

@@ -50,9 +50,9 @@ class LatentExposureFusion(io.ComfyNode):
         brackets = {name: given[name]["samples"] for name in BRACKET_ORDER if given[name] is not None}
         check_brackets(brackets, hdr_vae.core.latent_channels)
         core = hdr_vae.core
-        dtype = next(core.fusion.parameters()).dtype
+        weight = next(core.fusion.parameters())  # on the VAE device once the HDR VAE has been loaded
         with torch.inference_mode():
-            fused, weights = core.fuse([s.to("cpu", dtype) for s in brackets.values()])
+            fused, weights = core.fuse([s.to(weight.device, weight.dtype) for s in brackets.values()])
         device, out_dtype = mm.intermediate_device(), mm.intermediate_dtype()
         # one grey image per bracket and batch item, nearest-upscaled to the decoded image size
         maps = weights.float().mean(dim=2).flatten(0, 1)

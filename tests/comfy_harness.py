@@ -83,6 +83,13 @@ class ComfyHost:
     def node_class(self, node_id: str):
         return self.nodes.NODE_CLASS_MAPPINGS[node_id]
 
+    def pack_module(self, name: str):
+        """A module of the pack as ComfyUI imported it (e.g. 'nodes.brackets')."""
+        import importlib
+
+        package = self.node_class("LEDiffSaveEXR").__module__.rsplit(".", 2)[0]
+        return importlib.import_module(f"{package}.{name}")
+
     def validate(self, prompt: dict):
         return asyncio.run(self.execution.validate_prompt(str(uuid.uuid4()), prompt, None))
 

@@ -3,7 +3,6 @@ bad inputs each must refuse clearly."""
 
 from __future__ import annotations
 
-import importlib
 import os
 import shutil
 
@@ -20,10 +19,6 @@ from comfy_harness import GraphError
 def models(comfy, tmp_path_factory):
     return register_fixture_models(str(tmp_path_factory.mktemp("models")))
 
-
-def pack_module(host, name):
-    package = host.node_class("LEDiffSaveEXR").__module__.rsplit(".", 2)[0]
-    return importlib.import_module(f"{package}.{name}")
 
 
 def test_loaders_list_the_official_folder(host, models):
@@ -86,7 +81,7 @@ def load_denoiser(host, name=MODEL):
 
 
 def test_cfg_1_skips_the_unconditional_branch(host, models):
-    brackets = pack_module(host, "nodes.brackets")
+    brackets = host.pack_module("nodes.brackets")
     model = load_denoiser(host)
     pos, neg = conditioning(host, models), conditioning(host, models, "")
     latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))}
@@ -103,7 +98,7 @@ def test_one_progress_bar_across_both_passes_and_interrupt_within_a_step(host, m
     import comfy.model_management as mm
     import comfy.utils
 
-    brackets = pack_module(host, "nodes.brackets")
+    brackets = host.pack_module("nodes.brackets")
     model = load_denoiser(host)
     pos, neg = conditioning(host, models), conditioning(host, models, "")
     latent = {"samples": torch.zeros(1, 4, 8, 8)}
@@ -142,7 +137,7 @@ def test_a_four_channel_unet_is_refused(host, models, tmp_path):
     plain = ldm_unet_config({**fx.UNET_CONFIG, "in_channels": 4}, require_channels=None)
     sd15 = comfy.supported_models.SD15(plain).get_model({}, "")
     model = comfy.model_patcher.ModelPatcher(sd15, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
-    brackets = pack_module(host, "nodes.brackets")
+    brackets = host.pack_module("nodes.brackets")
     with pytest.raises(ValueError, match="takes 4 input channels; a bracket needs an 8-channel LEDiff"):
         brackets.run_brackets(model, [], [], {"samples": torch.zeros(1, 4, 8, 8)}, 0, 2, 1.0, "ddim",
                               "ddim_uniform")
@@ -211,7 +206,7 @@ def test_blend_with_ldr_keeps_unclipped_photo_and_anchors(host, models):
 
 
 def test_tiled_brackets_never_run_the_unet_on_more_than_a_tile(host, models):
-    brackets = pack_module(host, "nodes.brackets")
+    brackets = host.pack_module("nodes.brackets")
     model = load_denoiser(host)
     pos, neg = conditioning(host, models), conditioning(host, models, "")
     latent = {"samples": torch.randn(1, 4, 16, 32, generator=torch.Generator().manual_seed(1))}

@@ -3,7 +3,6 @@ lighting preview, and lat-long EXRs read back by Debian's exrenvmap (an independ
 
 from __future__ import annotations
 
-import importlib
 import os
 import subprocess
 
@@ -23,10 +22,6 @@ from lediff_testing import HDRI_DIR, require_tool
 def models(comfy, tmp_path_factory):
     return register_fixture_models(str(tmp_path_factory.mktemp("pano_models")))
 
-
-def pack(host, name):
-    package = host.node_class("LEDiffSaveEXR").__module__.rsplit(".", 2)[0]
-    return importlib.import_module(f"{package}.{name}")
 
 
 def unet_output(model, x, t, context):
