@@ -56,7 +56,8 @@ class LatentExposureFusion(io.ComfyNode):
         device, out_dtype = mm.intermediate_device(), mm.intermediate_dtype()
         # one grey image per bracket and batch item, nearest-upscaled to the decoded image size
         maps = weights.float().mean(dim=2).flatten(0, 1)
-        maps = maps.repeat_interleave(8, dim=-2).repeat_interleave(8, dim=-1)[..., None].expand(-1, -1, -1, 3)
+        f = core.vae.downscale_factor
+        maps = maps.repeat_interleave(f, dim=-2).repeat_interleave(f, dim=-1)[..., None].expand(-1, -1, -1, 3)
         out = {k: v for k, v in mid.items() if k not in ("samples", "noise_mask")}
         out["samples"] = fused.to(device, out_dtype)
         return io.NodeOutput(out, maps.to(device, out_dtype))

@@ -225,3 +225,16 @@ def test_tiled_brackets_never_run_the_unet_on_more_than_a_tile(host, models):
         assert torch.equal(plain[2]["samples"], same[2]["samples"]) and set(shapes) == {(16, 32)}
     finally:
         handle.remove()
+
+
+def test_fusion_weight_maps_for_inspection(host, models):
+    hdr_vae = host.node_class("LEDiffLoadHDRVAE").execute(MODEL)[0]
+    gen = torch.Generator().manual_seed(2)
+    brackets = [{"samples": torch.randn(2, 4, 3, 5, generator=gen)} for _ in range(5)]
+    out = host.node_class("LEDiffLatentExposureFusion").execute(hdr_vae, *brackets[1:4], brackets[0], brackets[4])
+    latent, maps = out.args
+    assert latent["samples"].shape == (2, 4, 3, 5)
+    # five brackets x two images, at the decoded size; the brackets' weights sum to one everywhere
+    assert maps.shape == (10, 24, 40, 3)
+    per_bracket = maps[..., 0].view(5, 2, 24, 40)
+    assert torch.allclose(per_bracket.sum(0), torch.ones(2, 24, 40), atol=1e-5)
