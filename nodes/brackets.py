@@ -123,52 +123,58 @@ def _inputs(direction: str):
     ]
 
 
-class HighlightBracket(io.ComfyNode):
+class _Bracket(io.ComfyNode):
+    """Both bracket nodes: the same inputs and passes; they differ in which way the exposures go,
+    so in which output slot (darkest first) the input and the two passes land."""
+
+    NODE_ID = DISPLAY_NAME = DIRECTION = DESCRIPTION = ""
+    OUTPUT_TOOLTIPS: tuple[str, str, str] = ("", "", "")
+
     @classmethod
     def define_schema(cls):
+        dark, mid, bright = cls.OUTPUT_TOOLTIPS
         return io.Schema(
-            node_id="LEDiffHighlightBracket",
-            display_name="Highlight Bracket",
+            node_id=cls.NODE_ID,
+            display_name=cls.DISPLAY_NAME,
             category="LEDiff/brackets",
-            description="Hallucinates two darker exposures of a latent, recovering clipped highlights.",
-            inputs=_inputs("Highlight"),
-            outputs=[
-                io.Latent.Output("dark", tooltip="Pass B: the darkest exposure."),
-                io.Latent.Output("mid", tooltip="Pass A: one step darker than the input."),
-                io.Latent.Output("bright", tooltip="The input latent, unchanged."),
-            ],
+            description=cls.DESCRIPTION,
+            inputs=_inputs(cls.DIRECTION),
+            outputs=[io.Latent.Output("dark", tooltip=dark), io.Latent.Output("mid", tooltip=mid),
+                     io.Latent.Output("bright", tooltip=bright)],
         )
+
+    @classmethod
+    def order(cls, given, a, b):
+        raise NotImplementedError
 
     @classmethod
     def execute(cls, model, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler,
                 tile_size=0, wrap_x=False) -> io.NodeOutput:
         given, a, b = run_brackets(model, positive, negative, latent, seed, steps, cfg, sampler_name,
                                    scheduler, tile_size, wrap_x)
-        return io.NodeOutput(b, a, given)
+        return io.NodeOutput(*cls.order(given, a, b))
 
 
-class ShadowBracket(io.ComfyNode):
-    @classmethod
-    def define_schema(cls):
-        return io.Schema(
-            node_id="LEDiffShadowBracket",
-            display_name="Shadow Bracket",
-            category="LEDiff/brackets",
-            description="Hallucinates two brighter exposures of a latent, recovering crushed shadows.",
-            inputs=_inputs("Shadow"),
-            outputs=[
-                io.Latent.Output("dark", tooltip="The input latent, unchanged."),
-                io.Latent.Output("mid", tooltip="Pass A: one step brighter than the input."),
-                io.Latent.Output("bright", tooltip="Pass B: the brightest exposure."),
-            ],
-        )
+class HighlightBracket(_Bracket):
+    NODE_ID, DISPLAY_NAME, DIRECTION = "LEDiffHighlightBracket", "Highlight Bracket", "Highlight"
+    DESCRIPTION = "Hallucinates two darker exposures of a latent, recovering clipped highlights."
+    OUTPUT_TOOLTIPS = ("Pass B: the darkest exposure.", "Pass A: one step darker than the input.",
+                       "The input latent, unchanged.")
 
     @classmethod
-    def execute(cls, model, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler,
-                tile_size=0, wrap_x=False) -> io.NodeOutput:
-        given, a, b = run_brackets(model, positive, negative, latent, seed, steps, cfg, sampler_name,
-                                   scheduler, tile_size, wrap_x)
-        return io.NodeOutput(given, a, b)
+    def order(cls, given, a, b):
+        return b, a, given
+
+
+class ShadowBracket(_Bracket):
+    NODE_ID, DISPLAY_NAME, DIRECTION = "LEDiffShadowBracket", "Shadow Bracket", "Shadow"
+    DESCRIPTION = "Hallucinates two brighter exposures of a latent, recovering crushed shadows."
+    OUTPUT_TOOLTIPS = ("The input latent, unchanged.", "Pass A: one step brighter than the input.",
+                       "Pass B: the brightest exposure.")
+
+    @classmethod
+    def order(cls, given, a, b):
+        return given, a, b
 
 
 NODES = [HighlightBracket, ShadowBracket]
