@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .tiling import decode_tiled
+from .weights import WeightError, check_keys, listing
 
 __all__ = [
     "AutoencoderKL",
@@ -62,7 +63,7 @@ class VAEConfigError(ValueError):
     """A VAE config this module cannot build; the message names the field and the fix."""
 
 
-class WeightKeyError(ValueError):
+class WeightKeyError(WeightError):
     """A state dict that does not fit the model: missing, unexpected or wrongly shaped tensors."""
 
 
@@ -433,12 +434,6 @@ class Decoder(nn.Module):
 # Pre-0.14 diffusers names of the attention projections -> current names.
 _DEPRECATED_ATTENTION = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
 _DEPRECATED_KEY = re.compile(r"^(?P<path>.+)\.(?P<old>query|key|value|proj_attn)\.(?P<kind>weight|bias)$")
-_SHOWN = 10
-
-
-def _listing(keys: list[str]) -> str:
-    shown = ", ".join(keys[:_SHOWN])
-    return shown + (f", ... ({len(keys) - _SHOWN} more)" if len(keys) > _SHOWN else "")
 
 
 def _layout_hint(keys: list[str]) -> str:
@@ -563,19 +558,12 @@ class AutoencoderKL(nn.Module):
                 key = new
             renamed[key] = value
 
-        missing = [k for k in targets if k not in renamed]
-        unexpected = [k for k in renamed if k not in targets] + clashes
-        if missing or unexpected:
-            parts = [f"VAE weights{where} do not match this AutoencoderKL config"]
-            if missing:
-                parts.append(f"{len(missing)} missing key(s): {_listing(missing)}")
-            if unexpected:
-                parts.append(f"{len(unexpected)} unexpected key(s): {_listing(unexpected)}")
-            raise WeightKeyError(
-                "; ".join(parts) + ". Expected a diffusers AutoencoderKL state dict "
-                "(vae/diffusion_pytorch_model.safetensors) built for the same vae/config.json."
-                + _layout_hint(unexpected)
-            )
+        check_keys(
+            targets, [*renamed, *clashes], f"VAE weights{where} do not match this AutoencoderKL config",
+            "Expected a diffusers AutoencoderKL state dict (vae/diffusion_pytorch_model.safetensors) built for "
+            "the same vae/config.json." + _layout_hint([k for k in [*renamed, *clashes] if k not in targets]),
+            error=WeightKeyError,
+        )
 
         wrong = []
         for key, target in targets.items():
@@ -586,7 +574,7 @@ class AutoencoderKL(nn.Module):
                 wrong.append(f"{key}: file {list(value.shape)} vs model {list(target.shape)}")
         if wrong:
             raise WeightKeyError(
-                f"VAE weights{where} have {len(wrong)} tensor(s) of the wrong shape: {_listing(wrong)}. "
+                f"VAE weights{where} have {len(wrong)} tensor(s) of the wrong shape: {listing(wrong)}. "
                 "The vae/config.json does not describe these weights (block_out_channels, latent_channels, "
                 "layers_per_block ...)."
             )

@@ -135,21 +135,26 @@ def load_hdr_vae(path: str) -> tuple[dict, dict, dict]:
     return config, load_state_dict(_weights_in(vae)), load_state_dict(fusion_path)
 
 
-def check_keys(expected, got, what: str, fix: str = "") -> None:
-    """Raise WeightError listing missing and unexpected keys (first few of each) unless equal."""
-    expected, got = set(expected), set(got)
-    missing, unexpected = sorted(expected - got), sorted(got - expected)
+def listing(items: list[str], shown: int = 10) -> str:
+    """The first ``shown`` items, and how many more there are."""
+    return ", ".join(items[:shown]) + (f", ... ({len(items) - shown} more)" if len(items) > shown else "")
+
+
+def check_keys(expected, got, what: str, fix: str = "", error: type[ValueError] = WeightError) -> None:
+    """Raise ``error`` listing missing and unexpected keys unless the two key sets are equal (in the
+    order the callers give them: a model's own order reads best)."""
+    expected, got = list(expected), list(got)
+    expected_set, got_set = set(expected), set(got)
+    missing = [k for k in expected if k not in got_set]
+    unexpected = [k for k in got if k not in expected_set]
     if not missing and not unexpected:
         return
     parts = []
     if missing:
-        parts.append(f"{len(missing)} missing key(s): {', '.join(missing[:8])}{' ...' if len(missing) > 8 else ''}")
+        parts.append(f"{len(missing)} missing key(s): {listing(missing)}")
     if unexpected:
-        parts.append(
-            f"{len(unexpected)} unexpected key(s): {', '.join(unexpected[:8])}"
-            f"{' ...' if len(unexpected) > 8 else ''}"
-        )
-    raise WeightError(f"{what}: {'; '.join(parts)}. {fix}".strip())
+        parts.append(f"{len(unexpected)} unexpected key(s): {listing(unexpected)}")
+    raise error(f"{what}: {'; '.join(parts)}. {fix}".strip())
 
 
 def list_models(base_folders: list[str]) -> list[str]:
