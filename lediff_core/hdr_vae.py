@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from .fusion import ExposureFusion
+from .tiling import default_overlap
 from .vae import AutoencoderKL
 
 
@@ -72,7 +73,7 @@ class HDRVAE(nn.Module):
         """
         h, w = latent.shape[-2:]
         if tile and (h > tile or w > tile):
-            return self.vae.decode_tiled(latent, tile, max(tile // 4, 1), wrap_x, on_tile)
+            return self.vae.decode_tiled(latent, tile, default_overlap(tile), wrap_x, on_tile)
         return self.vae.decode(latent, wrap_x)
 
     def decode_hdr(self, latent: torch.Tensor, wrap_x: bool = False, tile: int = 0, on_tile=None) -> torch.Tensor:

@@ -17,6 +17,11 @@ from collections.abc import Callable
 import torch
 
 
+def default_overlap(tile: int) -> int:
+    """The overlap used with a tile size: a quarter tile (at least one pixel)."""
+    return max(tile // 4, 1)
+
+
 def _starts(length: int, tile: int, step: int) -> list[int]:
     """Tile starts covering [0, length) with tiles of ``tile`` (the last one flush with the end)."""
     if length <= tile:

@@ -17,7 +17,7 @@ import torch
 from comfy_api.latest import io
 
 from ..lediff_core.hdr_vae import check_latent
-from ..lediff_core.tiling import blend_tiles
+from ..lediff_core.tiling import blend_tiles, default_overlap
 from ..lediff_core.unet_config import LEDIFF_IN_CHANNELS
 
 SEED_OFFSET_PASS_B = 22  # the official release's second-pass seed
@@ -68,7 +68,7 @@ def tiled_model(model, tile: int, wrap_x: bool):
                 sub["c_concat"] = concat[:, :, y0:y1].index_select(3, cols)
             return apply_model(x[:, :, y0:y1].index_select(3, cols), t, **sub)
 
-        return blend_tiles(produce, x.shape[-2], x.shape[-1], tile, max(tile // 4, 1), 1, wrap_x).to(x.dtype)
+        return blend_tiles(produce, x.shape[-2], x.shape[-1], tile, default_overlap(tile), 1, wrap_x).to(x.dtype)
 
     clone = model.clone()
     clone.set_model_unet_function_wrapper(wrapper)

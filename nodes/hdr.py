@@ -9,7 +9,7 @@ from comfy_api.latest import io
 
 from ..lediff_core.blend import PRESETS, anchor_exposure, blend_with_ldr
 from ..lediff_core.hdr_vae import check_brackets, check_latent
-from ..lediff_core.tiling import tile_count
+from ..lediff_core.tiling import default_overlap, tile_count
 from ..lediff_core.tonemap import tone_map
 
 HDR_VAE = io.Custom("LEDIFF_HDR_VAE")
@@ -95,7 +95,7 @@ class HDRDecode(io.ComfyNode):
         check_latent(samples, "latent", hdr_vae.core.latent_channels)
         tile = tile_size // 8
         b, _, h, w = samples.shape
-        tiles = tile_count(h, w, tile, max(tile // 4, 1), wrap_x) if tile and (h > tile or w > tile) else 1
+        tiles = tile_count(h, w, tile, default_overlap(tile), wrap_x) if tile and (h > tile or w > tile) else 1
         device = hdr_vae.load((1, 4, min(h, tile or h), min(w, tile or w)))
         progress = comfy.utils.ProgressBar(b * tiles)
 

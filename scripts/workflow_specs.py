@@ -23,6 +23,19 @@ BRACKET = {"seed": 42, "control_after_generate": "fixed", "steps": 50, "cfg": 7.
 SAVE = {"precision": "half", "compression": "zip", "input_encoding": "linear", "envmap": "none"}
 
 
+# Highlight and Shadow Bracket around KSampler's latent, fused as five brackets (Highlight's dark and
+# mid as darker and dark, the latent itself as mid, Shadow's mid and bright as bright and brighter)
+# and decoded; the bracket nodes' models are wired by each workflow
+_FIVE_BRACKETS = [
+        *[(c, "CONDITIONING", b, i) for b in ("hl", "sh") for c, i in (("pos", "positive"), ("neg", "negative"))],
+        ("ks", "LATENT", "hl", "latent"), ("ks", "LATENT", "sh", "latent"),
+        ("hdrvae", "hdr_vae", "fuse", "hdr_vae"),
+        ("hl", "dark", "fuse", "darker"), ("hl", "mid", "fuse", "dark"), ("ks", "LATENT", "fuse", "mid"),
+        ("sh", "mid", "fuse", "bright"), ("sh", "bright", "fuse", "brighter"),
+        ("hdrvae", "hdr_vae", "decode", "hdr_vae"), ("fuse", "latent", "decode", "latent"),
+]
+
+
 def _note(text):
     return ("note", "Note", 0, {"text": text}, "Read me")
 
@@ -66,12 +79,7 @@ def text_to_hdr():
         ("ckpt", "MODEL", "ks", "model"), ("pos", "CONDITIONING", "ks", "positive"),
         ("neg", "CONDITIONING", "ks", "negative"), ("empty", "LATENT", "ks", "latent_image"),
         ("hl_model", "MODEL", "hl", "model"), ("sh_model", "MODEL", "sh", "model"),
-        *[(c, "CONDITIONING", b, i) for b in ("hl", "sh") for c, i in (("pos", "positive"), ("neg", "negative"))],
-        ("ks", "LATENT", "hl", "latent"), ("ks", "LATENT", "sh", "latent"),
-        ("hdrvae", "hdr_vae", "fuse", "hdr_vae"),
-        ("hl", "dark", "fuse", "darker"), ("hl", "mid", "fuse", "dark"), ("ks", "LATENT", "fuse", "mid"),
-        ("sh", "mid", "fuse", "bright"), ("sh", "bright", "fuse", "brighter"),
-        ("hdrvae", "hdr_vae", "decode", "hdr_vae"), ("fuse", "latent", "decode", "latent"),
+        *_FIVE_BRACKETS,
         ("decode", "hdr", "save", "images"), ("decode", "preview", "preview", "images"),
     ]
     extra_nodes, extra_links = _bracket_preview("bp", 4)
@@ -167,12 +175,7 @@ def hdr_panorama():
         ("neg", "CONDITIONING", "ks", "negative"), ("empty", "LATENT", "ks", "latent_image"),
         ("hl_model", "MODEL", "wrap_hl", "model"), ("sh_model", "MODEL", "wrap_sh", "model"),
         ("wrap_hl", "MODEL", "hl", "model"), ("wrap_sh", "MODEL", "sh", "model"),
-        *[(c, "CONDITIONING", b, i) for b in ("hl", "sh") for c, i in (("pos", "positive"), ("neg", "negative"))],
-        ("ks", "LATENT", "hl", "latent"), ("ks", "LATENT", "sh", "latent"),
-        ("hdrvae", "hdr_vae", "fuse", "hdr_vae"),
-        ("hl", "dark", "fuse", "darker"), ("hl", "mid", "fuse", "dark"), ("ks", "LATENT", "fuse", "mid"),
-        ("sh", "mid", "fuse", "bright"), ("sh", "bright", "fuse", "brighter"),
-        ("hdrvae", "hdr_vae", "decode", "hdr_vae"), ("fuse", "latent", "decode", "latent"),
+        *_FIVE_BRACKETS,
         ("decode", "hdr", "save", "images"), ("decode", "hdr", "ibl", "image"),
         ("ibl", "preview", "ibl_prev", "images"), ("decode", "preview", "pano_prev", "images"),
     ]
