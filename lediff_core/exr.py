@@ -13,7 +13,7 @@ import numpy as np
 import OpenEXR
 import torch
 
-from .colour import REC709_CHROMATICITIES
+from .color import REC709_CHROMATICITIES
 
 COMPRESSIONS = {
     "none": OpenEXR.NO_COMPRESSION,

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .colour import linear_to_srgb, luminance
+from .color import linear_to_srgb, luminance
 
 OPERATORS = ("aces", "reinhard", "clip")
 

@@ -15,7 +15,7 @@ from comfy.cli_args import args
 from comfy_api.latest import io, ui
 
 from ..lediff_core import SOFTWARE
-from ..lediff_core.colour import srgb_to_linear
+from ..lediff_core.color import srgb_to_linear
 from ..lediff_core.exr import COMPRESSIONS, ENVMAPS, PRECISIONS, write_exr
 from ..lediff_core.image_io import EXTENSIONS, read_linear_image
 from ..lediff_core.safe_files import path_inside, write_numbered_file

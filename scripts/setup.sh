@@ -76,11 +76,20 @@ if [ "$(readlink "$link" 2>/dev/null)" != "$ROOT" ]; then
   ln -s "$ROOT" "$link"
 fi
 
-# 6. Debian packages: the OpenEXR tools (a second, independently built EXR reader for the tests)
-#    and Chromium (the real-frontend tests)
+# 6. Debian packages: the OpenEXR tools (a second, independently built EXR reader for the tests),
+#    Chromium (the real-frontend tests)
+#    and, as independent decoders/writers of the formats we write and read: libavif's and libjxl's
+#    tools, and OpenImageIO's oiiotool
 missing=()
-command -v exrmaketiled >/dev/null 2>&1 && command -v exrenvmap >/dev/null 2>&1 || missing+=(openexr)
-[ -x /usr/bin/chromium ] || missing+=(chromium)
+need() {  # need PACKAGE COMMAND...: install PACKAGE unless every COMMAND is on the PATH
+  local pkg="$1"; shift
+  for cmd in "$@"; do command -v "$cmd" >/dev/null 2>&1 || { missing+=("$pkg"); return; }; done
+}
+need openexr exrmaketiled exrenvmap exrheader
+need chromium chromium
+need libavif-bin avifdec
+need libjxl-tools djxl jxlinfo
+need openimageio-tools oiiotool
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     say "installing Debian packages: ${missing[*]}"

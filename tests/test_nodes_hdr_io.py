@@ -17,7 +17,7 @@ import OpenEXR
 import pytest
 
 from comfy_harness import GraphError
-from lediff_core.colour import REC709_CHROMATICITIES
+from lediff_core.color import REC709_CHROMATICITIES
 from lediff_testing import HDRI_DIR, require_tool
 
 WORKFLOW = {"workflow": {"nodes": [{"id": 1, "type": "LEDiffLoadEXR"}], "links": []}}
