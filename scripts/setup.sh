@@ -69,6 +69,17 @@ if [ "$(cat "$DEV/stamps/requirements" 2>/dev/null)" != "$req_hash" ]; then
   echo "$req_hash" > "$DEV/stamps/requirements"
 fi
 
+# 4b. optional metric libraries (cvvdp) the way README tells users: --no-deps, after pip's resolver
+#     has confirmed that neither requirements file would replace the host's torch stack or pins
+metrics_hash="$(cat "$HOST/requirements.txt" "$ROOT/requirements.txt" "$ROOT/requirements-metrics.txt" | sha256sum | cut -c1-16)"
+if [ "$(cat "$DEV/stamps/metrics" 2>/dev/null)" != "$metrics_hash" ]; then
+  say "checking that the pack's requirements leave the host's torch stack alone"
+  "$VPY" "$ROOT/scripts/check_requirements.py" --comfyui "$HOST"
+  say "installing the optional metric libraries (requirements-metrics.txt, --no-deps)"
+  "${PIP[@]}" --no-deps -r "$ROOT/requirements-metrics.txt"
+  echo "$metrics_hash" > "$DEV/stamps/metrics"
+fi
+
 # 5. the pack, linked into the host's custom_nodes/
 link="$HOST/custom_nodes/lediff_hdr"
 if [ "$(readlink "$link" 2>/dev/null)" != "$ROOT" ]; then
