@@ -97,8 +97,7 @@ def _check_pair(test: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np
         bad = int(a.size - np.count_nonzero(np.isfinite(a)))
         if bad:
             raise ValueError(
-                f"{name} image has {bad} non-finite values (NaN/inf): fix the decode or replace them "
-                "before scoring"
+                f"{name} image has {bad} non-finite values (NaN/inf): fix the decode or replace them before scoring"
             )
     if test.shape != reference.shape:
         raise ValueError(
