@@ -41,8 +41,21 @@ def host_pins(comfyui: str | None) -> set[str]:
 
 
 def would_install(req_file: str, options: list[str], pip_args: list[str]) -> list[tuple[str, str]]:
-    cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--quiet", "--disable-pip-version-check",
-           "--report", "-", *options, *pip_args, "-r", req_file]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "install",
+        "--dry-run",
+        "--quiet",
+        "--disable-pip-version-check",
+        "--report",
+        "-",
+        *options,
+        *pip_args,
+        "-r",
+        req_file,
+    ]
     out = subprocess.run(cmd, capture_output=True, text=True)
     if out.returncode != 0:
         raise SystemExit(f"pip could not resolve {req_file}:\n{out.stderr.strip()}")

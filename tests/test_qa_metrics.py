@@ -182,17 +182,13 @@ LADDERS = {
 
 
 # one real image per ladder (each ladder costs about 12 metric runs)
-@pytest.mark.parametrize(
-    ("image", "distortion"), [("courtyard", "noise"), ("sunset", "blur"), ("interior", "clip")]
-)
+@pytest.mark.parametrize(("image", "distortion"), [("courtyard", "noise"), ("sunset", "blur"), ("interior", "clip")])
 def test_distortion_ladder_is_monotonic(image, distortion):
     """More noise / blur / clipping scores monotonically worse with every metric (the test is also
     given an arbitrary exposure, as LEDiff's output has, and scored with align)."""
     ref = load_hdri(image, 4)
     make, levels = LADDERS[distortion]
-    tests = [
-        (make(ref, lv, np.random.default_rng(7)) * 3.3).astype(np.float32) for lv in levels
-    ]
+    tests = [(make(ref, lv, np.random.default_rng(7)) * 3.3).astype(np.float32) for lv in levels]
     for metric in qm.METRICS:
         scores = [qm.compute_metric(t, ref, metric).score for t in tests]
         if not qm.HIGHER_IS_BETTER[metric]:

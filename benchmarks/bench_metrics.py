@@ -1,0 +1,99 @@
+"""HDR metric benchmark: seconds per 1024x512 pair for each metric, with ratios against the
+library (or reference implementation) called directly on the same arrays in the same run.
+
+    .dev/venv/bin/python benchmarks/bench_metrics.py [--repeat N] [--metrics pu21_psnr,hdr_flip,...]
+
+Pair: a real CC0 HDRI (tests/data/hdri/courtyard.exr, 1024x512) as reference and a noisy copy at
+another exposure as test. Rows (median of N runs, seconds):
+  ours      - lediff_core.qa.metrics.compute_metric(test, ref, metric) with scaling=align
+              (alignment + display mapping + the metric + its map)
+  baseline  - the same metric called directly on the already display-mapped arrays:
+              pu21_psnr: pycvvdp's PU21 encoder + PSNR in torch; pu21_ssim: PU21 + skimage's
+              structural_similarity; hdr_flip: flip_evaluator.evaluate; cvvdp: pycvvdp.cvvdp.predict
+The ratio ours / baseline is the pack's overhead (target <= 1.2 for the library metrics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+import numpy as np
+import OpenEXR
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [ROOT, os.path.dirname(os.path.abspath(__file__))]
+
+from bench_common import timed  # noqa: E402
+
+from lediff_core.qa import metrics as qm  # noqa: E402
+from lediff_core.qa.pu21 import pu21_encode  # noqa: E402
+
+
+def load_pair():
+    with OpenEXR.File(os.path.join(ROOT, "tests", "data", "hdri", "courtyard.exr")) as f:
+        ref = np.maximum(np.asarray(f.channels()["RGB"].pixels, dtype=np.float32), 0)
+    rng = np.random.default_rng(0)
+    test = (ref * 2.5 * (1 + 0.05 * rng.standard_normal(ref.shape))).clip(0).astype(np.float32)
+    return test, ref
+
+
+def baselines(t, r):
+    """Direct library calls on display-mapped float32 arrays."""
+    from pycvvdp.utils import PU
+
+    pu = PU(type="banding_glare")
+    tt, rr = torch.from_numpy(t), torch.from_numpy(r)
+
+    def psnr():
+        d = pu.encode(tt) - pu.encode(rr)
+        return 20 * torch.log10(256 / torch.sqrt((d**2).mean()))
+
+    def ssim():
+        from skimage.metrics import structural_similarity
+
+        w = np.asarray([0.2126, 0.7152, 0.0722])
+        return structural_similarity(pu21_encode(t @ w), pu21_encode(r @ w), data_range=256,
+                                     gaussian_weights=True, sigma=1.5, use_sample_covariance=False)
+
+    def flip():
+        import flip_evaluator
+
+        return flip_evaluator.evaluate(r, t, "HDR", applyMagma=False)
+
+    cv = {}
+
+    def cvvdp():
+        import pycvvdp
+
+        if "m" not in cv:  # constructed once, like compute_metric's cache
+            cv["m"] = pycvvdp.cvvdp(display_name=qm.CVVDP_DISPLAY, heatmap="raw", quiet=True,
+                                    device=torch.device("cpu"))
+        with torch.no_grad():
+            return cv["m"].predict(tt, rr, dim_order="HWC")
+
+    return {"pu21_psnr": psnr, "pu21_ssim": ssim, "hdr_flip": flip, "cvvdp": cvvdp}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--metrics", default=",".join(qm.METRICS))
+    args = ap.parse_args()
+    test, ref = load_pair()
+    t, r, _ = qm.to_display(test, ref, "align")
+    t, r = t.astype(np.float32), r.astype(np.float32)
+    base = baselines(t, r)
+    print(f"pair {ref.shape[1]}x{ref.shape[0]}, torch threads {torch.get_num_threads()}, repeat {args.repeat}")
+    print(f"{'metric':<10} {'ours s':>9} {'baseline s':>11} {'ratio':>6}")
+    for metric in args.metrics.split(","):
+        ours = lambda m=metric: qm.compute_metric(test, ref, m)  # noqa: E731
+        ours(), base[metric]()  # warm-up: imports, cvvdp's set-up
+        s_ours, s_base = timed([ours, base[metric]], args.repeat)
+        print(f"{metric:<10} {s_ours:>9.3f} {s_base:>11.3f} {s_ours / s_base:>6.2f}")
+
+
+if __name__ == "__main__":
+    main()
