@@ -14,7 +14,7 @@ import numpy as np
 import OpenEXR
 import pytest
 from lediff_graphs import write_photo
-from workflow_api import input_types_from_host, to_api
+from lediff_runner.workflow import input_types_from_host, to_api
 
 from lediff_testing import REPO
 
