@@ -15,6 +15,12 @@ def add_host_arguments(parser: argparse.ArgumentParser) -> None:
                         "custom_nodes/, user/ and temp/ below it (inputs and outputs are the batch's own)")
 
 
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per worker (default: "
+                        "torch's own in-process, one per Ray CPU worker); the same value gives bit-identical "
+                        "CPU outputs in-process and on Ray")
+
+
 def add_ray_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
                         help="run on Ray: alone, a local cluster; with ADDRESS (host:port or ray://...), "
@@ -26,12 +32,12 @@ def execute(config: BatchConfig, ray: str | None, workers: int | None, progress:
         return run_local(config, progress=progress)
     from .ray_pool import import_ray, run_ray
 
-    import_ray()  # a clear message before anything starts when Ray is missing
+    import_ray(local=ray == "local")  # a clear message before anything starts when Ray is missing
     return run_ray(config, None if ray == "local" else ray, workers, progress=progress)
 
 
 def run_batch(args) -> int:
     os.makedirs(args.output, exist_ok=True)
     config = BatchConfig(workflow=args.workflow, inputs=args.inputs, output=args.output, comfyui=args.comfyui,
-                         base_directory=args.base_directory, input_node=args.input_node)
+                         base_directory=args.base_directory, input_node=args.input_node, threads=args.threads)
     return report(execute(config, args.ray, args.workers))

@@ -234,7 +234,7 @@ def evaluate(args) -> int:
     records = prepare(args.references, output, args.seed, args.clip_share, args.jpeg, args.downscale)
     config = BatchConfig(workflow=workflow_path, inputs=os.path.join(output, "ldr"),
                          output=os.path.join(output, "lediff"), comfyui=args.comfyui,
-                         base_directory=args.base_directory, input_node=args.input_node)
+                         base_directory=args.base_directory, input_node=args.input_node, threads=args.threads)
     os.makedirs(config.output, exist_ok=True)
     outcomes = execute(config, args.ray, args.workers)
     failed = {o.item.key: o.message for o in outcomes if not o.ok}

@@ -24,7 +24,12 @@ INSTALL_HINT = ("--ray needs Ray, an optional dependency: install it into ComfyU
 MAX_ATTEMPTS = 3
 
 
-def import_ray():
+def import_ray(local: bool = False):
+    """Import Ray (with the install hint when it is missing). ``local``: the cluster this process
+    starts is for this machine only, so it binds to the loopback interface: Ray's own switch for
+    single-machine clusters (read when Ray is imported), instead of the machine's network address."""
+    if local and "ray" not in sys.modules:
+        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
     try:
         import ray
     except ImportError:
@@ -56,9 +61,8 @@ def _init_ray(ray, address: str | None, workers: int | None):
     if address:
         ray.init(address=address, runtime_env=env, log_to_driver=False)
     else:
-        # a private local cluster on the loopback interface only, stopped with the driver
-        ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, runtime_env=env,
-                 _node_ip_address="127.0.0.1", log_to_driver=False)
+        # a private local cluster (loopback only, see import_ray), stopped with the driver
+        ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, runtime_env=env, log_to_driver=False)
 
 
 def worker_options(ray, workers: int | None) -> tuple[int, dict]:
@@ -73,7 +77,7 @@ def worker_options(ray, workers: int | None) -> tuple[int, dict]:
 
 def run_ray(config: BatchConfig, address: str | None, workers: int | None, items: list[Item] | None = None,
             progress: bool = True) -> list[Outcome]:
-    ray = import_ray()
+    ray = import_ray(local=address is None)
     started_here = not ray.is_initialized()
     if started_here:
         _init_ray(ray, address, workers)
@@ -111,7 +115,8 @@ def _run(ray, config, workers, items, progress) -> list[Outcome]:
             item, attempt = queue.pop(0)
             worker = idle.pop(0)
             token = uuid.uuid4().hex[:12]
-            running[worker.run.remote(item, token, attempt)] = _Attempt(item, attempt, token, worker, time.perf_counter())
+            ref = worker.run.remote(item, token, attempt)
+            running[ref] = _Attempt(item, attempt, token, worker, time.perf_counter())
         ready, _ = ray.wait([*running, *warming], num_returns=1)
         if ready[0] in warming:  # a replacement worker has started its ComfyUI
             worker = warming.pop(ready[0])

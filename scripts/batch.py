@@ -18,7 +18,7 @@ import sys
 
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lediff_runner.cli import add_host_arguments, add_ray_argument, run_batch  # noqa: E402
+from lediff_runner.cli import add_host_arguments, add_ray_argument, add_threads_argument, run_batch  # noqa: E402
 
 
 def main(argv=None) -> int:
@@ -30,6 +30,7 @@ def main(argv=None) -> int:
     parser.add_argument("--input-node", default=None, help="id of the loader node that receives each input "
                         "(default: the workflow's only Load Image / Load EXR node)")
     add_host_arguments(parser)
+    add_threads_argument(parser)
     add_ray_argument(parser)
     parser.add_argument("--workers", type=int, default=None, help="Ray workers on CPU machines (default: "
                         "the cluster's CPUs); with GPUs, one worker per GPU (at most this many)")

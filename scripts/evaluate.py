@@ -20,7 +20,7 @@ import sys
 
 sys.path.append(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from lediff_runner.cli import add_host_arguments, add_ray_argument  # noqa: E402
+from lediff_runner.cli import add_host_arguments, add_ray_argument, add_threads_argument  # noqa: E402
 from lediff_runner.evaluate import DEFAULT_WORKFLOW, evaluate  # noqa: E402
 
 
@@ -39,6 +39,7 @@ def main(argv=None) -> int:
     parser.add_argument("--downscale", type=int, default=1, help="box-downscale references by this factor first")
     parser.add_argument("--metrics", nargs="+", default=None, help="subset of the four metrics (default: all)")
     add_host_arguments(parser)
+    add_threads_argument(parser)
     add_ray_argument(parser)
     parser.add_argument("--workers", type=int, default=None, help="Ray workers on CPU machines")
     return evaluate(parser.parse_args(argv))
