@@ -36,7 +36,10 @@ class GraphError(AssertionError):
 
     def __init__(self, message: str, report):
         super().__init__(f"{message}: {report}")
-        self.report = report
+        self.message, self.report = message, report
+
+    def __reduce__(self):  # crosses process boundaries (Ray returns a worker's exception to the driver)
+        return (type(self), (self.message, self.report))
 
 
 class MessageSink:

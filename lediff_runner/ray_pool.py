@@ -147,7 +147,7 @@ def _run(ray, config, workers, items, progress) -> list[Outcome]:
                 queue.insert(0, (job.item, job.attempt + 1))
                 continue
             outcomes.append(Outcome(job.item, False, f"workers died {job.attempt} times on this item: {e}"))
-        except ray.exceptions.RayTaskError as e:
+        except Exception as e:  # the item failed inside a healthy worker (RayTaskError wraps the cause)
             discard_attempt(config.output, job.item.key, job.token)
             cause = e.cause if getattr(e, "cause", None) is not None else e
             outcomes.append(Outcome(job.item, False, _describe(cause), time.perf_counter() - job.start))
