@@ -12,7 +12,7 @@ def add_host_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--comfyui", default=None, help="ComfyUI's folder (with main.py); default: "
                         "$LEDIFF_COMFYUI, the ComfyUI this pack is installed in, or .dev/ComfyUI")
     parser.add_argument("--base-directory", default=None, help="ComfyUI's --base-directory: models/, "
-                        "custom_nodes/, user/ and temp/ below it (inputs and outputs are the batch's own)")
+                        "custom_nodes/ and user/ below it (inputs and outputs are the batch's own)")
 
 
 def add_threads_argument(parser: argparse.ArgumentParser) -> None:

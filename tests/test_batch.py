@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 from test_workflows import load_workflow, scale_down
 
-from lediff_core.exr import read_exr
+from lediff_core.exr import read_exr, write_exr
 from lediff_core.tonemap import tone_map
 from lediff_runner.workflow import input_types_from_host, to_api, workflow_hash
 from lediff_testing import HDRI_DIR, REPO
@@ -184,3 +184,29 @@ def test_ray_option_without_ray_says_how_to_install_it(setup, tmp_path):
     result = run([sys.executable, "-c", code, *batch_command(setup, tmp_path / "out", "--ray")[1:]], timeout=120)
     assert result.returncode != 0
     assert "pip install 'ray" in result.stderr and "--ray needs Ray" in result.stderr
+
+
+def test_batch_feeds_hdr_files_to_load_exr(setup, tmp_path):
+    """A graph that loads HDR: each .exr/.hdr goes to LEDiff Load EXR (other files are left out),
+    and a float EXR saved from it holds exactly the input's pixels."""
+    (inputs := tmp_path / "in").mkdir()
+    originals = {}
+    for name in ("night", "studio"):
+        rgb = np.ascontiguousarray(read_exr(os.path.join(HDRI_DIR, f"{name}.exr")).rgb[::16, ::16])
+        write_exr(str(inputs / f"{name}.exr"), rgb, precision="float")
+        originals[name] = rgb
+    os.link(os.path.join(setup["inputs"], "city.png"), inputs / "city.png")
+    graph = {
+        "1": {"class_type": "LEDiffLoadEXR", "inputs": {"image": "placeholder.exr", "layer": ""}},
+        "2": {"class_type": "LEDiffSaveEXR", "inputs": {
+            "images": ["1", 0], "filename_prefix": "copy", "precision": "float", "compression": "zip",
+            "input_encoding": "linear", "envmap": "none"}},
+    }
+    (workflow := tmp_path / "copy.json").write_text(json.dumps(graph))
+    output = tmp_path / "out"
+    result = run(batch_command({**setup, "inputs": str(inputs), "workflow": str(workflow)}, output))
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "batch: 2 done, 0 already complete, 0 failed" in result.stdout
+    assert sorted(os.listdir(output)) == ["night", "studio"]
+    for name, rgb in originals.items():
+        np.testing.assert_array_equal(pixels(output / name / "copy_00001.exr"), rgb)
