@@ -1,7 +1,8 @@
 """Running graphs in a genuine ComfyUI, in-process.
 
 ComfyUI's own validation (``execution.validate_prompt``) and executor (``execution.PromptExecutor``)
-run the graphs; the only stand-in is the websocket server object the executor reports progress to.
+run the graphs; the only stand-in is the websocket server object the executor reports progress to
+(shared with the batch runner, lediff_runner.host). Tests use no output cache: each graph runs in full.
 """
 
 from __future__ import annotations
@@ -11,34 +12,13 @@ import os
 import sys
 import uuid
 
+from lediff_runner.host import GraphError, MessageSink
+
+__all__ = ["REPO", "COMFY_ROOT", "ComfyHost", "GraphError"]
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 COMFY_ROOT = os.environ.get("LEDIFF_COMFYUI", os.path.join(REPO, ".dev", "ComfyUI"))
 PACK_LINK = os.path.join(COMFY_ROOT, "custom_nodes", "lediff_hdr")
-
-
-class GraphError(AssertionError):
-    """A graph failed validation or execution; carries ComfyUI's own error report."""
-
-    def __init__(self, message: str, report):
-        super().__init__(f"{message}: {report}")
-        self.report = report
-
-
-class _MessageSink:
-    """What the executor talks to instead of the websocket server (collects the messages)."""
-
-    def __init__(self):
-        self.client_id = None
-        self.last_node_id = None
-        self.last_prompt_id = None
-        self.sockets_metadata = {}
-        self.messages = []
-
-    def send_sync(self, event, data, sid=None):
-        self.messages.append((event, data))
-
-    def queue_updated(self):
-        pass
 
 
 class ComfyHost:
@@ -98,7 +78,7 @@ class ComfyHost:
         valid, error, outputs, node_errors = self.validate(prompt)
         if not valid:
             raise GraphError("graph failed validation", {"error": error, "node_errors": node_errors})
-        sink = _MessageSink()
+        sink = MessageSink()
         executor = self.execution.PromptExecutor(
             sink, cache_type=self.execution.CacheType.NONE,
             cache_args={"lru": 0, "ram": 0, "ram_inactive": 0},

@@ -14,8 +14,8 @@ import pytest
 from comfy_server import CHROMIUM, CHROMIUM_ARGS, ComfyServer
 from lediff_graphs import write_photo
 from test_workflows import WORKFLOWS, load_workflow, scale_down
-from workflow_api import input_types_from_object_info, to_api
 
+from lediff_runner.workflow import input_types_from_object_info, to_api
 from lediff_testing import REPO
 
 ARTIFACTS = os.path.join(REPO, "test-artifacts", "browser")

@@ -14,8 +14,8 @@ import numpy as np
 import OpenEXR
 import pytest
 from lediff_graphs import write_photo
-from workflow_api import input_types_from_host, to_api
 
+from lediff_runner.workflow import input_types_from_host, to_api
 from lediff_testing import REPO
 
 WORKFLOWS = ("text_to_hdr", "photo_to_hdr", "shadow_recovery", "hdr_panorama")

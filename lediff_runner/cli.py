@@ -1,0 +1,43 @@
+"""Command-line plumbing shared by scripts/batch.py and scripts/evaluate.py."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from .batch import BatchConfig, Outcome, report, run_local
+
+
+def add_host_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--comfyui", default=None, help="ComfyUI's folder (with main.py); default: "
+                        "$LEDIFF_COMFYUI, the ComfyUI this pack is installed in, or .dev/ComfyUI")
+    parser.add_argument("--base-directory", default=None, help="ComfyUI's --base-directory: models/, "
+                        "custom_nodes/ and user/ below it (inputs and outputs are the batch's own)")
+
+
+def add_threads_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per worker (default: "
+                        "torch's own in-process, one per Ray CPU worker); the same value gives bit-identical "
+                        "CPU outputs in-process and on Ray")
+
+
+def add_ray_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                        help="run on Ray: alone, a local cluster; with ADDRESS (host:port or ray://...), "
+                        "join that cluster")
+
+
+def execute(config: BatchConfig, ray: str | None, workers: int | None, progress: bool = True) -> list[Outcome]:
+    if ray is None:
+        return run_local(config, progress=progress)
+    from .ray_pool import import_ray, run_ray
+
+    import_ray(local=ray == "local")  # a clear message before anything starts when Ray is missing
+    return run_ray(config, None if ray == "local" else ray, workers, progress=progress)
+
+
+def run_batch(args) -> int:
+    os.makedirs(args.output, exist_ok=True)
+    config = BatchConfig(workflow=args.workflow, inputs=args.inputs, output=args.output, comfyui=args.comfyui,
+                         base_directory=args.base_directory, input_node=args.input_node, threads=args.threads)
+    return report(execute(config, args.ray, args.workers))

@@ -1,0 +1,284 @@
+"""The evaluation: linear HDR references -> simulated camera photos -> the workflow (a batch job on
+the shared runner) and the baselines -> four full-reference HDR metrics -> CSV, Markdown, plot and
+a record of everything used.
+
+Layout of ``--output``:
+  ldr/<name>.png                 the simulated photos (the workflow's inputs)
+  reference/<name>.exr           the references as scored (cropped/downscaled)
+  lediff/<name>/...              the workflow's outputs per photo (a batch output folder)
+  baselines/<method>/<name>.exr  the baselines' reconstructions
+  results.csv, results.md, results.png, run.json
+
+Intermediate files are reused when present (an interrupted evaluation resumes); the report files
+are written once (a finished evaluation is never overwritten).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import platform
+import sys
+import time
+from importlib import metadata
+
+import numpy as np
+
+from lediff_core.exr import read_exr, write_exr
+from lediff_core.image_io import EXTENSIONS as HDR_EXTENSIONS
+from lediff_core.image_io import read_linear_image
+from lediff_core.qa.baselines import BASELINES
+from lediff_core.qa.camera import capture, crop_to_multiple, downscale, sample_camera
+from lediff_core.safe_files import write_new_file
+
+from .batch import MANIFEST, BatchConfig, sha256_file
+from .cli import execute
+from .workflow import load_workflow_file, workflow_hash
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+DEFAULT_WORKFLOW = os.path.join(REPO, "workflows", "photo_to_hdr.json")
+METHOD = "lediff"
+REPORTS = ("results.csv", "results.md", "results.png", "run.json")
+
+
+def _rng(seed: int, index: int) -> np.random.Generator:
+    # one stream per reference: a reference's camera does not depend on the others
+    return np.random.default_rng(np.random.SeedSequence([seed, index]))
+
+
+def prepare(references: str, output: str, seed: int, clip_share: float | None, jpeg: int | None,
+            factor: int) -> list[dict]:
+    """Simulated photos and scored references for every reference file; returns one record each."""
+    names = sorted(f for f in os.listdir(references) if f.lower().endswith(HDR_EXTENSIONS))
+    if not names:
+        raise FileNotFoundError(f"--references {references}: no {'/'.join(HDR_EXTENSIONS)} files")
+    for sub in ("ldr", "reference"):
+        os.makedirs(os.path.join(output, sub), exist_ok=True)
+    records = []
+    for index, name in enumerate(names):
+        path = os.path.join(references, name)
+        key = os.path.splitext(name)[0]
+        hdr = crop_to_multiple(downscale(np.maximum(read_linear_image(path).rgb, 0.0), factor), 8)
+        camera = sample_camera(hdr, _rng(seed, index), clip_share, jpeg)
+        ldr = capture(hdr, camera)
+        _write_once(os.path.join(output, "ldr", f"{key}.png"), lambda p, ldr=ldr: _save_png(p, ldr),
+                    lambda p, ldr=ldr: np.array_equal(_load_png(p), ldr))
+        _write_once(os.path.join(output, "reference", f"{key}.exr"),
+                    lambda p, hdr=hdr: write_exr(p, hdr, precision="float"),
+                    lambda p, hdr=hdr: np.array_equal(read_exr(p).rgb, hdr))
+        records.append({"name": key, "reference": os.path.abspath(path), "reference_sha256": sha256_file(path),
+                        "size": [int(hdr.shape[1]), int(hdr.shape[0])], "camera": camera.as_dict(),
+                        "clipped_share_8bit": float(np.mean(ldr.max(axis=-1) == 255))})
+    return records
+
+
+def _save_png(path, ldr):
+    from PIL import Image
+
+    Image.fromarray(ldr).save(path, format="PNG")
+
+
+def _load_png(path):
+    from PIL import Image
+
+    return np.asarray(Image.open(path).convert("RGB"))
+
+
+def _write_once(path, write, same) -> None:
+    """Write a new file, or check that an existing one (an interrupted run's) holds the same data."""
+    if os.path.exists(path):
+        if not same(path):
+            raise FileExistsError(f"{path} exists with different content (another seed or camera setting?): "
+                                  "use a new --output")
+        return
+    write_new_file(path, write)
+
+
+def lediff_result(output: str, key: str) -> str:
+    """The first EXR the workflow saved for one photo (from the batch item's manifest)."""
+    folder = os.path.join(output, "lediff", key)
+    with open(os.path.join(folder, MANIFEST)) as f:
+        exrs = [p for p in json.load(f)["outputs"] if p.lower().endswith(".exr")]
+    if not exrs:
+        raise RuntimeError(f"the workflow saved no EXR for {key}: it needs a LEDiff Save EXR node")
+    return os.path.join(folder, exrs[0])
+
+
+def baselines(output: str, records: list[dict]) -> None:
+    from lediff_core.qa.camera import Camera
+
+    for method, fn in BASELINES.items():
+        os.makedirs(os.path.join(output, "baselines", method), exist_ok=True)
+        for r in records:
+            ldr = _load_png(os.path.join(output, "ldr", f"{r['name']}.png"))
+            hdr = fn(ldr, Camera(**r["camera"]))
+            _write_once(os.path.join(output, "baselines", method, f"{r['name']}.exr"),
+                        lambda p, hdr=hdr: write_exr(p, hdr, precision="float"),
+                        lambda p, hdr=hdr: np.array_equal(read_exr(p).rgb, hdr))
+
+
+def score(output: str, records: list[dict], metrics: list[str], failed: set[str]) -> list[dict]:
+    from lediff_core.qa.metrics import compute_metric
+
+    rows = []
+    for r in records:
+        reference = read_exr(os.path.join(output, "reference", f"{r['name']}.exr")).rgb
+        tests = {} if r["name"] in failed else {METHOD: lediff_result(output, r["name"])}
+        tests.update({m: os.path.join(output, "baselines", m, f"{r['name']}.exr") for m in BASELINES})
+        for method, path in tests.items():
+            test = read_exr(path).rgb
+            if test.shape != reference.shape:
+                raise ValueError(f"{method} gave {test.shape[1]}x{test.shape[0]} for {r['name']}, the reference "
+                                 f"is {reference.shape[1]}x{reference.shape[0]}: the workflow must keep the "
+                                 "photo's size")
+            for metric in metrics:
+                start = time.perf_counter()
+                result = compute_metric(test, reference, metric, scaling="align")
+                rows.append({"image": r["name"], "method": method, "metric": metric, "score": result.score,
+                             "seconds": round(time.perf_counter() - start, 3)})
+    return rows
+
+
+def summary(rows: list[dict], metrics: list[str]) -> tuple[list[str], dict]:
+    methods = list(dict.fromkeys(r["method"] for r in rows))
+    means = {(m, k): float(np.mean([r["score"] for r in rows if r["method"] == m and r["metric"] == k]))
+             for m in methods for k in metrics}
+    return methods, means
+
+
+def markdown(rows, metrics, records, provenance) -> str:
+    from lediff_core.qa import metrics as qa
+
+    better = getattr(qa, "HIGHER_IS_BETTER", {})
+    methods, means = summary(rows, metrics)
+    head = [f"{k} ({'higher' if better.get(k, True) else 'lower'} is better)" for k in metrics]
+    lines = [f"# Evaluation: {len(records)} references, seed {provenance['seed']}", "",
+             f"Mean over images; scaling `align`. Workflow `{os.path.basename(provenance['workflow'])}` "
+             f"(sha256 {provenance['workflow_sha256'][:12]}).", "",
+             "| method | " + " | ".join(head) + " |", "|---|" + "---:|" * len(metrics)]
+    for m in methods:
+        lines.append(f"| {m} | " + " | ".join(f"{means[(m, k)]:.4f}" for k in metrics) + " |")
+    lines += ["", "Per image:", "", "| image | method | " + " | ".join(metrics) + " |",
+              "|---|---|" + "---:|" * len(metrics)]
+    for r in records:
+        for m in methods:
+            vals = {x["metric"]: x["score"] for x in rows if x["image"] == r["name"] and x["method"] == m}
+            if vals:
+                lines.append(f"| {r['name']} | {m} | " + " | ".join(f"{vals[k]:.4f}" for k in metrics) + " |")
+    if provenance["failed"]:
+        lines += ["", "Workflow failed on: " + ", ".join(provenance["failed"])]
+    return "\n".join(lines) + "\n"
+
+
+def plot(path: str, rows, metrics) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    methods, means = summary(rows, metrics)
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2), squeeze=False)
+    for ax, k in zip(axes[0], metrics, strict=True):
+        per_image = [[r["score"] for r in rows if r["method"] == m and r["metric"] == k] for m in methods]
+        ax.bar(range(len(methods)), [means[(m, k)] for m in methods], color="#4c72b0")
+        for i, values in enumerate(per_image):
+            ax.plot([i] * len(values), values, "k.", markersize=4)
+        ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=8)
+        ax.set_title(k, fontsize=9)
+    fig.suptitle("mean (bars) and per image (dots)", fontsize=9)
+    fig.tight_layout()
+    write_new_file(path, lambda p: fig.savefig(p, format="png", dpi=110))
+    plt.close(fig)
+
+
+def versions() -> dict:
+    found = {"python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("torch", "numpy", "OpenEXR", "cvvdp", "flip-evaluator", "ray", "Pillow", "matplotlib"):
+        try:
+            found[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def comfyui_version(comfyui: str | None) -> str | None:
+    from .host import default_comfyui
+
+    path = os.path.join(comfyui or default_comfyui(), "comfyui_version.py")
+    if os.path.isfile(path):
+        for line in open(path):
+            if line.startswith("__version__"):
+                return line.split("=", 1)[1].strip().strip("\"'")
+    return None
+
+
+def pack_version() -> str | None:
+    import tomllib
+
+    with open(os.path.join(REPO, "pyproject.toml"), "rb") as f:
+        return tomllib.load(f)["project"]["version"]
+
+
+def evaluate(args) -> int:
+    from lediff_core.qa.metrics import METRICS
+
+    metrics = args.metrics or list(METRICS)
+    output = os.path.abspath(args.output)
+    os.makedirs(output, exist_ok=True)
+    done = [r for r in REPORTS if os.path.exists(os.path.join(output, r))]
+    if done:
+        raise SystemExit(f"{output} already holds a finished evaluation ({', '.join(done)}): choose a new --output")
+    workflow_path = os.path.abspath(args.workflow or DEFAULT_WORKFLOW)
+    workflow = load_workflow_file(workflow_path)
+    records = prepare(args.references, output, args.seed, args.clip_share, args.jpeg, args.downscale)
+    config = BatchConfig(workflow=workflow_path, inputs=os.path.join(output, "ldr"),
+                         output=os.path.join(output, "lediff"), comfyui=args.comfyui,
+                         base_directory=args.base_directory, input_node=args.input_node, threads=args.threads)
+    os.makedirs(config.output, exist_ok=True)
+    outcomes = execute(config, args.ray, args.workers)
+    failed = {o.item.key: o.message for o in outcomes if not o.ok}
+    baselines(output, records)
+    rows = score(output, records, metrics, set(failed))
+    model_files = {}
+    if args.base_directory:
+        lediff_dir = os.path.join(args.base_directory, "models", "lediff")
+        for d, _, fs in os.walk(lediff_dir):
+            for f in fs:
+                if f.endswith((".safetensors", ".bin", ".pth")):
+                    p = os.path.join(d, f)
+                    model_files[os.path.relpath(p, lediff_dir)] = os.path.getsize(p)
+    provenance = {
+        "command": [os.path.basename(sys.argv[0]), *sys.argv[1:]], "seed": args.seed,
+        "camera": {"clip_share": args.clip_share if args.clip_share is not None else "uniform 5-15 %",
+                   "jpeg_quality": args.jpeg, "downscale": args.downscale, "model": "sigmoid (1+a)E^n/(E^n+a), "
+                   "n~N(0.9,0.1), a~N(0.6,0.1), 8-bit"},
+        "workflow": workflow_path, "workflow_sha256": workflow_hash(workflow),
+        "workflow_file_sha256": sha256_file(workflow_path), "metrics": metrics, "scaling": "align",
+        "baselines": list(BASELINES), "references": records, "failed": failed,
+        "versions": {**versions(), "comfyui": comfyui_version(args.comfyui), "lediff_hdr": pack_version()},
+        "lediff_model_files": model_files, "ray": args.ray, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }
+    fields = ["image", "method", "metric", "score", "seconds"]
+
+    def write_csv(p):
+        with open(p, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write_new_file(os.path.join(output, "results.csv"), write_csv)
+    text = markdown(rows, metrics, records, provenance)
+    write_new_file(os.path.join(output, "results.md"), lambda p: _write_text(p, text))
+    plot(os.path.join(output, "results.png"), rows, metrics)
+    write_new_file(os.path.join(output, "run.json"),
+                   lambda p: _write_text(p, json.dumps(provenance, indent=1, default=str)))
+    print(text)
+    for key, message in failed.items():
+        print(f"  FAILED {key}: {message}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _write_text(path: str, text: str) -> None:
+    with open(path, "w") as f:
+        f.write(text)

@@ -1,0 +1,168 @@
+"""A genuine ComfyUI embedded in this process: no server, ComfyUI's own validation
+(``execution.validate_prompt``) and executor (``execution.PromptExecutor``), and ComfyUI's output
+cache kept across prompts, so loader nodes whose inputs do not change (checkpoints, the LEDiff
+models) run once per process and every later item reuses the loaded models.
+
+ComfyUI's root holds top-level modules named ``nodes``, ``execution``, ``utils``, ``server``...
+(this pack has a ``nodes`` package too): ComfyUI's root goes first on ``sys.path``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import sys
+import tempfile
+import uuid
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PACK_NODE = "LEDiffSaveEXR"  # a node of this pack: tells whether ComfyUI loaded the pack
+
+
+def default_comfyui() -> str:
+    """$LEDIFF_COMFYUI, else the ComfyUI this pack is installed in (custom_nodes/<pack>), else the
+    development host in .dev/ComfyUI."""
+    if os.environ.get("LEDIFF_COMFYUI"):
+        return os.environ["LEDIFF_COMFYUI"]
+    parent = os.path.dirname(REPO)
+    if os.path.basename(parent) == "custom_nodes" and os.path.isfile(os.path.join(parent, "..", "main.py")):
+        return os.path.dirname(parent)
+    return os.path.join(REPO, ".dev", "ComfyUI")
+
+
+class GraphError(AssertionError):
+    """A graph failed validation or execution; carries ComfyUI's own error report."""
+
+    def __init__(self, message: str, report):
+        super().__init__(f"{message}: {report}")
+        self.message, self.report = message, report
+
+    def __reduce__(self):  # crosses process boundaries (Ray returns a worker's exception to the driver)
+        return (type(self), (self.message, self.report))
+
+
+class MessageSink:
+    """What the executor talks to instead of the websocket server (collects the messages)."""
+
+    def __init__(self):
+        self.client_id = None
+        self.last_node_id = None
+        self.last_prompt_id = None
+        self.sockets_metadata = {}
+        self.messages = []
+
+    def send_sync(self, event, data, sid=None):
+        self.messages.append((event, data))
+
+    def queue_updated(self):
+        pass
+
+
+def _accelerator_present() -> bool:
+    import torch
+
+    if torch.cuda.is_available():
+        return True
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps and mps.is_available())
+
+
+def import_comfyui(comfyui: str, base_directory: str | None = None, cpu: bool | None = None):
+    """Import ComfyUI from ``comfyui`` (its root, with main.py). ``base_directory`` is ComfyUI's
+    ``--base-directory`` (models/, custom_nodes/, input/, output/, temp/, user/ below it).
+    ``cpu=None`` uses ComfyUI's defaults where a GPU exists and ``--cpu`` where none does."""
+    comfyui = os.path.abspath(comfyui)
+    if not os.path.isfile(os.path.join(comfyui, "main.py")):
+        raise FileNotFoundError(f"no ComfyUI at {comfyui} (no main.py there): pass --comfyui DIR with "
+                                "the folder of your ComfyUI install, or run scripts/setup.sh")
+    if "comfy.cli_args" in sys.modules:
+        loaded = os.path.dirname(os.path.dirname(os.path.abspath(sys.modules["comfy.cli_args"].__file__)))
+        if os.path.realpath(loaded) != os.path.realpath(comfyui):
+            raise RuntimeError(f"this process already imported ComfyUI from {loaded}, not {comfyui}")
+    else:
+        if comfyui in sys.path:
+            sys.path.remove(comfyui)
+        sys.path.insert(0, comfyui)
+    from comfy.cli_args import args
+
+    if "comfy.model_management" not in sys.modules:
+        args.cpu = (not _accelerator_present()) if cpu is None else cpu
+    if base_directory is not None and "folder_paths" not in sys.modules:
+        # folder_paths reads it once, when first imported (like ComfyUI's own --base-directory)
+        args.base_directory = os.path.abspath(base_directory)
+        for sub in ("models", "custom_nodes", "input", "output", "temp", "user"):
+            os.makedirs(os.path.join(args.base_directory, sub), exist_ok=True)
+    import execution
+    import folder_paths
+    import nodes
+
+    return execution, folder_paths, nodes
+
+
+class EmbeddedComfyUI:
+    """One in-process ComfyUI with its custom nodes (this pack included) and a persistent executor."""
+
+    def __init__(self, comfyui: str | None = None, base_directory: str | None = None, cpu: bool | None = None,
+                 custom_nodes: bool = True):
+        self.comfyui = os.path.abspath(comfyui or default_comfyui())
+        self.execution, self.folder_paths, self.nodes = import_comfyui(self.comfyui, base_directory, cpu)
+        self._load_nodes(custom_nodes)
+        # one executor for the life of the host: its CLASSIC cache keeps each node's outputs while
+        # the node's inputs stay the same, which is what keeps models loaded across items
+        self.sink = MessageSink()
+        self.executor = self.execution.PromptExecutor(
+            self.sink, cache_type=self.execution.CacheType.CLASSIC,
+            cache_args={"lru": 0, "ram": 0, "ram_inactive": 0})
+        self.temp_dir = tempfile.mkdtemp(prefix="lediff_runner_temp_")
+        self.folder_paths.set_temp_directory(self.temp_dir)
+
+    def _load_nodes(self, custom_nodes: bool) -> None:
+        if PACK_NODE in self.nodes.NODE_CLASS_MAPPINGS:
+            return  # already loaded in this process
+        asyncio.run(self.nodes.init_extra_nodes(init_custom_nodes=custom_nodes, init_api_nodes=False))
+        if PACK_NODE not in self.nodes.NODE_CLASS_MAPPINGS:
+            # the pack is not in the host's custom_nodes/: load it from where this runner lives
+            if not asyncio.run(self.nodes.load_custom_node(REPO)):
+                raise RuntimeError(f"ComfyUI failed to load the LEDiff pack from {REPO} (see the log above)")
+
+    @property
+    def node_classes(self) -> dict:
+        return self.nodes.NODE_CLASS_MAPPINGS
+
+    def to_api(self, workflow: dict) -> dict:
+        from .workflow import input_types_from_host, is_ui_format, to_api
+
+        return to_api(workflow, input_types_from_host(self.node_classes)) if is_ui_format(workflow) else workflow
+
+    def set_folders(self, input_dir: str | None = None, output_dir: str | None = None) -> None:
+        if input_dir is not None:
+            self.folder_paths.set_input_directory(os.path.abspath(input_dir))
+        if output_dir is not None:
+            self.folder_paths.set_output_directory(os.path.abspath(output_dir))
+
+    def validate(self, prompt: dict):
+        return asyncio.run(self.execution.validate_prompt(str(uuid.uuid4()), prompt, None))
+
+    def run(self, prompt: dict, extra_pnginfo: dict | None = None) -> dict:
+        """Validate and execute an API-format graph; returns ``{node_id: ui output}``."""
+        valid, error, outputs, node_errors = self.validate(prompt)
+        if not valid:
+            raise GraphError("graph failed validation", {"error": error, "node_errors": node_errors})
+        extra = {"extra_pnginfo": extra_pnginfo} if extra_pnginfo is not None else {}
+        self.executor.execute(prompt, str(uuid.uuid4()), extra, outputs)
+        if not self.executor.success:
+            errors = [d for e, d in self.executor.status_messages if e == "execution_error"]
+            raise GraphError("graph failed to execute", [
+                {k: e.get(k) for k in ("node_id", "node_type", "exception_type", "exception_message")}
+                for e in errors] or self.executor.status_messages)
+        return self.executor.history_result["outputs"]
+
+    def close(self) -> None:
+        import shutil
+
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def quiet_comfyui_logs(level=logging.WARNING) -> None:
+    logging.getLogger().setLevel(level)
