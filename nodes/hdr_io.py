@@ -51,7 +51,8 @@ class SaveEXR(io.ComfyNode):
             category="LEDiff/image",
             description="Saves linear HDR images as OpenEXR files in the output folder, never clamped.",
             inputs=[
-                io.Image.Input("images", tooltip="Linear HDR images (values above 1 are kept)."),
+                io.Image.Input("images", tooltip="Linear HDR images in the working space (Rec.709/sRGB "
+                               "primaries, D65); values above 1 are kept."),
                 io.String.Input(
                     "filename_prefix",
                     default="LEDiff/hdr",
