@@ -151,6 +151,10 @@ def test_other_primaries_convert_without_adaptation():
         # into another space: the same as loading the Rec.709 twin (OCIO from the working space)
         acescg, _ = from_chromaticities(file_pixels.astype(np.float32), chroma, "ACEScg")
         assert rel_error(acescg, ocio_apply(rec709, WORKING_SPACE, "ACEScg")) < 1e-5
+    with pytest.raises(ValueError, match="collinear.*exrstdattr -chromaticities"):
+        from_chromaticities(rec709, (0.1, 0.1, 0.2, 0.2, 0.3, 0.3, 0.3127, 0.329))
+    with pytest.raises(ValueError, match="8 finite numbers.*rewrite it"):
+        from_chromaticities(rec709, (np.nan,) * 8)
     # no attribute: Rec.709, unchanged
     same, read_as = from_chromaticities(rec709, None)
     assert read_as == WORKING_SPACE and np.array_equal(same, rec709)

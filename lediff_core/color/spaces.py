@@ -160,11 +160,18 @@ def from_chromaticities(rgb: np.ndarray, chromaticities=None, target: str = WORK
     """
     if target not in LINEAR_SPACES:
         raise ValueError(f"unknown target colour space {target!r}; choose one of {list(LINEAR_SPACES)}")
-    chroma = REC709_CHROMATICITIES if chromaticities is None else as_chromaticities(chromaticities)
-    space = space_of_chromaticities(chroma)
-    if space is not None:
-        return np.asarray(convert_linear(rgb, space, target), dtype=np.float32), space
-    m = xyz_to_rgb_matrix(REC709_CHROMATICITIES) @ rgb_to_xyz_matrix(chroma)
+    try:
+        chroma = REC709_CHROMATICITIES if chromaticities is None else as_chromaticities(chromaticities)
+        space = space_of_chromaticities(chroma)
+        if space is not None:
+            return np.asarray(convert_linear(rgb, space, target), dtype=np.float32), space
+        m = xyz_to_rgb_matrix(REC709_CHROMATICITIES) @ rgb_to_xyz_matrix(chroma)
+    except ValueError as e:
+        raise ValueError(
+            f"the file's chromaticities attribute cannot describe colours ({e}); rewrite it with the "
+            "primaries the pixels are in, e.g. for Rec.709: exrstdattr -chromaticities 0.64 0.33 0.3 "
+            "0.6 0.15 0.06 0.3127 0.329 in.exr out.exr"
+        ) from e
     working = np.asarray(rgb, dtype=np.float32) @ m.T.astype(np.float32)
     described = "chromaticities " + ", ".join(f"{v:.4g}" for v in chroma)
     return np.asarray(convert_linear(working, WORKING_SPACE, target), dtype=np.float32), described
