@@ -81,8 +81,9 @@ def _decode(rgb: torch.Tensor, source: str, reference_white: float, notes: list[
         if above:
             notes.append(f"{above} pixel(s) above PQ's peak (signal > 1): read as signal 1 (10000 cd/m2)")
     if negative:
+        core = "; core's hlg_to_linear would make them positive" if source == HLG_SPACE else ""
         notes.append(f"{negative} pixel(s) with negative {source} signals: decoded as negative light "
-                     "(mirrored curve; core's hlg_to_linear would make them positive)")
+                     f"(mirrored curve{core})")
     return linear
 
 
