@@ -85,11 +85,13 @@ def write_exr(
     compression: str = "zip",
     attributes: dict | None = None,
     envmap: str = "none",
+    chromaticities: tuple | None = None,
 ) -> int:
     """Write linear RGB [H, W, 3] (and optional alpha [H, W]) as a scanline EXR.
 
     ``attributes`` are extra header attributes (str, float, int, tuples the bindings understand).
-    The file is tagged with Rec.709/D65 ``chromaticities``; ``envmap="latlong"`` adds the standard
+    The file is tagged with ``chromaticities`` (8 numbers; default Rec.709/D65, the working space's
+    primaries), which must describe the pixels' primaries; ``envmap="latlong"`` adds the standard
     ``envmap`` attribute of an equirectangular environment map. Returns the number of values that
     saturated when converting to half (always 0 for ``float``). Raises EXRError for NaN/Inf input,
     bad shapes or unknown options. Writes ``path`` directly: publish through ``write_new_file``.
@@ -122,7 +124,7 @@ def write_exr(
     header = {
         "compression": COMPRESSIONS[compression],
         "type": OpenEXR.scanlineimage,
-        "chromaticities": REC709_CHROMATICITIES,
+        "chromaticities": tuple(chromaticities or REC709_CHROMATICITIES),
     }
     if ENVMAPS[envmap] is not None:
         header["envmap"] = ENVMAPS[envmap]

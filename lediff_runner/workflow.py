@@ -31,9 +31,13 @@ def input_types_from_object_info(object_info: dict):
 def _extra_widget_values(spec) -> int:
     """Widgets the frontend adds after an input's own: the seed's 'control after generate' and
     the upload button of file inputs, which both leave a value in widgets_values."""
-    options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    options = _options(spec)
     upload = any(options.get(k) for k in ("image_upload", "audio_upload", "video_upload", "file_upload"))
     return int(bool(options.get("control_after_generate"))) + int(upload)
+
+
+def _options(spec) -> dict:
+    return spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
 
 
 def is_widget(spec) -> bool:
@@ -58,6 +62,9 @@ def to_api(workflow: dict, input_types) -> dict:
             if is_widget(spec) and position < len(values):
                 inputs[name] = values[position]
                 position += 1 + _extra_widget_values(spec)
+            elif is_widget(spec) and "default" in _options(spec):
+                # a widget newer than the saved workflow: the frontend creates it with its default
+                inputs[name] = _options(spec)["default"]
             if name in linked:
                 _, source, slot = linked[name][:3]
                 inputs[name] = [str(source), slot]

@@ -83,8 +83,9 @@ class HDRDecode(io.ComfyNode):
                              "4096x2048 panorama)."),
             ],
             outputs=[
-                io.Image.Output("hdr", tooltip="Linear HDR (exp of the decoder output; arbitrary global "
-                                "scale, use Blend with LDR to calibrate). Save it with Save EXR."),
+                io.Image.Output("hdr", tooltip="Linear HDR in the working space (Rec.709/sRGB primaries, "
+                                "D65; exp of the decoder output; arbitrary global scale, use Blend with LDR to "
+                                "calibrate). Save it with Save EXR."),
                 io.Image.Output("preview", tooltip="Tone-mapped sRGB preview (ACES, automatic exposure)."),
             ],
         )

@@ -16,6 +16,8 @@ from comfy_api.latest import io, ui
 
 from ..lediff_core import SOFTWARE
 from ..lediff_core.color import srgb_to_linear
+from ..lediff_core.color.ocio import LINEAR_SPACES, WORKING_SPACE, convert_linear
+from ..lediff_core.color.spaces import exr_color_tags, from_chromaticities
 from ..lediff_core.exr import COMPRESSIONS, ENVMAPS, PRECISIONS, write_exr
 from ..lediff_core.image_io import EXTENSIONS, read_linear_image
 from ..lediff_core.safe_files import path_inside, write_numbered_file
@@ -49,7 +51,8 @@ class SaveEXR(io.ComfyNode):
             category="LEDiff/image",
             description="Saves linear HDR images as OpenEXR files in the output folder, never clamped.",
             inputs=[
-                io.Image.Input("images", tooltip="Linear HDR images (values above 1 are kept)."),
+                io.Image.Input("images", tooltip="Linear HDR images in the working space (Rec.709/sRGB "
+                               "primaries, D65); values above 1 are kept."),
                 io.String.Input(
                     "filename_prefix",
                     default="LEDiff/hdr",
@@ -89,6 +92,16 @@ class SaveEXR(io.ComfyNode):
                     optional=True,
                     tooltip="Optional alpha channel (1 = opaque), written as the EXR's A channel.",
                 ),
+                io.Combo.Input(
+                    "colorspace",
+                    options=list(LINEAR_SPACES),
+                    default=WORKING_SPACE,
+                    optional=True,
+                    tooltip="Linear colour space of the file. The input is in the working space "
+                    "(linear Rec.709/sRGB primaries, D65) and is converted with OpenColorIO; the file's "
+                    "chromaticities attribute says which (AP1 for ACEScg, AP0 for ACES2065-1, which at "
+                    "half precision without compression is also tagged as an ACES container).",
+                ),
             ],
             hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
             is_output_node=True,
@@ -104,6 +117,7 @@ class SaveEXR(io.ComfyNode):
         input_encoding,
         envmap,
         alpha=None,
+        colorspace=WORKING_SPACE,
     ) -> io.NodeOutput:
         if images.shape[-1] not in (3, 4):
             raise ValueError(f"Save EXR: expected RGB or RGBA images, got {images.shape[-1]} channels")
@@ -121,6 +135,11 @@ class SaveEXR(io.ComfyNode):
         if input_encoding == "sRGB":
             rgb = srgb_to_linear(rgb)
         attributes = _header_attributes(cls.hidden.prompt, cls.hidden.extra_pnginfo, input_encoding)
+        chromaticities, color_attributes, note = exr_color_tags(colorspace, precision, compression)
+        attributes.update(color_attributes)
+        if note:
+            log.info("Save EXR: %s", note)
+        pixels = convert_linear(rgb, WORKING_SPACE, colorspace)
 
         results = []
         for i in range(rgb.shape[0]):
@@ -129,8 +148,9 @@ class SaveEXR(io.ComfyNode):
                 folder,
                 lambda n, stem=stem: f"{stem}_{n:05}.exr",
                 counter,
-                partial(write_exr, rgb=rgb[i].cpu().numpy(), alpha=alphas[i], precision=precision,
-                        compression=compression, attributes=attributes, envmap=envmap),
+                partial(write_exr, rgb=pixels[i].cpu().numpy(), alpha=alphas[i], precision=precision,
+                        compression=compression, attributes=attributes, envmap=envmap,
+                        chromaticities=chromaticities),
             )
             if saturated:
                 log.warning(
@@ -189,9 +209,20 @@ class LoadEXR(io.ComfyNode):
                     tooltip="EXR layer to load, e.g. 'beauty' for beauty.R/G/B. Empty: the default "
                     "RGB(A) or Y channels, else the beauty-like or first layer.",
                 ),
+                io.Combo.Input(
+                    "colorspace",
+                    options=list(LINEAR_SPACES),
+                    default=WORKING_SPACE,
+                    optional=True,
+                    tooltip="Linear colour space to load into. Default: the working space (linear "
+                    "Rec.709/sRGB primaries, D65, what the other nodes expect). The file's chromaticities "
+                    "attribute says what it holds (none = Rec.709): ACES, Rec.2020, P3-D65 convert with "
+                    "OpenColorIO, other primaries (XYZ, cameras) with OpenEXR's matrices.",
+                ),
             ],
             outputs=[
-                io.Image.Output("image", tooltip="Linear HDR image, exact values, never clamped."),
+                io.Image.Output("image", tooltip="Linear HDR image in the chosen colour space (default "
+                                "the working space), never clamped."),
                 io.Mask.Output(
                     "alpha",
                     tooltip="The file's alpha (1 = opaque), or all ones when it has none. Core's "
@@ -201,22 +232,25 @@ class LoadEXR(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, image, layer) -> io.NodeOutput:
+    def execute(cls, image, layer, colorspace=WORKING_SPACE) -> io.NodeOutput:
         loaded = read_linear_image(folder_paths.get_annotated_filepath(image), layer.strip())
-        rgb = torch.from_numpy(loaded.rgb)[None]
+        pixels, read_as = from_chromaticities(loaded.rgb, loaded.header.get("chromaticities"), colorspace)
+        if read_as != colorspace:
+            log.info("Load EXR: %s read as %s, converted to %s", image, read_as, colorspace)
+        rgb = torch.from_numpy(pixels)[None]
         alpha = loaded.alpha if loaded.alpha is not None else np.ones(loaded.rgb.shape[:2], np.float32)
         return io.NodeOutput(rgb, torch.from_numpy(alpha)[None])
 
     @classmethod
-    def fingerprint_inputs(cls, image, layer):
+    def fingerprint_inputs(cls, image, layer, colorspace=WORKING_SPACE):
         digest = hashlib.sha256()
         with open(folder_paths.get_annotated_filepath(image), "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
-        return digest.hexdigest() + layer
+        return digest.hexdigest() + layer + colorspace
 
     @classmethod
-    def validate_inputs(cls, image, layer):
+    def validate_inputs(cls, image, layer, colorspace=WORKING_SPACE):
         if not folder_paths.exists_annotated_filepath(image):
             return f"Load EXR: no file {image!r} in the input folder"
         if not image.lower().endswith(EXTENSIONS):

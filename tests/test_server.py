@@ -17,7 +17,7 @@ from lediff_testing import HDRI_DIR
 
 OUR_NODES = ("LEDiffSaveEXR", "LEDiffLoadEXR", "LEDiffToneMap", "LEDiffLoadHDRVAE", "LEDiffLoadDenoiser",
              "LEDiffHighlightBracket", "LEDiffShadowBracket", "LEDiffLatentExposureFusion", "LEDiffHDRDecode",
-             "LEDiffBlendLDR", "LEDiffPanoramaWrap", "LEDiffIBLPreview")
+             "LEDiffBlendLDR", "LEDiffPanoramaWrap", "LEDiffIBLPreview", "LEDiffColorSpace")
 
 
 @pytest.fixture(scope="module")

@@ -18,6 +18,25 @@ WORKING_SPACE = "Linear Rec.709 (sRGB)"
 LINEAR_SPACES = ("Linear Rec.709 (sRGB)", "Linear P3-D65", "Linear Rec.2020", "ACEScg", "ACES2065-1")
 DEFAULT_CONFIG = "ocio://default"
 
+# The published primaries and white of each linear space, as an EXR ``chromaticities`` attribute
+# stores them (Rx, Ry, Gx, Gy, Bx, By, Wx, Wy). They tag files and recognise them; the conversions
+# themselves are OCIO's (tests check that these describe the same spaces as OCIO's matrices).
+CHROMATICITIES = {
+    # ITU-R BT.709 / IEC 61966-2-1 (sRGB), D65
+    "Linear Rec.709 (sRGB)": (0.64, 0.33, 0.30, 0.60, 0.15, 0.06, 0.3127, 0.3290),
+    # SMPTE EG 432-1 (Display P3 / P3-D65)
+    "Linear P3-D65": (0.680, 0.320, 0.265, 0.690, 0.150, 0.060, 0.3127, 0.3290),
+    # ITU-R BT.2020 / BT.2100, D65
+    "Linear Rec.2020": (0.708, 0.292, 0.170, 0.797, 0.131, 0.046, 0.3127, 0.3290),
+    # ACES AP1 (Academy S-2014-004), ACES white (approx. D60)
+    "ACEScg": (0.713, 0.293, 0.165, 0.830, 0.128, 0.044, 0.32168, 0.33767),
+    # ACES AP0 (SMPTE ST 2065-1), ACES white
+    "ACES2065-1": (0.7347, 0.2653, 0.0, 1.0, 0.0001, -0.0770, 0.32168, 0.33767),
+}
+# How far (largest difference of the 8 numbers) a file's chromaticities may be from a space's to
+# count as that space: files round the same values differently (e.g. D65 as 0.31271, 0.32902).
+CHROMATICITIES_TOLERANCE = 1e-3
+
 
 @lru_cache(maxsize=1)
 def config():
@@ -62,3 +81,15 @@ def convert_linear(rgb, source: str, target: str):
     out = np.array(arr, dtype=np.promote_types(arr.dtype, np.float32), copy=True)
     out[..., :3] = arr[..., :3] @ m.T.astype(out.dtype)
     return out
+
+
+def space_of_chromaticities(chromaticities, tolerance: float = CHROMATICITIES_TOLERANCE) -> str | None:
+    """The linear space (one of LINEAR_SPACES) whose published chromaticities are within
+    ``tolerance`` of the given 8 numbers, or None for any other primaries (XYZ, camera spaces)."""
+    value = np.asarray(chromaticities, dtype=np.float64).reshape(-1)
+    if value.size != 8:
+        raise ValueError(f"chromaticities must be 8 numbers (R, G, B, white x/y), got {chromaticities!r}")
+    for name, known in CHROMATICITIES.items():
+        if np.max(np.abs(value - np.asarray(known))) <= tolerance:
+            return name
+    return None
