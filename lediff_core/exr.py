@@ -265,7 +265,7 @@ def _view_channels(path: str, names, header: dict, view: str) -> tuple[dict[str,
         own = header.get("view", "")
         if view and view != own:
             have = f"holds only view {own!r}" if own else "has no views"
-            raise EXRError(f"{path!r} (this part) {have}; leave view empty")
+            raise EXRError(f"{path!r} (the part chosen) {have}; leave view empty")
         return {n: n for n in names}, own
     view = view or views[0]
     if view not in views:

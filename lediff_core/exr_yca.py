@@ -42,15 +42,16 @@ def _rounder(half: bool):
     return lambda a: a
 
 
-def _taps(padded: np.ndarray, k: np.ndarray | int, q) -> np.ndarray:
-    """The missing sample at position 2k+1 (k indexes ``padded``, which carries ``_REACH`` repeated
-    edge samples on each side): the taps applied in the C++ order (far left ... near left, near
-    right ... far right), accumulated in float32, then rounded."""
-    terms = [padded[k - t] * RECONSTRUCTION_TAPS[t] for t in range(_REACH - 1, -1, -1)]
-    terms += [padded[k + 1 + t] * RECONSTRUCTION_TAPS[t] for t in range(_REACH)]
-    acc = terms[0]
-    for term in terms[1:]:
-        acc = acc + term
+def _taps(padded: np.ndarray, first: int, count: int, q) -> np.ndarray:
+    """Missing samples at positions 2k+1 for k = first .. first+count-1 (k indexes the samples;
+    ``padded`` carries ``_REACH`` repeated edge samples on each side): the taps applied in the C++
+    order (far left ... near left, near right ... far right), accumulated in float32, rounded."""
+    k = first + _REACH
+    offsets = [(-t, t) for t in range(_REACH - 1, -1, -1)] + [(1 + t, t) for t in range(_REACH)]
+    acc = padded[k + offsets[0][0] : k + offsets[0][0] + count] * RECONSTRUCTION_TAPS[offsets[0][1]]
+    term = np.empty_like(acc)
+    for offset, t in offsets[1:]:
+        acc += np.multiply(padded[k + offset : k + offset + count], RECONSTRUCTION_TAPS[t], out=term)
     return q(acc)
 
 
@@ -60,11 +61,11 @@ def _pad(s: np.ndarray) -> np.ndarray:
 
 def _interpolate(samples: np.ndarray, count: int, axis: int, q) -> np.ndarray:
     """``count`` values along ``axis`` from ``samples`` stored at the even positions."""
-    s = np.moveaxis(samples, axis, 0)
+    s = np.ascontiguousarray(np.moveaxis(samples, axis, 0))
     out = np.empty((count,) + s.shape[1:], np.float32)
     out[0::2] = s[: (count + 1) // 2]
     if count // 2:
-        out[1::2] = _taps(_pad(s), np.arange(count // 2) + _REACH, q)
+        out[1::2] = _taps(_pad(s), 0, count // 2, q)
     return np.moveaxis(out, 0, axis)
 
 
@@ -79,7 +80,8 @@ def _to_rgb(y, ry, by, weights, q):
 
 
 def _saturation(rgb):
-    hi, lo = rgb.max(-1), rgb.min(-1)
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    hi, lo = np.maximum(np.maximum(r, g), b), np.minimum(np.minimum(r, g), b)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(hi > 0, np.float32(1) - lo / np.where(hi > 0, hi, 1), np.float32(0))
 
@@ -141,7 +143,7 @@ def yca_to_rgb(
     # The saturation fix also looks at rows -1 and H, which the C++ reader builds from clamped
     # rows: row -1 interpolates over row 0 repeated upwards; row H (even for an even height)
     # copies the last row with chroma, and takes the luminance of row H - 2.
-    above = _taps(_pad(chroma), _REACH - 1, q)
+    above = _taps(_pad(chroma), -1, 1, q)[0]
     y_ext = np.concatenate([y[:1], y, y[-2:-1] if h > 1 else y[-1:]])
     c_ext = np.concatenate([above[None], rows, chroma[-1:]])
     rgb = _to_rgb(y_ext, c_ext[..., 0], c_ext[..., 1], w, q)

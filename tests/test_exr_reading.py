@@ -302,6 +302,23 @@ def test_tiled_and_multiresolution_files_give_the_full_resolution_level(tmp_path
     assert np.array_equal(read_exr(out).rgb, a)
 
 
+def test_deep_parts_are_refused_and_flat_parts_beside_them_load(tmp_path):
+    samples = np.empty((2, 3), dtype=object)
+    for i in range(2):
+        for j in range(3):
+            samples[i, j] = np.array([1.0, 2.0], np.float32)  # two samples per pixel
+    flat = np.full((2, 3, 3), 5.0, np.float32)
+    path = str(tmp_path / "deep.exr")
+    parts = [OpenEXR.Part({"name": "deep", "type": OpenEXR.deepscanline,
+                           "compression": OpenEXR.ZIPS_COMPRESSION}, {"R": samples, "G": samples, "B": samples}),
+             OpenEXR.Part({"name": "flat", "type": OpenEXR.scanlineimage}, {"RGB": flat})]
+    with OpenEXR.File(parts) as f:
+        f.write(path)
+    with pytest.raises(EXRError, match="'deep' of .* is a deep image"):
+        read_exr(path)
+    assert np.array_equal(read_exr(path, part="flat").rgb, flat)
+
+
 # ---------------------------------------------------------------- damaged and fuzzed files
 
 WORKER = """
