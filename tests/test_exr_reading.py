@@ -323,8 +323,6 @@ def test_deep_parts_are_refused_and_flat_parts_beside_them_load(tmp_path):
 
 WORKER = """
 import sys
-import lediff_core.exr_yca as yca
-from comfy_harness import GraphError
 from lediff_core.exr import EXRError, read_exr
 for path in sys.stdin.read().splitlines():
     print("START", path, flush=True)
