@@ -6,6 +6,7 @@ half-float rounding, and values beyond the half range saturate at +/-65504 inste
 
 from __future__ import annotations
 
+import os
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -37,6 +38,9 @@ HALF_MAX = float(np.finfo(np.float16).max)  # 65504
 
 # Refuse to decode images larger than this many pixels (a hostile header can claim any size).
 MAX_PIXELS = 16384 * 16384
+
+# Tiles larger than this (and than the image) are refused as corrupt; OpenEXR's tools use 64x64.
+MAX_TILE_PIXELS = 1024 * 1024
 
 # Layers tried first when a file has no default (unprefixed) RGB layer.
 PREFERRED_LAYERS = ("beauty", "rgba", "rgb", "combined", "color", "colour")
@@ -194,12 +198,33 @@ def _part_label(index: int, header: dict) -> str:
     return label
 
 
+# Scan lines per chunk of each compression (OpenEXR file layout); 256, the largest, for others.
+LINES_PER_CHUNK = {"NO_": 1, "RLE": 1, "ZIPS": 1, "ZIP_": 16, "PXR24": 16, "PIZ": 32, "B44": 32,
+                   "DWAA": 32, "DWAB": 256}
+# Every chunk costs at least 16 bytes: its offset-table entry (8), its y or tile coordinates (4+),
+# its data size (4).
+MIN_CHUNK_BYTES = 16
+
+
+def _chunks(header: dict, width: int, height: int) -> int:
+    """A lower bound on the number of chunks a valid file with this header holds."""
+    tiles = header.get("tiles")
+    if tiles is not None:
+        tx, ty = max(1, int(tiles.xSize)), max(1, int(tiles.ySize))
+        return -(-width // tx) * -(-height // ty)  # full-resolution level only
+    name = str(header.get("compression", "")).rsplit(".", 1)[-1]
+    lines = next((n for key, n in LINES_PER_CHUNK.items() if name.startswith(key)), 256)
+    return -(-height // lines)
+
+
 def _check_headers(path: str) -> list[dict]:
     """Every part's header, read without pixels; refuses windows a hostile header can inflate
-    before the bindings allocate memory for them."""
+    before the bindings allocate memory for them: sizes beyond MAX_PIXELS, absurd tiles, and
+    images needing more chunks than the file has bytes for (a truncated or fuzzed file that
+    claims a huge image would otherwise allocate gigabytes before failing)."""
     with _open(path, header_only=True) as f:
         headers = [dict(p.header) for p in f.parts]
-    total = 0
+    total = chunks = 0
     for i, header in enumerate(headers):
         try:
             x0, y0, x1, y1 = _window(header, "dataWindow")
@@ -215,7 +240,25 @@ def _check_headers(path: str) -> list[dict]:
                 f"{path!r} claims a {width}x{height} data window (display window {dw}x{dh}) in part "
                 f"{i}; refusing images above {MAX_PIXELS} pixels or with an empty window"
             )
+        tiles = header.get("tiles")
+        if tiles is not None:
+            # A damaged tile description can claim tiles of millions of pixels for a tiny image;
+            # the decoder then allocates and loops for seconds before failing.
+            tile_area = int(tiles.xSize) * int(tiles.ySize)
+            if tile_area > max(MAX_TILE_PIXELS, width * height):
+                raise EXRError(
+                    f"{path!r} claims {tiles.xSize}x{tiles.ySize} tiles for a {width}x{height} image "
+                    f"in part {i}; the tile description is corrupt"
+                )
         total += width * height * max(1, len(header.get("channels", ())))
+        if "deep" not in str(header.get("type", "")).lower():
+            chunks += _chunks(header, width, height)
+    size = os.path.getsize(path)
+    if chunks * MIN_CHUNK_BYTES > size:
+        raise EXRError(
+            f"{path!r} is {size} bytes but its header describes images needing at least "
+            f"{chunks} chunks ({chunks * MIN_CHUNK_BYTES} bytes); the file is truncated or corrupt"
+        )
     if total > 4 * MAX_PIXELS:
         raise EXRError(
             f"{path!r} holds {total} channel values in all its parts; refusing files above "

@@ -354,6 +354,33 @@ def read_in_child(paths, timeout):
     return results
 
 
+def test_corrupt_tile_descriptions_are_refused_before_decoding(tmp_path):
+    """A fuzzed tile size (4 x 16 million pixels for an 8x6 image) made the decoder allocate and
+    loop for seconds; the header check refuses it at once."""
+    src = write(tmp_path / "src.exr", {"RGB": np.ones((6, 8, 3), np.float32)})
+    tiled = str(tmp_path / "tiled.exr")
+    subprocess.run([require_tool("exrmaketiled"), "-m", "-t", "4", "4", src, tiled], check=True)
+    data = bytearray(open(tiled, "rb").read())
+    # tiledesc: name, type, size (4 bytes), then xSize, ySize (little-endian uint32), mode
+    at = data.index(b"tiles\0tiledesc\0") + len(b"tiles\0tiledesc\0") + 4
+    data[at + 4 : at + 8] = np.array([16580612], "<u4").tobytes()
+    open(tiled, "wb").write(bytes(data))
+    with pytest.raises(EXRError, match="4x16580612 tiles for a 8x6 image"):
+        read_exr(tiled)
+
+
+def test_a_small_file_claiming_a_huge_image_is_refused_before_allocating(tmp_path):
+    """16000x16000 RGBA is 3 GB of float32 once decoded; a 1 kB file cannot hold the 1000 chunks
+    (16 lines each for ZIP) such an image needs."""
+    path = write(tmp_path / "small.exr", {"RGBA": np.ones((64, 64, 4), np.float32)})
+    data = bytearray(open(path, "rb").read())
+    at = data.index(b"dataWindow\0box2i\0") + len(b"dataWindow\0box2i\0") + 4
+    data[at + 8 : at + 16] = np.array([15999, 15999], "<i4").tobytes()
+    open(path, "wb").write(bytes(data))
+    with pytest.raises(EXRError, match="needing at least 1000 chunks.*truncated or corrupt"):
+        read_exr(path)
+
+
 def test_openexr_damaged_files_give_clear_errors_without_crashing(tmp_path):
     paths = sorted(os.path.join(DAMAGED, f) for f in os.listdir(DAMAGED) if not f.endswith(".md"))
     assert len(paths) == 130
