@@ -190,6 +190,12 @@ def test_data_and_display_windows_of_files_written_by_oiiotool(tmp_path):
     assert np.array_equal(read_exr(overscan).rgb, rgb)
     with pytest.raises(EXRError, match="unknown window"):
         read_exr(overscan, window="full")
+    for path in (shifted, overscan):  # oiiotool's own crop/pad to the display window agrees
+        ref = str(tmp_path / "ref.exr")
+        subprocess.run([oiiotool, path, "--croptofull", "-o", ref], check=True)
+        with OpenEXR.File(ref, separate_channels=True) as f:
+            expected = np.stack([f.channels()[c].pixels.astype(np.float32) for c in "RGB"], -1)
+        assert np.array_equal(read_exr(path, window="display").rgb, expected)
 
 
 def test_display_window_keeps_the_files_alpha(tmp_path):
