@@ -287,14 +287,24 @@ def _select_part(path: str, headers: list[dict], part: str, view: str) -> int:
             )
         return index
     part_views = [h.get("view") for h in headers]
+    candidates = list(range(len(headers)))
     if view and any(part_views) and "multiView" not in headers[0]:
-        if view not in part_views:
+        candidates = [i for i, v in enumerate(part_views) if v == view]
+        if not candidates:
             raise EXRError(
                 f"{path!r} has no view {view!r}; its parts are: {listing} (leave view empty for the "
                 "first part)"
             )
-        return part_views.index(view)
-    return 0
+    # the first candidate with colour channels (a depth or motion part may come first)
+    return next((i for i in candidates if _has_colour(headers[i])), candidates[0])
+
+
+def _has_colour(header: dict) -> bool:
+    names = {getattr(c, "name", "") for c in header.get("channels", ())}
+    try:
+        return bool(_channel_names("", names)[0] or _layers(names))
+    except EXRError:
+        return True  # incomplete YC: let the read report it
 
 
 def _view_channels(path: str, names, header: dict, view: str) -> tuple[dict[str, str], str]:
@@ -329,8 +339,9 @@ def read_exr(
 ) -> HDRImage:
     """Read a linear image from an EXR file.
 
-    ``part``: a part's name or number in a multi-part file (empty: the first part, or the first
-    part of ``view``). ``view``: a view of a multi-view file (empty: the default view).
+    ``part``: a part's name or number in a multi-part file (empty: the first part with colour
+    channels, among the parts of ``view`` when the file has one part per view). ``view``: a view
+    of a multi-view file (empty: the default view).
     ``layer`` names a layer such as ``beauty`` (channels ``beauty.R`` ...). Empty means: the
     default RGB(A), YC or Y channels, else a layer named like a beauty pass, else the first layer
     with colour channels. Luminance/chroma layers (``Y``, ``RY``, ``BY``) are reconstructed to RGB

@@ -258,6 +258,26 @@ def test_multi_part_views_built_to_the_openexr_layout(tmp_path):
         read_exr(path, part="0", view="right")
 
 
+def test_a_depth_part_first_does_not_hide_the_colour_parts(tmp_path):
+    """OpenEXR's Beachball sample puts depth and motion parts between the colour parts of each
+    view; the default (and a view) picks the first part of it that has colour."""
+    a, b, _, _ = two_images(tmp_path)
+    depth = np.ascontiguousarray(a[..., 0])
+    parts = [OpenEXR.Part({"name": "depth_left", "view": "left", "type": OpenEXR.scanlineimage}, {"Z": depth}),
+             OpenEXR.Part({"name": "rgba_left", "view": "left", "type": OpenEXR.scanlineimage}, {"RGB": a}),
+             OpenEXR.Part({"name": "depth_right", "view": "right", "type": OpenEXR.scanlineimage}, {"Z": depth}),
+             OpenEXR.Part({"name": "rgba_right", "view": "right", "type": OpenEXR.scanlineimage}, {"RGB": b})]
+    path = str(tmp_path / "beachball-like.exr")
+    with OpenEXR.File(parts) as f:
+        f.write(path)
+    img = read_exr(path)
+    assert img.part == 1 and np.array_equal(img.rgb, a)
+    img = read_exr(path, view="right")
+    assert img.part == 3 and np.array_equal(img.rgb, b)
+    with pytest.raises(EXRError, match="no colour channels"):
+        read_exr(path, part="depth_left")
+
+
 @pytest.mark.parametrize("prefixed_default", [False, True])
 def test_blender_multilayer_stereo_layout(tmp_path, prefixed_default):
     """Blender's multilayer EXR names channels ViewLayer.Pass[.view].Channel, with a multiView
