@@ -217,13 +217,15 @@ def _chunks(header: dict, width: int, height: int) -> int:
     return -(-height // lines)
 
 
-def _check_headers(path: str) -> list[dict]:
+def _check_headers(path: str) -> tuple[list[dict], list[set]]:
     """Every part's header, read without pixels; refuses windows a hostile header can inflate
     before the bindings allocate memory for them: sizes beyond MAX_PIXELS, absurd tiles, and
     images needing more chunks than the file has bytes for (a truncated or fuzzed file that
     claims a huge image would otherwise allocate gigabytes before failing)."""
     with _open(path, header_only=True) as f:
         headers = [dict(p.header) for p in f.parts]
+        # decode channel names here: a damaged name fails inside _open, as an EXRError
+        names = [{c.name for c in h.get("channels", ())} for h in headers]
     total = chunks = 0
     for i, header in enumerate(headers):
         try:
@@ -264,15 +266,15 @@ def _check_headers(path: str) -> list[dict]:
             f"{path!r} holds {total} channel values in all its parts; refusing files above "
             f"{4 * MAX_PIXELS} (the bindings decode every part)"
         )
-    return headers
+    return headers, names
 
 
-def _select_part(path: str, headers: list[dict], part: str, view: str) -> int:
+def _select_part(path: str, headers: list[dict], names: list[set], part: str, view: str) -> int:
     listing = ", ".join(_part_label(i, h) for i, h in enumerate(headers))
     if part:
-        names = [h.get("name", "") for h in headers]
-        if part in names:
-            index = names.index(part)
+        part_names = [h.get("name", "") for h in headers]
+        if part in part_names:
+            index = part_names.index(part)
         elif part.isdigit() and int(part) < len(headers):
             index = int(part)
         else:
@@ -296,11 +298,10 @@ def _select_part(path: str, headers: list[dict], part: str, view: str) -> int:
                 "first part)"
             )
     # the first candidate with colour channels (a depth or motion part may come first)
-    return next((i for i in candidates if _has_colour(headers[i])), candidates[0])
+    return next((i for i in candidates if _has_colour(names[i])), candidates[0])
 
 
-def _has_colour(header: dict) -> bool:
-    names = {getattr(c, "name", "") for c in header.get("channels", ())}
+def _has_colour(names: set) -> bool:
     try:
         return bool(_channel_names("", names)[0] or _layers(names))
     except EXRError:
@@ -353,8 +354,8 @@ def read_exr(
     """
     if window not in WINDOWS:
         raise EXRError(f"unknown window {window!r}; choose one of {WINDOWS}")
-    headers = _check_headers(path)
-    index = _select_part(path, headers, part, view)
+    headers, names = _check_headers(path)
+    index = _select_part(path, headers, names, part, view)
     header = headers[index]
     if "deep" in str(header.get("type", "")).lower():
         raise EXRError(
