@@ -18,7 +18,7 @@ from ..lediff_core import SOFTWARE
 from ..lediff_core.color import srgb_to_linear
 from ..lediff_core.color.ocio import LINEAR_SPACES, WORKING_SPACE, convert_linear
 from ..lediff_core.color.spaces import exr_color_tags, from_chromaticities
-from ..lediff_core.exr import COMPRESSIONS, ENVMAPS, PRECISIONS, write_exr
+from ..lediff_core.exr import COMPRESSIONS, ENVMAPS, PRECISIONS, WINDOWS, write_exr
 from ..lediff_core.image_io import EXTENSIONS, read_linear_image
 from ..lediff_core.safe_files import path_inside, write_numbered_file
 from ..lediff_core.tonemap import OPERATORS, thumbnail, tone_map
@@ -200,14 +200,37 @@ class LoadEXR(io.ComfyNode):
                     "image",
                     options=_input_files(),
                     upload=io.UploadType.image,
-                    tooltip="An .exr (half or float; RGB, RGBA, Y or layers) or .hdr file in the "
-                    "input folder.",
+                    tooltip="An .exr (half or float; RGB(A), luminance/chroma YC, Y, layers, parts, "
+                    "views, tiled or mip-mapped) or .hdr file in the input folder.",
                 ),
                 io.String.Input(
                     "layer",
                     default="",
                     tooltip="EXR layer to load, e.g. 'beauty' for beauty.R/G/B. Empty: the default "
                     "RGB(A) or Y channels, else the beauty-like or first layer.",
+                ),
+                io.String.Input(
+                    "part",
+                    default="",
+                    optional=True,
+                    tooltip="Multi-part EXR: the part to load, by name or number (0 = first). "
+                    "Empty: the first part (or the first part of the chosen view).",
+                ),
+                io.String.Input(
+                    "view",
+                    default="",
+                    optional=True,
+                    tooltip="Multi-view (stereo) EXR: the view to load, e.g. 'right'. Empty: the "
+                    "file's default view (the first one listed).",
+                ),
+                io.Combo.Input(
+                    "window",
+                    options=list(WINDOWS),
+                    default="data",
+                    optional=True,
+                    tooltip="data: the pixels the file stores (its data window). display: the "
+                    "frame the file asks to show (its display window): overscan outside it is "
+                    "cropped, and area without data is 0 with alpha 0.",
                 ),
                 io.Combo.Input(
                     "colorspace",
@@ -232,8 +255,11 @@ class LoadEXR(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, image, layer, colorspace=WORKING_SPACE) -> io.NodeOutput:
-        loaded = read_linear_image(folder_paths.get_annotated_filepath(image), layer.strip())
+    def execute(cls, image, layer, part="", view="", window="data", colorspace=WORKING_SPACE) -> io.NodeOutput:
+        loaded = read_linear_image(
+            folder_paths.get_annotated_filepath(image), layer.strip(), part=part.strip(),
+            view=view.strip(), window=window,
+        )
         pixels, read_as = from_chromaticities(loaded.rgb, loaded.header.get("chromaticities"), colorspace)
         if read_as != colorspace:
             log.info("Load EXR: %s read as %s, converted to %s", image, read_as, colorspace)
@@ -242,15 +268,15 @@ class LoadEXR(io.ComfyNode):
         return io.NodeOutput(rgb, torch.from_numpy(alpha)[None])
 
     @classmethod
-    def fingerprint_inputs(cls, image, layer, colorspace=WORKING_SPACE):
+    def fingerprint_inputs(cls, image, layer, part="", view="", window="data", colorspace=WORKING_SPACE):
         digest = hashlib.sha256()
         with open(folder_paths.get_annotated_filepath(image), "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
-        return digest.hexdigest() + layer + colorspace
+        return "|".join((digest.hexdigest(), layer, part, view, window, colorspace))
 
     @classmethod
-    def validate_inputs(cls, image, layer, colorspace=WORKING_SPACE):
+    def validate_inputs(cls, image, layer, part="", view="", window="data", colorspace=WORKING_SPACE):
         if not folder_paths.exists_annotated_filepath(image):
             return f"Load EXR: no file {image!r} in the input folder"
         if not image.lower().endswith(EXTENSIONS):

@@ -90,17 +90,26 @@ fi
 # 6. Debian packages: the OpenEXR tools (a second, independently built EXR reader for the tests),
 #    Chromium (the real-frontend tests)
 #    and, as independent decoders/writers of the formats we write and read: libavif's and libjxl's
-#    tools, and OpenImageIO's oiiotool
+#    tools, and OpenImageIO's oiiotool; a C++ compiler and Debian's OpenEXR headers, for the small
+#    test helper (tests/tools/exr_rgba.cpp) that writes and reads luminance/chroma EXR files through
+#    the C++ library's own RGBA interface
 missing=()
 need() {  # need PACKAGE COMMAND...: install PACKAGE unless every COMMAND is on the PATH
   local pkg="$1"; shift
   for cmd in "$@"; do command -v "$cmd" >/dev/null 2>&1 || { missing+=("$pkg"); return; }; done
+}
+need_file() {  # need_file PACKAGE FILE...: install PACKAGE unless every FILE exists
+  local pkg="$1"; shift
+  for f in "$@"; do [ -e "$f" ] || { missing+=("$pkg"); return; }; done
 }
 need openexr exrmaketiled exrenvmap exrheader
 need chromium chromium
 need libavif-bin avifdec
 need libjxl-tools djxl jxlinfo
 need openimageio-tools oiiotool
+need g++ g++
+need pkg-config pkg-config
+need_file libopenexr-dev /usr/include/OpenEXR/ImfRgbaFile.h
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     say "installing Debian packages: ${missing[*]}"
