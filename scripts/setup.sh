@@ -79,7 +79,7 @@ fi
 # 6. Debian packages: the OpenEXR tools (a second, independently built EXR reader for the tests),
 #    Chromium (the real-frontend tests)
 #    and, as independent decoders/writers of the formats we write and read: libavif's and libjxl's
-#    tools, and OpenImageIO's oiiotool
+#    tools, OpenImageIO's oiiotool, and exiftool (reads the Exif/MPF metadata of the display formats)
 missing=()
 need() {  # need PACKAGE COMMAND...: install PACKAGE unless every COMMAND is on the PATH
   local pkg="$1"; shift
@@ -90,6 +90,7 @@ need chromium chromium
 need libavif-bin avifdec
 need libjxl-tools djxl jxlinfo
 need openimageio-tools oiiotool
+need libimage-exiftool-perl exiftool
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     say "installing Debian packages: ${missing[*]}"
