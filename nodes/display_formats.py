@@ -13,7 +13,8 @@ from .savers import save_numbered, tone_mapped_preview, workflow_metadata
 
 log = logging.getLogger("lediff")
 
-# Chromium shows these files itself; the others get a tone-mapped preview beside them.
+# Every current browser engine shows these itself; JPEG XL (not decoded by Firefox, for one)
+# gets a tone-mapped preview beside it.
 BROWSER_FORMATS = ("ultrahdr", "avif_pq", "avif_hlg")
 
 

@@ -1,7 +1,8 @@
 """The display formats in the real ComfyUI frontend, in headless Chromium: a graph saving every
 format (and an EXR) is loaded and queued by the frontend; each output is then decoded by Chromium
-at its full size (Ultra HDR JPEG and AVIF; JPEG XL is not decoded by Chromium, so its tone-mapped
-PNG preview is what the frontend shows); the node previews load; and dropping the AVIF back onto
+at its full size (Ultra HDR JPEG and AVIF; what it does with JPEG XL is recorded in
+formats_decoded.json: Debian's Chromium 156 decodes it, other browsers may not, hence the PNG
+preview listed after it); the node previews load; and dropping the AVIF back onto
 the frontend restores the graph through the frontend's own file handler. Screenshots are saved
 under test-artifacts/browser/."""
 
@@ -125,6 +126,8 @@ def test_frontend_queues_shows_and_restores_the_display_formats(frontend):
         json.dump(loaded, f, indent=1)
     for node_id, ext in (("11", ".jpg"), ("12", ".avif"), ("13", ".avif")):
         assert any(ext in src for _, _, src in loaded[node_id]), loaded
+    page.keyboard.press("Escape")  # the template browser the frontend opens at start
+    page.wait_for_timeout(300)
     page.screenshot(path=os.path.join(ARTIFACTS, "display_formats.png"))
     ours = [e for e in errors if any(k in e for k in (".avif", ".jpg", "LEDiff", "lediff"))]
     assert not ours, ours
