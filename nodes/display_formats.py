@@ -81,9 +81,9 @@ class SaveHDRImage(io.ComfyNode):
         settings = Settings(reference_white=reference_white, quality=quality,
                             headroom_stops=headroom_stops, mastering_peak=mastering_peak)
         rgb = images[..., :3].float().cpu()
-        # refuse NaN/Inf (and bad options) before any file is reserved
-        for i in range(rgb.shape[0]):
-            check_image(rgb[i].numpy(), settings)
+        if rgb.shape[0] > 1:  # a bad image later in a batch must not leave the earlier ones saved
+            for i in range(rgb.shape[0]):
+                check_image(rgb[i].numpy(), settings)
         exif = _exif(fmt.extension, *workflow_metadata(cls.hidden.prompt, cls.hidden.extra_pnginfo))
 
         def write(i, path):

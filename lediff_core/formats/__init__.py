@@ -61,14 +61,15 @@ def check_image(rgb: np.ndarray, settings: Settings) -> torch.Tensor:
     if not (settings.reference_white > 0 and np.isfinite(settings.reference_white)):
         raise FormatError(f"reference_white must be a positive number, got {settings.reference_white}")
     t = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32))
-    bad = ~torch.isfinite(t)
-    if bad.any():
-        n = int(bad.any(dim=-1).sum())
+    # one pass: NaN propagates through min/max and Inf shows; the count only on failure
+    lo, hi = (v.item() for v in torch.aminmax(t))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        n = int((~torch.isfinite(t)).any(dim=-1).sum())
         raise FormatError(
             f"{n} pixel(s) contain NaN or Inf; display formats refuse them. Fix the node that "
             "produced them (e.g. a division by zero) or replace them before saving."
         )
-    return t / settings.reference_white
+    return t if settings.reference_white == 1.0 else t / settings.reference_white
 
 
 def count_above(t: torch.Tensor, peak: float) -> int:
