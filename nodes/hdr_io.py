@@ -6,13 +6,11 @@ import hashlib
 import json
 import logging
 import os
-from functools import partial
 
 import folder_paths
 import numpy as np
 import torch
-from comfy.cli_args import args
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from ..lediff_core import SOFTWARE
 from ..lediff_core.color import srgb_to_linear
@@ -20,8 +18,8 @@ from ..lediff_core.color.ocio import LINEAR_SPACES, WORKING_SPACE, convert_linea
 from ..lediff_core.color.spaces import exr_color_tags, from_chromaticities
 from ..lediff_core.exr import COMPRESSIONS, ENVMAPS, PRECISIONS, WINDOWS, write_exr
 from ..lediff_core.image_io import EXTENSIONS, read_linear_image
-from ..lediff_core.safe_files import path_inside, write_numbered_file
-from ..lediff_core.tonemap import OPERATORS, thumbnail, tone_map
+from ..lediff_core.tonemap import OPERATORS, tone_map
+from .savers import save_numbered, tone_mapped_preview, workflow_metadata
 
 log = logging.getLogger("lediff")
 
@@ -121,15 +119,6 @@ class SaveEXR(io.ComfyNode):
     ) -> io.NodeOutput:
         if images.shape[-1] not in (3, 4):
             raise ValueError(f"Save EXR: expected RGB or RGBA images, got {images.shape[-1]} channels")
-        output_dir = folder_paths.get_output_directory()
-        if not path_inside(output_dir, os.path.join(output_dir, filename_prefix)):
-            raise ValueError(
-                f"Save EXR: filename_prefix {filename_prefix!r} points outside the output folder; "
-                "use a relative prefix such as 'LEDiff/hdr'"
-            )
-        folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
-            filename_prefix, output_dir, images.shape[2], images.shape[1]
-        )
         alphas = _alpha_planes(alpha, images)
         rgb = images[..., :3].float()
         if input_encoding == "sRGB":
@@ -141,41 +130,30 @@ class SaveEXR(io.ComfyNode):
             log.info("Save EXR: %s", note)
         pixels = convert_linear(rgb, WORKING_SPACE, colorspace)
 
-        results = []
-        for i in range(rgb.shape[0]):
-            stem = name.replace("%batch_num%", str(i))
-            file, counter, saturated = write_numbered_file(
-                folder,
-                lambda n, stem=stem: f"{stem}_{n:05}.exr",
-                counter,
-                partial(write_exr, rgb=pixels[i].cpu().numpy(), alpha=alphas[i], precision=precision,
-                        compression=compression, attributes=attributes, envmap=envmap,
-                        chromaticities=chromaticities),
-            )
+        def write(i, path):
+            return write_exr(path, rgb=pixels[i].cpu().numpy(), alpha=alphas[i], precision=precision,
+                             compression=compression, attributes=attributes, envmap=envmap,
+                             chromaticities=chromaticities)
+
+        saved = save_numbered("Save EXR", filename_prefix, rgb.shape[0], images.shape[2],
+                              images.shape[1], ".exr", write)
+        for result, saturated in saved:
             if saturated:
                 log.warning(
                     "Save EXR: %d value(s) beyond the half-float range (+/-65504) were saturated "
-                    "in %s; choose precision 'float' to keep them", saturated, file)
-            results.append(ui.SavedResult(file, subfolder, io.FolderType.output))
-            counter += 1
-
-        # A small, uncompressed, metadata-free PNG keeps the preview cheap beside the EXR write;
-        # the EXR itself, listed first, opens full size in the frontend's HDR viewer.
-        preview = ui.ImageSaveHelper.save_images(
-            tone_map(thumbnail(rgb), "aces", auto_exposure=True), "LEDiffPreview",
-            io.FolderType.temp, cls=None, compress_level=0,
-        )
-        return io.NodeOutput(ui={"images": results + preview})
+                    "in %s; choose precision 'float' to keep them", saturated, result.filename)
+        # the EXR itself, listed first, opens full size in the frontend's HDR viewer
+        return io.NodeOutput(ui={"images": [r for r, _ in saved] + tone_mapped_preview(rgb)})
 
 
 def _header_attributes(prompt, extra_pnginfo, input_encoding: str) -> dict:
     """EXR header attributes: provenance, and prompt/workflow where core's SaveImageAdvanced puts them."""
     attributes = {"software": SOFTWARE, "lediff:inputEncoding": input_encoding}
-    if not args.disable_metadata:
-        if prompt is not None:
-            attributes["prompt"] = json.dumps(prompt)
-        for key, value in (extra_pnginfo or {}).items():
-            attributes[key] = json.dumps(value)
+    prompt, info = workflow_metadata(prompt, extra_pnginfo)
+    if prompt is not None:
+        attributes["prompt"] = json.dumps(prompt)
+    for key, value in info.items():
+        attributes[key] = json.dumps(value)
     return attributes
 
 

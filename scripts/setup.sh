@@ -90,9 +90,9 @@ fi
 # 6. Debian packages: the OpenEXR tools (a second, independently built EXR reader for the tests),
 #    Chromium (the real-frontend tests)
 #    and, as independent decoders/writers of the formats we write and read: libavif's and libjxl's
-#    tools, and OpenImageIO's oiiotool; a C++ compiler and Debian's OpenEXR headers, for the small
-#    test helper (tests/tools/exr_rgba.cpp) that writes and reads luminance/chroma EXR files through
-#    the C++ library's own RGBA interface
+#    tools, OpenImageIO's oiiotool, exiftool (reads the Exif/MPF metadata of the display formats);
+#    a C++ compiler and Debian's OpenEXR headers, for the small test helper (tests/tools/exr_rgba.cpp)
+#    that writes and reads luminance/chroma EXR files through the C++ library's own RGBA interface
 missing=()
 need() {  # need PACKAGE COMMAND...: install PACKAGE unless every COMMAND is on the PATH
   local pkg="$1"; shift
@@ -110,6 +110,7 @@ need openimageio-tools oiiotool
 need g++ g++
 need pkg-config pkg-config
 need_file libopenexr-dev /usr/include/OpenEXR/ImfRgbaFile.h
+need libimage-exiftool-perl exiftool
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     say "installing Debian packages: ${missing[*]}"

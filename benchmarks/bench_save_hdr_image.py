@@ -1,0 +1,115 @@
+"""Save HDR Image benchmark: each format's node time against the raw imagecodecs encode of the
+same pixels, timed in the same run, and file sizes next to Save EXR's default (half, zip).
+
+    .dev/venv/bin/python benchmarks/bench_save_hdr_image.py [--repeat N]
+
+Image: a real CC0 HDRI (tests/data/hdri/city.exr) upsampled to 2048x1024, float32 RGB.
+Rows (median of N interleaved runs, seconds):
+  raw   - imagecodecs' encoder alone on the pixels already in the encoder's input form (half RGBA
+          for ultrahdr, 10-bit BT.2100 codes for AVIF, float32 for JPEG XL), same options, plus
+          writing the bytes to a file: the floor any saver of this format pays
+  node  - LEDiffSaveHDRImage's execute on the IMAGE tensor: checks, colour conversion and transfer
+          curve, the encode, the workflow Exif, numbering, temp file + link, UI listing
+Target: node / raw <= 1.15 for every format.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+
+import imagecodecs
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.dirname(os.path.abspath(__file__))]
+
+from bench_common import timed  # noqa: E402
+
+from comfy_harness import ComfyHost  # noqa: E402
+from lediff_core.exr import read_exr  # noqa: E402
+from lediff_core.formats import FORMAT_NAMES, Settings  # noqa: E402
+from lediff_core.formats.avif import TRANSFER_HLG, TRANSFER_PQ, avif_options, encode_signal  # noqa: E402
+from lediff_core.formats.ultrahdr import MAX_BOOST, SDR_WHITE_NITS  # noqa: E402
+
+TARGET = 1.15
+
+
+def raw_encoder(fmt: str, rgb: np.ndarray, settings: Settings):
+    """(prepared input, encode function) of the plain imagecodecs call the node makes."""
+    if fmt == "ultrahdr":
+        from imagecodecs import ULTRAHDR
+
+        rgba = np.ones((*rgb.shape[:2], 4), np.float16)
+        rgba[..., :3] = np.clip(rgb, 0, MAX_BOOST)
+        return lambda: imagecodecs.ultrahdr_encode(
+            rgba, level=settings.quality, gamut=ULTRAHDR.CG.BT_709, transfer=ULTRAHDR.CT.LINEAR,
+            nits=SDR_WHITE_NITS * 2.0 ** settings.headroom_stops)
+    if fmt.startswith("avif"):
+        transfer = TRANSFER_PQ if fmt == "avif_pq" else TRANSFER_HLG
+        codes = encode_signal(rgb, settings, transfer)[0]
+        return lambda: imagecodecs.avif_encode(codes, **avif_options(transfer, settings.quality))
+    return lambda: imagecodecs.jpegxl_encode(rgb, level=settings.quality, usecontainer=True)
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=5)
+    opts = parser.parse_args()
+
+    src = read_exr(os.path.join(ROOT, "tests", "data", "hdri", "city.exr")).rgb.clip(0, None)
+    rgb = np.ascontiguousarray(src.repeat(2, axis=0).repeat(2, axis=1))  # 2048x1024
+    rgb = np.ascontiguousarray(rgb / np.median(rgb) * 0.18, dtype=np.float32)  # mid grey at 0.18
+    images = torch.from_numpy(rgb)[None]
+    print(f"image {rgb.shape[1]}x{rgb.shape[0]}, peak {rgb.max():.0f}x reference white, "
+          f"torch threads {torch.get_num_threads()}, imagecodecs {imagecodecs.__version__}")
+
+    work = tempfile.mkdtemp(prefix="lediff_bench_")
+    host = ComfyHost.start()
+    host.use_folders(work)
+    logging_off = __import__("logging").getLogger("lediff")
+    logging_off.setLevel("WARNING")
+    hidden = {"hidden_inputs": {"PROMPT": {"1": {"class_type": "LEDiffSaveHDRImage", "inputs": {}}},
+                                "EXTRA_PNGINFO": {"workflow": {"nodes": []}}}}
+    saver = host.node_class("LEDiffSaveHDRImage").PREPARE_CLASS_CLONE(hidden)
+    exr = host.node_class("LEDiffSaveEXR").PREPARE_CLASS_CLONE(hidden)
+    settings = Settings()
+    counter = iter(range(10**6))
+
+    def exr_default():
+        exr.execute(images, "bench/exr", "half", "zip", "linear", "none")
+
+    (t_exr,) = timed([exr_default], opts.repeat)
+    folder = os.path.join(work, "output", "bench")
+    exr_size = os.path.getsize(os.path.join(folder, sorted(f for f in os.listdir(folder) if f.startswith("exr"))[-1]))
+    print(f"\n{'format':11} {'raw s':>7} {'node s':>7} {'node/raw':>8} {'size MB':>8} {'vs EXR':>7}")
+    print(f"{'EXR half zip':11} {'':7} {t_exr:7.3f} {'':8} {exr_size / 1e6:8.2f} {1:7.2f}")
+    worst = 0.0
+    for fmt in FORMAT_NAMES:
+        encode = raw_encoder(fmt, rgb, settings)
+
+        def raw(encode=encode, fmt=fmt):
+            data = encode()
+            with open(os.path.join(work, f"raw_{next(counter)}_{fmt}"), "wb") as f:
+                f.write(data)
+
+        def node(fmt=fmt):
+            saver.execute(images, f"bench/{fmt}", fmt, settings.reference_white, settings.quality,
+                          settings.headroom_stops, settings.mastering_peak)
+
+        t_raw, t_node = timed([raw, node], opts.repeat)
+        size = os.path.getsize(os.path.join(folder, sorted(f for f in os.listdir(folder) if f.startswith(fmt))[-1]))
+        worst = max(worst, t_node / t_raw)
+        print(f"{fmt:11} {t_raw:7.3f} {t_node:7.3f} {t_node / t_raw:8.3f} {size / 1e6:8.2f} "
+              f"{size / exr_size:7.2f}")
+    print(f"target node/raw <= {TARGET} for every format: worst {worst:.3f} -> "
+          f"{'MET' if worst <= TARGET else 'MISSED'}")
+    shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
