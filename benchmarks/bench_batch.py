@@ -108,10 +108,11 @@ def throughput(base, workflow, photos, work, ray: bool) -> float:
            "--output", out, "--base-directory", base]
     if ray:
         cmd += ["--ray", "--workers", "2"]
-    env = dict(os.environ, RAY_TMPDIR=tempfile.mkdtemp(prefix="ray", dir="/tmp"))
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, env=env)
+    subprocess.run(cmd, check=True, capture_output=True, env=dict(os.environ, RAY_TMPDIR=ray_tmp))
     seconds = time.perf_counter() - start
+    shutil.rmtree(ray_tmp, ignore_errors=True)
     return len(os.listdir(photos)) / seconds * 60
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import glob
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -176,6 +177,7 @@ def test_ray_batch_survives_a_killed_worker_with_identical_outputs(setup, local_
     while _ray_processes(ray_tmp) and time.time() < deadline:
         time.sleep(0.5)
     assert not _ray_processes(ray_tmp)
+    shutil.rmtree(ray_tmp, ignore_errors=True)
 
 
 def test_ray_option_without_ray_says_how_to_install_it(setup, tmp_path):
