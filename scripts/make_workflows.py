@@ -146,6 +146,10 @@ def main(names):
                 close_dialogs(page)
                 box = fit_view(page)
                 page.wait_for_timeout(800)
+                # the frontend's error panel ("N errors found") must not be in the thumbnail
+                errors = page.evaluate("() => document.body.innerText.match(/\\d+ errors? found.*/)?.[0]")
+                if errors:
+                    raise RuntimeError(f"{name}: the frontend reports {errors!r}")
                 png = page.screenshot(clip=box)
                 image = Image.open(io.BytesIO(png)).convert("RGB")
                 image.thumbnail((960, 600))
