@@ -4,8 +4,12 @@
 
 Starts the development host's server with this pack, opens its frontend in Debian's Chromium
 (Playwright, no browser download), builds each spec of scripts/workflow_specs.py node by node with
-the frontend's own API, and saves ``app.graph.serialize()`` — what the frontend's Save writes — plus a
-screenshot of the graph as the thumbnail. Existing files are replaced (these are sources we maintain).
+the frontend's own API, and saves what the frontend's Export writes: the workflow of
+``app.graphToPrompt()`` stringified by the page's own ``JSON.stringify(workflow, null, 2)``. The text
+is written as the page made it: handing the object to Python instead would turn every ``undefined``
+field into ``null`` (hundreds of them, which third-party readers reject), where JSON.stringify drops
+them. A screenshot of the graph is the thumbnail. Existing files are replaced (these are sources we
+maintain).
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from comfy_server import CHROMIUM, CHROMIUM_ARGS, ComfyServer  # noqa: E402
 from workflow_specs import WORKFLOWS  # noqa: E402
 
 BUILD_JS = """
-(spec) => {
+async (spec) => {
   const graph = app.graph;
   graph.clear();
   const made = {}, columnY = {};
@@ -53,7 +57,8 @@ BUILD_JS = """
     s.connect(o, d, i);
   }
   graph.setDirtyCanvas(true, true);
-  return graph.serialize();
+  // the frontend's Export: graphToPrompt's workflow, JSON.stringify(workflow, null, 2)
+  return JSON.stringify((await app.graphToPrompt()).workflow, null, 2);
 }
 """
 
@@ -81,13 +86,18 @@ def fit_view(page) -> dict:
 def stand_ins(base):
     """Empty files under the documented names, so the frontend shows no missing models."""
     from PIL import Image
-    from workflow_specs import CHECKPOINT, HIGHLIGHT, PHOTO, SHADOW
+    from workflow_specs import CHECKPOINT, HIGHLIGHT, PHOTO, SDXL_CHECKPOINT, SHADOW
 
     os.makedirs(os.path.join(base, "models", "checkpoints"), exist_ok=True)
-    open(os.path.join(base, "models", "checkpoints", CHECKPOINT), "wb").close()
+    for name in (CHECKPOINT, SDXL_CHECKPOINT):
+        open(os.path.join(base, "models", "checkpoints", name), "wb").close()
     for name in (HIGHLIGHT, SHADOW):
         os.makedirs(os.path.join(base, "models", "lediff", name, "unet"), exist_ok=True)
     os.makedirs(os.path.join(base, "input"), exist_ok=True)
+    # a returning user: no template browser opening over the graph, no minimap in the thumbnails
+    os.makedirs(os.path.join(base, "user", "default"), exist_ok=True)
+    with open(os.path.join(base, "user", "default", "comfy.settings.json"), "w") as f:
+        json.dump({"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False}, f)
     Image.new("RGB", (64, 64), (120, 140, 160)).save(os.path.join(base, "input", PHOTO))
 
 
@@ -95,10 +105,20 @@ def open_frontend(browser, url):
     page = browser.new_page(viewport={"width": 3000, "height": 1700})
     page.goto(url, wait_until="networkidle", timeout=120000)
     page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=120000)
-    page.keyboard.press("Escape")  # the template browser opens for a new user
-    page.evaluate("() => app.extensionManager.setting.set('Comfy.Minimap.Visible', false)")
-    page.wait_for_timeout(500)
+    page.wait_for_timeout(1000)
+    close_dialogs(page)
     return page
+
+
+def close_dialogs(page):
+    """Close whatever dialog is open (the template browser, a missing-models notice): thumbnails
+    must show the graph."""
+    for _ in range(10):
+        if not page.locator(".p-dialog").count():
+            return
+        page.keyboard.press("Escape")
+        page.wait_for_timeout(500)
+    raise RuntimeError("a dialog stays open over the graph")
 
 
 def main(names):
@@ -112,19 +132,29 @@ def main(names):
     try:
         with sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-            page = open_frontend(browser, server.url)
             for name in names or WORKFLOWS:
+                # a fresh page per workflow: the frontend keeps widget values by node id and widget
+                # name across graph.clear(), so a node could inherit a value from the previous graph
+                page = open_frontend(browser, server.url)
                 nodes, links = WORKFLOWS[name]()
-                workflow = page.evaluate(BUILD_JS, {"nodes": nodes, "links": links})
-                with open(os.path.join(out_dir, f"{name}.json"), "w") as f:
-                    json.dump(workflow, f, indent=2)
-                    f.write("\n")
+                text = page.evaluate(BUILD_JS, {"nodes": nodes, "links": links})
+                workflow = json.loads(text)
+                path = os.path.join(out_dir, f"{name}.json")
+                with open(path + ".tmp", "w") as f:
+                    f.write(text + "\n")
+                os.replace(path + ".tmp", path)
+                close_dialogs(page)
                 box = fit_view(page)
                 page.wait_for_timeout(800)
+                # the frontend's error panel ("N errors found") must not be in the thumbnail
+                errors = page.evaluate("() => document.body.innerText.match(/\\d+ errors? found.*/)?.[0]")
+                if errors:
+                    raise RuntimeError(f"{name}: the frontend reports {errors!r}")
                 png = page.screenshot(clip=box)
                 image = Image.open(io.BytesIO(png)).convert("RGB")
                 image.thumbnail((960, 600))
                 image.save(os.path.join(out_dir, f"{name}.jpg"), quality=85)
+                page.close()
                 print(name, len(workflow["nodes"]), "nodes")
             browser.close()
     finally:

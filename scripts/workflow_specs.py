@@ -2,11 +2,14 @@
 ComfyUI frontend (so workflows/*.json are exactly what the frontend's Save writes).
 
 A node: (id, type, column, widgets, title). A link: (source id, output name, target id, input name).
-File names are the documented ones: a standard SD1.5 checkpoint and the two official LEDiff
-downloads extracted as models/lediff/LEDiff_highlight and models/lediff/LEDiff_shadow.
+File names are the documented ones: a standard SD1.5 checkpoint, the SDXL base checkpoint (for
+any_model_to_hdr; any checkpoint works there) and the two official LEDiff downloads extracted as
+models/lediff/LEDiff_highlight and models/lediff/LEDiff_shadow. The savers each workflow ends in are
+listed in SAVERS (one line per saver).
 """
 
 CHECKPOINT = "v1-5-pruned-emaonly.safetensors"
+SDXL_CHECKPOINT = "sd_xl_base_1.0.safetensors"  # the official SDXL base file; stands for any model
 HIGHLIGHT = "LEDiff_highlight"
 SHADOW = "LEDiff_shadow"
 PHOTO = "example.png"  # ships in ComfyUI's input folder; replace with your photo
@@ -20,20 +23,48 @@ DOWNLOADS = (
 
 BRACKET = {"seed": 42, "control_after_generate": "fixed", "steps": 50, "cfg": 7.5,
            "sampler_name": "ddim", "scheduler": "ddim_uniform"}
+BLEND = {"preset": "released", "anchor": "none", "percentile": 50.0, "value": 0.18}
+TONEMAP = {"operator": "aces", "exposure": 0.0, "white": 4.0, "auto_exposure": True}
 SAVE = {"precision": "half", "compression": "zip", "input_encoding": "linear", "envmap": "none"}
 
+# The savers each workflow ends in, all fed the workflow's final linear HDR, each with the file name
+# prefix LEDiff/<workflow name>: (node type, widgets[, image input name, default "images"]).
+# Adding a saver to a workflow is one line in its list, e.g. for an Ultra HDR JPEG next to the EXR:
+#     ("LEDiffSaveHDRImage", {"format": "ultrahdr"}),
+# (its widgets by name, as the node defines them; filename_prefix is filled in).
+SAVERS = {
+    "text_to_hdr": [("LEDiffSaveEXR", SAVE)],
+    "photo_to_hdr": [("LEDiffSaveEXR", SAVE)],
+    "shadow_recovery": [("LEDiffSaveEXR", SAVE)],
+    "hdr_panorama": [("LEDiffSaveEXR", {**SAVE, "envmap": "latlong"})],
+    "any_model_to_hdr": [("LEDiffSaveEXR", SAVE)],
+}
 
-# Highlight and Shadow Bracket around KSampler's latent, fused as five brackets (Highlight's dark and
-# mid as darker and dark, the latent itself as mid, Shadow's mid and bright as bright and brighter)
-# and decoded; the bracket nodes' models are wired by each workflow
-_FIVE_BRACKETS = [
-        *[(c, "CONDITIONING", b, i) for b in ("hl", "sh") for c, i in (("pos", "positive"), ("neg", "negative"))],
-        ("ks", "LATENT", "hl", "latent"), ("ks", "LATENT", "sh", "latent"),
+
+def _savers(workflow, source, column):
+    """Nodes and links of the workflow's SAVERS, fed by ``source`` = (node id, output name); the
+    first saver's id is "save", the next "save2", ..."""
+    nodes, links = [], []
+    for index, (node_type, widgets, *input_name) in enumerate(SAVERS[workflow]):
+        node_id = "save" if index == 0 else f"save{index + 1}"
+        nodes.append((node_id, node_type, column, {"filename_prefix": f"LEDiff/{workflow}", **widgets}, None))
+        links.append((*source, node_id, input_name[0] if input_name else "images"))
+    return nodes, links
+
+
+def _five_brackets(latent="ks", cond=("pos", "neg")):
+    """Highlight and Shadow Bracket around the ``latent`` node's LATENT, fused as five brackets
+    (Highlight's dark and mid as darker and dark, the latent itself as mid, Shadow's mid and bright
+    as bright and brighter) and decoded; the bracket nodes' models are wired by each workflow."""
+    pos, neg = cond
+    return [
+        *[(c, "CONDITIONING", b, i) for b in ("hl", "sh") for c, i in ((pos, "positive"), (neg, "negative"))],
+        (latent, "LATENT", "hl", "latent"), (latent, "LATENT", "sh", "latent"),
         ("hdrvae", "hdr_vae", "fuse", "hdr_vae"),
-        ("hl", "dark", "fuse", "darker"), ("hl", "mid", "fuse", "dark"), ("ks", "LATENT", "fuse", "mid"),
+        ("hl", "dark", "fuse", "darker"), ("hl", "mid", "fuse", "dark"), (latent, "LATENT", "fuse", "mid"),
         ("sh", "mid", "fuse", "bright"), ("sh", "bright", "fuse", "brighter"),
         ("hdrvae", "hdr_vae", "decode", "hdr_vae"), ("fuse", "latent", "decode", "latent"),
-]
+    ]
 
 
 def _note(text):
@@ -71,7 +102,7 @@ def text_to_hdr():
         ("sh", "LEDiffShadowBracket", 3, BRACKET, None),
         ("fuse", "LEDiffLatentExposureFusion", 4, {}, "Fusion (five brackets)"),
         ("decode", "LEDiffHDRDecode", 5, {}, None),
-        ("save", "LEDiffSaveEXR", 6, {"filename_prefix": "LEDiff/text_to_hdr", **SAVE}, None),
+        *_savers("text_to_hdr", ("decode", "hdr"), 6)[0],
         ("preview", "PreviewImage", 6, {}, "HDR preview (tone-mapped)"),
     ]
     links = [
@@ -79,8 +110,8 @@ def text_to_hdr():
         ("ckpt", "MODEL", "ks", "model"), ("pos", "CONDITIONING", "ks", "positive"),
         ("neg", "CONDITIONING", "ks", "negative"), ("empty", "LATENT", "ks", "latent_image"),
         ("hl_model", "MODEL", "hl", "model"), ("sh_model", "MODEL", "sh", "model"),
-        *_FIVE_BRACKETS,
-        ("decode", "hdr", "save", "images"), ("decode", "preview", "preview", "images"),
+        *_five_brackets(),
+        *_savers("text_to_hdr", ("decode", "hdr"), 6)[1], ("decode", "preview", "preview", "images"),
     ]
     extra_nodes, extra_links = _bracket_preview("bp", 4)
     extra_links = [("hl", "dark", "bpb1", "samples1"), ("hl", "mid", "bpb1", "samples2"),
@@ -89,8 +120,10 @@ def text_to_hdr():
     return nodes + extra_nodes, links + extra_links
 
 
-def _photo_graph(direction, model, note, blend):
+def _photo_graph(name, direction, model, note, blend):
     bracket = "LEDiffHighlightBracket" if direction == "highlight" else "LEDiffShadowBracket"
+    hdr = ("blend", "hdr") if blend else ("decode", "hdr")
+    save_nodes, save_links = _savers(name, hdr, 6)
     nodes = [
         _note(note),
         ("ckpt", "CheckpointLoaderSimple", 0, {"ckpt_name": CHECKPOINT}, "SD1.5 (only its text encoder is used)"),
@@ -103,11 +136,10 @@ def _photo_graph(direction, model, note, blend):
         ("bracket", bracket, 2, {**BRACKET, "cfg": 1.0}, None),
         ("fuse", "LEDiffLatentExposureFusion", 3, {}, None),
         ("decode", "LEDiffHDRDecode", 4, {}, None),
-        ("tonemap", "LEDiffToneMap", 5, {"operator": "aces", "exposure": 0.0, "white": 4.0,
-                                         "auto_exposure": True}, None),
+        *([("blend", "LEDiffBlendLDR", 5, BLEND, None)] if blend else []),
+        ("tonemap", "LEDiffToneMap", 5, TONEMAP, None),
         ("preview", "PreviewImage", 6, {}, "HDR preview (tone-mapped)"),
-        ("save", "LEDiffSaveEXR", 6, {"filename_prefix": f"LEDiff/{'photo_to_hdr' if blend else 'shadow_recovery'}",
-                                      **SAVE}, None),
+        *save_nodes,
     ]
     links = [
         ("ckpt", "CLIP", "pos", "clip"), ("ckpt", "CLIP", "neg", "clip"),
@@ -119,24 +151,22 @@ def _photo_graph(direction, model, note, blend):
         ("hdrvae", "hdr_vae", "decode", "hdr_vae"), ("fuse", "latent", "decode", "latent"),
     ]
     if blend:
-        nodes.insert(-3, ("blend", "LEDiffBlendLDR", 5, {"preset": "released", "anchor": "none",
-                                                         "percentile": 50.0, "value": 0.18}, None))
         links += [("photo", "IMAGE", "blend", "ldr"), ("decode", "hdr", "blend", "hdr"),
-                  ("blend", "hdr", "tonemap", "image"), ("blend", "hdr", "save", "images")]
+                  ("blend", "hdr", "tonemap", "image")]
     else:
-        links += [("decode", "hdr", "tonemap", "image"), ("decode", "hdr", "save", "images")]
-    links.append(("tonemap", "IMAGE", "preview", "images"))
+        links.append(("decode", "hdr", "tonemap", "image"))
+    links += [*save_links, ("tonemap", "IMAGE", "preview", "images")]
     return nodes, links
 
 
 def photo_to_hdr():
-    return _photo_graph("highlight", HIGHLIGHT, DOWNLOADS.format(extra="; used for the empty prompt") +
+    return _photo_graph("photo_to_hdr", "highlight", HIGHLIGHT, DOWNLOADS.format(extra="; used for the empty prompt") +
                         "\nPhoto -> VAE Encode (HDR VAE) -> Highlight Bracket (CFG 1, prompt-free) -> fusion -> "
                         "linear HDR -> Blend with LDR keeps the photo where it is not clipped -> EXR.", True)
 
 
 def shadow_recovery():
-    return _photo_graph("shadow", SHADOW, DOWNLOADS.format(extra="; used for the empty prompt") +
+    return _photo_graph("shadow_recovery", "shadow", SHADOW, DOWNLOADS.format(extra="; used for the empty prompt") +
                         "\nAn under-exposed photo -> Shadow Bracket hallucinates two brighter exposures -> fusion "
                         "-> linear HDR with recovered shadows -> EXR. Load your own dark photo.", False)
 
@@ -164,7 +194,7 @@ def hdr_panorama():
         ("sh", "LEDiffShadowBracket", 4, BRACKET, None),
         ("fuse", "LEDiffLatentExposureFusion", 5, {}, "Fusion (five brackets)"),
         ("decode", "LEDiffHDRDecode", 5, {"wrap_x": True, "tile_size": 512}, None),
-        ("save", "LEDiffSaveEXR", 6, {"filename_prefix": "LEDiff/hdr_panorama", **SAVE, "envmap": "latlong"}, None),
+        *_savers("hdr_panorama", ("decode", "hdr"), 6)[0],
         ("ibl", "LEDiffIBLPreview", 6, {"size": 256, "exposure": 0.0}, None),
         ("ibl_prev", "PreviewImage", 7, {}, "Lighting preview"),
         ("pano_prev", "PreviewImage", 7, {}, "Panorama (tone-mapped)"),
@@ -175,12 +205,72 @@ def hdr_panorama():
         ("neg", "CONDITIONING", "ks", "negative"), ("empty", "LATENT", "ks", "latent_image"),
         ("hl_model", "MODEL", "wrap_hl", "model"), ("sh_model", "MODEL", "wrap_sh", "model"),
         ("wrap_hl", "MODEL", "hl", "model"), ("wrap_sh", "MODEL", "sh", "model"),
-        *_FIVE_BRACKETS,
-        ("decode", "hdr", "save", "images"), ("decode", "hdr", "ibl", "image"),
+        *_five_brackets(),
+        *_savers("hdr_panorama", ("decode", "hdr"), 6)[1], ("decode", "hdr", "ibl", "image"),
         ("ibl", "preview", "ibl_prev", "images"), ("decode", "preview", "pano_prev", "images"),
     ]
     return nodes, links
 
 
+def any_model_to_hdr():
+    """The photo path for images from models whose latents LEDiff cannot read (SDXL, FLUX, video...):
+    decode to pixels with the model's own VAE, encode with the HDR VAE, bracket, fuse and decode,
+    tiled at LEDiff's 512-pixel training size because such images are large."""
+    tiled = {"tile_size": 512}
+    nodes = [
+        _note("Models needed (see the pack's README):\n"
+              f"- models/checkpoints/{SDXL_CHECKPOINT}: your own model. Any checkpoint that makes images works "
+              "(SDXL here; for FLUX, video or other models replace the loader, sampler and VAE Decode with their "
+              "usual nodes: only the IMAGE goes on).\n"
+              f"- models/checkpoints/{CHECKPOINT}: any SD1.5 checkpoint; only its text encoder is used, for the "
+              "brackets' empty prompt.\n"
+              f"- models/lediff/{HIGHLIGHT}/ and models/lediff/{SHADOW}/: the official LEDiff Highlight and Shadow "
+              "downloads (https://lediff.mpi-inf.mpg.de/), extracted as they are (unet/, vae/ with merge_model.pth).\n"
+              "\nYour model's image -> VAE Encode with the HDR VAE -> Highlight and Shadow brackets (CFG 1, "
+              "prompt-free, tiled at 512 px) -> five-bracket fusion -> HDR Decode (tiled) -> Blend with LDR keeps "
+              "your image where it is not clipped -> EXR in output/LEDiff/. Highlights the image clipped are "
+              "hallucinated by LEDiff, not recovered."),
+        ("ckpt", "CheckpointLoaderSimple", 0, {"ckpt_name": SDXL_CHECKPOINT}, "Your model (SDXL here)"),
+        ("sd15", "CheckpointLoaderSimple", 0, {"ckpt_name": CHECKPOINT}, "SD1.5 (only its text encoder is used)"),
+        ("pos", "CLIPTextEncode", 1, {"text": "a cozy cabin interior at dusk, warm lamps, a bright window "
+                                              "onto a snowy sunset, photograph"}, "Positive prompt"),
+        ("neg", "CLIPTextEncode", 1, {"text": "blurry, low quality"}, "Negative prompt"),
+        ("empty", "EmptyLatentImage", 1, {"width": 1024, "height": 1024, "batch_size": 1}, None),
+        ("hl_pos", "CLIPTextEncode", 1, {"text": ""}, "Bracket prompt (empty: prompt-free at CFG 1)"),
+        ("hl_neg", "CLIPTextEncode", 1, {"text": ""}, "Bracket negative (unused at CFG 1)"),
+        ("ks", "KSampler", 2, {"seed": 3, "control_after_generate": "fixed", "steps": 30, "cfg": 7.0,
+                               "sampler_name": "dpmpp_2m", "scheduler": "karras", "denoise": 1.0}, None),
+        ("image", "VAEDecode", 2, {}, "Your image (the model's own VAE)"),
+        ("hl_model", "LEDiffLoadDenoiser", 2, {"model_name": HIGHLIGHT}, "Highlight denoiser"),
+        ("sh_model", "LEDiffLoadDenoiser", 2, {"model_name": SHADOW}, "Shadow denoiser"),
+        ("hdrvae", "LEDiffLoadHDRVAE", 3, {"model_name": HIGHLIGHT}, None),
+        ("image_prev", "PreviewImage", 3, {}, "Your image (LDR)"),
+        ("encode", "VAEEncode", 3, {}, "VAE Encode (HDR VAE)"),
+        ("hl", "LEDiffHighlightBracket", 4, {**BRACKET, "cfg": 1.0, **tiled}, None),
+        ("sh", "LEDiffShadowBracket", 4, {**BRACKET, "cfg": 1.0, **tiled}, None),
+        ("fuse", "LEDiffLatentExposureFusion", 5, {}, "Fusion (five brackets)"),
+        ("decode", "LEDiffHDRDecode", 5, tiled, None),
+        ("blend", "LEDiffBlendLDR", 6, BLEND, None),
+        ("tonemap", "LEDiffToneMap", 6, TONEMAP, None),
+        ("preview", "PreviewImage", 7, {}, "HDR preview (tone-mapped)"),
+        *_savers("any_model_to_hdr", ("blend", "hdr"), 7)[0],
+    ]
+    links = [
+        ("ckpt", "CLIP", "pos", "clip"), ("ckpt", "CLIP", "neg", "clip"),
+        ("ckpt", "MODEL", "ks", "model"), ("pos", "CONDITIONING", "ks", "positive"),
+        ("neg", "CONDITIONING", "ks", "negative"), ("empty", "LATENT", "ks", "latent_image"),
+        ("ks", "LATENT", "image", "samples"), ("ckpt", "VAE", "image", "vae"),
+        ("image", "IMAGE", "image_prev", "images"),
+        ("sd15", "CLIP", "hl_pos", "clip"), ("sd15", "CLIP", "hl_neg", "clip"),
+        ("image", "IMAGE", "encode", "pixels"), ("hdrvae", "vae", "encode", "vae"),
+        ("hl_model", "MODEL", "hl", "model"), ("sh_model", "MODEL", "sh", "model"),
+        *_five_brackets("encode", ("hl_pos", "hl_neg")),
+        ("image", "IMAGE", "blend", "ldr"), ("decode", "hdr", "blend", "hdr"),
+        ("blend", "hdr", "tonemap", "image"), ("tonemap", "IMAGE", "preview", "images"),
+        *_savers("any_model_to_hdr", ("blend", "hdr"), 7)[1],
+    ]
+    return nodes, links
+
+
 WORKFLOWS = {"text_to_hdr": text_to_hdr, "photo_to_hdr": photo_to_hdr, "shadow_recovery": shadow_recovery,
-             "hdr_panorama": hdr_panorama}
+             "hdr_panorama": hdr_panorama, "any_model_to_hdr": any_model_to_hdr}

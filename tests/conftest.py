@@ -27,7 +27,14 @@ def host(comfy, tmp_path):
 def workflow_models(comfy, tmp_path_factory):
     """Stand-in models under the file names the example workflows use (small random weights in the
     official layouts) in a models/ folder. The checkpoint is built with ComfyUI's own model classes,
-    hence the in-process host."""
+    hence the in-process host.
+
+    any_model_to_hdr's SDXL checkpoint is the same small SD1.5-architecture checkpoint under the SDXL
+    file name. A tiny SDXL is impossible: ComfyUI recognises SDXL only with model_channels 320,
+    transformer depths [0, 0, 2, 2, 10, 10], a 2048-wide context and 2816 ADM inputs, and builds the
+    CLIP-G text encoder from a fixed config whatever the file holds; the smallest such checkpoint
+    has 1.1 billion parameters (2.2 GB, minutes per run on a CPU). That workflow only uses the
+    checkpoint's decoded IMAGE, which any model makes, so the route under test is the same."""
     import os
     import sys
 
@@ -35,11 +42,12 @@ def workflow_models(comfy, tmp_path_factory):
 
     sys.path.insert(0, os.path.join(REPO, "scripts"))
     import lediff_fixtures as fx
-    from workflow_specs import CHECKPOINT, HIGHLIGHT, SHADOW
+    from workflow_specs import CHECKPOINT, HIGHLIGHT, SDXL_CHECKPOINT, SHADOW
 
     root = tmp_path_factory.mktemp("workflow_models")
     os.makedirs(root / "models" / "checkpoints")
     fx.write_sd15_checkpoint(str(root / "models" / "checkpoints" / CHECKPOINT))
+    os.link(root / "models" / "checkpoints" / CHECKPOINT, root / "models" / "checkpoints" / SDXL_CHECKPOINT)
     fx.write_official_folder(str(root / "models" / "lediff"), HIGHLIGHT, seed=0)
     fx.write_official_folder(str(root / "models" / "lediff"), SHADOW, seed=10)
     return root

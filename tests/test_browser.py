@@ -1,6 +1,7 @@
 """The example workflows in the real ComfyUI frontend, in headless Chromium (Debian's, driven by
-Playwright; no browser download): each file loads with no missing nodes, the frontend's own
-conversion to API format equals ours, it queues without validation errors, and its EXR appears.
+Playwright; no browser download): each file loads with no missing nodes, the frontend's own Export
+of it has nulls exactly where the file has them, the frontend's own conversion to API format equals
+ours and comfy-test's, it queues without validation errors, and its EXR appears.
 Screenshots are saved under test-artifacts/browser/."""
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import time
 import pytest
 from comfy_server import CHROMIUM, CHROMIUM_ARGS, ComfyServer
 from lediff_graphs import write_photo
-from test_workflows import WORKFLOWS, load_workflow, scale_down
+from test_workflows import WORKFLOWS, graph_of, independent_api, load_workflow, null_fields, scale_down
 
 from lediff_runner.workflow import input_types_from_object_info, to_api
 from lediff_testing import REPO
@@ -67,11 +68,15 @@ def test_workflow_loads_converts_queues_and_writes_an_exr(frontend, name):
         "() => app.graph._nodes.filter(n => !LiteGraph.registered_node_types[n.type]).map(n => n.type)")
     assert missing == []
 
-    # the frontend's own UI -> API conversion is exactly ours
+    # the frontend's Export of the loaded file (JSON.stringify in the page) has the same null fields
+    exported = json.loads(page.evaluate("async () => JSON.stringify((await app.graphToPrompt()).workflow)"))
+    assert null_fields(exported) == null_fields(workflow)
+
+    # the frontend's own UI -> API conversion is exactly ours, and comfy-test's
     theirs = page.evaluate("async () => (await app.graphToPrompt()).output")
-    ours = to_api(workflow, input_types_from_object_info(server.get("/object_info")))
-    assert {k: (v["class_type"], v["inputs"]) for k, v in theirs.items()} == \
-        {k: (v["class_type"], v["inputs"]) for k, v in ours.items()}
+    object_info = server.get("/object_info")
+    ours = to_api(workflow, input_types_from_object_info(object_info))
+    assert graph_of(theirs) == graph_of(ours) == graph_of(independent_api(workflow, object_info))
     assert scale_down(json.loads(json.dumps(theirs))) != theirs  # the scaling below really changes something
 
     page.evaluate(SCALE_DOWN_JS)

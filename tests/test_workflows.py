@@ -1,5 +1,7 @@
-"""The example workflows: listed for the template browser, converted from UI to API format and
-executed in a genuine ComfyUI with stand-in models under the documented file names.
+"""The example workflows: listed for the template browser, written as the frontend writes them (no
+``null`` where JSON.stringify drops the field), converted from UI to API format (by our converter
+and by an independent one, comfy-test's, which must agree) and executed in a genuine ComfyUI with
+stand-in models under the documented file names.
 
 For CPU speed, sizes and step counts are scaled down after conversion (the graph is otherwise
 exactly the shipped one): latents of 8 rows, 2 steps, and tiling at 64 pixels where tiling is on."""
@@ -15,16 +17,43 @@ import OpenEXR
 import pytest
 from lediff_graphs import write_photo
 
-from lediff_runner.workflow import input_types_from_host, to_api
+from lediff_runner.workflow import input_types_from_host, input_types_from_object_info, to_api
 from lediff_testing import REPO
 
-WORKFLOWS = ("text_to_hdr", "photo_to_hdr", "shadow_recovery", "hdr_panorama")
+WORKFLOWS = ("text_to_hdr", "photo_to_hdr", "shadow_recovery", "hdr_panorama", "any_model_to_hdr")
 WORKFLOW_DIR = os.path.join(REPO, "workflows")
 
 
 def load_workflow(name):
     with open(os.path.join(WORKFLOW_DIR, f"{name}.json")) as f:
         return json.load(f)
+
+
+# the only fields litegraph itself sets to null (an unconnected input's link, an unconnected
+# output's links); every other absent field is undefined in the page, which JSON.stringify drops
+GENUINE_NULLS = {"nodes[].inputs[].link", "nodes[].outputs[].links"}
+
+
+def null_fields(value, path="") -> set[str]:
+    """The paths (list indices as []) that hold null."""
+    if value is None:
+        return {path}
+    if isinstance(value, dict):
+        return set().union(*(null_fields(v, f"{path}.{k}" if path else k) for k, v in value.items()))
+    if isinstance(value, list):
+        return set().union(*(null_fields(v, f"{path}[]") for v in value))
+    return set()
+
+
+def independent_api(workflow: dict, object_info: dict) -> dict:
+    """comfy-test's UI -> API conversion (an independent implementation reading /object_info)."""
+    from comfy_test.comfyui.workflow import litegraph_to_prompt
+
+    return litegraph_to_prompt(json.loads(json.dumps(workflow)), object_info)
+
+
+def graph_of(prompt: dict) -> dict:
+    return {k: (v["class_type"], v["inputs"]) for k, v in prompt.items()}
 
 
 def scale_down(prompt: dict) -> dict:
@@ -47,6 +76,17 @@ def test_every_workflow_has_a_thumbnail_and_is_ui_format():
         notes = [n for n in workflow["nodes"] if n["type"] == "Note"]
         assert notes and "models/lediff/" in notes[0]["widgets_values"][0]
     assert sorted(f for f in os.listdir(WORKFLOW_DIR) if f.endswith(".json")) == sorted(f"{n}.json" for n in WORKFLOWS)
+
+
+def test_null_fields_helper():
+    assert null_fields({"a": None, "b": [{"c": None}, {"c": 1}], "d": {"e": 0}}) == {"a", "b[].c"}
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_workflow_has_no_null_that_the_frontend_would_drop(name):
+    # JSON.stringify drops undefined fields; a graph handed to Python turns them into null
+    # ("definitions": null, "floatingLinks": null, slot labels...), which other readers reject
+    assert null_fields(load_workflow(name)) <= GENUINE_NULLS
 
 
 @pytest.fixture
@@ -77,13 +117,64 @@ def test_workflow_runs_and_writes_its_exr(prepared, name):
     assert previews, "the workflow's previews produced no images"
 
 
-def test_template_browser_lists_the_workflows(tmp_path):
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
     from comfy_server import ComfyServer
 
-    server = ComfyServer(tmp_path / "base")
-    try:
-        listed = server.get("/workflow_templates")
-        assert sorted(listed["lediff_hdr"]) == sorted(WORKFLOWS)
-        shutil.rmtree(tmp_path / "base" / "output", ignore_errors=True)
-    finally:
-        server.stop()
+    base = tmp_path_factory.mktemp("server_base")
+    server = ComfyServer(base)
+    yield server
+    server.stop()
+    shutil.rmtree(base / "output", ignore_errors=True)
+
+
+def test_template_browser_lists_the_workflows(server):
+    listed = server.get("/workflow_templates")
+    assert sorted(listed["lediff_hdr"]) == sorted(WORKFLOWS)
+
+
+def _specs():
+    """scripts/workflow_specs.py, imported from its file (the specs the workflows are built from)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("workflow_specs", os.path.join(REPO, "scripts", "workflow_specs.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _default(spec):
+    kind, options = spec[0], (spec[1] if len(spec) > 1 else {})
+    if "default" in options:
+        return options["default"]
+    return kind[0] if isinstance(kind, list) else options.get("options", [None])[0]
+
+
+def test_widget_values_are_the_specs_or_the_defaults(server):
+    # the generator builds each graph in the frontend; a widget it did not set must keep the node's
+    # default (the frontend once carried values over from the previous graph by node id)
+    object_info, specs = server.get("/object_info"), _specs()
+    for name in WORKFLOWS:
+        workflow = load_workflow(name)
+        spec_nodes, _ = specs.WORKFLOWS[name]()
+        assert [n["type"] for n in sorted(workflow["nodes"], key=lambda n: n["id"])] == [n[1] for n in spec_nodes]
+        prompt = to_api(workflow, input_types_from_object_info(object_info))
+        for node_id, (_, node_type, _, widgets, _) in enumerate(spec_nodes, start=1):
+            if node_type == "Note":
+                continue
+            types = object_info[node_type]["input"]
+            for input_name, spec in [*types.get("required", {}).items(), *types.get("optional", {}).items()]:
+                value = prompt[str(node_id)]["inputs"].get(input_name)
+                if value is None or isinstance(value, list):  # linked
+                    continue
+                expected = widgets[input_name] if input_name in widgets else _default(spec)
+                assert value == expected, (name, node_type, input_name)
+
+
+def test_an_independent_converter_reads_every_workflow_as_we_do(server):
+    object_info = server.get("/object_info")
+    for name in WORKFLOWS:
+        workflow = load_workflow(name)
+        ours = graph_of(to_api(workflow, input_types_from_object_info(object_info)))
+        assert graph_of(independent_api(workflow, object_info)) == ours, name
+        assert len(ours) == sum(n["type"] != "Note" for n in workflow["nodes"]), name  # every node but the note
