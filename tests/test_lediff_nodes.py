@@ -10,15 +10,9 @@ import lediff_fixtures as fx
 import numpy as np
 import pytest
 import torch
-from lediff_graphs import MODEL, bracket_graph, register_fixture_models, saved_hdr, saved_latent, write_photo
+from lediff_graphs import MODEL, bracket_graph, saved_hdr, saved_latent, write_photo
 
 from comfy_harness import GraphError
-
-
-@pytest.fixture(scope="module")
-def models(comfy, tmp_path_factory):
-    return register_fixture_models(str(tmp_path_factory.mktemp("models")))
-
 
 
 def test_loaders_list_the_official_folder(host, models):
