@@ -14,10 +14,12 @@ HDR_VAE = io.Custom("LEDIFF_HDR_VAE")
 
 PRECISION_TOOLTIP = (
     "float32 (exact): the decoder and exp() compute in float32 whatever ComfyUI's VAE dtype is. "
-    "vae dtype (fast): compute in ComfyUI's VAE dtype (bfloat16 on recent NVIDIA GPUs, float32 on CPU "
-    "unless --bf16-vae/--fp16-vae): faster, but the decoder's output is a logarithm, so its rounding "
-    "becomes relative HDR error: measured with bfloat16 (SD-sized decoder, log output spanning about "
-    "+-8) median MEDIAN, 99th percentile P99, max MAX.")
+    "vae dtype (fast): compute in ComfyUI's VAE dtype (bfloat16 on recent NVIDIA GPUs, float32 on "
+    "CPU unless --bf16-vae/--fp16-vae), meant to be faster on GPUs; but the decoder's output is a "
+    "logarithm, so its rounding becomes relative HDR error. Measured (SD-sized decoder, log output "
+    "spanning about +-8, against float32): bfloat16 median 1.7 %, 99th percentile 7.7 %, max 12 %; "
+    "float16 median 0.23 %, 99th percentile 1.1 %, max 1.9 %. On a CPU without native "
+    "bfloat16/float16 it is also much slower.")
 
 # inputs in exposure order, darkest first (the order the fusion module was trained with)
 BRACKET_ORDER = ("darker", "dark", "mid", "bright", "brighter")
