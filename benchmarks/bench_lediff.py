@@ -1,6 +1,6 @@
 """LEDiff inference benchmark: ratios against baselines measured in the same run.
 
-    .dev/venv/bin/python benchmarks/bench_lediff.py [--repeat N] [--memory-sizes 1024x1024,2048x1024]
+    bash scripts/bench.sh bench_lediff [--repeat N] [--memory-sizes 1024x1024,2048x1024]
 
 1. HDR Decode vs ComfyUI's VAE Decode of the same latent with the same decoder weights (SD-sized
    AutoencoderKL config, random weights, CPU): median seconds, ratio (target <= 1.05).
@@ -24,10 +24,7 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.dirname(os.path.abspath(__file__))]
-
-from bench_common import timed  # noqa: E402
+from benchmarks.bench_common import timed
 
 SD_VAE = {"_class_name": "AutoencoderKL", "in_channels": 3, "out_channels": 3, "latent_channels": 4,
           "block_out_channels": [128, 256, 512, 512], "layers_per_block": 2,
@@ -163,7 +160,8 @@ def main():
 
 
 def run_memory_case(method, size):
-    proc = subprocess.run([sys.executable, __file__, "--memory-case", method, size], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-m", __spec__.name, "--memory-case", method, size],
+                          capture_output=True, text=True)
     if proc.returncode in (-9, 137):
         return None  # killed by the kernel: out of memory
     proc.check_returncode()

@@ -1,6 +1,6 @@
 """Save EXR benchmark: ratios against baselines measured in the same run.
 
-    .dev/venv/bin/python benchmarks/bench_save_exr.py [--repeat N]
+    bash scripts/bench.sh bench_save_exr [--repeat N]
 
 Image: a real CC0 HDRI (tests/data/hdri/city.exr) upsampled to 2048x1024, float32 RGB.
 Rows (median of N runs each, in seconds, with output file sizes):
@@ -18,21 +18,17 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 
 import numpy as np
 import OpenEXR
 import torch
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.dirname(os.path.abspath(__file__))]
-
-from bench_common import timed  # noqa: E402
-
-from comfy_harness import ComfyHost  # noqa: E402
-from lediff_core.exr import COMPRESSIONS, read_exr, write_exr  # noqa: E402
-from lediff_core.safe_files import write_new_file  # noqa: E402
+from benchmarks.bench_common import timed
+from comfy_harness import ComfyHost
+from lediff_core.exr import COMPRESSIONS, read_exr, write_exr
+from lediff_core.safe_files import write_new_file
+from lediff_testing import HDRI_DIR
 
 CASES = [("half", "zip"), ("half", "piz"), ("half", "dwaa"), ("float", "zip"), ("float", "none")]
 
@@ -47,7 +43,7 @@ def main():
     parser.add_argument("--repeat", type=int, default=7)
     opts = parser.parse_args()
 
-    src = read_exr(os.path.join(ROOT, "tests", "data", "hdri", "city.exr")).rgb
+    src = read_exr(os.path.join(HDRI_DIR, "city.exr")).rgb
     rgb = np.ascontiguousarray(src.repeat(2, axis=0).repeat(2, axis=1))  # 2048x1024
     images = torch.from_numpy(rgb)[None]
     print(f"image {rgb.shape[1]}x{rgb.shape[0]}, peak {rgb.max():.0f}, "

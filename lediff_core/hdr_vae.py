@@ -60,22 +60,39 @@ class HDRVAE(nn.Module):
         self.latent_channels = int(self.vae.config["latent_channels"])
         self.source = source
 
+    @property
+    def downscale_factor(self) -> int:
+        """Image pixels per latent pixel (the VAE's own factor: 8 for SD)."""
+        return self.vae.downscale_factor
+
+    def drop_encoder(self) -> None:
+        """Free the SD encoder: LEDiff's HDR path only fuses and decodes (encoding photos goes
+        through a standard VAE built from the same file), so keeping it would hold a second copy
+        of those weights. The weights were already checked strictly when loading."""
+        self.vae.encoder = None
+        self.vae.quant_conv = None
+
     def fuse(self, brackets: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
         """Unscaled bracket latents (darkest first) -> (unscaled fused latent, weights [N,B,C,h,w])."""
         fused, weights = self.fusion([b * self.scaling_factor for b in brackets])
         return fused / self.scaling_factor, weights
 
-    def decode_log(self, latent: torch.Tensor, wrap_x: bool = False, tile: int = 0, on_tile=None) -> torch.Tensor:
+    def decode_log(self, latent: torch.Tensor, wrap_x: bool = False, tile: int = 0, overlap: int | None = None,
+                   on_tile=None) -> torch.Tensor:
         """Unscaled latent [B, C, h, w] -> natural-log HDR [B, 3, H, W] (the decoder's raw output).
 
         ``wrap_x``: the image is a 360-degree panorama, seamless across its left/right edge.
-        ``tile`` (latent pixels, 0 = one piece): decode in tiles overlapping by a quarter tile.
+        ``tile`` (latent pixels, 0 = one piece): decode in tiles overlapping by ``overlap`` latent
+        pixels (default a quarter tile).
         """
         h, w = latent.shape[-2:]
         if tile and (h > tile or w > tile):
-            return self.vae.decode_tiled(latent, tile, default_overlap(tile), wrap_x, on_tile)
+            overlap = default_overlap(tile) if overlap is None else overlap
+            return self.vae.decode_tiled(latent, tile, overlap, wrap_x, on_tile)
         return self.vae.decode(latent, wrap_x)
 
-    def decode_hdr(self, latent: torch.Tensor, wrap_x: bool = False, tile: int = 0, on_tile=None) -> torch.Tensor:
-        """Unscaled latent -> linear HDR [B, H, W, 3] (ComfyUI IMAGE layout), exp of the decoder."""
-        return torch.exp(self.decode_log(latent, wrap_x, tile, on_tile).float()).movedim(1, -1)
+    def decode_hdr(self, latent: torch.Tensor, wrap_x: bool = False, tile: int = 0, overlap: int | None = None,
+                   on_tile=None) -> torch.Tensor:
+        """Unscaled latent -> linear HDR [B, H, W, 3] (ComfyUI IMAGE layout): exp of the decoder
+        output, computed in float32 whatever dtype the decoder ran in."""
+        return torch.exp(self.decode_log(latent, wrap_x, tile, overlap, on_tile).float()).movedim(1, -1)

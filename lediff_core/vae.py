@@ -475,6 +475,9 @@ class AutoencoderKL(nn.Module):
         multiples of f.
         """
         self._check_spatial(x, self.downscale_factor, "encode")
+        if self.encoder is None:
+            raise RuntimeError("this AutoencoderKL is decoder-only (its encoder was dropped): encode "
+                               "with the standard VAE built from the same weights")
         p = self._param_like()
         moments = self.encoder(x.to(device=p.device, dtype=p.dtype))
         lat = self.latent_channels

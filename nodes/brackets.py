@@ -19,6 +19,7 @@ from comfy_api.latest import io
 from ..lediff_core.hdr_vae import check_latent
 from ..lediff_core.tiling import blend_tiles, default_overlap
 from ..lediff_core.unet_config import LEDIFF_IN_CHANNELS
+from .panorama import wrap_model_x
 
 SEED_OFFSET_PASS_B = 22  # the official release's second-pass seed
 
@@ -79,12 +80,18 @@ def run_brackets(model, positive, negative, latent, seed, steps, cfg, sampler_na
                  tile_size=0, wrap_x=False):
     """(input, pass A, pass B) LATENT dicts; the input dict's other keys are kept on all three.
 
-    ``tile_size`` (pixels, 0 = off): latents larger than this are denoised in overlapping tiles."""
+    ``tile_size`` (pixels, 0 = off): latents larger than this are denoised in overlapping tiles.
+    ``wrap_x``: the latent is a 360-degree panorama; tiles narrower than the latent continue across
+    the left/right edge, and otherwise (untiled, or tiles as wide as the latent) the UNet's
+    convolutions wrap, exactly as with the Seamless Panorama node."""
     _check_denoiser(model)
     samples = latent["samples"]
     check_latent(samples, "latent")
-    tile = tile_size // 8
-    if tile and (samples.shape[-2] > tile or samples.shape[-1] > tile):
+    tile = tile_size // model.model.latent_format.spacial_downscale_ratio if tile_size else 0
+    tiled = bool(tile) and (samples.shape[-2] > tile or samples.shape[-1] > tile)
+    if wrap_x and not (tiled and samples.shape[-1] > tile):
+        model = wrap_model_x(model)
+    if tiled:
         model = tiled_model(model, tile, wrap_x)
     progress = comfy.utils.ProgressBar(2 * steps)  # one bar across both passes
     batch_index = latent.get("batch_index")
@@ -118,8 +125,9 @@ def _inputs(direction: str):
                      tooltip="0: off. Latents larger than this many pixels are denoised in overlapping "
                      "tiles (predictions blended every step), bounding the UNet's memory on small GPUs."),
         io.Boolean.Input("wrap_x", default=False, optional=True,
-                         tooltip="With tiles: the latent is a 360-degree panorama, tiles continue across "
-                         "the left/right edge."),
+                         tooltip="The latent is a 360-degree panorama: the bracket stays seamless across "
+                         "the left/right edge (the UNet wraps horizontally; with tiles, they continue "
+                         "across the edge). No need for Seamless Panorama on the model as well."),
     ]
 
 

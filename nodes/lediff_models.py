@@ -1,5 +1,6 @@
 """Turning LEDiff weights into objects ComfyUI manages: the bracket denoiser as a MODEL, the HDR
-VAE's weights as a standard VAE, and the HDR VAE itself under ComfyUI's device management."""
+VAE's weights as a standard VAE, and the HDR VAE itself (fusion and HDR decoding with their
+device, precision, tiling and progress) under ComfyUI's device management."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ import comfy.utils
 import folder_paths
 import torch
 
-from ..lediff_core.hdr_vae import HDRVAE
+from ..lediff_core.hdr_vae import HDRVAE, check_brackets, check_latent
+from ..lediff_core.tiling import default_overlap, tile_count
 from ..lediff_core.unet_config import ldm_unet_config
 from ..lediff_core.weights import WeightError, check_keys, list_models, resolve_model
 
@@ -81,26 +83,98 @@ def build_comfy_vae(config: dict, diffusers_sd: dict, source: str) -> comfy.sd.V
     return vae
 
 
+PRECISION_EXACT = "float32 (exact)"
+PRECISION_FAST = "vae dtype (fast)"
+PRECISIONS = (PRECISION_EXACT, PRECISION_FAST)
+
+
 class HDRVAEModel:
-    """The LEDIFF_HDR_VAE value: the core HDR VAE plus a ModelPatcher so ComfyUI loads it to the
-    VAE device and offloads it like its own models."""
+    """The LEDIFF_HDR_VAE value: LEDiff's HDR decoder and fusion module under ComfyUI's device
+    management, with their runtime (device, precision, tiling, progress, interrupts).
+
+    Weights stay float32 whatever ComfyUI's VAE dtype is (bfloat16 on recent NVIDIA GPUs): the
+    decoder emits a logarithm that goes through exp(), so bfloat16's 8 mantissa bits become
+    percent-level HDR errors. ``decode(..., precision=PRECISION_FAST)`` opts into computing in the
+    VAE dtype (autocast: convolutions and matrix products in that dtype, weights untouched).
+    The SD encoder is dropped: photos are encoded with the standard VAE built from the same file.
+    """
 
     def __init__(self, core: HDRVAE, name: str):
-        self.core = core.eval()
+        core.drop_encoder()
+        self.core = core.eval().float()
         self.name = name
         self.patcher = comfy.model_patcher.ModelPatcher(
             self.core, load_device=mm.vae_device(), offload_device=mm.vae_offload_device())
-        self.dtype = mm.vae_dtype(mm.vae_device(), [torch.bfloat16, torch.float32])
-        self.core.to(self.dtype)
+        # what ComfyUI's own VAE would compute in on this machine (the opt-in fast precision)
+        self.fast_dtype = mm.vae_dtype(mm.vae_device(), [torch.bfloat16, torch.float32])
 
-    def load(self, latent_shape) -> torch.device:
+    @property
+    def latent_channels(self) -> int:
+        return self.core.latent_channels
+
+    @property
+    def downscale_factor(self) -> int:
+        return self.core.downscale_factor
+
+    def latent_tile(self, tile_size: int) -> tuple[int, int]:
+        """A tile size in image pixels -> (tile, overlap) in latent pixels; (0, 0) means no tiling.
+        The one place that converts pixels to latent units and picks the overlap."""
+        tile = tile_size // self.downscale_factor
+        return (tile, default_overlap(tile)) if tile else (0, 0)
+
+    def compute_dtype(self, precision: str) -> torch.dtype:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+        return self.fast_dtype if precision == PRECISION_FAST else torch.float32
+
+    def load(self, latent_shape, dtype: torch.dtype = torch.float32) -> torch.device:
         """Load to the VAE device with room for decoding ``latent_shape`` (like ComfyUI's VAE)."""
         b, _, h, w = latent_shape
         widest = max(self.core.vae.config["block_out_channels"])
+        f = self.downscale_factor
         # the widest decoder activations at full resolution dominate: a few of them at once
-        memory = 4 * b * widest * (h * 8) * (w * 8) * mm.dtype_size(self.dtype)
+        memory = 4 * b * widest * (h * f) * (w * f) * mm.dtype_size(dtype)
         mm.load_models_gpu([self.patcher], memory_required=memory)
         return self.patcher.load_device
+
+    def fuse(self, brackets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Named unscaled bracket latents, darkest first -> (fused latent, weights [N, B, C, h, w]),
+        both on ComfyUI's intermediate device. Always float32 (the module is tiny)."""
+        check_brackets(brackets, self.latent_channels)
+        device = self.load((1, self.latent_channels, 1, 1))
+        with torch.inference_mode():
+            fused, weights = self.core.fuse([s.to(device, torch.float32) for s in brackets.values()])
+        out = mm.intermediate_device()
+        return fused.to(out), weights.to(out)
+
+    def decode(self, samples: torch.Tensor, wrap_x: bool = False, tile_size: int = 0,
+               precision: str = PRECISION_EXACT) -> torch.Tensor:
+        """Unscaled latent [B, C, h, w] -> linear HDR [B, H, W, 3] float32 (exp of the decoder,
+        never clamped) on ComfyUI's intermediate device. ``tile_size`` in image pixels (0: one
+        piece); one ComfyUI progress step per image or tile, interruptible between them."""
+        check_latent(samples, "latent", self.latent_channels)
+        dtype = self.compute_dtype(precision)
+        tile, overlap = self.latent_tile(tile_size)
+        b, c, h, w = samples.shape
+        tiled = bool(tile) and (h > tile or w > tile)
+        tiles = tile_count(h, w, tile, overlap, wrap_x) if tiled else 1
+        device = self.load((1, c, min(h, tile or h), min(w, tile or w)), dtype)
+        progress = comfy.utils.ProgressBar(b * tiles)
+
+        def on_tile():
+            progress.update(1)
+            mm.throw_exception_if_processing_interrupted()
+
+        images = []
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            for i in range(b):  # one image at a time bounds the decoder's memory
+                mm.throw_exception_if_processing_interrupted()
+                hdr = self.core.decode_hdr(samples[i:i + 1].to(device), wrap_x, tile, overlap,
+                                           on_tile if tiled else None)  # exp() always in float32
+                images.append(hdr.to(mm.intermediate_device()))
+                if not tiled:
+                    progress.update(1)
+        return torch.cat(images)
 
     def __repr__(self):
         return f"LEDiff HDR VAE ({self.name})"

@@ -24,8 +24,8 @@ class LoadHDRVAE(io.ComfyNode):
             description="Loads LEDiff's VAE (SD encoder + HDR decoder) and its exposure fusion module.",
             inputs=[io.Combo.Input("model_name", options=model_names(), tooltip=MODEL_TOOLTIP)],
             outputs=[
-                HDR_VAE.Output("hdr_vae", tooltip="Encoder, HDR decoder and fusion module, for Latent "
-                               "Exposure Fusion and HDR Decode."),
+                HDR_VAE.Output("hdr_vae", tooltip="HDR decoder and fusion module (float32; no encoder: "
+                               "encode photos with the vae output), for Latent Exposure Fusion and HDR Decode."),
                 io.Vae.Output("vae", tooltip="The same weights as a standard VAE: VAE Encode photos with "
                               "it. (Its decoder is the HDR decoder: VAE Decode shows a log-encoded view.)"),
             ],

@@ -17,13 +17,24 @@ def _wrapped_forward(module: torch.nn.Conv2d, pad: int, x: torch.Tensor, *args, 
     return type(module).forward(module, F.pad(x, (pad, pad, 0, 0), mode="circular"), *args, **kwargs)
 
 
+def _unpatched_padding(module: torch.nn.Conv2d) -> tuple[int, int]:
+    """The convolution's own padding, even while a wrapped clone is loaded: ComfyUI applies object
+    patches to the shared module when it loads a clone and leaves them until that clone unloads."""
+    forward = module.__dict__.get("forward")
+    if isinstance(forward, partial) and forward.func is _wrapped_forward:
+        return module.padding[0], forward.args[1]
+    return module.padding
+
+
 def wrap_model_x(model):
     """A clone of ``model`` whose UNet convolutions wrap horizontally (object patches: ComfyUI
     applies them when it loads this clone and restores the modules afterwards)."""
     clone = model.clone()
     for name, module in clone.get_model_object("diffusion_model").named_modules():
-        if isinstance(module, torch.nn.Conv2d) and module.padding != "same" and module.padding[1] > 0:
-            pad_h, pad_w = module.padding
+        if not isinstance(module, torch.nn.Conv2d) or module.padding == "same":
+            continue
+        pad_h, pad_w = _unpatched_padding(module)
+        if pad_w > 0:
             clone.add_object_patch(f"diffusion_model.{name}.padding", (pad_h, 0))
             clone.add_object_patch(f"diffusion_model.{name}.forward", partial(_wrapped_forward, module, pad_w))
     return clone

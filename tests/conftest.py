@@ -24,6 +24,15 @@ def host(comfy, tmp_path):
 
 
 @pytest.fixture(scope="session")
+def models(comfy, tmp_path_factory):
+    """The fixture LEDiff model (official layout) and a CLIP-L, registered in ComfyUI's model
+    folders once per session; returns their paths (see lediff_graphs.register_fixture_models)."""
+    from lediff_graphs import register_fixture_models
+
+    return register_fixture_models(str(tmp_path_factory.mktemp("models")))
+
+
+@pytest.fixture(scope="session")
 def workflow_models(comfy, tmp_path_factory):
     """Stand-in models under the file names the example workflows use (small random weights in the
     official layouts) in a models/ folder. The checkpoint is built with ComfyUI's own model classes,
@@ -36,11 +45,7 @@ def workflow_models(comfy, tmp_path_factory):
     has 1.1 billion parameters (2.2 GB, minutes per run on a CPU). That workflow only uses the
     checkpoint's decoded IMAGE, which any model makes, so the route under test is the same."""
     import os
-    import sys
 
-    from comfy_harness import REPO
-
-    sys.path.insert(0, os.path.join(REPO, "scripts"))
     import lediff_fixtures as fx
     from workflow_specs import CHECKPOINT, HIGHLIGHT, SDXL_CHECKPOINT, SHADOW
 

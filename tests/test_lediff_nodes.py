@@ -10,15 +10,9 @@ import lediff_fixtures as fx
 import numpy as np
 import pytest
 import torch
-from lediff_graphs import MODEL, bracket_graph, register_fixture_models, saved_hdr, saved_latent, write_photo
+from lediff_graphs import MODEL, bracket_graph, saved_hdr, saved_latent, write_photo
 
 from comfy_harness import GraphError
-
-
-@pytest.fixture(scope="module")
-def models(comfy, tmp_path_factory):
-    return register_fixture_models(str(tmp_path_factory.mktemp("models")))
-
 
 
 def test_loaders_list_the_official_folder(host, models):
@@ -238,3 +232,28 @@ def test_fusion_weight_maps_for_inspection(host, models):
     assert maps.shape == (10, 24, 40, 3)
     per_bracket = maps[..., 0].view(5, 2, 24, 40)
     assert torch.allclose(per_bracket.sum(0), torch.ones(2, 24, 40), atol=1e-5)
+
+
+def test_untiled_wrap_x_brackets_equal_the_seamless_panorama_model(host, models):
+    """wrap_x without tiles used to do nothing (a silent seam): it must wrap the UNet exactly like the
+    Seamless Panorama node does."""
+    brackets = host.pack_module("nodes.brackets")
+    model = load_denoiser(host)
+    pos, neg = conditioning(host, models), conditioning(host, models, "")
+    latent = {"samples": torch.randn(1, 4, 8, 16, generator=torch.Generator().manual_seed(5))}
+    args = (pos, neg, latent, 3, 2, 1.0, "ddim", "ddim_uniform")
+    wrapped = brackets.run_brackets(model, *args, 0, True)
+    patched = brackets.run_brackets(host.node_class("LEDiffPanoramaWrap").execute(model).args[0], *args)
+    plain = brackets.run_brackets(model, *args)
+    for i in (1, 2):
+        assert torch.equal(wrapped[i]["samples"], patched[i]["samples"])
+        assert not torch.allclose(wrapped[i]["samples"], plain[i]["samples"], atol=1e-3)
+    # tiles as wide as the latent (here: taller than a tile) wrap the same way: the edge columns of
+    # the result see each other, so they differ from the unwrapped tiled result
+    tall = {"samples": torch.randn(1, 4, 24, 8, generator=torch.Generator().manual_seed(6))}
+    targs = (pos, neg, tall, 3, 2, 1.0, "ddim", "ddim_uniform", 128)
+    tiled_wrapped = brackets.run_brackets(model, *targs, True)[2]["samples"]
+    tiled_patched = brackets.run_brackets(host.node_class("LEDiffPanoramaWrap").execute(model).args[0], *targs,
+                                          False)[2]["samples"]
+    assert torch.equal(tiled_wrapped, tiled_patched)
+    assert not torch.allclose(tiled_wrapped, brackets.run_brackets(model, *targs, False)[2]["samples"], atol=1e-3)

@@ -10,18 +10,12 @@ import lediff_fixtures as fx
 import numpy as np
 import pytest
 import torch
-from lediff_graphs import MODEL, register_fixture_models
+from lediff_graphs import MODEL
 
 from lediff_core.exr import read_exr, write_exr
 from lediff_core.tonemap import tone_map
 from lediff_core.vae import AutoencoderKL
 from lediff_testing import HDRI_DIR, require_tool
-
-
-@pytest.fixture(scope="module")
-def models(comfy, tmp_path_factory):
-    return register_fixture_models(str(tmp_path_factory.mktemp("pano_models")))
-
 
 
 def unet_output(model, x, t, context):

@@ -19,14 +19,9 @@ import os
 import numpy as np
 import pytest
 import torch
-from lediff_graphs import bracket_graph, register_fixture_models, saved_hdr, saved_latent, write_photo
+from lediff_graphs import bracket_graph, saved_hdr, saved_latent, write_photo
 
 STEPS, CFG, SEED, SCALE = 50, 7.5, 1234, 0.18215
-
-
-@pytest.fixture(scope="module")
-def models(comfy, tmp_path_factory):
-    return register_fixture_models(str(tmp_path_factory.mktemp("ref_models")))
 
 
 def encode(host, models, text):

@@ -37,22 +37,52 @@ def test_official_folder_loads_exactly(official):
 
 def test_bin_and_pth_load_with_weights_only(tmp_path):
     folder = fx.write_official_folder(str(tmp_path), "bin_model", weight_format="bin")
-    config, sd = load_denoiser(folder)
-    assert os.path.basename(folder) == "bin_model" and len(sd) > 50
+    # pickled .bin files only: no safetensors to fall back on
+    assert sorted(os.listdir(os.path.join(folder, "unet"))) == ["config.json", "diffusion_pytorch_model.bin"]
+    assert sorted(os.listdir(os.path.join(folder, "vae"))) == ["config.json", "diffusion_pytorch_model.bin",
+                                                               "merge_model.pth"]
+    _, unet_sd = load_denoiser(folder)
+    _, vae_sd, fusion = load_hdr_vae(folder)
+    # the same tensors the fixture wrote: unet (seed 1), vae (seed 2), fusion merge_model.pth (seed 3)
+    for loaded, ref in ((unet_sd, fx.make_unet(seed=1).state_dict()), (vae_sd, fx.make_vae(seed=2).state_dict()),
+                        (fusion, fx.fusion_state_dict(seed=3))):
+        assert loaded.keys() == ref.keys() and all(torch.equal(loaded[k], v) for k, v in ref.items())
+    for ext in (".pth", ".pt", ".bin"):
+        path = str(tmp_path / f"fusion{ext}")
+        torch.save(fx.fusion_state_dict(seed=9), path)
+        loaded = load_state_dict(path)
+        assert all(torch.equal(loaded[k], v) for k, v in fx.fusion_state_dict(seed=9).items())
 
 
 class Exploit:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
     def __reduce__(self):
-        return (os.system, ("touch /tmp/lediff_pwned",))
+        return (os.system, (f"touch {self.marker}",))
 
 
-def test_a_pickle_that_would_execute_code_is_refused(tmp_path):
-    path = tmp_path / "merge_model.pth"
-    with open(path, "wb") as f:
-        pickle.dump({"weight_conv.weight": Exploit()}, f)
+@pytest.mark.parametrize("ext", [".pth", ".bin"])
+@pytest.mark.parametrize("writer", ["pickle", "torch.save"])
+def test_a_pickle_that_would_execute_code_is_refused(tmp_path, ext, writer):
+    marker = tmp_path / "pwned"
+    path = tmp_path / f"weights{ext}"
+    payload = {"weight_conv.weight": Exploit(marker)}
+    if writer == "pickle":
+        with open(path, "wb") as f:
+            pickle.dump(payload, f)
+    else:
+        torch.save(payload, path)
     with pytest.raises(WeightError, match="would run code"):
         load_state_dict(str(path))
-    assert not os.path.exists("/tmp/lediff_pwned")
+    assert not marker.exists()
+    # the payload is live: an unrestricted unpickler would have run it (so the refusal is what saved us)
+    if writer == "pickle":
+        with open(path, "rb") as f:
+            pickle.load(f)
+    else:
+        torch.load(path, weights_only=False)
+    assert marker.exists()
 
 
 def test_folder_without_unet_or_vae_is_a_clear_error(tmp_path):
