@@ -23,7 +23,6 @@ import tempfile
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.join(ROOT, "scripts")]
 
 
 def prepare(work: str, size: int, steps: int, items: int) -> tuple[str, str, str]:
@@ -31,7 +30,6 @@ def prepare(work: str, size: int, steps: int, items: int) -> tuple[str, str, str
     child process so that this process's ComfyUI starts clean for the overhead measurement."""
     code = f"""
 import json, os, sys
-sys.path[:0] = {[ROOT, os.path.join(ROOT, 'tests'), os.path.join(ROOT, 'scripts')]!r}
 from comfy_harness import ComfyHost
 host = ComfyHost.start()
 import lediff_fixtures as fx
@@ -58,7 +56,9 @@ for i in range({items}):
     ldr = (np.clip(rgb, 0, 1) ** (1 / 2.2) * 255 + 0.5).astype(np.uint8)
     Image.fromarray(ldr).resize(({size}, {size} * 3 // 4)).save(f"{work}/photos/p{{i:03}}.png")
 """
-    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
+    path = os.pathsep.join([ROOT, os.path.join(ROOT, "tests"), os.path.join(ROOT, "scripts")])
+    env = {**os.environ, "PYTHONPATH": path}
+    subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, env=env)
     return f"{work}/base", f"{work}/workflow.json", f"{work}/photos"
 
 

@@ -17,17 +17,14 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 
 import numpy as np
 import OpenEXR
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.dirname(os.path.abspath(__file__))]
 
-from bench_common import timed  # noqa: E402
-
+from benchmarks.bench_common import timed  # noqa: E402
 from lediff_core.qa import metrics as qm  # noqa: E402
 from lediff_core.qa.pu21 import pu21_encode  # noqa: E402
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import sys
 import tempfile
 
 import imagecodecs
@@ -26,10 +25,8 @@ import numpy as np
 import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [ROOT, os.path.join(ROOT, "tests"), os.path.dirname(os.path.abspath(__file__))]
 
-from bench_common import timed  # noqa: E402
-
+from benchmarks.bench_common import timed  # noqa: E402
 from comfy_harness import ComfyHost  # noqa: E402
 from lediff_core.exr import read_exr  # noqa: E402
 from lediff_core.formats import FORMAT_NAMES, Settings  # noqa: E402

@@ -1,6 +1,6 @@
 """Build workflows/*.json and their .jpg thumbnails in the real ComfyUI frontend.
 
-    .dev/venv/bin/python scripts/make_workflows.py [NAME ...]
+    PYTHONPATH=tests .dev/venv/bin/python scripts/make_workflows.py [NAME ...]
 
 Starts the development host's server with this pack, opens its frontend in Debian's Chromium
 (Playwright, no browser download), builds each spec of scripts/workflow_specs.py node by node with
@@ -21,7 +21,6 @@ import sys
 import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path[:0] = [os.path.join(ROOT, "tests"), os.path.join(ROOT, "scripts")]
 
 from comfy_server import CHROMIUM, CHROMIUM_ARGS, ComfyServer  # noqa: E402
 from workflow_specs import WORKFLOWS  # noqa: E402

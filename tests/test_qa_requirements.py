@@ -43,7 +43,6 @@ def test_resolver_leaves_the_host_alone():
 
 
 def test_host_pins_are_protected():
-    sys.path.insert(0, os.path.join(REPO, "scripts"))
     import check_requirements
 
     pins = check_requirements.host_pins(COMFY)
