@@ -1,6 +1,6 @@
 """Build workflows/*.json and their .jpg thumbnails in the real ComfyUI frontend.
 
-    PYTHONPATH=tests .dev/venv/bin/python scripts/make_workflows.py [NAME ...]
+    PYTHONPATH=.:tests .dev/venv/bin/python scripts/make_workflows.py [NAME ...]
 
 Starts the development host's server with this pack, opens its frontend in Debian's Chromium
 (Playwright, no browser download), builds each spec of scripts/workflow_specs.py node by node with

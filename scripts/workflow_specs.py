@@ -26,6 +26,8 @@ BRACKET = {"seed": 42, "control_after_generate": "fixed", "steps": 50, "cfg": 7.
 BLEND = {"preset": "released", "anchor": "none", "percentile": 50.0, "value": 0.18}
 TONEMAP = {"operator": "aces", "exposure": 0.0, "white": 4.0, "auto_exposure": True}
 SAVE = {"precision": "half", "compression": "zip", "input_encoding": "linear", "envmap": "none"}
+ULTRAHDR = {"format": "ultrahdr", "reference_white": 1.0, "quality": 90, "headroom_stops": 3.0,
+            "mastering_peak": 1000.0}
 
 # The savers each workflow ends in, all fed the workflow's final linear HDR, each with the file name
 # prefix LEDiff/<workflow name>: (node type, widgets[, image input name, default "images"]).
@@ -33,11 +35,11 @@ SAVE = {"precision": "half", "compression": "zip", "input_encoding": "linear", "
 #     ("LEDiffSaveHDRImage", {"format": "ultrahdr"}),
 # (its widgets by name, as the node defines them; filename_prefix is filled in).
 SAVERS = {
-    "text_to_hdr": [("LEDiffSaveEXR", SAVE)],
-    "photo_to_hdr": [("LEDiffSaveEXR", SAVE)],
+    "text_to_hdr": [("LEDiffSaveEXR", SAVE), ("LEDiffSaveHDRImage", ULTRAHDR)],
+    "photo_to_hdr": [("LEDiffSaveEXR", SAVE), ("LEDiffSaveHDRImage", ULTRAHDR)],
     "shadow_recovery": [("LEDiffSaveEXR", SAVE)],
     "hdr_panorama": [("LEDiffSaveEXR", {**SAVE, "envmap": "latlong"})],
-    "any_model_to_hdr": [("LEDiffSaveEXR", SAVE)],
+    "any_model_to_hdr": [("LEDiffSaveEXR", SAVE), ("LEDiffSaveHDRImage", ULTRAHDR)],
 }
 
 
