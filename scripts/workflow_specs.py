@@ -26,11 +26,13 @@ BRACKET = {"seed": 42, "control_after_generate": "fixed", "steps": 50, "cfg": 7.
 BLEND = {"preset": "released", "anchor": "none", "percentile": 50.0, "value": 0.18}
 TONEMAP = {"operator": "aces", "exposure": 0.0, "white": 4.0, "auto_exposure": True}
 SAVE = {"precision": "half", "compression": "zip", "input_encoding": "linear", "envmap": "none"}
-ULTRAHDR = {"format": "ultrahdr", "reference_white": 1.0, "quality": 90, "headroom_stops": 3.0,
-            "mastering_peak": 1000.0}
+# its own prefix, so that its numbers never shift the EXR's (core's numbering ignores the extension)
+ULTRAHDR = {"filename_prefix": "LEDiff/{workflow}_ultrahdr", "format": "ultrahdr", "reference_white": 1.0,
+            "quality": 90, "headroom_stops": 3.0, "mastering_peak": 1000.0}
 
 # The savers each workflow ends in, all fed the workflow's final linear HDR, each with the file name
-# prefix LEDiff/<workflow name>: (node type, widgets[, image input name, default "images"]).
+# prefix LEDiff/<workflow name> unless the widgets give one ("{workflow}" is replaced): (node type,
+# widgets[, image input name, default "images"]).
 # Adding a saver to a workflow is one line in its list, e.g. for an Ultra HDR JPEG next to the EXR:
 #     ("LEDiffSaveHDRImage", {"format": "ultrahdr"}),
 # (its widgets by name, as the node defines them; filename_prefix is filled in).
@@ -49,7 +51,9 @@ def _savers(workflow, source, column):
     nodes, links = [], []
     for index, (node_type, widgets, *input_name) in enumerate(SAVERS[workflow]):
         node_id = "save" if index == 0 else f"save{index + 1}"
-        nodes.append((node_id, node_type, column, {"filename_prefix": f"LEDiff/{workflow}", **widgets}, None))
+        widgets = {"filename_prefix": "LEDiff/{workflow}", **widgets}
+        widgets["filename_prefix"] = widgets["filename_prefix"].format(workflow=workflow)
+        nodes.append((node_id, node_type, column, widgets, None))
         links.append((*source, node_id, input_name[0] if input_name else "images"))
     return nodes, links
 

@@ -28,6 +28,7 @@ from lediff_testing import HDRI_DIR, REPO
 
 PHOTOS = ("city", "forest", "sunset")
 EXR = os.path.join("LEDiff", "photo_to_hdr_00001.exr")
+ULTRAHDR = os.path.join("LEDiff", "photo_to_hdr_ultrahdr_00001.jpg")  # the workflow's second saver
 
 
 def batch_command(setup, output, *extra):
@@ -88,7 +89,7 @@ def assert_clean(output):
     for name in PHOTOS:
         files = sorted(os.path.relpath(p, os.path.join(output, name))
                        for p in glob.glob(f"{output}/{name}/**", recursive=True) if os.path.isfile(p))
-        assert files == sorted(["batch_item.json", EXR]), files
+        assert files == sorted(["batch_item.json", EXR, ULTRAHDR]), files
 
 
 def test_batch_runs_every_input_lists_failures_and_resumes(setup, local_run):

@@ -17,7 +17,8 @@ from lediff_testing import HDRI_DIR
 
 OUR_NODES = ("LEDiffSaveEXR", "LEDiffLoadEXR", "LEDiffToneMap", "LEDiffLoadHDRVAE", "LEDiffLoadDenoiser",
              "LEDiffHighlightBracket", "LEDiffShadowBracket", "LEDiffLatentExposureFusion", "LEDiffHDRDecode",
-             "LEDiffBlendLDR", "LEDiffPanoramaWrap", "LEDiffIBLPreview", "LEDiffColorSpace")
+             "LEDiffBlendLDR", "LEDiffPanoramaWrap", "LEDiffIBLPreview", "LEDiffColorSpace", "LEDiffSaveHDRImage",
+             "LEDiffExposureStrip", "LEDiffHDRStats", "LEDiffHDRMetrics")
 
 
 @pytest.fixture(scope="module")

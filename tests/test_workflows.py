@@ -8,6 +8,7 @@ exactly the shipped one): latents of 8 rows, 2 steps, and tiling at 64 pixels wh
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -113,8 +114,24 @@ def test_workflow_runs_and_writes_its_exr(prepared, name):
         assert json.loads(header["workflow"]) == workflow  # the workflow travels in the file
         if name == "hdr_panorama":
             assert str(header["envmap"]).endswith("LATLONG")
+    if any(node_type == "LEDiffSaveHDRImage" for node_type, *_ in _specs().SAVERS[name]):
+        _check_ultrahdr(glob.glob(os.path.join(host.output_dir, "LEDiff", f"{name}_ultrahdr_*.jpg")), rgb.shape[:2])
     previews = [img for out in ui.values() for img in out.get("images", []) if img["type"] == "temp"]
     assert previews, "the workflow's previews produced no images"
+
+
+def _check_ultrahdr(files, size):
+    """The Ultra HDR JPEG next to the EXR: a JPEG PIL opens at the EXR's size (the SDR base), and a
+    gain map libultrahdr decodes to finite HDR of the same size."""
+    import imagecodecs
+    from PIL import Image
+
+    assert len(files) == 1, files
+    with Image.open(files[0]) as im:
+        assert im.format in ("JPEG", "MPO") and im.size == (size[1], size[0])
+    with open(files[0], "rb") as f:
+        hdr = imagecodecs.ultrahdr_decode(f.read())
+    assert hdr.shape[:2] == tuple(size) and np.isfinite(hdr).all()
 
 
 @pytest.fixture(scope="module")
