@@ -30,9 +30,9 @@ def add_ray_argument(parser: argparse.ArgumentParser) -> None:
 def execute(config: BatchConfig, ray: str | None, workers: int | None, progress: bool = True) -> list[Outcome]:
     if ray is None:
         return run_local(config, progress=progress)
-    from .ray_pool import import_ray, run_ray
+    from .ray_pool import import_ray, is_loopback, run_ray
 
-    import_ray(local=ray == "local")  # a clear message before anything starts when Ray is missing
+    import_ray(local=ray == "local" or is_loopback(ray))  # a clear message before anything starts when Ray is missing
     return run_ray(config, None if ray == "local" else ray, workers, progress=progress)
 
 

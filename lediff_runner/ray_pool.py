@@ -24,6 +24,17 @@ INSTALL_HINT = ("--ray needs Ray, an optional dependency: install it into ComfyU
 MAX_ATTEMPTS = 3
 
 
+def is_loopback(address: str | None) -> bool:
+    """Whether ADDRESS (host:port) names this machine's loopback interface: a cluster started with
+    ``--node-ip-address 127.0.0.1``, which Ray only reaches with its single-machine switch on (without
+    it, Ray replaces 127.0.0.1 by the machine's network address, where that cluster does not listen,
+    and waits for it)."""
+    if not address or "://" in address:
+        return False
+    host = address.rsplit(":", 1)[0].strip("[]") if address.count(":") <= 1 or "]" in address else address
+    return host == "localhost" or host.startswith("127.") or host == "::1"
+
+
 def import_ray(local: bool = False):
     """Import Ray (with the install hint when it is missing). ``local``: the cluster this process
     starts is for this machine only, so it binds to the loopback interface: Ray's own switch for
@@ -59,10 +70,33 @@ class _Worker:
 def _init_ray(ray, address: str | None, workers: int | None):
     env = {"env_vars": {"PYTHONPATH": os.pathsep.join([REPO, *filter(None, [os.environ.get("PYTHONPATH")])])}}
     if address:
+        _use_local_token(address)
         ray.init(address=address, runtime_env=env, log_to_driver=False)
+        how = f"joined the Ray cluster at {address}"
     else:
         # a private local cluster (loopback only, see import_ray), stopped with the driver
         ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, runtime_env=env, log_to_driver=False)
+        how = "started a local Ray cluster (stopped when the batch ends)"
+    resources, nodes = ray.cluster_resources(), sum(bool(n.get("Alive")) for n in ray.nodes())
+    print(f"batch: {how}: {nodes} node(s), {int(resources.get('CPU', 0))} CPUs, {int(resources.get('GPU', 0))} GPUs",
+          file=sys.stderr)
+
+
+def _use_local_token(address: str) -> None:
+    """Ray (2.5x and later) gives a cluster token authentication whenever ``ray start`` finds a token
+    (``~/.ray/auth_token``, which Ray writes when a local cluster starts, or $RAY_AUTH_TOKEN(_PATH)),
+    but a driver given an explicit address connects without one unless RAY_AUTH_MODE=token is set,
+    and is refused. So, like Ray's own ``address="auto"``, present the local token when there is one
+    and the user has not chosen a mode (a cluster without authentication ignores it)."""
+    if address.startswith("ray://"):
+        return  # Ray Client: its own connection, set up by the user
+    try:
+        from ray._private.authentication.authentication_token_setup import (
+            maybe_enable_token_auth_if_token_available,
+        )
+    except ImportError:  # a Ray without token authentication
+        return
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
 def worker_options(ray, workers: int | None) -> tuple[int, dict]:
@@ -77,7 +111,7 @@ def worker_options(ray, workers: int | None) -> tuple[int, dict]:
 
 def run_ray(config: BatchConfig, address: str | None, workers: int | None, items: list[Item] | None = None,
             progress: bool = True) -> list[Outcome]:
-    ray = import_ray(local=address is None)
+    ray = import_ray(local=address is None or is_loopback(address))
     started_here = not ray.is_initialized()
     if started_here:
         _init_ray(ray, address, workers)

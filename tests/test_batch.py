@@ -10,10 +10,12 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 
 import numpy as np
 import OpenEXR
@@ -179,6 +181,94 @@ def test_ray_batch_survives_a_killed_worker_with_identical_outputs(setup, local_
         time.sleep(0.5)
     assert not _ray_processes(ray_tmp)
     shutil.rmtree(ray_tmp, ignore_errors=True)
+
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _stop_cluster(ray_tmp):
+    """Ends the processes of this test's cluster only, by pid (found by their RAY_TMPDIR): ``ray stop
+    --force`` would kill every Ray process of the user on the machine, other test runs' clusters too."""
+    deadline = time.time() + 30
+    while (pids := _ray_processes(ray_tmp)) and time.time() < deadline:
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.2)
+    return _ray_processes(ray_tmp)
+
+
+@pytest.fixture
+def ray_cluster():
+    """An existing single-node cluster started the way a user does (``ray start --head``), on the
+    loopback interface, with two CPUs and token authentication (what Ray does once a token exists,
+    e.g. after any local cluster: here the token is this test's own); torn down whatever the test does."""
+    ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
+    token = os.path.join(ray_tmp, "auth_token")
+    with open(token, "w") as f:
+        f.write(uuid.uuid4().hex)
+    env = {**os.environ, "RAY_TMPDIR": ray_tmp, "RAY_AUTH_TOKEN_PATH": token}
+    for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_ADDRESS"):
+        env.pop(name, None)
+    port = _free_port()
+    try:
+        # Ray's switch for single-machine clusters keeps the node on 127.0.0.1 (without it, ray start
+        # replaces --node-ip-address 127.0.0.1 with the machine's network address)
+        started = run([os.path.join(os.path.dirname(sys.executable), "ray"), "start", "--head",
+                       "--node-ip-address", "127.0.0.1", "--port", str(port), "--num-cpus", "2",
+                       "--include-dashboard", "false", "--disable-usage-stats"], timeout=180,
+                      env={**env, "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"})
+        assert started.returncode == 0, started.stdout + started.stderr
+        yield {"address": f"127.0.0.1:{port}", "env": env, "tmp": ray_tmp}
+    finally:
+        left = _stop_cluster(ray_tmp)
+        shutil.rmtree(ray_tmp, ignore_errors=True)
+        assert not left, f"Ray processes left running: {left}"
+
+
+def test_ray_batch_joins_an_existing_cluster_with_identical_outputs(setup, local_run, ray_cluster, tmp_path):
+    (inputs := tmp_path / "in").mkdir()
+    for name in PHOTOS[:2]:
+        os.link(os.path.join(setup["inputs"], f"{name}.png"), inputs / f"{name}.png")
+    cluster = _ray_processes(ray_cluster["tmp"])
+    assert cluster
+    sessions = glob.glob(os.path.join(ray_cluster["tmp"], "**", "session_2*"), recursive=True)
+    assert len(sessions) == 1, sessions
+    output = tmp_path / "ray"
+    process = subprocess.Popen(
+        batch_command({**setup, "inputs": str(inputs)}, output, "--ray", ray_cluster["address"], "--workers", "2"),
+        cwd=REPO, env=ray_cluster["env"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        stdout, stderr = process.communicate(timeout=300)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stdout + stderr[-3000:]
+    assert "batch: 2 done, 0 already complete, 0 failed" in stdout
+    assert f"batch: joined the Ray cluster at {ray_cluster['address']}: 1 node(s), 2 CPUs" in stderr
+    # it ran on that cluster and started none of its own: the driver's log is in the cluster's one
+    # session (a cluster of its own would have made a second session under the same RAY_TMPDIR) ...
+    assert glob.glob(os.path.join(ray_cluster["tmp"], "**", "session_2*"), recursive=True) == sessions
+    assert glob.glob(os.path.join(sessions[0], "logs", f"python-core-driver-*_{process.pid}.log"))
+    # ... with both workers on it, and left the cluster running
+    workers = {json.loads((output / name / "batch_item.json").read_text())["worker"] for name in PHOTOS[:2]}
+    assert len(workers) == 2, workers
+    for worker in workers:
+        pid = worker.rsplit(":", 1)[1]
+        assert glob.glob(os.path.join(sessions[0], "logs", f"worker-*-{pid}.out")), worker
+    assert all(os.path.exists(f"/proc/{pid}") for pid in cluster)
+    assert not os.path.exists(os.path.join(output, ".lediff_batch"))
+    assert sorted(os.listdir(output)) == sorted(PHOTOS[:2])
+    for name in PHOTOS[:2]:  # complete, and bit for bit what the in-process run wrote
+        files = sorted(os.path.relpath(p, output / name)
+                       for p in glob.glob(f"{output}/{name}/**", recursive=True) if os.path.isfile(p))
+        assert files == sorted(["batch_item.json", EXR, ULTRAHDR]), files
+        np.testing.assert_array_equal(pixels(output / name / EXR), pixels(local_run["output"] / name / EXR))
 
 
 def test_ray_option_without_ray_says_how_to_install_it(setup, tmp_path):
