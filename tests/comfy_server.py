@@ -83,6 +83,19 @@ class ComfyServer:
                 raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout} s")
             time.sleep(0.5)
 
+    def queue_in_page(self, page, timeout=300) -> dict:
+        """Queue the graph loaded in the frontend ``page`` as a user does (``app.queuePrompt``),
+        failing on validation errors, and return its finished history entry."""
+        before = set(self.get("/history"))
+        page.evaluate("() => app.queuePrompt(0, 1)")
+        deadline = time.monotonic() + timeout
+        while not (new := set(self.get("/history")) - before):
+            errors = page.evaluate("() => app.lastNodeErrors")
+            assert not errors, f"validation errors: {errors}"
+            assert time.monotonic() < deadline, f"the graph was not queued within {timeout} s"
+            time.sleep(0.5)
+        return self.wait_for_history(new.pop(), timeout)
+
     def stop(self):
         if self.proc.poll() is None:
             os.kill(self.proc.pid, signal.SIGTERM)

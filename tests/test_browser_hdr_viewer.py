@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import os
-import time
 import urllib.request
 
 import numpy as np
@@ -92,15 +91,8 @@ def test_save_exr_output_opens_in_the_frontends_hdr_viewer(frontend):
     assert page.evaluate("() => app.extensionManager.setting.get('Comfy.VueNodes.Enabled')") is True
     page.evaluate("(g) => app.loadApiJson(g, 'hdr_viewer')", api_graph())
     page.wait_for_timeout(500)
-    before = set(server.get("/history"))
     errors.clear()
-    page.evaluate("() => app.queuePrompt(0, 1)")
-    deadline = time.monotonic() + 120
-    while not (set(server.get("/history")) - before):
-        assert not page.evaluate("() => app.lastNodeErrors"), "validation errors"
-        assert time.monotonic() < deadline, "the graph did not finish in 120 s"
-        time.sleep(0.5)
-    entry = server.wait_for_history((set(server.get("/history")) - before).pop())
+    entry = server.queue_in_page(page, timeout=120)
     assert entry["status"]["status_str"] == "success", entry["status"]
     exr = entry["outputs"]["2"]["images"][0]
     assert exr["filename"] == "viewer_00001.exr", exr
