@@ -6,13 +6,25 @@ import statistics
 import time
 
 
-def timed(fns, repeat):
-    """Median seconds of each function, the functions interleaved in every round so that drift
-    (page-cache write-back of large files, CPU frequency, other load) affects all of them alike."""
+def timed_rounds(fns, repeat):
+    """Seconds of each function in each round ([function][round]), the functions interleaved in
+    every round so that drift (page-cache write-back of large files, CPU frequency, other load)
+    affects all of them alike."""
     times = [[] for _ in fns]
     for _ in range(repeat):
         for fn, t in zip(fns, times, strict=True):
             start = time.perf_counter()
             fn()
             t.append(time.perf_counter() - start)
-    return [statistics.median(t) for t in times]
+    return times
+
+
+def timed(fns, repeat):
+    """Median seconds of each function over interleaved rounds (see ``timed_rounds``)."""
+    return [statistics.median(t) for t in timed_rounds(fns, repeat)]
+
+
+def paired_ratio(numerator, denominator):
+    """Median over rounds of numerator[i] / denominator[i]: each round's two timings were taken
+    back to back, so a slow phase of the machine (seconds long on shared hosts) cancels out."""
+    return statistics.median(n / d for n, d in zip(numerator, denominator, strict=True))

@@ -74,6 +74,8 @@ def convert_linear(rgb, source: str, target: str):
     if isinstance(rgb, torch.Tensor):
         dtype = torch.promote_types(rgb.dtype, torch.float32)
         mt = torch.as_tensor(m, dtype=dtype, device=rgb.device)
+        if rgb.shape[-1] == 3:
+            return rgb.to(dtype) @ mt.T
         out = rgb.to(dtype).clone()
         out[..., :3] = rgb[..., :3].to(dtype) @ mt.T
         return out

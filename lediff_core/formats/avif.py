@@ -14,24 +14,23 @@ from __future__ import annotations
 from functools import partial
 
 import numpy as np
-import torch
 
 from ..color.ocio import WORKING_SPACE, convert_linear
+from ..color.quantize import curve_codes
 from ..color.transfer import (
     HLG_REFERENCE_WHITE_SCENE,
     PQ_PEAK_NITS,
     PQ_REFERENCE_WHITE_NITS,
-    hlg_encode,
-    pq_encode,
+    hlg_decode,
+    pq_decode,
 )
-from . import DisplayFormat, Encoded, FormatError, Settings, check_image, count_above, register
+from . import DisplayFormat, Encoded, FormatError, Settings, check_image, count_above, encoder_threads, register
 from .metadata import avif_with_exif
 
 REC2020 = "Linear Rec.2020"
 # H.273 code points
 PRIMARIES_BT2020, TRANSFER_PQ, TRANSFER_HLG, MATRIX_BT2020_NCL = 9, 16, 18, 9
 BITS = 10
-CODE_MAX = (1 << BITS) - 1
 # libavif's encoder speed (0 slowest .. 10 fastest). imagecodecs' default is the slowest end:
 # measured here 132 s for a 512x256 image, against 2.4 s at 6 (avifenc's default) for a file
 # within 2 % of the size.
@@ -41,28 +40,25 @@ SPEED = 6
 def avif_options(transfer: int, quality: int) -> dict:
     """The ``imagecodecs.avif_encode`` keywords of our files (shared with the benchmark)."""
     return dict(level=quality, speed=SPEED, bitspersample=BITS, primaries=PRIMARIES_BT2020,
-                transfer=transfer, matrix=MATRIX_BT2020_NCL)
+                transfer=transfer, matrix=MATRIX_BT2020_NCL, numthreads=encoder_threads())
 
 
 def encode_signal(rgb: np.ndarray, settings: Settings, transfer: int) -> tuple[np.ndarray, int, str]:
-    """Working-space linear RGB -> 10-bit BT.2100 code values [H, W, 3] uint16, the number of
-    pixels above the peak, and the peak in words."""
+    """Working-space linear RGB -> 10-bit BT.2100 code values [H, W, 3] uint16 (the exactly
+    rounded curve, through ``curve_codes``' tables), the number of pixels above the peak, and the
+    peak in words."""
     t = convert_linear(check_image(rgb, settings), WORKING_SPACE, REC2020)
     if transfer == TRANSFER_PQ:
         peak_nits = settings.mastering_peak
         if not (0 < peak_nits <= PQ_PEAK_NITS):
             raise FormatError(f"mastering_peak must be in (0, {PQ_PEAK_NITS:g}] cd/m2, got {peak_nits}")
-        nits = t * PQ_REFERENCE_WHITE_NITS
-        over = count_above(nits, peak_nits)
-        signal = pq_encode(nits.clamp(0, peak_nits))
+        scale, limit, decode = PQ_REFERENCE_WHITE_NITS, peak_nits, pq_decode
         peak = f"{peak_nits:g} cd/m2 ({peak_nits / PQ_REFERENCE_WHITE_NITS:.2f}x reference white)"
     else:
-        scene = t * HLG_REFERENCE_WHITE_SCENE
-        over = count_above(scene, 1.0)
-        signal = hlg_encode(scene.clamp(0, 1))
+        scale, limit, decode = HLG_REFERENCE_WHITE_SCENE, 1.0, hlg_decode
         peak = f"HLG peak ({1 / HLG_REFERENCE_WHITE_SCENE:.2f}x reference white)"
-    codes = torch.round(signal * CODE_MAX).to(torch.int32).clamp(0, CODE_MAX).to(torch.uint16)
-    return codes.numpy(), over, peak
+    over = count_above(t, limit / scale)
+    return curve_codes(t.numpy(), decode, BITS, scale, limit), over, peak
 
 
 def encode(rgb: np.ndarray, settings: Settings, exif: bytes | None = None, *, transfer: int) -> Encoded:

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import DisplayFormat, Encoded, Settings, check_image, register
+from . import DisplayFormat, Encoded, Settings, check_image, encoder_threads, register
 from .metadata import jxl_with_exif
+
+
+def jxl_options(quality: int) -> dict:
+    """The ``imagecodecs.jpegxl_encode`` keywords of our files (shared with the benchmark)."""
+    return dict(level=quality, usecontainer=True, numthreads=encoder_threads())
 
 
 def encode(rgb: np.ndarray, settings: Settings, exif: bytes | None = None) -> Encoded:
     import imagecodecs
 
     t = check_image(rgb, settings)
-    data = bytes(imagecodecs.jpegxl_encode(t.numpy(), level=settings.quality, usecontainer=True))
+    data = bytes(imagecodecs.jpegxl_encode(t.numpy(), **jxl_options(settings.quality)))
     if exif:
         data = jxl_with_exif(data, exif)
     return Encoded(data, 0, "none (float)")
