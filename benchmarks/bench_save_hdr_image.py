@@ -52,7 +52,7 @@ def raw_encoder(fmt: str, rgb: np.ndarray, settings: Settings):
             nits=SDR_WHITE_NITS * 2.0 ** settings.headroom_stops)
     if fmt.startswith("avif"):
         transfer = TRANSFER_PQ if fmt == "avif_pq" else TRANSFER_HLG
-        codes = encode_signal(rgb, settings, transfer)[0]
+        codes = encode_signal(rgb, settings, transfer).codes
         return lambda: imagecodecs.avif_encode(codes, **avif_options(transfer, settings.quality))
     return lambda: imagecodecs.jpegxl_encode(rgb, **jxl_options(settings.quality))
 

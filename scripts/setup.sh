@@ -90,7 +90,8 @@ fi
 # 6. Debian packages: the OpenEXR tools (a second, independently built EXR reader for the tests),
 #    Chromium (the real-frontend tests)
 #    and, as independent decoders/writers of the formats we write and read: libavif's and libjxl's
-#    tools, OpenImageIO's oiiotool, exiftool (reads the Exif/MPF metadata of the display formats);
+#    tools, OpenImageIO's oiiotool, exiftool (reads the Exif/MPF metadata of the display formats),
+#    libheif's heif-info (reads the AVIF content light level and mastering display boxes);
 #    a C++ compiler and Debian's OpenEXR headers, for the small test helper (tests/tools/exr_rgba.cpp)
 #    that writes and reads luminance/chroma EXR files through the C++ library's own RGBA interface
 missing=()
@@ -111,6 +112,7 @@ need g++ g++
 need pkg-config pkg-config
 need_file libopenexr-dev /usr/include/OpenEXR/ImfRgbaFile.h
 need libimage-exiftool-perl exiftool
+need libheif-examples heif-info
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     say "installing Debian packages: ${missing[*]}"

@@ -1,7 +1,8 @@
 """Display formats (lediff_core/formats) checked by decoders that are not our encoders' libraries
-where one exists: Debian's avifdec (libavif-bin), djxl/jxlinfo (libjxl-tools) and exiftool
-(libimage-exiftool-perl); PIL for the Ultra HDR primary image; libultrahdr's own decoder for the
-gain-map reconstruction (no other decoder of ISO 21496-1 installs here), whose metadata we parse
+where one exists: Debian's avifdec (libavif-bin), djxl/jxlinfo (libjxl-tools), exiftool
+(libimage-exiftool-perl) and heif-info (libheif-examples, for the AVIF light-level boxes); PIL for
+the Ultra HDR primary image; libultrahdr's own decoder for the gain-map reconstruction (no other
+decoder of ISO 21496-1 installs here), whose metadata we parse
 ourselves as the second reader. Decoded signals go back to linear with BT.2100 formulas written
 here from the standard (not the pack's curves), and BT.2020 -> Rec.709 with the OpenEXR-style
 chromaticity matrices (not the OCIO path the encoder uses).
@@ -20,6 +21,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import struct
 import subprocess
 
@@ -32,7 +34,7 @@ from lediff_core.color import REC709_CHROMATICITIES
 from lediff_core.color.chromaticities import rgb_to_xyz_matrix, xyz_to_rgb_matrix
 from lediff_core.exr import read_exr
 from lediff_core.formats import FORMAT_NAMES, FORMATS, FormatError, Settings
-from lediff_core.formats.metadata import avif_with_exif, comfy_exif
+from lediff_core.formats.metadata import avif_with_metadata, comfy_exif
 from lediff_core.formats.ultrahdr import MAX_BOOST
 from lediff_testing import HDRI_DIR, require_tool
 
@@ -142,6 +144,49 @@ def test_avif_near_lossless_at_quality_100(tmp_path, name, transfer):
     linear = pq_eotf(signal) / 203.0 if transfer == 16 else hlg_inverse_oetf(signal) / hlg_inverse_oetf(0.75)
     err = luminance_errors(rec2020_to_rec709(linear), rgb, 3.0)
     assert np.median(err) < 0.006 and np.percentile(err, 99) < 0.03, (np.median(err), np.percentile(err, 99))
+
+
+def heif_light_levels(path) -> dict:
+    """libheif's reading of an AVIF's clli and mdcv boxes (absent keys: no box)."""
+    info, out = run("heif-info", path), {}
+    for key, pattern in (("max_cll", r"max content light level: (\d+)"),
+                         ("max_fall", r"max pic average light level: (\d+)"),
+                         ("primaries", r"display_primaries \(x,y\): (.*)"),
+                         ("white", r"white point \(x,y\): (.*)"),
+                         ("max_nits", r"max display mastering luminance: ([\d.]+)"),
+                         ("min_nits", r"min display mastering luminance: ([\d.]+)")):
+        m = re.search(pattern, info)
+        if m:
+            values = [float(v) for v in re.findall(r"[\d.]+", m.group(1))]
+            out[key] = values if len(values) > 1 else values[0]
+    return out
+
+
+@pytest.mark.parametrize("peak,white", [(1000.0, 1.0), (10000.0, 8.0)])
+def test_avif_pq_light_level_and_mastering_display_through_libheif(tmp_path, peak, white):
+    rgb = real_hdri()  # brightest pixel about 41000 cd/m2 at reference white 1, 5100 at 8
+    settings = Settings(mastering_peak=peak, reference_white=white)
+    path = write(tmp_path, "x.avif", FORMATS["avif_pq"].encode(rgb, settings, comfy_exif(PROMPT, INFO)).data)
+    levels = heif_light_levels(path)
+    # CTA-861.3 on the BT.2020 image as encoded (clipped at the peak), in cd/m2
+    rgb2020 = rgb.astype(np.float64) / white @ np.linalg.inv(rec2020_to_rec709(np.eye(3)))
+    light = np.clip(rgb2020.max(-1), 0, peak / 203.0) * 203.0
+    assert abs(levels["max_cll"] - np.ceil(light.max())) <= 1, (levels, light.max())
+    assert abs(levels["max_fall"] - np.ceil(light.mean())) <= 1, (levels, light.mean())
+    assert (levels["max_cll"] == peak) if peak == 1000.0 else (4000 < levels["max_cll"] < peak)
+    # mastering display: BT.2020 primaries (stored green, blue, red as in HEVC), D65, the peak
+    assert levels["primaries"] == [0.17, 0.797, 0.131, 0.046, 0.708, 0.292]
+    assert levels["white"] == [0.3127, 0.329]
+    assert levels["max_nits"] == peak and levels["min_nits"] == 0.0001
+    info = run("avifdec", "--info", path)  # libavif still reads the edited file, Exif included
+    assert "Exif Metadata  : Present" in info and "Transfer Char. : 16" in info
+
+
+def test_avif_hlg_carries_no_light_level_boxes(tmp_path):
+    # HLG is relative to the display's peak: no CLLI/MDCV, as in broadcast HLG
+    path = write(tmp_path, "x.avif", FORMATS["avif_hlg"].encode(real_hdri(), Settings(), None).data)
+    assert heif_light_levels(path) == {}
+    assert "image: 512x256" in run("heif-info", path)
 
 
 def test_avif_counts_pixels_above_the_mastering_peak():
@@ -305,10 +350,38 @@ def test_avif_exif_item_with_an_existing_iref_and_large_offsets(tmp_path):
     # an AVIF that already has an iref (alpha auxiliary image) takes the cdsc reference beside it
     rgba = np.random.default_rng(0).integers(0, 1024, (32, 48, 4)).astype(np.uint16)
     data = bytes(imagecodecs.avif_encode(rgba, 90, bitspersample=10))
-    tagged = avif_with_exif(data, comfy_exif(PROMPT, INFO))
+    tagged = avif_with_metadata(data, comfy_exif(PROMPT, INFO))
     path = write(tmp_path, "a.avif", tagged)
     info = run("avifdec", "--info", path)
     assert "Exif Metadata  : Present" in info and "Alpha          : Absent" not in info
     assert b"auxl" in data  # the alpha item's reference: our cdsc joins an existing iref
     assert json.loads(json.loads(run("exiftool", "-j", "-Model", path))[0]["Model"][7:]) == PROMPT
+    assert imagecodecs.avif_decode(tagged).tolist() == imagecodecs.avif_decode(data).tolist()
+
+
+def test_avif_properties_go_to_the_primary_image_only(tmp_path):
+    # an AVIF with an alpha item: the light-level boxes join the primary image's ipma entry, the
+    # alpha item keeps its own properties, and the Exif item is added in the same edit
+    from lediff_core.formats.metadata import clli_box, mdcv_box
+
+    rgba = np.random.default_rng(1).integers(0, 1024, (32, 48, 4)).astype(np.uint16)
+    data = bytes(imagecodecs.avif_encode(rgba, 90, bitspersample=10))
+    boxes = (clli_box(812, 77), mdcv_box(((0.68, 0.32), (0.265, 0.69), (0.15, 0.06)), (0.3127, 0.329),
+                                         4000.0, 0.005))
+    tagged = avif_with_metadata(data, comfy_exif(PROMPT, INFO), boxes)
+    path = write(tmp_path, "p.avif", tagged)
+    levels = heif_light_levels(path)
+    assert levels == {"max_cll": 812, "max_fall": 77, "primaries": [0.265, 0.69, 0.15, 0.06, 0.68, 0.32],
+                      "white": [0.3127, 0.329], "max_nits": 4000, "min_nits": 0.005}
+    info = run("avifdec", "--info", path)
+    assert "Exif Metadata  : Present" in info and "Alpha          : Absent" not in info
+
+    def associations(avif_path):  # exiftool's own parse of ipma: {item: [property indices]}
+        found = re.findall(r"Item (\d+) properties: ([\d ]+)", run("exiftool", "-v3", avif_path))
+        return {int(item): [int(v) for v in values.split()] for item, values in found}
+
+    before, after = associations(write(tmp_path, "plain.avif", data)), associations(path)
+    assert set(before) == {1, 2}  # the colour image and its alpha auxiliary image
+    n = max(max(v) for v in before.values())
+    assert after == {1: before[1] + [n + 1, n + 2], 2: before[2]}
     assert imagecodecs.avif_decode(tagged).tolist() == imagecodecs.avif_decode(data).tolist()

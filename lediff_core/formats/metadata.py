@@ -12,6 +12,9 @@ no pixel data is touched):
 - JPEG XL: an ``Exif`` box in the ISO BMFF container (ISO/IEC 18181-2), after ``ftyp``.
 - AVIF (HEIF, ISO/IEC 23008-12): an ``Exif`` item (``infe`` in ``iinf``, extent in ``iloc``,
   ``cdsc`` reference to the primary image in ``iref``), its payload in a new ``mdat`` at the end.
+  Item properties the encoder cannot write (content light level ``clli``, mastering display
+  ``mdcv``) go the same way: appended to ``ipco`` and associated with the primary image in
+  ``ipma``.
 """
 
 from __future__ import annotations
@@ -145,8 +148,10 @@ def _build_iloc(version: int, sizes: tuple[int, int, int, int], items: list[dict
     return _box(b"iloc", bytes(out))
 
 
-def avif_with_exif(avif: bytes, tiff: bytes) -> bytes:
-    """Add an Exif item to a single-image AVIF whose item data follow the ``meta`` box."""
+def avif_with_metadata(avif: bytes, tiff: bytes | None = None, properties: tuple[bytes, ...] = ()) -> bytes:
+    """Add to a single-image AVIF whose item data follow the ``meta`` box an Exif item (``tiff``)
+    and/or item ``properties`` (complete boxes such as ``clli``/``mdcv``, appended to ``ipco`` and
+    associated, as non-essential, with the primary image in ``ipma``)."""
     top = _boxes(avif, 0, len(avif))
     metas = [b for b in top if b[0] == b"meta"]
     if not top or top[0][0] != b"ftyp" or len(metas) != 1:
@@ -154,7 +159,7 @@ def avif_with_exif(avif: bytes, tiff: bytes) -> bytes:
     _, mstart, mheader, msize = metas[0]
     children = _boxes(avif, mstart + mheader + 4, mstart + msize)
     found = {kind: avif[s + h:s + size] for kind, s, h, size in children}
-    for kind in (b"pitm", b"iloc", b"iinf"):
+    for kind in (b"pitm", b"iloc", b"iinf") + ((b"iprp",) if properties else ()):
         if kind not in found:
             raise MetadataError(f"AVIF meta box has no {kind.decode()} box")
     if b"idat" in found:
@@ -169,43 +174,102 @@ def avif_with_exif(avif: bytes, tiff: bytes) -> bytes:
         for _, offset, _ in item["extents"]:
             if item["base"] + offset < meta_end:
                 raise MetadataError("AVIF item data before the meta box are not supported")
-    new_id = max(i["id"] for i in items) + 1
-    if new_id >= (1 << 16) and version != 2:
-        raise MetadataError("too many AVIF items")
-
-    iinf = found[b"iinf"]
-    iv = iinf[0]
-    cw = 4 if iv else 2
-    infe = _box(b"infe", bytes([2, 0, 0, 0]) + new_id.to_bytes(2, "big") + b"\x00\x00" + b"Exif" + b"\x00")
-    new_iinf = _box(b"iinf", iinf[:4] + (_uint(iinf, 4, cw) + 1).to_bytes(cw, "big") + iinf[4 + cw:] + infe)
-    cdsc = _box(b"cdsc", new_id.to_bytes(2, "big") + b"\x00\x01" + primary.to_bytes(2, "big"))
-    if b"iref" in found:
-        iref = found[b"iref"]
-        if iref[0] != 0:
+    replaced = {}
+    if properties:
+        replaced[b"iprp"] = _iprp_with(found[b"iprp"], primary, properties)
+    payload = b""
+    if tiff is not None:
+        new_id = max(i["id"] for i in items) + 1
+        if new_id >= (1 << 16) and version != 2:
+            raise MetadataError("too many AVIF items")
+        iinf = found[b"iinf"]
+        cw = 4 if iinf[0] else 2
+        infe = _box(b"infe", bytes([2, 0, 0, 0]) + new_id.to_bytes(2, "big") + b"\x00\x00" + b"Exif" + b"\x00")
+        replaced[b"iinf"] = _box(b"iinf", iinf[:4] + (_uint(iinf, 4, cw) + 1).to_bytes(cw, "big")
+                                 + iinf[4 + cw:] + infe)
+        cdsc = _box(b"cdsc", new_id.to_bytes(2, "big") + b"\x00\x01" + primary.to_bytes(2, "big"))
+        if b"iref" in found and found[b"iref"][0] != 0:
             raise MetadataError("iref version 1 is not supported")
-        new_iref = _box(b"iref", iref + cdsc)
-    else:
-        new_iref = _box(b"iref", b"\x00\x00\x00\x00" + cdsc)
-
-    payload = struct.pack(">I", 0) + tiff
+        replaced[b"iref"] = _box(b"iref", found.get(b"iref", b"\x00\x00\x00\x00") + cdsc)
+        payload = struct.pack(">I", 0) + tiff
 
     def meta_with(delta: int) -> bytes:
         shifted = [_shift(item, delta) for item in items]
-        shifted.append({"id": new_id, "method": 0, "ref": 0, "base": 0,
-                        "extents": [(0, len(avif) + delta + 8, len(payload))]})
+        if payload:
+            shifted.append({"id": new_id, "method": 0, "ref": 0, "base": 0,
+                            "extents": [(0, len(avif) + delta + 8, len(payload))]})
         rebuilt = []
         for kind, s, _, size in children:
-            rebuilt.append({b"iinf": new_iinf, b"iref": new_iref}.get(kind) or (
+            rebuilt.append(replaced.get(kind) or (
                 _build_iloc(version, sizes, shifted) if kind == b"iloc" else avif[s:s + size]))
-            if kind == b"iinf" and b"iref" not in found:
-                rebuilt.append(new_iref)
+            if kind == b"iinf" and b"iref" in replaced and b"iref" not in found:
+                rebuilt.append(replaced[b"iref"])
         return _box(b"meta", avif[mstart + mheader:mstart + mheader + 4] + b"".join(rebuilt))
 
     # the meta box's size does not depend on the offsets' values (fixed-width fields)
     delta = len(meta_with(0)) - msize
     if len(avif) + delta + 8 >= 1 << (8 * sizes[0]):
         raise MetadataError("AVIF too large for its iloc offset size")
-    return avif[:mstart] + meta_with(delta) + avif[meta_end:] + _box(b"mdat", payload)
+    tail = _box(b"mdat", payload) if payload else b""
+    return avif[:mstart] + meta_with(delta) + avif[meta_end:] + tail
+
+
+def clli_box(max_cll: int, max_fall: int) -> bytes:
+    """ContentLightLevelBox (ISO/IEC 23000-22, the fields of CTA-861.3): MaxCLL and MaxFALL in
+    cd/m2."""
+    return _box(b"clli", struct.pack(">HH", max_cll, max_fall))
+
+
+def mdcv_box(primaries: tuple[tuple[float, float], ...], white: tuple[float, float],
+             max_nits: float, min_nits: float) -> bytes:
+    """MasteringDisplayColourVolumeBox (ISO/IEC 23000-22, the fields of SMPTE ST 2086):
+    ``primaries`` as (x, y) of red, green, blue, written in the order green, blue, red like the
+    HEVC SEI message, in units of 0.00002; luminances in units of 0.0001 cd/m2."""
+    r, g, b = primaries
+    xy = [round(v / 0.00002) for p in (g, b, r, white) for v in p]
+    return _box(b"mdcv", struct.pack(">8H2I", *xy, round(max_nits * 10000), round(min_nits * 10000)))
+
+
+def _iprp_with(iprp: bytes, item: int, properties: tuple[bytes, ...]) -> bytes:
+    """``iprp`` with ``properties`` appended to its ``ipco`` and associated with ``item``."""
+    boxes = _boxes(iprp, 0, len(iprp))
+    kinds = [b[0] for b in boxes]
+    if kinds.count(b"ipco") != 1 or kinds.count(b"ipma") != 1:
+        raise MetadataError("AVIF iprp box without exactly one ipco and one ipma")
+    _, s, h, size = boxes[kinds.index(b"ipco")]
+    first = len(_boxes(iprp, s + h, s + size)) + 1  # property indices are 1-based
+    out = []
+    for kind, s, h, size in boxes:
+        body = iprp[s + h:s + size]
+        if kind == b"ipco":
+            out.append(_box(b"ipco", body + b"".join(properties)))
+        elif kind == b"ipma":
+            out.append(_box(b"ipma", _ipma_with(body, item, range(first, first + len(properties)))))
+        else:
+            out.append(iprp[s:s + size])
+    return _box(b"iprp", b"".join(out))
+
+
+def _ipma_with(body: bytes, item: int, indices: range) -> bytes:
+    version, wide = body[0], body[3] & 1  # item ids of 4 bytes from version 1; 15-bit indices
+    idw, aw = (4 if version else 2), (2 if wide else 1)
+    if indices.stop - 1 >= (1 << (8 * aw - 1)):
+        raise MetadataError("too many AVIF item properties for this ipma box")
+    count, pos, out, done = _uint(body, 4, 4), 8, bytearray(body[:8]), False
+    for _ in range(count):
+        entry_id, n = _uint(body, pos, idw), body[pos + idw]
+        entry = bytearray(body[pos:pos + idw + 1 + n * aw])
+        pos += len(entry)
+        if entry_id == item:
+            if n + len(indices) > 255:
+                raise MetadataError("too many properties on the AVIF primary image")
+            entry[idw] = n + len(indices)
+            entry += b"".join(i.to_bytes(aw, "big") for i in indices)
+            done = True
+        out += entry
+    if not done:
+        raise MetadataError("the AVIF primary image has no ipma entry")
+    return bytes(out + body[pos:])
 
 
 def _shift(item: dict, delta: int) -> dict:
