@@ -84,7 +84,7 @@ def check_image(rgb: np.ndarray, settings: Settings) -> torch.Tensor:
 
 def count_above(t: torch.Tensor, peak: float) -> int:
     """Pixels with any component above ``peak``."""
-    return int((t > peak).any(dim=-1).sum())
+    return int((t.amax(dim=-1) > peak).sum())
 
 
 # the formats register themselves on import; keep this list in the order the node offers them

@@ -29,7 +29,7 @@ from ..color.transfer import (
     hlg_decode,
     pq_decode,
 )
-from . import DisplayFormat, Encoded, FormatError, Settings, check_image, count_above, encoder_threads, register
+from . import DisplayFormat, Encoded, FormatError, Settings, check_image, encoder_threads, register
 from .metadata import avif_with_metadata, clli_box, mdcv_box
 
 REC2020 = "Linear Rec.2020"
@@ -74,17 +74,18 @@ def encode_signal(rgb: np.ndarray, settings: Settings, transfer: int) -> Signal:
     else:
         scale, limit, decode = HLG_REFERENCE_WHITE_SCENE, 1.0, hlg_decode
         peak = f"HLG peak ({1 / HLG_REFERENCE_WHITE_SCENE:.2f}x reference white)"
-    over = count_above(t, limit / scale)
-    properties = _pq_light_levels(t, peak_nits) if transfer == TRANSFER_PQ else ()
+    brightest = t.amax(dim=-1)  # each pixel's largest component
+    over = int((brightest > limit / scale).sum())
+    properties = _pq_light_levels(brightest, peak_nits) if transfer == TRANSFER_PQ else ()
     return Signal(curve_codes(t.numpy(), decode, BITS, scale, limit), over, peak, properties)
 
 
-def _pq_light_levels(t: torch.Tensor, peak_nits: float) -> tuple[bytes, bytes]:
+def _pq_light_levels(brightest: torch.Tensor, peak_nits: float) -> tuple[bytes, bytes]:
     """``clli`` (CTA-861.3: MaxCLL = the brightest pixel's largest component, MaxFALL = the
     average over pixels of the largest component, in cd/m2 after clipping to the peak, rounded
     up) and ``mdcv`` (the mastering display: BT.2020 primaries - the file's container - D65,
     ``mastering_peak`` down to MASTERING_MIN_NITS)."""
-    light = t.amax(dim=-1).clamp_(0, peak_nits / PQ_REFERENCE_WHITE_NITS)
+    light = brightest.clamp(0, peak_nits / PQ_REFERENCE_WHITE_NITS)
     max_cll = math.ceil(float(light.max()) * PQ_REFERENCE_WHITE_NITS)
     max_fall = math.ceil(float(light.mean(dtype=torch.float64)) * PQ_REFERENCE_WHITE_NITS)
     return (clli_box(max_cll, max_fall),
