@@ -141,27 +141,36 @@ class EmbeddedComfyUI:
         if output_dir is not None:
             self.folder_paths.set_output_directory(os.path.abspath(output_dir))
 
-    def validate(self, prompt: dict):
-        return asyncio.run(self.execution.validate_prompt(str(uuid.uuid4()), prompt, None))
-
     def run(self, prompt: dict, extra_pnginfo: dict | None = None) -> dict:
         """Validate and execute an API-format graph; returns ``{node_id: ui output}``."""
-        valid, error, outputs, node_errors = self.validate(prompt)
-        if not valid:
-            raise GraphError("graph failed validation", {"error": error, "node_errors": node_errors})
-        extra = {"extra_pnginfo": extra_pnginfo} if extra_pnginfo is not None else {}
-        self.executor.execute(prompt, str(uuid.uuid4()), extra, outputs)
-        if not self.executor.success:
-            errors = [d for e, d in self.executor.status_messages if e == "execution_error"]
-            raise GraphError("graph failed to execute", [
-                {k: e.get(k) for k in ("node_id", "node_type", "exception_type", "exception_message")}
-                for e in errors] or self.executor.status_messages)
-        return self.executor.history_result["outputs"]
+        return run_graph(self.execution, self.executor, prompt, extra_pnginfo)
 
     def close(self) -> None:
         import shutil
 
         shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+def validate_graph(execution, prompt: dict):
+    """ComfyUI's own validation: (valid, error, outputs to run, node errors)."""
+    return asyncio.run(execution.validate_prompt(str(uuid.uuid4()), prompt, None))
+
+
+def run_graph(execution, executor, prompt: dict, extra_pnginfo: dict | None = None) -> dict:
+    """Validate an API-format graph and execute it with ComfyUI's ``executor``; returns
+    ``{node_id: ui output}`` or raises GraphError with ComfyUI's report (the failing node, its
+    exception type and message)."""
+    valid, error, outputs, node_errors = validate_graph(execution, prompt)
+    if not valid:
+        raise GraphError("graph failed validation", {"error": error, "node_errors": node_errors})
+    extra = {"extra_pnginfo": extra_pnginfo} if extra_pnginfo is not None else {}
+    executor.execute(prompt, str(uuid.uuid4()), extra, outputs)
+    if not executor.success:
+        errors = [d for e, d in executor.status_messages if e == "execution_error"]
+        raise GraphError("graph failed to execute", [
+            {k: e.get(k) for k in ("node_id", "node_type", "exception_type", "exception_message")}
+            for e in errors] or executor.status_messages)
+    return executor.history_result["outputs"]
 
 
 def quiet_comfyui_logs(level=logging.WARNING) -> None:

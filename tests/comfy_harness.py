@@ -1,8 +1,9 @@
 """Running graphs in a genuine ComfyUI, in-process.
 
 ComfyUI's own validation (``execution.validate_prompt``) and executor (``execution.PromptExecutor``)
-run the graphs; the only stand-in is the websocket server object the executor reports progress to
-(shared with the batch runner, lediff_runner.host). Tests use no output cache: each graph runs in full.
+run the graphs, through the same ``run_graph`` as the batch runner (lediff_runner.host); the only
+stand-in is the websocket server object the executor reports progress to. Tests use no output
+cache: each graph runs in full.
 """
 
 from __future__ import annotations
@@ -10,9 +11,8 @@ from __future__ import annotations
 import asyncio
 import os
 import sys
-import uuid
 
-from lediff_runner.host import GraphError, MessageSink
+from lediff_runner.host import GraphError, MessageSink, run_graph, validate_graph
 
 __all__ = ["REPO", "COMFY_ROOT", "ComfyHost", "GraphError"]
 
@@ -71,21 +71,13 @@ class ComfyHost:
         return importlib.import_module(f"{package}.{name}")
 
     def validate(self, prompt: dict):
-        return asyncio.run(self.execution.validate_prompt(str(uuid.uuid4()), prompt, None))
+        return validate_graph(self.execution, prompt)
 
     def run(self, prompt: dict, extra_pnginfo: dict | None = None) -> dict:
-        """Validate and execute an API-format graph; returns ``{node_id: ui output}``."""
-        valid, error, outputs, node_errors = self.validate(prompt)
-        if not valid:
-            raise GraphError("graph failed validation", {"error": error, "node_errors": node_errors})
-        sink = MessageSink()
+        """Validate and execute an API-format graph with a fresh executor (no output cache);
+        returns ``{node_id: ui output}``."""
         executor = self.execution.PromptExecutor(
-            sink, cache_type=self.execution.CacheType.NONE,
+            MessageSink(), cache_type=self.execution.CacheType.NONE,
             cache_args={"lru": 0, "ram": 0, "ram_inactive": 0},
         )
-        extra = {"extra_pnginfo": extra_pnginfo} if extra_pnginfo is not None else {}
-        executor.execute(prompt, str(uuid.uuid4()), extra, outputs)
-        if not executor.success:
-            errors = [d for e, d in executor.status_messages if e == "execution_error"]
-            raise GraphError("graph failed to execute", errors)
-        return executor.history_result["outputs"]
+        return run_graph(self.execution, executor, prompt, extra_pnginfo)
