@@ -8,11 +8,12 @@ import time
 
 def timed_rounds(fns, repeat):
     """Seconds of each function in each round ([function][round]), the functions interleaved in
-    every round so that drift (page-cache write-back of large files, CPU frequency, other load)
-    affects all of them alike."""
+    every round, in reversed order every other round (A B, B A, ...), so that drift (page-cache
+    write-back of large files, CPU frequency, other load) affects all of them alike."""
     times = [[] for _ in fns]
-    for _ in range(repeat):
-        for fn, t in zip(fns, times, strict=True):
+    for r in range(repeat):
+        order = list(zip(fns, times, strict=True))
+        for fn, t in order[::-1] if r % 2 else order:
             start = time.perf_counter()
             fn()
             t.append(time.perf_counter() - start)

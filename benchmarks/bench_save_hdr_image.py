@@ -40,7 +40,7 @@ from lediff_core.formats.jxl import jxl_options  # noqa: E402
 from lediff_core.formats.ultrahdr import MAX_BOOST, SDR_WHITE_NITS  # noqa: E402
 
 TARGET = 1.15
-MIN_RAW_SECONDS = 20.0  # per format: one round's ratio varies by +-10 % here, so take many
+MIN_RAW_SECONDS = 30.0  # per format: one round's ratio varies by +-10 % here, so take many
 
 
 def raw_encoder(fmt: str, rgb: np.ndarray, settings: Settings):
