@@ -63,8 +63,8 @@ def raw_encoder(fmt: str, rgb: np.ndarray, settings: Settings):
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=11,
-                        help="rounds per format, at least; a fast encoder gets more rounds, up to "
-                        "MIN_RAW_SECONDS of raw encodes")
+                        help="at least this many rounds per format; more while they would take "
+                        "under MIN_RAW_SECONDS of raw encodes")
     opts = parser.parse_args()
 
     src = read_exr(os.path.join(ROOT, "tests", "data", "hdri", "city.exr")).rgb.clip(0, None)

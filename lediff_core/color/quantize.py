@@ -7,13 +7,14 @@ per value. Code ``k`` starts at the linear threshold ``decode((k - 0.5) / (2**bi
 computed once in float64; a value's code is the number of thresholds at or below it. That count
 comes from a table indexed by the value's float32 bit pattern (sign, exponent and the top
 ``32 - SHIFT - 9`` mantissa bits): the code at the bucket's lower edge, plus one if the value
-reaches the one threshold that may lie inside the bucket. Buckets are 2**-10 (0.1 %) wide
-relative to the value, far finer than a code step of the BT.2100 curves at 10 or 12 bits
-(0.4 % or more), and the table is built with a check that no bucket holds two thresholds.
+reaches the one threshold that may lie inside the bucket. Buckets are at most 2**-10 (0.098 %)
+wide relative to the value; the smallest relative code step of the BT.2100 curves is 0.90 % (PQ)
+and 0.39 % (HLG) at 10 bits, 0.22 % and 0.098 % at 12 bits, and the table is built with a check
+that no bucket holds two thresholds (more bits need a smaller SHIFT).
 
 The result is the exact rounding of the exact curve (in float64) of each float32 input, which is
-closer to the formula than evaluating it in float32, and about five times faster on CPU than
-evaluating PQ or HLG in torch (``benchmarks/bench_save_hdr_image.py``). No ComfyUI imports.
+closer to the formula than evaluating it in float32, and about four times faster on CPU than
+evaluating PQ or HLG in torch (0.09 s against 0.36 s for 6 M values). No ComfyUI imports.
 """
 
 from __future__ import annotations

@@ -98,7 +98,7 @@ def encode(rgb: np.ndarray, settings: Settings, exif: bytes | None = None, *, tr
     signal = encode_signal(rgb, settings, transfer)
     data = bytes(imagecodecs.avif_encode(signal.codes, **avif_options(transfer, settings.quality)))
     if exif or signal.properties:
-        data = avif_with_metadata(data, exif, signal.properties)
+        data = avif_with_metadata(data, exif or None, signal.properties)
     return Encoded(data, signal.over, signal.peak)
 
 
