@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,6 +11,8 @@ import subprocess
 import sys
 import time
 import urllib.request
+
+import pytest
 
 from comfy_harness import COMFY_ROOT, REPO
 
@@ -105,3 +108,32 @@ class ComfyServer:
                 os.kill(self.proc.pid, signal.SIGKILL)
                 self.proc.wait()
         self._log.close()
+
+
+def console_error(message) -> str | None:
+    """The default of ``frontend_page``'s ``console_errors``: every console error, its text."""
+    return message.text if message.type == "error" else None
+
+
+@contextlib.contextmanager
+def frontend_page(server: ComfyServer, extra_args=(), console_errors=console_error):
+    """The server's frontend in headless Chromium (Debian's, driven by Playwright), the app loaded
+    and the start-up dialog closed. Yields ``(page, errors)``: ``errors`` collects the page's
+    uncaught errors and what ``console_errors`` makes of each console message (None: ignored)."""
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.fail(f"{CHROMIUM} not found: run scripts/setup.sh (installs Debian's chromium)")
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *extra_args])
+        try:
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            errors = []
+            page.on("pageerror", lambda e: errors.append(str(e)))
+            page.on("console", lambda m: (e := console_errors(m)) is not None and errors.append(e))
+            page.goto(server.url, wait_until="networkidle", timeout=120000)
+            page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=120000)
+            page.keyboard.press("Escape")
+            yield page, errors
+        finally:
+            browser.close()

@@ -11,7 +11,7 @@ import os
 import shutil
 
 import pytest
-from comfy_server import CHROMIUM, CHROMIUM_ARGS, ComfyServer
+from comfy_server import ComfyServer, frontend_page
 from lediff_graphs import write_photo
 from test_workflows import WORKFLOWS, graph_of, independent_api, load_workflow, null_fields, scale_down
 
@@ -36,25 +36,17 @@ SCALE_DOWN_JS = """() => {
 
 @pytest.fixture(scope="module")
 def frontend(tmp_path_factory, workflow_models):
-    from playwright.sync_api import sync_playwright
-
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} not found: run scripts/setup.sh (installs Debian's chromium)")
     base = tmp_path_factory.mktemp("browser_base")
     os.makedirs(base / "input")
     os.symlink(workflow_models / "models", base / "models")
     server = ComfyServer(base)
     write_photo(type("Host", (), {"input_dir": str(base / "input")}), "example.png", size=(64, 48))
     os.makedirs(ARTIFACTS, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        page.goto(server.url, wait_until="networkidle", timeout=120000)
-        page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=120000)
-        page.keyboard.press("Escape")
-        yield {"page": page, "server": server, "base": base}
-        browser.close()
-    server.stop()
+    try:
+        with frontend_page(server) as (page, _):
+            yield {"page": page, "server": server, "base": base}
+    finally:
+        server.stop()
 
 
 @pytest.mark.parametrize("name", WORKFLOWS)

@@ -14,7 +14,7 @@ import os
 import numpy as np
 import OpenEXR
 import pytest
-from comfy_server import CHROMIUM, CHROMIUM_ARGS, ComfyServer
+from comfy_server import ComfyServer, frontend_page
 
 from lediff_core.exr import read_exr
 from lediff_testing import HDRI_DIR, REPO
@@ -53,10 +53,6 @@ def api_graph():
 
 @pytest.fixture(scope="module")
 def frontend(tmp_path_factory):
-    from playwright.sync_api import sync_playwright
-
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} not found: run scripts/setup.sh (installs Debian's chromium)")
     base = tmp_path_factory.mktemp("browser_formats")
     os.makedirs(base / "input")
     rgb = read_exr(os.path.join(HDRI_DIR, "city.exr")).rgb[::4, ::4].clip(0, None)
@@ -65,18 +61,11 @@ def frontend(tmp_path_factory):
         f.write(str(base / "input" / "city.exr"))
     server = ComfyServer(base)
     os.makedirs(ARTIFACTS, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1600, "height": 1000})
-        errors = []
-        page.on("pageerror", lambda e: errors.append(str(e)))
-        page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-        page.goto(server.url, wait_until="networkidle", timeout=120000)
-        page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=120000)
-        page.keyboard.press("Escape")
-        yield {"page": page, "server": server, "base": base, "errors": errors}
-        browser.close()
-    server.stop()
+    try:
+        with frontend_page(server) as (page, errors):
+            yield {"page": page, "server": server, "base": base, "errors": errors}
+    finally:
+        server.stop()
 
 
 def view_url(entry):

@@ -19,7 +19,7 @@ import numpy as np
 import OpenEXR
 import pytest
 import torch
-from comfy_server import CHROMIUM, CHROMIUM_ARGS, ComfyServer, get_json
+from comfy_server import ComfyServer, frontend_page, get_json
 from PIL import Image
 
 from lediff_core.color import linear_to_srgb
@@ -42,10 +42,6 @@ def api_graph():
 
 @pytest.fixture(scope="module")
 def frontend(tmp_path_factory):
-    from playwright.sync_api import sync_playwright
-
-    if not os.path.exists(CHROMIUM):
-        pytest.fail(f"{CHROMIUM} not found: run scripts/setup.sh (installs Debian's chromium)")
     base = tmp_path_factory.mktemp("browser_hdr_viewer")
     os.makedirs(base / "input")
     rgb = np.empty((H, W, 3), np.float32)
@@ -63,21 +59,16 @@ def frontend(tmp_path_factory):
         urllib.request.urlopen(req, timeout=10).close()
         assert get_json(server.url + "/settings")[key] is True
     os.makedirs(ARTIFACTS, exist_ok=True)
+
+    def local_error(m):
+        # console errors from this server's pages and files; the frontend's own calls to
+        # api.comfy.org (release notes) fail on a closed network and are no concern of ours
+        url = m.location.get("url")
+        return f"{m.text} ({url})" if m.type == "error" and local(url, server.url) else None
+
     try:
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=[*CHROMIUM_ARGS, *WEBGL_ARGS])
-            page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            errors = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            # console errors from this server's pages and files; the frontend's own calls to
-            # api.comfy.org (release notes) fail on a closed network and are no concern of ours
-            page.on("console", lambda m: errors.append(f"{m.text} ({m.location.get('url')})")
-                    if m.type == "error" and local(m.location.get("url"), server.url) else None)
-            page.goto(server.url, wait_until="networkidle", timeout=120000)
-            page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=120000)
-            page.keyboard.press("Escape")
+        with frontend_page(server, WEBGL_ARGS, local_error) as (page, errors):
             yield {"page": page, "server": server, "errors": errors}
-            browser.close()
     finally:
         server.stop()
 
