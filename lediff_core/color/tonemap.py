@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from .color import linear_to_srgb, luminance
+from . import linear_to_srgb, luminance
 
 OPERATORS = ("aces", "reinhard", "clip")
 

@@ -14,9 +14,9 @@ import numpy as np
 import OpenEXR
 import torch
 
-from .color import REC709_CHROMATICITIES
-from .color.chromaticities import luminance_weights
-from .exr_yca import yca_to_rgb
+from ..color import REC709_CHROMATICITIES
+from ..color.chromaticities import luminance_weights
+from .exr_yc import yca_to_rgb
 
 COMPRESSIONS = {
     "none": OpenEXR.NO_COMPRESSION,
@@ -348,7 +348,7 @@ def read_exr(
     ``layer`` names a layer such as ``beauty`` (channels ``beauty.R`` ...). Empty means: the
     default RGB(A), YC or Y channels, else a layer named like a beauty pass, else the first layer
     with colour channels. Luminance/chroma layers (``Y``, ``RY``, ``BY``) are reconstructed to RGB
-    like OpenEXR's RGBA interface (lediff_core/exr_yca.py); ``Y`` alone is grey. Tiled and
+    like OpenEXR's RGBA interface (``exr_yc``); ``Y`` alone is grey. Tiled and
     mip-mapped files give their full-resolution level. ``window``: ``data`` returns the data
     window (the pixels the file stores); ``display`` returns the display window, cropping pixels
     outside it and filling the uncovered area with 0 (alpha 0 there). Half and float data come back

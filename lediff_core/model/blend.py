@@ -53,7 +53,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .color import luminance
+from ..color import luminance
 
 # Each evaluation of the profile error is a pass over every distinct LDR sample (millions for a
 # continuous-valued LDR), so the grid is kept coarse and Brent's method refines it.

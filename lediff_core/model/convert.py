@@ -1,6 +1,6 @@
 """Convert an official LEDiff download (a diffusers folder) into single-file .safetensors models.
 
-    python -m lediff_core.convert models/lediff/LEDiff_highlight [--out DIR] [--name NAME]
+    python -m lediff_core.model.convert models/lediff/LEDiff_highlight [--out DIR] [--name NAME]
 
 writes ``NAME_denoiser.safetensors`` (the 8-channel UNet) and ``NAME_hdr_vae.safetensors`` (VAE +
 fusion weights under ``fusion.``), each with its config.json in the file's metadata, so that the
@@ -18,7 +18,7 @@ import sys
 import torch
 from safetensors.torch import save_file
 
-from .safe_files import write_new_file
+from ..io.publish import write_new_file
 from .weights import CONFIG_KEY, FORMAT_KEY, FUSION_PREFIX, KIND_KEY, load_denoiser, load_hdr_vae
 
 
@@ -47,7 +47,7 @@ def convert(folder: str, out_dir: str | None = None, name: str | None = None, ha
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m lediff_core.convert", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m lediff_core.model.convert", description=__doc__.split("\n\n")[0])
     parser.add_argument("folder", help="an official LEDiff download folder (with unet/ and vae/)")
     parser.add_argument("--out", help="output folder (default: beside the input folder)")
     parser.add_argument("--name", help="output name prefix (default: the folder's name)")

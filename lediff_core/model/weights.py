@@ -7,7 +7,7 @@ An official download, as extracted, is a diffusers folder::
     <name>/vae/merge_model.pth                                               exposure fusion (torch state dict)
     (model_index.json, scheduler/, text_encoder/, tokenizer/ may or may not be there; unused)
 
-``python -m lediff_core.convert`` turns such a folder into single ``.safetensors`` files whose
+``python -m lediff_core.model.convert`` turns such a folder into single ``.safetensors`` files whose
 metadata carries the config (see ``SINGLE_FILE_KINDS``); both forms load here. Pickled files load
 with ``weights_only=True``: a file that would execute code is refused, never run.
 """
@@ -85,7 +85,7 @@ def _subfolder(root: str, name: str) -> str:
     if not os.path.isdir(path):
         raise WeightError(
             f"{root!r} has no {name}/ folder: expected an official LEDiff download (a folder with "
-            "unet/ and vae/), or a single .safetensors file made by `python -m lediff_core.convert`"
+            "unet/ and vae/), or a single .safetensors file made by `python -m lediff_core.model.convert`"
         )
     return path
 
@@ -101,7 +101,7 @@ def read_single_file_header(path: str) -> tuple[str, dict]:
     if kind not in SINGLE_FILE_KINDS or CONFIG_KEY not in meta:
         raise WeightError(
             f"{path!r} is not a LEDiff single-file model (no {KIND_KEY}/{CONFIG_KEY} metadata); make "
-            "one with `python -m lediff_core.convert`, or use the official folder"
+            "one with `python -m lediff_core.model.convert`, or use the official folder"
         )
     return kind, json.loads(meta[CONFIG_KEY])
 

@@ -6,8 +6,8 @@ import logging
 
 from comfy_api.latest import io
 
-from ..lediff_core.color.ocio import WORKING_SPACE
-from ..lediff_core.color.spaces import COLOR_SPACES, HLG_SPACE, convert_image
+from ...lediff_core.color.ocio import WORKING_SPACE
+from ...lediff_core.color.spaces import COLOR_SPACES, HLG_SPACE, convert_image
 
 log = logging.getLogger("lediff")
 

@@ -6,9 +6,9 @@ import logging
 
 from comfy_api.latest import io
 
-from ..lediff_core.formats import FORMAT_NAMES, FORMATS, Settings, check_image
-from ..lediff_core.formats.metadata import APP1_MAX, comfy_exif
-from ..lediff_core.formats.ultrahdr import MAX_HEADROOM_STOPS
+from ...lediff_core.io.display import FORMAT_NAMES, FORMATS, Settings, check_image
+from ...lediff_core.io.display.metadata import APP1_MAX, comfy_exif
+from ...lediff_core.io.display.ultrahdr import MAX_HEADROOM_STOPS
 from .savers import save_numbered, tone_mapped_preview, workflow_metadata
 
 log = logging.getLogger("lediff")

@@ -2,7 +2,7 @@
 
 Numbering like core's savers (``folder_paths.get_save_image_path``), the prefix confined to the
 output folder, each file written under a temporary name and published without ever overwriting
-(``lediff_core.safe_files``), the workflow metadata (``prompt`` and ComfyUI's extra PNG info, unless
+(``lediff_core.io.publish``), the workflow metadata (``prompt`` and ComfyUI's extra PNG info, unless
 ``--disable-metadata``), and the ``ui.images`` listing the frontend shows. A saver supplies only
 the file extension and a function that writes one image to a path.
 """
@@ -18,8 +18,8 @@ import torch
 from comfy.cli_args import args
 from comfy_api.latest import io, ui
 
-from ..lediff_core.safe_files import path_inside, write_numbered_file
-from ..lediff_core.tonemap import thumbnail, tone_map
+from ...lediff_core.color.tonemap import thumbnail, tone_map
+from ...lediff_core.io.publish import path_inside, write_numbered_file
 
 T = TypeVar("T")
 

@@ -16,10 +16,10 @@ import node_helpers
 import torch
 from comfy_api.latest import io
 
-from ..lediff_core.hdr_vae import check_latent
-from ..lediff_core.tiling import blend_tiles, default_overlap
-from ..lediff_core.unet_config import LEDIFF_IN_CHANNELS
-from .panorama import wrap_model_x
+from ...lediff_core.model.hdr_vae import check_latent
+from ...lediff_core.model.tiling import blend_tiles, default_overlap
+from ...lediff_core.model.unet_config import LEDIFF_IN_CHANNELS
+from ..panorama.seamless import wrap_model_x
 
 SEED_OFFSET_PASS_B = 22  # the official release's second-pass seed
 

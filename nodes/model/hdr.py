@@ -6,9 +6,9 @@ import comfy.model_management as mm
 import torch
 from comfy_api.latest import io
 
-from ..lediff_core.blend import PRESETS, anchor_exposure, blend_with_ldr
-from ..lediff_core.tonemap import tone_map
-from .lediff_models import PRECISION_EXACT, PRECISIONS
+from ...lediff_core.color.tonemap import tone_map
+from ...lediff_core.model.blend import PRESETS, anchor_exposure, blend_with_ldr
+from .runtime import PRECISION_EXACT, PRECISIONS
 
 HDR_VAE = io.Custom("LEDIFF_HDR_VAE")
 

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
-from ..lediff_core.hdr_vae import HDRVAE
-from ..lediff_core.weights import load_denoiser, load_hdr_vae
+from ...lediff_core.model.hdr_vae import HDRVAE
+from ...lediff_core.model.weights import load_denoiser, load_hdr_vae
 from .hdr import HDR_VAE
-from .lediff_models import HDRVAEModel, build_comfy_vae, build_denoiser, model_names, model_path
+from .runtime import HDRVAEModel, build_comfy_vae, build_denoiser, model_names, model_path
 
 MODEL_TOOLTIP = ("A folder in models/lediff/ (an official LEDiff download as extracted) or a single "
-                 ".safetensors made by `python -m lediff_core.convert`.")
+                 ".safetensors made by `python -m lediff_core.model.convert`.")
 
 
 class LoadHDRVAE(io.ComfyNode):

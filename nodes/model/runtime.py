@@ -13,10 +13,10 @@ import comfy.utils
 import folder_paths
 import torch
 
-from ..lediff_core.hdr_vae import HDRVAE, check_brackets, check_latent
-from ..lediff_core.tiling import default_overlap, tile_count
-from ..lediff_core.unet_config import ldm_unet_config
-from ..lediff_core.weights import WeightError, check_keys, list_models, resolve_model
+from ...lediff_core.model.hdr_vae import HDRVAE, check_brackets, check_latent
+from ...lediff_core.model.tiling import default_overlap, tile_count
+from ...lediff_core.model.unet_config import ldm_unet_config
+from ...lediff_core.model.weights import WeightError, check_keys, list_models, resolve_model
 
 FOLDER = "lediff"
 

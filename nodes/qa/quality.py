@@ -7,10 +7,10 @@ import numpy as np
 import torch
 from comfy_api.latest import io, ui
 
-from ..lediff_core.color import srgb_to_linear
-from ..lediff_core.qa.exposure import ev_steps, exposure_strip
-from ..lediff_core.qa.metrics import METRICS, SCALINGS, compute_metric
-from ..lediff_core.qa.stats import HDR_COLOUR, LDR_COLOUR, describe, histogram_plot, range_stats
+from ...lediff_core.color import srgb_to_linear
+from ...lediff_core.qa.exposure import ev_steps, exposure_strip
+from ...lediff_core.qa.metrics import METRICS, SCALINGS, compute_metric
+from ...lediff_core.qa.stats import HDR_COLOUR, LDR_COLOUR, describe, histogram_plot, range_stats
 
 CLIP_TOOLTIP = "An LDR pixel counts as clipped when any channel is at or above this (display-encoded 0..1) value."
 

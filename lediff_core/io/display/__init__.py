@@ -4,7 +4,8 @@ A format is a ``DisplayFormat``: a file extension and ``encode(rgb, settings, ex
 where ``rgb`` is linear HDR in the pack's working space (Rec.709 primaries, D65) as float32
 [H, W, 3], ``settings`` the node's options and ``exif`` an optional TIFF (Exif) block carrying the
 workflow. Adding a format means one module that registers itself in ``FORMATS`` below, plus tests.
-Nothing here imports ComfyUI; the node that publishes the bytes lives in ``nodes/savers.py``.
+Nothing here imports ComfyUI; the node that publishes the bytes is Save HDR Image
+(``nodes/io/display.py``, through ``nodes/io/savers.py``).
 """
 
 from __future__ import annotations

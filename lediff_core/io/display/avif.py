@@ -20,9 +20,9 @@ from functools import partial
 import numpy as np
 import torch
 
-from ..color.ocio import WORKING_SPACE, convert_linear
-from ..color.quantize import curve_codes
-from ..color.transfer import (
+from ...color.ocio import WORKING_SPACE, convert_linear
+from ...color.quantize import curve_codes
+from ...color.transfer import (
     HLG_REFERENCE_WHITE_SCENE,
     PQ_PEAK_NITS,
     PQ_REFERENCE_WHITE_NITS,
