@@ -19,8 +19,7 @@ from .batch import BatchConfig, Item, Outcome, _describe, _progress, cleanup_wor
 from .host import REPO
 
 INSTALL_HINT = ("--ray needs Ray, an optional dependency: install it into ComfyUI's Python with\n"
-                "  python -m pip install 'ray>=2.40'\n(it leaves torch alone; see the README's "
-                "'Batch and evaluation' section)")
+                "  python -m pip install 'ray>=2.40'\n(it leaves torch alone; see docs/batch.md)")
 MAX_ATTEMPTS = 3
 
 
