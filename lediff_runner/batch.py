@@ -48,7 +48,7 @@ class BatchConfig:
     base_directory: str | None = None
     input_node: str | None = None
     cpu: bool | None = None  # None: ComfyUI's defaults on a GPU machine, --cpu without one
-    threads: int = 1  # torch's CPU threads per worker, in-process and on Ray alike (see DEFAULT_THREADS)
+    threads: int = 1  # torch's CPU threads per worker, in-process and on Ray alike (same bits in both)
 
 
 @dataclasses.dataclass

@@ -13,6 +13,7 @@ ComfyUI's root holds top-level modules named ``nodes``, ``execution``, ``utils``
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import sys
@@ -46,14 +47,15 @@ class GraphError(AssertionError):
 
 
 class MessageSink:
-    """What the executor talks to instead of the websocket server (collects the messages)."""
+    """What the executor talks to instead of the websocket server: keeps its latest messages (a
+    bounded number: a host runs for a whole batch)."""
 
-    def __init__(self):
+    def __init__(self, keep: int = 1000):
         self.client_id = None
         self.last_node_id = None
         self.last_prompt_id = None
         self.sockets_metadata = {}
-        self.messages = []
+        self.messages = collections.deque(maxlen=keep)
 
     def send_sync(self, event, data, sid=None):
         self.messages.append((event, data))
