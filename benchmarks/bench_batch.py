@@ -35,7 +35,7 @@ host = ComfyHost.start()
 import lediff_fixtures as fx
 import numpy as np
 from PIL import Image
-from lediff_core.exr import read_exr
+from lediff_core.io.exr import read_exr
 from lediff_runner.workflow import input_types_from_host, to_api
 from workflow_specs import CHECKPOINT, HIGHLIGHT, SHADOW
 base = {work!r} + "/base"

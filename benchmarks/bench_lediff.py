@@ -45,8 +45,8 @@ def sd_sized_hdr_vae(host):
     import lediff_fixtures as fx
     import torch
 
-    models = host.pack_module("nodes.lediff_models")
-    hdr_vae_mod = host.pack_module("lediff_core.hdr_vae")
+    models = host.pack_module("nodes.model.runtime")
+    hdr_vae_mod = host.pack_module("lediff_core.model.hdr_vae")
     sd = {k: v.contiguous() for k, v in fx.make_vae(SD_VAE, seed=7).state_dict().items()}
     with torch.no_grad():
         sd = {k: v * 0.5 if k.startswith("decoder.conv_out") else v for k, v in sd.items()}  # keep exp() finite
@@ -75,7 +75,7 @@ def unet_evaluations(host, repeat):
     import torch
     from lediff_graphs import register_fixture_models
 
-    brackets = host.pack_module("nodes.brackets")
+    brackets = host.pack_module("nodes.model.brackets")
     models = register_fixture_models(tempfile.mkdtemp(prefix="lediff_bench_models_"))
     clip = host.node_class("CLIPLoader")().load_clip(os.path.basename(models["clip"]), "stable_diffusion")[0]
     pos = host.node_class("CLIPTextEncode")().encode(clip, "a photo")[0]

@@ -57,8 +57,8 @@ def run_case(case: str, size: tuple[int, int], repeat: int, out_path: str) -> No
 
     if CASES[case]:
         setattr(args, CASES[case], True)  # what --bf16-vae / --fp16-vae set
-    models = host.pack_module("nodes.lediff_models")
-    hdr_vae_mod = host.pack_module("lediff_core.hdr_vae")
+    models = host.pack_module("nodes.model.runtime")
+    hdr_vae_mod = host.pack_module("lediff_core.model.hdr_vae")
     sd = {k: v.contiguous() for k, v in fx.make_vae(SD_VAE, seed=7).state_dict().items()}
     hdr_vae = models.HDRVAEModel(hdr_vae_mod.HDRVAE(SD_VAE, sd, fx.fusion_state_dict(), "bench"), "bench")
     del sd

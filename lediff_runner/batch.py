@@ -48,7 +48,7 @@ class BatchConfig:
     base_directory: str | None = None
     input_node: str | None = None
     cpu: bool | None = None  # None: ComfyUI's defaults on a GPU machine, --cpu without one
-    threads: int | None = None  # torch's CPU threads per worker (None: torch's default, or Ray's)
+    threads: int = 1  # torch's CPU threads per worker, in-process and on Ray alike (same bits in both)
 
 
 @dataclasses.dataclass
@@ -113,12 +113,11 @@ class ItemRunner:
         from .host import EmbeddedComfyUI
 
         self.config = config
-        if config.threads:
-            # CPU results depend on how reductions are split between threads: the same count gives
-            # bit-identical outputs in every worker, in-process or on Ray
-            import torch
+        # CPU results depend on how reductions are split between threads: the same count in every
+        # worker, in-process or on Ray, gives bit-identical outputs
+        import torch
 
-            torch.set_num_threads(config.threads)
+        torch.set_num_threads(config.threads)
         self.workflow = load_workflow_file(config.workflow)
         self.host = EmbeddedComfyUI(config.comfyui, config.base_directory, config.cpu)
         self.prompt = self.host.to_api(self.workflow)

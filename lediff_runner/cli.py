@@ -15,10 +15,19 @@ def add_host_arguments(parser: argparse.ArgumentParser) -> None:
                         "custom_nodes/ and user/ below it (inputs and outputs are the batch's own)")
 
 
+def _at_least_one(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
 def add_threads_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads per worker (default: "
-                        "torch's own in-process, one per Ray CPU worker); the same value gives bit-identical "
-                        "CPU outputs in-process and on Ray")
+    parser.add_argument("--threads", type=_at_least_one, default=1, metavar="N",
+                        help="torch CPU threads per worker, in-process and on Ray alike (default 1; a CPU-only "
+                        "Ray cluster then reserves N CPUs per worker). CPU results depend on the thread count, "
+                        "so the same N gives bit-identical outputs wherever an item runs; on a GPU it only "
+                        "affects the little work done on the CPU")
 
 
 def add_ray_argument(parser: argparse.ArgumentParser) -> None:

@@ -25,12 +25,12 @@ from importlib import metadata
 
 import numpy as np
 
-from lediff_core.exr import read_exr, write_exr
-from lediff_core.image_io import EXTENSIONS as HDR_EXTENSIONS
-from lediff_core.image_io import read_linear_image
+from lediff_core.io.exr import read_exr, write_exr
+from lediff_core.io.publish import write_new_file
+from lediff_core.io.readers import EXTENSIONS as HDR_EXTENSIONS
+from lediff_core.io.readers import read_linear_image
 from lediff_core.qa.baselines import BASELINES
 from lediff_core.qa.camera import capture, crop_to_multiple, downscale, sample_camera
-from lediff_core.safe_files import write_new_file
 
 from .batch import MANIFEST, BatchConfig, sha256_file
 from .cli import execute

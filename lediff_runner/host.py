@@ -1,7 +1,10 @@
 """A genuine ComfyUI embedded in this process: no server, ComfyUI's own validation
-(``execution.validate_prompt``) and executor (``execution.PromptExecutor``), and ComfyUI's output
-cache kept across prompts, so loader nodes whose inputs do not change (checkpoints, the LEDiff
-models) run once per process and every later item reuses the loaded models.
+(``execution.validate_prompt``) and executor (``execution.PromptExecutor``).
+
+The batch runner keeps ComfyUI's output cache across prompts, so loader nodes whose inputs do not
+change (checkpoints, the LEDiff models) run once per process and every later item reuses the
+loaded models; the tests (tests/comfy_harness.py) ask for a fresh uncached executor per graph
+instead (``cached=False``), so every graph runs in full. Both go through ``run_graph``.
 
 ComfyUI's root holds top-level modules named ``nodes``, ``execution``, ``utils``, ``server``...
 (this pack has a ``nodes`` package too): ComfyUI's root goes first on ``sys.path``.
@@ -10,6 +13,7 @@ ComfyUI's root holds top-level modules named ``nodes``, ``execution``, ``utils``
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import sys
@@ -43,14 +47,15 @@ class GraphError(AssertionError):
 
 
 class MessageSink:
-    """What the executor talks to instead of the websocket server (collects the messages)."""
+    """What the executor talks to instead of the websocket server: keeps its latest messages (a
+    bounded number: a host runs for a whole batch)."""
 
-    def __init__(self):
+    def __init__(self, keep: int = 1000):
         self.client_id = None
         self.last_node_id = None
         self.last_prompt_id = None
         self.sockets_metadata = {}
-        self.messages = []
+        self.messages = collections.deque(maxlen=keep)
 
     def send_sync(self, event, data, sid=None):
         self.messages.append((event, data))
@@ -101,21 +106,25 @@ def import_comfyui(comfyui: str, base_directory: str | None = None, cpu: bool | 
 
 
 class EmbeddedComfyUI:
-    """One in-process ComfyUI with its custom nodes (this pack included) and a persistent executor."""
+    """One in-process ComfyUI with its custom nodes (this pack included).
+
+    ``cached=True``: one executor for the life of the host, whose CLASSIC cache keeps each node's
+    outputs while the node's inputs stay the same (what keeps models loaded across items).
+    ``cached=False``: a fresh executor without an output cache for every graph."""
 
     def __init__(self, comfyui: str | None = None, base_directory: str | None = None, cpu: bool | None = None,
-                 custom_nodes: bool = True):
+                 custom_nodes: bool = True, cached: bool = True):
         self.comfyui = os.path.abspath(comfyui or default_comfyui())
         self.execution, self.folder_paths, self.nodes = import_comfyui(self.comfyui, base_directory, cpu)
         self._load_nodes(custom_nodes)
-        # one executor for the life of the host: its CLASSIC cache keeps each node's outputs while
-        # the node's inputs stay the same, which is what keeps models loaded across items
         self.sink = MessageSink()
-        self.executor = self.execution.PromptExecutor(
-            self.sink, cache_type=self.execution.CacheType.CLASSIC,
-            cache_args={"lru": 0, "ram": 0, "ram_inactive": 0})
-        self.temp_dir = tempfile.mkdtemp(prefix="lediff_runner_temp_")
-        self.folder_paths.set_temp_directory(self.temp_dir)
+        self.executor = self._executor(self.execution.CacheType.CLASSIC) if cached else None
+        self._own_temp = tempfile.mkdtemp(prefix="lediff_runner_temp_")  # removed by close()
+        self.folder_paths.set_temp_directory(self._own_temp)
+
+    def _executor(self, cache_type):
+        return self.execution.PromptExecutor(self.sink, cache_type=cache_type,
+                                             cache_args={"lru": 0, "ram": 0, "ram_inactive": 0})
 
     def _load_nodes(self, custom_nodes: bool) -> None:
         if PACK_NODE in self.nodes.NODE_CLASS_MAPPINGS:
@@ -135,20 +144,36 @@ class EmbeddedComfyUI:
 
         return to_api(workflow, input_types_from_host(self.node_classes)) if is_ui_format(workflow) else workflow
 
-    def set_folders(self, input_dir: str | None = None, output_dir: str | None = None) -> None:
+    @property
+    def input_dir(self) -> str:
+        return self.folder_paths.get_input_directory()
+
+    @property
+    def output_dir(self) -> str:
+        return self.folder_paths.get_output_directory()
+
+    @property
+    def temp_dir(self) -> str:
+        return self.folder_paths.get_temp_directory()
+
+    def set_folders(self, input_dir: str | None = None, output_dir: str | None = None,
+                    temp_dir: str | None = None) -> None:
         if input_dir is not None:
             self.folder_paths.set_input_directory(os.path.abspath(input_dir))
         if output_dir is not None:
             self.folder_paths.set_output_directory(os.path.abspath(output_dir))
+        if temp_dir is not None:
+            self.folder_paths.set_temp_directory(os.path.abspath(temp_dir))
 
     def run(self, prompt: dict, extra_pnginfo: dict | None = None) -> dict:
         """Validate and execute an API-format graph; returns ``{node_id: ui output}``."""
-        return run_graph(self.execution, self.executor, prompt, extra_pnginfo)
+        executor = self.executor or self._executor(self.execution.CacheType.NONE)
+        return run_graph(self.execution, executor, prompt, extra_pnginfo)
 
     def close(self) -> None:
         import shutil
 
-        shutil.rmtree(self.temp_dir, ignore_errors=True)
+        shutil.rmtree(self._own_temp, ignore_errors=True)
 
 
 def validate_graph(execution, prompt: dict):

@@ -19,8 +19,7 @@ from .batch import BatchConfig, Item, Outcome, _describe, _progress, cleanup_wor
 from .host import REPO
 
 INSTALL_HINT = ("--ray needs Ray, an optional dependency: install it into ComfyUI's Python with\n"
-                "  python -m pip install 'ray>=2.40'\n(it leaves torch alone; see the README's "
-                "'Batch and evaluation' section)")
+                "  python -m pip install 'ray>=2.40'\n(it leaves torch alone; see docs/batch.md)")
 MAX_ATTEMPTS = 3
 
 
@@ -67,7 +66,7 @@ class _Worker:
         return time.perf_counter() - start
 
 
-def _init_ray(ray, address: str | None, workers: int | None):
+def _init_ray(ray, address: str | None, workers: int | None, threads: int):
     env = {"env_vars": {"PYTHONPATH": os.pathsep.join([REPO, *filter(None, [os.environ.get("PYTHONPATH")])])}}
     if address:
         _use_local_token(address)
@@ -75,7 +74,8 @@ def _init_ray(ray, address: str | None, workers: int | None):
         how = f"joined the Ray cluster at {address}"
     else:
         # a private local cluster (loopback only, see import_ray), stopped with the driver
-        ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False, runtime_env=env, log_to_driver=False)
+        cpus = workers * threads if workers else os.cpu_count()
+        ray.init(num_cpus=cpus, include_dashboard=False, runtime_env=env, log_to_driver=False)
         how = "started a local Ray cluster (stopped when the batch ends)"
     resources, nodes = ray.cluster_resources(), sum(bool(n.get("Alive")) for n in ray.nodes())
     print(f"batch: {how}: {nodes} node(s), {int(resources.get('CPU', 0))} CPUs, {int(resources.get('GPU', 0))} GPUs",
@@ -99,14 +99,14 @@ def _use_local_token(address: str) -> None:
     maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
 
 
-def worker_options(ray, workers: int | None) -> tuple[int, dict]:
+def worker_options(ray, workers: int | None, threads: int) -> tuple[int, dict]:
     """How many workers, and the resources each asks for: one GPU each where the cluster has GPUs,
-    else one CPU each (``--workers`` of them, default: the cluster's CPUs)."""
+    else ``threads`` CPUs each (``--workers`` of them, default: as many as the cluster's CPUs hold)."""
     resources = ray.cluster_resources()
     gpus = int(resources.get("GPU", 0))
     if gpus:
         return min(workers or gpus, gpus), {"num_gpus": 1, "num_cpus": 1}
-    return max(1, workers or int(resources.get("CPU", 1))), {"num_cpus": 1}
+    return max(1, workers or int(resources.get("CPU", 1)) // threads), {"num_cpus": threads}
 
 
 def run_ray(config: BatchConfig, address: str | None, workers: int | None, items: list[Item] | None = None,
@@ -114,7 +114,7 @@ def run_ray(config: BatchConfig, address: str | None, workers: int | None, items
     ray = import_ray(local=address is None or is_loopback(address))
     started_here = not ray.is_initialized()
     if started_here:
-        _init_ray(ray, address, workers)
+        _init_ray(ray, address, workers, config.threads)
     try:
         return _run(ray, config, workers, items, progress)
     finally:
@@ -132,7 +132,7 @@ class _Attempt:
 
 
 def _run(ray, config, workers, items, progress) -> list[Outcome]:
-    count, options = worker_options(ray, workers)
+    count, options = worker_options(ray, workers, config.threads)
     actor_class = ray.remote(**options, max_restarts=0, max_task_retries=0)(_Worker)
     pool = [actor_class.remote(config) for _ in range(count)]
     infos = ray.get([w.info.remote() for w in pool])  # raises here if a worker cannot start ComfyUI

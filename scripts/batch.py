@@ -7,7 +7,7 @@
 
 Each input's outputs go to OUTPUT/<input name>/ (with batch_item.json, written last); existing
 items are skipped, so running the same command again does only what is missing. Exit status 1
-when any item failed (the failures are listed at the end). See README, "Batch and evaluation".
+when any item failed (the failures are listed at the end). See docs/batch.md.
 """
 
 from __future__ import annotations

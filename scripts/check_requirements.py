@@ -20,7 +20,7 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROTECTED = {"torch", "torchvision", "torchaudio", "numpy"}
-# (requirements file, extra pip options): the way README tells users to install each
+# (requirements file, extra pip options): the way docs/nodes.md (HDR Metrics) tells users to install each
 FILES = (("requirements.txt", []), ("requirements-metrics.txt", ["--no-deps"]))
 
 

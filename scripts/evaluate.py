@@ -9,7 +9,7 @@ of pixels clips, a sigmoid response curve, optional JPEG); the workflow (default
 photo_to_hdr) runs on every photo as a batch job, next to the baselines (the inverse camera curve,
 Banterle 2006's inverse Reinhard, plain sRGB decoding); every result is scored with PU21-PSNR,
 PU21-SSIM, HDR-FLIP and ColorVideoVDP. Writes results.csv, results.md, results.png and run.json
-(seeds, cameras, versions, workflow hash) into --output. See README, "Batch and evaluation".
+(seeds, cameras, versions, workflow hash) into --output. See docs/batch.md.
 """
 
 from __future__ import annotations

@@ -69,7 +69,7 @@ if [ "$(cat "$DEV/stamps/requirements" 2>/dev/null)" != "$req_hash" ]; then
   echo "$req_hash" > "$DEV/stamps/requirements"
 fi
 
-# 4b. optional metric libraries (cvvdp) the way README tells users: --no-deps, after pip's resolver
+# 4b. optional metric libraries (cvvdp) the way docs/nodes.md (HDR Metrics) tells users: --no-deps, after pip's resolver
 #     has confirmed that neither requirements file would replace the host's torch stack or pins
 metrics_hash="$(cat "$HOST/requirements.txt" "$ROOT/requirements.txt" "$ROOT/requirements-metrics.txt" | sha256sum | cut -c1-16)"
 if [ "$(cat "$DEV/stamps/metrics" 2>/dev/null)" != "$metrics_hash" ]; then

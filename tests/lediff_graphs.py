@@ -9,8 +9,8 @@ import lediff_fixtures as fx
 import numpy as np
 from PIL import Image
 
-from lediff_core.exr import read_exr
-from lediff_core.tonemap import tone_map
+from lediff_core.color.tonemap import tone_map
+from lediff_core.io.exr import read_exr
 from lediff_testing import HDRI_DIR
 
 CLIP_NAME = "clip_l_random.safetensors"

@@ -23,8 +23,8 @@ import pytest
 from PIL import Image
 from test_workflows import load_workflow, scale_down
 
-from lediff_core.exr import read_exr, write_exr
-from lediff_core.tonemap import tone_map
+from lediff_core.color.tonemap import tone_map
+from lediff_core.io.exr import read_exr, write_exr
 from lediff_runner.workflow import input_types_from_host, to_api, workflow_hash
 from lediff_testing import HDRI_DIR, REPO
 
@@ -64,11 +64,12 @@ def setup(comfy, workflow_models, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def local_run(setup):
-    """The in-process run (one torch thread, like each CPU Ray worker) and its repetition."""
+    """The in-process run with the default thread count (the Ray tests compare their outputs with
+    it, bit for bit, also with defaults) and its repetition."""
     output = setup["root"] / "local"
-    first = run(batch_command(setup, output, "--threads", "1"))
+    first = run(batch_command(setup, output))
     snapshot = files_state(output)
-    second = run(batch_command(setup, output, "--threads", "1"))
+    second = run(batch_command(setup, output))
     return {"output": output, "first": first, "second": second, "snapshot": snapshot}
 
 

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from lediff_core.blend import (
+from lediff_core.model.blend import (
     PRESETS,
     BlendPreset,
     anchor_exposure,

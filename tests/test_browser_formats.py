@@ -16,7 +16,7 @@ import OpenEXR
 import pytest
 from comfy_server import ComfyServer, frontend_page
 
-from lediff_core.exr import read_exr
+from lediff_core.io.exr import read_exr
 from lediff_testing import HDRI_DIR, REPO
 
 ARTIFACTS = os.path.join(REPO, "test-artifacts", "browser")

@@ -7,7 +7,7 @@ import os
 import numpy as np
 import pytest
 
-from lediff_core.exr import read_exr
+from lediff_core.io.exr import read_exr
 from lediff_core.qa.baselines import banterle, inverse_camera, inverse_reinhard, srgb
 from lediff_core.qa.camera import (
     Camera,

@@ -1,4 +1,4 @@
-"""Display formats (lediff_core/formats) checked by decoders that are not our encoders' libraries
+"""Display formats (lediff_core/io/display) checked by decoders that are not our encoders' libraries
 where one exists: Debian's avifdec (libavif-bin), djxl/jxlinfo (libjxl-tools), exiftool
 (libimage-exiftool-perl) and heif-info (libheif-examples, for the AVIF light-level boxes); PIL for
 the Ultra HDR primary image; libultrahdr's own decoder for the gain-map reconstruction (no other
@@ -32,10 +32,10 @@ from PIL import Image
 
 from lediff_core.color import REC709_CHROMATICITIES
 from lediff_core.color.chromaticities import rgb_to_xyz_matrix, xyz_to_rgb_matrix
-from lediff_core.exr import read_exr
-from lediff_core.formats import FORMAT_NAMES, FORMATS, FormatError, Settings
-from lediff_core.formats.metadata import avif_with_metadata, comfy_exif
-from lediff_core.formats.ultrahdr import MAX_BOOST
+from lediff_core.io.display import FORMAT_NAMES, FORMATS, FormatError, Settings
+from lediff_core.io.display.metadata import avif_with_metadata, comfy_exif
+from lediff_core.io.display.ultrahdr import MAX_BOOST
+from lediff_core.io.exr import read_exr
 from lediff_testing import HDRI_DIR, require_tool
 
 REC2020 = (0.708, 0.292, 0.170, 0.797, 0.131, 0.046, 0.3127, 0.3290)  # BT.2020 Table 3, D65
@@ -362,7 +362,7 @@ def test_avif_exif_item_with_an_existing_iref_and_large_offsets(tmp_path):
 def test_avif_properties_go_to_the_primary_image_only(tmp_path):
     # an AVIF with an alpha item: the light-level boxes join the primary image's ipma entry, the
     # alpha item keeps its own properties, and the Exif item is added in the same edit
-    from lediff_core.formats.metadata import clli_box, mdcv_box
+    from lediff_core.io.display.metadata import clli_box, mdcv_box
 
     rgba = np.random.default_rng(1).integers(0, 1024, (32, 48, 4)).astype(np.uint16)
     data = bytes(imagecodecs.avif_encode(rgba, 90, bitspersample=10))

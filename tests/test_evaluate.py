@@ -19,7 +19,7 @@ import pytest
 from PIL import Image
 from test_workflows import load_workflow, scale_down
 
-from lediff_core.exr import read_exr, write_exr
+from lediff_core.io.exr import read_exr, write_exr
 from lediff_core.qa.camera import downscale
 from lediff_core.qa.metrics import METRICS, compute_metric
 from lediff_runner.workflow import input_types_from_host, to_api

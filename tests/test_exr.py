@@ -10,8 +10,8 @@ import numpy as np
 import OpenEXR
 import pytest
 
-from lediff_core.exr import COMPRESSIONS, HALF_MAX, LOSSLESS, EXRError, read_exr, write_exr
-from lediff_core.safe_files import write_new_file
+from lediff_core.io.exr import COMPRESSIONS, HALF_MAX, LOSSLESS, EXRError, read_exr, write_exr
+from lediff_core.io.publish import write_new_file
 from lediff_testing import HDRI_DIR, HDRIS, require_tool
 
 

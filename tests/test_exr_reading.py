@@ -16,9 +16,9 @@ import numpy as np
 import OpenEXR
 import pytest
 
-import lediff_core.exr_yca as yca
+import lediff_core.io.exr_yc as yca
 from comfy_harness import GraphError
-from lediff_core.exr import EXRError, read_exr
+from lediff_core.io.exr import EXRError, read_exr
 from lediff_testing import DATA, REPO, require_tool
 
 DAMAGED = os.path.join(DATA, "openexr-damaged")
@@ -349,7 +349,7 @@ def test_deep_parts_are_refused_and_flat_parts_beside_them_load(tmp_path):
 
 WORKER = """
 import sys
-from lediff_core.exr import EXRError, read_exr
+from lediff_core.io.exr import EXRError, read_exr
 for path in sys.stdin.read().splitlines():
     print("START", path, flush=True)
     try:

@@ -10,9 +10,9 @@ import pytest
 import torch
 from lediff_graphs import MODEL
 
-from lediff_core.fusion import ExposureFusion
-from lediff_core.hdr_vae import HDRVAE
-from lediff_core.vae import AutoencoderKL
+from lediff_core.model.fusion import ExposureFusion
+from lediff_core.model.hdr_vae import HDRVAE
+from lediff_core.model.vae import AutoencoderKL
 
 LOW_DTYPES = {"bf16_vae": torch.bfloat16, "fp16_vae": torch.float16}
 
@@ -101,7 +101,7 @@ def test_tiles_are_in_the_vaes_own_latent_units_with_progress_per_tile(host):
     """A VAE with three levels (4x downscale, not SD's 8): tile_size is in image pixels."""
     import comfy.utils
 
-    models = host.pack_module("nodes.lediff_models")
+    models = host.pack_module("nodes.model.runtime")
     config = {**fx.VAE_CONFIG, "block_out_channels": [32, 64, 64], "down_block_types": ["DownEncoderBlock2D"] * 3,
               "up_block_types": ["UpDecoderBlock2D"] * 3}
     core = HDRVAE(config, fx.make_vae(config, seed=5).state_dict(), fx.fusion_state_dict(), "three levels")

@@ -1,4 +1,4 @@
-"""Lighting preview (lediff_core.ibl) against Blender's equirect convention and closed forms."""
+"""Equirect maps and the lighting preview (lediff_core.panorama) against Blender's convention and closed forms."""
 
 from __future__ import annotations
 
@@ -8,17 +8,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from lediff_core.ibl import (
-    diffuse_radiance,
+from lediff_core.panorama.equirect import (
     direction_to_equirect,
     equirect_pixel_directions,
     equirect_to_direction,
-    irradiance_sh9,
-    render_spheres,
     sample_equirect,
-    sh9_basis,
-    sphere_geometry,
 )
+from lediff_core.panorama.ibl import diffuse_radiance, irradiance_sh9, render_spheres, sh9_basis, sphere_geometry
 
 HDRI = Path(__file__).parent / "data" / "hdri"
 D64 = torch.float64
@@ -288,7 +284,7 @@ def test_nan_free_for_zeros_and_extreme_finite_values_and_batches_independent():
 
 
 def test_real_hdri_sunset():
-    from lediff_core.exr import read_exr
+    from lediff_core.io.exr import read_exr
 
     rgb = torch.from_numpy(read_exr(str(HDRI / "sunset.exr")).rgb)
     assert rgb.shape == (512, 1024, 3)

@@ -75,7 +75,7 @@ def load_denoiser(host, name=MODEL):
 
 
 def test_cfg_1_skips_the_unconditional_branch(host, models):
-    brackets = host.pack_module("nodes.brackets")
+    brackets = host.pack_module("nodes.model.brackets")
     model = load_denoiser(host)
     pos, neg = conditioning(host, models), conditioning(host, models, "")
     latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))}
@@ -92,7 +92,7 @@ def test_one_progress_bar_across_both_passes_and_interrupt_within_a_step(host, m
     import comfy.model_management as mm
     import comfy.utils
 
-    brackets = host.pack_module("nodes.brackets")
+    brackets = host.pack_module("nodes.model.brackets")
     model = load_denoiser(host)
     pos, neg = conditioning(host, models), conditioning(host, models, "")
     latent = {"samples": torch.zeros(1, 4, 8, 8)}
@@ -127,11 +127,11 @@ def test_a_four_channel_unet_is_refused(host, models, tmp_path):
     import comfy.model_patcher
     import comfy.supported_models
 
-    from lediff_core.unet_config import ldm_unet_config
+    from lediff_core.model.unet_config import ldm_unet_config
     plain = ldm_unet_config({**fx.UNET_CONFIG, "in_channels": 4}, require_channels=None)
     sd15 = comfy.supported_models.SD15(plain).get_model({}, "")
     model = comfy.model_patcher.ModelPatcher(sd15, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
-    brackets = host.pack_module("nodes.brackets")
+    brackets = host.pack_module("nodes.model.brackets")
     with pytest.raises(ValueError, match="takes 4 input channels; a bracket needs an 8-channel LEDiff"):
         brackets.run_brackets(model, [], [], {"samples": torch.zeros(1, 4, 8, 8)}, 0, 2, 1.0, "ddim",
                               "ddim_uniform")
@@ -200,7 +200,7 @@ def test_blend_with_ldr_keeps_unclipped_photo_and_anchors(host, models):
 
 
 def test_tiled_brackets_never_run_the_unet_on_more_than_a_tile(host, models):
-    brackets = host.pack_module("nodes.brackets")
+    brackets = host.pack_module("nodes.model.brackets")
     model = load_denoiser(host)
     pos, neg = conditioning(host, models), conditioning(host, models, "")
     latent = {"samples": torch.randn(1, 4, 16, 32, generator=torch.Generator().manual_seed(1))}
@@ -237,7 +237,7 @@ def test_fusion_weight_maps_for_inspection(host, models):
 def test_untiled_wrap_x_brackets_equal_the_seamless_panorama_model(host, models):
     """wrap_x without tiles used to do nothing (a silent seam): it must wrap the UNet exactly like the
     Seamless Panorama node does."""
-    brackets = host.pack_module("nodes.brackets")
+    brackets = host.pack_module("nodes.model.brackets")
     model = load_denoiser(host)
     pos, neg = conditioning(host, models), conditioning(host, models, "")
     latent = {"samples": torch.randn(1, 4, 8, 16, generator=torch.Generator().manual_seed(5))}

@@ -6,7 +6,6 @@ the checks do not rely on the pack's own reader.
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -72,8 +71,7 @@ def test_nodes_are_registered_v3_with_tooltips_and_model_folder(host):
     assert os.path.join(folder_paths.models_dir, "lediff") in paths
 
     # a path that extra_model_paths.yaml registered first is kept
-    module = importlib.import_module(host.node_class("LEDiffSaveEXR").__module__.rsplit(".", 1)[0]
-                                     + ".model_paths")
+    module = host.pack_module("nodes.model.paths")
     saved = folder_paths.folder_names_and_paths.pop("lediff")
     try:
         folder_paths.folder_names_and_paths["lediff"] = (["/elsewhere/lediff"], {".ckpt"})

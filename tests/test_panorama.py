@@ -12,9 +12,9 @@ import pytest
 import torch
 from lediff_graphs import MODEL
 
-from lediff_core.exr import read_exr, write_exr
-from lediff_core.tonemap import tone_map
-from lediff_core.vae import AutoencoderKL
+from lediff_core.color.tonemap import tone_map
+from lediff_core.io.exr import read_exr, write_exr
+from lediff_core.model.vae import AutoencoderKL
 from lediff_testing import HDRI_DIR, require_tool
 
 

@@ -9,8 +9,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from lediff_core.image_io import read_linear_image
-from lediff_core.radiance import RadianceError, read_hdr
+from lediff_core.io.radiance import RadianceError, read_hdr
+from lediff_core.io.readers import read_linear_image
 
 
 def header(res=b"-Y 2 +X 3", extra=b""):

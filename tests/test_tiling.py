@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lediff_core.tiling import blend_tiles, decode_tiled, tile_count
+from lediff_core.model.tiling import blend_tiles, decode_tiled, tile_count
 
 
 def upsample(x):

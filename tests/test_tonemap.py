@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from lediff_core.color import linear_to_srgb, luminance, srgb_to_linear
-from lediff_core.tonemap import AUTO_EXPOSURE_KEY, auto_exposure_stops, tone_map
+from lediff_core.color.tonemap import AUTO_EXPOSURE_KEY, auto_exposure_stops, tone_map
 
 
 def const(value, h=4, w=5):

@@ -1,4 +1,4 @@
-"""lediff_core.vae against diffusers' AutoencoderKL (installed as a test-only reference).
+"""lediff_core.model.vae against diffusers' AutoencoderKL (installed as a test-only reference).
 
 Both models get the same random weights through our loader, so these tests check the key layout
 and the arithmetic at once. Every parameter is re-randomised because diffusers initialises some
@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lediff_core.vae import AutoencoderKL, Upsample2D, VAEConfigError, WeightKeyError, parse_vae_config
+from lediff_core.model.vae import AutoencoderKL, Upsample2D, VAEConfigError, WeightKeyError, parse_vae_config
 
 TOL = 1e-5
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from lediff_core.convert import convert
-from lediff_core.fusion import ExposureFusion
-from lediff_core.hdr_vae import HDRVAE, LatentError, check_brackets, check_latent
-from lediff_core.unet_config import UNetConfigError, ldm_unet_config
-from lediff_core.weights import WeightError, list_models, load_denoiser, load_hdr_vae, load_state_dict
+from lediff_core.model.convert import convert
+from lediff_core.model.fusion import ExposureFusion
+from lediff_core.model.hdr_vae import HDRVAE, LatentError, check_brackets, check_latent
+from lediff_core.model.unet_config import UNetConfigError, ldm_unet_config
+from lediff_core.model.weights import WeightError, list_models, load_denoiser, load_hdr_vae, load_state_dict
 from lediff_testing import REPO
 
 
@@ -122,7 +122,7 @@ def test_missing_and_unexpected_keys_are_listed(official):
 def test_converter_round_trip_and_no_overwrite(tmp_path, official):
     out = tmp_path / "converted"
     out.mkdir()
-    proc = subprocess.run([sys.executable, "-m", "lediff_core.convert", official, "--out", str(out)],
+    proc = subprocess.run([sys.executable, "-m", "lediff_core.model.convert", official, "--out", str(out)],
                           cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     denoiser, hdr_vae = (str(out / f"LEDiff_highlight_{k}.safetensors") for k in ("denoiser", "hdr_vae"))

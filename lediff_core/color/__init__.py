@@ -1,4 +1,12 @@
-"""Transfer functions and luminance for linear Rec.709 / sRGB data (torch tensors, no clamping)."""
+"""Colour science: the working colour space, conversions between linear spaces, transfer curves.
+
+Owns the pack's working space (linear Rec.709/sRGB primaries, D65) and, here, its sRGB transfer
+function and luminance; chromaticities and RGB/XYZ matrices (``chromaticities``); every conversion
+between linear colour spaces, through one OpenColorIO helper (``ocio``); ComfyUI's HLG and PQ image
+conventions (``spaces``, ``transfer``); exact PQ/HLG code quantisation (``quantize``) and tone
+mapping for previews (``tonemap``). Torch tensors or numpy arrays, never clamped. Imports nothing
+else of lediff_core; never ComfyUI, ``nodes`` or ``lediff_runner``.
+"""
 
 from __future__ import annotations
 

@@ -1,0 +1,468 @@
+"""OpenEXR reading and writing through the official OpenEXR Python bindings.
+
+Linear HDR goes in and out unchanged: float files are bit-exact copies, half files differ only by
+half-float rounding, and values beyond the half range saturate at +/-65504 instead of becoming Inf.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import OpenEXR
+import torch
+
+from ..color import REC709_CHROMATICITIES
+from ..color.chromaticities import luminance_weights
+from .exr_yc import yca_to_rgb
+
+COMPRESSIONS = {
+    "none": OpenEXR.NO_COMPRESSION,
+    "rle": OpenEXR.RLE_COMPRESSION,
+    "zips": OpenEXR.ZIPS_COMPRESSION,
+    "zip": OpenEXR.ZIP_COMPRESSION,
+    "piz": OpenEXR.PIZ_COMPRESSION,
+    "pxr24": OpenEXR.PXR24_COMPRESSION,
+    "b44": OpenEXR.B44_COMPRESSION,
+    "b44a": OpenEXR.B44A_COMPRESSION,
+    "dwaa": OpenEXR.DWAA_COMPRESSION,
+    "dwab": OpenEXR.DWAB_COMPRESSION,
+}
+# Lossless for both half and float data; pxr24 is lossless for half only, b44/dwa are lossy.
+LOSSLESS = ("none", "rle", "zips", "zip", "piz")
+PRECISIONS = {"half": np.float16, "float": np.float32}
+ENVMAPS = {"none": None, "latlong": OpenEXR.ENVMAP_LATLONG}
+HALF_MAX = float(np.finfo(np.float16).max)  # 65504
+
+# Refuse to decode images larger than this many pixels (a hostile header can claim any size).
+MAX_PIXELS = 16384 * 16384
+
+# Tiles larger than this (and than the image) are refused as corrupt; OpenEXR's tools use 64x64.
+MAX_TILE_PIXELS = 1024 * 1024
+
+# Layers tried first when a file has no default (unprefixed) RGB layer.
+PREFERRED_LAYERS = ("beauty", "rgba", "rgb", "combined", "color", "colour")
+
+
+class EXRError(ValueError):
+    """An EXR file that cannot be written or read as an image; the message names the fix."""
+
+
+@dataclass
+class HDRImage:
+    """A linear image read from disk: ``rgb`` [H, W, 3] float32, ``alpha`` [H, W] or None."""
+
+    rgb: np.ndarray
+    alpha: np.ndarray | None = None
+    header: dict = field(default_factory=dict)
+    layer: str = ""
+    part: int = 0
+    view: str = ""
+
+
+def count_non_finite(array: np.ndarray) -> int:
+    """Number of pixels ([H, W, C] or [H, W]) with at least one NaN or Inf component."""
+    bad = ~np.isfinite(array)
+    return int(bad.any(axis=-1).sum() if bad.ndim == 3 else bad.sum())
+
+
+def to_half(array: np.ndarray, peak: float | None = None) -> tuple[np.ndarray, int]:
+    """Convert float32 to float16, saturating at +/-65504; returns the array and how many values
+    saturated. ``peak`` is max(|array|) when the caller already knows it (saves a pass).
+
+    torch's conversion rounds exactly like numpy's (to nearest, ties to even) and is an order of
+    magnitude faster (vectorised F16C).
+    """
+    t = torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32))
+    if peak is None:
+        lo, hi = torch.aminmax(t)
+        peak = max(hi.item(), -lo.item())
+    if peak <= HALF_MAX:
+        return t.half().numpy(), 0
+    n = int((t.abs() > HALF_MAX).sum())
+    return t.clamp(-HALF_MAX, HALF_MAX).half().numpy(), n
+
+
+def write_exr(
+    path: str,
+    rgb: np.ndarray,
+    alpha: np.ndarray | None = None,
+    precision: str = "half",
+    compression: str = "zip",
+    attributes: dict | None = None,
+    envmap: str = "none",
+    chromaticities: tuple | None = None,
+) -> int:
+    """Write linear RGB [H, W, 3] (and optional alpha [H, W]) as a scanline EXR.
+
+    ``attributes`` are extra header attributes (str, float, int, tuples the bindings understand).
+    The file is tagged with ``chromaticities`` (8 numbers; default Rec.709/D65, the working space's
+    primaries), which must describe the pixels' primaries; ``envmap="latlong"`` adds the standard
+    ``envmap`` attribute of an equirectangular environment map. Returns the number of values that
+    saturated when converting to half (always 0 for ``float``). Raises EXRError for NaN/Inf input,
+    bad shapes or unknown options. Writes ``path`` directly: publish through ``write_new_file``.
+    """
+    if precision not in PRECISIONS:
+        raise EXRError(f"unknown precision {precision!r}; choose one of {tuple(PRECISIONS)}")
+    if compression not in COMPRESSIONS:
+        raise EXRError(f"unknown compression {compression!r}; choose one of {tuple(COMPRESSIONS)}")
+    if envmap not in ENVMAPS:
+        raise EXRError(f"unknown envmap {envmap!r}; choose one of {tuple(ENVMAPS)}")
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise EXRError(f"expected an RGB image of shape [H, W, 3], got {list(rgb.shape)}")
+    if alpha is not None and alpha.shape != rgb.shape[:2]:
+        raise EXRError(
+            f"alpha of shape {list(alpha.shape)} does not match the image's {list(rgb.shape[:2])}: "
+            "resize the mask to the image first"
+        )
+    planes = rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], axis=2)
+    planes = np.ascontiguousarray(planes, dtype=np.float32)
+    # one pass serves both checks: NaN propagates through min/max and Inf shows
+    lo, hi = (v.item() for v in torch.aminmax(torch.from_numpy(planes)))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise EXRError(
+            f"{count_non_finite(planes)} pixel(s) contain NaN or Inf; EXR output refuses them. Fix "
+            "the node that produced them (e.g. a division by zero) or replace them before saving."
+        )
+    saturated = 0
+    if precision == "half":
+        planes, saturated = to_half(planes, peak=max(hi, -lo))
+    header = {
+        "compression": COMPRESSIONS[compression],
+        "type": OpenEXR.scanlineimage,
+        "chromaticities": tuple(chromaticities or REC709_CHROMATICITIES),
+    }
+    if ENVMAPS[envmap] is not None:
+        header["envmap"] = ENVMAPS[envmap]
+    header.update(attributes or {})
+    name = "RGB" if alpha is None else "RGBA"
+    with OpenEXR.File(header, {name: planes}) as f:
+        f.write(path)
+    return saturated
+
+
+@contextmanager
+def _open(path: str, **kwargs):
+    """OpenEXR.File for reading; any failure of the bindings becomes an EXRError naming the file."""
+    try:
+        with OpenEXR.File(path, **kwargs) as f:
+            yield f
+    except EXRError:
+        raise
+    except Exception as e:  # the bindings raise RuntimeError/ValueError with terse messages
+        raise EXRError(
+            f"cannot read {path!r} as OpenEXR ({e}); the file is truncated, corrupt or not an EXR"
+        ) from e
+
+
+# Channel names of a colour layer, tried in this order: OpenEXR's standard names, lower case and
+# Nuke-style long names, then luminance/chroma (OpenEXR's RGBA interface with WRITE_YC), then
+# luminance only. Alpha names likewise.
+COLOUR_SETS = (("R", "G", "B"), ("r", "g", "b"), ("red", "green", "blue"), ("Y", "RY", "BY"), ("Y",))
+ALPHA_NAMES = ("A", "a", "alpha")
+WINDOWS = ("data", "display")
+
+
+def _channel_names(layer: str, names) -> tuple[list[str] | None, str | None]:
+    """Colour channel names and alpha name for ``layer`` ('' = the default layer), if present."""
+    prefix = f"{layer}." if layer else ""
+    for colour in COLOUR_SETS:
+        wanted = [prefix + c for c in colour]
+        if all(n in names for n in wanted):
+            if colour == ("Y",) and (prefix + "RY" in names or prefix + "BY" in names):
+                raise EXRError(
+                    f"layer {layer or '(default)'!r} has luminance Y but only one of the chroma "
+                    "channels RY, BY: the file is incomplete and cannot be shown in colour"
+                )
+            alpha = next((prefix + a for a in ALPHA_NAMES if prefix + a in names), None)
+            return wanted, alpha
+    return None, None
+
+
+def _layers(names) -> list[str]:
+    found = sorted({n.rsplit(".", 1)[0] for n in names if "." in n})
+    return [layer for layer in found if _channel_names(layer, names)[0]]
+
+
+def _window(header: dict, key: str) -> tuple[int, int, int, int]:
+    (x0, y0), (x1, y1) = (np.asarray(v) for v in header[key])
+    return int(x0), int(y0), int(x1), int(y1)
+
+
+def _part_label(index: int, header: dict) -> str:
+    label = f"{index}"
+    if header.get("name"):
+        label += f" {header['name']!r}"
+    if header.get("view"):
+        label += f" (view {header['view']!r})"
+    return label
+
+
+# Scan lines per chunk of each compression (OpenEXR file layout); 256, the largest, for others.
+LINES_PER_CHUNK = {"NO_": 1, "RLE": 1, "ZIPS": 1, "ZIP_": 16, "PXR24": 16, "PIZ": 32, "B44": 32,
+                   "DWAA": 32, "DWAB": 256}
+# Every chunk costs at least 16 bytes: its offset-table entry (8), its y or tile coordinates (4+),
+# its data size (4).
+MIN_CHUNK_BYTES = 16
+
+
+def _chunks(header: dict, width: int, height: int) -> int:
+    """A lower bound on the number of chunks a valid file with this header holds."""
+    tiles = header.get("tiles")
+    if tiles is not None:
+        tx, ty = max(1, int(tiles.xSize)), max(1, int(tiles.ySize))
+        return -(-width // tx) * -(-height // ty)  # full-resolution level only
+    name = str(header.get("compression", "")).rsplit(".", 1)[-1]
+    lines = next((n for key, n in LINES_PER_CHUNK.items() if name.startswith(key)), 256)
+    return -(-height // lines)
+
+
+def _check_headers(path: str) -> tuple[list[dict], list[set]]:
+    """Every part's header, read without pixels; refuses windows a hostile header can inflate
+    before the bindings allocate memory for them: sizes beyond MAX_PIXELS, absurd tiles, and
+    images needing more chunks than the file has bytes for (a truncated or fuzzed file that
+    claims a huge image would otherwise allocate gigabytes before failing)."""
+    with _open(path, header_only=True) as f:
+        headers = [dict(p.header) for p in f.parts]
+        # decode channel names here: a damaged name fails inside _open, as an EXRError
+        names = [{c.name for c in h.get("channels", ())} for h in headers]
+    total = chunks = 0
+    for i, header in enumerate(headers):
+        try:
+            x0, y0, x1, y1 = _window(header, "dataWindow")
+            d = _window(header, "displayWindow") if "displayWindow" in header else (x0, y0, x1, y1)
+        except (KeyError, TypeError, ValueError) as e:
+            raise EXRError(
+                f"{path!r}: part {i} has no valid data window ({e}); the file is corrupt"
+            ) from e
+        width, height = x1 - x0 + 1, y1 - y0 + 1
+        dw, dh = d[2] - d[0] + 1, d[3] - d[1] + 1
+        if width <= 0 or height <= 0 or width * height > MAX_PIXELS or dw * dh > MAX_PIXELS:
+            raise EXRError(
+                f"{path!r} claims a {width}x{height} data window (display window {dw}x{dh}) in part "
+                f"{i}; refusing images above {MAX_PIXELS} pixels or with an empty window"
+            )
+        tiles = header.get("tiles")
+        if tiles is not None:
+            # A damaged tile description can claim tiles of millions of pixels for a tiny image;
+            # the decoder then allocates and loops for seconds before failing.
+            tile_area = int(tiles.xSize) * int(tiles.ySize)
+            if tile_area > max(MAX_TILE_PIXELS, width * height):
+                raise EXRError(
+                    f"{path!r} claims {tiles.xSize}x{tiles.ySize} tiles for a {width}x{height} image "
+                    f"in part {i}; the tile description is corrupt"
+                )
+        total += width * height * max(1, len(header.get("channels", ())))
+        if "deep" not in str(header.get("type", "")).lower():
+            chunks += _chunks(header, width, height)
+    size = os.path.getsize(path)
+    if chunks * MIN_CHUNK_BYTES > size:
+        raise EXRError(
+            f"{path!r} is {size} bytes but its header describes images needing at least "
+            f"{chunks} chunks ({chunks * MIN_CHUNK_BYTES} bytes); the file is truncated or corrupt"
+        )
+    if total > 4 * MAX_PIXELS:
+        raise EXRError(
+            f"{path!r} holds {total} channel values in all its parts; refusing files above "
+            f"{4 * MAX_PIXELS} (the bindings decode every part)"
+        )
+    return headers, names
+
+
+def _select_part(path: str, headers: list[dict], names: list[set], part: str, view: str) -> int:
+    listing = ", ".join(_part_label(i, h) for i, h in enumerate(headers))
+    if part:
+        part_names = [h.get("name", "") for h in headers]
+        if part in part_names:
+            index = part_names.index(part)
+        elif part.isdigit() and int(part) < len(headers):
+            index = int(part)
+        else:
+            raise EXRError(
+                f"{path!r} has no part {part!r}; its parts are: {listing} (give a name or a number, "
+                "or leave part empty for the first)"
+            )
+        if view and headers[index].get("view") and headers[index]["view"] != view:
+            raise EXRError(
+                f"part {part!r} of {path!r} holds view {headers[index]['view']!r}, not {view!r}; "
+                f"its parts are: {listing}"
+            )
+        return index
+    part_views = [h.get("view") for h in headers]
+    candidates = list(range(len(headers)))
+    if view and any(part_views) and "multiView" not in headers[0]:
+        candidates = [i for i, v in enumerate(part_views) if v == view]
+        if not candidates:
+            raise EXRError(
+                f"{path!r} has no view {view!r}; its parts are: {listing} (leave view empty for the "
+                "first part)"
+            )
+    # the first candidate with colour channels (a depth or motion part may come first)
+    return next((i for i in candidates if _has_colour(names[i])), candidates[0])
+
+
+def _has_colour(names: set) -> bool:
+    try:
+        return bool(_channel_names("", names)[0] or _layers(names))
+    except EXRError:
+        return True  # incomplete YC: let the read report it
+
+
+def _view_channels(path: str, names, header: dict, view: str) -> tuple[dict[str, str], str]:
+    """The channels of one view as {name without the view: name in the file}, and the view.
+
+    OpenEXR's multi-view convention (ImfMultiView): the ``multiView`` attribute lists the views,
+    the first is the default; a channel's view is its second-to-last name component when that is a
+    view name (``right.R``, ``diffuse.right.R``), else the default view (``R``, ``diffuse.R``)."""
+    views = [str(v) for v in header.get("multiView", [])]
+    if not views:
+        own = header.get("view", "")
+        if view and view != own:
+            have = f"holds only view {own!r}" if own else "has no views"
+            raise EXRError(f"{path!r} (the part chosen) {have}; leave view empty")
+        return {n: n for n in names}, own
+    view = view or views[0]
+    if view not in views:
+        raise EXRError(f"{path!r} has no view {view!r}; its views are {views} (empty: {views[0]!r})")
+    selected = {}
+    for name in names:
+        parts = name.split(".")
+        if len(parts) > 1 and parts[-2] in views:
+            if parts[-2] == view:
+                selected[".".join(parts[:-2] + parts[-1:])] = name
+        elif view == views[0]:
+            selected[name] = name
+    return selected, view
+
+
+def read_exr(
+    path: str, layer: str = "", part: str = "", view: str = "", window: str = "data"
+) -> HDRImage:
+    """Read a linear image from an EXR file.
+
+    ``part``: a part's name or number in a multi-part file (empty: the first part with colour
+    channels, among the parts of ``view`` when the file has one part per view). ``view``: a view
+    of a multi-view file (empty: the default view).
+    ``layer`` names a layer such as ``beauty`` (channels ``beauty.R`` ...). Empty means: the
+    default RGB(A), YC or Y channels, else a layer named like a beauty pass, else the first layer
+    with colour channels. Luminance/chroma layers (``Y``, ``RY``, ``BY``) are reconstructed to RGB
+    like OpenEXR's RGBA interface (``exr_yc``); ``Y`` alone is grey. Tiled and
+    mip-mapped files give their full-resolution level. ``window``: ``data`` returns the data
+    window (the pixels the file stores); ``display`` returns the display window, cropping pixels
+    outside it and filling the uncovered area with 0 (alpha 0 there). Half and float data come back
+    as exact float32 values.
+    """
+    if window not in WINDOWS:
+        raise EXRError(f"unknown window {window!r}; choose one of {WINDOWS}")
+    headers, names = _check_headers(path)
+    index = _select_part(path, headers, names, part, view)
+    header = headers[index]
+    if "deep" in str(header.get("type", "")).lower():
+        raise EXRError(
+            f"part {_part_label(index, header)} of {path!r} is a deep image (several samples per "
+            "pixel), which Load EXR does not flatten; choose another part or flatten it first"
+        )
+    x0, y0, x1, y1 = _window(header, "dataWindow")
+    width, height = x1 - x0 + 1, y1 - y0 + 1
+    # The bindings free the pixel arrays when the file closes: copy them out inside the block.
+    with _open(path, separate_channels=True) as f:
+        channels = f.parts[index].channels
+        mapping, view = _view_channels(path, list(channels), header, view)
+        colour, alpha, layer = _select_channels(path, set(mapping), layer)
+        raw = {n: channels[mapping[n]] for n in colour + ([alpha] if alpha else [])}
+        if len(colour) == 3 and colour[1].endswith("RY"):
+            rgb = _yca_rgb(path, raw, colour, header, (x0, y0), (height, width))
+        else:
+            planes = [_plane(raw[n], n, path, height, width) for n in colour]
+            rgb = np.stack(planes * 3 if len(planes) == 1 else planes, axis=-1)
+        a = _plane(raw[alpha], alpha, path, height, width) if alpha else None
+    result = HDRImage(rgb=rgb, alpha=a, header=header, layer=layer, part=index, view=view)
+    return _display_window(result, header) if window == "display" else result
+
+
+def _yca_rgb(path, raw, names, header, origin, shape) -> np.ndarray:
+    y, ry, by = (raw[n] for n in names)
+    sampling = {(c.xSampling, c.ySampling) for c in (ry, by)}
+    if sampling == {(1, 1)}:
+        subsampled = False
+    elif sampling == {(2, 2)} and origin[0] % 2 == 0 and origin[1] % 2 == 0:
+        subsampled = True
+    else:
+        raise EXRError(
+            f"{path!r}: chroma channels {names[1:]} are sampled {sorted(sampling)} from origin "
+            f"{origin}; only full-resolution or 2x2 chroma (as OpenEXR writes it) is supported"
+        )
+    luma = _plane(y, names[0], path, *shape)
+    planes = []
+    for c in (ry, by):
+        pixels = c.pixels
+        if pixels.dtype.kind != "f":
+            raise EXRError(f"chroma channel of {path!r} holds {pixels.dtype} integers, not colour")
+        planes.append(pixels.astype(np.float32))
+    half = all(c.pixels.dtype == np.float16 for c in (y, ry, by))
+    weights = luminance_weights(header.get("chromaticities", REC709_CHROMATICITIES))
+    return yca_to_rgb(luma, planes[0], planes[1], weights, subsampled=subsampled, half=half)
+
+
+def _display_window(image: HDRImage, header: dict) -> HDRImage:
+    """Crop/pad a data-window image to the display window (0 where no data, alpha 0 there)."""
+    x0, y0, x1, y1 = _window(header, "dataWindow")
+    d0x, d0y, d1x, d1y = _window(header, "displayWindow")
+    if (x0, y0, x1, y1) == (d0x, d0y, d1x, d1y):
+        return image
+    h, w = d1y - d0y + 1, d1x - d0x + 1
+    rgb = np.zeros((h, w, 3), np.float32)
+    alpha = np.zeros((h, w), np.float32)
+    src = image.alpha if image.alpha is not None else np.ones(image.rgb.shape[:2], np.float32)
+    # overlap in display coordinates
+    ox0, oy0, ox1, oy1 = max(x0, d0x), max(y0, d0y), min(x1, d1x), min(y1, d1y)
+    if ox0 <= ox1 and oy0 <= oy1:
+        dst = (slice(oy0 - d0y, oy1 - d0y + 1), slice(ox0 - d0x, ox1 - d0x + 1))
+        srcs = (slice(oy0 - y0, oy1 - y0 + 1), slice(ox0 - x0, ox1 - x0 + 1))
+        rgb[dst] = image.rgb[srcs]
+        alpha[dst] = src[srcs]
+    return HDRImage(
+        rgb=rgb, alpha=alpha, header=image.header, layer=image.layer, part=image.part,
+        view=image.view,
+    )
+
+
+def _select_channels(path: str, names: set, layer: str) -> tuple[list[str], str | None, str]:
+    if layer:
+        colour, alpha = _channel_names(layer, names)
+        if colour is None:
+            raise EXRError(
+                f"{path!r} has no layer {layer!r} with R, G, B or Y channels; its layers with "
+                f"colour are {_layers(names) or 'none'} (leave the layer empty for the default)"
+            )
+        return colour, alpha, layer
+    colour, alpha = _channel_names("", names)
+    if colour is not None:
+        return colour, alpha, ""
+    candidates = _layers(names)
+    preferred = [c for c in candidates if c.rsplit(".", 1)[-1].lower() in PREFERRED_LAYERS]
+    ordered = preferred + [c for c in candidates if c not in preferred]
+    if not ordered:
+        raise EXRError(
+            f"{path!r} has no colour channels (R, G, B, Y/RY/BY or Y); its channels are "
+            f"{sorted(names)}"
+        )
+    colour, alpha = _channel_names(ordered[0], names)
+    return colour, alpha, ordered[0]
+
+
+def _plane(channel, name: str, path: str, height: int, width: int) -> np.ndarray:
+    pixels = channel.pixels
+    if pixels.dtype.kind != "f":
+        raise EXRError(
+            f"channel {name!r} of {path!r} holds {pixels.dtype} integers, not colour: choose a "
+            "layer with half or float channels"
+        )
+    if pixels.shape != (height, width):
+        raise EXRError(
+            f"channel {name!r} of {path!r} is subsampled ({pixels.shape[1]}x{pixels.shape[0]} in a "
+            f"{width}x{height} image); subsampled channels are not supported"
+        )
+    return pixels.astype(np.float32)  # a copy, also for float32 input

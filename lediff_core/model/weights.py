@@ -1,0 +1,186 @@
+"""Finding and loading LEDiff weights in the official layout, strictly.
+
+An official download, as extracted, is a diffusers folder::
+
+    <name>/unet/config.json + diffusion_pytorch_model.safetensors (or .bin)   8-channel bracket denoiser
+    <name>/vae/config.json  + diffusion_pytorch_model.safetensors (or .bin)   SD encoder + HDR decoder
+    <name>/vae/merge_model.pth                                               exposure fusion (torch state dict)
+    (model_index.json, scheduler/, text_encoder/, tokenizer/ may or may not be there; unused)
+
+``python -m lediff_core.model.convert`` turns such a folder into single ``.safetensors`` files whose
+metadata carries the config (see ``SINGLE_FILE_KINDS``); both forms load here. Pickled files load
+with ``weights_only=True``: a file that would execute code is refused, never run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import load_file
+
+WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
+FUSION_NAME = "merge_model.pth"
+FORMAT_KEY = "lediff_format"
+KIND_KEY = "lediff_kind"
+CONFIG_KEY = "lediff_config"
+SINGLE_FILE_KINDS = ("denoiser", "hdr_vae")
+FUSION_PREFIX = "fusion."  # fusion weights inside a single-file HDR VAE
+
+
+class WeightError(ValueError):
+    """Weights that cannot be loaded as asked; the message names the file and the fix."""
+
+
+def load_state_dict(path: str) -> dict[str, torch.Tensor]:
+    """A flat {name: tensor} dict from .safetensors, or from .bin/.pth/.pt with weights_only=True."""
+    if not os.path.isfile(path):
+        raise WeightError(f"weight file {path!r} does not exist")
+    if path.endswith(".safetensors"):
+        try:
+            return load_file(path, device="cpu")
+        except Exception as e:
+            raise WeightError(f"cannot read {path!r} as safetensors ({e}); re-download the file") from e
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise WeightError(
+            f"refusing to load {path!r}: it is not a plain tensor file and loading it would run code "
+            f"from the pickle ({str(e).splitlines()[0]}). Use the official download, or convert trusted "
+            "weights to .safetensors"
+        ) from e
+    except Exception as e:
+        raise WeightError(f"cannot read {path!r} as a torch weight file ({e}); re-download it") from e
+    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+        raise WeightError(f"{path!r} does not hold a flat state dict of tensors")
+    return sd
+
+
+def read_json(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise WeightError(f"missing {path!r}: the folder is incomplete; re-extract the download") from None
+    except (OSError, ValueError) as e:
+        raise WeightError(f"cannot read {path!r} as JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise WeightError(f"{path!r} is not a JSON object")
+    return data
+
+
+def _weights_in(folder: str) -> str:
+    for name in WEIGHT_NAMES:
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            return path
+    raise WeightError(f"{folder!r} has no {' or '.join(WEIGHT_NAMES)}; re-extract the download")
+
+
+def _subfolder(root: str, name: str) -> str:
+    path = os.path.join(root, name)
+    if not os.path.isdir(path):
+        raise WeightError(
+            f"{root!r} has no {name}/ folder: expected an official LEDiff download (a folder with "
+            "unet/ and vae/), or a single .safetensors file made by `python -m lediff_core.model.convert`"
+        )
+    return path
+
+
+def read_single_file_header(path: str) -> tuple[str, dict]:
+    """(kind, config) from the metadata of a converted single-file .safetensors."""
+    try:
+        with safe_open(path, framework="pt") as f:
+            meta = f.metadata() or {}
+    except Exception as e:
+        raise WeightError(f"cannot read {path!r} as safetensors ({e})") from e
+    kind = meta.get(KIND_KEY)
+    if kind not in SINGLE_FILE_KINDS or CONFIG_KEY not in meta:
+        raise WeightError(
+            f"{path!r} is not a LEDiff single-file model (no {KIND_KEY}/{CONFIG_KEY} metadata); make "
+            "one with `python -m lediff_core.model.convert`, or use the official folder"
+        )
+    return kind, json.loads(meta[CONFIG_KEY])
+
+
+def _single_file(path: str, want: str) -> tuple[dict, dict]:
+    kind, config = read_single_file_header(path)
+    if kind != want:
+        raise WeightError(f"{path!r} holds a LEDiff {kind}, not a {want}: pick it in the other loader")
+    return config, load_state_dict(path)
+
+
+def load_denoiser(path: str) -> tuple[dict, dict]:
+    """(unet config.json, diffusers UNet state dict) from an official folder or a single file."""
+    if os.path.isfile(path):
+        return _single_file(path, "denoiser")
+    unet = _subfolder(path, "unet")
+    return read_json(os.path.join(unet, "config.json")), load_state_dict(_weights_in(unet))
+
+
+def load_hdr_vae(path: str) -> tuple[dict, dict, dict]:
+    """(vae config.json, diffusers VAE state dict, fusion state dict) from a folder or single file."""
+    if os.path.isfile(path):
+        config, sd = _single_file(path, "hdr_vae")
+        fusion = {k[len(FUSION_PREFIX):]: sd.pop(k) for k in list(sd) if k.startswith(FUSION_PREFIX)}
+        return config, sd, fusion
+    vae = _subfolder(path, "vae")
+    fusion_path = os.path.join(vae, FUSION_NAME)
+    if not os.path.isfile(fusion_path):
+        raise WeightError(f"{vae!r} has no {FUSION_NAME} (the exposure fusion weights); re-extract the download")
+    config = read_json(os.path.join(vae, "config.json"))
+    return config, load_state_dict(_weights_in(vae)), load_state_dict(fusion_path)
+
+
+def listing(items: list[str], shown: int = 10) -> str:
+    """The first ``shown`` items, and how many more there are."""
+    return ", ".join(items[:shown]) + (f", ... ({len(items) - shown} more)" if len(items) > shown else "")
+
+
+def check_keys(expected, got, what: str, fix: str = "", error: type[ValueError] = WeightError) -> None:
+    """Raise ``error`` listing missing and unexpected keys unless the two key sets are equal (in the
+    order the callers give them: a model's own order reads best)."""
+    expected, got = list(expected), list(got)
+    expected_set, got_set = set(expected), set(got)
+    missing = [k for k in expected if k not in got_set]
+    unexpected = [k for k in got if k not in expected_set]
+    if not missing and not unexpected:
+        return
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} missing key(s): {listing(missing)}")
+    if unexpected:
+        parts.append(f"{len(unexpected)} unexpected key(s): {listing(unexpected)}")
+    raise error(f"{what}: {'; '.join(parts)}. {fix}".strip())
+
+
+def list_models(base_folders: list[str]) -> list[str]:
+    """Names (relative paths) of candidate models under the given base folders: every top-level
+    folder, deeper folders holding unet/ or vae/, and every .safetensors file."""
+    names = set()
+    for base in base_folders:
+        if not os.path.isdir(base):
+            continue
+        for dirpath, dirnames, filenames in os.walk(base, followlinks=True):
+            rel = os.path.relpath(dirpath, base)
+            depth = 0 if rel == "." else rel.count(os.sep) + 1
+            if depth == 1 or (depth > 1 and ("unet" in dirnames or "vae" in dirnames)):
+                names.add(rel.replace(os.sep, "/"))
+            if "unet" in dirnames or "vae" in dirnames or depth >= 3:
+                dirnames[:] = []  # don't list the model's own subfolders
+            for f in filenames:
+                if f.endswith(".safetensors") and not (set(rel.split(os.sep)) & {"unet", "vae"}):
+                    names.add(os.path.join(rel, f).replace(os.sep, "/").removeprefix("./"))
+    return sorted(names)
+
+
+def resolve_model(base_folders: list[str], name: str) -> str:
+    """Path of a model listed by ``list_models`` (refusing names that leave the base folders)."""
+    for base in base_folders:
+        path = os.path.realpath(os.path.join(base, name))
+        if os.path.commonpath([os.path.realpath(base), path]) == os.path.realpath(base) and os.path.exists(path):
+            return path
+    raise WeightError(f"no model {name!r} in {base_folders}; put the download in models/lediff/")

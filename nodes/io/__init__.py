@@ -1,0 +1,7 @@
+"""File nodes: Save EXR and Load EXR (``exr``), Save HDR Image for Ultra HDR / AVIF / JPEG XL
+(``display``), and the one saving path they share: numbering, publishing, metadata, previews
+(``savers``). Over ``lediff_core.io``."""
+
+from . import display, exr
+
+NODES = [*exr.NODES, *display.NODES]

@@ -1,0 +1,264 @@
+"""OpenEXR (and Radiance .hdr) nodes: Save EXR, Load EXR."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+
+import folder_paths
+import numpy as np
+import torch
+from comfy_api.latest import io
+
+from ...lediff_core import SOFTWARE
+from ...lediff_core.color import srgb_to_linear
+from ...lediff_core.color.ocio import LINEAR_SPACES, WORKING_SPACE, convert_linear
+from ...lediff_core.color.spaces import exr_color_tags, from_chromaticities
+from ...lediff_core.io.exr import COMPRESSIONS, ENVMAPS, PRECISIONS, WINDOWS, write_exr
+from ...lediff_core.io.readers import EXTENSIONS, read_linear_image
+from .savers import save_numbered, tone_mapped_preview, workflow_metadata
+
+log = logging.getLogger("lediff")
+
+ENCODINGS = ("linear", "sRGB")
+
+
+def _alpha_planes(alpha: torch.Tensor | None, images: torch.Tensor) -> list[np.ndarray | None]:
+    """Per-image alpha planes from an optional MASK ([H, W] or [B, H, W]) or an RGBA image."""
+    b, h, w, c = images.shape
+    if alpha is None:
+        return [images[i, ..., 3].float().cpu().numpy() if c == 4 else None for i in range(b)]
+    alpha = alpha.reshape(-1, *alpha.shape[-2:])
+    if tuple(alpha.shape[-2:]) != (h, w) or alpha.shape[0] not in (1, b):
+        raise ValueError(
+            f"Save EXR: alpha mask of shape {list(alpha.shape)} does not fit {b} image(s) of "
+            f"{w}x{h}; give one mask or one per image, of the image's size"
+        )
+    return [alpha[min(i, alpha.shape[0] - 1)].float().cpu().numpy() for i in range(b)]
+
+
+class SaveEXR(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="LEDiffSaveEXR",
+            display_name="Save EXR",
+            category="LEDiff/image",
+            description="Saves linear HDR images as OpenEXR files in the output folder, never clamped.",
+            inputs=[
+                io.Image.Input("images", tooltip="Linear HDR images in the working space (Rec.709/sRGB "
+                               "primaries, D65); values above 1 are kept."),
+                io.String.Input(
+                    "filename_prefix",
+                    default="LEDiff/hdr",
+                    tooltip="Prefix of the file names, relative to the output folder; may contain "
+                    "subfolders and tokens such as %date:yyyy-MM-dd%.",
+                ),
+                io.Combo.Input(
+                    "precision",
+                    options=list(PRECISIONS),
+                    default="half",
+                    tooltip="half: 16-bit float, half the size, saturates beyond +/-65504. "
+                    "float: 32-bit float, a bit-exact copy of the input.",
+                ),
+                io.Combo.Input(
+                    "compression",
+                    options=list(COMPRESSIONS),
+                    default="zip",
+                    tooltip="EXR compression. Lossless: none, rle, zips, zip, piz (pxr24 is lossless "
+                    "for half only). Lossy: b44, b44a, dwaa, dwab.",
+                ),
+                io.Combo.Input(
+                    "input_encoding",
+                    options=list(ENCODINGS),
+                    default="linear",
+                    tooltip="linear: the input is scene-linear (HDR decode output) and is written "
+                    "unchanged. sRGB: the input is sRGB-encoded (an ordinary IMAGE) and is linearised.",
+                ),
+                io.Combo.Input(
+                    "envmap",
+                    options=list(ENVMAPS),
+                    default="none",
+                    tooltip="latlong: tag the file as an equirectangular environment map (EXR "
+                    "'envmap' attribute) for image-based lighting.",
+                ),
+                io.Mask.Input(
+                    "alpha",
+                    optional=True,
+                    tooltip="Optional alpha channel (1 = opaque), written as the EXR's A channel.",
+                ),
+                io.Combo.Input(
+                    "colorspace",
+                    options=list(LINEAR_SPACES),
+                    default=WORKING_SPACE,
+                    optional=True,
+                    tooltip="Linear colour space of the file. The input is in the working space "
+                    "(linear Rec.709/sRGB primaries, D65) and is converted with OpenColorIO; the file's "
+                    "chromaticities attribute says which (AP1 for ACEScg, AP0 for ACES2065-1, which at "
+                    "half precision without compression is also tagged as an ACES container).",
+                ),
+            ],
+            hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
+            is_output_node=True,
+        )
+
+    @classmethod
+    def execute(
+        cls,
+        images,
+        filename_prefix,
+        precision,
+        compression,
+        input_encoding,
+        envmap,
+        alpha=None,
+        colorspace=WORKING_SPACE,
+    ) -> io.NodeOutput:
+        if images.shape[-1] not in (3, 4):
+            raise ValueError(f"Save EXR: expected RGB or RGBA images, got {images.shape[-1]} channels")
+        alphas = _alpha_planes(alpha, images)
+        rgb = images[..., :3].float()
+        if input_encoding == "sRGB":
+            rgb = srgb_to_linear(rgb)
+        attributes = _header_attributes(cls.hidden.prompt, cls.hidden.extra_pnginfo, input_encoding)
+        chromaticities, color_attributes, note = exr_color_tags(colorspace, precision, compression)
+        attributes.update(color_attributes)
+        if note:
+            log.info("Save EXR: %s", note)
+        pixels = convert_linear(rgb, WORKING_SPACE, colorspace)
+
+        def write(i, path):
+            return write_exr(path, rgb=pixels[i].cpu().numpy(), alpha=alphas[i], precision=precision,
+                             compression=compression, attributes=attributes, envmap=envmap,
+                             chromaticities=chromaticities)
+
+        saved = save_numbered("Save EXR", filename_prefix, rgb.shape[0], images.shape[2],
+                              images.shape[1], ".exr", write)
+        for result, saturated in saved:
+            if saturated:
+                log.warning(
+                    "Save EXR: %d value(s) beyond the half-float range (+/-65504) were saturated "
+                    "in %s; choose precision 'float' to keep them", saturated, result.filename)
+        # the EXR itself, listed first, opens full size in the frontend's HDR viewer
+        return io.NodeOutput(ui={"images": [r for r, _ in saved] + tone_mapped_preview(rgb)})
+
+
+def _header_attributes(prompt, extra_pnginfo, input_encoding: str) -> dict:
+    """EXR header attributes: provenance, and prompt/workflow where core's SaveImageAdvanced puts them."""
+    attributes = {"software": SOFTWARE, "lediff:inputEncoding": input_encoding}
+    prompt, info = workflow_metadata(prompt, extra_pnginfo)
+    if prompt is not None:
+        attributes["prompt"] = json.dumps(prompt)
+    for key, value in info.items():
+        attributes[key] = json.dumps(value)
+    return attributes
+
+
+def _input_files() -> list[str]:
+    folder = folder_paths.get_input_directory()
+    return sorted(
+        f for f in os.listdir(folder)
+        if f.lower().endswith(EXTENSIONS) and os.path.isfile(os.path.join(folder, f))
+    )
+
+
+class LoadEXR(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="LEDiffLoadEXR",
+            display_name="Load EXR",
+            category="LEDiff/image",
+            description="Loads an OpenEXR or Radiance .hdr file from the input folder as linear HDR.",
+            inputs=[
+                io.Combo.Input(
+                    "image",
+                    options=_input_files(),
+                    upload=io.UploadType.image,
+                    tooltip="An .exr (half or float; RGB(A), luminance/chroma YC, Y, layers, parts, "
+                    "views, tiled or mip-mapped) or .hdr file in the input folder.",
+                ),
+                io.String.Input(
+                    "layer",
+                    default="",
+                    tooltip="EXR layer to load, e.g. 'beauty' for beauty.R/G/B. Empty: the default "
+                    "RGB(A) or Y channels, else the beauty-like or first layer.",
+                ),
+                io.String.Input(
+                    "part",
+                    default="",
+                    optional=True,
+                    tooltip="Multi-part EXR: the part to load, by name or number (0 = first). "
+                    "Empty: the first part (or the first part of the chosen view).",
+                ),
+                io.String.Input(
+                    "view",
+                    default="",
+                    optional=True,
+                    tooltip="Multi-view (stereo) EXR: the view to load, e.g. 'right'. Empty: the "
+                    "file's default view (the first one listed).",
+                ),
+                io.Combo.Input(
+                    "window",
+                    options=list(WINDOWS),
+                    default="data",
+                    optional=True,
+                    tooltip="data: the pixels the file stores (its data window). display: the "
+                    "frame the file asks to show (its display window): overscan outside it is "
+                    "cropped, and area without data is 0 with alpha 0.",
+                ),
+                io.Combo.Input(
+                    "colorspace",
+                    options=list(LINEAR_SPACES),
+                    default=WORKING_SPACE,
+                    optional=True,
+                    tooltip="Linear colour space to load into. Default: the working space (linear "
+                    "Rec.709/sRGB primaries, D65, what the other nodes expect). The file's chromaticities "
+                    "attribute says what it holds (none = Rec.709): ACES, Rec.2020, P3-D65 convert with "
+                    "OpenColorIO, other primaries (XYZ, cameras) with OpenEXR's matrices.",
+                ),
+            ],
+            outputs=[
+                io.Image.Output("image", tooltip="Linear HDR image in the chosen colour space (default "
+                                "the working space), never clamped."),
+                io.Mask.Output(
+                    "alpha",
+                    tooltip="The file's alpha (1 = opaque), or all ones when it has none. Core's "
+                    "Load Image gives 1 - alpha instead: use Invert Mask to match it.",
+                ),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, image, layer, part="", view="", window="data", colorspace=WORKING_SPACE) -> io.NodeOutput:
+        loaded = read_linear_image(
+            folder_paths.get_annotated_filepath(image), layer.strip(), part=part.strip(),
+            view=view.strip(), window=window,
+        )
+        pixels, read_as = from_chromaticities(loaded.rgb, loaded.header.get("chromaticities"), colorspace)
+        if read_as != colorspace:
+            log.info("Load EXR: %s read as %s, converted to %s", image, read_as, colorspace)
+        rgb = torch.from_numpy(pixels)[None]
+        alpha = loaded.alpha if loaded.alpha is not None else np.ones(loaded.rgb.shape[:2], np.float32)
+        return io.NodeOutput(rgb, torch.from_numpy(alpha)[None])
+
+    @classmethod
+    def fingerprint_inputs(cls, image, layer, part="", view="", window="data", colorspace=WORKING_SPACE):
+        digest = hashlib.sha256()
+        with open(folder_paths.get_annotated_filepath(image), "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        return "|".join((digest.hexdigest(), layer, part, view, window, colorspace))
+
+    @classmethod
+    def validate_inputs(cls, image, layer, part="", view="", window="data", colorspace=WORKING_SPACE):
+        if not folder_paths.exists_annotated_filepath(image):
+            return f"Load EXR: no file {image!r} in the input folder"
+        if not image.lower().endswith(EXTENSIONS):
+            return f"Load EXR: {image!r} is not an {'/'.join(EXTENSIONS)} file"
+        return True
+
+
+NODES = [SaveEXR, LoadEXR]

@@ -1,0 +1,188 @@
+"""Highlight Bracket and Shadow Bracket: LEDiff's bracket denoisers run twice on ComfyUI's sampler.
+
+Pass A makes the next exposure from the input latent, pass B the one after from pass A's result,
+with the official seeds (seed, seed + 22). The condition latent rides in the conditioning as
+``concat_latent_image``: ComfyUI concatenates it to the noisy latent (noisy first) in both CFG
+branches, and at CFG 1 skips the unconditional branch (half the UNet evaluations).
+"""
+
+from __future__ import annotations
+
+import comfy.model_management as mm
+import comfy.sample
+import comfy.samplers
+import comfy.utils
+import node_helpers
+import torch
+from comfy_api.latest import io
+
+from ...lediff_core.model.hdr_vae import check_latent
+from ...lediff_core.model.tiling import blend_tiles, default_overlap
+from ...lediff_core.model.unet_config import LEDIFF_IN_CHANNELS
+from ..panorama.seamless import wrap_model_x
+
+SEED_OFFSET_PASS_B = 22  # the official release's second-pass seed
+
+
+def _check_denoiser(model) -> None:
+    channels = model.model.diffusion_model.in_channels if hasattr(model.model, "diffusion_model") else None
+    if channels != LEDIFF_IN_CHANNELS:
+        raise ValueError(
+            f"this MODEL's UNet takes {channels} input channels; a bracket needs an 8-channel LEDiff "
+            "denoiser: load one with 'Load Bracket Denoiser' (an ordinary SD checkpoint won't do)"
+        )
+
+
+def _bracket_pass(model, positive, negative, condition, seed, steps, cfg, sampler_name, scheduler,
+                  progress, pass_index, batch_index=None):
+    """One pass: sample a new latent conditioned on ``condition`` (unscaled); returns unscaled."""
+    # LEDiff's condition is the *scaled* latent, and ComfyUI passes SD1.5 InstructPix2Pix
+    # conditions through unscaled: scale it here
+    scaled = model.model.latent_format.process_in(condition)
+    pos = node_helpers.conditioning_set_values(positive, {"concat_latent_image": scaled})
+    neg = node_helpers.conditioning_set_values(negative, {"concat_latent_image": scaled})
+    empty = torch.zeros_like(condition)
+    noise = comfy.sample.prepare_noise(empty, seed, batch_index)
+
+    def on_step(step, x0, x, total):
+        # the sampler's own step count: ComfyUI's ddim_uniform visits one more step than asked
+        # when the count does not divide 1000
+        progress.update_absolute(pass_index * total + step + 1, 2 * total)
+
+    return comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, pos, neg, empty,
+                               denoise=1.0, callback=on_step, disable_pbar=True, seed=seed)
+
+
+def tiled_model(model, tile: int, wrap_x: bool):
+    """A clone of ``model`` whose UNet runs on overlapping ``tile`` x ``tile`` latent tiles (a quarter
+    tile of overlap) and blends the predictions at every step, so large latents need only a tile's
+    worth of UNet memory. With ``wrap_x`` the tiles continue across the left/right edge."""
+
+    def wrapper(apply_model, args):
+        x, t, c = args["input"], args["timestep"], args["c"]
+        concat = c.get("c_concat")
+
+        def produce(y0, y1, cols):
+            cols = cols.to(x.device)
+            sub = dict(c)
+            if concat is not None:  # the condition latent is tiled exactly like the noisy one
+                sub["c_concat"] = concat[:, :, y0:y1].index_select(3, cols)
+            return apply_model(x[:, :, y0:y1].index_select(3, cols), t, **sub)
+
+        return blend_tiles(produce, x.shape[-2], x.shape[-1], tile, default_overlap(tile), 1, wrap_x).to(x.dtype)
+
+    clone = model.clone()
+    clone.set_model_unet_function_wrapper(wrapper)
+    return clone
+
+
+def run_brackets(model, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler,
+                 tile_size=0, wrap_x=False):
+    """(input, pass A, pass B) LATENT dicts; the input dict's other keys are kept on all three.
+
+    ``tile_size`` (pixels, 0 = off): latents larger than this are denoised in overlapping tiles.
+    ``wrap_x``: the latent is a 360-degree panorama; tiles narrower than the latent continue across
+    the left/right edge, and otherwise (untiled, or tiles as wide as the latent) the UNet's
+    convolutions wrap, exactly as with the Seamless Panorama node."""
+    _check_denoiser(model)
+    samples = latent["samples"]
+    check_latent(samples, "latent")
+    tile = tile_size // model.model.latent_format.spacial_downscale_ratio if tile_size else 0
+    tiled = bool(tile) and (samples.shape[-2] > tile or samples.shape[-1] > tile)
+    if wrap_x and not (tiled and samples.shape[-1] > tile):
+        model = wrap_model_x(model)
+    if tiled:
+        model = tiled_model(model, tile, wrap_x)
+    progress = comfy.utils.ProgressBar(2 * steps)  # one bar across both passes
+    batch_index = latent.get("batch_index")
+    a = _bracket_pass(model, positive, negative, samples, seed, steps, cfg, sampler_name, scheduler,
+                      progress, 0, batch_index)
+    mm.throw_exception_if_processing_interrupted()
+    b = _bracket_pass(model, positive, negative, a, seed + SEED_OFFSET_PASS_B, steps, cfg, sampler_name,
+                      scheduler, progress, 1, batch_index)
+    keep = {k: v for k, v in latent.items() if k not in ("samples", "noise_mask")}
+    return latent, {**keep, "samples": a}, {**keep, "samples": b}
+
+
+def _inputs(direction: str):
+    return [
+        io.Model.Input("model", tooltip=f"The LEDiff {direction} denoiser (Load Bracket Denoiser)."),
+        io.Conditioning.Input("positive", tooltip="Prompt describing the scene (any text works; LEDiff "
+                              "is prompt-agnostic at CFG 1)."),
+        io.Conditioning.Input("negative", tooltip="Negative prompt (unused at CFG 1)."),
+        io.Latent.Input("latent", tooltip="The input exposure: a latent from any node (KSampler, VAE "
+                        "Encode of a photo...)."),
+        io.Int.Input("seed", default=0, min=0, max=0xFFFFFFFFFFFFFFFF, control_after_generate=True,
+                     tooltip="Noise seed of pass A; pass B uses seed + 22 (the official seeds)."),
+        io.Int.Input("steps", default=50, min=1, max=10000, tooltip="Sampling steps per pass."),
+        io.Float.Input("cfg", default=7.5, min=0.0, max=100.0, step=0.1, round=0.01,
+                       tooltip="Classifier-free guidance. 1 = prompt-free and twice as fast."),
+        io.Combo.Input("sampler_name", options=comfy.samplers.KSampler.SAMPLERS, default="ddim",
+                       tooltip="Sampler (ddim + ddim_uniform reproduce the official DDIM loop)."),
+        io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="ddim_uniform",
+                       tooltip="Noise schedule."),
+        io.Int.Input("tile_size", default=0, min=0, max=16384, step=64, optional=True,
+                     tooltip="0: off. Latents larger than this many pixels are denoised in overlapping "
+                     "tiles (predictions blended every step), bounding the UNet's memory on small GPUs."),
+        io.Boolean.Input("wrap_x", default=False, optional=True,
+                         tooltip="The latent is a 360-degree panorama: the bracket stays seamless across "
+                         "the left/right edge (the UNet wraps horizontally; with tiles, they continue "
+                         "across the edge). No need for Seamless Panorama on the model as well."),
+    ]
+
+
+class _Bracket(io.ComfyNode):
+    """Both bracket nodes: the same inputs and passes; they differ in which way the exposures go,
+    so in which output slot (darkest first) the input and the two passes land."""
+
+    NODE_ID = DISPLAY_NAME = DIRECTION = DESCRIPTION = ""
+    OUTPUT_TOOLTIPS: tuple[str, str, str] = ("", "", "")
+
+    @classmethod
+    def define_schema(cls):
+        dark, mid, bright = cls.OUTPUT_TOOLTIPS
+        return io.Schema(
+            node_id=cls.NODE_ID,
+            display_name=cls.DISPLAY_NAME,
+            category="LEDiff/brackets",
+            description=cls.DESCRIPTION,
+            inputs=_inputs(cls.DIRECTION),
+            outputs=[io.Latent.Output("dark", tooltip=dark), io.Latent.Output("mid", tooltip=mid),
+                     io.Latent.Output("bright", tooltip=bright)],
+        )
+
+    @classmethod
+    def order(cls, given, a, b):
+        raise NotImplementedError
+
+    @classmethod
+    def execute(cls, model, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler,
+                tile_size=0, wrap_x=False) -> io.NodeOutput:
+        given, a, b = run_brackets(model, positive, negative, latent, seed, steps, cfg, sampler_name,
+                                   scheduler, tile_size, wrap_x)
+        return io.NodeOutput(*cls.order(given, a, b))
+
+
+class HighlightBracket(_Bracket):
+    NODE_ID, DISPLAY_NAME, DIRECTION = "LEDiffHighlightBracket", "Highlight Bracket", "Highlight"
+    DESCRIPTION = "Hallucinates two darker exposures of a latent, recovering clipped highlights."
+    OUTPUT_TOOLTIPS = ("Pass B: the darkest exposure.", "Pass A: one step darker than the input.",
+                       "The input latent, unchanged.")
+
+    @classmethod
+    def order(cls, given, a, b):
+        return b, a, given
+
+
+class ShadowBracket(_Bracket):
+    NODE_ID, DISPLAY_NAME, DIRECTION = "LEDiffShadowBracket", "Shadow Bracket", "Shadow"
+    DESCRIPTION = "Hallucinates two brighter exposures of a latent, recovering crushed shadows."
+    OUTPUT_TOOLTIPS = ("The input latent, unchanged.", "Pass A: one step brighter than the input.",
+                       "Pass B: the brightest exposure.")
+
+    @classmethod
+    def order(cls, given, a, b):
+        return given, a, b
+
+
+NODES = [HighlightBracket, ShadowBracket]

@@ -1,0 +1,180 @@
+"""Turning LEDiff weights into objects ComfyUI manages: the bracket denoiser as a MODEL, the HDR
+VAE's weights as a standard VAE, and the HDR VAE itself (fusion and HDR decoding with their
+device, precision, tiling and progress) under ComfyUI's device management."""
+
+from __future__ import annotations
+
+import comfy.diffusers_convert
+import comfy.model_management as mm
+import comfy.model_patcher
+import comfy.sd
+import comfy.supported_models
+import comfy.utils
+import folder_paths
+import torch
+
+from ...lediff_core.model.hdr_vae import HDRVAE, check_brackets, check_latent
+from ...lediff_core.model.tiling import default_overlap, tile_count
+from ...lediff_core.model.unet_config import ldm_unet_config
+from ...lediff_core.model.weights import WeightError, check_keys, list_models, resolve_model
+
+FOLDER = "lediff"
+
+
+def model_names() -> list[str]:
+    return list_models(folder_paths.get_folder_paths(FOLDER))
+
+
+def model_path(name: str) -> str:
+    return resolve_model(folder_paths.get_folder_paths(FOLDER), name)
+
+
+def build_denoiser(config: dict, diffusers_sd: dict, source: str) -> comfy.model_patcher.ModelPatcher:
+    """An 8-channel SD1.x UNet from its diffusers config and weights, as a ComfyUI MODEL.
+
+    ComfyUI has no diffusers-format detection entry for 8-channel SD1.5 UNets, so the model is built
+    from the config: keys are converted with ComfyUI's own diffusers-to-ldm map and checked exactly.
+    """
+    unet_config = ldm_unet_config(config)
+    model_config = comfy.supported_models.SD15_instructpix2pix(unet_config)
+    # SD15's model config forces 8 heads; a config that says otherwise must win (else attention is
+    # silently wrong)
+    model_config.unet_config["num_heads"] = unet_config["num_heads"]
+    load_device, offload_device = mm.get_torch_device(), mm.unet_offload_device()
+    params = sum(v.numel() for v in diffusers_sd.values())
+    weight_dtype = next(iter(diffusers_sd.values())).dtype if diffusers_sd else None
+    dtype = mm.unet_dtype(model_params=params, supported_dtypes=model_config.supported_inference_dtypes,
+                          weight_dtype=weight_dtype)
+    model_config.set_inference_dtype(dtype, mm.unet_manual_cast(dtype, load_device,
+                                                                 model_config.supported_inference_dtypes))
+    model = model_config.get_model({}, "")
+    model_keys = set(model.diffusion_model.state_dict())
+    # ComfyUI's diffusers-to-ldm map also names optional embeddings: keep what this model has
+    key_map = {d: ldm for d, ldm in comfy.utils.unet_to_diffusers(model_config.unet_config).items()
+               if ldm in model_keys}
+    check_keys(model_keys, key_map.values(), f"bracket denoiser {source} (key conversion)")
+    check_keys(key_map.keys(), diffusers_sd.keys(), f"bracket denoiser {source}",
+               "The unet/ weights do not match unet/config.json; re-download the model")
+    try:
+        model.load_model_weights({key_map[k]: v for k, v in diffusers_sd.items()}, "")
+    except RuntimeError as e:  # shape mismatches
+        raise WeightError(f"bracket denoiser {source}: {e}") from e
+    return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
+
+
+def build_comfy_vae(config: dict, diffusers_sd: dict, source: str) -> comfy.sd.VAE:
+    """A standard ComfyUI VAE (for VAE Encode of photos and bracket previews) from the HDR VAE's
+    weights; its decoder is LEDiff's HDR decoder, so VAE Decode shows a log-encoded view."""
+    widths = list(config["block_out_channels"])
+    if config.get("norm_num_groups", 32) != 32 or not config.get("mid_block_add_attention", True):
+        raise WeightError(f"{source}: ComfyUI's VAE needs 32 GroupNorm groups and mid-block attention")
+    ddconfig = {
+        "double_z": True, "z_channels": config.get("latent_channels", 4), "resolution": 256,
+        "in_channels": config.get("in_channels", 3), "out_ch": config.get("out_channels", 3),
+        "ch": widths[0], "ch_mult": [w // widths[0] for w in widths],
+        "num_res_blocks": config.get("layers_per_block", 2), "attn_resolutions": [], "dropout": 0.0,
+    }
+    ldm_sd = comfy.diffusers_convert.convert_vae_state_dict(dict(diffusers_sd))
+    vae = comfy.sd.VAE(sd=dict(ldm_sd), config={"params": {"ddconfig": ddconfig,
+                                                          "embed_dim": ddconfig["z_channels"]}})
+    # ComfyUI loads VAE weights with strict=False: check that every weight really arrived
+    loaded = vae.first_stage_model.state_dict()
+    check_keys(loaded.keys(), ldm_sd.keys(), f"VAE {source}")
+    return vae
+
+
+PRECISION_EXACT = "float32 (exact)"
+PRECISION_FAST = "vae dtype (fast)"
+PRECISIONS = (PRECISION_EXACT, PRECISION_FAST)
+
+
+class HDRVAEModel:
+    """The LEDIFF_HDR_VAE value: LEDiff's HDR decoder and fusion module under ComfyUI's device
+    management, with their runtime (device, precision, tiling, progress, interrupts).
+
+    Weights stay float32 whatever ComfyUI's VAE dtype is (bfloat16 on recent NVIDIA GPUs): the
+    decoder emits a logarithm that goes through exp(), so bfloat16's 8 mantissa bits become
+    percent-level HDR errors. ``decode(..., precision=PRECISION_FAST)`` opts into computing in the
+    VAE dtype (autocast: convolutions and matrix products in that dtype, weights untouched).
+    The SD encoder is dropped: photos are encoded with the standard VAE built from the same file.
+    """
+
+    def __init__(self, core: HDRVAE, name: str):
+        core.drop_encoder()
+        self.core = core.eval().float()
+        self.name = name
+        self.patcher = comfy.model_patcher.ModelPatcher(
+            self.core, load_device=mm.vae_device(), offload_device=mm.vae_offload_device())
+        # what ComfyUI's own VAE would compute in on this machine (the opt-in fast precision)
+        self.fast_dtype = mm.vae_dtype(mm.vae_device(), [torch.bfloat16, torch.float32])
+
+    @property
+    def latent_channels(self) -> int:
+        return self.core.latent_channels
+
+    @property
+    def downscale_factor(self) -> int:
+        return self.core.downscale_factor
+
+    def latent_tile(self, tile_size: int) -> tuple[int, int]:
+        """A tile size in image pixels -> (tile, overlap) in latent pixels; (0, 0) means no tiling.
+        The one place that converts pixels to latent units and picks the overlap."""
+        tile = tile_size // self.downscale_factor
+        return (tile, default_overlap(tile)) if tile else (0, 0)
+
+    def compute_dtype(self, precision: str) -> torch.dtype:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
+        return self.fast_dtype if precision == PRECISION_FAST else torch.float32
+
+    def load(self, latent_shape, dtype: torch.dtype = torch.float32) -> torch.device:
+        """Load to the VAE device with room for decoding ``latent_shape`` (like ComfyUI's VAE)."""
+        b, _, h, w = latent_shape
+        widest = max(self.core.vae.config["block_out_channels"])
+        f = self.downscale_factor
+        # the widest decoder activations at full resolution dominate: a few of them at once
+        memory = 4 * b * widest * (h * f) * (w * f) * mm.dtype_size(dtype)
+        mm.load_models_gpu([self.patcher], memory_required=memory)
+        return self.patcher.load_device
+
+    def fuse(self, brackets: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Named unscaled bracket latents, darkest first -> (fused latent, weights [N, B, C, h, w]),
+        both on ComfyUI's intermediate device. Always float32 (the module is tiny)."""
+        check_brackets(brackets, self.latent_channels)
+        device = self.load((1, self.latent_channels, 1, 1))
+        with torch.inference_mode():
+            fused, weights = self.core.fuse([s.to(device, torch.float32) for s in brackets.values()])
+        out = mm.intermediate_device()
+        return fused.to(out), weights.to(out)
+
+    def decode(self, samples: torch.Tensor, wrap_x: bool = False, tile_size: int = 0,
+               precision: str = PRECISION_EXACT) -> torch.Tensor:
+        """Unscaled latent [B, C, h, w] -> linear HDR [B, H, W, 3] float32 (exp of the decoder,
+        never clamped) on ComfyUI's intermediate device. ``tile_size`` in image pixels (0: one
+        piece); one ComfyUI progress step per image or tile, interruptible between them."""
+        check_latent(samples, "latent", self.latent_channels)
+        dtype = self.compute_dtype(precision)
+        tile, overlap = self.latent_tile(tile_size)
+        b, c, h, w = samples.shape
+        tiled = bool(tile) and (h > tile or w > tile)
+        tiles = tile_count(h, w, tile, overlap, wrap_x) if tiled else 1
+        device = self.load((1, c, min(h, tile or h), min(w, tile or w)), dtype)
+        progress = comfy.utils.ProgressBar(b * tiles)
+
+        def on_tile():
+            progress.update(1)
+            mm.throw_exception_if_processing_interrupted()
+
+        images = []
+        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+            for i in range(b):  # one image at a time bounds the decoder's memory
+                mm.throw_exception_if_processing_interrupted()
+                hdr = self.core.decode_hdr(samples[i:i + 1].to(device), wrap_x, tile, overlap,
+                                           on_tile if tiled else None)  # exp() always in float32
+                images.append(hdr.to(mm.intermediate_device()))
+                if not tiled:
+                    progress.update(1)
+        return torch.cat(images)
+
+    def __repr__(self):
+        return f"LEDiff HDR VAE ({self.name})"

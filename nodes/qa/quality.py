@@ -1,0 +1,180 @@
+"""Look at and measure HDR: Exposure Strip, HDR Stats, HDR Metrics (category LEDiff/qa)."""
+
+from __future__ import annotations
+
+import comfy.model_management as mm
+import numpy as np
+import torch
+from comfy_api.latest import io, ui
+
+from ...lediff_core.color import srgb_to_linear
+from ...lediff_core.qa.exposure import ev_steps, exposure_strip
+from ...lediff_core.qa.metrics import METRICS, SCALINGS, compute_metric
+from ...lediff_core.qa.stats import HDR_COLOUR, LDR_COLOUR, describe, histogram_plot, range_stats
+
+CLIP_TOOLTIP = "An LDR pixel counts as clipped when any channel is at or above this (display-encoded 0..1) value."
+
+
+def _to_image(arrays) -> torch.Tensor:
+    """List of HxWx3 (or HxW) arrays/tensors of one size -> IMAGE batch on ComfyUI's device."""
+    out = []
+    for a in arrays:
+        t = torch.as_tensor(np.asarray(a, dtype=np.float32))
+        out.append(t[..., None].expand(-1, -1, 3) if t.ndim == 2 else t)
+    return torch.stack(out).to(mm.intermediate_device(), mm.intermediate_dtype())
+
+
+def _pick(batch: torch.Tensor | None, i: int) -> torch.Tensor | None:
+    """Item i of a batch; a batch of one pairs with every item."""
+    return None if batch is None else batch[min(i, batch.shape[0] - 1)]
+
+
+def _check_batches(a: torch.Tensor, b: torch.Tensor | None, names: str) -> None:
+    if b is not None and b.shape[0] not in (1, a.shape[0]):
+        raise ValueError(f"{names}: batch sizes {a.shape[0]} and {b.shape[0]} do not pair up: give batches "
+                         "of the same size, or a single image for the second input")
+
+
+class ExposureStrip(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="LEDiffExposureStrip",
+            display_name="Exposure Strip",
+            category="LEDiff/qa",
+            description="A labelled contact sheet of a linear HDR image at several exposures, each panel as a "
+            "camera would show it (x 2^EV, clipped at SDR white, sRGB); optionally outlines the clipped pixels "
+            "of the LDR input so the recovered highlights stand out.",
+            is_output_node=True,
+            inputs=[
+                io.Image.Input("image", tooltip="Linear HDR image (1.0 = SDR white), e.g. from HDR Decode."),
+                io.Float.Input("ev_min", default=-4.0, min=-32.0, max=32.0, step=0.5,
+                               tooltip="Exposure of the first (darkest) panel, in stops."),
+                io.Float.Input("ev_max", default=4.0, min=-32.0, max=32.0, step=0.5,
+                               tooltip="Exposure of the last panel, in stops (included when the steps reach it)."),
+                io.Float.Input("ev_step", default=2.0, min=0.25, max=16.0, step=0.25,
+                               tooltip="Stops between neighbouring panels."),
+                io.Int.Input("panel_width", default=512, min=0, max=8192, step=8,
+                             tooltip="Width of each panel in pixels (the image is scaled, averaging linear "
+                             "light); 0 keeps the image's width."),
+                io.Image.Input("ldr", optional=True,
+                               tooltip="Optional LDR input (display-encoded, e.g. from Load Image): its clipped "
+                               "pixels are outlined in magenta on every panel."),
+                io.Float.Input("clip_threshold", default=0.99, min=0.5, max=1.0, step=0.005, optional=True,
+                               tooltip=CLIP_TOOLTIP),
+            ],
+            outputs=[io.Image.Output("strip", tooltip="The contact sheet (one per batch item), display-encoded "
+                                     "0..1.")],
+        )
+
+    @classmethod
+    def execute(cls, image, ev_min, ev_max, ev_step, panel_width, ldr=None, clip_threshold=0.99) -> io.NodeOutput:
+        evs = ev_steps(ev_min, ev_max, ev_step)
+        _check_batches(image, ldr, "image and ldr")
+        sheets = [exposure_strip(image[i], evs, _pick(ldr, i), clip_threshold, panel_width)
+                  for i in range(image.shape[0])]
+        strip = _to_image(sheets)
+        return io.NodeOutput(strip, ui=ui.PreviewImage(strip, cls=cls))
+
+
+class HDRStats(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="LEDiffHDRStats",
+            display_name="HDR Stats",
+            category="LEDiff/qa",
+            description="Dynamic range of a linear HDR image in stops (1st-99th percentile and peak/floor), the "
+            "share of pixels above SDR white, and a histogram of log2 luminance as a plot; with an LDR input, "
+            "the same for it and a before/after summary.",
+            is_output_node=True,
+            inputs=[
+                io.Image.Input("image", tooltip="Linear HDR image (1.0 = SDR white)."),
+                io.Image.Input("ldr", optional=True,
+                               tooltip="Optional LDR to compare with (display-encoded sRGB, e.g. the photo "
+                               "given to LEDiff); it is linearised with the sRGB curve."),
+                io.Float.Input("clip_threshold", default=0.99, min=0.5, max=1.0, step=0.005, optional=True,
+                               tooltip=CLIP_TOOLTIP),
+            ],
+            outputs=[
+                io.Image.Output("histogram", tooltip="Histogram of log2 luminance (0 = SDR white), HDR in orange, "
+                                "LDR in blue; dashed lines at the 1st/99th percentiles."),
+                io.String.Output("summary", tooltip="One line per image, e.g. 'LDR: 7.9 stops, 4.1 % clipped -> "
+                                 "HDR: 14.2 stops, 3.0 % above SDR white'."),
+                io.Float.Output("stops", tooltip="Dynamic range of the (first) HDR image: log2(P99/P1) of "
+                                "luminance."),
+                io.Float.Output("peak_floor_stops", tooltip="log2(peak / smallest positive luminance) of the "
+                                "(first) HDR image."),
+                io.Float.Output("above_white_percent", tooltip="Percent of pixels of the (first) HDR image with a "
+                                "channel above 1.0 (SDR white)."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, image, ldr=None, clip_threshold=0.99) -> io.NodeOutput:
+        _check_batches(image, ldr, "image and ldr")
+        plots, lines, first = [], [], None
+        for i in range(image.shape[0]):
+            hdr = range_stats(image[i, ..., :3].float().cpu().numpy())
+            first = first or hdr
+            series = [("HDR", hdr, HDR_COLOUR)]
+            line = describe("HDR", hdr, "above SDR white") + f" (peak/floor {hdr.peak_floor_stops:.1f} stops)"
+            if ldr is not None:
+                enc = _pick(ldr, i)[..., :3].float().cpu()
+                low = range_stats(srgb_to_linear(enc).numpy(), encoded=enc.numpy(), clip_threshold=clip_threshold)
+                series.insert(0, ("LDR", low, LDR_COLOUR))
+                line = describe("LDR", low, "clipped") + " \u2192 " + line
+            plots.append(histogram_plot(series))
+            lines.append(line if image.shape[0] == 1 else f"[{i}] {line}")
+        summary = "\n".join(lines)
+        hist = _to_image(plots)
+        shown = {**ui.PreviewImage(hist, cls=cls).as_dict(), "text": (summary,)}
+        return io.NodeOutput(hist, summary, first.robust_stops, first.peak_floor_stops, 100.0 * first.above_white,
+                             ui=shown)
+
+
+class HDRMetrics(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="LEDiffHDRMetrics",
+            display_name="HDR Metrics",
+            category="LEDiff/qa",
+            description="Full-reference HDR quality: PU21-PSNR, PU21-SSIM, HDR-FLIP (flip-evaluator) or "
+            "ColorVideoVDP (cvvdp) of a linear HDR test image against a linear HDR reference.",
+            is_output_node=True,
+            inputs=[
+                io.Image.Input("test", tooltip="Linear HDR image to score (e.g. LEDiff's output)."),
+                io.Image.Input("reference", tooltip="Linear HDR reference of the same size (e.g. from Load EXR)."),
+                io.Combo.Input("metric", options=list(METRICS), default="pu21_psnr",
+                               tooltip="pu21_psnr (dB, higher is better), pu21_ssim (higher is better), hdr_flip "
+                               "(lower is better), cvvdp (JOD, higher is better; needs requirements-metrics.txt)."),
+                io.Combo.Input("scaling", options=list(SCALINGS), default="align",
+                               tooltip="align: scale the test to the reference (median log-luminance ratio), then "
+                               "map the reference's 99.9th percentile to 1000 cd/m^2; absolute: both are "
+                               "already in cd/m^2."),
+            ],
+            outputs=[
+                io.Float.Output("score", tooltip="The metric's score (the mean over pairs for a batch)."),
+                io.Image.Output("map", tooltip="Per-pixel difference/visibility map (0 = no difference), grey."),
+                io.String.Output("line", tooltip="One line per pair for a log: metric, score, scaling used."),
+            ],
+        )
+
+    @classmethod
+    def execute(cls, test, reference, metric, scaling) -> io.NodeOutput:
+        _check_batches(test, reference, "test and reference")
+        device = mm.get_torch_device()
+        results = [
+            compute_metric(test[i, ..., :3].float().cpu().numpy(), _pick(reference, i)[..., :3].float().cpu().numpy(),
+                           metric, scaling, device=device)
+            for i in range(test.shape[0])
+        ]
+        score = float(np.mean([r.score for r in results]))
+        maps = [r.map if r.map is not None else np.zeros(test.shape[1:3], np.float32) for r in results]
+        lines = [r.line if len(results) == 1 else f"[{i}] {r.line}" for i, r in enumerate(results)]
+        line = "\n".join(lines)
+        return io.NodeOutput(score, _to_image(maps), line, ui={"text": (line,)})
+
+
+NODES = [ExposureStrip, HDRStats, HDRMetrics]
