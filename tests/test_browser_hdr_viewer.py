@@ -6,7 +6,8 @@ after it, a small tone-mapped PNG preview (a temp file). What each frontend show
 
 - Nodes 2.0 (the Vue node renderer, the user setting ``Comfy.VueNodes.Enabled``), both versions:
   the node's image grid shows the EXR as an "HDR image" tile (the frontend picks its HDR viewer by
-  file name, .exr/.hdr) beside the PNG preview's thumbnail; clicking the tile opens the viewer;
+  file name, .exr/.hdr) beside the PNG preview's thumbnail; clicking the tile opens the viewer.
+  Load EXR's preview of its input file is an "Open in HDR Viewer" button;
 - the classic canvas, both versions: the node draws the PNG preview only; it has no HDR viewer;
 - 1.58: the job queue's "View" on the job opens the viewer (and the assets panel, the job's
   asset selected); the assets panel lists the EXR as an "other" asset (a placeholder icon, no
@@ -110,6 +111,17 @@ def test_node_preview_opens_the_hdr_viewer(ui):
     node.screenshot(path=os.path.join(ui["artifacts"], "hdr_viewer_node.png"))
     hdr_tile.click(timeout=10000)
     check_hdr_viewer(ui, exr["filename"], "hdr_viewer")
+
+
+def test_load_exr_input_preview_opens_the_hdr_viewer(ui):
+    """Nodes 2.0: Load EXR's own preview of its input file (the upload widget's image preview) is
+    an "Open in HDR Viewer" button; the viewer decodes the input EXR."""
+    page = ui["page"]
+    load_api_graph(page, api_graph("viewer_input"), "viewer_input", "nodes2")
+    ui["errors"].clear()
+    preview = page.locator('[data-node-id="1"]').get_by_role("region", name=re.compile(r"^Image preview"))
+    preview.get_by_role("button", name=re.compile(r"Open in HDR Viewer$")).click(timeout=30000)
+    check_hdr_viewer(ui, "patches.exr", "hdr_viewer_input")
 
 
 def test_classic_canvas_draws_the_tone_mapped_preview(ui):
