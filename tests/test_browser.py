@@ -1,17 +1,19 @@
 """The example workflows in the real ComfyUI frontend, in headless Chromium (Debian's, driven by
 Playwright; no browser download): each file loads with no missing nodes, the frontend's own Export
 of it has nulls exactly where the file has them, the frontend's own conversion to API format equals
-ours and comfy-test's, it queues without validation errors, and its EXR appears.
-Screenshots are saved under test-artifacts/browser/."""
+ours and comfy-test's, it queues without validation errors, and its EXR appears. Each frontend
+(ComfyUI's pinned one and the newest, see frontends.py) runs every workflow in its classic canvas,
+the default of pip installs. Screenshots are saved under test-artifacts/browser/FRONTEND/."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+from pathlib import Path
 
 import pytest
-from comfy_server import ComfyServer, frontend_page
+from frontends import open_frontend, use_renderer
 from lediff_graphs import write_photo
 from test_workflows import WORKFLOWS, graph_of, independent_api, load_workflow, null_fields, scale_down
 
@@ -19,6 +21,7 @@ from lediff_runner.workflow import input_types_from_object_info, to_api
 from lediff_testing import REPO
 
 ARTIFACTS = os.path.join(REPO, "test-artifacts", "browser")
+pytest_plugins = ["browser_fixtures"]
 
 # the same scaling as the in-process tests, applied to the loaded graph's widgets
 SCALE_DOWN_JS = """() => {
@@ -35,26 +38,26 @@ SCALE_DOWN_JS = """() => {
 
 
 @pytest.fixture(scope="module")
-def frontend(tmp_path_factory, workflow_models):
-    base = tmp_path_factory.mktemp("browser_base")
-    os.makedirs(base / "input")
-    os.symlink(workflow_models / "models", base / "models")
-    server = ComfyServer(base)
+def ui(browser_server, frontend, workflow_models):
+    """The frontend's page on the session's server, whose model folders now hold the stand-in
+    models under the workflows' file names (hard links: the pack refuses model paths that lead
+    out of its model folder), and its input folder the example photo."""
+    base = Path(browser_server.base)
+    shutil.copytree(workflow_models / "models", base / "models", copy_function=os.link, dirs_exist_ok=True)
     write_photo(type("Host", (), {"input_dir": str(base / "input")}), "example.png", size=(64, 48))
-    os.makedirs(ARTIFACTS, exist_ok=True)
-    try:
-        with frontend_page(server) as (page, _):
-            yield {"page": page, "server": server, "base": base}
-    finally:
-        server.stop()
+    artifacts = os.path.join(ARTIFACTS, frontend.id)
+    os.makedirs(artifacts, exist_ok=True)
+    with open_frontend(browser_server, frontend) as (page, _):
+        use_renderer(page, "classic")
+        yield {"page": page, "server": browser_server, "base": base, "artifacts": artifacts}
 
 
 @pytest.mark.parametrize("name", WORKFLOWS)
-def test_workflow_loads_converts_queues_and_writes_an_exr(frontend, name):
-    page, server, base = frontend["page"], frontend["server"], frontend["base"]
+def test_workflow_loads_converts_queues_and_writes_an_exr(ui, name):
+    page, server, base = ui["page"], ui["server"], ui["base"]
     workflow = load_workflow(name)
-    page.evaluate("(wf) => app.loadGraphData(wf)", workflow)
-    page.wait_for_timeout(500)
+    page.evaluate("async (wf) => await app.loadGraphData(wf)", workflow)
+    page.wait_for_function("(n) => app.graph._nodes.length === n", arg=len(workflow["nodes"]))
     missing = page.evaluate(
         "() => app.graph._nodes.filter(n => !LiteGraph.registered_node_types[n.type]).map(n => n.type)")
     assert missing == []
@@ -75,6 +78,5 @@ def test_workflow_loads_converts_queues_and_writes_an_exr(frontend, name):
     assert entry["status"]["status_str"] == "success", entry["status"]
     exr = base / "output" / "LEDiff" / f"{name}_00001.exr"
     assert exr.is_file() and exr.stat().st_size > 1000
-    page.wait_for_timeout(1000)
-    page.screenshot(path=os.path.join(ARTIFACTS, f"{name}.png"))
-    shutil.copy(exr, os.path.join(ARTIFACTS, f"{name}.exr"))
+    page.screenshot(path=os.path.join(ui["artifacts"], f"{name}.png"))
+    shutil.copy(exr, os.path.join(ui["artifacts"], f"{name}.exr"))

@@ -1,20 +1,23 @@
-"""The display formats in the real ComfyUI frontend, in headless Chromium: a graph saving every
-format (and an EXR) is loaded and queued by the frontend; each output is then decoded by Chromium
-at its full size (Ultra HDR JPEG and AVIF; what it does with JPEG XL is recorded in
-formats_decoded.json: Debian's Chromium 156 decodes it, other browsers may not, hence the PNG
-preview listed after it); the node previews load; and dropping the AVIF back onto
-the frontend restores the graph through the frontend's own file handler. Screenshots are saved
-under test-artifacts/browser/."""
+"""The display formats in the real ComfyUI frontend, in headless Chromium, in each frontend
+(ComfyUI's pinned one and the newest; see frontends.py): a graph saving every format (and an EXR)
+is loaded and queued by the frontend; each output is then decoded by Chromium at its full size
+(Ultra HDR JPEG and AVIF; what it does with JPEG XL is recorded in formats_decoded.json: Debian's
+Chromium 156 decodes it, other browsers may not, hence the PNG preview listed after it); dropping
+the AVIF back onto the frontend restores the graph through the frontend's own file handler; and
+the node previews load, in the classic canvas and in Nodes 2.0 (the Vue node renderer), which
+shows them as its image grid or gallery. Screenshots are saved under
+test-artifacts/browser/FRONTEND/."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
 
 import numpy as np
 import OpenEXR
 import pytest
-from comfy_server import ComfyServer, frontend_page
+from frontends import RENDERERS, load_api_graph, open_frontend, wait_for_previews
 
 from lediff_core.io.exr import read_exr
 from lediff_testing import HDRI_DIR, REPO
@@ -22,6 +25,7 @@ from lediff_testing import HDRI_DIR, REPO
 ARTIFACTS = os.path.join(REPO, "test-artifacts", "browser")
 FORMATS = {"11": "ultrahdr", "12": "avif_pq", "13": "avif_hlg", "14": "jxl_linear"}
 W, H = 256, 128
+pytest_plugins = ["browser_fixtures"]
 
 DECODE_JS = """async (url) => {
   const img = new Image();
@@ -32,54 +36,62 @@ DECODE_JS = """async (url) => {
 
 DROP_JS = """async ([url, name, type]) => {
   const blob = await (await fetch(url)).blob();
-  await app.handleFile(new File([blob], name, {type}));
-  await new Promise((r) => setTimeout(r, 500));
+  await app.handleFile(new File([blob], name, {type}));  // resolves once the file is handled
   return app.graph._nodes.map((n) => [n.type, n.widgets?.find((w) => w.name === "format")?.value ?? null]);
 }"""
 
 
-def api_graph():
+def api_graph(tag):
+    """Every saver; ``tag`` goes into the file names (each test writes its own files)."""
     g = {"1": {"class_type": "LEDiffLoadEXR", "inputs": {"image": "city.exr", "layer": ""}},
          "10": {"class_type": "LEDiffSaveEXR",
-                "inputs": {"images": ["1", 0], "filename_prefix": "LEDiff/browser", "precision": "half",
+                "inputs": {"images": ["1", 0], "filename_prefix": f"LEDiff/browser_{tag}", "precision": "half",
                            "compression": "zip", "input_encoding": "linear", "envmap": "none"}}}
     for node_id, fmt in FORMATS.items():
         g[node_id] = {"class_type": "LEDiffSaveHDRImage",
-                      "inputs": {"images": ["1", 0], "filename_prefix": f"LEDiff/{fmt}", "format": fmt,
+                      "inputs": {"images": ["1", 0], "filename_prefix": f"LEDiff/{fmt}_{tag}", "format": fmt,
                                  "reference_white": 1.0, "quality": 90, "headroom_stops": 3.0,
                                  "mastering_peak": 1000.0}}
     return g
 
 
 @pytest.fixture(scope="module")
-def frontend(tmp_path_factory):
-    base = tmp_path_factory.mktemp("browser_formats")
-    os.makedirs(base / "input")
+def ui(browser_server, frontend):
+    base = browser_server.base
     rgb = read_exr(os.path.join(HDRI_DIR, "city.exr")).rgb[::4, ::4].clip(0, None)
     rgb = np.ascontiguousarray(rgb / np.median(rgb) * 0.18, dtype=np.float32)
     with OpenEXR.File({}, {"RGB": rgb}) as f:
-        f.write(str(base / "input" / "city.exr"))
-    server = ComfyServer(base)
-    os.makedirs(ARTIFACTS, exist_ok=True)
-    try:
-        with frontend_page(server) as (page, errors):
-            yield {"page": page, "server": server, "base": base, "errors": errors}
-    finally:
-        server.stop()
+        f.write(os.path.join(base, "input", "city.exr"))
+    artifacts = os.path.join(ARTIFACTS, frontend.id)
+    os.makedirs(artifacts, exist_ok=True)
+
+    def console_error(m):  # with the resource's address: a failed load's text does not name it
+        return f"{m.text} ({m.location.get('url')})" if m.type == "error" else None
+
+    with open_frontend(browser_server, frontend, console_errors=console_error) as (page, errors):
+        yield {"page": page, "server": browser_server, "errors": errors, "artifacts": artifacts}
 
 
 def view_url(entry):
     return f"/view?filename={entry['filename']}&subfolder={entry['subfolder']}&type={entry['type']}"
 
 
-def test_frontend_queues_shows_and_restores_the_display_formats(frontend):
-    page, server, errors = frontend["page"], frontend["server"], frontend["errors"]
-    page.evaluate("(g) => app.loadApiJson(g, 'formats')", api_graph())
-    page.wait_for_timeout(500)
-    errors.clear()
-    entry = server.queue_in_page(page)
+def ours(errors):
+    """The errors about the files of our savers (in the output folder LEDiff/, or their names)."""
+    return [e for e in errors if any(k in e for k in (".avif", ".jpg", ".jxl", "LEDiff", "lediff"))]
+
+
+def queue_formats(ui, tag, renderer) -> dict:
+    load_api_graph(ui["page"], api_graph(tag), f"formats_{tag}", renderer)
+    ui["errors"].clear()
+    entry = ui["server"].queue_in_page(ui["page"])
     assert entry["status"]["status_str"] == "success", entry["status"]
-    outputs = entry["outputs"]
+    return entry["outputs"]
+
+
+def test_frontend_queues_decodes_and_restores_the_display_formats(ui):
+    page, errors = ui["page"], ui["errors"]
+    outputs = queue_formats(ui, "decoded", "classic")
 
     decoded = {}
     for node_id, fmt in FORMATS.items():
@@ -90,37 +102,55 @@ def test_frontend_queues_shows_and_restores_the_display_formats(frontend):
             assert page.evaluate(DECODE_JS, view_url(images[1])) == [W, H]  # the PNG preview
         else:
             assert decoded[fmt] == [W, H], (fmt, decoded[fmt])
-    with open(os.path.join(ARTIFACTS, "formats_decoded.json"), "w") as f:
+    with open(os.path.join(ui["artifacts"], "formats_decoded.json"), "w") as f:
         json.dump(decoded, f, indent=1)  # what Chromium did with each file, JPEG XL included
-
-    # the previews on the canvas were loaded by the frontend itself
-    # the canvas draws (and so loads the previews of) the nodes in view: zoom out to see them all
-    page.evaluate("""() => { app.canvas.ds.scale = 0.35; app.canvas.ds.offset = [40, 40];
-                            app.canvas.setDirty(true, true); }""")
-    previews = """() => Object.fromEntries(app.graph._nodes.map((n) => [String(n.id),
-        (n.imgs ?? []).map((i) => [i.complete, i.naturalWidth, i.src.split("filename=")[1]])]))"""
-    page.wait_for_function(f"""() => ["11", "12", "13"].every((id) => {{
-        const imgs = ({previews})()[id]; return imgs.length && imgs.every(([ok, w]) => ok && w > 0); }})""",
-                           timeout=60000)
-    loaded = page.evaluate(previews)
-    with open(os.path.join(ARTIFACTS, "formats_previews.json"), "w") as f:
-        json.dump(loaded, f, indent=1)
-    for node_id, ext in (("11", ".jpg"), ("12", ".avif"), ("13", ".avif")):
-        assert any(ext in src for _, _, src in loaded[node_id]), loaded
-    page.keyboard.press("Escape")  # the template browser the frontend opens at start
-    page.wait_for_timeout(300)
-    page.screenshot(path=os.path.join(ARTIFACTS, "display_formats.png"))
-    ours = [e for e in errors if any(k in e for k in (".avif", ".jpg", "LEDiff", "lediff"))]
-    assert not ours, ours
+    assert not ours(errors), ours(errors)
 
     # dropping the AVIF restores the graph (the frontend reads its Exif item); a JPEG does not
-    # (the frontend takes workflows from PNG, WebP, AVIF, audio and video files only)
+    # (the frontend takes workflows from PNG, WebP, AVIF, audio and video files only): it becomes
+    # a Load Image node of the uploaded file, like any image without a workflow
     avif = outputs["12"]["images"][0]
     page.evaluate("() => app.graph.clear()")
     nodes = page.evaluate(DROP_JS, [view_url(avif), avif["filename"], "image/avif"])
-    assert sorted(t for t, _ in nodes) == sorted(v["class_type"] for v in api_graph().values())
+    assert sorted(t for t, _ in nodes) == sorted(v["class_type"] for v in api_graph("decoded").values())
     assert sorted(f for t, f in nodes if t == "LEDiffSaveHDRImage") == sorted(FORMATS.values())
     jpg = outputs["11"]["images"][0]
     page.evaluate("() => app.graph.clear()")
     nodes = page.evaluate(DROP_JS, [view_url(jpg), jpg["filename"], "image/jpeg"])
-    assert "LEDiffSaveHDRImage" not in [t for t, _ in nodes]
+    assert nodes == [["LoadImage", None]], nodes
+    # its upload is done once the node shows the file; unfinished, it would land in the node of
+    # the same id of the next graph loaded (1.47 does that)
+    page.wait_for_function("""(name) => app.graph._nodes.some((n) => n.type === "LoadImage"
+        && n.widgets?.[0]?.value === name && n.imgs?.[0]?.complete && n.imgs[0].naturalWidth > 0)""",
+                           arg=jpg["filename"], timeout=30000)
+
+
+@pytest.mark.parametrize("renderer", RENDERERS)
+def test_node_previews_show_the_display_formats(ui, renderer):
+    """The frontend itself loads each saver's preview in ``renderer``: the Ultra HDR JPEG, the
+    AVIFs, and for JPEG XL the file and its PNG preview. The classic canvas loads the JPEG XL
+    itself (Chromium decodes it); Nodes 2.0 asks the server for a WebP thumbnail of every image of
+    a multi-image grid (``/view?preview=webp;75``), which ComfyUI 0.30.0 makes with Pillow, which
+    reads no JPEG XL: that tile stays broken (a 500) and the PNG preview beside it is what shows."""
+    page, errors = ui["page"], ui["errors"]
+    outputs = queue_formats(ui, renderer, renderer)
+    # the previews load once their nodes are drawn: fit them all into view, as the toolbar does
+    page.get_by_role("button", name=re.compile(r"^Fit View")).click()
+    files = {node_id: [i["filename"] for i in outputs[node_id]["images"]] for node_id in FORMATS}
+    loaded = wait_for_previews(page, renderer, files)
+    with open(os.path.join(ui["artifacts"], f"formats_previews_{renderer}.json"), "w") as f:
+        json.dump(loaded, f, indent=1)
+    for node_id in ("11", "12", "13"):  # Ultra HDR JPEG, AVIF PQ, AVIF HLG: the files themselves
+        [(_, width, height, _)] = loaded[node_id]
+        assert width > 0 and height > 0, loaded
+    (_, jxl_width, _, jxl), (_, png_width, png_height, _) = loaded["14"]
+    assert (png_width, png_height) == (W, H), loaded  # the PNG preview after the JPEG XL
+    page.screenshot(path=os.path.join(ui["artifacts"], f"display_formats_{renderer}.png"))
+    if renderer == "classic":
+        assert jxl_width == W, loaded
+        assert not ours(errors), ours(errors)
+    else:
+        assert jxl_width == 0, loaded
+        failed = ours(errors)  # each time the grid asks for that thumbnail
+        assert failed and all("status of 500" in e and f"filename={jxl}&" in e and "preview=webp" in e
+                              for e in failed), failed

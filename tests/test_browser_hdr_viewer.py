@@ -1,29 +1,43 @@
-"""Save EXR's output opened in the real ComfyUI frontend's HDR viewer, in headless Chromium.
+"""Save EXR's output in the real ComfyUI frontend's HDR viewer, in headless Chromium, in each
+frontend (ComfyUI's pinned one and the newest; see frontends.py).
 
-A graph (Load EXR -> Save EXR) is loaded and queued by the frontend. The frontend picks its HDR
-viewer by file name (.exr/.hdr) in the node image preview of its Vue node renderer, so the test
-turns that renderer on (the user setting ``Comfy.VueNodes.Enabled``), clicks the EXR tile of the
-Save EXR node as a user does, and checks that the viewer decodes the file (three.js's EXRLoader):
-the resolution and min/max/mean it reports are those of the known input, and the WebGL canvas
+A graph (Load EXR -> Save EXR) is loaded and queued by the frontend. Save EXR lists the EXR and,
+after it, a small tone-mapped PNG preview (a temp file). What each frontend shows:
+
+- Nodes 2.0 (the Vue node renderer, the user setting ``Comfy.VueNodes.Enabled``), both versions:
+  the node's image grid shows the EXR as an "HDR image" tile (the frontend picks its HDR viewer by
+  file name, .exr/.hdr) beside the PNG preview's thumbnail; clicking the tile opens the viewer.
+  Load EXR's preview of its input file is an "Open in HDR Viewer" button;
+- the classic canvas, both versions: the node draws the PNG preview only; it has no HDR viewer;
+- 1.58: the job queue's "View" on the job opens the viewer (and the assets panel, the job's
+  asset selected); the assets panel lists the EXR as an "other" asset (a placeholder icon, no
+  thumbnail) whose "See more outputs" holds the EXR and the PNG preview, and its "Inspect asset"
+  opens the viewer. (1.47 has both panels but opens no HDR viewer from them.)
+
+Wherever it opens, the test checks that the viewer decodes the file (three.js's EXRLoader): the
+resolution and min/max/mean/std dev it reports are those of the known input, and the WebGL canvas
 shows the known colours (sRGB-encoded by the viewer's shader at exposure 0, and at -3 stops, where
 the HDR patch is no longer clipped by the display). WebGL runs on Chromium's software renderer
-(SwiftShader). Screenshots (the node; the viewer at exposure 0 and -3) go to test-artifacts/browser/."""
+(SwiftShader). Screenshots go to test-artifacts/browser/FRONTEND/."""
 
 from __future__ import annotations
 
 import io
 import os
-import urllib.request
+import re
+import time
 
 import numpy as np
 import OpenEXR
 import pytest
 import torch
-from comfy_server import ComfyServer, frontend_page, get_json
+from frontends import FRONTENDS, load_api_graph, open_frontend, wait_for_previews
 from PIL import Image
 
 from lediff_core.color import linear_to_srgb
 from lediff_testing import REPO
+
+pytest_plugins = ["browser_fixtures"]
 
 ARTIFACTS = os.path.join(REPO, "test-artifacts", "browser")
 W, H = 96, 48
@@ -31,102 +45,223 @@ W, H = 96, 48
 LEFT, RIGHT = (0.25, 0.5, 1.0), (6.0, 3.0, 1.5)
 # WebGL without a GPU: Chromium's software rasteriser, which it only enables when asked
 WEBGL_ARGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
+# the frontends whose job queue and assets panel open an EXR in the HDR viewer
+PANEL_FRONTENDS = [f for f in FRONTENDS if f.hdr_viewer_from_panels]
 
 
-def api_graph():
+def api_graph(prefix):
     return {"1": {"class_type": "LEDiffLoadEXR", "inputs": {"image": "patches.exr", "layer": ""}},
             "2": {"class_type": "LEDiffSaveEXR",
-                  "inputs": {"images": ["1", 0], "filename_prefix": "LEDiff/viewer", "precision": "half",
+                  "inputs": {"images": ["1", 0], "filename_prefix": f"LEDiff/{prefix}", "precision": "half",
                              "compression": "zip", "input_encoding": "linear", "envmap": "none"}}}
 
 
 @pytest.fixture(scope="module")
-def frontend(tmp_path_factory):
-    base = tmp_path_factory.mktemp("browser_hdr_viewer")
-    os.makedirs(base / "input")
+def ui(browser_server, frontend):
     rgb = np.empty((H, W, 3), np.float32)
     rgb[:, : W // 2] = LEFT
     rgb[:, W // 2:] = RIGHT
     with OpenEXR.File({}, {"RGB": rgb}) as f:
-        f.write(str(base / "input" / "patches.exr"))
-    server = ComfyServer(base)
-    # the HDR viewer is reached from the Vue node renderer's image preview: turn it on, as a user
-    # does in the settings, before the page loads; a returning user (no template browser at start,
-    # which would cover the canvas)
-    for key in ("Comfy.VueNodes.Enabled", "Comfy.TutorialCompleted"):
-        req = urllib.request.Request(f"{server.url}/settings/{key}", data=b"true",
-                                     headers={"Content-Type": "application/json"})
-        urllib.request.urlopen(req, timeout=10).close()
-        assert get_json(server.url + "/settings")[key] is True
-    os.makedirs(ARTIFACTS, exist_ok=True)
+        f.write(os.path.join(browser_server.base, "input", "patches.exr"))
+    artifacts = os.path.join(ARTIFACTS, frontend.id)
+    os.makedirs(artifacts, exist_ok=True)
 
     def local_error(m):
         # console errors from this server's pages and files; the frontend's own calls to
         # api.comfy.org (release notes) fail on a closed network and are no concern of ours
         url = m.location.get("url")
-        return f"{m.text} ({url})" if m.type == "error" and local(url, server.url) else None
+        return f"{m.text} ({url})" if m.type == "error" and local(url, browser_server.url) else None
 
-    try:
-        with frontend_page(server, WEBGL_ARGS, local_error) as (page, errors):
-            yield {"page": page, "server": server, "errors": errors}
-    finally:
-        server.stop()
+    with open_frontend(browser_server, frontend, WEBGL_ARGS, local_error) as (page, errors):
+        yield {"page": page, "server": browser_server, "errors": errors, "artifacts": artifacts}
 
 
 def local(url, origin):
     return not url or not url.startswith(("http:", "https:")) or url.startswith(origin)
 
 
-def test_save_exr_output_opens_in_the_frontends_hdr_viewer(frontend):
-    page, server, errors = frontend["page"], frontend["server"], frontend["errors"]
-    assert page.evaluate("() => app.extensionManager.setting.get('Comfy.VueNodes.Enabled')") is True
-    page.evaluate("(g) => app.loadApiJson(g, 'hdr_viewer')", api_graph())
-    page.wait_for_timeout(500)
-    errors.clear()
+def run_save_exr(ui, prefix, renderer) -> dict:
+    """Load the graph in ``renderer``, queue it from the frontend; the EXR's output entry."""
+    page, server = ui["page"], ui["server"]
+    load_api_graph(page, api_graph(prefix), prefix, renderer)
+    ui["errors"].clear()
     entry = server.queue_in_page(page, timeout=120)
     assert entry["status"]["status_str"] == "success", entry["status"]
-    exr = entry["outputs"]["2"]["images"][0]
-    assert exr["filename"] == "viewer_00001.exr", exr
+    exr, preview = entry["outputs"]["2"]["images"]
+    assert exr == {"filename": f"{prefix}_00001.exr", "subfolder": "LEDiff", "type": "output"}, exr
+    assert preview["type"] == "temp" and preview["filename"].endswith(".png"), preview
+    return entry["outputs"]["2"]["images"]
 
-    # the Save EXR node's preview lists the EXR as an "HDR image" tile (no <img>: the browser cannot
-    # decode EXR); clicking it opens the viewer, as a user does
-    grid = page.locator('[data-node-id="2"] [data-testid="image-grid"]')
-    grid.wait_for(state="visible", timeout=30000)
-    tile = grid.locator("button").filter(has_not=page.locator("img"))
-    assert tile.count() == 1, grid.inner_html()
-    page.locator('[data-node-id="2"]').screenshot(path=os.path.join(ARTIFACTS, "hdr_viewer_node.png"))
-    tile.click(timeout=10000)
 
-    dialog = page.get_by_role("dialog")
-    canvas = dialog.locator('[data-testid="hdr-viewer-canvas"] canvas')
+def test_node_preview_opens_the_hdr_viewer(ui):
+    """Nodes 2.0: the Save EXR node's "HDR image" tile opens the viewer, which decodes the EXR."""
+    page = ui["page"]
+    exr, preview = run_save_exr(ui, "viewer_node", "nodes2")
+    [(_, width, _, _)] = wait_for_previews(page, "nodes2", {"2": [preview["filename"]]})["2"]
+    assert width > 0
+    node = page.locator('[data-node-id="2"]')
+    # one tile per listed file: the EXR as an "HDR image" placeholder (no <img>: the browser cannot
+    # decode EXR), the PNG preview as a thumbnail
+    tiles = node.get_by_role("button", name=re.compile(r"^View image \d+ of 2$"))
+    hdr_tile = tiles.filter(has_text="HDR image")
+    hdr_tile.wait_for(state="visible", timeout=30000)
+    assert hdr_tile.count() == 1 and hdr_tile.get_by_role("img").count() == 0, node.inner_html()
+    thumbnail = tiles.get_by_role("img", name=re.compile(r"^Gallery thumbnail \d+$"))
+    assert thumbnail.count() == 1, node.inner_html()
+    node.screenshot(path=os.path.join(ui["artifacts"], "hdr_viewer_node.png"))
+    hdr_tile.click(timeout=10000)
+    check_hdr_viewer(ui, exr["filename"], "hdr_viewer")
+
+
+def test_load_exr_input_preview_opens_the_hdr_viewer(ui):
+    """Nodes 2.0: Load EXR's own preview of its input file (the upload widget's image preview) is
+    an "Open in HDR Viewer" button; the viewer decodes the input EXR."""
+    page = ui["page"]
+    load_api_graph(page, api_graph("viewer_input"), "viewer_input", "nodes2")
+    ui["errors"].clear()
+    preview = page.locator('[data-node-id="1"]').get_by_role("region", name=re.compile(r"^Image preview"))
+    preview.get_by_role("button", name=re.compile(r"Open in HDR Viewer$")).click(timeout=30000)
+    check_hdr_viewer(ui, "patches.exr", "hdr_viewer_input")
+
+
+def test_classic_canvas_draws_the_tone_mapped_preview(ui):
+    """The classic canvas draws the PNG preview that Save EXR lists after the EXR (the EXR itself
+    is not drawn: no browser decodes it), at its own size; there is no HDR viewer there."""
+    page, server = ui["page"], ui["server"]
+    _, preview = run_save_exr(ui, "viewer_classic", "classic")
+    shown = wait_for_previews(page, "classic", {"2": [preview["filename"]]})["2"]
+    with Image.open(os.path.join(server.base, "temp", preview["filename"])) as png:
+        size = png.size
+    assert shown == [[True, *size, preview["filename"]]]
+    assert page.get_by_role("button", name=re.compile("HDR image")).count() == 0
+    assert not ui["errors"], ui["errors"]
+
+
+@pytest.mark.parametrize("layout", ["floating", "docked"])
+@pytest.mark.parametrize("frontend", PANEL_FRONTENDS, ids=[f.id for f in PANEL_FRONTENDS], indirect=True)
+def test_job_queue_opens_the_hdr_viewer(ui, layout):
+    """1.58: the finished job's "View" in the job queue opens the EXR (the job's preview output:
+    its last output-type file) in the viewer; in both layouts of the setting "Docked job
+    history/queue panel" (``Comfy.Queue.QPOV2``, off by default): the floating job queue, which
+    also opens the assets panel with the job's asset selected, and the "Job History" sidebar."""
+    page = ui["page"]
+    page.evaluate("async (on) => await app.extensionManager.setting.set('Comfy.Queue.QPOV2', on)", layout == "docked")
+    exr, _ = run_save_exr(ui, f"viewer_{layout}", "classic")
+    sidebar = page.get_by_role("complementary", name="Sidebar")
+    if layout == "floating":
+        page.get_by_role("button", name="Expand job queue").click()
+        jobs = page.get_by_role("region", name="Jobs")
+    else:
+        page.get_by_role("navigation").get_by_role("button", name=re.compile(r"^Job History\b")).click()
+        jobs = sidebar.get_by_role("region", name="Jobs")
+    jobs.get_by_title(exr["filename"], exact=True).hover()  # a job's actions appear on hover
+    jobs.get_by_role("button", name="View", exact=True).click(timeout=10000)
+    check_hdr_viewer(ui, exr["filename"], f"hdr_viewer_{layout}")
+    if layout == "floating":
+        sidebar.get_by_role("button", name=f"{exr['filename']} - other asset", pressed=True).wait_for(timeout=10000)
+        page.get_by_role("button", name="Expand job queue").click()  # collapse the job queue again
+        jobs.wait_for(state="hidden", timeout=10000)
+    close_sidebar(page)
+    page.evaluate("async () => await app.extensionManager.setting.set('Comfy.Queue.QPOV2', false)")
+
+
+@pytest.mark.parametrize("frontend", PANEL_FRONTENDS, ids=[f.id for f in PANEL_FRONTENDS], indirect=True)
+def test_assets_panel_lists_the_exr_and_opens_the_hdr_viewer(ui):
+    """1.58: the assets panel lists the job as its EXR, an "other" asset (not an image: no
+    thumbnail), labelled EXR, with two outputs (the EXR and the PNG preview, which is an image
+    asset with its thumbnail); "Inspect asset" in its context menu opens the EXR in the viewer."""
+    page = ui["page"]
+    exr, preview = run_save_exr(ui, "viewer_assets", "classic")
+    stem = exr["filename"].removesuffix(".exr")
+    sidebar = page.get_by_role("complementary", name="Sidebar")
+    if not sidebar.is_visible():
+        page.get_by_role("navigation").get_by_role("button", name=re.compile(r"^Assets\b")).click()
+    generated = sidebar.get_by_role("tabpanel", name="Generated")
+    selector = page.get_by_role("button", name=f"{exr['filename']} - other asset", exact=True)
+    generated.locator(selector).wait_for(timeout=30000)
+    card = generated.locator("[data-asset-id]").filter(has=selector)
+    assert card.count() == 1, generated.inner_html()
+    assert card.get_by_role("img").count() == 0, card.inner_html()  # a placeholder icon, no thumbnail
+    assert card.get_by_text("EXR", exact=True).is_visible()
+    assert card.get_by_role("button", name="See more outputs").inner_text().strip() == "2"
+    page.screenshot(path=os.path.join(ui["artifacts"], "hdr_assets_panel.png"))
+
+    card.get_by_text(stem, exact=True).click(button="right")
+    page.get_by_role("menu").get_by_role("menuitem", name="Inspect asset").click()
+    check_hdr_viewer(ui, exr["filename"], "hdr_viewer_assets")
+
+    # the job's outputs: the EXR, and the PNG preview with its thumbnail
+    card.get_by_role("button", name="See more outputs").click()
+    sidebar.get_by_role("button", name=f"{exr['filename']} - other asset", exact=True).wait_for(timeout=10000)
+    sidebar.get_by_role("button", name=f"{preview['filename']} - image asset", exact=True).wait_for()
+    thumbnail = sidebar.get_by_role("img", name=preview["filename"], exact=True)
+    page.wait_for_function("(img) => img.complete && img.naturalWidth > 0", arg=thumbnail.element_handle())
+    sidebar.get_by_role("button", name="Back to all assets").click()
+    close_sidebar(page)
+    assert not ui["errors"], ui["errors"]
+
+
+def close_sidebar(page):
+    sidebar = page.get_by_role("complementary", name="Sidebar")
+    sidebar.get_by_role("button", name="Close sidebar").click()
+    sidebar.wait_for(state="hidden", timeout=10000)
+
+
+def check_hdr_viewer(ui, filename, shot):
+    """The HDR viewer dialog for ``filename`` decodes it: statistics and canvas colours; then it
+    is closed again."""
+    page = ui["page"]
+    dialog = page.get_by_role("dialog", name=filename)
+    canvas = dialog.locator("canvas")
     canvas.wait_for(state="visible", timeout=30000)
-    sidebar = dialog.locator('[data-testid="hdr-viewer-sidebar"]')
-    # statistics appear once EXRLoader has decoded the file (they are computed from its pixels)
-    sidebar.get_by_text(f"{W} x {H}").wait_for(timeout=30000)
-    assert exr["filename"] in dialog.inner_text()
+    # the statistics appear once EXRLoader has decoded the file (they are computed from its pixels)
+    dialog.get_by_text("Resolution", exact=True).wait_for(timeout=30000)
     assert dialog.get_by_role("alert").count() == 0, dialog.inner_text()
-    text = sidebar.inner_text()
-    values = np.array([LEFT, RIGHT], np.float64)
-    for expected in (values.min(), values.max(), values.mean()):
-        assert f"{expected:.4f}" in text, (expected, text)
+    stats = viewer_statistics(dialog.inner_text())
+    values = np.repeat(np.array([LEFT, RIGHT], np.float64), W * H // 2, axis=0)
+    assert stats["resolution"] == (W, H), stats
+    for name, expected in (("min", values.min()), ("max", values.max()), ("mean", values.mean()),
+                           ("std dev", values.std())):
+        assert stats[name] == pytest.approx(expected, abs=1e-4), (name, stats)
     box = canvas.bounding_box()
     assert box and box["width"] > 100 and box["height"] > 100, box
 
-    page.wait_for_timeout(500)  # the viewer renders on the next animation frame
-    page.screenshot(path=os.path.join(ARTIFACTS, "hdr_viewer.png"))
-    check_patches(canvas, 0.0)
+    wait_for_patches(canvas, 0.0)
+    page.screenshot(path=os.path.join(ui["artifacts"], f"{shot}.png"))
     # three stops down, the HDR patch is no longer clipped by the display: the file kept its values
     dialog.get_by_label("Exposure").fill("-3")
-    sidebar.get_by_text("-3.0").wait_for(timeout=10000)
-    page.wait_for_timeout(500)
-    page.screenshot(path=os.path.join(ARTIFACTS, "hdr_viewer_minus3.png"))
-    check_patches(canvas, -3.0)
-    assert not errors, errors
+    dialog.get_by_text("Exposure: -3.0").wait_for(timeout=10000)
+    wait_for_patches(canvas, -3.0)
+    page.screenshot(path=os.path.join(ui["artifacts"], f"{shot}_minus3.png"))
+    dialog.get_by_role("button", name="Close", exact=True).click()
+    dialog.wait_for(state="hidden", timeout=10000)
+    assert not ui["errors"], ui["errors"]
+
+
+def viewer_statistics(text: str) -> dict:
+    """The numbers of the viewer's statistics panel ("Resolution 96 x 48", "Min 0.2500", ...)."""
+    found = {"resolution": tuple(int(x) for x in re.search(r"Resolution\s+(\d+) x (\d+)", text).groups())}
+    for name in ("Min", "Max", "Mean", "Std dev"):
+        match = re.search(rf"^{name}\s+(-?\d+(?:\.\d+)?)\s*$", text, re.MULTILINE)
+        assert match, (name, text)
+        found[name.lower()] = float(match.group(1))
+    return found
+
+
+def wait_for_patches(canvas, stops, timeout=15):
+    """Waits until the viewer has drawn the frame for ``stops`` (it renders on an animation frame):
+    the middle of each patch on its canvas has the colour the viewer's shader gives the known pixel
+    values, linear * 2^stops, sRGB-encoded, clipped to the display's 0..1."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return check_patches(canvas, stops)
+        except AssertionError:
+            if time.monotonic() > deadline:
+                raise
 
 
 def check_patches(canvas, stops):
-    """The middle of each patch on the viewer's canvas has the colour the viewer's shader gives
-    the known pixel values: linear * 2^stops, sRGB-encoded, clipped to the display's 0..1."""
     shot = np.asarray(Image.open(io.BytesIO(canvas.screenshot())).convert("RGB"), np.float64)
     # the image is fitted to the canvas and centred
     ch, cw = shot.shape[:2]
