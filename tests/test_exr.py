@@ -274,7 +274,7 @@ def test_float_layers_are_bit_exact_and_half_layers_exact_half_values(tmp_path):
         chans, _ = raw_channels(path)
         stored = np.float32 if file_precision == "float" else np.float16
 
-        def as_stored(x):  # half saturates at +/-65504 (numpy's cast would make Inf)
+        def as_stored(x, stored=stored):  # half saturates at +/-65504 (numpy's cast would make Inf)
             return x if stored == np.float32 else np.clip(x, -HALF_MAX, HALF_MAX).astype(np.float16)
 
         for i, c in enumerate("RGB"):
