@@ -392,3 +392,16 @@ def test_layer_batches_give_one_image_per_saved_image_or_one_for_all():
         per_image.for_image(0, 2)
     with pytest.raises(EXRError, match="3 images but 2 masks"):
         EXRLayer("z", images, mask=np.ones((2, 2, 2)))
+
+
+def test_an_rgba_layer_keeps_its_alpha_unconverted_and_a_mask_replaces_it(tmp_path):
+    rgba = np.full((4, 6, 4), 0.5, np.float32)
+    rgba[..., 3] = 0.25
+    path = str(tmp_path / "rgba.exr")
+    write_exr(path, np.ones((4, 6, 3), np.float32), precision="float", colorspace="ACEScg",
+              layers=[EXRLayer("preview", rgba, encoding="sRGB"),
+                      EXRLayer("masked", rgba, mask=np.full((4, 6), 0.75, np.float32), encoding="sRGB")])
+    chans, _ = raw_channels(path)
+    assert (chans["preview.A"] == 0.25).all() and (chans["masked.A"] == 0.75).all()
+    # sRGB 0.5 grey -> 0.214041140 linear, still grey in ACEScg (both whites map to each other)
+    assert np.allclose([chans[f"preview.{c}"] for c in "RGB"], 0.214041140, rtol=1e-5, atol=0)
