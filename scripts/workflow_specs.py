@@ -5,7 +5,8 @@ A node: (id, type, column, widgets, title). A link: (source id, output name, tar
 File names are the documented ones: a standard SD1.5 checkpoint, the SDXL base checkpoint (for
 any_model_to_hdr; any checkpoint works there) and the two official LEDiff downloads extracted as
 models/lediff/LEDiff_highlight and models/lediff/LEDiff_shadow. The savers each workflow ends in are
-listed in SAVERS (one line per saver).
+listed in SAVERS (one line per saver); the layers its EXR carries besides the HDR (the brackets as
+decoded previews, the over-exposure mask where it blends with the LDR) in EXR_LAYERS.
 """
 
 CHECKPOINT = "v1-5-pruned-emaonly.safetensors"
@@ -43,6 +44,56 @@ SAVERS = {
     "hdr_panorama": [("LEDiffSaveEXR", {**SAVE, "envmap": "latlong"})],
     "any_model_to_hdr": [("LEDiffSaveEXR", SAVE), ("LEDiffSaveHDRImage", ULTRAHDR)],
 }
+
+# The extra layers of each workflow's EXR (EXR Layer nodes chained into its Save EXR), so that a
+# compositor gets the whole LEDiff story in one file: every bracket the fusion used, decoded with the
+# SD1.5 VAE (the brackets' latent space) as the sRGB previews VAE Decode makes, named after the
+# fusion input it fed; and "clip_mask", Blend with LDR's over-exposure mask (1 where the generated
+# HDR replaces the photo), in the workflows that blend. The others have no such mask: text_to_hdr
+# and hdr_panorama have no LDR photo, shadow_recovery recovers shadows and keeps the photo's
+# highlights unblended; adding Blend with LDR only to get a mask would change their HDR.
+FIVE_BRACKETS = ("darker", "dark", "mid", "bright", "brighter")
+THREE_BRACKETS = ("dark", "mid", "bright")
+EXR_LAYERS = {
+    "text_to_hdr": [f"bracket_{b}" for b in FIVE_BRACKETS],
+    "photo_to_hdr": [*(f"bracket_{b}" for b in THREE_BRACKETS), "clip_mask"],
+    "shadow_recovery": [f"bracket_{b}" for b in THREE_BRACKETS],
+    "hdr_panorama": [f"bracket_{b}" for b in FIVE_BRACKETS],
+    "any_model_to_hdr": [*(f"bracket_{b}" for b in FIVE_BRACKETS), "clip_mask"],
+}
+
+
+def _exr_layers(workflow, brackets, vae, column, mask=None):
+    """Nodes and links that decode each of ``brackets`` ({fusion input name: (node id, output
+    name)}, darkest first) with ``vae`` (node id, output name) and chain them, then ``mask`` (node
+    id, output name) if given, as EXR Layer nodes into the workflow's Save EXR ("save"); the layer
+    names are EXR_LAYERS[workflow]. Decodes go in ``column``, the layers in the next one."""
+    nodes, links, previous = [], [], None
+    names = iter(EXR_LAYERS[workflow])
+    for bracket, source in brackets.items():
+        name = next(names)
+        assert name == f"bracket_{bracket}", (workflow, name, bracket)
+        nodes += [(f"dec_{bracket}", "VAEDecode", column, {}, f"Decode {bracket} bracket (SD1.5 VAE)"),
+                  (f"layer_{bracket}", "LEDiffEXRLayer", column + 1, {"name": name, "encoding": "sRGB"}, None)]
+        links += [(*source, f"dec_{bracket}", "samples"), (*vae, f"dec_{bracket}", "vae"),
+                  (f"dec_{bracket}", "IMAGE", f"layer_{bracket}", "image")]
+        if previous:
+            links.append((previous, "layers", f"layer_{bracket}", "layers"))
+        previous = f"layer_{bracket}"
+    if mask is not None:
+        name = next(names)
+        nodes.append(("layer_mask", "LEDiffEXRLayer", column + 1, {"name": name, "encoding": "data"}, None))
+        links += [(*mask, "layer_mask", "mask"), (previous, "layers", "layer_mask", "layers")]
+        previous = "layer_mask"
+    assert next(names, None) is None, f"{workflow}: EXR_LAYERS lists more layers than the graph makes"
+    links.append((previous, "layers", "save", "layers"))
+    return nodes, links
+
+
+def _five(latent="ks"):
+    """The fusion's five brackets, darkest first, as _five_brackets wires them."""
+    return {"darker": ("hl", "dark"), "dark": ("hl", "mid"), "mid": (latent, "LATENT"),
+            "bright": ("sh", "mid"), "brighter": ("sh", "bright")}
 
 
 def _savers(workflow, source, column):
@@ -91,9 +142,10 @@ def _bracket_preview(prefix, first_col):
 
 def text_to_hdr():
     nodes = [
-        _note(DOWNLOADS.format(extra=", UNet and VAE for the prompt image") +
+        _note(DOWNLOADS.format(extra=", UNet and VAE for the prompt image and the bracket layers") +
               "\nText -> SD1.5 image latent -> Highlight and Shadow brackets (two darker, two brighter exposures) "
-              "-> five-bracket fusion -> linear HDR -> EXR in output/LEDiff/."),
+              "-> five-bracket fusion -> linear HDR -> EXR in output/LEDiff/, with the five brackets (decoded "
+              "previews) as layers bracket_darker ... bracket_brighter."),
         ("ckpt", "CheckpointLoaderSimple", 0, {"ckpt_name": CHECKPOINT}, None),
         ("pos", "CLIPTextEncode", 1, {"text": "a sunlit living room with large bright windows, photograph"},
          "Positive prompt"),
@@ -108,8 +160,8 @@ def text_to_hdr():
         ("sh", "LEDiffShadowBracket", 3, BRACKET, None),
         ("fuse", "LEDiffLatentExposureFusion", 4, {}, "Fusion (five brackets)"),
         ("decode", "LEDiffHDRDecode", 5, {}, None),
-        *_savers("text_to_hdr", ("decode", "hdr"), 6)[0],
-        ("preview", "PreviewImage", 6, {}, "HDR preview (tone-mapped)"),
+        *_savers("text_to_hdr", ("decode", "hdr"), 8)[0],
+        ("preview", "PreviewImage", 8, {}, "HDR preview (tone-mapped)"),
     ]
     links = [
         ("ckpt", "CLIP", "pos", "clip"), ("ckpt", "CLIP", "neg", "clip"),
@@ -117,8 +169,10 @@ def text_to_hdr():
         ("neg", "CONDITIONING", "ks", "negative"), ("empty", "LATENT", "ks", "latent_image"),
         ("hl_model", "MODEL", "hl", "model"), ("sh_model", "MODEL", "sh", "model"),
         *_five_brackets(),
-        *_savers("text_to_hdr", ("decode", "hdr"), 6)[1], ("decode", "preview", "preview", "images"),
+        *_savers("text_to_hdr", ("decode", "hdr"), 8)[1], ("decode", "preview", "preview", "images"),
     ]
+    layer_nodes, layer_links = _exr_layers("text_to_hdr", _five(), ("ckpt", "VAE"), 6)
+    nodes, links = nodes + layer_nodes, links + layer_links
     extra_nodes, extra_links = _bracket_preview("bp", 4)
     extra_links = [("hl", "dark", "bpb1", "samples1"), ("hl", "mid", "bpb1", "samples2"),
                    ("ks", "LATENT", "bpb2", "samples2"), ("sh", "mid", "bpb3", "samples2"),
@@ -129,10 +183,12 @@ def text_to_hdr():
 def _photo_graph(name, direction, model, note, blend):
     bracket = "LEDiffHighlightBracket" if direction == "highlight" else "LEDiffShadowBracket"
     hdr = ("blend", "hdr") if blend else ("decode", "hdr")
-    save_nodes, save_links = _savers(name, hdr, 6)
+    save_nodes, save_links = _savers(name, hdr, 7)
+    layer_nodes, layer_links = _exr_layers(name, {b: ("bracket", b) for b in THREE_BRACKETS}, ("ckpt", "VAE"), 5,
+                                           mask=("blend", "mask") if blend else None)
     nodes = [
         _note(note),
-        ("ckpt", "CheckpointLoaderSimple", 0, {"ckpt_name": CHECKPOINT}, "SD1.5 (only its text encoder is used)"),
+        ("ckpt", "CheckpointLoaderSimple", 0, {"ckpt_name": CHECKPOINT}, "SD1.5 (text encoder; VAE for the layers)"),
         ("photo", "LoadImage", 0, {"image": PHOTO}, "Your photo"),
         ("pos", "CLIPTextEncode", 1, {"text": ""}, "Prompt (empty: prompt-free at CFG 1)"),
         ("neg", "CLIPTextEncode", 1, {"text": ""}, "Negative (unused at CFG 1)"),
@@ -144,8 +200,9 @@ def _photo_graph(name, direction, model, note, blend):
         ("decode", "LEDiffHDRDecode", 4, {}, None),
         *([("blend", "LEDiffBlendLDR", 5, BLEND, None)] if blend else []),
         ("tonemap", "LEDiffToneMap", 5, TONEMAP, None),
-        ("preview", "PreviewImage", 6, {}, "HDR preview (tone-mapped)"),
+        ("preview", "PreviewImage", 7, {}, "HDR preview (tone-mapped)"),
         *save_nodes,
+        *layer_nodes,
     ]
     links = [
         ("ckpt", "CLIP", "pos", "clip"), ("ckpt", "CLIP", "neg", "clip"),
@@ -161,20 +218,26 @@ def _photo_graph(name, direction, model, note, blend):
                   ("blend", "hdr", "tonemap", "image")]
     else:
         links.append(("decode", "hdr", "tonemap", "image"))
-    links += [*save_links, ("tonemap", "IMAGE", "preview", "images")]
+    links += [*save_links, ("tonemap", "IMAGE", "preview", "images"), *layer_links]
     return nodes, links
 
 
+PHOTO_DOWNLOADS = DOWNLOADS.format(extra=" for the empty prompt, VAE for the bracket layers")
+
+
 def photo_to_hdr():
-    return _photo_graph("photo_to_hdr", "highlight", HIGHLIGHT, DOWNLOADS.format(extra="; used for the empty prompt") +
+    return _photo_graph("photo_to_hdr", "highlight", HIGHLIGHT, PHOTO_DOWNLOADS +
                         "\nPhoto -> VAE Encode (HDR VAE) -> Highlight Bracket (CFG 1, prompt-free) -> fusion -> "
-                        "linear HDR -> Blend with LDR keeps the photo where it is not clipped -> EXR.", True)
+                        "linear HDR -> Blend with LDR keeps the photo where it is not clipped -> EXR, with the "
+                        "three brackets (decoded previews) and Blend's over-exposure mask as layers bracket_dark, "
+                        "bracket_mid, bracket_bright, clip_mask.", True)
 
 
 def shadow_recovery():
-    return _photo_graph("shadow_recovery", "shadow", SHADOW, DOWNLOADS.format(extra="; used for the empty prompt") +
+    return _photo_graph("shadow_recovery", "shadow", SHADOW, PHOTO_DOWNLOADS +
                         "\nAn under-exposed photo -> Shadow Bracket hallucinates two brighter exposures -> fusion "
-                        "-> linear HDR with recovered shadows -> EXR. Load your own dark photo.", False)
+                        "-> linear HDR with recovered shadows -> EXR, with the three brackets (decoded previews) as "
+                        "layers bracket_dark, bracket_mid, bracket_bright. Load your own dark photo.", False)
 
 
 def hdr_panorama():
@@ -182,7 +245,8 @@ def hdr_panorama():
         _note(DOWNLOADS.format(extra=", UNet and VAE") +
               "\nA seamless 2:1 panorama: Seamless Panorama wraps the generator and both bracket denoisers, HDR "
               "Decode wraps (and tiles above 512 px), Save EXR tags the file as a lat-long environment map for "
-              "Blender's World texture; Preview Lighting shows spheres lit by it."),
+              "Blender's World texture and carries the five brackets (decoded previews) as layers bracket_darker "
+              "... bracket_brighter; Preview Lighting shows spheres lit by it."),
         ("ckpt", "CheckpointLoaderSimple", 0, {"ckpt_name": CHECKPOINT}, None),
         ("wrap_gen", "LEDiffPanoramaWrap", 0, {}, "Seamless Panorama (generator)"),
         ("pos", "CLIPTextEncode", 1, {"text": "360 degree equirectangular panorama of a sunny meadow, blue sky, "
@@ -200,10 +264,10 @@ def hdr_panorama():
         ("sh", "LEDiffShadowBracket", 4, BRACKET, None),
         ("fuse", "LEDiffLatentExposureFusion", 5, {}, "Fusion (five brackets)"),
         ("decode", "LEDiffHDRDecode", 5, {"wrap_x": True, "tile_size": 512}, None),
-        *_savers("hdr_panorama", ("decode", "hdr"), 6)[0],
-        ("ibl", "LEDiffIBLPreview", 6, {"size": 256, "exposure": 0.0}, None),
-        ("ibl_prev", "PreviewImage", 7, {}, "Lighting preview"),
-        ("pano_prev", "PreviewImage", 7, {}, "Panorama (tone-mapped)"),
+        *_savers("hdr_panorama", ("decode", "hdr"), 8)[0],
+        ("ibl", "LEDiffIBLPreview", 8, {"size": 256, "exposure": 0.0}, None),
+        ("ibl_prev", "PreviewImage", 9, {}, "Lighting preview"),
+        ("pano_prev", "PreviewImage", 9, {}, "Panorama (tone-mapped)"),
     ]
     links = [
         ("ckpt", "MODEL", "wrap_gen", "model"), ("ckpt", "CLIP", "pos", "clip"), ("ckpt", "CLIP", "neg", "clip"),
@@ -212,10 +276,11 @@ def hdr_panorama():
         ("hl_model", "MODEL", "wrap_hl", "model"), ("sh_model", "MODEL", "wrap_sh", "model"),
         ("wrap_hl", "MODEL", "hl", "model"), ("wrap_sh", "MODEL", "sh", "model"),
         *_five_brackets(),
-        *_savers("hdr_panorama", ("decode", "hdr"), 6)[1], ("decode", "hdr", "ibl", "image"),
+        *_savers("hdr_panorama", ("decode", "hdr"), 8)[1], ("decode", "hdr", "ibl", "image"),
         ("ibl", "preview", "ibl_prev", "images"), ("decode", "preview", "pano_prev", "images"),
     ]
-    return nodes, links
+    layer_nodes, layer_links = _exr_layers("hdr_panorama", _five(), ("ckpt", "VAE"), 6)
+    return nodes + layer_nodes, links + layer_links
 
 
 def any_model_to_hdr():
@@ -228,16 +293,17 @@ def any_model_to_hdr():
               f"- models/checkpoints/{SDXL_CHECKPOINT}: your own model. Any checkpoint that makes images works "
               "(SDXL here; for FLUX, video or other models replace the loader, sampler and VAE Decode with their "
               "usual nodes: only the IMAGE goes on).\n"
-              f"- models/checkpoints/{CHECKPOINT}: any SD1.5 checkpoint; only its text encoder is used, for the "
-              "brackets' empty prompt.\n"
+              f"- models/checkpoints/{CHECKPOINT}: any SD1.5 checkpoint; its text encoder for the brackets' "
+              "empty prompt, its VAE (the brackets' latent space) to decode the bracket layers.\n"
               f"- models/lediff/{HIGHLIGHT}/ and models/lediff/{SHADOW}/: the official LEDiff Highlight and Shadow "
               "downloads (https://lediff.mpi-inf.mpg.de/), extracted as they are (unet/, vae/ with merge_model.pth).\n"
               "\nYour model's image -> VAE Encode with the HDR VAE -> Highlight and Shadow brackets (CFG 1, "
               "prompt-free, tiled at 512 px) -> five-bracket fusion -> HDR Decode (tiled) -> Blend with LDR keeps "
-              "your image where it is not clipped -> EXR in output/LEDiff/. Highlights the image clipped are "
-              "hallucinated by LEDiff, not recovered."),
+              "your image where it is not clipped -> EXR in output/LEDiff/, with the five brackets (decoded "
+              "previews) and Blend's over-exposure mask as layers bracket_darker ... bracket_brighter, "
+              "clip_mask. Highlights the image clipped are hallucinated by LEDiff, not recovered."),
         ("ckpt", "CheckpointLoaderSimple", 0, {"ckpt_name": SDXL_CHECKPOINT}, "Your model (SDXL here)"),
-        ("sd15", "CheckpointLoaderSimple", 0, {"ckpt_name": CHECKPOINT}, "SD1.5 (only its text encoder is used)"),
+        ("sd15", "CheckpointLoaderSimple", 0, {"ckpt_name": CHECKPOINT}, "SD1.5 (text encoder; VAE for the layers)"),
         ("pos", "CLIPTextEncode", 1, {"text": "a cozy cabin interior at dusk, warm lamps, a bright window "
                                               "onto a snowy sunset, photograph"}, "Positive prompt"),
         ("neg", "CLIPTextEncode", 1, {"text": "blurry, low quality"}, "Negative prompt"),
@@ -258,8 +324,8 @@ def any_model_to_hdr():
         ("decode", "LEDiffHDRDecode", 5, tiled, None),
         ("blend", "LEDiffBlendLDR", 6, BLEND, None),
         ("tonemap", "LEDiffToneMap", 6, TONEMAP, None),
-        ("preview", "PreviewImage", 7, {}, "HDR preview (tone-mapped)"),
-        *_savers("any_model_to_hdr", ("blend", "hdr"), 7)[0],
+        ("preview", "PreviewImage", 9, {}, "HDR preview (tone-mapped)"),
+        *_savers("any_model_to_hdr", ("blend", "hdr"), 9)[0],
     ]
     links = [
         ("ckpt", "CLIP", "pos", "clip"), ("ckpt", "CLIP", "neg", "clip"),
@@ -273,9 +339,12 @@ def any_model_to_hdr():
         *_five_brackets("encode", ("hl_pos", "hl_neg")),
         ("image", "IMAGE", "blend", "ldr"), ("decode", "hdr", "blend", "hdr"),
         ("blend", "hdr", "tonemap", "image"), ("tonemap", "IMAGE", "preview", "images"),
-        *_savers("any_model_to_hdr", ("blend", "hdr"), 7)[1],
+        *_savers("any_model_to_hdr", ("blend", "hdr"), 9)[1],
     ]
-    return nodes, links
+    # the brackets are SD1.5 latents (the HDR VAE encodes like SD1.5's): decode with SD1.5's VAE, not the model's
+    layer_nodes, layer_links = _exr_layers("any_model_to_hdr", _five("encode"), ("sd15", "VAE"), 7,
+                                           mask=("blend", "mask"))
+    return nodes + layer_nodes, links + layer_links
 
 
 WORKFLOWS = {"text_to_hdr": text_to_hdr, "photo_to_hdr": photo_to_hdr, "shadow_recovery": shadow_recovery,

@@ -167,3 +167,6 @@ def test_aces_container_flag_only_on_conforming_ap0_files():
         chroma, attrs, note = exr_color_tags("ACES2065-1", precision, compression)
         assert chroma == CHROMATICITIES["ACES2065-1"] and attrs == {} and "ST 2065-4" in note
     assert exr_color_tags("ACEScg", "half", "none") == (CHROMATICITIES["ACEScg"], {}, None)
+    # extra layers (EXR Layer) break the container's RGB(A)-only rule, even at half/none
+    chroma, attrs, note = exr_color_tags("ACES2065-1", "half", "none", extra_layers=True)
+    assert attrs == {} and "ST 2065-4" in note and "extra layers" in note

@@ -4,13 +4,16 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 
 import numpy as np
 import OpenEXR
 import pytest
 
-from lediff_core.io.exr import COMPRESSIONS, HALF_MAX, LOSSLESS, EXRError, read_exr, write_exr
+from lediff_core.color.ocio import CHROMATICITIES, WORKING_SPACE
+from lediff_core.color.spaces import from_chromaticities
+from lediff_core.io.exr import COMPRESSIONS, HALF_MAX, LOSSLESS, EXRError, EXRLayer, read_exr, write_exr
 from lediff_core.io.publish import write_new_file
 from lediff_testing import HDRI_DIR, HDRIS, require_tool
 
@@ -186,3 +189,219 @@ def test_write_new_file_never_overwrites_and_leaves_nothing_on_failure(tmp_path)
     assert sorted(os.listdir(tmp_path)) == ["x.exr"]
     write_new_file(str(fresh), lambda tmp: write_exr(tmp, hdr_noise(4, 4)))
     assert sorted(os.listdir(tmp_path)) == ["x.exr", "y.exr"]
+
+
+# ---------------------------------------------------------------- extra layers (EXR Layer)
+
+def exr_channels(path):
+    """{channel: pixel type} as Debian's exrheader (OpenEXR 3.1, a separate build) lists them."""
+    text = subprocess.run([require_tool("exrheader"), path], capture_output=True, text=True, check=True).stdout
+    found = re.findall(r"^ {4}(\S+), (16|32)-bit floating-point, sampling 1 1$", text, re.M)
+    return {name: {"16": "half", "32": "float"}[bits] for name, bits in found}, text
+
+
+def oiio_info(path):
+    """(channel list {name: type}, attribute lines) from OpenImageIO's ``oiiotool --info -v``."""
+    text = subprocess.run([require_tool("oiiotool"), "--info", "-v", path], capture_output=True, text=True,
+                          check=True).stdout
+    listed = re.search(r"channel list: (.*)", text).group(1)
+    return dict(re.findall(r"([^ ,]+) \((half|float)\)", listed)), text
+
+
+def raw_channels(path):
+    with OpenEXR.File(path, separate_channels=True) as f:
+        return {k: v.pixels.copy() for k, v in f.channels().items()}, dict(f.header())
+
+
+def ocio_apply(rgb, source, target):
+    """OpenColorIO's own CPU processor on the pixels (not our matrix read-back and torch path)."""
+    import PyOpenColorIO as ocio
+
+    cfg = ocio.Config.CreateFromFile("ocio://default")
+    out = np.ascontiguousarray(rgb, dtype=np.float32).copy()
+    cfg.getProcessor(source, target).getDefaultCPUProcessor().applyRGB(out)
+    return out
+
+
+def float_close(actual, expected):
+    """Equal to float32 precision of each pixel's largest component (3x3 matrices mix components,
+    and two correct float32 implementations round differently)."""
+    scale = np.abs(expected).max(-1, keepdims=True)
+    return bool((np.abs(actual - expected) <= 8 * np.finfo(np.float32).eps * scale).all())
+
+
+def sample_layers(h=24, w=32, seed=3):
+    rng = np.random.default_rng(seed)
+    linear = np.abs(hdr_noise(h, w, seed))  # scene-linear, up to 2^15
+    srgb = rng.uniform(0, 1, (h, w, 3)).astype(np.float32)
+    depth = rng.uniform(0.1, 1e5, (h, w, 3)).astype(np.float32)  # beyond half's range on purpose
+    mask = rng.uniform(0, 1, (h, w)).astype(np.float32)
+    return linear, srgb, depth, mask
+
+
+def test_layers_are_named_typed_and_tagged_as_independent_tools_read_them(tmp_path):
+    rgb = np.abs(hdr_noise(24, 32))
+    linear, srgb, depth, mask = sample_layers()
+    layers = [EXRLayer("beauty_copy", linear, mask=mask), EXRLayer("bracket_dark", srgb, encoding="sRGB"),
+              EXRLayer("depth", depth, encoding="data", precision="float"), EXRLayer("clip_mask", mask=mask),
+              EXRLayer("aov.diffuse", linear, precision="half")]
+    path = str(tmp_path / "layers.exr")
+    write_exr(path, rgb, precision="half", layers=layers)
+    expected = {"R": "half", "G": "half", "B": "half",
+                **{f"beauty_copy.{c}": "half" for c in "RGBA"}, **{f"bracket_dark.{c}": "half" for c in "RGB"},
+                **{f"depth.{c}": "float" for c in "RGB"}, "clip_mask.Y": "half",
+                **{f"aov.diffuse.{c}": "half" for c in "RGB"}}
+    channels, text = exr_channels(path)
+    assert channels == expected
+    assert 'lediff:dataLayers (type stringvector):\n    "depth"\n    "clip_mask"\n' in text
+    assert "red   (0.64 0.33)" in text  # the main image's chromaticities are unchanged by layers
+    oiio_channels, info = oiio_info(path)
+    assert oiio_channels == expected
+    assert 'lediff:dataLayers: "depth", "clip_mask"' in info
+    # no data layer: no attribute
+    write_exr(str(tmp_path / "colour.exr"), rgb, layers=layers[:2])
+    assert "lediff:dataLayers" not in exr_channels(str(tmp_path / "colour.exr"))[1]
+
+
+def test_float_layers_are_bit_exact_and_half_layers_exact_half_values(tmp_path):
+    rgb = np.abs(hdr_noise(24, 32))
+    linear, _, depth, mask = sample_layers()
+    for file_precision in ("float", "half"):
+        path = str(tmp_path / f"{file_precision}.exr")
+        saturated = write_exr(path, rgb, precision=file_precision, layers=[
+            EXRLayer("beauty", linear, mask=mask), EXRLayer("depth", depth, encoding="data", precision="float"),
+            EXRLayer("matte", mask=mask), EXRLayer("depth_half", depth, encoding="data", precision="half")])
+        chans, _ = raw_channels(path)
+        stored = np.float32 if file_precision == "float" else np.float16
+
+        def as_stored(x, stored=stored):  # half saturates at +/-65504 (numpy's cast would make Inf)
+            return x if stored == np.float32 else np.clip(x, -HALF_MAX, HALF_MAX).astype(np.float16)
+
+        for i, c in enumerate("RGB"):
+            assert chans[f"beauty.{c}"].dtype == stored
+            assert np.array_equal(chans[f"beauty.{c}"], as_stored(linear[..., i]))
+            assert chans[f"depth.{c}"].dtype == np.float32
+            assert np.array_equal(chans[f"depth.{c}"].view(np.uint32), depth[..., i].view(np.uint32))
+            # 1e5 is beyond half: saturated at 65504, never Inf
+            assert np.array_equal(chans[f"depth_half.{c}"], np.minimum(depth[..., i], HALF_MAX).astype(np.float16))
+        assert np.array_equal(chans["beauty.A"], as_stored(mask))
+        assert np.array_equal(chans["matte.Y"], as_stored(mask))
+        beyond_half = int((depth > HALF_MAX).sum())
+        assert beyond_half > 0
+        assert saturated == beyond_half + (int((np.abs(rgb) > HALF_MAX).sum() + (linear > HALF_MAX).sum())
+                                           if file_precision == "half" else 0)
+        # our reader returns exactly what the bindings see, and knows the data layers
+        assert np.array_equal(read_exr(path, "beauty").rgb, np.stack([chans[f"beauty.{c}"] for c in "RGB"], -1))
+        assert np.array_equal(read_exr(path, "beauty").alpha, chans["beauty.A"])
+        assert np.array_equal(read_exr(path, "depth").rgb.view(np.uint32), depth.view(np.uint32))
+        matte = read_exr(path, "matte")
+        assert np.array_equal(matte.rgb, np.repeat(chans["matte.Y"][..., None].astype(np.float32), 3, -1))
+        assert [read_exr(path, n).is_data for n in ("", "beauty", "depth", "matte")] == [False, False, True, True]
+
+
+def test_srgb_layers_are_linearised_and_colour_layers_converted_but_data_and_masks_never(tmp_path):
+    h, w = 4, 6
+    # IEC 61966-2-1 reference points: 0.5 -> 0.214041140, the segment joint 0.04045 -> 0.0031308, 1 -> 1
+    srgb = np.zeros((h, w, 3), np.float32)
+    srgb[..., 0], srgb[..., 1], srgb[..., 2] = 0.5, 0.04045, 1.0
+    expected_linear = np.zeros_like(srgb)
+    expected_linear[..., 0], expected_linear[..., 1], expected_linear[..., 2] = 0.214041140, 0.04045 / 12.92, 1.0
+    rgb = np.abs(hdr_noise(h, w))
+    normals = hdr_noise(h, w, 5) / 3e4  # signed data: must come back exactly, never converted
+    mask = np.full((h, w), 0.5, np.float32)
+    layers = [EXRLayer("preview", srgb, mask=mask, encoding="sRGB"), EXRLayer("hdr", rgb),
+              EXRLayer("normals", normals, encoding="data"), EXRLayer("matte", mask=mask)]
+    for space in ("Linear Rec.709 (sRGB)", "ACEScg", "ACES2065-1"):
+        path = str(tmp_path / f"{space.split()[0]}.exr")
+        write_exr(path, rgb, precision="float", layers=layers, colorspace=space)
+        chans, header = raw_channels(path)
+        assert np.allclose(header["chromaticities"], CHROMATICITIES[space])
+        layer = {name: np.stack([chans[f"{name}.{c}"] for c in "RGB"], -1) for name in ("preview", "hdr", "normals")}
+        main = np.stack([chans[c] for c in "RGB"], -1)
+        reference_main = ocio_apply(rgb, WORKING_SPACE, space)
+        assert float_close(main, reference_main)
+        assert np.array_equal(layer["hdr"], main)  # a linear layer goes exactly the main image's way
+        assert float_close(layer["preview"], ocio_apply(expected_linear, WORKING_SPACE, space))
+        assert np.array_equal(layer["normals"], normals)
+        assert np.array_equal(chans["preview.A"], mask) and np.array_equal(chans["matte.Y"], mask)
+        assert tuple(header["lediff:dataLayers"]) == ("normals", "matte")
+    # in the working space nothing is converted: the sRGB layer is the closed-form linearisation
+    write_exr(str(tmp_path / "w.exr"), rgb, precision="float", layers=layers[:1])
+    chans, _ = raw_channels(str(tmp_path / "w.exr"))
+    assert float_close(np.stack([chans[f"preview.{c}"] for c in "RGB"], -1), expected_linear)
+    # and a colour layer read back and converted to the working space is the input to float
+    # precision: of the pixel's largest component, as the 3x3 matrices mix the components
+    back = from_chromaticities(read_exr(str(tmp_path / "ACEScg.exr"), "hdr").rgb,
+                               raw_channels(str(tmp_path / "ACEScg.exr"))[1]["chromaticities"])[0]
+    assert float_close(back, rgb)
+
+
+@pytest.mark.parametrize("name, fix", [
+    ("", "fill in its name"), ("   ", "fill in its name"), (" depth", "whitespace"), ("depth\t", "whitespace"),
+    (".depth", "remove the leading"), ("depth.", "remove the leading"), ("aov..diffuse", "doubled dot"),
+    ("R", "main image"), ("a", "main image"), ("RGBA", "main image"), ("rgb", "main image"),
+    ("x" * 254, "shorten it"),
+])
+def test_bad_layer_names_are_refused_with_the_fix(tmp_path, name, fix):
+    with pytest.raises(EXRError, match=fix):
+        write_exr(str(tmp_path / "x.exr"), hdr_noise(4, 4), layers=[EXRLayer(name, mask=np.ones((4, 4)))])
+    assert not os.listdir(tmp_path)
+
+
+def test_duplicate_sizes_batches_and_empty_layers_are_refused_before_writing(tmp_path):
+    rgb, mask = hdr_noise(32, 48), np.ones((32, 48), np.float32)
+    path = str(tmp_path / "x.exr")
+    with pytest.raises(EXRError, match="two EXR layers are named 'depth'.*rename one"):
+        write_exr(path, rgb, layers=[EXRLayer("depth", mask=mask), EXRLayer("matte", mask=mask),
+                                     EXRLayer("depth", mask=mask)])
+    with pytest.raises(EXRError, match="'small' is 24x16 but the image is 48x32.*resize the layer"):
+        write_exr(path, rgb, layers=[EXRLayer("small", np.zeros((16, 24, 3), np.float32))])
+    with pytest.raises(EXRError, match="neither an image nor a mask"):
+        EXRLayer("empty")
+    with pytest.raises(EXRError, match="mask is 8x8 but its image is 48x32"):
+        EXRLayer("x", np.zeros((32, 48, 3)), mask=np.ones((8, 8)))
+    with pytest.raises(EXRError, match="unknown encoding 'log'"):
+        EXRLayer("x", mask=mask, encoding="log")
+    with pytest.raises(EXRError, match="RGB\\(A\\) image"):
+        EXRLayer("x", np.zeros((32, 48, 2)))
+    assert not os.listdir(tmp_path)
+
+
+def test_nan_or_inf_in_a_layer_is_refused_naming_it_and_nothing_is_published(tmp_path):
+    rgb = np.abs(hdr_noise(8, 8))
+    image, mask = np.ones((8, 8, 3), np.float32), np.ones((8, 8), np.float32)
+    image[1, 2, 0], image[3, 3] = np.nan, np.inf
+    mask[5, 5] = -np.inf
+    final = str(tmp_path / "x.exr")
+    for layer, count in ((EXRLayer("depth", image, encoding="data"), 2), (EXRLayer("matte", mask=mask), 1),
+                         (EXRLayer("beauty", np.ones((8, 8, 3)), mask=mask), 1)):
+        with pytest.raises(EXRError, match=f"layer '{layer.name}': {count} pixel"):
+            write_new_file(final, lambda tmp, layer=layer: write_exr(tmp, rgb, layers=[layer]))
+        assert os.listdir(tmp_path) == []
+
+
+def test_layer_batches_give_one_image_per_saved_image_or_one_for_all():
+    images = np.arange(3 * 2 * 2 * 3, dtype=np.float32).reshape(3, 2, 2, 3)
+    per_image = EXRLayer("x", images, mask=np.ones((1, 2, 2)))
+    assert per_image.count == 3 and per_image.size == (2, 2)
+    assert np.array_equal(per_image.for_image(2, 3).image, images[2])
+    assert per_image.for_image(2, 3).mask.shape == (2, 2)
+    one = EXRLayer("y", images[:1])
+    assert np.array_equal(one.for_image(2, 3).image, images[0])
+    with pytest.raises(EXRError, match="'x' has 3 images for 2 saved image"):
+        per_image.for_image(0, 2)
+    with pytest.raises(EXRError, match="3 images but 2 masks"):
+        EXRLayer("z", images, mask=np.ones((2, 2, 2)))
+
+
+def test_an_rgba_layer_keeps_its_alpha_unconverted_and_a_mask_replaces_it(tmp_path):
+    rgba = np.full((4, 6, 4), 0.5, np.float32)
+    rgba[..., 3] = 0.25
+    path = str(tmp_path / "rgba.exr")
+    write_exr(path, np.ones((4, 6, 3), np.float32), precision="float", colorspace="ACEScg",
+              layers=[EXRLayer("preview", rgba, encoding="sRGB"),
+                      EXRLayer("masked", rgba, mask=np.full((4, 6), 0.75, np.float32), encoding="sRGB")])
+    chans, _ = raw_channels(path)
+    assert (chans["preview.A"] == 0.25).all() and (chans["masked.A"] == 0.75).all()
+    # sRGB 0.5 grey -> 0.214041140 linear, still grey in ACEScg (both whites map to each other)
+    assert np.allclose([chans[f"preview.{c}"] for c in "RGB"], 0.214041140, rtol=1e-5, atol=0)

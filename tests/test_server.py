@@ -15,10 +15,10 @@ from comfy_server import ComfyServer, get_json
 
 from lediff_testing import HDRI_DIR
 
-OUR_NODES = ("LEDiffSaveEXR", "LEDiffLoadEXR", "LEDiffToneMap", "LEDiffLoadHDRVAE", "LEDiffLoadDenoiser",
-             "LEDiffHighlightBracket", "LEDiffShadowBracket", "LEDiffLatentExposureFusion", "LEDiffHDRDecode",
-             "LEDiffBlendLDR", "LEDiffPanoramaWrap", "LEDiffIBLPreview", "LEDiffColorSpace", "LEDiffSaveHDRImage",
-             "LEDiffExposureStrip", "LEDiffHDRStats", "LEDiffHDRMetrics")
+OUR_NODES = ("LEDiffSaveEXR", "LEDiffEXRLayer", "LEDiffLoadEXR", "LEDiffToneMap", "LEDiffLoadHDRVAE",
+             "LEDiffLoadDenoiser", "LEDiffHighlightBracket", "LEDiffShadowBracket", "LEDiffLatentExposureFusion",
+             "LEDiffHDRDecode", "LEDiffBlendLDR", "LEDiffPanoramaWrap", "LEDiffIBLPreview", "LEDiffColorSpace",
+             "LEDiffSaveHDRImage", "LEDiffExposureStrip", "LEDiffHDRStats", "LEDiffHDRMetrics")
 
 
 @pytest.fixture(scope="module")

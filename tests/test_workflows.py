@@ -11,7 +11,9 @@ from __future__ import annotations
 import glob
 import json
 import os
+import re
 import shutil
+import subprocess
 
 import numpy as np
 import OpenEXR
@@ -19,7 +21,7 @@ import pytest
 from lediff_graphs import write_photo
 
 from lediff_runner.workflow import input_types_from_host, input_types_from_object_info, to_api
-from lediff_testing import REPO
+from lediff_testing import REPO, require_tool
 
 WORKFLOWS = ("text_to_hdr", "photo_to_hdr", "shadow_recovery", "hdr_panorama", "any_model_to_hdr")
 WORKFLOW_DIR = os.path.join(REPO, "workflows")
@@ -114,10 +116,36 @@ def test_workflow_runs_and_writes_its_exr(prepared, name):
         assert json.loads(header["workflow"]) == workflow  # the workflow travels in the file
         if name == "hdr_panorama":
             assert str(header["envmap"]).endswith("LATLONG")
+    _check_layers(path, _specs().EXR_LAYERS[name], rgb.shape[:2])
     if any(node_type == "LEDiffSaveHDRImage" for node_type, *_ in _specs().SAVERS[name]):
         _check_ultrahdr(glob.glob(os.path.join(host.output_dir, "LEDiff", f"{name}_ultrahdr_*.jpg")), rgb.shape[:2])
     previews = [img for out in ui.values() for img in out.get("images", []) if img["type"] == "temp"]
     assert previews, "the workflow's previews produced no images"
+
+
+def _check_layers(path, layers, size):
+    """The EXR carries the workflow's layers: each bracket as linearised sRGB colour (a VAE Decode is
+    0..1, so 0..1 here too) and the clip mask as a data layer, all half like the image; the channel
+    names and types as Debian's exrheader lists them."""
+    text = subprocess.run([require_tool("exrheader"), path], capture_output=True, text=True, check=True).stdout
+    listed = dict(re.findall(r"^ {4}(\S+), (16|32)-bit floating-point", text, re.M))
+    expected = {c: "16" for c in "RGB"}
+    for layer in layers:
+        expected.update({f"{layer}.Y": "16"} if layer == "clip_mask" else {f"{layer}.{c}": "16" for c in "RGB"})
+    assert listed == expected
+    with OpenEXR.File(path, separate_channels=True) as f:
+        channels = {k: v.pixels.astype(np.float32) for k, v in f.channels().items()}
+        data = list(f.header().get("lediff:dataLayers", []))
+    for layer in layers:
+        planes = [channels[f"{layer}.Y"]] if layer == "clip_mask" else [channels[f"{layer}.{c}"] for c in "RGB"]
+        for plane in planes:
+            assert plane.shape == tuple(size) and np.isfinite(plane).all()
+            assert plane.min() >= 0 and plane.max() <= 1, layer
+    assert data == [layer for layer in layers if layer == "clip_mask"]
+    brackets = [layer for layer in layers if layer.startswith("bracket_")]
+    assert len(brackets) in (3, 5)
+    # each bracket is its own decode, not the same image five times
+    assert len({channels[f"{b}.G"].tobytes() for b in brackets}) == len(brackets)
 
 
 def _check_ultrahdr(files, size):

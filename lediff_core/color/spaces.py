@@ -178,23 +178,29 @@ def from_chromaticities(rgb: np.ndarray, chromaticities=None, target: str = WORK
     return np.asarray(convert_linear(working, WORKING_SPACE, target), dtype=np.float32), described
 
 
-def exr_color_tags(space: str, precision: str, compression: str) -> tuple[tuple, dict, str | None]:
+def exr_color_tags(space: str, precision: str, compression: str,
+                   extra_layers: bool = False) -> tuple[tuple, dict, str | None]:
     """What an EXR of linear pixels in ``space`` carries: its ``chromaticities``, extra header
     attributes, and a note when an ACES2065-1 file cannot be an ACES container.
 
     SMPTE ST 2065-4 (the ACES image container) is an uncompressed, half-float, scanline RGB(A)
     OpenEXR with AP0 chromaticities and ``acesImageContainerFlag`` = 1; the flag claims all of that,
-    so it is written only when the file meets it (our files are always scanline RGB(A)).
+    so it is written only when the file meets it: our files are always scanline, and RGB(A) only
+    unless they carry ``extra_layers``.
     """
     if space not in LINEAR_SPACES:
         raise ValueError(f"unknown colour space {space!r}; choose one of {list(LINEAR_SPACES)}")
     chromaticities = CHROMATICITIES[space]
     if space != "ACES2065-1":
         return chromaticities, {}, None
-    if precision == "half" and compression == "none":
+    if precision == "half" and compression == "none" and not extra_layers:
         return chromaticities, {"acesImageContainerFlag": 1}, None
+    reasons = []
+    if precision != "half" or compression != "none":
+        reasons.append(f"an ACES container (SMPTE ST 2065-4) is half precision and uncompressed, this "
+                       f"file is {precision}/{compression}")
+    if extra_layers:
+        reasons.append("an ACES container (SMPTE ST 2065-4) holds only R, G, B(, A), this file has extra layers")
     return chromaticities, {}, (
-        f"ACES2065-1 written with AP0 chromaticities but without acesImageContainerFlag: an ACES "
-        f"container (SMPTE ST 2065-4) is half precision and uncompressed, this file is {precision}/"
-        f"{compression}"
+        "ACES2065-1 written with AP0 chromaticities but without acesImageContainerFlag: " + "; ".join(reasons)
     )

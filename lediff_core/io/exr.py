@@ -2,20 +2,29 @@
 
 Linear HDR goes in and out unchanged: float files are bit-exact copies, half files differ only by
 half-float rounding, and values beyond the half range saturate at +/-65504 instead of becoming Inf.
+
+A file holds one main image (channels ``R, G, B[, A]``) and optionally extra named layers
+(``EXRLayer``): colour as ``<name>.R/.G/.B[/.A]``, a mask alone as ``<name>.Y``, the naming Nuke,
+Blender and OpenImageIO read as layers. Colour layers are converted into the file's colour space
+like the main image; data layers (depth, normals, masks) are written exactly as given and listed in
+the ``lediff:dataLayers`` header attribute, so that a reader knows not to convert them.
 """
 
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import OpenEXR
 import torch
 
-from ..color import REC709_CHROMATICITIES
+from ..color import REC709_CHROMATICITIES, srgb_to_linear
 from ..color.chromaticities import luminance_weights
+from ..color.ocio import CHROMATICITIES, WORKING_SPACE, convert_linear
 from .exr_yc import yca_to_rgb
 
 COMPRESSIONS = {
@@ -61,6 +70,12 @@ class HDRImage:
     part: int = 0
     view: str = ""
 
+    @property
+    def is_data(self) -> bool:
+        """The layer read is one the writer marked as data (``lediff:dataLayers``): depth, normals,
+        masks, not colour, so it must not be colour-converted."""
+        return bool(self.layer) and self.layer in data_layers(self.header)
+
 
 def count_non_finite(array: np.ndarray) -> int:
     """Number of pixels ([H, W, C] or [H, W]) with at least one NaN or Inf component."""
@@ -85,6 +100,190 @@ def to_half(array: np.ndarray, peak: float | None = None) -> tuple[np.ndarray, i
     return t.clamp(-HALF_MAX, HALF_MAX).half().numpy(), n
 
 
+# Extra layers. encoding: how a layer's colour is given. linear: scene-linear in the working space,
+# converted to the file's space like the main image; sRGB: sRGB-encoded (a VAE Decode, an ordinary
+# IMAGE), linearised then converted; data: written exactly as given (depth, normals, ...).
+# Masks (a layer's alpha, or a mask alone) are never converted.
+LAYER_ENCODINGS = ("linear", "sRGB", "data")
+LAYER_PRECISIONS = ("file", *PRECISIONS)  # file: the precision of the file's main image
+DATA_LAYERS_ATTRIBUTE = "lediff:dataLayers"  # stringvector: the layers written unconverted
+# Layer names that read as the main image: its own channels, and the name compositors give it
+# (Nuke's main layer is "rgba"; the bindings themselves write an array keyed "RGB"/"RGBA" as R, G, B)
+RESERVED_LAYER_NAMES = ("r", "g", "b", "a", "rgb", "rgba")
+MAX_CHANNEL_NAME = 255  # bytes: OpenEXR's limit for channel names (Imf::Name)
+
+
+def check_layer_name(name, taken: Sequence[str] = ()) -> None:
+    """Raise EXRError, naming the fix, unless ``name`` can name a new layer beside ``taken``."""
+    if not isinstance(name, str) or not name.strip():
+        raise EXRError("an EXR layer needs a name (e.g. depth, mask, bracket_dark): fill in its name")
+    if name != name.strip():
+        raise EXRError(f"EXR layer name {name!r} starts or ends with whitespace: remove it")
+    if name.startswith(".") or name.endswith(".") or ".." in name:
+        raise EXRError(
+            f"EXR layer name {name!r} has an empty part between dots: dots separate nested layers "
+            "(e.g. aov.diffuse); remove the leading, trailing or doubled dot"
+        )
+    if name.lower() in RESERVED_LAYER_NAMES:
+        raise EXRError(
+            f"EXR layer name {name!r} reads as the main image (channels R, G, B, A; 'rgba' in Nuke): "
+            "choose another name, e.g. beauty_copy"
+        )
+    if len(f"{name}.A".encode()) > MAX_CHANNEL_NAME:
+        raise EXRError(f"EXR layer name {name[:40]!r}... is too long: channel names are limited to "
+                       f"{MAX_CHANNEL_NAME} bytes; shorten it")
+    if name in taken:
+        raise EXRError(
+            f"two EXR layers are named {name!r}: layer names must be unique in a file; rename one"
+        )
+
+
+def _tensor(x) -> torch.Tensor | None:
+    if x is None:
+        return None
+    return x if isinstance(x, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(x))
+
+
+def _image_size(image: torch.Tensor) -> tuple[int, int]:
+    """(width, height) of an image [(B,) H, W, C]."""
+    return int(image.shape[-2]), int(image.shape[-3])
+
+
+def _mask_size(mask: torch.Tensor) -> tuple[int, int]:
+    """(width, height) of a mask [(B,) H, W]."""
+    return int(mask.shape[-1]), int(mask.shape[-2])
+
+
+def _batch(x: torch.Tensor | None, batched_ndim: int) -> int:
+    """Images in ``x``: its first dimension when it has ``batched_ndim`` dimensions, else 1."""
+    return int(x.shape[0]) if x is not None and x.ndim == batched_ndim else 1
+
+
+@dataclass(frozen=True)
+class EXRLayer:
+    """An extra named layer of an EXR file, beside its main image.
+
+    ``image``: colour [H, W, 3] or [H, W, 4] (the 4th channel is its alpha); ``mask``: [H, W], the
+    layer's alpha, or alone a single-channel layer (``<name>.Y``). Both are torch tensors or numpy
+    arrays and may carry a leading batch dimension ([B, H, W, C], [B, H, W]; see ``for_image``).
+    ``encoding``: one of LAYER_ENCODINGS (for the colour; masks are never converted).
+    ``precision``: one of LAYER_PRECISIONS. Raises EXRError for anything it cannot write.
+    """
+
+    name: str
+    image: Any = None
+    mask: Any = None
+    encoding: str = "linear"
+    precision: str = "file"
+
+    def __post_init__(self):
+        check_layer_name(self.name)
+        if self.encoding not in LAYER_ENCODINGS:
+            raise EXRError(f"EXR layer {self.name!r}: unknown encoding {self.encoding!r}; choose one of "
+                           f"{LAYER_ENCODINGS}")
+        if self.precision not in LAYER_PRECISIONS:
+            raise EXRError(f"EXR layer {self.name!r}: unknown precision {self.precision!r}; choose one of "
+                           f"{LAYER_PRECISIONS}")
+        image, mask = _tensor(self.image), _tensor(self.mask)
+        if image is None and mask is None:
+            raise EXRError(f"EXR layer {self.name!r} has neither an image nor a mask: connect one")
+        if image is not None and (image.ndim not in (3, 4) or image.shape[-1] not in (3, 4)):
+            raise EXRError(f"EXR layer {self.name!r}: expected an RGB(A) image [H, W, 3|4] or a batch "
+                           f"[B, H, W, 3|4], got {list(image.shape)}")
+        if mask is not None and mask.ndim not in (2, 3):
+            raise EXRError(f"EXR layer {self.name!r}: expected a mask [H, W] or a batch [B, H, W], got "
+                           f"{list(mask.shape)}")
+        object.__setattr__(self, "image", image)
+        object.__setattr__(self, "mask", mask)
+        if image is not None and mask is not None:
+            (iw, ih), (mw, mh) = _image_size(image), _mask_size(mask)
+            if (iw, ih) != (mw, mh):
+                raise EXRError(
+                    f"EXR layer {self.name!r}: its mask is {mw}x{mh} but its image is {iw}x{ih}; "
+                    "resize the mask to the image"
+                )
+            ni, nm = _batch(image, 4), _batch(mask, 3)
+            if ni != nm and 1 not in (ni, nm):
+                raise EXRError(f"EXR layer {self.name!r}: {ni} images but {nm} masks; give as many "
+                               "of each, or one")
+
+    @property
+    def count(self) -> int:
+        """How many images the layer holds (1 without a batch dimension)."""
+        return max(_batch(self.image, 4), _batch(self.mask, 3))
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(width, height)."""
+        return _image_size(self.image) if self.image is not None else _mask_size(self.mask)
+
+    @property
+    def is_data(self) -> bool:
+        """Written unconverted: encoding ``data``, or a mask alone."""
+        return self.encoding == "data" or self.image is None
+
+    def for_image(self, index: int, count: int) -> EXRLayer:
+        """The layer for image ``index`` of ``count`` saved images: one layer image per saved image,
+        or one for all. Raises EXRError for any other batch size."""
+        for what, x, batched_ndim in (("images", self.image, 4), ("masks", self.mask, 3)):
+            n = _batch(x, batched_ndim)
+            if n not in (1, count):
+                raise EXRError(
+                    f"EXR layer {self.name!r} has {n} {what} for {count} saved image(s): give one per "
+                    f"saved image or one for all"
+                )
+
+        def pick(x, batched_ndim):
+            return x if x is None or x.ndim < batched_ndim else x[min(index, x.shape[0] - 1)]
+
+        return replace(self, image=pick(self.image, 4), mask=pick(self.mask, 3))
+
+    def planes(self, colorspace: str, file_precision: str) -> tuple[dict[str, np.ndarray], int]:
+        """The layer's channels ({channel name: contiguous [H, W] plane}) as the file stores them:
+        colour converted to ``colorspace`` as its encoding says, alpha/mask as given, in its
+        precision. Returns them and the number of values that saturated in half. The layer must
+        hold one image (``for_image``)."""
+        if self.count != 1:
+            raise EXRError(f"EXR layer {self.name!r} holds {self.count} images; pick one with for_image")
+        image = None if self.image is None else self.image.reshape(self.image.shape[-3:])
+        mask = None if self.mask is None else self.mask.reshape(self.mask.shape[-2:])
+        stack, names = [], []
+        if image is not None:
+            rgb = image[..., :3].float()
+            if self.encoding == "sRGB":
+                rgb = srgb_to_linear(rgb)
+            if self.encoding != "data":
+                rgb = convert_linear(rgb, WORKING_SPACE, colorspace)
+            stack.append(rgb.permute(2, 0, 1))
+            names += ["R", "G", "B"]
+            alpha = mask if mask is not None else (image[..., 3] if image.shape[-1] == 4 else None)
+            if alpha is not None:
+                stack.append(alpha.to(device=rgb.device, dtype=torch.float32)[None])
+                names.append("A")
+        else:
+            stack.append(mask.float()[None])
+            names.append("Y")
+        planes = torch.cat(stack).to(device="cpu", dtype=torch.float32).contiguous().numpy()
+        lo, hi = (v.item() for v in torch.aminmax(torch.from_numpy(planes)))
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise EXRError(
+                f"EXR layer {self.name!r}: {count_non_finite(np.moveaxis(planes, 0, -1))} pixel(s) contain "
+                "NaN or Inf; EXR output refuses them. Fix the node that produced them or replace them "
+                "before saving."
+            )
+        precision = file_precision if self.precision == "file" else self.precision
+        saturated = 0
+        if precision == "half":
+            planes, saturated = to_half(planes, peak=max(hi, -lo))
+        return {f"{self.name}.{c}": planes[k] for k, c in enumerate(names)}, saturated
+
+
+def data_layers(header: dict) -> tuple[str, ...]:
+    """The layers a file's ``lediff:dataLayers`` attribute marks as data (never colour-converted)."""
+    value = header.get(DATA_LAYERS_ATTRIBUTE, ())
+    return (value,) if isinstance(value, str) else tuple(str(v) for v in value)
+
+
 def write_exr(
     path: str,
     rgb: np.ndarray,
@@ -94,15 +293,22 @@ def write_exr(
     attributes: dict | None = None,
     envmap: str = "none",
     chromaticities: tuple | None = None,
+    layers: Sequence[EXRLayer] = (),
+    colorspace: str = WORKING_SPACE,
 ) -> int:
-    """Write linear RGB [H, W, 3] (and optional alpha [H, W]) as a scanline EXR.
+    """Write linear RGB [H, W, 3] (and optional alpha [H, W]) as a scanline EXR, with optional
+    extra ``layers`` (EXRLayer, each holding one image of the same size).
 
-    ``attributes`` are extra header attributes (str, float, int, tuples the bindings understand).
-    The file is tagged with ``chromaticities`` (8 numbers; default Rec.709/D65, the working space's
-    primaries), which must describe the pixels' primaries; ``envmap="latlong"`` adds the standard
-    ``envmap`` attribute of an equirectangular environment map. Returns the number of values that
-    saturated when converting to half (always 0 for ``float``). Raises EXRError for NaN/Inf input,
-    bad shapes or unknown options. Writes ``path`` directly: publish through ``write_new_file``.
+    ``rgb`` and the layers' colour are in the working space (linear Rec.709/sRGB primaries, D65);
+    the file is written in ``colorspace`` (an OCIO name of ``ocio.LINEAR_SPACES``), converted with
+    ``ocio.convert_linear``, except data layers and masks. The file is tagged with
+    ``chromaticities`` (8 numbers; default: those of ``colorspace``), which must describe the pixels'
+    primaries. ``attributes`` are extra header attributes (str, float, int, tuples the bindings
+    understand); ``envmap="latlong"`` adds the standard ``envmap`` attribute of an equirectangular
+    environment map. Returns the number of values that saturated when converting to half, main
+    image and layers together (always 0 for ``float``). Raises EXRError for NaN/Inf input, bad
+    shapes, bad or duplicate layer names or unknown options, before writing anything. Writes
+    ``path`` directly: publish through ``write_new_file``.
     """
     if precision not in PRECISIONS:
         raise EXRError(f"unknown precision {precision!r}; choose one of {tuple(PRECISIONS)}")
@@ -110,6 +316,8 @@ def write_exr(
         raise EXRError(f"unknown compression {compression!r}; choose one of {tuple(COMPRESSIONS)}")
     if envmap not in ENVMAPS:
         raise EXRError(f"unknown envmap {envmap!r}; choose one of {tuple(ENVMAPS)}")
+    if colorspace not in CHROMATICITIES:
+        raise EXRError(f"unknown colour space {colorspace!r}; choose one of {tuple(CHROMATICITIES)}")
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise EXRError(f"expected an RGB image of shape [H, W, 3], got {list(rgb.shape)}")
     if alpha is not None and alpha.shape != rgb.shape[:2]:
@@ -117,8 +325,24 @@ def write_exr(
             f"alpha of shape {list(alpha.shape)} does not match the image's {list(rgb.shape[:2])}: "
             "resize the mask to the image first"
         )
-    planes = rgb if alpha is None else np.concatenate([rgb, alpha[..., None]], axis=2)
-    planes = np.ascontiguousarray(planes, dtype=np.float32)
+    height, width = rgb.shape[:2]
+    for i, layer in enumerate(layers):
+        check_layer_name(layer.name, [other.name for other in layers[:i]])
+        if layer.size != (width, height):
+            raise EXRError(
+                f"EXR layer {layer.name!r} is {layer.size[0]}x{layer.size[1]} but the image is "
+                f"{width}x{height}: layers must match the image's size; resize the layer (e.g. with "
+                "Upscale Image) or save it in its own file"
+            )
+        if layer.count != 1:
+            raise EXRError(f"EXR layer {layer.name!r} holds {layer.count} images for one file; pick "
+                           "one with EXRLayer.for_image")
+    # through torch, like the layers: a linear layer equal to the image is stored identically
+    main = convert_linear(torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)), WORKING_SPACE,
+                          colorspace)
+    if alpha is not None:
+        main = torch.cat([main, torch.from_numpy(np.asarray(alpha, dtype=np.float32))[..., None]], dim=2)
+    planes = main.contiguous().numpy()
     # one pass serves both checks: NaN propagates through min/max and Inf shows
     lo, hi = (v.item() for v in torch.aminmax(torch.from_numpy(planes)))
     if not (np.isfinite(lo) and np.isfinite(hi)):
@@ -129,16 +353,23 @@ def write_exr(
     saturated = 0
     if precision == "half":
         planes, saturated = to_half(planes, peak=max(hi, -lo))
+    channels = {"RGB" if alpha is None else "RGBA": planes}
+    for layer in layers:
+        layer_planes, layer_saturated = layer.planes(colorspace, precision)
+        channels.update(layer_planes)
+        saturated += layer_saturated
     header = {
         "compression": COMPRESSIONS[compression],
         "type": OpenEXR.scanlineimage,
-        "chromaticities": tuple(chromaticities or REC709_CHROMATICITIES),
+        "chromaticities": tuple(chromaticities or CHROMATICITIES[colorspace]),
     }
     if ENVMAPS[envmap] is not None:
         header["envmap"] = ENVMAPS[envmap]
     header.update(attributes or {})
-    name = "RGB" if alpha is None else "RGBA"
-    with OpenEXR.File(header, {name: planes}) as f:
+    data = [layer.name for layer in layers if layer.is_data]
+    if data:
+        header[DATA_LAYERS_ATTRIBUTE] = data
+    with OpenEXR.File(header, channels) as f:
         f.write(path)
     return saturated
 
@@ -434,8 +665,8 @@ def _select_channels(path: str, names: set, layer: str) -> tuple[list[str], str 
         colour, alpha = _channel_names(layer, names)
         if colour is None:
             raise EXRError(
-                f"{path!r} has no layer {layer!r} with R, G, B or Y channels; its layers with "
-                f"colour are {_layers(names) or 'none'} (leave the layer empty for the default)"
+                f"{path!r} has no layer {layer!r} with R, G, B or Y channels; its layers are "
+                f"{_layers(names) or 'none'} (leave the layer empty for the default)"
             )
         return colour, alpha, layer
     colour, alpha = _channel_names("", names)

@@ -1,6 +1,6 @@
-"""File nodes: Save EXR and Load EXR (``exr``), Save HDR Image for Ultra HDR / AVIF / JPEG XL
-(``display``), and the one saving path they share: numbering, publishing, metadata, previews
-(``savers``). Over ``lediff_core.io``."""
+"""File nodes: Save EXR, EXR Layer (extra named layers for Save EXR) and Load EXR (``exr``), Save
+HDR Image for Ultra HDR / AVIF / JPEG XL (``display``), and the one saving path they share:
+numbering, publishing, metadata, previews (``savers``). Over ``lediff_core.io``."""
 
 from . import display, exr
 

@@ -1,4 +1,5 @@
-"""OpenEXR (and Radiance .hdr) nodes: Save EXR, Load EXR."""
+"""OpenEXR (and Radiance .hdr) nodes: Save EXR, EXR Layer (extra named layers for Save EXR),
+Load EXR."""
 
 from __future__ import annotations
 
@@ -14,15 +15,28 @@ from comfy_api.latest import io
 
 from ...lediff_core import SOFTWARE
 from ...lediff_core.color import srgb_to_linear
-from ...lediff_core.color.ocio import LINEAR_SPACES, WORKING_SPACE, convert_linear
+from ...lediff_core.color.ocio import LINEAR_SPACES, WORKING_SPACE
 from ...lediff_core.color.spaces import exr_color_tags, from_chromaticities
-from ...lediff_core.io.exr import COMPRESSIONS, ENVMAPS, PRECISIONS, WINDOWS, write_exr
+from ...lediff_core.io.exr import (
+    COMPRESSIONS,
+    ENVMAPS,
+    LAYER_ENCODINGS,
+    LAYER_PRECISIONS,
+    PRECISIONS,
+    WINDOWS,
+    EXRError,
+    EXRLayer,
+    check_layer_name,
+    write_exr,
+)
 from ...lediff_core.io.readers import EXTENSIONS, read_linear_image
 from .savers import save_numbered, tone_mapped_preview, workflow_metadata
 
 log = logging.getLogger("lediff")
 
 ENCODINGS = ("linear", "sRGB")
+# a tuple of lediff_core.io.exr.EXRLayer, one per EXR Layer node of the chain, first node first
+EXR_LAYERS = io.Custom("LEDIFF_EXR_LAYERS")
 
 
 def _alpha_planes(alpha: torch.Tensor | None, images: torch.Tensor) -> list[np.ndarray | None]:
@@ -95,9 +109,18 @@ class SaveEXR(io.ComfyNode):
                     default=WORKING_SPACE,
                     optional=True,
                     tooltip="Linear colour space of the file. The input is in the working space "
-                    "(linear Rec.709/sRGB primaries, D65) and is converted with OpenColorIO; the file's "
-                    "chromaticities attribute says which (AP1 for ACEScg, AP0 for ACES2065-1, which at "
-                    "half precision without compression is also tagged as an ACES container).",
+                    "(linear Rec.709/sRGB primaries, D65) and is converted with OpenColorIO, like colour "
+                    "layers; the file's chromaticities attribute says which (AP1 for ACEScg, AP0 for "
+                    "ACES2065-1, which at "
+                    "half precision without compression and without layers is also tagged as an ACES "
+                    "container).",
+                ),
+                EXR_LAYERS.Input(
+                    "layers",
+                    optional=True,
+                    tooltip="Extra named layers from EXR Layer nodes (depth, masks, brackets...), written "
+                    "in the same file as <name>.R/G/B[/A] or <name>.Y; same size as the images, one per "
+                    "image or one for all.",
                 ),
             ],
             hidden=[io.Hidden.prompt, io.Hidden.extra_pnginfo],
@@ -115,6 +138,7 @@ class SaveEXR(io.ComfyNode):
         envmap,
         alpha=None,
         colorspace=WORKING_SPACE,
+        layers=None,
     ) -> io.NodeOutput:
         if images.shape[-1] not in (3, 4):
             raise ValueError(f"Save EXR: expected RGB or RGBA images, got {images.shape[-1]} channels")
@@ -122,17 +146,20 @@ class SaveEXR(io.ComfyNode):
         rgb = images[..., :3].float()
         if input_encoding == "sRGB":
             rgb = srgb_to_linear(rgb)
+        layers = tuple(layers or ())
         attributes = _header_attributes(cls.hidden.prompt, cls.hidden.extra_pnginfo, input_encoding)
-        chromaticities, color_attributes, note = exr_color_tags(colorspace, precision, compression)
+        chromaticities, color_attributes, note = exr_color_tags(colorspace, precision, compression,
+                                                                extra_layers=bool(layers))
         attributes.update(color_attributes)
         if note:
             log.info("Save EXR: %s", note)
-        pixels = convert_linear(rgb, WORKING_SPACE, colorspace)
+        count = rgb.shape[0]
 
         def write(i, path):
-            return write_exr(path, rgb=pixels[i].cpu().numpy(), alpha=alphas[i], precision=precision,
+            return write_exr(path, rgb=rgb[i].cpu().numpy(), alpha=alphas[i], precision=precision,
                              compression=compression, attributes=attributes, envmap=envmap,
-                             chromaticities=chromaticities)
+                             chromaticities=chromaticities, colorspace=colorspace,
+                             layers=[layer.for_image(i, count) for layer in layers])
 
         saved = save_numbered("Save EXR", filename_prefix, rgb.shape[0], images.shape[2],
                               images.shape[1], ".exr", write)
@@ -140,9 +167,74 @@ class SaveEXR(io.ComfyNode):
             if saturated:
                 log.warning(
                     "Save EXR: %d value(s) beyond the half-float range (+/-65504) were saturated "
-                    "in %s; choose precision 'float' to keep them", saturated, result.filename)
+                    "in %s; choose precision 'float' (of the file, or of the EXR Layer) to keep them",
+                    saturated, result.filename)
         # the EXR itself, listed first, opens full size in the frontend's HDR viewer
         return io.NodeOutput(ui={"images": [r for r, _ in saved] + tone_mapped_preview(rgb)})
+
+
+class EXRLayerNode(io.ComfyNode):
+    @classmethod
+    def define_schema(cls):
+        return io.Schema(
+            node_id="LEDiffEXRLayer",
+            display_name="EXR Layer",
+            category="LEDiff/image",
+            description="Adds a named layer (an image, a mask, or both) for Save EXR to write in the same "
+                        "file as its main image; chain several for depth, masks, brackets, AOVs.",
+            inputs=[
+                io.String.Input(
+                    "name",
+                    default="",
+                    placeholder="e.g. depth, mask, bracket_dark",
+                    tooltip="Layer name: channels <name>.R/.G/.B[/.A], or <name>.Y for a mask alone, as "
+                    "Nuke, Blender and OpenImageIO read layers. Unique in the chain; dots nest layers "
+                    "(aov.diffuse); not R, G, B, A, RGB or RGBA (the main image).",
+                ),
+                io.Combo.Input(
+                    "encoding",
+                    options=list(LAYER_ENCODINGS),
+                    default="linear",
+                    tooltip="How the image is encoded. linear: scene-linear colour in the working space "
+                    "(HDR Decode output), converted to the file's colorspace. sRGB: sRGB-encoded colour "
+                    "(VAE Decode, Load Image), linearised, then converted. data: not colour (depth, "
+                    "normals, motion): written exactly as given, and Load EXR returns it unconverted. "
+                    "Masks are never converted.",
+                ),
+                io.Combo.Input(
+                    "precision",
+                    options=list(LAYER_PRECISIONS),
+                    default="file",
+                    tooltip="file: the precision Save EXR writes the image in. half: 16-bit float (saturates "
+                    "beyond +/-65504). float: 32-bit float, exact (e.g. for depth).",
+                ),
+                io.Image.Input("image", optional=True, tooltip="The layer's colour (RGB or RGBA), the size "
+                               "of Save EXR's images; one per saved image or one for all."),
+                io.Mask.Input("mask", optional=True, tooltip="With an image: the layer's alpha (<name>.A). "
+                              "Alone: a single-channel layer (<name>.Y), written as given."),
+                EXR_LAYERS.Input("layers", optional=True, tooltip="Layers from another EXR Layer node, "
+                                 "to add this one to."),
+            ],
+            outputs=[EXR_LAYERS.Output("layers", tooltip="The chain with this layer added; connect to "
+                                       "Save EXR's layers or to another EXR Layer.")],
+        )
+
+    @classmethod
+    def execute(cls, name, encoding, precision, image=None, mask=None, layers=None) -> io.NodeOutput:
+        chain = tuple(layers or ())
+        check_layer_name(name, [layer.name for layer in chain])
+        return io.NodeOutput((*chain, EXRLayer(name, image=image, mask=mask, encoding=encoding,
+                                               precision=precision)))
+
+    @classmethod
+    def validate_inputs(cls, name=None):
+        if name is None:  # linked: checked when it runs
+            return True
+        try:
+            check_layer_name(name)
+        except EXRError as e:
+            return str(e)
+        return True
 
 
 def _header_attributes(prompt, extra_pnginfo, input_encoding: str) -> dict:
@@ -183,8 +275,10 @@ class LoadEXR(io.ComfyNode):
                 io.String.Input(
                     "layer",
                     default="",
-                    tooltip="EXR layer to load, e.g. 'beauty' for beauty.R/G/B. Empty: the default "
-                    "RGB(A) or Y channels, else the beauty-like or first layer.",
+                    tooltip="EXR layer to load, e.g. 'beauty' for beauty.R/G/B, or a layer EXR Layer "
+                    "wrote (a mask layer <name>.Y loads as a grey image). Empty: the default RGB(A) or Y "
+                    "channels, else the beauty-like or first layer. Layers the file marks as data "
+                    "(lediff:dataLayers: data layers, masks) load exactly as stored, not converted.",
                 ),
                 io.String.Input(
                     "part",
@@ -214,7 +308,8 @@ class LoadEXR(io.ComfyNode):
                     options=list(LINEAR_SPACES),
                     default=WORKING_SPACE,
                     optional=True,
-                    tooltip="Linear colour space to load into. Default: the working space (linear "
+                    tooltip="Linear colour space to load colour into (data layers are never converted). "
+                    "Default: the working space (linear "
                     "Rec.709/sRGB primaries, D65, what the other nodes expect). The file's chromaticities "
                     "attribute says what it holds (none = Rec.709): ACES, Rec.2020, P3-D65 convert with "
                     "OpenColorIO, other primaries (XYZ, cameras) with OpenEXR's matrices.",
@@ -237,9 +332,14 @@ class LoadEXR(io.ComfyNode):
             folder_paths.get_annotated_filepath(image), layer.strip(), part=part.strip(),
             view=view.strip(), window=window,
         )
-        pixels, read_as = from_chromaticities(loaded.rgb, loaded.header.get("chromaticities"), colorspace)
-        if read_as != colorspace:
-            log.info("Load EXR: %s read as %s, converted to %s", image, read_as, colorspace)
+        if loaded.is_data:
+            pixels = loaded.rgb
+            log.info("Load EXR: layer %r of %s is data (lediff:dataLayers): loaded unconverted",
+                     loaded.layer, image)
+        else:
+            pixels, read_as = from_chromaticities(loaded.rgb, loaded.header.get("chromaticities"), colorspace)
+            if read_as != colorspace:
+                log.info("Load EXR: %s read as %s, converted to %s", image, read_as, colorspace)
         rgb = torch.from_numpy(pixels)[None]
         alpha = loaded.alpha if loaded.alpha is not None else np.ones(loaded.rgb.shape[:2], np.float32)
         return io.NodeOutput(rgb, torch.from_numpy(alpha)[None])
@@ -261,4 +361,4 @@ class LoadEXR(io.ComfyNode):
         return True
 
 
-NODES = [SaveEXR, LoadEXR]
+NODES = [SaveEXR, EXRLayerNode, LoadEXR]
