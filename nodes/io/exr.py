@@ -111,9 +111,8 @@ class SaveEXR(io.ComfyNode):
                     tooltip="Linear colour space of the file. The input is in the working space "
                     "(linear Rec.709/sRGB primaries, D65) and is converted with OpenColorIO, like colour "
                     "layers; the file's chromaticities attribute says which (AP1 for ACEScg, AP0 for "
-                    "ACES2065-1, which at "
-                    "half precision without compression and without layers is also tagged as an ACES "
-                    "container).",
+                    "ACES2065-1, which at half precision without compression and without layers is also "
+                    "tagged as an ACES container).",
                 ),
                 EXR_LAYERS.Input(
                     "layers",
