@@ -100,6 +100,23 @@ def to_half(array: np.ndarray, peak: float | None = None) -> tuple[np.ndarray, i
     return t.clamp(-HALF_MAX, HALF_MAX).half().numpy(), n
 
 
+def _stored(planes: np.ndarray, precision: str, label: str, channel_axis: int) -> tuple[np.ndarray, int]:
+    """Float32 ``planes`` as the file stores them in ``precision``, and how many values saturated
+    in half. Refuses NaN/Inf (``label`` starts the message, ``channel_axis`` is where the channels
+    are, for counting pixels)."""
+    # one pass serves both checks: NaN propagates through min/max and Inf shows
+    lo, hi = (v.item() for v in torch.aminmax(torch.from_numpy(planes)))
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise EXRError(
+            f"{label}{count_non_finite(np.moveaxis(planes, channel_axis, -1))} pixel(s) contain NaN or Inf; "
+            "EXR output refuses them. Fix the node that produced them (e.g. a division by zero) or "
+            "replace them before saving."
+        )
+    if precision == "half":
+        return to_half(planes, peak=max(hi, -lo))
+    return planes, 0
+
+
 # Extra layers. encoding: how a layer's colour is given. linear: scene-linear in the working space,
 # converted to the file's space like the main image; sRGB: sRGB-encoded (a VAE Decode, an ordinary
 # IMAGE), linearised then converted; data: written exactly as given (depth, normals, ...).
@@ -264,17 +281,8 @@ class EXRLayer:
             stack.append(mask.float()[None])
             names.append("Y")
         planes = torch.cat(stack).to(device="cpu", dtype=torch.float32).contiguous().numpy()
-        lo, hi = (v.item() for v in torch.aminmax(torch.from_numpy(planes)))
-        if not (np.isfinite(lo) and np.isfinite(hi)):
-            raise EXRError(
-                f"EXR layer {self.name!r}: {count_non_finite(np.moveaxis(planes, 0, -1))} pixel(s) contain "
-                "NaN or Inf; EXR output refuses them. Fix the node that produced them or replace them "
-                "before saving."
-            )
         precision = file_precision if self.precision == "file" else self.precision
-        saturated = 0
-        if precision == "half":
-            planes, saturated = to_half(planes, peak=max(hi, -lo))
+        planes, saturated = _stored(planes, precision, f"EXR layer {self.name!r}: ", channel_axis=0)
         return {f"{self.name}.{c}": planes[k] for k, c in enumerate(names)}, saturated
 
 
@@ -342,17 +350,7 @@ def write_exr(
                           colorspace)
     if alpha is not None:
         main = torch.cat([main, torch.from_numpy(np.asarray(alpha, dtype=np.float32))[..., None]], dim=2)
-    planes = main.contiguous().numpy()
-    # one pass serves both checks: NaN propagates through min/max and Inf shows
-    lo, hi = (v.item() for v in torch.aminmax(torch.from_numpy(planes)))
-    if not (np.isfinite(lo) and np.isfinite(hi)):
-        raise EXRError(
-            f"{count_non_finite(planes)} pixel(s) contain NaN or Inf; EXR output refuses them. Fix "
-            "the node that produced them (e.g. a division by zero) or replace them before saving."
-        )
-    saturated = 0
-    if precision == "half":
-        planes, saturated = to_half(planes, peak=max(hi, -lo))
+    planes, saturated = _stored(main.contiguous().numpy(), precision, "", channel_axis=2)
     channels = {"RGB" if alpha is None else "RGBA": planes}
     for layer in layers:
         layer_planes, layer_saturated = layer.planes(colorspace, precision)
