@@ -91,7 +91,7 @@ def _exr_layers(workflow, brackets, vae, column, mask=None):
 
 
 def _five(latent="ks"):
-    """The fusion's five brackets, darkest first, as _five_brackets wires them."""
+    """The fusion's five brackets, darkest first: {fusion input: (node id, output name)}."""
     return {"darker": ("hl", "dark"), "dark": ("hl", "mid"), "mid": (latent, "LATENT"),
             "bright": ("sh", "mid"), "brighter": ("sh", "bright")}
 
@@ -118,8 +118,7 @@ def _five_brackets(latent="ks", cond=("pos", "neg")):
         *[(c, "CONDITIONING", b, i) for b in ("hl", "sh") for c, i in ((pos, "positive"), (neg, "negative"))],
         (latent, "LATENT", "hl", "latent"), (latent, "LATENT", "sh", "latent"),
         ("hdrvae", "hdr_vae", "fuse", "hdr_vae"),
-        ("hl", "dark", "fuse", "darker"), ("hl", "mid", "fuse", "dark"), (latent, "LATENT", "fuse", "mid"),
-        ("sh", "mid", "fuse", "bright"), ("sh", "bright", "fuse", "brighter"),
+        *[(*source, "fuse", name) for name, source in _five(latent).items()],
         ("hdrvae", "hdr_vae", "decode", "hdr_vae"), ("fuse", "latent", "decode", "latent"),
     ]
 
