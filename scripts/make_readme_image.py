@@ -7,7 +7,8 @@ Runs Load EXR -> Exposure Strip in an embedded genuine ComfyUI (lediff_runner's 
 a GPU) on a CC0 HDRI from tests/data/hdri/ and writes the strip the node shows as a JPEG. It is a
 real HDR, not a LEDiff result: no LEDiff weights may be redistributed or downloaded here, and the
 tests' random-weight models make noise. Replace it with a strip of a LEDiff output (HDR Decode ->
-Exposure Strip) once real weights are at hand; docs/images/README.md says which it is.
+Exposure Strip) once real weights are at hand; docs/images/README.md says which it is. The
+existing picture is replaced (a source we maintain, like the workflows' thumbnails).
 """
 
 from __future__ import annotations
@@ -52,7 +53,10 @@ def main(argv=None) -> int:
         shown = host.run(graph)["strip"]["images"][0]
         png = os.path.join(host.temp_dir, shown["subfolder"], shown["filename"])
         os.makedirs(os.path.dirname(OUT), exist_ok=True)
-        Image.open(png).convert("RGB").save(OUT, quality=88, optimize=True)
+        # a maintained source file, replaced in one step: never left half-written
+        partial = OUT + ".partial"
+        Image.open(png).convert("RGB").save(partial, format="JPEG", quality=88, optimize=True)
+        os.replace(partial, OUT)
         host.close()
     print(f"wrote {OUT}")
     return 0
