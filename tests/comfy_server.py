@@ -126,6 +126,13 @@ def console_error(message) -> str | None:
     return message.text if message.type == "error" else None
 
 
+def wait_for_app(page) -> None:
+    """Wait until the page's ComfyUI app is loaded (after a goto or a reload); close the start-up
+    dialog."""
+    page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=120000)
+    page.keyboard.press("Escape")
+
+
 @contextlib.contextmanager
 def frontend_page(server: ComfyServer, extra_args=(), console_errors=console_error):
     """The server's frontend in headless Chromium (Debian's, driven by Playwright), the app loaded
@@ -143,8 +150,7 @@ def frontend_page(server: ComfyServer, extra_args=(), console_errors=console_err
             page.on("pageerror", lambda e: errors.append(str(e)))
             page.on("console", lambda m: (e := console_errors(m)) is not None and errors.append(e))
             page.goto(server.url, wait_until="networkidle", timeout=120000)
-            page.wait_for_function("() => window.app && window.app.graph && window.LiteGraph", timeout=120000)
-            page.keyboard.press("Escape")
+            wait_for_app(page)
             yield page, errors
         finally:
             browser.close()
