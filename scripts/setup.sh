@@ -113,6 +113,7 @@ fi
 #    and, as independent decoders/writers of the formats we write and read: libavif's and libjxl's
 #    tools, OpenImageIO's oiiotool, exiftool (reads the Exif/MPF metadata of the display formats),
 #    libheif's heif-info (reads the AVIF content light level and mastering display boxes);
+#    ffmpeg/ffprobe (decode and inspect the HDR videos and EXR sequences we write);
 #    a C++ compiler and Debian's OpenEXR headers, for the small test helper (tests/tools/exr_rgba.cpp)
 #    that writes and reads luminance/chroma EXR files through the C++ library's own RGBA interface
 missing=()
@@ -134,6 +135,7 @@ need pkg-config pkg-config
 need_file libopenexr-dev /usr/include/OpenEXR/ImfRgbaFile.h
 need libimage-exiftool-perl exiftool
 need libheif-examples heif-info
+need ffmpeg ffmpeg ffprobe
 if [ ${#missing[@]} -gt 0 ]; then
   if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
     say "installing Debian packages: ${missing[*]}"

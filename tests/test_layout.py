@@ -27,6 +27,7 @@ CORE_DEPENDENCIES = {
     "model": {"color", "io"},
     "qa": {"color"},
     "panorama": {"color"},
+    "video": {"color", "qa"},
 }
 ROOT = Path(REPO)
 

@@ -1,0 +1,10 @@
+"""Video: LEDiff over a batch of consecutive frames (ComfyUI's IMAGE/LATENT batch = frames).
+
+Owns what makes frames of one shot hang together: optical flow between input frames (OpenCV's
+DIS, a maintained implementation; ``flow``), noise warped along that flow (``noise``) and the
+temporal blending of the denoiser's predictions (``temporal``). Frame files in and out (EXR
+sequences, HDR10/HLG masters) are file formats and live in ``lediff_core.io``; the warping-error
+metric is a measurement and lives in ``lediff_core.qa``.
+
+May import ``lediff_core.color`` and ``lediff_core.qa`` (its warping maths); never ComfyUI.
+"""
