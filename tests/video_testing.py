@@ -16,6 +16,7 @@ import numpy as np
 
 from lediff_core.io.exr import read_exr
 from lediff_core.qa.camera import Camera, capture, sample_camera
+from lediff_core.qa.clips import equirect_pan
 from lediff_testing import HDRI_DIR, REPO
 
 CLIP_THRESHOLD = 0.99  # HDR Stats' default: an LDR pixel at or above it in any channel is clipped
@@ -25,43 +26,21 @@ REAL_CLIP = os.path.join(REPO, ".dev", "clips", "bigbuckbunny.mp4")
 REAL_CLIP_START, REAL_CLIP_STRIDE = 30, 2
 
 
-def _box_down(image: np.ndarray, factor: int) -> np.ndarray:
-    h, w, c = image.shape
-    return image.reshape(h // factor, factor, w // factor, factor, c).mean(axis=(1, 3))
-
-
 def synthetic_pan(name="city", frames=8, size=(64, 48), step_px=2, seed=0, factor=4, camera: Camera | None = None):
     """A pan to the right across the equirect HDRI ``name`` past its brightest point (the sun for
-    city, sunrise, sunset), ``frames`` frames of ``size`` = (width, height).
-
-    Each frame is a plain crop of the lat-long map ``factor`` times larger than ``size``, box-
-    downscaled (averaging light), moving ``step_px * factor`` map pixels a frame, wrapping around
-    the panorama: content moves left by exactly ``step_px`` output pixels a frame, so the backward
-    flow is (+step_px, 0) everywhere. The LDR is one seeded camera (exposure chosen on the first
-    frame, HDRCNN's random share of 5-15 % clipped, a sigmoid response, 8 bits) for the whole shot.
+    city, sunrise, sunset), ``frames`` frames of ``size`` = (width, height)
+    (``lediff_core.qa.clips.equirect_pan``: content moves left by exactly ``step_px`` pixels a
+    frame, so the backward flow is (+step_px, 0) everywhere). The LDR is one seeded camera
+    (exposure chosen on the first frame, HDRCNN's random share of 5-15 % clipped, a sigmoid
+    response, 8 bits) for the whole shot, unless ``camera`` is given.
 
     Returns (hdr [T,H,W,3] float32 linear, ldr [T,H,W,3] float32 0..1 camera-encoded,
     flow [T-1,H,W,2] float32, clipped [T,H,W] bool where the LDR is >= CLIP_THRESHOLD in a channel).
     """
-    width, height = size
-    pano = np.maximum(read_exr(os.path.join(HDRI_DIR, f"{name}.exr")).rgb.astype(np.float64), 0.0)
-    ph, pw, _ = pano.shape
-    ch, cw = height * factor, width * factor
-    if ch > ph:
-        raise ValueError(f"{height} rows x factor {factor} do not fit the {ph}-row panorama")
-    y = pano.mean(-1)
-    row, col = np.unravel_index(int(np.argmax(y)), y.shape)
-    top = int(np.clip(row - ch // 4, 0, ph - ch))  # brightest point in the upper part of the frame
-    left = int(col - 0.4 * cw)
-    hdr = []
-    for t in range(frames):
-        cols = np.arange(left + t * step_px * factor, left + t * step_px * factor + cw) % pw
-        hdr.append(_box_down(pano[top:top + ch][:, cols], factor))
-    hdr = np.stack(hdr).astype(np.float32)
+    pano = read_exr(os.path.join(HDRI_DIR, f"{name}.exr")).rgb
+    hdr, flow = equirect_pan(pano, frames, size, step_px, factor)
     cam = camera or sample_camera(hdr[0], np.random.default_rng(seed))
     ldr = np.stack([capture(f, cam) for f in hdr]).astype(np.float32) / 255.0
-    flow = np.zeros((max(frames - 1, 0), height, width, 2), np.float32)
-    flow[..., 0] = step_px
     clipped = (ldr >= CLIP_THRESHOLD).any(axis=-1)
     return hdr, ldr, flow, clipped
 

@@ -3,8 +3,8 @@
 Owns PU21 encoding (``pu21``), full-reference metrics against published check values
 (``metrics``), the simulated camera that makes LDR test inputs from HDR (``camera``), classical
 inverse-tone-mapping baselines (``baselines``), exposure strips (``exposure``), dynamic-range
-statistics and histograms (``stats``) and their text rendering (``render``), and temporal
-consistency: warping frames along optical flow and the warping error of Lai et al. 2018 on log
-luminance (``temporal``; the flow itself is computed in ``lediff_core.video.flow``). numpy/torch/PIL/scipy
-only. May import ``lediff_core.color``; never ComfyUI, ``nodes`` or ``lediff_runner``.
+statistics and histograms (``stats``) and their text rendering (``render``), temporal consistency
+(``temporal``: warping frames along optical flow and the warping error of Lai et al. 2018 on log
+luminance; the flow itself is computed in ``lediff_core.video.flow``) and HDR test clips with
+known motion, pans across an equirect HDRI (``clips``). numpy/torch/PIL/scipy only. May import ``lediff_core.color``; never ComfyUI, ``nodes`` or ``lediff_runner``.
 """

@@ -126,3 +126,26 @@ def occlusion_mask(flow_bw: torch.Tensor, flow_fw: torch.Tensor, alpha: float = 
         grad_sq = sum((g ** 2).sum(-1) for g in grads)
         valid &= grad_sq <= BOUNDARY_ALPHA * (bw ** 2).sum(-1) + BOUNDARY_BETA
     return valid
+
+
+def flow_with_visibility(guide) -> tuple[torch.Tensor, torch.Tensor]:
+    """(backward flow [T-1, H, W, 2], visibility [T-1, H, W] bool) of guide frames: what the warping
+    error (``lediff_core.qa.temporal.warping_error``) takes as ``flow`` and ``valid``."""
+    bw, fw = forward_backward_flow(guide)
+    return bw, occlusion_mask(bw, fw)
+
+
+def hdr_guide(frames, low_percentile: float = 0.5, high_percentile: float = 99.5) -> torch.Tensor:
+    """Guide frames [T, H, W, 1] in 0..1 for the flow of linear HDR frames [T, H, W, 3]: log2
+    luminance mapped linearly from the clip's ``low_percentile`` to its ``high_percentile``, one
+    mapping for the whole clip (a per-frame exposure would itself flicker and mislead the flow), so
+    that the bright sky keeps its structure where a display tone curve would flatten it."""
+    f = torch.as_tensor(np.asarray(frames) if not isinstance(frames, torch.Tensor) else frames).float().cpu()
+    if f.ndim != 4 or f.shape[-1] < 3:
+        raise ValueError(f"expected linear HDR frames [T, H, W, 3], got shape {tuple(f.shape)}")
+    if not torch.isfinite(f).all():
+        raise ValueError("the HDR frames have non-finite values (NaN/inf)")
+    y = (f[..., :3] * torch.tensor(REC709_LUMA)).sum(-1).clamp_min(2.0 ** -20)
+    v = torch.log2(y)
+    lo, hi = np.percentile(v.numpy(), [low_percentile, high_percentile])
+    return ((v - float(lo)) / max(float(hi - lo), 1e-6)).clamp(0, 1)[..., None]
