@@ -6,5 +6,6 @@ inverse-tone-mapping baselines (``baselines``), exposure strips (``exposure``), 
 statistics and histograms (``stats``) and their text rendering (``render``), temporal consistency
 (``temporal``: warping frames along optical flow and the warping error of Lai et al. 2018 on log
 luminance; the flow itself is computed in ``lediff_core.video.flow``) and HDR test clips with
-known motion, pans across an equirect HDRI (``clips``). numpy/torch/PIL/scipy only. May import ``lediff_core.color``; never ComfyUI, ``nodes`` or ``lediff_runner``.
+known motion, pans across an equirect HDRI (``clips``). numpy/torch/PIL/scipy only. May import
+``lediff_core.color``; never ComfyUI, ``nodes`` or ``lediff_runner``.
 """
