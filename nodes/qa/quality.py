@@ -11,6 +11,7 @@ from ...lediff_core.color import srgb_to_linear
 from ...lediff_core.qa.exposure import ev_steps, exposure_strip
 from ...lediff_core.qa.metrics import METRICS, SCALINGS, compute_metric
 from ...lediff_core.qa.stats import HDR_COLOUR, LDR_COLOUR, describe, histogram_plot, range_stats
+from ...lediff_core.qa.temporal import warping_error
 
 CLIP_TOOLTIP = "An LDR pixel counts as clipped when any channel is at or above this (display-encoded 0..1) value."
 
@@ -86,7 +87,8 @@ class HDRStats(io.ComfyNode):
             category="LEDiff/qa",
             description="Dynamic range of a linear HDR image in stops (1st-99th percentile and peak/floor), the "
             "share of pixels above SDR white, and a histogram of log2 luminance as a plot; with an LDR input, "
-            "the same for it and a before/after summary.",
+            "the same for it and a before/after summary. For a batch of video frames, also the warping error "
+            "(temporal flicker, Lai et al. 2018) overall and in the clipped regions.",
             is_output_node=True,
             inputs=[
                 io.Image.Input("image", tooltip="Linear HDR image (1.0 = SDR white)."),
@@ -107,6 +109,13 @@ class HDRStats(io.ComfyNode):
                                 "(first) HDR image."),
                 io.Float.Output("above_white_percent", tooltip="Percent of pixels of the (first) HDR image with a "
                                 "channel above 1.0 (SDR white)."),
+                io.Float.Output("warping_error", tooltip="For a batch of consecutive frames: the warping error of "
+                                "the HDR frames in stops^2 (mean squared log2-luminance change between each frame "
+                                "and the previous one warped along the optical flow of the LDR frames, or of the "
+                                "HDR when no LDR batch is given; occluded pixels left out). 0 for a single image."),
+                io.Float.Output("warping_error_clipped", tooltip="The same within the clipped pixels of each frame "
+                                "(LDR at or above clip_threshold; without an LDR batch, HDR above SDR white): "
+                                "the flicker of the recovered highlights. 0 when there are none."),
             ],
         )
 
@@ -126,11 +135,41 @@ class HDRStats(io.ComfyNode):
                 line = describe("LDR", low, "clipped") + " \u2192 " + line
             plots.append(histogram_plot(series))
             lines.append(line if image.shape[0] == 1 else f"[{i}] {line}")
+        temporal = 0.0, 0.0
+        if image.shape[0] > 1:
+            line, temporal = _temporal(image, ldr, clip_threshold)
+            lines.append(line)
         summary = "\n".join(lines)
         hist = _to_image(plots)
         shown = {**ui.PreviewImage(hist, cls=cls).as_dict(), "text": (summary,)}
         return io.NodeOutput(hist, summary, first.robust_stops, first.peak_floor_stops, 100.0 * first.above_white,
-                             ui=shown)
+                             *temporal, ui=shown)
+
+
+def _temporal(image: torch.Tensor, ldr: torch.Tensor | None, clip_threshold: float) -> tuple[str, tuple]:
+    """The warping error of a batch of frames (docs/nodes.md, HDR Stats): a summary line and the two
+    numbers (nan, for no clipped pixel, becomes 0)."""
+    from ...lediff_core.video.flow import flow_with_visibility, hdr_guide
+
+    hdr = image[..., :3].float().cpu()
+    if ldr is not None and ldr.shape[0] == image.shape[0]:
+        guide = ldr[..., :3].float().cpu()
+        region = (guide >= clip_threshold).any(-1)
+        source, clipped_word = "the LDR frames", "clipped"
+    else:  # no LDR video: flow from a log encoding of the HDR, "clipped" = above SDR white
+        guide = hdr_guide(hdr)
+        region = (hdr > 1.0).any(-1)
+        source, clipped_word = "the HDR frames", "above SDR white"
+    flow, valid = flow_with_visibility(guide)
+    result = warping_error(hdr, flow, valid=valid, region=region)
+    overall = 0.0 if np.isnan(result["overall"]) else result["overall"]
+    in_region = 0.0 if np.isnan(result["region"]) else result["region"]
+    share = 100.0 * float(valid.float().mean())
+    region_text = (f"{in_region:.4f} stops^2 in {clipped_word} pixels" if not np.isnan(result["region"])
+                   else f"no {clipped_word} pixels")
+    line = (f"Temporal ({image.shape[0]} frames, flow from {source}): warping error {overall:.4f} stops^2, "
+            f"{region_text} ({share:.0f} % of pixels visible in the previous frame)")
+    return line, (overall, in_region)
 
 
 class HDRMetrics(io.ComfyNode):
