@@ -144,15 +144,28 @@ class _Profile:
     at most 256 groups however large the image.
     """
 
-    def __init__(self, ldr_values: torch.Tensor, hdr_values: torch.Tensor):
-        values, inverse = torch.unique(ldr_values, return_inverse=True)
-        self.count = torch.bincount(inverse, minlength=values.numel()).to(hdr_values.dtype)
-        hdr_sum = torch.zeros_like(values).index_add_(0, inverse, hdr_values)
+    def __init__(self, groups: tuple[torch.Tensor, torch.Tensor, torch.Tensor]):
+        values, self.count, hdr_sum = groups
         self.hbar = hdr_sum / self.count
         self.log_l = values.log()
         self.identifiable = values.numel() > 1
         # A continuous-valued LDR has (almost) no repeated values; skip multiplying by ones.
-        self.weighted = values.numel() < ldr_values.numel()
+        self.weighted = bool((self.count > 1).any())
+
+    @staticmethod
+    def groups(ldr_values: torch.Tensor, hdr_values: torch.Tensor, counts: torch.Tensor | None = None):
+        """(distinct LDR values, their sample counts, the sums of their HDR values); ``counts``
+        weights the samples (merging the groups of several images)."""
+        values, inverse = torch.unique(ldr_values, return_inverse=True)
+        weights = torch.ones_like(hdr_values) if counts is None else counts
+        count = torch.zeros_like(values).index_add_(0, inverse, weights.to(values.dtype))
+        return values, count, torch.zeros_like(values).index_add_(0, inverse, hdr_values)
+
+    @classmethod
+    def merged(cls, groups: list) -> _Profile:
+        """One profile for the samples of several images (their groups merged)."""
+        values, count, hdr_sum = (torch.cat(parts) for parts in zip(*groups, strict=True))
+        return cls(cls.groups(values, hdr_sum, count))
 
     def scale(self, g: float) -> tuple[torch.Tensor, torch.Tensor]:
         """(s, a): the best 2^e at gamma g and the powered group values a = l^g (a fresh tensor)."""
@@ -242,33 +255,40 @@ def _fit(
     mask: torch.Tensor,
     gamma_range: tuple[float, float],
     gamma_init: float,
+    shared: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(g [B], e [B], fitted [B] bool) in the working dtype; see the module docstring."""
+    """(g [B], e [B], fitted [B] bool) in the working dtype; see the module docstring. ``shared``:
+    one fit for all images together (the frames of a shot), repeated for each.
+
+    Images are converted to the working dtype one at a time, so a long batch of frames needs one
+    frame's worth of float64, not the whole clip's."""
     _check_gamma(gamma_range, gamma_init)
     dtype = _work_dtype(hdr.device)
     lo, hi = float(gamma_range[0]), float(gamma_range[1])
     g_fallback = min(max(float(gamma_init), lo), hi)
+    nothing = (g_fallback, 0.0, False)
 
-    l3 = ldr[..., :3].to(device=hdr.device, dtype=dtype)
-    h3 = hdr[..., :3].to(dtype)
-    unclipped = (mask.to(hdr.device) == 0).expand_as(h3)
-    valid = unclipped & (l3 > 0) & torch.isfinite(l3) & (h3 > 0) & torch.isfinite(h3)
+    def groups(b: int):
+        l3 = ldr[b, ..., :3].to(device=hdr.device, dtype=dtype)
+        h3 = hdr[b, ..., :3].to(dtype)
+        unclipped = (mask[b].to(hdr.device) == 0).expand_as(h3)
+        valid = unclipped & (l3 > 0) & torch.isfinite(l3) & (h3 > 0) & torch.isfinite(h3)
+        return _Profile.groups(l3[valid], h3[valid]) if valid.any() else None
 
-    gs, es, ok = [], [], []
-    for b in range(h3.shape[0]):
-        g, e, fitted = g_fallback, 0.0, False
-        if valid[b].any():
-            prof = _Profile(l3[b][valid[b]], h3[b][valid[b]])
-            # A single distinct LDR value cannot tell gammas apart: keep gamma_init, fit e only.
-            g = _minimise(prof.error, lo, hi) if prof.identifiable else g_fallback
-            s = float(prof.scale(g)[0])
-            if s > 0 and math.isfinite(math.log2(s)):
-                e, fitted = math.log2(s), True
-            else:
-                g = g_fallback
-        gs.append(g)
-        es.append(e)
-        ok.append(fitted)
+    def solve(prof: _Profile) -> tuple[float, float, bool]:
+        # A single distinct LDR value cannot tell gammas apart: keep gamma_init, fit e only.
+        g = _minimise(prof.error, lo, hi) if prof.identifiable else g_fallback
+        s = float(prof.scale(g)[0])
+        if s > 0 and math.isfinite(math.log2(s)):
+            return g, math.log2(s), True
+        return nothing
+
+    if shared:
+        found = [gr for gr in map(groups, range(hdr.shape[0])) if gr is not None]
+        results = [solve(_Profile.merged(found)) if found else nothing] * hdr.shape[0]
+    else:
+        results = [solve(_Profile(gr)) if (gr := groups(b)) is not None else nothing for b in range(hdr.shape[0])]
+    gs, es, ok = zip(*results, strict=True)
     opts = {"dtype": dtype, "device": hdr.device}
     return torch.tensor(gs, **opts), torch.tensor(es, **opts), torch.tensor(ok, device=hdr.device)
 
@@ -292,7 +312,7 @@ def fit_ldr_to_hdr(
 
 
 def blend_with_ldr(
-    ldr: torch.Tensor, hdr: torch.Tensor, preset: BlendPreset
+    ldr: torch.Tensor, hdr: torch.Tensor, preset: BlendPreset, shared: bool = False
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """(out [B, H, W, 3], mask [B, H, W, 1], g [B], e [B]) of LEDiff's LDR blend.
 
@@ -300,24 +320,28 @@ def blend_with_ldr(
     same batch, height and width. out = (1 - m) * LDR^g * 2^e + m * HDR, so out is at the HDR's
     scale. The returned mask is the weight given to the HDR: the over-exposure mask, or all ones
     for an image that had nothing to fit (whose HDR then passes through unchanged).
+
+    ``shared``: the batch is the frames of one shot, fitted together with one (g, e), so the
+    brightness of the LDR part cannot pump from frame to frame. Frames are blended one at a time.
     """
     _check_pair(ldr, hdr)
     ldr = ldr.to(hdr.device)
     m = overexposure_mask(ldr, preset.threshold)
-    g, e, fitted = _fit(ldr, hdr, m, preset.gamma_range, preset.gamma_init)
+    g, e, fitted = _fit(ldr, hdr, m, preset.gamma_range, preset.gamma_init, shared)
     m = torch.where(fitted.view(-1, 1, 1, 1), m, torch.ones_like(m))
 
-    dtype = g.dtype
-    h3 = hdr[..., :3]
-    base = ldr[..., :3].to(dtype).clamp(0.0, 1.0)
-    ldr_term = base ** g.view(-1, 1, 1, 1) * torch.exp2(e).view(-1, 1, 1, 1)
-    mw = m.to(dtype)
-    out = (1.0 - mw) * ldr_term + mw * h3.to(dtype)
-    # At the mask's ends take one side outright: bit-exact, and 0 * inf (an overflowing LDR term,
-    # or a non-finite HDR value where the LDR is trusted) cannot turn into NaN.
-    out = torch.where(m == 1, h3.to(dtype), torch.where(m == 0, ldr_term, out))
-    res = _result_dtype(hdr)
-    return out.to(res), m, g.to(res), e.to(res)
+    dtype, res = g.dtype, _result_dtype(hdr)
+    out = torch.empty(hdr.shape[:3] + (3,), dtype=res, device=hdr.device)
+    for b in range(hdr.shape[0]):
+        h3 = hdr[b, ..., :3].to(dtype)
+        base = ldr[b, ..., :3].to(dtype).clamp(0.0, 1.0)
+        ldr_term = base ** g[b] * torch.exp2(e[b])
+        mb = m[b]
+        mixed = (1.0 - mb.to(dtype)) * ldr_term + mb.to(dtype) * h3
+        # At the mask's ends take one side outright: bit-exact, and 0 * inf (an overflowing LDR
+        # term, or a non-finite HDR value where the LDR is trusted) cannot turn into NaN.
+        out[b] = torch.where(mb == 1, h3, torch.where(mb == 0, ldr_term, mixed))
+    return out, m, g.to(res), e.to(res)
 
 
 def _percentile(sorted_values: torch.Tensor, percentile: float) -> torch.Tensor:
@@ -329,11 +353,15 @@ def _percentile(sorted_values: torch.Tensor, percentile: float) -> torch.Tensor:
     return sorted_values[i] + (sorted_values[j] - sorted_values[i]) * frac
 
 
-def anchor_exposure(hdr: torch.Tensor, percentile: float, value: float) -> tuple[torch.Tensor, torch.Tensor]:
+def anchor_exposure(hdr: torch.Tensor, percentile: float, value: float,
+                    shared: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Scale each image so the given percentile (0-100) of its Rec.709 luminance equals ``value``.
 
     Returns (scaled [B, H, W, 3], scale [B]). Non-finite luminances are ignored; an image whose
     percentile luminance is not positive (e.g. all black) keeps scale 1. Nothing is clamped.
+    ``shared``: the batch is the frames of one shot and gets one scale, which puts the median over
+    the frames of their percentile luminances at ``value`` (frames without a positive one do not
+    vote), so the exposure cannot pump from frame to frame.
     """
     _check_image("HDR", hdr)
     if not (0.0 <= float(percentile) <= 100.0):
@@ -341,18 +369,25 @@ def anchor_exposure(hdr: torch.Tensor, percentile: float, value: float) -> tuple
     if not (math.isfinite(float(value)) and float(value) > 0.0):
         raise ValueError(f"anchor value must be a positive finite number, got {value}")
     dtype = _work_dtype(hdr.device)
-    h3 = hdr[..., :3]
-    y = luminance(h3.to(dtype))[..., 0].flatten(1)
-    scales = []
-    for row in y:
+
+    def level(b: int) -> torch.Tensor | None:
+        row = luminance(hdr[b, ..., :3].to(dtype))[..., 0].flatten()
         row = row[torch.isfinite(row)]
-        scale = torch.ones((), dtype=dtype, device=y.device)
-        if row.numel() > 0:
-            q = _percentile(torch.sort(row).values, float(percentile))
-            candidate = float(value) / q
-            if q > 0 and torch.isfinite(candidate):
-                scale = candidate
-        scales.append(scale)
-    scale = torch.stack(scales)
+        if row.numel() == 0:
+            return None
+        q = _percentile(torch.sort(row).values, float(percentile))
+        return q if q > 0 and torch.isfinite(float(value) / q) else None
+
+    one = torch.ones((), dtype=dtype, device=hdr.device)
+    levels = [level(b) for b in range(hdr.shape[0])]
+    if shared:
+        voting = [q for q in levels if q is not None]
+        common = float(value) / torch.stack(voting).median() if voting else one
+        scale = common.expand(hdr.shape[0]).clone()
+    else:
+        scale = torch.stack([one if q is None else float(value) / q for q in levels])
     res = _result_dtype(hdr)
-    return (h3.to(dtype) * scale.view(-1, 1, 1, 1)).to(res), scale.to(res)
+    out = torch.empty(hdr.shape[:3] + (3,), dtype=res, device=hdr.device)
+    for b in range(hdr.shape[0]):
+        out[b] = hdr[b, ..., :3].to(dtype) * scale[b]
+    return out, scale.to(res)

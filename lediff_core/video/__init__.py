@@ -8,3 +8,7 @@ metric is a measurement and lives in ``lediff_core.qa``.
 
 May import ``lediff_core.color`` and ``lediff_core.qa`` (its warping maths); never ComfyUI.
 """
+
+FRAMES = ("independent", "video")
+"""The ``frames`` option of the nodes that can treat a batch as a shot: ``independent`` (every
+batch item on its own) or ``video`` (the batch is consecutive frames of one shot)."""

@@ -19,9 +19,13 @@ from comfy_api.latest import io
 from ...lediff_core.model.hdr_vae import check_latent
 from ...lediff_core.model.tiling import blend_tiles, default_overlap
 from ...lediff_core.model.unet_config import LEDIFF_IN_CHANNELS
+from ...lediff_core.video import FRAMES
+from ...lediff_core.video.noise import shot_noise
+from ...lediff_core.video.temporal import latent_guides, shot_motion, temporal_blend
 from ..panorama.seamless import wrap_model_x
 
 SEED_OFFSET_PASS_B = 22  # the official release's second-pass seed
+DEFAULT_CHUNK = 8  # frames per sampler call: a batch of 8 512x512 latents (16 with CFG) fits 8 GB
 
 
 def _check_denoiser(model) -> None:
@@ -33,24 +37,59 @@ def _check_denoiser(model) -> None:
         )
 
 
-def _bracket_pass(model, positive, negative, condition, seed, steps, cfg, sampler_name, scheduler,
-                  progress, pass_index, batch_index=None):
-    """One pass: sample a new latent conditioned on ``condition`` (unscaled); returns unscaled."""
+def _bracket_pass(model, positive, negative, condition, noise, seed, steps, cfg, sampler_name, scheduler,
+                  on_step):
+    """One pass: sample a new latent conditioned on ``condition`` (unscaled) from ``noise``;
+    returns unscaled."""
     # LEDiff's condition is the *scaled* latent, and ComfyUI passes SD1.5 InstructPix2Pix
     # conditions through unscaled: scale it here
     scaled = model.model.latent_format.process_in(condition)
     pos = node_helpers.conditioning_set_values(positive, {"concat_latent_image": scaled})
     neg = node_helpers.conditioning_set_values(negative, {"concat_latent_image": scaled})
     empty = torch.zeros_like(condition)
-    noise = comfy.sample.prepare_noise(empty, seed, batch_index)
-
-    def on_step(step, x0, x, total):
-        # the sampler's own step count: ComfyUI's ddim_uniform visits one more step than asked
-        # when the count does not divide 1000
-        progress.update_absolute(pass_index * total + step + 1, 2 * total)
-
     return comfy.sample.sample(model, noise, steps, cfg, sampler_name, scheduler, pos, neg, empty,
                                denoise=1.0, callback=on_step, disable_pbar=True, seed=seed)
+
+
+class _Shot:
+    """The motion of a batch of frames (``frames`` = video), at latent resolution, from the input
+    latent's RGB preview: noise that follows it, and the temporal blending of each chunk."""
+
+    def __init__(self, model, samples: torch.Tensor, motion: torch.Tensor | None):
+        fmt = model.model.latent_format
+        self.process_in = fmt.process_in
+        if motion is not None:
+            if motion.ndim != 4 or motion.shape[0] != samples.shape[0]:
+                raise ValueError(f"motion has {motion.shape[0] if motion.ndim == 4 else 'no'} frames, the latent "
+                                 f"{samples.shape[0]}: give the frames the latent was encoded from")
+            guides = motion[..., :3].float().cpu().clamp(0, 1)
+        elif fmt.latent_rgb_factors is None:
+            raise ValueError("frames = video without motion frames needs the latent format's RGB preview factors "
+                             f"to find the motion; {type(fmt).__name__} has none: connect motion")
+        else:
+            guides = latent_guides(fmt.process_in(samples.float().cpu()), fmt.latent_rgb_factors,
+                                   fmt.latent_rgb_factors_bias)
+        self.flows, self.visible = shot_motion(guides, tuple(samples.shape[-2:]))
+
+    def noise(self, first: torch.Tensor, seed: int) -> torch.Tensor:
+        """Noise of the whole shot: ``first`` for frame 0, warped on along the motion."""
+        return shot_noise(first, self.flows, self.visible > 0.999, seed).to(first.dtype)
+
+    def chunk_model(self, model, start: int, end: int, anchor: torch.Tensor | None):
+        """A clone of ``model`` blending the predictions of frames start..end-1 along the motion,
+        continuing from ``anchor`` (the unscaled finished latent of frame start-1) if given."""
+        first = start - 1 if anchor is not None else start
+        flows, visible = self.flows[first : end - 1], self.visible[first : end - 1]
+        scaled = None if anchor is None else self.process_in(anchor)
+
+        def blend(args):
+            denoised = args["denoised"]
+            prev = None if scaled is None else scaled.to(denoised.device, denoised.dtype)
+            return temporal_blend(denoised, flows, visible, prev)
+
+        clone = model.clone()
+        clone.set_model_sampler_post_cfg_function(blend)
+        return clone
 
 
 def tiled_model(model, tile: int, wrap_x: bool):
@@ -77,14 +116,24 @@ def tiled_model(model, tile: int, wrap_x: bool):
 
 
 def run_brackets(model, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler,
-                 tile_size=0, wrap_x=False):
+                 tile_size=0, wrap_x=False, frames="independent", chunk_frames=DEFAULT_CHUNK, motion=None):
     """(input, pass A, pass B) LATENT dicts; the input dict's other keys are kept on all three.
 
     ``tile_size`` (pixels, 0 = off): latents larger than this are denoised in overlapping tiles.
     ``wrap_x``: the latent is a 360-degree panorama; tiles narrower than the latent continue across
     the left/right edge, and otherwise (untiled, or tiles as wide as the latent) the UNet's
-    convolutions wrap, exactly as with the Seamless Panorama node."""
+    convolutions wrap, exactly as with the Seamless Panorama node.
+    ``frames``: ``independent`` (every batch item on its own) or ``video`` (the batch is the
+    frames of one shot: noise warped along the input's motion, predictions blended along it).
+    ``chunk_frames``: at most this many frames go through the sampler at once (memory); a video
+    chunk continues from the last finished frame of the chunk before it.
+    ``motion``: the frames the latent was made from (IMAGE, 0..1): the motion is measured on them;
+    without them, on the latent's RGB preview (coarser)."""
     _check_denoiser(model)
+    if frames not in FRAMES:
+        raise ValueError(f"frames must be one of {FRAMES}, got {frames!r}")
+    if int(chunk_frames) < 1:
+        raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}")
     samples = latent["samples"]
     check_latent(samples, "latent")
     tile = tile_size // model.model.latent_format.spacial_downscale_ratio if tile_size else 0
@@ -93,14 +142,36 @@ def run_brackets(model, positive, negative, latent, seed, steps, cfg, sampler_na
         model = wrap_model_x(model)
     if tiled:
         model = tiled_model(model, tile, wrap_x)
-    progress = comfy.utils.ProgressBar(2 * steps)  # one bar across both passes
-    batch_index = latent.get("batch_index")
-    a = _bracket_pass(model, positive, negative, samples, seed, steps, cfg, sampler_name, scheduler,
-                      progress, 0, batch_index)
-    mm.throw_exception_if_processing_interrupted()
-    b = _bracket_pass(model, positive, negative, a, seed + SEED_OFFSET_PASS_B, steps, cfg, sampler_name,
-                      scheduler, progress, 1, batch_index)
+
+    count, batch_index = samples.shape[0], latent.get("batch_index")
+    shot = _Shot(model, samples, motion) if frames == "video" and count > 1 else None
+    empty = torch.zeros_like(samples)
+    noises = []
+    for pass_seed in (seed, seed + SEED_OFFSET_PASS_B):
+        noise = comfy.sample.prepare_noise(empty, pass_seed, batch_index)
+        noises.append(noise if shot is None else shot.noise(noise[0], pass_seed))
+
+    progress = comfy.utils.ProgressBar(2 * count * steps)  # frames x passes x steps, one bar for all
+    out, anchors = ([], []), [None, None]
+    for start in range(0, count, int(chunk_frames)):
+        end = min(start + int(chunk_frames), count)
+        condition = samples[start:end]
+        for p in range(2):
+            done = 2 * start + p * (end - start)  # frame-passes finished before this one
+
+            def on_step(step, x0, x, total, done=done, n=end - start):
+                # the sampler's own step count: ComfyUI's ddim_uniform visits one more step than
+                # asked when the count does not divide 1000
+                progress.update_absolute(done * total + (step + 1) * n, 2 * count * total)
+
+            chunk_model = model if shot is None else shot.chunk_model(model, start, end, anchors[p])
+            condition = _bracket_pass(chunk_model, positive, negative, condition, noises[p][start:end],
+                                      seed + p * SEED_OFFSET_PASS_B, steps, cfg, sampler_name, scheduler, on_step)
+            out[p].append(condition.to(mm.intermediate_device()))
+            anchors[p] = condition[-1:]
+            mm.throw_exception_if_processing_interrupted()
     keep = {k: v for k, v in latent.items() if k not in ("samples", "noise_mask")}
+    a, b = (torch.cat(chunks) for chunks in out)
     return latent, {**keep, "samples": a}, {**keep, "samples": b}
 
 
@@ -128,6 +199,19 @@ def _inputs(direction: str):
                          tooltip="The latent is a 360-degree panorama: the bracket stays seamless across "
                          "the left/right edge (the UNet wraps horizontally; with tiles, they continue "
                          "across the edge). No need for Seamless Panorama on the model as well."),
+        io.Combo.Input("frames", options=list(FRAMES), default="independent", optional=True,
+                       tooltip="independent: every latent of the batch on its own. video: the batch is "
+                       "consecutive frames of one shot: the noise follows the input's motion and each "
+                       "frame's prediction is blended with the previous frame's along it, so hallucinated "
+                       "highlights move with the picture instead of flickering. Use a deterministic "
+                       "sampler (ddim, euler)."),
+        io.Int.Input("chunk_frames", default=DEFAULT_CHUNK, min=1, max=4096, optional=True,
+                     tooltip="At most this many frames are sampled at once: lower it if a long clip runs "
+                     "out of memory (a video chunk continues from the last frame of the one before)."),
+        io.Image.Input("motion", optional=True,
+                       tooltip="frames = video: the frames the latent was encoded from (e.g. Get Video "
+                       "Components' images). The motion is measured on them at full resolution; without "
+                       "them, on the latent's RGB preview, which is coarser."),
     ]
 
 
@@ -157,9 +241,10 @@ class _Bracket(io.ComfyNode):
 
     @classmethod
     def execute(cls, model, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler,
-                tile_size=0, wrap_x=False) -> io.NodeOutput:
+                tile_size=0, wrap_x=False, frames="independent", chunk_frames=DEFAULT_CHUNK,
+                motion=None) -> io.NodeOutput:
         given, a, b = run_brackets(model, positive, negative, latent, seed, steps, cfg, sampler_name,
-                                   scheduler, tile_size, wrap_x)
+                                   scheduler, tile_size, wrap_x, frames, chunk_frames, motion)
         return io.NodeOutput(*cls.order(given, a, b))
 
 

@@ -8,6 +8,8 @@ from comfy_api.latest import io
 
 from ...lediff_core.color.tonemap import tone_map
 from ...lediff_core.model.blend import PRESETS, anchor_exposure, blend_with_ldr
+from ...lediff_core.video import FRAMES
+from ...lediff_core.video.temporal import stabilise
 from .runtime import PRECISION_EXACT, PRECISIONS
 
 HDR_VAE = io.Custom("LEDIFF_HDR_VAE")
@@ -133,6 +135,11 @@ class BlendLDR(io.ComfyNode):
                                tooltip="Luminance percentile used by the anchor."),
                 io.Float.Input("value", default=0.18, min=1e-6, max=1e6, step=0.01,
                                tooltip="Value the anchored percentile lands at (0.18 = middle grey)."),
+                io.Combo.Input("frames", options=list(FRAMES), default="independent", optional=True,
+                               tooltip="independent: every image of the batch is fitted and anchored on "
+                               "its own. video: the batch is the frames of one shot: one LDR fit and one "
+                               "anchor scale for the whole shot, so the brightness does not pump, and the HDR "
+                               "blended along the motion of the LDR frames, so it does not flicker."),
             ],
             outputs=[
                 io.Image.Output("hdr", tooltip="Blended (and anchored) linear HDR."),
@@ -141,16 +148,19 @@ class BlendLDR(io.ComfyNode):
         )
 
     @classmethod
-    def execute(cls, ldr, hdr, preset, anchor, percentile, value) -> io.NodeOutput:
+    def execute(cls, ldr, hdr, preset, anchor, percentile, value, frames="independent") -> io.NodeOutput:
+        shot = frames == "video"
         hdr = hdr[..., :3].float()
         ldr = _match_ldr(ldr[..., :3].float().to(hdr.device), hdr)
+        if shot:
+            hdr = stabilise(hdr, ldr.clamp(0, 1))
         if preset == "none":
             out, mask = hdr, torch.ones(hdr.shape[:3], device=hdr.device)
         else:
-            out, mask, _, _ = blend_with_ldr(ldr, hdr, PRESETS[preset])
+            out, mask, _, _ = blend_with_ldr(ldr, hdr, PRESETS[preset], shared=shot)
             mask = mask[..., 0]
         if anchor == "percentile":
-            out, _ = anchor_exposure(out, percentile, value)
+            out, _ = anchor_exposure(out, percentile, value, shared=shot)
         return io.NodeOutput(out, mask)
 
 
