@@ -1,7 +1,8 @@
 """File nodes: Save EXR, EXR Layer (extra named layers for Save EXR) and Load EXR (``exr``), Save
-HDR Image for Ultra HDR / AVIF / JPEG XL (``display``), and the one saving path they share:
+HDR Image for Ultra HDR / AVIF / JPEG XL (``display``), Save HDR Video for HDR10/HLG masters
+(``video``), and the one saving path they share:
 numbering, publishing, metadata, previews (``savers``). Over ``lediff_core.io``."""
 
-from . import display, exr
+from . import display, exr, video
 
-NODES = [*exr.NODES, *display.NODES]
+NODES = [*exr.NODES, *display.NODES, *video.NODES]

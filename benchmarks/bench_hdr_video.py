@@ -1,0 +1,137 @@
+"""Save HDR Video benchmark: the node's time against a plain PyAV encode of the same signal, and
+peak memory of a long clip against a short one.
+
+    bash scripts/bench.sh bench_hdr_video [--repeat N] [--frames N]
+
+Clip: 128x72 frames of a moving HDR gradient (up to 3.5x reference white), float32 RGB.
+(1) Per codec (PQ, mp4, quality 18), seconds, median over interleaved rounds; node/raw is the
+    median of each round's ratio (the two timed back to back):
+  raw   - PyAV alone: the frames' yuv420p10le planes computed beforehand (not timed), the same
+          stream and codec options (``lediff_core.io.video.add_video_stream``), encoded and muxed
+          to a file: the floor any saver of this signal pays
+  node  - LEDiffSaveHDRVideo's execute on the IMAGE tensor: checks, the first pass (counts,
+          MaxCLL/MaxFALL), per-frame colour conversion, curve and Y'CbCr, the encode, workflow
+          tags, numbering, temp file + link, UI listing
+  Target: node / raw <= 1.15 for each codec.
+(2) Memory of a subprocess that builds a 30- or a 300-frame batch and encodes it with
+    ``write_video``: resident size before the encode (imports and the batch) and the peak during it
+    (Linux VmHWM, reset just before): what the encode adds must not grow with the clip.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+import torch
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+from benchmarks.bench_common import paired_ratio, timed_rounds  # noqa: E402
+from comfy_harness import ComfyHost  # noqa: E402
+from lediff_core.io import video  # noqa: E402
+
+TARGET = 1.15
+H, W = 72, 128
+
+
+def clip(n: int) -> np.ndarray:
+    yy, xx = np.mgrid[0:H, 0:W] / np.array([H, W]).reshape(2, 1, 1)
+    t = np.arange(n).reshape(n, 1, 1) / 24
+    lum = np.exp2(-5 + 6.8 * ((xx + 0.1 * t) % 1)) * (1 - 0.1 * np.sin(6 * yy + 3 * t) ** 2)
+    col = np.stack([0.8 + 0.2 * np.sin(3 * yy + t), 0.7 + 0.1 * xx + 0 * t, 0.5 + 0.3 * yy + 0 * t], -1)
+    return (lum[..., None] * col).astype(np.float32)
+
+
+def raw_encode(path: str, planes: list[np.ndarray], settings: video.VideoSettings, report) -> None:
+    import av
+
+    with av.open(path, mode="w", format=video.CONTAINERS[settings.container]) as out:
+        stream = video.add_video_stream(out, settings, report)
+        for i, p in enumerate(planes):
+            out.mux(stream.encode(video.video_frame(p, settings, i, report.rate)))
+        out.mux(stream.encode(None))
+
+
+MEMORY = r"""
+import sys
+from benchmarks.bench_hdr_video import clip
+from lediff_core.io.video import VideoSettings, write_video, yuv420_frame
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1])
+n, path = int(sys.argv[1]), sys.argv[2]
+frames = clip(n)
+yuv420_frame(frames[0], VideoSettings())  # imports and tables, before the measurement
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")  # Linux: reset the peak resident size (VmHWM) to the current one
+before = status("VmRSS:")
+write_video(path, frames, VideoSettings(codec=sys.argv[3]))
+print(before, status("VmHWM:"), frames.nbytes)
+"""
+
+
+def peak_memory(n: int, codec: str, folder: str) -> tuple[float, float, float]:
+    """(resident MB before the encode, with the batch; peak resident MB during it; batch MB) of a
+    subprocess encoding an ``n``-frame clip."""
+    out = subprocess.run([sys.executable, "-c", MEMORY, str(n), os.path.join(folder, f"m{n}_{codec}.mp4"), codec],
+                         cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, os.path.join(ROOT, "tests")])})
+    before, peak, batch = out.stdout.split()[-3:]
+    return int(before) / 1024, int(peak) / 1024, int(batch) / 2**20
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeat", type=int, default=7)
+    parser.add_argument("--frames", type=int, default=48)
+    opts = parser.parse_args()
+
+    frames = clip(opts.frames)
+    images = torch.from_numpy(frames)
+    work = tempfile.mkdtemp(prefix="lediff_bench_video_")
+    host = ComfyHost.start()
+    host.use_folders(work)
+    __import__("logging").getLogger("lediff").setLevel("WARNING")
+    hidden = {"hidden_inputs": {"PROMPT": {"1": {"class_type": "LEDiffSaveHDRVideo", "inputs": {}}},
+                                "EXTRA_PNGINFO": {"workflow": {"nodes": []}}}}
+    saver = host.node_class("LEDiffSaveHDRVideo").PREPARE_CLASS_CLONE(hidden)
+    import av
+
+    print(f"clip {opts.frames} frames {W}x{H}, torch threads {torch.get_num_threads()}, PyAV {av.__version__}")
+    print(f"\n{'codec':6} {'rounds':>6} {'raw s':>7} {'node s':>7} {'node/raw':>8}")
+    worst = 0.0
+    counter = iter(range(10**6))
+    for codec in video.CODECS:
+        settings = video.VideoSettings(codec=codec)
+        report = video.analyse(frames, settings)
+        planes = [video.yuv420_frame(f, settings) for f in frames]
+
+        def raw(settings=settings, report=report, planes=planes):
+            raw_encode(os.path.join(work, f"raw_{next(counter)}.mp4"), planes, settings, report)
+
+        def node(codec=codec):
+            saver.execute(images, f"bench/{codec}", 24.0, codec, "pq", "mp4", video.DEFAULT_QUALITY,
+                          1.0, 1000.0)
+
+        raws, nodes = timed_rounds([raw, node], opts.repeat)
+        ratio = paired_ratio(nodes, raws)
+        worst = max(worst, ratio)
+        print(f"{codec:6} {opts.repeat:6} {statistics.median(raws):7.3f} {statistics.median(nodes):7.3f} {ratio:8.3f}")
+    print(f"target node/raw <= {TARGET} for each codec: worst {worst:.3f} -> "
+          f"{'OK' if worst <= TARGET else 'MISSED'}")
+
+    print(f"\n{'codec':6} {'frames':>6} {'batch MB':>9} {'RSS before':>11} {'peak RSS':>9} {'encode adds':>12}")
+    for codec in video.CODECS:
+        for n in (30, 300):
+            before, peak, batch = peak_memory(n, codec, work)
+            print(f"{codec:6} {n:6} {batch:9.1f} {before:11.1f} {peak:9.1f} {peak - before:12.1f}")
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,369 @@
+"""HDR video masters: HDR10 (PQ) and HLG as 10-bit HEVC (libx265) or AV1 (libsvtav1), through PyAV.
+
+The signal is the one of the AVIF PQ/HLG files (``display.avif.signal_range``): linear HDR in the
+working space goes to BT.2020 through the pack's OCIO path, ``reference_white`` lands on BT.2408's
+reference white (203 cd/m2 for PQ, HLG signal 0.75), PQ is clipped at ``mastering_peak`` and HLG at
+its nominal peak, negative components at 0 (all counted), and each component becomes the exactly
+rounded 10-bit code of the curve (``color.quantize.curve_codes``). Those R'G'B' codes are then
+turned into Y'CbCr ourselves, so nothing in FFmpeg guesses a matrix or range:
+
+- BT.2020 non-constant luminance (ITU-R BT.2020-2 Table 4: Kr = 0.2627, Kb = 0.0593), limited
+  ("tv") range at 10 bits (BT.2100 Table 9: Y' = 64 + 876 E'y, Cb/Cr = 512 + 896 E'c, rounded);
+- 4:2:0 by averaging each 2x2 block (chroma sited at the block's centre, which HEVC files signal as
+  chroma location 1; AV1 has no code for it and says "unknown");
+- width and height must be even: an odd size is refused (no silent crop, no padding).
+
+Tagging: CICP 9/16/9 (PQ) or 9/18/9 (HLG), range limited, in the bitstream (HEVC VUI, AV1 sequence
+header) and in the container (MP4 ``colr`` nclx, Matroska ``Colour``). PQ files carry HDR10 static
+metadata in the bitstream (HEVC SEI, AV1 metadata OBUs): the mastering display (SMPTE ST 2086:
+BT.2020 primaries, D65, ``mastering_peak`` down to 0.0001 cd/m2, as the AVIF files) and the content
+light level (CTA-861.3) MaxCLL / MaxFALL, computed from the frames *as encoded*: the brightest
+component's 10-bit PQ code of each pixel decoded back to cd/m2, MaxCLL the largest over the clip,
+MaxFALL the largest frame average, both rounded up. That takes a first pass over the frames (the
+IMAGE batch is in memory anyway); the encode is a second pass that converts and sends one frame at
+a time, so memory does not grow with the clip. HLG files carry neither (HLG is relative to the
+display's peak). PyAV cannot attach stream-level side data, so the container has no ``mdcv`` /
+``clli`` boxes (MP4) or ``MasteringMetadata`` (Matroska); players and TVs read the bitstream's.
+
+Audio (ComfyUI's AUDIO dict, first item of its batch) is AAC in both containers, cut to the video's
+length (as core's Save Video) and interleaved with the frames. No ComfyUI imports.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from ..color.quantize import curve_codes
+from ..color.transfer import pq_decode
+from .display import FormatError, Settings
+from .display.avif import (
+    BITS,
+    BT2020_PRIMARIES,
+    D65_WHITE,
+    MASTERING_MIN_NITS,
+    TRANSFER_HLG,
+    TRANSFER_PQ,
+    signal_range,
+    to_rec2020,
+)
+
+CODECS = {"hevc": "libx265", "av1": "libsvtav1"}
+TRANSFERS = {"pq": TRANSFER_PQ, "hlg": TRANSFER_HLG}
+CONTAINERS = {"mp4": "mp4", "mkv": "matroska"}
+# CRF: lower is better. x265 takes 0..51, SVT-AV1 1..63. 18 is a high-quality master for both
+# (x265's "visually lossless" region; for SVT-AV1 well above its default of 35).
+QUALITY_RANGE = {"hevc": (0, 51), "av1": (1, 63)}
+DEFAULT_QUALITY = 18
+# encoder speed: x265's default preset; SVT-AV1 preset 6 (what core's Save WEBM uses)
+PRESETS = {"hevc": "medium", "av1": "6"}
+AUDIO_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
+
+# ITU-R BT.2020-2 Table 4 (non-constant luminance)
+KR, KB = 0.2627, 0.0593
+KG = 1.0 - KR - KB
+CODE_MAX = (1 << BITS) - 1
+# H.273 code points the files carry, and FFmpeg's names for them (what ffprobe prints)
+PRIMARIES_BT2020, MATRIX_BT2020_NCL, RANGE_LIMITED = 9, 9, 1
+
+
+class VideoError(ValueError):
+    """Input an HDR video master cannot be made from; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    fps: float = 24.0
+    codec: str = "hevc"
+    transfer: str = "pq"
+    container: str = "mp4"
+    quality: int = DEFAULT_QUALITY
+    reference_white: float = 1.0  # the linear value of diffuse white (BT.2408 reference white)
+    mastering_peak: float = 1000.0  # PQ: the mastering display's peak, cd/m2; brighter is clipped
+
+    @property
+    def display(self) -> Settings:
+        """The display formats' settings the signal mapping reads."""
+        return Settings(reference_white=self.reference_white, mastering_peak=self.mastering_peak)
+
+
+@dataclass
+class ClipReport:
+    """What the first pass found, for the log and the HDR10 metadata."""
+
+    frames: int
+    width: int
+    height: int
+    over: int = 0  # pixels (over all frames) with a component above the peak: clipped
+    negative: int = 0  # pixels with a negative BT.2020 component: clipped to 0
+    peak: str = ""  # the peak, in words
+    max_cll: int | None = None  # PQ only, cd/m2
+    max_fall: int | None = None
+    rate: Fraction = field(default_factory=lambda: Fraction(24))
+
+
+def frame_rate(fps: float) -> Fraction:
+    """The stream's rate: NTSC rates (23.976, 29.97, 59.94, ...) as k*1000/1001, others to 1/1000."""
+    if not (math.isfinite(fps) and fps > 0):
+        raise VideoError(f"fps must be a positive number of frames per second, got {fps}")
+    k = round(fps * 1.001)
+    if k > 0 and abs(fps - k * 1000 / 1001) < 5e-4 and abs(fps - k) > 5e-4:
+        return Fraction(k * 1000, 1001)
+    return Fraction(round(fps * 1000), 1000)
+
+
+def check_settings(s: VideoSettings) -> None:
+    if s.codec not in CODECS:
+        raise VideoError(f"unknown codec {s.codec!r}; choose one of {list(CODECS)}")
+    if s.transfer not in TRANSFERS:
+        raise VideoError(f"unknown transfer {s.transfer!r}; choose one of {list(TRANSFERS)}")
+    if s.container not in CONTAINERS:
+        raise VideoError(f"unknown container {s.container!r}; choose one of {list(CONTAINERS)}")
+    lo, hi = QUALITY_RANGE[s.codec]
+    if not lo <= s.quality <= hi:
+        raise VideoError(f"quality (CRF) for {s.codec} must be in {lo}..{hi}, got {s.quality}")
+    frame_rate(s.fps)
+    if not (math.isfinite(s.reference_white) and s.reference_white > 0):
+        raise VideoError(f"reference_white must be a positive number, got {s.reference_white}")
+    try:
+        signal_range(TRANSFERS[s.transfer], s.mastering_peak)
+    except FormatError as e:
+        raise VideoError(str(e)) from None
+
+
+def check_frames(frames) -> tuple[int, int, int]:
+    shape = tuple(frames.shape)
+    if len(shape) != 4 or shape[3] != 3:
+        raise VideoError(f"expected RGB frames of shape [frames, H, W, 3], got {list(shape)}")
+    n, h, w, _ = shape
+    if n < 1:
+        raise VideoError("no frames to encode")
+    if h % 2 or w % 2:
+        raise VideoError(
+            f"4:2:0 video needs an even width and height, the frames are {w}x{h}; crop or pad them "
+            "by one pixel first (e.g. with an image crop or pad node)")
+    return n, h, w
+
+
+def _frame(frames, i: int) -> np.ndarray:
+    f = frames[i]
+    return f.numpy() if isinstance(f, torch.Tensor) else np.asarray(f)
+
+
+@lru_cache(maxsize=1)
+def _pq_code_nits() -> np.ndarray:
+    """cd/m2 of every 10-bit PQ code (float64)."""
+    return pq_decode(torch.arange(CODE_MAX + 1, dtype=torch.float64) / CODE_MAX).numpy()
+
+
+def _round_up(nits: float) -> int:
+    return math.ceil(nits * (1 - 1e-12))  # a code that decodes to 1000.0000000001 is 1000
+
+
+def analyse(frames, settings: VideoSettings) -> ClipReport:
+    """The first pass: refuse NaN/Inf (counting them over the clip), count the pixels the signal
+    clips, and for PQ measure MaxCLL/MaxFALL from the 10-bit codes the frames will be encoded with
+    (the brightest component's code; the curve is monotone, so that is the largest code)."""
+    check_settings(settings)
+    n, h, w = check_frames(frames)
+    transfer = TRANSFERS[settings.transfer]
+    m = signal_range(transfer, settings.mastering_peak)
+    report = ClipReport(n, w, h, peak=m.peak, rate=frame_rate(settings.fps))
+    bad_frames, bad_pixels = [], 0
+    max_cll = max_fall = 0.0
+    for i in range(n):
+        rgb = _frame(frames, i)
+        lo, hi = (float(v) for v in torch.aminmax(torch.from_numpy(np.ascontiguousarray(rgb))))
+        if not (math.isfinite(lo) and math.isfinite(hi)):
+            bad_frames.append(i)
+            bad_pixels += int((~np.isfinite(rgb)).any(axis=-1).sum())
+            continue
+        if bad_frames:
+            continue
+        t = to_rec2020(rgb, settings.display)
+        brightest = t.amax(dim=-1)
+        report.over += int((brightest > m.limit / m.scale).sum())
+        report.negative += int((t.amin(dim=-1) < 0).sum())
+        if transfer == TRANSFER_PQ:
+            nits = _pq_code_nits()[curve_codes(brightest.numpy(), m.decode, BITS, m.scale, m.limit)]
+            max_cll = max(max_cll, float(nits.max()))
+            max_fall = max(max_fall, float(nits.mean()))
+    if bad_frames:
+        first = ", ".join(str(i) for i in bad_frames[:5]) + (", ..." if len(bad_frames) > 5 else "")
+        raise VideoError(
+            f"{len(bad_frames)} of {n} frame(s) (frame {first}, counting from 0) contain "
+            f"{bad_pixels} pixel(s) with NaN or Inf; a video cannot hold them. Fix the node that "
+            "produced them (e.g. a division by zero) or replace them before saving.")
+    if transfer == TRANSFER_PQ:
+        report.max_cll, report.max_fall = _round_up(max_cll), _round_up(max_fall)
+    return report
+
+
+def rgb_codes(rgb: np.ndarray, settings: VideoSettings) -> np.ndarray:
+    """Working-space linear RGB [H, W, 3] -> the 10-bit BT.2100 R'G'B' codes (uint16, 0..1023)."""
+    m = signal_range(TRANSFERS[settings.transfer], settings.mastering_peak)
+    return curve_codes(to_rec2020(rgb, settings.display).numpy(), m.decode, BITS, m.scale, m.limit)
+
+
+def yuv420_from_codes(codes: np.ndarray) -> np.ndarray:
+    """10-bit R'G'B' codes [H, W, 3] -> limited-range BT.2020 NCL Y'CbCr 4:2:0 in PyAV's
+    ``yuv420p10le`` ndarray layout: [H * 3/2, W] uint16, the Y plane, then Cb, then Cr."""
+    h, w, _ = codes.shape
+    e = codes.astype(np.float32) * np.float32(1 / CODE_MAX)
+    y = KR * e[..., 0] + KG * e[..., 1] + KB * e[..., 2]
+    # chroma of each 2x2 block from its mean R'G'B' (the colour differences are linear in them)
+    q = e.reshape(h // 2, 2, w // 2, 2, 3).mean(axis=(1, 3))
+    yq = KR * q[..., 0] + KG * q[..., 1] + KB * q[..., 2]
+    cb = (q[..., 2] - yq) / (2 * (1 - KB))
+    cr = (q[..., 0] - yq) / (2 * (1 - KR))
+    out = np.empty((h * 3 // 2, w), np.uint16)
+    flat = out.reshape(-1)
+    n, c = h * w, h * w // 4
+    flat[:n] = np.rint(64 + 876 * y).reshape(-1)
+    flat[n:n + c] = np.rint(512 + 896 * cb).reshape(-1)
+    flat[n + c:] = np.rint(512 + 896 * cr).reshape(-1)
+    return out
+
+
+def yuv420_frame(rgb: np.ndarray, settings: VideoSettings) -> np.ndarray:
+    """Working-space linear RGB [H, W, 3] -> the ``yuv420p10le`` planes the encoder gets."""
+    return yuv420_from_codes(rgb_codes(rgb, settings))
+
+
+def _x265_xy(xy) -> str:
+    return f"({round(xy[0] / 0.00002)},{round(xy[1] / 0.00002)})"
+
+
+def encoder_options(settings: VideoSettings, report: ClipReport) -> dict[str, str]:
+    """The codec options (PyAV ``stream.options``) of a master: CRF, preset, colour signalling
+    and, for PQ, the HDR10 static metadata."""
+    pq = settings.transfer == "pq"
+    (rx, ry), (gx, gy), (bx, by) = BT2020_PRIMARIES
+    options = {"crf": str(settings.quality), "preset": PRESETS[settings.codec]}
+    if settings.codec == "hevc":
+        params = ["colorprim=bt2020", f"transfer={'smpte2084' if pq else 'arib-std-b67'}",
+                  "colormatrix=bt2020nc", "range=limited", "chromaloc=1", "log-level=error"]
+        if pq:
+            # ST 2086 in x265's units: chromaticity 0.00002, luminance 0.0001 cd/m2
+            params += ["hdr10=1",
+                       "master-display=G" + _x265_xy((gx, gy)) + "B" + _x265_xy((bx, by))
+                       + "R" + _x265_xy((rx, ry)) + "WP" + _x265_xy(D65_WHITE)
+                       + f"L({round(settings.mastering_peak * 10000)},{round(MASTERING_MIN_NITS * 10000)})",
+                       f"max-cll={report.max_cll},{report.max_fall}"]
+        options["x265-params"] = ":".join(params)
+    elif pq:
+        wx, wy = D65_WHITE
+        options["svtav1-params"] = ":".join([
+            f"mastering-display=G({gx},{gy})B({bx},{by})R({rx},{ry})WP({wx},{wy})"
+            f"L({settings.mastering_peak:g},{MASTERING_MIN_NITS:g})",
+            f"content-light={report.max_cll},{report.max_fall}"])
+    return options
+
+
+def add_video_stream(container, settings: VideoSettings, report: ClipReport):
+    """The master's video stream on an open PyAV output ``container`` (shared with the benchmark's
+    plain PyAV baseline, so both encode with the same options)."""
+    stream = container.add_stream(CODECS[settings.codec], rate=report.rate)
+    stream.width, stream.height = report.width, report.height
+    stream.pix_fmt = "yuv420p10le"
+    cc = stream.codec_context
+    cc.color_primaries = PRIMARIES_BT2020
+    cc.color_trc = TRANSFERS[settings.transfer]
+    cc.colorspace = MATRIX_BT2020_NCL
+    cc.color_range = RANGE_LIMITED
+    if settings.codec == "hevc" and settings.container == "mp4":
+        cc.codec_tag = "hvc1"  # parameter sets in the sample entry: what Apple's players require
+    stream.options = encoder_options(settings, report)
+    return stream
+
+
+def video_frame(planes: np.ndarray, settings: VideoSettings, index: int, rate: Fraction):
+    """A PyAV frame of ``yuv420p10le`` planes, tagged like the stream."""
+    import av
+
+    frame = av.VideoFrame.from_ndarray(planes, format="yuv420p10le")
+    frame.color_primaries = PRIMARIES_BT2020
+    frame.color_trc = TRANSFERS[settings.transfer]
+    frame.colorspace = MATRIX_BT2020_NCL
+    frame.color_range = RANGE_LIMITED
+    frame.pts = index
+    frame.time_base = 1 / rate
+    return frame
+
+
+class _Audio:
+    """AAC from ComfyUI's AUDIO dict, sent in step with the frames (cut to the video's length)."""
+
+    def __init__(self, container, audio: dict, frames: int, rate: Fraction):
+        waveform = audio["waveform"]
+        if waveform.ndim != 3 or waveform.shape[0] < 1:
+            raise VideoError(f"audio waveform must be [batch, channels, samples], got {list(waveform.shape)}")
+        channels = int(waveform.shape[1])
+        if channels not in AUDIO_LAYOUTS:
+            raise VideoError(f"audio has {channels} channels; mono, stereo or 5.1 can be muxed. Mix "
+                             "it down to stereo first.")
+        self.sample_rate = int(audio["sample_rate"])
+        if self.sample_rate <= 0:
+            raise VideoError(f"audio sample_rate must be positive, got {self.sample_rate}")
+        self.samples = waveform[0].detach().to("cpu", torch.float32)
+        self.layout = AUDIO_LAYOUTS[channels]
+        self.rate = rate
+        self.end = min(self.samples.shape[1], math.ceil(self.sample_rate / rate * frames))
+        self.sent = 0
+        self.container = container
+        self.stream = container.add_stream("aac", rate=self.sample_rate, layout=self.layout)
+
+    def send_until(self, frames_done: int) -> None:
+        """Encode the samples up to the end of frame ``frames_done`` (or all with a huge value)."""
+        import av
+
+        stop = min(self.end, math.ceil(self.sample_rate / self.rate * frames_done))
+        if stop <= self.sent:
+            return
+        chunk = np.ascontiguousarray(self.samples[:, self.sent:stop].numpy())
+        frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=self.layout)
+        frame.sample_rate = self.sample_rate
+        frame.pts = self.sent
+        frame.time_base = Fraction(1, self.sample_rate)
+        self.container.mux(self.stream.encode(frame))
+        self.sent = stop
+
+    def finish(self) -> None:
+        self.send_until(1 << 62)
+        self.container.mux(self.stream.encode(None))
+
+
+def write_video(path: str, frames, settings: VideoSettings, audio: dict | None = None,
+                metadata: dict[str, str] | None = None, report: ClipReport | None = None,
+                on_frame: Callable[[int], None] | None = None) -> ClipReport:
+    """Encode ``frames`` ([N, H, W, 3] linear HDR in the working space, torch or numpy, indexable
+    by frame) to ``path``, a new file. ``report`` is ``analyse``'s (computed here when None);
+    ``metadata`` goes into the container's tags (strings); ``on_frame(i)`` is called after each
+    frame (progress, interrupts: an exception there stops the encode). Returns the report."""
+    import av
+
+    if report is None:
+        report = analyse(frames, settings)
+    with av.open(path, mode="w", format=CONTAINERS[settings.container],
+                 options={"movflags": "use_metadata_tags+faststart"} if settings.container == "mp4" else {}) as out:
+        for key, value in (metadata or {}).items():
+            out.metadata[key] = value
+        stream = add_video_stream(out, settings, report)
+        sound = _Audio(out, audio, report.frames, report.rate) if audio is not None else None
+        for i in range(report.frames):
+            planes = yuv420_frame(_frame(frames, i), settings)
+            out.mux(stream.encode(video_frame(planes, settings, i, report.rate)))
+            if sound is not None:
+                sound.send_until(i + 1)
+            if on_frame is not None:
+                on_frame(i)
+        out.mux(stream.encode(None))
+        if sound is not None:
+            sound.finish()
+    return report
