@@ -14,6 +14,7 @@ SDXL_CHECKPOINT = "sd_xl_base_1.0.safetensors"  # the official SDXL base file; s
 HIGHLIGHT = "LEDiff_highlight"
 SHADOW = "LEDiff_shadow"
 PHOTO = "example.png"  # ships in ComfyUI's input folder; replace with your photo
+CLIP = "example_clip.mp4"  # put your clip in ComfyUI's input folder and pick it in Load Video
 
 DOWNLOADS = (
     "Models needed (see the pack's README):\n"
@@ -44,6 +45,11 @@ SAVERS = {
     "hdr_panorama": [("LEDiffSaveEXR", {**SAVE, "envmap": "latlong"})],
     "any_model_to_hdr": [("LEDiffSaveEXR", SAVE), ("LEDiffSaveHDRImage", ULTRAHDR)],
 }
+# video_to_hdr's savers (fed by Blend with LDR, fps and audio by Get Video Components)
+SEQUENCE = {"filename_prefix": "LEDiff/video_to_hdr/shot", "start_frame": 1001, "precision": "half",
+            "compression": "zip"}
+HDR_VIDEO = {"filename_prefix": "LEDiff/video_to_hdr", "codec": "hevc", "transfer": "pq", "container": "mp4",
+             "quality": 18, "reference_white": 1.0, "mastering_peak": 1000.0}
 
 # The extra layers of each workflow's EXR (EXR Layer nodes chained into its Save EXR), so that a
 # compositor gets the whole LEDiff story in one file: every bracket the fusion used, decoded with the
@@ -346,5 +352,52 @@ def any_model_to_hdr():
     return nodes + layer_nodes, links + layer_links
 
 
+def video_to_hdr():
+    """A clip to HDR: the frames batch through the photo path with frames = video, into an EXR
+    sequence and an HEVC PQ master with the clip's sound."""
+    nodes = [
+        _note(PHOTO_DOWNLOADS.replace(", VAE for the bracket layers", "") +
+              f"\nYour clip (put it in ComfyUI's input folder; {CLIP} here) -> Load Video -> Get Video Components "
+              "(frames, sound, fps) -> VAE Encode (HDR VAE) -> Highlight Bracket with frames = video (the noise "
+              "follows the clip's motion, measured on the frames connected to motion; tiled at 512 px) -> fusion "
+              "-> HDR Decode -> Blend with LDR (frames = video: one fit for the shot) -> an EXR sequence in "
+              "output/LEDiff/video_to_hdr/shot_00001/ (shot.1001.exr, ...) and an HEVC PQ (HDR10) MP4 with the "
+              "clip's sound. Long clips: lower chunk_frames, or load them in parts (see docs/video.md)."),
+        ("ckpt", "CheckpointLoaderSimple", 0, {"ckpt_name": CHECKPOINT}, "SD1.5 (text encoder)"),
+        ("clip", "LoadVideo", 0, {"file": CLIP}, "Your clip"),
+        ("parts", "GetVideoComponents", 1, {}, None),
+        ("pos", "CLIPTextEncode", 1, {"text": ""}, "Prompt (empty: prompt-free at CFG 1)"),
+        ("neg", "CLIPTextEncode", 1, {"text": ""}, "Negative (unused at CFG 1)"),
+        ("hdrvae", "LEDiffLoadHDRVAE", 1, {"model_name": HIGHLIGHT}, None),
+        ("model", "LEDiffLoadDenoiser", 1, {"model_name": HIGHLIGHT}, None),
+        ("encode", "VAEEncode", 2, {}, "VAE Encode (HDR VAE)"),
+        ("bracket", "LEDiffHighlightBracket", 2,
+         {**BRACKET, "cfg": 1.0, "tile_size": 512, "frames": "video", "chunk_frames": 8}, None),
+        ("fuse", "LEDiffLatentExposureFusion", 3, {}, None),
+        ("decode", "LEDiffHDRDecode", 3, {"tile_size": 512}, None),
+        ("blend", "LEDiffBlendLDR", 4, {**BLEND, "frames": "video"}, None),
+        ("tonemap", "LEDiffToneMap", 4, TONEMAP, None),
+        ("sequence", "LEDiffSaveEXRSequence", 5, SEQUENCE, None),
+        ("master", "LEDiffSaveHDRVideo", 5, HDR_VIDEO, None),
+        ("preview", "PreviewImage", 5, {}, "HDR preview (tone-mapped frames)"),
+    ]
+    links = [
+        ("ckpt", "CLIP", "pos", "clip"), ("ckpt", "CLIP", "neg", "clip"),
+        ("clip", "VIDEO", "parts", "video"),
+        ("parts", "images", "encode", "pixels"), ("hdrvae", "vae", "encode", "vae"),
+        ("model", "MODEL", "bracket", "model"), ("pos", "CONDITIONING", "bracket", "positive"),
+        ("neg", "CONDITIONING", "bracket", "negative"), ("encode", "LATENT", "bracket", "latent"),
+        ("parts", "images", "bracket", "motion"),
+        ("hdrvae", "hdr_vae", "fuse", "hdr_vae"), ("bracket", "dark", "fuse", "dark"),
+        ("bracket", "mid", "fuse", "mid"), ("bracket", "bright", "fuse", "bright"),
+        ("hdrvae", "hdr_vae", "decode", "hdr_vae"), ("fuse", "latent", "decode", "latent"),
+        ("parts", "images", "blend", "ldr"), ("decode", "hdr", "blend", "hdr"),
+        ("blend", "hdr", "tonemap", "image"), ("tonemap", "IMAGE", "preview", "images"),
+        ("blend", "hdr", "sequence", "images"), ("parts", "fps", "sequence", "fps"),
+        ("blend", "hdr", "master", "images"), ("parts", "fps", "master", "fps"), ("parts", "audio", "master", "audio"),
+    ]
+    return nodes, links
+
+
 WORKFLOWS = {"text_to_hdr": text_to_hdr, "photo_to_hdr": photo_to_hdr, "shadow_recovery": shadow_recovery,
-             "hdr_panorama": hdr_panorama, "any_model_to_hdr": any_model_to_hdr}
+             "hdr_panorama": hdr_panorama, "any_model_to_hdr": any_model_to_hdr, "video_to_hdr": video_to_hdr}
