@@ -259,6 +259,29 @@ def test_an_interrupt_mid_clip_publishes_nothing(tmp_path):
     assert listing(tmp_path) == []
 
 
+def test_writing_streams_memory_does_not_grow_with_the_clip(tmp_path):
+    import tracemalloc
+
+    from lediff_core.io.sequence import save_exr_sequence
+
+    def peak(n):
+        def frames():  # each frame made on demand, as the node hands out views of its batch
+            for i in range(n):
+                yield np.full((256, 256, 3), 1.0 + i, np.float32), None
+
+        tracemalloc.start()
+        save_exr_sequence(str(tmp_path), lambda k, n=n: f"clip{n}_{k:05}", 1, "clip", frames(), precision="float",
+                          compression="zip")
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        return top
+
+    frame_bytes = 256 * 256 * 3 * 4
+    short, long = peak(2), peak(24)
+    assert long < short + frame_bytes, (short, long)  # 22 more frames cost less than one more frame
+    assert len(os.listdir(tmp_path / "clip24_00001")) == 24
+
+
 def test_nan_frame_is_refused_with_its_number_and_count_and_nothing_is_published(host):
     frames = hdr_frames(4)
     frames[2][0, 0, 1] = np.nan
