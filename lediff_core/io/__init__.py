@@ -1,8 +1,9 @@
 """Files in and out: every byte the pack reads or writes goes through here.
 
 Owns OpenEXR reading and writing (``exr``; luminance/chroma reconstruction in ``exr_yc``), Radiance
-``.hdr`` (``radiance``), reading a linear image by file extension (``readers``), publishing a file
-without ever overwriting or leaving a partial one (``publish``), and the display formats that
-screens show as HDR: Ultra HDR, AVIF PQ/HLG, JPEG XL, with their metadata boxes (``display``).
+``.hdr`` (``radiance``), reading a linear image by file extension (``readers``), EXR image sequences
+(``sequence``), publishing a file or a folder without ever overwriting or leaving a partial one
+(``publish``), and the display formats that screens show as HDR: Ultra HDR, AVIF PQ/HLG, JPEG XL,
+with their metadata boxes (``display``).
 May import ``lediff_core.color``; never ``model``, ComfyUI, ``nodes`` or ``lediff_runner``.
 """

@@ -1,13 +1,19 @@
-"""Publishing files without ever overwriting or leaving a partial file behind.
+"""Publishing files and folders without ever overwriting or leaving a partial one behind.
 
 A file is written under a hidden temporary name in the destination folder and then hard-linked to
 its final name: ``os.link`` fails if the name exists, so an existing output is never replaced, and
-a failed write leaves only the temporary file, which is removed.
+a failed write leaves only the temporary file, which is removed. A folder (an image sequence) is
+filled under a hidden staging name beside its final place and renamed in one step that refuses an
+existing name (``write_numbered_folder``).
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
 import os
+import shutil
+import sys
 import tempfile
 from collections.abc import Callable
 from typing import TypeVar
@@ -69,3 +75,55 @@ def path_inside(folder: str, path: str) -> bool:
     folder = os.path.realpath(folder)
     path = os.path.realpath(path)
     return os.path.commonpath([folder, path]) == folder
+
+
+def write_numbered_folder(
+    parent: str, name_for: Callable[[int], str], counter: int, fill: Callable[[str], T]
+) -> tuple[str, int, T]:
+    """Create a complete new folder ``name_for(counter)`` (or the next free number) in ``parent``.
+
+    ``fill(staging)`` writes the folder's contents into a hidden staging folder in ``parent`` (same
+    file system); the staging folder is then renamed to the first free name among
+    ``name_for(counter)``, ``name_for(counter + 1)``, ... in one step, never replacing an existing
+    entry, so the folder appears complete or not at all. On any failure (interrupts included) the
+    staging folder is removed. Returns the folder name, the counter used and what ``fill`` returned.
+    """
+    staging = tempfile.mkdtemp(prefix=f".{name_for(counter)}.", suffix=".tmp", dir=parent)
+    try:
+        result = fill(staging)
+        while True:
+            name = name_for(counter)
+            try:
+                _rename_new(staging, os.path.join(parent, name))
+                return name, counter, result
+            except FileExistsError:
+                counter += 1
+    finally:
+        if os.path.lexists(staging):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+_RENAME_NOREPLACE = 1  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _rename_new(src: str, dst: str) -> None:
+    """Rename ``src`` to ``dst``, raising FileExistsError if ``dst`` exists.
+
+    A plain POSIX rename replaces an empty directory at ``dst``; Linux's renameat2 with
+    RENAME_NOREPLACE refuses atomically. Where that is missing (other systems, file systems
+    without support) the existence check and the rename are two steps (a narrow race, as in
+    ``_publish``); Windows' rename refuses an existing target by itself.
+    """
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.renameat2(_AT_FDCWD, os.fsencode(src), _AT_FDCWD, os.fsencode(dst), _RENAME_NOREPLACE) == 0:
+            return
+        err = ctypes.get_errno()
+        if err == errno.EEXIST:
+            raise FileExistsError(err, os.strerror(err), dst)
+        if err not in (errno.ENOSYS, errno.EINVAL):
+            raise OSError(err, os.strerror(err), src, None, dst)
+    if os.name != "nt" and os.path.lexists(dst):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), dst)
+    os.rename(src, dst)

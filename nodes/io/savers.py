@@ -1,4 +1,4 @@
-"""The one saving path of the pack's output nodes (Save EXR, Save HDR Image).
+"""The one saving path of the pack's output nodes (Save EXR, Save HDR Image, Save EXR Sequence).
 
 Numbering like core's savers (``folder_paths.get_save_image_path``), the prefix confined to the
 output folder, each file written under a temporary name and published without ever overwriting
@@ -32,6 +32,21 @@ def workflow_metadata(prompt, extra_pnginfo) -> tuple[dict | None, dict]:
     return prompt, dict(extra_pnginfo or {})
 
 
+def output_location(label: str, filename_prefix: str, width: int, height: int) -> tuple[str, str, int, str]:
+    """(folder, name, next counter, subfolder) for ``filename_prefix`` in the output folder, as
+    core's savers number; a prefix leaving the output folder is refused (``label`` names the node)."""
+    output_dir = folder_paths.get_output_directory()
+    if not path_inside(output_dir, os.path.join(output_dir, filename_prefix)):
+        raise ValueError(
+            f"{label}: filename_prefix {filename_prefix!r} points outside the output folder; "
+            "use a relative prefix such as 'LEDiff/hdr'"
+        )
+    folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
+        filename_prefix, output_dir, width, height
+    )
+    return folder, name, counter, subfolder
+
+
 def save_numbered(
     label: str,
     filename_prefix: str,
@@ -47,15 +62,7 @@ def save_numbered(
     published afterwards) and may return a value, handed back next to each file's UI entry.
     ``label`` names the node in error messages.
     """
-    output_dir = folder_paths.get_output_directory()
-    if not path_inside(output_dir, os.path.join(output_dir, filename_prefix)):
-        raise ValueError(
-            f"{label}: filename_prefix {filename_prefix!r} points outside the output folder; "
-            "use a relative prefix such as 'LEDiff/hdr'"
-        )
-    folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
-        filename_prefix, output_dir, width, height
-    )
+    folder, name, counter, subfolder = output_location(label, filename_prefix, width, height)
     saved = []
     for i in range(count):
         stem = name.replace("%batch_num%", str(i))
