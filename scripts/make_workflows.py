@@ -85,7 +85,9 @@ def fit_view(page) -> dict:
 def stand_ins(base):
     """Empty files under the documented names, so the frontend shows no missing models."""
     from PIL import Image
-    from workflow_specs import CHECKPOINT, HIGHLIGHT, PHOTO, SDXL_CHECKPOINT, SHADOW
+    from workflow_specs import CHECKPOINT, CLIP, HIGHLIGHT, PHOTO, SDXL_CHECKPOINT, SHADOW
+
+    from video_testing import synthetic_pan, write_clip
 
     os.makedirs(os.path.join(base, "models", "checkpoints"), exist_ok=True)
     for name in (CHECKPOINT, SDXL_CHECKPOINT):
@@ -98,6 +100,7 @@ def stand_ins(base):
     with open(os.path.join(base, "user", "default", "comfy.settings.json"), "w") as f:
         json.dump({"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False}, f)
     Image.new("RGB", (64, 64), (120, 140, 160)).save(os.path.join(base, "input", PHOTO))
+    write_clip(os.path.join(base, "input", CLIP), synthetic_pan(frames=4)[1])
 
 
 def open_frontend(browser, url):

@@ -44,12 +44,12 @@ SAVERS = {
     "shadow_recovery": [("LEDiffSaveEXR", SAVE)],
     "hdr_panorama": [("LEDiffSaveEXR", {**SAVE, "envmap": "latlong"})],
     "any_model_to_hdr": [("LEDiffSaveEXR", SAVE), ("LEDiffSaveHDRImage", ULTRAHDR)],
+    # fps (and the master's audio) come from Get Video Components
+    "video_to_hdr": [("LEDiffSaveEXRSequence", {"filename_prefix": "LEDiff/video_to_hdr/shot", "start_frame": 1001,
+                                                "precision": "half", "compression": "zip"}),
+                     ("LEDiffSaveHDRVideo", {"codec": "hevc", "transfer": "pq", "container": "mp4", "quality": 18,
+                                             "reference_white": 1.0, "mastering_peak": 1000.0})],
 }
-# video_to_hdr's savers (fed by Blend with LDR, fps and audio by Get Video Components)
-SEQUENCE = {"filename_prefix": "LEDiff/video_to_hdr/shot", "start_frame": 1001, "precision": "half",
-            "compression": "zip"}
-HDR_VIDEO = {"filename_prefix": "LEDiff/video_to_hdr", "codec": "hevc", "transfer": "pq", "container": "mp4",
-             "quality": 18, "reference_white": 1.0, "mastering_peak": 1000.0}
 
 # The extra layers of each workflow's EXR (EXR Layer nodes chained into its Save EXR), so that a
 # compositor gets the whole LEDiff story in one file: every bracket the fusion used, decoded with the
@@ -66,6 +66,7 @@ EXR_LAYERS = {
     "shadow_recovery": [f"bracket_{b}" for b in THREE_BRACKETS],
     "hdr_panorama": [f"bracket_{b}" for b in FIVE_BRACKETS],
     "any_model_to_hdr": [*(f"bracket_{b}" for b in FIVE_BRACKETS), "clip_mask"],
+    "video_to_hdr": [],  # an EXR sequence: one image per frame
 }
 
 
@@ -377,8 +378,7 @@ def video_to_hdr():
         ("decode", "LEDiffHDRDecode", 3, {"tile_size": 512}, None),
         ("blend", "LEDiffBlendLDR", 4, {**BLEND, "frames": "video"}, None),
         ("tonemap", "LEDiffToneMap", 4, TONEMAP, None),
-        ("sequence", "LEDiffSaveEXRSequence", 5, SEQUENCE, None),
-        ("master", "LEDiffSaveHDRVideo", 5, HDR_VIDEO, None),
+        *_savers("video_to_hdr", ("blend", "hdr"), 5)[0],
         ("preview", "PreviewImage", 5, {}, "HDR preview (tone-mapped frames)"),
     ]
     links = [
@@ -393,8 +393,8 @@ def video_to_hdr():
         ("hdrvae", "hdr_vae", "decode", "hdr_vae"), ("fuse", "latent", "decode", "latent"),
         ("parts", "images", "blend", "ldr"), ("decode", "hdr", "blend", "hdr"),
         ("blend", "hdr", "tonemap", "image"), ("tonemap", "IMAGE", "preview", "images"),
-        ("blend", "hdr", "sequence", "images"), ("parts", "fps", "sequence", "fps"),
-        ("blend", "hdr", "master", "images"), ("parts", "fps", "master", "fps"), ("parts", "audio", "master", "audio"),
+        *_savers("video_to_hdr", ("blend", "hdr"), 5)[1],
+        ("parts", "fps", "save", "fps"), ("parts", "fps", "save2", "fps"), ("parts", "audio", "save2", "audio"),
     ]
     return nodes, links
 

@@ -22,9 +22,25 @@ from lediff_graphs import write_photo
 
 from lediff_runner.workflow import input_types_from_host, input_types_from_object_info, to_api
 from lediff_testing import REPO, require_tool
+from video_testing import synthetic_pan, write_clip
 
-WORKFLOWS = ("text_to_hdr", "photo_to_hdr", "shadow_recovery", "hdr_panorama", "any_model_to_hdr")
+WORKFLOWS = ("text_to_hdr", "photo_to_hdr", "shadow_recovery", "hdr_panorama", "any_model_to_hdr", "video_to_hdr")
 WORKFLOW_DIR = os.path.join(REPO, "workflows")
+CLIP_FRAMES = 4
+
+
+def write_inputs(input_dir):
+    """What the workflows load from the input folder: the example photo, and a clip (a pan across
+    a real HDRI, with a tone) under the name video_to_hdr's Load Video picks."""
+    write_photo(type("Host", (), {"input_dir": str(input_dir)}), "example.png", size=(64, 48))
+    write_clip(os.path.join(input_dir, _specs().CLIP), synthetic_pan(frames=CLIP_FRAMES)[1])
+
+
+def main_exr(output_dir, name):
+    """The EXR a workflow writes first: its Save EXR's file, or the first frame of its sequence."""
+    if name == "video_to_hdr":
+        return os.path.join(output_dir, "LEDiff", "video_to_hdr", "shot_00001", "shot.1001.exr")
+    return os.path.join(output_dir, "LEDiff", f"{name}_00001.exr")
 
 
 def load_workflow(name):
@@ -98,7 +114,7 @@ def prepared(host, workflow_models):
 
     folder_paths.add_model_folder_path("checkpoints", str(workflow_models / "models" / "checkpoints"), is_default=True)
     folder_paths.add_model_folder_path("lediff", str(workflow_models / "models" / "lediff"), is_default=True)
-    write_photo(host, "example.png", size=(64, 48))
+    write_inputs(host.input_dir)
     return host
 
 
@@ -108,7 +124,7 @@ def test_workflow_runs_and_writes_its_exr(prepared, name):
     workflow = load_workflow(name)
     prompt = scale_down(to_api(workflow, input_types_from_host(host.nodes.NODE_CLASS_MAPPINGS)))
     ui = host.run(prompt, {"workflow": workflow})
-    path = os.path.join(host.output_dir, "LEDiff", f"{name}_00001.exr")
+    path = main_exr(host.output_dir, name)
     with OpenEXR.File(path) as f:
         rgb = f.channels()["RGB"].pixels
         header = f.header()
@@ -116,7 +132,10 @@ def test_workflow_runs_and_writes_its_exr(prepared, name):
         assert json.loads(header["workflow"]) == workflow  # the workflow travels in the file
         if name == "hdr_panorama":
             assert str(header["envmap"]).endswith("LATLONG")
-    _check_layers(path, _specs().EXR_LAYERS[name], rgb.shape[:2])
+    if _specs().EXR_LAYERS[name]:
+        _check_layers(path, _specs().EXR_LAYERS[name], rgb.shape[:2])
+    if name == "video_to_hdr":
+        _check_video(host.output_dir)
     if any(node_type == "LEDiffSaveHDRImage" for node_type, *_ in _specs().SAVERS[name]):
         _check_ultrahdr(glob.glob(os.path.join(host.output_dir, "LEDiff", f"{name}_ultrahdr_*.jpg")), rgb.shape[:2])
     previews = [img for out in ui.values() for img in out.get("images", []) if img["type"] == "temp"]
@@ -146,6 +165,20 @@ def _check_layers(path, layers, size):
     assert len(brackets) in (3, 5)
     # each bracket is its own decode, not the same image five times
     assert len({channels[f"{b}.G"].tobytes() for b in brackets}) == len(brackets)
+
+
+def _check_video(output_dir):
+    """video_to_hdr's sequence has every frame of the clip, and its master is HEVC PQ with the
+    clip's sound, as Debian's ffprobe reads it."""
+    folder = os.path.dirname(main_exr(output_dir, "video_to_hdr"))
+    assert sorted(os.listdir(folder)) == [f"shot.{1001 + i}.exr" for i in range(CLIP_FRAMES)]
+    [master] = glob.glob(os.path.join(output_dir, "LEDiff", "video_to_hdr_*.mp4"))
+    probe = json.loads(subprocess.run([require_tool("ffprobe"), "-v", "error", "-count_frames", "-show_streams",
+                                       "-of", "json", master], capture_output=True, text=True, check=True).stdout)
+    video, audio = (next(st for st in probe["streams"] if st["codec_type"] == kind) for kind in ("video", "audio"))
+    assert (video["codec_name"], video["color_transfer"], int(video["nb_read_frames"])) == ("hevc", "smpte2084",
+                                                                                          CLIP_FRAMES)
+    assert video["r_frame_rate"] == "24/1" and audio["codec_name"] == "aac"
 
 
 def _check_ultrahdr(files, size):

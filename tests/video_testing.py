@@ -72,3 +72,30 @@ def real_ldr_clip(frames=8, size=(64, 48), start=REAL_CLIP_START, stride=REAL_CL
     if len(out) < frames:
         raise ValueError(f"the clip has only {len(out)} frames from {start} every {stride}, not {frames}")
     return np.stack(out)
+
+
+def write_clip(path: str, frames: np.ndarray, fps: int = 24, tone_hz: float | None = 440.0) -> str:
+    """An H.264 MP4 of ``frames`` [T, H, W, 3] (0..1) with, if ``tone_hz``, an AAC sine tone as long
+    as the video (what core Load Video and Get Video Components read), written with PyAV."""
+    import av
+
+    rate = 44100
+    with av.open(path, "w") as out:
+        video = out.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        audio = out.add_stream("aac", rate=rate, layout="mono") if tone_hz else None
+        for frame in frames:
+            rgb = np.round(np.clip(frame, 0, 1) * 255).astype(np.uint8)
+            out.mux(video.encode(av.VideoFrame.from_ndarray(rgb, format="rgb24")))
+        out.mux(video.encode())
+        if audio is not None:
+            t = np.arange(round(len(frames) / fps * rate)) / rate
+            tone = (0.25 * np.sin(2 * np.pi * tone_hz * t)).astype(np.float32)[None]
+            chunk = audio.frame_size or 1024
+            for start in range(0, tone.shape[1], chunk):
+                piece = av.AudioFrame.from_ndarray(np.ascontiguousarray(tone[:, start:start + chunk]), format="fltp",
+                                                   layout="mono")
+                piece.sample_rate, piece.pts = rate, start
+                out.mux(audio.encode(piece))
+            out.mux(audio.encode())
+    return path
