@@ -21,10 +21,10 @@ import torch
 from ..color import REC709_LUMA
 from ..qa.temporal import warp
 
-# MEDIUM, DIS's most accurate preset, refined down to full resolution (the preset stops at half
+# MEDIUM, DIS's most accurate preset, refined down to full resolution: the preset stops at half
 # resolution, which smears motion across object edges by several pixels at 64x48 and misses the
-# background a moving object uncovers): about 0.1 s a 768x512 frame pair on one CPU core here,
-# about 0.03 px off on a textured shift (the half-resolution preset: 0.03 s, 0.1 px).
+# background a moving object uncovers. It costs about 5x the preset's time (docs/benchmarks.md,
+# benchmarks/bench_flow.py).
 PRESET = "MEDIUM"
 FINEST_SCALE = 0
 
