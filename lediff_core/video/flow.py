@@ -121,7 +121,7 @@ def occlusion_mask(flow_bw: torch.Tensor, flow_fw: torch.Tensor, alpha: float = 
     px, py = xs + bw[..., 0], ys + bw[..., 1]
     inside = (px > -0.5) & (px < w - 0.5) & (py > -0.5) & (py < h - 0.5)  # lands on a pixel of frame t-1
     valid = (lhs < rhs) & inside
-    if motion_boundaries:
+    if motion_boundaries and h > 1 and w > 1:  # (a gradient needs two pixels a side)
         grads = torch.gradient(bw, dim=(1, 2))  # d/dy and d/dx of (u, v), each [T-1, H, W, 2]
         grad_sq = sum((g ** 2).sum(-1) for g in grads)
         valid &= grad_sq <= BOUNDARY_ALPHA * (bw ** 2).sum(-1) + BOUNDARY_BETA
