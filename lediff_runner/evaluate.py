@@ -9,6 +9,11 @@ Layout of ``--output``:
   baselines/<method>/<name>.exr  the baselines' reconstructions
   results.csv, results.md, results.png, run.json
 
+With ``--clip`` the references are the frames of one shot (a folder of HDR frames, or a pan across
+an equirect HDRI, ``pan:FILE``): one camera (exposure, curve) films the whole shot, every frame is
+scored as above, and the warping error of each method's frames (Lai et al. 2018, on log2
+luminance, along the DIS flow of the LDR photos; docs/batch.md) is added as the image ``clip``.
+
 Intermediate files are reused when present (an interrupted evaluation resumes); the report files
 are written once (a finished evaluation is never overwritten).
 """
@@ -40,6 +45,7 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_WORKFLOW = os.path.join(REPO, "workflows", "photo_to_hdr.json")
 METHOD = "lediff"
 REPORTS = ("results.csv", "results.md", "results.png", "run.json")
+PAN_FACTOR = 4  # a pan's frames are crops of the panorama this many times larger, unless --downscale says
 
 
 def _rng(seed: int, index: int) -> np.random.Generator:
@@ -47,27 +53,39 @@ def _rng(seed: int, index: int) -> np.random.Generator:
     return np.random.default_rng(np.random.SeedSequence([seed, index]))
 
 
-def prepare(references: str, output: str, seed: int, clip_share: float | None, jpeg: int | None,
-            factor: int) -> list[dict]:
-    """Simulated photos and scored references for every reference file; returns one record each."""
+def reference_files(references: str) -> list[str]:
     names = sorted(f for f in os.listdir(references) if f.lower().endswith(HDR_EXTENSIONS))
     if not names:
-        raise FileNotFoundError(f"--references {references}: no {'/'.join(HDR_EXTENSIONS)} files")
+        raise FileNotFoundError(f"{references}: no {'/'.join(HDR_EXTENSIONS)} files")
+    return [os.path.join(references, n) for n in names]
+
+
+def prepare(references: str, output: str, seed: int, clip_share: float | None, jpeg: int | None,
+            factor: int, frames: list[tuple[str, np.ndarray]] | None = None) -> list[dict]:
+    """Simulated photos and scored references for every reference file; returns one record each.
+    With ``frames`` (the (source file, HDR frame) pairs of one clip, already cut) the references
+    are those frames and one camera, drawn on the first frame, films them all."""
+    paths = reference_files(references) if frames is None else [p for p, _ in frames]
     for sub in ("ldr", "reference"):
         os.makedirs(os.path.join(output, sub), exist_ok=True)
-    records = []
-    for index, name in enumerate(names):
-        path = os.path.join(references, name)
-        key = os.path.splitext(name)[0]
-        hdr = crop_to_multiple(downscale(np.maximum(read_linear_image(path).rgb, 0.0), factor), 8)
-        camera = sample_camera(hdr, _rng(seed, index), clip_share, jpeg)
+    records, shot_camera = [], None
+    for index, path in enumerate(paths):
+        if frames is None:
+            key = os.path.splitext(os.path.basename(path))[0]
+            hdr = crop_to_multiple(downscale(np.maximum(read_linear_image(path).rgb, 0.0), factor), 8)
+            camera = sample_camera(hdr, _rng(seed, index), clip_share, jpeg)
+        else:
+            key, hdr = f"frame_{index:04d}", frames[index][1]
+            shot_camera = shot_camera or sample_camera(hdr, _rng(seed, 0), clip_share, jpeg)
+            camera = shot_camera
         ldr = capture(hdr, camera)
         _write_once(os.path.join(output, "ldr", f"{key}.png"), lambda p, ldr=ldr: _save_png(p, ldr),
                     lambda p, ldr=ldr: np.array_equal(_load_png(p), ldr))
         _write_once(os.path.join(output, "reference", f"{key}.exr"),
                     lambda p, hdr=hdr: write_exr(p, hdr, precision="float"),
                     lambda p, hdr=hdr: np.array_equal(read_exr(p).rgb, hdr))
-        records.append({"name": key, "reference": os.path.abspath(path), "reference_sha256": sha256_file(path),
+        records.append({"name": key, "reference": os.path.abspath(path),
+                        "reference_sha256": sha256_file(path) if os.path.isfile(path) else None,
                         "size": [int(hdr.shape[1]), int(hdr.shape[0])], "camera": camera.as_dict(),
                         "clipped_share_8bit": float(np.mean(ldr.max(axis=-1) == 255))})
     return records
@@ -140,32 +158,99 @@ def score(output: str, records: list[dict], metrics: list[str], failed: set[str]
     return rows
 
 
+CLIP = "clip"  # the image name of the rows that score a whole clip
+CLIP_METRICS = ("warping_error", "warping_error_clipped")
+LOWER_IS_BETTER = {"warping_error", "warping_error_clipped"}
+
+
+def load_clip(spec: str, factor: int, frames: int | None, size: tuple[int, int], step: int) -> tuple[list, dict]:
+    """The (source file, HDR frame) pairs of ``--clip``: ``pan:FILE`` pans across the equirect HDRI
+    FILE (lediff_core.qa.clips.equirect_pan: ``frames`` frames of ``size``, ``step`` pixels a frame,
+    each a crop ``factor`` times larger, box-downscaled); a folder holds one linear HDR frame per
+    file, in name order (downscaled by ``factor``, cut to a multiple of 8; the first ``frames``)."""
+    from lediff_core.qa.clips import equirect_pan
+
+    if spec.startswith("pan:"):
+        path = spec[4:]
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"--clip {spec}: no such file (pan:FILE pans across an equirect HDRI)")
+        hdr, _ = equirect_pan(read_linear_image(path).rgb, frames or 8, size, step, factor)
+        return [(path, f) for f in hdr], {"source": "pan", "panorama": os.path.abspath(path),
+                                         "frames": len(hdr), "size": list(size), "step_px": step, "factor": factor}
+    if not os.path.isdir(spec):
+        raise FileNotFoundError(f"--clip {spec}: neither a folder of HDR frames nor pan:FILE")
+    paths = reference_files(spec)[:frames]
+    out = [(p, crop_to_multiple(downscale(np.maximum(read_linear_image(p).rgb, 0.0), factor), 8)) for p in paths]
+    if len({f.shape for _, f in out}) != 1:
+        raise ValueError(f"--clip {spec}: the frames differ in size; a clip's frames must all have one size")
+    return out, {"source": "frames", "folder": os.path.abspath(spec), "frames": len(out), "factor": factor}
+
+
+def score_clip(output: str, records: list[dict], failed: set[str], clip_threshold: float = 0.99) -> list[dict]:
+    """Warping error of every method's frames (and of the references themselves) along the flow of the
+    LDR photos, with the forward-backward visibility test; the second score in the photos' clipped pixels."""
+    import torch
+
+    from lediff_core.qa.temporal import warping_error
+    from lediff_core.video.flow import flow_with_visibility
+
+    ldr = np.stack([_load_png(os.path.join(output, "ldr", f"{r['name']}.png")) for r in records]) / np.float32(255)
+    flow, valid = flow_with_visibility(torch.from_numpy(ldr.astype(np.float32)))
+    region = torch.from_numpy((ldr >= clip_threshold).any(-1))
+    methods = {"reference": [os.path.join(output, "reference", f"{r['name']}.exr") for r in records]}
+    if not failed:
+        methods[METHOD] = [lediff_result(output, r["name"]) for r in records]
+    methods.update({m: [os.path.join(output, "baselines", m, f"{r['name']}.exr") for r in records] for m in BASELINES})
+    rows = []
+    for method, paths in methods.items():
+        start = time.perf_counter()
+        result = warping_error(np.stack([read_exr(p).rgb for p in paths]), flow, valid=valid, region=region)
+        seconds = round(time.perf_counter() - start, 3)
+        rows += [{"image": CLIP, "method": method, "metric": "warping_error", "score": result["overall"],
+                  "seconds": seconds},
+                 {"image": CLIP, "method": method, "metric": "warping_error_clipped", "score": result["region"],
+                  "seconds": seconds}]
+    return rows
+
+
 def summary(rows: list[dict], metrics: list[str]) -> tuple[list[str], dict]:
     methods = list(dict.fromkeys(r["method"] for r in rows))
-    means = {(m, k): float(np.mean([r["score"] for r in rows if r["method"] == m and r["metric"] == k]))
-             for m in methods for k in metrics}
+    means = {}
+    for m in methods:
+        for k in metrics:
+            values = [r["score"] for r in rows if r["method"] == m and r["metric"] == k]
+            if values:
+                means[(m, k)] = float(np.mean(values))
     return methods, means
 
 
 def markdown(rows, metrics, records, provenance) -> str:
     from lediff_core.qa import metrics as qa
 
-    better = getattr(qa, "HIGHER_IS_BETTER", {})
+    better = {**getattr(qa, "HIGHER_IS_BETTER", {}), **{k: False for k in LOWER_IS_BETTER}}
+    clip_metrics = [k for k in CLIP_METRICS if any(r["metric"] == k for r in rows)]
+    frame_metrics, metrics = metrics, [*metrics, *clip_metrics]
     methods, means = summary(rows, metrics)
     head = [f"{k} ({'higher' if better.get(k, True) else 'lower'} is better)" for k in metrics]
-    lines = [f"# Evaluation: {len(records)} references, seed {provenance['seed']}", "",
+    what = f"a clip of {len(records)} frames" if provenance.get("clip") else f"{len(records)} references"
+    lines = [f"# Evaluation: {what}, seed {provenance['seed']}", "",
              f"Mean over images; scaling `align`. Workflow `{os.path.basename(provenance['workflow'])}` "
              f"(sha256 {provenance['workflow_sha256'][:12]}).", "",
              "| method | " + " | ".join(head) + " |", "|---|" + "---:|" * len(metrics)]
     for m in methods:
-        lines.append(f"| {m} | " + " | ".join(f"{means[(m, k)]:.4f}" for k in metrics) + " |")
-    lines += ["", "Per image:", "", "| image | method | " + " | ".join(metrics) + " |",
-              "|---|---|" + "---:|" * len(metrics)]
+        lines.append(f"| {m} | " + " | ".join(f"{means[(m, k)]:.4f}" if (m, k) in means else "–"
+                                             for k in metrics) + " |")
+    if clip_metrics:
+        lines += ["", f"{', '.join(clip_metrics)}: stops² of log2 luminance between each frame and the previous one "
+                  "warped along the DIS flow of the LDR photos (Lai et al. 2018), over the whole clip; `reference` "
+                  "is the references' own (the flow's floor)."]
+    lines += ["", "Per image:", "", "| image | method | " + " | ".join(frame_metrics) + " |",
+              "|---|---|" + "---:|" * len(frame_metrics)]
     for r in records:
         for m in methods:
             vals = {x["metric"]: x["score"] for x in rows if x["image"] == r["name"] and x["method"] == m}
             if vals:
-                lines.append(f"| {r['name']} | {m} | " + " | ".join(f"{vals[k]:.4f}" for k in metrics) + " |")
+                lines.append(f"| {r['name']} | {m} | " + " | ".join(f"{vals[k]:.4f}" for k in frame_metrics) + " |")
     if provenance["failed"]:
         lines += ["", "Workflow failed on: " + ", ".join(provenance["failed"])]
     return "\n".join(lines) + "\n"
@@ -177,11 +262,12 @@ def plot(path: str, rows, metrics) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    metrics = [*metrics, *(k for k in CLIP_METRICS if any(r["metric"] == k for r in rows))]
     methods, means = summary(rows, metrics)
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2), squeeze=False)
     for ax, k in zip(axes[0], metrics, strict=True):
         per_image = [[r["score"] for r in rows if r["method"] == m and r["metric"] == k] for m in methods]
-        ax.bar(range(len(methods)), [means[(m, k)] for m in methods], color="#4c72b0")
+        ax.bar(range(len(methods)), [means.get((m, k), np.nan) for m in methods], color="#4c72b0")
         for i, values in enumerate(per_image):
             ax.plot([i] * len(values), values, "k.", markersize=4)
         ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=8)
@@ -231,7 +317,14 @@ def evaluate(args) -> int:
         raise SystemExit(f"{output} already holds a finished evaluation ({', '.join(done)}): choose a new --output")
     workflow_path = os.path.abspath(args.workflow or DEFAULT_WORKFLOW)
     workflow = load_workflow_file(workflow_path)
-    records = prepare(args.references, output, args.seed, args.clip_share, args.jpeg, args.downscale)
+    clip = getattr(args, "clip", None)
+    clip_info = None
+    if clip:
+        factor = PAN_FACTOR if clip.startswith("pan:") and args.downscale == 1 else args.downscale
+        frames, clip_info = load_clip(clip, factor, args.clip_frames, args.clip_size, args.clip_step)
+        records = prepare(clip, output, args.seed, args.clip_share, args.jpeg, factor, frames=frames)
+    else:
+        records = prepare(args.references, output, args.seed, args.clip_share, args.jpeg, args.downscale)
     config = BatchConfig(workflow=workflow_path, inputs=os.path.join(output, "ldr"),
                          output=os.path.join(output, "lediff"), comfyui=args.comfyui,
                          base_directory=args.base_directory, input_node=args.input_node, threads=args.threads)
@@ -240,6 +333,8 @@ def evaluate(args) -> int:
     failed = {o.item.key: o.message for o in outcomes if not o.ok}
     baselines(output, records)
     rows = score(output, records, metrics, set(failed))
+    if clip:
+        rows += score_clip(output, records, set(failed))
     model_files = {}
     if args.base_directory:
         lediff_dir = os.path.join(args.base_directory, "models", "lediff")
@@ -255,7 +350,7 @@ def evaluate(args) -> int:
                    "n~N(0.9,0.1), a~N(0.6,0.1), 8-bit"},
         "workflow": workflow_path, "workflow_sha256": workflow_hash(workflow),
         "workflow_file_sha256": sha256_file(workflow_path), "metrics": metrics, "scaling": "align",
-        "baselines": list(BASELINES), "references": records, "failed": failed,
+        "baselines": list(BASELINES), "references": records, "failed": failed, "clip": clip_info,
         "versions": {**versions(), "comfyui": comfyui_version(args.comfyui), "lediff_hdr": pack_version()},
         "lediff_model_files": model_files, "ray": args.ray, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }

@@ -3,12 +3,16 @@
 
   python scripts/evaluate.py --references refs/ --output eval/ --seed 0
   python scripts/evaluate.py --references refs/ --output eval/ --workflow my_photo_to_hdr.json --ray
+  python scripts/evaluate.py --clip pan:tests/data/hdri/city.exr --output eval-clip/ --clip-frames 8
+  python scripts/evaluate.py --clip frames/ --output eval-clip/      # a folder of HDR frames
 
 Each reference (.exr/.hdr) becomes an 8-bit photo (seeded random camera: exposure so that a share
 of pixels clips, a sigmoid response curve, optional JPEG); the workflow (default: the shipped
 photo_to_hdr) runs on every photo as a batch job, next to the baselines (the inverse camera curve,
 Banterle 2006's inverse Reinhard, plain sRGB decoding); every result is scored with PU21-PSNR,
-PU21-SSIM, HDR-FLIP and ColorVideoVDP. Writes results.csv, results.md, results.png and run.json
+PU21-SSIM, HDR-FLIP and ColorVideoVDP. With --clip the references are the frames of one shot, filmed
+by one camera, and each method's frames also get the warping error (temporal flicker; Lai et al.
+2018) along the optical flow of the photos. Writes results.csv, results.md, results.png and run.json
 (seeds, cameras, versions, workflow hash) into --output. See docs/batch.md.
 """
 
@@ -24,9 +28,22 @@ from lediff_runner.cli import add_host_arguments, add_ray_argument, add_threads_
 from lediff_runner.evaluate import DEFAULT_WORKFLOW, evaluate  # noqa: E402
 
 
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 128x96") from None
+    if w < 8 or h < 8 or w % 8 or h % 8:
+        raise argparse.ArgumentTypeError(f"{text}: width and height must be multiples of 8 (the SD VAE's latent)")
+    return w, h
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--references", required=True, help="folder of linear HDR references (.exr/.hdr)")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--references", help="folder of linear HDR references (.exr/.hdr)")
+    source.add_argument("--clip", help="one shot instead: a folder of linear HDR frames (name order), or "
+                        "pan:FILE to pan across the equirect HDRI FILE; adds the warping error")
     parser.add_argument("--output", required=True, help="folder for photos, results and the report (new)")
     parser.add_argument("--workflow", default=None, help="UI- or API-format workflow whose Load Image node "
                         f"receives the photo (default: {os.path.relpath(DEFAULT_WORKFLOW)})")
@@ -38,6 +55,11 @@ def main(argv=None) -> int:
     parser.add_argument("--jpeg", type=int, default=None, metavar="QUALITY", help="JPEG-compress the photos")
     parser.add_argument("--downscale", type=int, default=1, help="box-downscale references by this factor first")
     parser.add_argument("--metrics", nargs="+", default=None, help="subset of the four metrics (default: all)")
+    parser.add_argument("--clip-frames", type=int, default=None, help="frames of the clip (default: 8 for a pan, "
+                        "every frame of a folder)")
+    parser.add_argument("--clip-size", type=_size, default=(128, 96), metavar="WxH", help="a pan's frame size "
+                        "(default 128x96; a multiple of 8)")
+    parser.add_argument("--clip-step", type=int, default=2, help="a pan's motion in pixels a frame (default 2)")
     add_host_arguments(parser)
     add_threads_argument(parser)
     add_ray_argument(parser)

@@ -240,3 +240,19 @@ def test_real_clip_decodes_and_has_motion():
     lin = clip ** 2.2
     still = warping_error(lin, torch.zeros_like(flow))["overall"]
     assert warping_error(lin, flow)["overall"] < still
+
+
+def test_missing_opencv_says_how_to_install_it():
+    import subprocess
+    import sys
+
+    from lediff_testing import REPO
+
+    # a Python where `import cv2` fails (None in sys.modules blocks an import, as for a missing module)
+    code = ("import sys; sys.modules['cv2'] = None\n"
+            "import torch\nfrom lediff_core.video.flow import optical_flow\n"
+            "try:\n    optical_flow(torch.zeros(2, 8, 8, 1))\nexcept ImportError as e:\n    print(e)\n")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "install.py" in proc.stdout and "pip install opencv-python-headless" in proc.stdout
+    assert "two cv2 distributions side by side" in proc.stdout

@@ -21,10 +21,10 @@ import torch
 from ..color import REC709_LUMA
 from ..qa.temporal import warp
 
-# MEDIUM, DIS's most accurate preset, refined down to full resolution (the preset stops at half
+# MEDIUM, DIS's most accurate preset, refined down to full resolution: the preset stops at half
 # resolution, which smears motion across object edges by several pixels at 64x48 and misses the
-# background a moving object uncovers): about 0.1 s a 768x512 frame pair on one CPU core here,
-# about 0.03 px off on a textured shift (the half-resolution preset: 0.03 s, 0.1 px).
+# background a moving object uncovers. It costs about 5x the preset's time (docs/benchmarks.md,
+# benchmarks/bench_flow.py).
 PRESET = "MEDIUM"
 FINEST_SCALE = 0
 
@@ -121,7 +121,7 @@ def occlusion_mask(flow_bw: torch.Tensor, flow_fw: torch.Tensor, alpha: float = 
     px, py = xs + bw[..., 0], ys + bw[..., 1]
     inside = (px > -0.5) & (px < w - 0.5) & (py > -0.5) & (py < h - 0.5)  # lands on a pixel of frame t-1
     valid = (lhs < rhs) & inside
-    if motion_boundaries:
+    if motion_boundaries and h > 1 and w > 1:  # (a gradient needs two pixels a side)
         grads = torch.gradient(bw, dim=(1, 2))  # d/dy and d/dx of (u, v), each [T-1, H, W, 2]
         grad_sq = sum((g ** 2).sum(-1) for g in grads)
         valid &= grad_sq <= BOUNDARY_ALPHA * (bw ** 2).sum(-1) + BOUNDARY_BETA
