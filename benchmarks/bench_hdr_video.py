@@ -1,9 +1,9 @@
 """Save HDR Video benchmark: the node's time against a plain PyAV encode of the same signal, and
 peak memory of a long clip against a short one.
 
-    bash scripts/bench.sh bench_hdr_video [--repeat N] [--frames N]
+    bash scripts/bench.sh bench_hdr_video [--repeat N] [--frames N] [--size WIDTHxHEIGHT]
 
-Clip: 128x72 frames of a moving HDR gradient (up to 3.5x reference white), float32 RGB.
+Clip: 128x72 frames (``--size`` for the timing part) of a moving HDR gradient (up to 3.5x reference white), float32 RGB.
 (1) Per codec (PQ, mp4, quality 18), seconds, median over interleaved rounds; node/raw is the
     median of each round's ratio (the two timed back to back):
   raw   - PyAV alone: the frames' yuv420p10le planes computed beforehand (not timed), the same
@@ -40,8 +40,8 @@ TARGET = 1.15
 H, W = 72, 128
 
 
-def clip(n: int) -> np.ndarray:
-    yy, xx = np.mgrid[0:H, 0:W] / np.array([H, W]).reshape(2, 1, 1)
+def clip(n: int, w: int = W, h: int = H) -> np.ndarray:
+    yy, xx = np.mgrid[0:h, 0:w] / np.array([h, w]).reshape(2, 1, 1)
     t = np.arange(n).reshape(n, 1, 1) / 24
     lum = np.exp2(-5 + 6.8 * ((xx + 0.1 * t) % 1)) * (1 - 0.1 * np.sin(6 * yy + 3 * t) ** 2)
     col = np.stack([0.8 + 0.2 * np.sin(3 * yy + t), 0.7 + 0.1 * xx + 0 * t, 0.5 + 0.3 * yy + 0 * t], -1)
@@ -91,9 +91,11 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=7)
     parser.add_argument("--frames", type=int, default=48)
+    parser.add_argument("--size", default=f"{W}x{H}", help="frame size of the timing part, WIDTHxHEIGHT")
     opts = parser.parse_args()
+    width, height = (int(v) for v in opts.size.split("x"))
 
-    frames = clip(opts.frames)
+    frames = clip(opts.frames, width, height)
     images = torch.from_numpy(frames)
     work = tempfile.mkdtemp(prefix="lediff_bench_video_")
     host = ComfyHost.start()
@@ -104,7 +106,7 @@ def main():
     saver = host.node_class("LEDiffSaveHDRVideo").PREPARE_CLASS_CLONE(hidden)
     import av
 
-    print(f"clip {opts.frames} frames {W}x{H}, torch threads {torch.get_num_threads()}, PyAV {av.__version__}")
+    print(f"clip {opts.frames} frames {width}x{height}, torch threads {torch.get_num_threads()}, PyAV {av.__version__}")
     print(f"\n{'codec':6} {'rounds':>6} {'raw s':>7} {'node s':>7} {'node/raw':>8}")
     worst = 0.0
     counter = iter(range(10**6))

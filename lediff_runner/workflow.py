@@ -76,9 +76,11 @@ def to_api(workflow: dict, input_types) -> dict:
 # image-loading nodes a batch item can be fed to: class_type -> (input name, file kinds)
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 HDR_EXTENSIONS = (".exr", ".hdr", ".pic")
+VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".webm", ".avi")
 LOADERS = {
     "LoadImage": ("image", IMAGE_EXTENSIONS),
     "LEDiffLoadEXR": ("image", HDR_EXTENSIONS),
+    "LoadVideo": ("file", VIDEO_EXTENSIONS),  # core's: a clip per item (video_to_hdr)
 }
 
 

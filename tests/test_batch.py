@@ -27,6 +27,7 @@ from lediff_core.color.tonemap import tone_map
 from lediff_core.io.exr import read_exr, write_exr
 from lediff_runner.workflow import input_types_from_host, to_api, workflow_hash
 from lediff_testing import HDRI_DIR, REPO
+from video_testing import synthetic_pan, write_clip
 
 PHOTOS = ("city", "forest", "sunset")
 EXR = os.path.join("LEDiff", "photo_to_hdr_00001.exr")
@@ -304,3 +305,29 @@ def test_batch_feeds_hdr_files_to_load_exr(setup, tmp_path):
     assert sorted(os.listdir(output)) == ["night", "studio"]
     for name, rgb in originals.items():
         np.testing.assert_array_equal(pixels(output / name / "copy_00001.exr"), rgb)
+
+
+def test_batch_feeds_clips_to_load_video(setup, tmp_path):
+    """A graph that loads a clip (core Load Video -> Get Video Components): each video file is one
+    item, whose EXR sequence has every frame of it at its frame rate."""
+    (inputs := tmp_path / "in").mkdir()
+    lengths = {"pan": 3, "longer": 5}
+    for name, frames in lengths.items():
+        write_clip(str(inputs / f"{name}.mp4"), synthetic_pan(frames=frames)[1], tone_hz=None)
+    os.link(os.path.join(setup["inputs"], "city.png"), inputs / "city.png")
+    graph = {
+        "1": {"class_type": "LoadVideo", "inputs": {"file": "placeholder.mp4"}},
+        "2": {"class_type": "GetVideoComponents", "inputs": {"video": ["1", 0]}},
+        "3": {"class_type": "LEDiffSaveEXRSequence", "inputs": {
+            "images": ["2", 0], "filename_prefix": "seq/shot", "fps": ["2", 2], "start_frame": 1001,
+            "precision": "half", "compression": "zip", "colorspace": "Linear Rec.709 (sRGB)"}},
+    }
+    (workflow := tmp_path / "clips.json").write_text(json.dumps(graph))
+    output = tmp_path / "out"
+    result = run(batch_command({**setup, "inputs": str(inputs), "workflow": str(workflow)}, output))
+    assert result.returncode == 0, result.stdout + result.stderr[-3000:]
+    assert "batch: 2 done, 0 already complete, 0 failed" in result.stdout
+    assert sorted(os.listdir(output)) == sorted(lengths)
+    for name, frames in lengths.items():
+        folder = output / name / "seq" / "shot_00001"
+        assert sorted(os.listdir(folder)) == [f"shot.{1001 + i}.exr" for i in range(frames)]
