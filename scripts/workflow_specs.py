@@ -186,6 +186,19 @@ def text_to_hdr():
     return nodes + extra_nodes, links + extra_links
 
 
+def _one_bracket(image):
+    """Links of the photo path: ``image`` (node id, output name) -> VAE Encode (HDR VAE) -> one
+    bracket node ("bracket", its model "model", prompts "pos"/"neg") -> fusion -> HDR Decode."""
+    return [
+        (*image, "encode", "pixels"), ("hdrvae", "vae", "encode", "vae"),
+        ("model", "MODEL", "bracket", "model"), ("pos", "CONDITIONING", "bracket", "positive"),
+        ("neg", "CONDITIONING", "bracket", "negative"), ("encode", "LATENT", "bracket", "latent"),
+        ("hdrvae", "hdr_vae", "fuse", "hdr_vae"), ("bracket", "dark", "fuse", "dark"),
+        ("bracket", "mid", "fuse", "mid"), ("bracket", "bright", "fuse", "bright"),
+        ("hdrvae", "hdr_vae", "decode", "hdr_vae"), ("fuse", "latent", "decode", "latent"),
+    ]
+
+
 def _photo_graph(name, direction, model, note, blend):
     bracket = "LEDiffHighlightBracket" if direction == "highlight" else "LEDiffShadowBracket"
     hdr = ("blend", "hdr") if blend else ("decode", "hdr")
@@ -212,12 +225,7 @@ def _photo_graph(name, direction, model, note, blend):
     ]
     links = [
         ("ckpt", "CLIP", "pos", "clip"), ("ckpt", "CLIP", "neg", "clip"),
-        ("photo", "IMAGE", "encode", "pixels"), ("hdrvae", "vae", "encode", "vae"),
-        ("model", "MODEL", "bracket", "model"), ("pos", "CONDITIONING", "bracket", "positive"),
-        ("neg", "CONDITIONING", "bracket", "negative"), ("encode", "LATENT", "bracket", "latent"),
-        ("hdrvae", "hdr_vae", "fuse", "hdr_vae"), ("bracket", "dark", "fuse", "dark"),
-        ("bracket", "mid", "fuse", "mid"), ("bracket", "bright", "fuse", "bright"),
-        ("hdrvae", "hdr_vae", "decode", "hdr_vae"), ("fuse", "latent", "decode", "latent"),
+        *_one_bracket(("photo", "IMAGE")),
     ]
     if blend:
         links += [("photo", "IMAGE", "blend", "ldr"), ("decode", "hdr", "blend", "hdr"),
@@ -384,13 +392,7 @@ def video_to_hdr():
     links = [
         ("ckpt", "CLIP", "pos", "clip"), ("ckpt", "CLIP", "neg", "clip"),
         ("clip", "VIDEO", "parts", "video"),
-        ("parts", "images", "encode", "pixels"), ("hdrvae", "vae", "encode", "vae"),
-        ("model", "MODEL", "bracket", "model"), ("pos", "CONDITIONING", "bracket", "positive"),
-        ("neg", "CONDITIONING", "bracket", "negative"), ("encode", "LATENT", "bracket", "latent"),
-        ("parts", "images", "bracket", "motion"),
-        ("hdrvae", "hdr_vae", "fuse", "hdr_vae"), ("bracket", "dark", "fuse", "dark"),
-        ("bracket", "mid", "fuse", "mid"), ("bracket", "bright", "fuse", "bright"),
-        ("hdrvae", "hdr_vae", "decode", "hdr_vae"), ("fuse", "latent", "decode", "latent"),
+        *_one_bracket(("parts", "images")), ("parts", "images", "bracket", "motion"),
         ("parts", "images", "blend", "ldr"), ("decode", "hdr", "blend", "hdr"),
         ("blend", "hdr", "tonemap", "image"), ("tonemap", "IMAGE", "preview", "images"),
         *_savers("video_to_hdr", ("blend", "hdr"), 5)[1],

@@ -89,7 +89,6 @@ def test_cfg_1_skips_the_unconditional_branch(host, models):
 
 
 def test_one_progress_bar_across_both_passes_and_interrupt_within_a_step(host, models):
-    import comfy.model_management as mm
     import comfy.utils
 
     brackets = host.pack_module("nodes.model.brackets")
@@ -106,6 +105,14 @@ def test_one_progress_bar_across_both_passes_and_interrupt_within_a_step(host, m
     values = [v for v, _ in seen]
     assert {t for _, t in seen} == {8} and values == sorted(values) and values[-1] == 8
 
+    assert interrupted_at_third_evaluation(brackets, model, pos, neg, latent) == 3  # inside it, not after the pass
+
+
+def interrupted_at_third_evaluation(brackets, model, pos, neg, latent, **options) -> int:
+    """Run the brackets with Cancel pressed during the third UNet evaluation (ComfyUI's interrupt
+    flag); returns how many evaluations ran before they stopped."""
+    import comfy.model_management as mm
+
     counted, counts = count_evaluations(model)
 
     def interrupt_at_third(apply_model, args):
@@ -117,10 +124,10 @@ def test_one_progress_bar_across_both_passes_and_interrupt_within_a_step(host, m
     counted.set_model_unet_function_wrapper(interrupt_at_third)
     try:
         with pytest.raises(mm.InterruptProcessingException):
-            brackets.run_brackets(counted, pos, neg, latent, 1, 20, 1.0, "ddim", "ddim_uniform")
+            brackets.run_brackets(counted, pos, neg, latent, 1, 20, 1.0, "ddim", "ddim_uniform", **options)
     finally:
         mm.interrupt_current_processing(False)
-    assert counts["calls"] == 3  # stopped inside the third UNet evaluation, not after the pass
+    return counts["calls"]
 
 
 def test_a_four_channel_unet_is_refused(host, models, tmp_path):

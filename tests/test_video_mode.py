@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from lediff_graphs import MODEL
-from test_lediff_nodes import conditioning, count_evaluations, load_denoiser
+from test_lediff_nodes import conditioning, interrupted_at_third_evaluation, load_denoiser
 
 from lediff_core.qa.camera import Camera, exposure_for_clip_share
 from lediff_core.qa.temporal import log_luminance, warp, warping_error
@@ -143,7 +143,6 @@ def test_independent_chunks_change_nothing_and_one_frame_is_a_video(host, models
 
 
 def test_video_progress_counts_frames_and_interrupts_between_steps(host, models):
-    import comfy.model_management as mm
     import comfy.utils
 
     brackets = host.pack_module("nodes.model.brackets")
@@ -160,19 +159,4 @@ def test_video_progress_counts_frames_and_interrupts_between_steps(host, models)
     values = [v for v, _ in seen]  # one bar of 5 frames x 2 passes x 4 steps
     assert {t for _, t in seen} == {40} and values == sorted(values) and values[-1] == 40
 
-    counted, counts = count_evaluations(model)
-
-    def interrupt_at_third(apply_model, args):
-        counts["calls"] += 1
-        if counts["calls"] == 3:
-            mm.interrupt_current_processing(True)
-        return apply_model(args["input"], args["timestep"], **args["c"])
-
-    counted.set_model_unet_function_wrapper(interrupt_at_third)
-    try:
-        with pytest.raises(mm.InterruptProcessingException):
-            brackets.run_brackets(counted, pos, neg, latent, 1, 20, 1.0, "ddim", "ddim_uniform", frames="video",
-                                  chunk_frames=2)
-    finally:
-        mm.interrupt_current_processing(False)
-    assert counts["calls"] == 3
+    assert interrupted_at_third_evaluation(brackets, model, pos, neg, latent, frames="video", chunk_frames=2) == 3

@@ -4,6 +4,9 @@ Pass A makes the next exposure from the input latent, pass B the one after from 
 with the official seeds (seed, seed + 22). The condition latent rides in the conditioning as
 ``concat_latent_image``: ComfyUI concatenates it to the noisy latent (noisy first) in both CFG
 branches, and at CFG 1 skips the unconditional branch (half the UNet evaluations).
+
+A batch is sampled in chunks of ``chunk_frames``; with ``frames`` = video the batch is one shot,
+whose noise and predictions follow its motion (docs/video.md).
 """
 
 from __future__ import annotations
@@ -52,8 +55,9 @@ def _bracket_pass(model, positive, negative, condition, noise, seed, steps, cfg,
 
 
 class _Shot:
-    """The motion of a batch of frames (``frames`` = video), at latent resolution, from the input
-    latent's RGB preview: noise that follows it, and the temporal blending of each chunk."""
+    """The motion of a batch of frames (``frames`` = video) at latent resolution, measured on the
+    motion frames or else on the latent's RGB preview: noise that follows it, and the temporal
+    blending of each chunk (lediff_core.video)."""
 
     def __init__(self, model, samples: torch.Tensor, motion: torch.Tensor | None):
         fmt = model.model.latent_format
