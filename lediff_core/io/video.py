@@ -215,20 +215,26 @@ def yuv420_from_codes(codes: np.ndarray) -> np.ndarray:
     """10-bit R'G'B' codes [H, W, 3] -> limited-range BT.2020 NCL Y'CbCr 4:2:0 in PyAV's
     ``yuv420p10le`` ndarray layout: [H * 3/2, W] uint16, the Y plane, then Cb, then Cr."""
     h, w, _ = codes.shape
-    e = codes.astype(np.float32) * np.float32(1 / CODE_MAX)
-    y = KR * e[..., 0] + KG * e[..., 1] + KB * e[..., 2]
-    # chroma of each 2x2 block from its mean R'G'B' (the colour differences are linear in them)
-    q = e.reshape(h // 2, 2, w // 2, 2, 3).mean(axis=(1, 3))
-    yq = KR * q[..., 0] + KG * q[..., 1] + KB * q[..., 2]
-    cb = (q[..., 2] - yq) / (2 * (1 - KB))
-    cr = (q[..., 0] - yq) / (2 * (1 - KR))
+    c = codes.astype(np.float32)
+    # chroma of each 2x2 block from its mean R'G'B' (the colour differences are linear in them):
+    # every plane is one weighted sum of the channels, with the offsets and scales folded in
+    q = c[0::2, 0::2] + c[1::2, 0::2] + c[0::2, 1::2] + c[1::2, 1::2]
     out = np.empty((h * 3 // 2, w), np.uint16)
     flat = out.reshape(-1)
-    n, c = h * w, h * w // 4
-    flat[:n] = np.rint(64 + 876 * y).reshape(-1)
-    flat[n:n + c] = np.rint(512 + 896 * cb).reshape(-1)
-    flat[n + c:] = np.rint(512 + 896 * cr).reshape(-1)
+    n, m = h * w, h * w // 4
+    for start, size, plane, weights, offset in (
+            (0, n, c, _Y_WEIGHTS, 64.0), (n, m, q, _CB_WEIGHTS, 512.0), (n + m, m, q, _CR_WEIGHTS, 512.0)):
+        values = plane @ weights
+        values += np.float32(offset)
+        flat[start:start + size] = np.rint(values, out=values).reshape(-1)
     return out
+
+
+# 876 (Y') and 896 (Cb, Cr) code steps per unit signal, the signal being codes / CODE_MAX (Y'),
+# or the sum of a 2x2 block of codes / (4 CODE_MAX) (chroma)
+_Y_WEIGHTS = (np.array([KR, KG, KB]) * 876 / CODE_MAX).astype(np.float32)
+_CB_WEIGHTS = (np.array([-KR, -KG, 1 - KB]) / (2 * (1 - KB)) * 896 / (4 * CODE_MAX)).astype(np.float32)
+_CR_WEIGHTS = (np.array([1 - KR, -KG, -KB]) / (2 * (1 - KR)) * 896 / (4 * CODE_MAX)).astype(np.float32)
 
 
 def yuv420_frame(rgb: np.ndarray, settings: VideoSettings) -> np.ndarray:
