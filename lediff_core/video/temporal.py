@@ -7,7 +7,8 @@ s = ``STRENGTH``. The filter runs forward through the shot (causal), so a chunk 
 continue from the last frame of the chunk before it (``anchor``: that frame's finished latent).
 
 The map is affine in the predictions, so blending the guided (CFG) prediction equals blending the
-conditional and unconditional ones and guiding afterwards.
+conditional and unconditional ones and guiding afterwards. ``stabilise`` runs the same filter over
+decoded linear HDR frames (Blend with LDR, frames = video); ``shot_motion`` measures the motion.
 """
 
 from __future__ import annotations
