@@ -76,7 +76,7 @@ def compare_modes(host, models, ldr, flow, valid, clipped, truth=None, **bracket
     return scores
 
 
-def pan_masks(flow, clipped):
+def pan_masks(flow):
     """Visible: the pan moves content left by the flow; the last columns come from outside the frame."""
     valid = np.ones(flow.shape[:3], bool)
     valid[:, :, -int(np.ceil(flow[..., 0].max())):] = False
@@ -92,7 +92,7 @@ def pan():
     camera = Camera(exposure_for_clip_share(reference, 0.1), n=1 / 2.5, a=1e9, clip_share=0.1)
     hdr, ldr, flow, clipped = synthetic_pan("city", frames=6, size=(64, 48), step_px=2, camera=camera)
     assert clipped[1:].sum() > 100  # there is something to hallucinate
-    return hdr, ldr, flow, pan_masks(flow, clipped), clipped
+    return hdr, ldr, flow, pan_masks(flow), clipped
 
 
 def test_video_mode_halves_the_warping_error_on_a_pan_across_a_real_hdri(host, models, pan):

@@ -13,6 +13,8 @@ import os
 from collections.abc import Callable
 from typing import TypeVar
 
+import comfy.model_management as mm
+import comfy.utils
 import folder_paths
 import torch
 from comfy.cli_args import args
@@ -45,6 +47,18 @@ def output_location(label: str, filename_prefix: str, width: int, height: int) -
         filename_prefix, output_dir, width, height
     )
     return folder, name, counter, subfolder
+
+
+def frame_progress(total: int) -> Callable[[int], None]:
+    """An ``on_frame(i)`` for writers that stream frames: one progress bar of ``total`` frames, and
+    Cancel honoured after each frame."""
+    bar = comfy.utils.ProgressBar(total)
+
+    def on_frame(_i):
+        bar.update(1)
+        mm.throw_exception_if_processing_interrupted()
+
+    return on_frame
 
 
 def save_numbered(

@@ -7,8 +7,6 @@ from __future__ import annotations
 import logging
 import os
 
-import comfy.model_management as mm
-import comfy.utils
 import folder_paths
 import torch
 from comfy_api.latest import io, ui
@@ -27,7 +25,7 @@ from ...lediff_core.io.sequence import (
     select_frames,
 )
 from .exr import LoadEXR, SaveEXR, _header_attributes
-from .savers import output_location, tone_mapped_preview
+from .savers import frame_progress, output_location, tone_mapped_preview
 
 log = logging.getLogger("lediff")
 
@@ -52,16 +50,6 @@ def _frames(images: torch.Tensor):
         frame = images[i].float().cpu()
         rgb = frame[..., :3].contiguous().numpy()
         yield rgb, (frame[..., 3].contiguous().numpy() if frame.shape[-1] == 4 else None)
-
-
-def _progress(total: int):
-    bar = comfy.utils.ProgressBar(total)
-
-    def on_frame(_i):
-        bar.update(1)
-        mm.throw_exception_if_processing_interrupted()
-
-    return on_frame
 
 
 class SaveEXRSequence(io.ComfyNode):
@@ -114,7 +102,7 @@ class SaveEXRSequence(io.ComfyNode):
         folder, _, files, saturated = save_exr_sequence(
             parent, lambda n: f"{name}_{n:05}", counter, name, _frames(images),
             start_frame=start_frame, fps=fps, attributes=attributes, first_frame_attributes=workflow,
-            on_frame=_progress(count), precision=precision, compression=compression,
+            on_frame=frame_progress(count), precision=precision, compression=compression,
             chromaticities=chromaticities, colorspace=colorspace,
         )
         if saturated:
@@ -188,7 +176,7 @@ class LoadEXRSequence(io.ComfyNode):
                 colorspace=WORKING_SPACE) -> io.NodeOutput:
         frames = select_frames(_resolve(sequence), start, count, step)
         loaded = read_exr_sequence(frames, layer.strip(), part=part.strip(), view=view.strip(), window=window,
-                                   colorspace=colorspace, on_frame=_progress(len(frames)))
+                                   colorspace=colorspace, on_frame=frame_progress(len(frames)))
         if loaded.is_data:
             log.info("Load EXR Sequence: layer %r of %s is data (lediff:dataLayers): loaded unconverted",
                      layer, sequence)

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import logging
 
-import comfy.model_management
-import comfy.utils
 from comfy_api.latest import io, ui
 
 from ...lediff_core.io import video
-from .savers import save_numbered, workflow_metadata
+from .savers import frame_progress, save_numbered, workflow_metadata
 
 log = logging.getLogger("lediff")
 
@@ -89,16 +87,10 @@ class SaveHDRVideo(io.ComfyNode):
         metadata = {key: json.dumps(value) for key, value in info.items()}
         if prompt is not None:
             metadata["prompt"] = json.dumps(prompt)
-        progress = comfy.utils.ProgressBar(report.frames)
-
-        def on_frame(i):
-            progress.update(1)
-            comfy.model_management.throw_exception_if_processing_interrupted()
-
         def write(_, path):
             try:
                 return video.write_video(path, frames, settings, audio=audio, metadata=metadata,
-                                         report=report, on_frame=on_frame)
+                                         report=report, on_frame=frame_progress(report.frames))
             except video.VideoError as e:
                 raise ValueError(f"Save HDR Video: {e}") from None
             except OSError as e:
