@@ -1,6 +1,7 @@
 """Checks that the pack's requirements install into an existing ComfyUI without replacing what the
 host owns: asks pip's resolver (``pip install --dry-run --report``) what it would install for
-``requirements.txt`` and for ``requirements-metrics.txt`` (with ``--no-deps``, the documented way)
+``requirements.txt``, for ``requirements-metrics.txt`` (with ``--no-deps``, the documented way) and for
+``requirements-train.txt`` (the training recipe)
 and fails if that would install or change torch, torchvision, torchaudio, numpy or any package
 ComfyUI's own requirements pin with ``==``.
 
@@ -21,7 +22,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROTECTED = {"torch", "torchvision", "torchaudio", "numpy"}
 # (requirements file, extra pip options): the way docs/nodes.md (HDR Metrics) tells users to install each
-FILES = (("requirements.txt", []), ("requirements-metrics.txt", ["--no-deps"]))
+FILES = (("requirements.txt", []), ("requirements-metrics.txt", ["--no-deps"]), ("requirements-train.txt", []))
 
 
 def canonical(name: str) -> str:

@@ -73,14 +73,18 @@ if [ "$(cat "$DEV/stamps/requirements" 2>/dev/null)" != "$req_hash" ]; then
   echo "$req_hash" > "$DEV/stamps/requirements"
 fi
 
-# 4b. optional metric libraries (cvvdp) the way docs/nodes.md (HDR Metrics) tells users: --no-deps, after pip's resolver
-#     has confirmed that neither requirements file would replace the host's torch stack or pins
-metrics_hash="$(cat "$HOST/requirements.txt" "$ROOT/requirements.txt" "$ROOT/requirements-metrics.txt" | sha256sum | cut -c1-16)"
+# 4b. optional metric libraries (cvvdp) the way docs/nodes.md (HDR Metrics) tells users (--no-deps) and the
+#     training recipe's (requirements-train.txt, docs/training.md), after pip's resolver has confirmed
+#     that no requirements file would replace the host's torch stack or pins
+metrics_hash="$(cat "$HOST/requirements.txt" "$ROOT/requirements.txt" "$ROOT/requirements-metrics.txt" \
+  "$ROOT/requirements-train.txt" | sha256sum | cut -c1-16)"
 if [ "$(cat "$DEV/stamps/metrics" 2>/dev/null)" != "$metrics_hash" ]; then
   say "checking that the pack's requirements leave the host's torch stack alone"
   "$VPY" "$ROOT/scripts/check_requirements.py" --comfyui "$HOST"
   say "installing the optional metric libraries (requirements-metrics.txt, --no-deps)"
   "${PIP[@]}" --no-deps -r "$ROOT/requirements-metrics.txt"
+  say "installing the training recipe's requirements (requirements-train.txt)"
+  "${PIP[@]}" -r "$ROOT/requirements-train.txt" "torch==$TORCH_VERSION"
   echo "$metrics_hash" > "$DEV/stamps/metrics"
 fi
 

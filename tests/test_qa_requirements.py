@@ -24,7 +24,7 @@ def names(path):
 
 
 def test_requirements_never_name_the_torch_stack():
-    for path in ("requirements.txt", "requirements-metrics.txt"):
+    for path in ("requirements.txt", "requirements-metrics.txt", "requirements-train.txt"):
         assert not {"torch", "torchvision", "torchaudio"} & set(names(path)), path
     assert "flip-evaluator" in names("requirements.txt")
     assert "cvvdp" in names("requirements-metrics.txt") and "cvvdp" not in names("requirements.txt")
@@ -40,6 +40,7 @@ def test_resolver_leaves_the_host_alone():
     assert out.returncode == 0, out.stderr
     assert "requirements.txt : would install nothing" in out.stdout
     assert "requirements-metrics.txt --no-deps: would install nothing" in out.stdout
+    assert "requirements-train.txt : would install nothing" in out.stdout
 
 
 def test_host_pins_are_protected():

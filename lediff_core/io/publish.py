@@ -4,7 +4,7 @@ A file is written under a hidden temporary name in the destination folder and th
 its final name: ``os.link`` fails if the name exists, so an existing output is never replaced, and
 a failed write leaves only the temporary file, which is removed. A folder (an image sequence) is
 filled under a hidden staging name beside its final place and renamed in one step that refuses an
-existing name (``write_numbered_folder``).
+existing name (``write_numbered_folder``, or ``write_new_folder`` for one fixed name).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import secrets
 import shutil
 import sys
 import tempfile
@@ -101,6 +102,41 @@ def write_numbered_folder(
     finally:
         if os.path.lexists(staging):
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def write_new_folder(path: str, fill: Callable[[str], T]) -> T:
+    """Create the complete new folder ``path`` through ``fill(staging)``; FileExistsError if it exists.
+
+    ``write_numbered_folder`` with one fixed name: ``fill`` writes into a hidden staging folder
+    beside ``path`` (same file system), which is renamed to ``path`` in one step that refuses an
+    existing entry, so the folder appears complete or not at all. An existing ``path`` is refused
+    before ``fill`` runs (no work wasted) and again, atomically, at the rename. On any failure
+    (interrupts included) the staging folder is removed. The parent folder must exist. Unlike
+    ``tempfile.mkdtemp`` (mode 0700) the staging folder gets the umask's permissions, the ones the
+    published folder should have. Returns what ``fill`` returned.
+    """
+    path = os.path.abspath(path)
+    if os.path.lexists(path):
+        raise FileExistsError(errno.EEXIST, os.strerror(errno.EEXIST), path)
+    parent, name = os.path.split(path)
+    staging = _new_staging(parent, name)
+    try:
+        result = fill(staging)
+        _rename_new(staging, path)
+        return result
+    finally:
+        if os.path.lexists(staging):
+            shutil.rmtree(staging, ignore_errors=True)
+
+
+def _new_staging(parent: str, name: str) -> str:
+    while True:
+        staging = os.path.join(parent, f".{name}.{secrets.token_hex(4)}.tmp")
+        try:
+            os.mkdir(staging)  # mode 0o777 & ~umask
+            return staging
+        except FileExistsError:
+            continue
 
 
 _RENAME_NOREPLACE = 1  # linux/fs.h

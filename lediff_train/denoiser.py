@@ -1,0 +1,148 @@
+"""Stage 2: a bracket denoiser (highlight or shadow), an SD UNet with 8 input channels.
+
+The UNet sees [noisy target, condition] (InstructPix2Pix layout) and predicts the noise (epsilon,
+MSE) on MODEL's DDPM schedule. The highlight model learns C+ -> C0 (the brighter bracket to the
+middle one; E0 being the midpoint, the same step takes C0 to C- at inference), the shadow model
+C- -> C0. Captions (empty when there are none) are encoded by MODEL's frozen CLIP text encoder and
+dropped to the empty prompt with ``--caption-dropout`` so that classifier-free guidance works;
+the condition is never dropped (LEDiff's inference concatenates it in both CFG branches).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+import torch
+import torch.nn.functional as F
+
+from . import models
+from .engine import Trainer, add_common_arguments
+from .validate import aligned_log_l1, hdr_scores, strip_pair, validation_indices
+
+# the paper's (LEDIFF.md); batch size not published: 4 latents of 512-pixel crops per GPU
+DEFAULTS = {"steps": 400_000, "lr": 1e-5, "batch_size": 4}
+# (condition, target) keys of a sample per direction
+PAIRS = {"highlight": ("c_plus", "c0"), "shadow": ("c_minus", "c0")}
+VAL_SEED = 1234
+
+
+def unet_export_config(unet) -> dict:
+    config = {k: (list(v) if isinstance(v, tuple) else v) for k, v in unet.config.items() if not k.startswith("_")}
+    import diffusers
+
+    return {"_class_name": "UNet2DConditionModel", "_diffusers_version": diffusers.__version__, **config}
+
+
+def ddim_sample(unet, condition, context, uncond, schedule_config, steps: int, cfg: float, seed: int):
+    """LEDiff's inference loop on scaled latents: DDIM (eta 0), the condition concatenated in
+    both classifier-free-guidance branches; one UNet pass per step when ``cfg`` is 1."""
+    from diffusers import DDIMScheduler
+
+    sched = DDIMScheduler.from_config({**schedule_config, "clip_sample": False, "set_alpha_to_one": False,
+                                       "steps_offset": 1, "timestep_spacing": "leading"})
+    sched.set_timesteps(steps)
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(condition.shape, generator=gen).to(condition)
+    for t in sched.timesteps:
+        if cfg == 1:
+            eps = unet(torch.cat([x, condition], 1), t, encoder_hidden_states=context).sample
+        else:
+            inp = torch.cat([torch.cat([x, x]), torch.cat([condition, condition])], 1)
+            e_u, e_c = unet(inp, t, encoder_hidden_states=torch.cat([uncond, context])).sample.chunk(2)
+            eps = e_u + cfg * (e_c - e_u)
+        x = sched.step(eps, t, x, eta=0.0).prev_sample
+    return x
+
+
+class DenoiserStage:
+    def __init__(self, args: argparse.Namespace, data, accelerator):
+        models.check_same_vae(args.data, data, args.model)
+        device = accelerator.device
+        if not 0 <= args.caption_dropout <= 1:
+            raise ValueError("--caption-dropout must be between 0 and 1")
+        self.args = args
+        unet, self.widened = models.load_unet(args.model)
+        if args.gradient_checkpointing:
+            unet.enable_gradient_checkpointing()
+        self.modules = {"unet": unet.to(device)}
+        self.text = models.CaptionEncoder(models.text_parts_folder(args.model, args.text_model))
+        self.text.model.to(device)
+        self.schedule = models.noise_schedule(args.model)
+        self.alphas = self.schedule.alphas_cumprod.to(device)
+        self.condition_key, self.target_key = PAIRS[args.direction]
+        self.hdr_vae = None  # MODEL's fusion + decoder, loaded at the first validation
+
+    def optimizer_params(self) -> dict:
+        return {"unet": (["unet"], (0.9, 0.999))}
+
+    def _denoising_loss(self, unet, batch: dict, generators, dropout: float) -> torch.Tensor:
+        target, cond = batch[self.target_key], batch[self.condition_key]
+        steps = self.schedule.config.num_train_timesteps
+        t = torch.cat([torch.randint(0, steps, (1,), generator=g) for g in generators]).to(target.device)
+        noise = torch.stack([torch.randn(target.shape[1:], generator=g) for g in generators]).to(target)
+        keep = [float(torch.rand((), generator=g)) >= dropout for g in generators]
+        captions = [c if k else "" for c, k in zip(batch["caption"], keep, strict=True)]
+        context = self.text(captions, target.device)
+        a = self.alphas[t].view(-1, 1, 1, 1).to(target.dtype)
+        noisy = a.sqrt() * target + (1 - a).sqrt() * noise  # DDPM's q(x_t | x_0)
+        pred = unet(torch.cat([noisy, cond], 1), t, encoder_hidden_states=context).sample
+        return F.mse_loss(pred.float(), noise.float())
+
+    def loss(self, modules: dict, batch: dict, generators, step: int):
+        loss = self._denoising_loss(modules["unet"], batch, generators, self.args.caption_dropout)
+        return loss, {"train/loss": loss.item()}
+
+    def export_weights(self, modules: dict) -> dict:
+        unet = modules["unet"]
+        return {"unet.safetensors": unet.state_dict(), "unet_config.json": unet_export_config(unet)}
+
+    def _decoder(self, device):
+        if self.hdr_vae is None:
+            from .decoder import HDRDecoderModel
+
+            vae = models.load_vae(self.args.model)
+            self.hdr_vae = HDRDecoderModel(vae, models.load_fusion(self.args.model, vae.latent_channels)).to(device)
+        return self.hdr_vae
+
+    def validate(self, modules: dict, data, step: int, logger) -> dict:
+        """The held-out denoising loss (fixed noise), and real LEDiff inference on held-out crops:
+        the model makes the missing bracket from C0 (highlight: the darker, shadow: the brighter),
+        the other comes from the data, then MODEL's fusion and decoder give the HDR."""
+        args, unet = self.args, modules["unet"]
+        idx = validation_indices(len(data), args.val_samples)
+        device = next(unet.parameters()).device
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in data.get(idx).items()}
+        gens = [torch.Generator().manual_seed(VAL_SEED + i) for i in idx]
+        logs = {"val/denoise_loss": self._denoising_loss(unet, batch, gens, 0.0).item()}
+        context = self.text(batch["caption"], device)
+        uncond = self.text([""] * len(idx), device)
+        made = ddim_sample(unet, batch["c0"], context, uncond, self.schedule.config, args.val_steps,
+                           args.val_cfg, VAL_SEED)
+        logs["val/bracket_mse"] = F.mse_loss(
+            ddim_sample(unet, batch[self.condition_key], context, uncond, self.schedule.config, args.val_steps,
+                        args.val_cfg, VAL_SEED).float(), batch[self.target_key].float()).item()
+        brackets = ([made, batch["c0"], batch["c_plus"]] if args.direction == "highlight"
+                    else [batch["c_minus"], batch["c0"], made])
+        pred = self._decoder(device)(*brackets).float().cpu()
+        target = batch["log_hdr"].float().cpu()
+        logs["val/log_l1_aligned"] = aligned_log_l1(pred, target).mean().item()
+        logs.update({f"val/{k}": v for k, v in hdr_scores(pred, target).items()})
+        logger.image(step, "val/exposure_strip", strip_pair(pred[0], target[0]))
+        return logs
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--direction", choices=tuple(PAIRS), required=True,
+                        help="highlight: learns C+ -> C0 (recovers clipped highlights); shadow: C- -> C0")
+    add_common_arguments(parser, **DEFAULTS)
+    parser.add_argument("--caption-dropout", type=float, default=0.05,
+                        help="share of captions replaced by the empty prompt (for CFG; default 0.05)")
+    parser.add_argument("--text-model", default=None,
+                        help="SD1.5 diffusers folder whose text_encoder/ and tokenizer/ encode captions, when "
+                             "MODEL has none")
+    parser.add_argument("--val-steps", type=int, default=20, help="DDIM steps in validation")
+    parser.add_argument("--val-cfg", type=float, default=7.5, help="CFG scale in validation")
+
+
+def run(args: argparse.Namespace) -> str:
+    return Trainer(args, DenoiserStage, "denoiser").train()

@@ -1,0 +1,485 @@
+"""The training loop both stages share: accelerate for devices, mixed precision, gradient
+accumulation and distribution; deterministic data order; atomic checkpoints; exact resume; logs.
+
+Determinism, which makes ``--resume`` exact and N processes equal one: nothing random comes from a
+global generator. Sample ``p`` (counted over the whole run, across processes and accumulation) is
+data item ``perm_e[p mod n]`` with ``perm_e`` a permutation seeded by (seed, epoch e = p div n), and
+everything random about it (noise, timestep, caption dropout) is drawn from a generator seeded by
+(seed, p). A step's global batch is ``batch_size x processes x accumulation`` consecutive samples;
+each process takes its own slice, and DDP's gradient average over equal slices is the gradient of
+the combined batch's mean loss.
+
+Checkpoints are our own format (not ``accelerator.save_state``, whose loader unpickles with
+``weights_only=False``): ``RUN/checkpoints/step-N/`` holds ``state/`` (the trainable modules as
+safetensors, each optimizer's state dict loaded back with ``weights_only=True``, the EMA),
+``weights/`` (what ``export`` reads: EMA weights when ``--ema``) and ``trainer.json``. It is filled
+under a hidden staging name and renamed whole; ``checkpoints/latest`` is replaced only afterwards,
+so a killed run always leaves the previous complete checkpoint as the latest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from lediff_core.io.publish import _rename_new
+
+CONFIG_NAME = "config.json"
+CHECKPOINTS = "checkpoints"
+LATEST = "latest"
+# arguments that may change when a run is resumed (how long and how it reports, not what it learns)
+RESUMABLE = {"steps", "resume", "checkpoint_every", "validate_every", "report_to", "keep_checkpoints", "val_samples"}
+
+
+class TrainingError(RuntimeError):
+    """A run that cannot start or go on; the message names the problem and the fix."""
+
+
+def add_common_arguments(parser: argparse.ArgumentParser, *, steps: int, lr: float, batch_size: int) -> None:
+    """Flags both stages share; the defaults passed in are the stage's (the paper's where known)."""
+    parser.add_argument("--data", required=True, help="prepared data folder (python -m lediff_train prepare)")
+    parser.add_argument("--model", required=True, help="official LEDiff folder (fine-tune) or SD1.5 diffusers folder")
+    parser.add_argument("--out", required=True, help="run folder (checkpoints, config, logs); refused if it exists "
+                                                      "unless --resume")
+    parser.add_argument("--steps", type=int, default=steps, help=f"the run's total optimizer steps (default {steps})")
+    parser.add_argument("--batch-size", type=int, default=batch_size,
+                        help=f"samples per process and micro-step (default {batch_size})")
+    parser.add_argument("--lr", type=float, default=lr, help=f"Adam learning rate, constant (default {lr:g})")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--grad-accum", type=int, default=1, help="micro-steps accumulated per optimizer step")
+    parser.add_argument("--mixed-precision", choices=("no", "fp16", "bf16"), default=None,
+                        help="default: accelerate's config (accelerate config), else no")
+    parser.add_argument("--gradient-checkpointing", action="store_true", help="recompute activations (less memory)")
+    parser.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                        help="keep an exponential moving average of the weights (e.g. 0.9999; 0 = off); exported")
+    parser.add_argument("--adam8bit", action="store_true", help="bitsandbytes' 8-bit Adam (pip install bitsandbytes)")
+    parser.add_argument("--checkpoint-every", type=int, default=5000, help="steps between checkpoints")
+    parser.add_argument("--keep-checkpoints", type=int, default=3, help="newest checkpoints kept (0 = all)")
+    parser.add_argument("--validate-every", type=int, default=5000, help="steps between validations (0 = never)")
+    parser.add_argument("--val-samples", type=int, default=4, help="held-out samples per validation")
+    # (not --log: torchrun would take that for an abbreviation of its own --log-dir)
+    parser.add_argument("--report-to", choices=("auto", "tensorboard", "csv"), default="auto",
+                        help="auto: TensorBoard when installed, else CSV (RUN/logs/)")
+    parser.add_argument("--resume", action="store_true", help="continue RUN from its latest checkpoint up to --steps")
+
+
+# ----------------------------------------------------------------------------------------------
+# data order and per-sample randomness
+
+
+def sample_positions(step: int, micro: int, accum: int, batch: int, rank: int, world: int) -> list[int]:
+    """Run-wide positions of the samples process ``rank`` trains on at ``step``, micro-step ``micro``."""
+    start = ((step * accum + micro) * world + rank) * batch
+    return list(range(start, start + batch))
+
+
+def data_indices(positions: list[int], n: int, seed: int) -> list[int]:
+    """Data item for each position: one seeded permutation of the data per epoch."""
+    perms: dict[int, np.ndarray] = {}
+    out = []
+    for p in positions:
+        epoch = p // n
+        if epoch not in perms:
+            perms[epoch] = np.random.default_rng([seed, epoch]).permutation(n)
+        out.append(int(perms[epoch][p % n]))
+    return out
+
+
+def sample_generators(seed: int, positions: list[int]) -> list[torch.Generator]:
+    """One CPU generator per sample, seeded by (seed, position): independent of device and process."""
+    return [torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 1, p]).generate_state(1)[0]))
+            for p in positions]
+
+
+# ----------------------------------------------------------------------------------------------
+# EMA, logs, checkpoints
+
+
+class EMA:
+    """Exponential moving average of a set of named parameters (kept in float32 on their device)."""
+
+    def __init__(self, named_params: dict[str, torch.nn.Parameter], decay: float):
+        self.decay = decay
+        self.params = named_params
+        self.shadow = {k: p.detach().float().clone() for k, p in named_params.items()}
+
+    @torch.no_grad()
+    def update(self) -> None:
+        for k, p in self.params.items():
+            self.shadow[k].lerp_(p.detach().float(), 1 - self.decay)
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v.contiguous() for k, v in self.shadow.items()}
+
+    def load_state_dict(self, sd: dict[str, torch.Tensor]) -> None:
+        missing = set(self.shadow) ^ set(sd)
+        if missing:
+            raise TrainingError(f"the checkpoint's EMA does not match the model ({sorted(missing)[:5]}); resume "
+                                "with the same --ema setting the run started with")
+        for k, v in sd.items():
+            self.shadow[k].copy_(v)
+
+
+class Logger:
+    """Scalars and images to TensorBoard (RUN/logs/) or, without it, RUN/logs/metrics.csv; images also
+    as PNG files under RUN/validation/."""
+
+    def __init__(self, run: str, kind: str, enabled: bool):
+        self.run, self.enabled, self.writer, self.csv = run, enabled, None, None
+        if not enabled:
+            return
+        os.makedirs(os.path.join(run, "logs"), exist_ok=True)
+        if kind in ("auto", "tensorboard"):
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                if kind == "tensorboard":
+                    raise TrainingError("--report-to tensorboard: TensorBoard is not installed (pip install "
+                                        "-r requirements-train.txt), or use --report-to csv") from None
+            else:
+                self.writer = SummaryWriter(os.path.join(run, "logs"))
+                return
+        self.csv = open(os.path.join(run, "logs", "metrics.csv"), "a", newline="")
+
+    def scalars(self, step: int, values: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        for name, value in values.items():
+            if self.writer is not None:
+                self.writer.add_scalar(name, value, step)
+            else:
+                csv.writer(self.csv).writerow([step, name, f"{value:.9g}"])
+        if self.csv is not None:
+            self.csv.flush()
+
+    def image(self, step: int, name: str, image: np.ndarray) -> None:
+        """``image``: uint8 HxWx3."""
+        if not self.enabled:
+            return
+        from PIL import Image
+
+        folder = os.path.join(self.run, "validation", f"step-{step}")
+        os.makedirs(folder, exist_ok=True)
+        Image.fromarray(image).save(os.path.join(folder, name.replace("/", "_") + ".png"))
+        if self.writer is not None:
+            self.writer.add_image(name, image, step, dataformats="HWC")
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if self.csv is not None:
+            self.csv.close()
+
+
+def latest_checkpoint(run: str) -> str:
+    """Absolute path of RUN's latest complete checkpoint folder."""
+    pointer = os.path.join(run, CHECKPOINTS, LATEST)
+    try:
+        with open(pointer, encoding="utf-8") as f:
+            name = f.read().strip()
+    except FileNotFoundError:
+        raise TrainingError(f"{run!r} has no checkpoint yet ({pointer} is missing): is it a run folder of "
+                            "python -m lediff_train decoder/denoiser, and did it save a checkpoint?") from None
+    path = os.path.join(run, CHECKPOINTS, name)
+    if not os.path.isfile(os.path.join(path, "trainer.json")):
+        raise TrainingError(f"{pointer} names {name!r}, which is not a complete checkpoint; the run folder was "
+                            "edited by hand or damaged")
+    return os.path.abspath(path)
+
+
+def _has_accelerator() -> bool:
+    xpu = getattr(torch, "xpu", None)
+    return torch.cuda.is_available() or bool(xpu is not None and xpu.is_available())
+
+
+def _write_text_atomic(path: str, text: str) -> None:
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)  # our own pointer/manifest: replacing it is the point
+
+
+def file_digest(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------------------------
+# the trainer
+
+
+class Trainer:
+    """Runs one stage (``lediff_train.decoder.DecoderStage`` or ``lediff_train.denoiser.DenoiserStage``).
+
+    A stage provides: ``modules`` (name -> trainable nn.Module), ``optimizer_params()`` (optimizer
+    name -> (module names, Adam betas)), ``loss(modules, batch, generators, step) -> (loss, logs)``,
+    ``export_weights(modules) -> {file name: state dict or JSON-able dict}`` and
+    ``validate(modules, data, step, logger) -> logs``.
+    """
+
+    def __init__(self, args: argparse.Namespace, stage_factory, stage_name: str):
+        from accelerate import Accelerator
+
+        from .data import LatentData
+
+        self.args = args
+        for name in ("steps", "batch_size", "grad_accum", "checkpoint_every"):
+            if getattr(args, name) < 1:
+                raise TrainingError(f"--{name.replace('_', '-')} must be at least 1")
+        kwargs = {"gradient_accumulation_steps": args.grad_accum}
+        if args.mixed_precision is not None:
+            kwargs["mixed_precision"] = args.mixed_precision
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world > 1 and not _has_accelerator():
+            kwargs["cpu"] = True  # accelerate only sets up gloo for torchrun's processes when told it is on CPU
+        self.acc = Accelerator(**kwargs)
+        if self.acc.num_processes != world:
+            raise TrainingError(f"launched as {world} processes, but accelerate set up {self.acc.num_processes}: "
+                                "each would train alone; check the launcher's environment "
+                                "(accelerate launch / torchrun)")
+        self.run_dir = os.path.abspath(args.out)
+        self.train_data = LatentData(args.data, "train")
+        self.val_data = LatentData(args.data, "val") if args.validate_every else None
+        config = {"stage": stage_name, **{k: v for k, v in vars(args).items() if k != "command"},
+                  "model": os.path.abspath(args.model), "data": os.path.abspath(args.data), "out": self.run_dir,
+                  "data_fingerprint": self.train_data.fingerprint(),
+                  "processes": self.acc.num_processes, "mixed_precision_used": self.acc.mixed_precision}
+        self.config = config
+        self._check_run_folder(config)
+        torch.manual_seed(args.seed)  # freshly initialised modules (the discriminator) are the same in every run
+        self.stage = stage_factory(args, self.train_data, self.acc)
+        self._write_run_folder(config)  # only once the stage could be built (a failed start leaves nothing)
+        self._build_optimizers()
+        self.ema = None
+        if args.ema:
+            if not 0 < args.ema < 1:
+                raise TrainingError("--ema DECAY must be between 0 and 1 (e.g. 0.9999), or 0 for off")
+            self.ema = EMA({f"{m}.{k}": p for m, mod in self.stage.modules.items()
+                            for k, p in mod.named_parameters() if p.requires_grad}, args.ema)
+        names = list(self.stage.modules)
+        prepared = self.acc.prepare(*[self.stage.modules[n] for n in names], *self.optimizers.values())
+        self.models = dict(zip(names, prepared[:len(names)], strict=True))
+        self.optimizers = dict(zip(self.optimizers, prepared[len(names):], strict=True))
+        self.step = self._load_latest() if args.resume else 0
+        self.logger = Logger(self.run_dir, args.report_to, self.acc.is_main_process)
+
+    # -- set-up ---------------------------------------------------------------------------------
+
+    def _check_run_folder(self, config: dict) -> None:
+        path = os.path.join(self.run_dir, CONFIG_NAME)
+        if self.args.resume:
+            if not os.path.isfile(path):
+                raise TrainingError(f"--resume: {self.run_dir!r} is not a run folder (no {CONFIG_NAME}); start "
+                                    "it without --resume")
+            with open(path, encoding="utf-8") as f:
+                saved = json.load(f)
+            changed = sorted(k for k in set(saved) | set(config)
+                             if k not in RESUMABLE and saved.get(k) != config.get(k))
+            if changed:
+                detail = ", ".join(f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in changed)
+                raise TrainingError(f"--resume: {self.run_dir!r} was started with other settings ({detail}); "
+                                    "resume with the same ones, or start a new run folder")
+        elif os.path.lexists(self.run_dir):
+            raise TrainingError(f"{self.run_dir!r} exists: pass --resume to continue that run, or choose a new --out")
+
+    def _write_run_folder(self, config: dict) -> None:
+        path = os.path.join(self.run_dir, CONFIG_NAME)
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process:
+            os.makedirs(os.path.join(self.run_dir, CHECKPOINTS), exist_ok=True)
+            _write_text_atomic(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+            for stale in os.listdir(os.path.join(self.run_dir, CHECKPOINTS)):
+                if stale.startswith(".") and stale.endswith(".tmp"):  # left by a killed run
+                    shutil.rmtree(os.path.join(self.run_dir, CHECKPOINTS, stale), ignore_errors=True)
+        self.acc.wait_for_everyone()
+
+    def _build_optimizers(self) -> None:
+        args = self.args
+        if args.adam8bit:
+            try:
+                import bitsandbytes as bnb
+            except ImportError:
+                raise TrainingError("--adam8bit needs bitsandbytes (pip install bitsandbytes, CUDA only); "
+                                    "or leave the flag off for torch's Adam") from None
+            adam = bnb.optim.Adam8bit
+        else:
+            adam = torch.optim.Adam
+        self.optimizers = {}
+        for name, (module_names, betas) in self.stage.optimizer_params().items():
+            params = [p for m in module_names for p in self.stage.modules[m].parameters() if p.requires_grad]
+            self.optimizers[name] = adam(params, lr=args.lr, betas=betas)
+
+    # -- checkpoints ----------------------------------------------------------------------------
+
+    def _unwrapped(self) -> dict[str, torch.nn.Module]:
+        return {n: self.acc.unwrap_model(m) for n, m in self.models.items()}
+
+    def _export_modules(self) -> dict[str, torch.nn.Module]:
+        """The modules as export sees them: a copy holding the EMA weights when EMA is on."""
+        modules = self._unwrapped()
+        if self.ema is None:
+            return modules
+        import copy
+
+        out = {}
+        for n, m in modules.items():
+            m = copy.deepcopy(m)
+            with torch.no_grad():
+                for k, p in m.named_parameters():
+                    if f"{n}.{k}" in self.ema.shadow:
+                        p.copy_(self.ema.shadow[f"{n}.{k}"])
+            out[n] = m
+        return out
+
+    def save_checkpoint(self) -> str:
+        step, ckpts = self.step, os.path.join(self.run_dir, CHECKPOINTS)
+        final = os.path.join(ckpts, f"step-{step}")
+        self.acc.wait_for_everyone()
+        if self.acc.is_main_process and not os.path.isdir(final):
+            staging = os.path.join(ckpts, f".step-{step}.tmp")
+            shutil.rmtree(staging, ignore_errors=True)
+            os.makedirs(os.path.join(staging, "state"))
+            os.makedirs(os.path.join(staging, "weights"))
+            for name, module in self._unwrapped().items():
+                save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
+                          os.path.join(staging, "state", f"model-{name}.safetensors"))
+            for name, opt in self.optimizers.items():
+                torch.save(opt.state_dict(), os.path.join(staging, "state", f"optimizer-{name}.pt"))
+            if self.ema is not None:
+                save_file({k: v.cpu() for k, v in self.ema.state_dict().items()},
+                          os.path.join(staging, "state", "ema.safetensors"))
+            for fname, content in self.stage.export_weights(self._export_modules()).items():
+                path = os.path.join(staging, "weights", fname)
+                if fname.endswith(".json"):
+                    with open(path, "w", encoding="utf-8") as f:
+                        json.dump(content, f, indent=2, sort_keys=True)
+                else:
+                    save_file({k: v.detach().float().cpu().contiguous() for k, v in content.items()}, path)
+            with open(os.path.join(staging, "trainer.json"), "w", encoding="utf-8") as f:
+                json.dump({"step": step, "stage": self.config["stage"],
+                           "samples": step * self.args.batch_size * self.acc.num_processes * self.args.grad_accum}, f)
+            _rename_new(staging, final)
+            _write_text_atomic(os.path.join(ckpts, LATEST), f"step-{step}\n")
+            self._prune(ckpts)
+        self.acc.wait_for_everyone()
+        return final
+
+    def _prune(self, ckpts: str) -> None:
+        keep = self.args.keep_checkpoints
+        if keep <= 0:
+            return
+        steps = sorted(int(n[5:]) for n in os.listdir(ckpts) if n.startswith("step-") and n[5:].isdigit())
+        for s in steps[:-keep]:
+            shutil.rmtree(os.path.join(ckpts, f"step-{s}"), ignore_errors=True)
+
+    def _load_latest(self) -> int:
+        path = latest_checkpoint(self.run_dir)
+        with open(os.path.join(path, "trainer.json"), encoding="utf-8") as f:
+            step = int(json.load(f)["step"])
+        device = self.acc.device
+        for name, module in self._unwrapped().items():
+            module.load_state_dict(load_file(os.path.join(path, "state", f"model-{name}.safetensors")), strict=True)
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(torch.load(os.path.join(path, "state", f"optimizer-{name}.pt"),
+                                           map_location=device, weights_only=True))
+        if self.ema is not None:
+            ema_path = os.path.join(path, "state", "ema.safetensors")
+            if not os.path.isfile(ema_path):
+                raise TrainingError(f"--ema: the checkpoint {path!r} has no EMA (the run started without --ema)")
+            self.ema.load_state_dict(load_file(ema_path, device=str(device)))
+        return step
+
+    # -- the loop -------------------------------------------------------------------------------
+
+    def _batch(self, positions: list[int]) -> dict:
+        indices = data_indices(positions, len(self.train_data), self.args.seed)
+        batch = self.train_data.get(indices)
+        return {k: v.to(self.acc.device) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+
+    def _check_finite(self, loss: torch.Tensor) -> None:
+        bad = self.acc.gather(torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=self.acc.device))
+        if bad.sum() > 0:
+            kept = os.path.join(self.run_dir, CHECKPOINTS, LATEST)
+            last = open(kept).read().strip() if os.path.isfile(kept) else "none yet"
+            raise TrainingError(
+                f"the loss became {loss.item()} at step {self.step + 1}; stopped without saving, the last good "
+                f"checkpoint ({last}) is kept. Lower --lr, use --mixed-precision bf16 rather than fp16, or check "
+                "the data; then continue with --resume"
+            )
+
+    def validate(self) -> None:
+        if self.val_data is None or len(self.val_data) == 0:
+            return
+        if self.acc.is_main_process:
+            modules = self._unwrapped()
+            for m in modules.values():
+                m.eval()
+            with torch.no_grad(), self.acc.autocast():
+                logs = self.stage.validate(modules, self.val_data, self.step, self.logger)
+            for m in modules.values():
+                m.train()
+            self.logger.scalars(self.step, logs)
+        self.acc.wait_for_everyone()
+
+    def train(self) -> str:
+        """Train up to --steps; returns the final checkpoint's path."""
+        from tqdm.auto import tqdm
+
+        args, acc = self.args, self.acc
+        if self.step >= args.steps:
+            acc.print(f"{self.run_dir}: already at step {self.step} of {args.steps}; nothing to do")
+            return latest_checkpoint(self.run_dir)
+        bar = tqdm(total=args.steps, initial=self.step, disable=not acc.is_main_process, unit="step",
+                   desc=self.config["stage"], dynamic_ncols=True)
+        saved_at = None
+        started, start_step = time.perf_counter(), self.step
+        try:
+            while self.step < args.steps:
+                logs: dict[str, float] = {}
+                for micro in range(args.grad_accum):
+                    positions = sample_positions(self.step, micro, args.grad_accum, args.batch_size,
+                                                 acc.process_index, acc.num_processes)
+                    batch = self._batch(positions)
+                    with acc.accumulate(*self.models.values()):
+                        loss, micro_logs = self.stage.loss(self.models, batch, sample_generators(args.seed, positions),
+                                                           self.step)
+                        self._check_finite(loss)
+                        acc.backward(loss)
+                        for opt in self.optimizers.values():
+                            opt.step()
+                            opt.zero_grad(set_to_none=True)
+                    for k, v in micro_logs.items():
+                        logs[k] = logs.get(k, 0.0) + v / args.grad_accum
+                self.step += 1
+                if self.ema is not None:
+                    self.ema.update()
+                rate = (self.step - start_step) / max(time.perf_counter() - started, 1e-9)
+                self.logger.scalars(self.step, {**logs, "train/steps_per_s": rate})
+                bar.set_postfix(loss=f"{logs.get('train/loss', math.nan):.4g}", refresh=False)
+                bar.update(1)
+                if args.validate_every and self.step % args.validate_every == 0:
+                    self.validate()
+                if self.step % args.checkpoint_every == 0 or self.step == args.steps:
+                    self.save_checkpoint()
+                    saved_at = self.step
+        finally:
+            bar.close()
+            self.logger.close()
+        if saved_at != self.step:
+            self.save_checkpoint()
+        return latest_checkpoint(self.run_dir)

@@ -1,0 +1,293 @@
+"""Export: a decoder RUN and a denoiser RUN -> one model folder in the official LEDiff download layout.
+
+What the nodes (Load HDR VAE, Load Bracket Denoiser) and ``lediff_core.model.weights`` read::
+
+    OUT/unet/config.json + diffusion_pytorch_model.safetensors   the trained bracket denoiser (8 in-channels)
+    OUT/vae/config.json  + diffusion_pytorch_model.safetensors   MODEL's frozen SD encoder + the trained decoder
+    OUT/vae/merge_model.pth                                      the trained fusion (plain tensors: weights_only)
+    OUT/scheduler/scheduler_config.json                          DDIM, as the official release ships
+    OUT/model_index.json, text_encoder/, tokenizer/              (the denoiser MODEL's text parts, when it has them)
+    OUT/lediff_train.json                                        provenance: both runs' configs, steps, data
+
+The denoiser was trained on latents of one SD encoder; the exported VAE must decode that same
+latent space, so both runs' MODELs must hold the same encoder (checked tensor by tensor). OUT is
+filled in a hidden staging folder and published in one rename that refuses an existing folder: an
+export never overwrites and never leaves a partial folder behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import shutil
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from lediff_core.io.publish import write_new_folder
+from lediff_core.model.hdr_vae import HDRVAE
+from lediff_core.model.unet_config import LEDIFF_IN_CHANNELS, UNetConfigError, ldm_unet_config
+from lediff_core.model.weights import FUSION_NAME, WEIGHT_NAMES, WeightError, check_keys, load_state_dict, read_json
+
+from . import models
+from .engine import TrainingError, latest_checkpoint
+
+__all__ = ["ExportError", "PROVENANCE_NAME", "FORMAT", "export", "add_arguments", "run"]
+
+FORMAT = "lediff-train-export/1"
+PROVENANCE_NAME = "lediff_train.json"
+WEIGHTS_NAME = WEIGHT_NAMES[0]  # diffusion_pytorch_model.safetensors
+DECODER_PREFIXES = ("decoder.", "post_quant_conv.")
+ENCODER_PREFIXES = ("encoder.", "quant_conv.")
+# vae/config.json fields that describe how diffusers saved the file, not the network or its latents
+_VAE_META_FIELDS = {"_diffusers_version", "_name_or_path", "_commit_hash", "sample_size", "force_upcast"}
+# SD 1.x's training schedule (what DDPM training used), as a DDIMScheduler: the official release's scheduler
+DDIM_SCHEDULER = {
+    "_class_name": "DDIMScheduler",
+    "beta_start": 0.00085,
+    "beta_end": 0.012,
+    "beta_schedule": "scaled_linear",
+    "num_train_timesteps": 1000,
+    "clip_sample": False,
+    "set_alpha_to_one": False,
+    "steps_offset": 1,
+    "prediction_type": "epsilon",
+}
+# the fields of a MODEL's scheduler config that the trainer's noise schedule takes (models.noise_schedule)
+_SCHEDULE_FIELDS = (*models.SD_SCHEDULE, "trained_betas")
+TEXT_PARTS = ("text_encoder", "tokenizer")
+
+
+class ExportError(ValueError):
+    """RUN folders that cannot be exported as asked; the message names the problem and the fix."""
+
+
+def _read_run(run: str, stage: str, option: str) -> dict:
+    """RUN's config, latest checkpoint and step, checked to be a run of ``stage``."""
+    if not os.path.isdir(run):
+        raise ExportError(f"{option} {run!r} is not a folder: pass a RUN folder written by "
+                          f"`python -m lediff_train {stage}`")
+    config = _json(os.path.join(run, "config.json"), f"{option} {run!r} is not a training RUN folder")
+    got = config.get("stage")
+    if got != stage:
+        other = {"decoder": "--decoder", "denoiser": "--denoiser"}.get(got)
+        hint = f" (it is a {got} run: pass it as {other}; are the two swapped?)" if other else ""
+        raise ExportError(f"{option} {run!r} is not a {stage} run: its config.json has stage={got!r}{hint}")
+    if not config.get("model"):
+        raise ExportError(f"{run!r}/config.json names no MODEL folder ('model'); the RUN folder is damaged")
+    try:
+        checkpoint = latest_checkpoint(run)
+    except TrainingError as e:
+        raise ExportError(f"{option} {run!r}: {e}") from e
+    trainer = os.path.join(checkpoint, "trainer.json")
+    step = _json(trainer, "checkpoint incomplete").get("step") if os.path.isfile(trainer) else None
+    if step is None:
+        step = int(os.path.basename(checkpoint).removeprefix("step-"))
+    return {"run": os.path.abspath(run), "config": config, "checkpoint": checkpoint, "step": int(step),
+            "model": os.path.abspath(config["model"])}
+
+
+def _json(path: str, what: str) -> dict:
+    try:
+        return read_json(path)
+    except WeightError as e:
+        raise ExportError(f"{what}: {e}") from e
+
+
+def _weights(path: str, what: str) -> dict[str, torch.Tensor]:
+    try:
+        return load_state_dict(path)
+    except WeightError as e:
+        raise ExportError(f"{what}: {e}. Resume the run to write a new checkpoint") from e
+
+
+def _model_vae(model: str) -> tuple[dict, dict]:
+    """(vae config, state dict) of a MODEL folder: loaded strictly, keys in today's diffusers names
+    (older files' attention names renamed, as the trainer's decoder names them), float32."""
+    try:
+        return models.vae_config(model), models.load_vae(model).state_dict()
+    except (WeightError, models.ModelError, ValueError) as e:
+        raise ExportError(f"cannot read the VAE of MODEL {model!r} the run was trained from ({e}); restore the "
+                          "MODEL folder at that path") from e
+
+
+def _encoder(sd: dict) -> dict:
+    return {k: v for k, v in sd.items() if k.startswith(ENCODER_PREFIXES)}
+
+
+def _check_same_vae(decoder: dict, denoiser: dict, dec_config: dict, dec_sd: dict) -> None:
+    """The denoiser's latents must be the decoder's latents: same VAE config, same encoder tensors."""
+    if os.path.realpath(decoder["model"]) == os.path.realpath(denoiser["model"]):
+        return
+    den_config, den_sd = _model_vae(denoiser["model"])
+    # a field written as null in one file and left out of the other means the same (diffusers' default)
+    fields = sorted(k for k in set(dec_config) | set(den_config)
+                    if k not in _VAE_META_FIELDS and dec_config.get(k) != den_config.get(k))
+    if fields:
+        raise ExportError(f"the two runs use different VAEs ({', '.join(fields)} differ between "
+                          f"{decoder['model']!r} and {denoiser['model']!r}): the denoiser's latents must be the "
+                          "decoder's latents; train both stages from MODELs with the same SD encoder")
+    mine, theirs = _encoder(dec_sd), _encoder(den_sd)
+    differ = sorted(k for k in set(mine) | set(theirs)
+                    if k not in mine or k not in theirs or mine[k].shape != theirs[k].shape
+                    or not torch.equal(mine[k].float(), theirs[k].float()))
+    if differ:
+        raise ExportError(f"the two runs use different VAE encoders ({len(differ)} tensor(s) differ, e.g. "
+                          f"{differ[0]}) in {decoder['model']!r} and {denoiser['model']!r}: the denoiser's latents "
+                          "must be the decoder's latents; train both stages from MODELs with the same SD encoder")
+
+
+def _merged_vae(decoder: dict, model_sd: dict) -> dict:
+    """MODEL's VAE state dict with the decoder.* and post_quant_conv.* tensors the run trained."""
+    path = os.path.join(decoder["checkpoint"], "weights", "vae_decoder.safetensors")
+    trained = _weights(path, f"decoder run {decoder['run']!r}")
+    own = [k for k in model_sd if k.startswith(DECODER_PREFIXES)]
+    check_keys(own, trained.keys(), f"trained decoder {path!r} against MODEL {decoder['model']!r}",
+               "The run must hold every decoder.* and post_quant_conv.* tensor of its MODEL's VAE, and only "
+               "those: was it trained from this MODEL?", error=ExportError)
+    for k in own:
+        if trained[k].shape != model_sd[k].shape:
+            raise ExportError(f"trained decoder {path!r}: {k} has shape {list(trained[k].shape)}, MODEL "
+                              f"{decoder['model']!r} has {list(model_sd[k].shape)}: was it trained from this MODEL?")
+    return {k: (trained[k] if k in trained else v).contiguous() for k, v in model_sd.items()}
+
+
+def _unet(denoiser: dict) -> tuple[dict, str]:
+    """(config, weight file) of the trained UNet, checked against what the nodes build."""
+    from diffusers import UNet2DConditionModel
+
+    weights = os.path.join(denoiser["checkpoint"], "weights")
+    config = _json(os.path.join(weights, "unet_config.json"), f"denoiser run {denoiser['run']!r}")
+    if config.get("in_channels") != LEDIFF_IN_CHANNELS:
+        raise ExportError(f"denoiser run {denoiser['run']!r}: its UNet has in_channels={config.get('in_channels')!r}, "
+                          f"a LEDiff bracket denoiser has {LEDIFF_IN_CHANNELS}; the RUN is not a LEDiff denoiser run")
+    try:
+        ldm_unet_config(config)
+    except UNetConfigError as e:
+        raise ExportError(f"denoiser run {denoiser['run']!r}: the nodes cannot build its UNet ({e})") from e
+    path = os.path.join(weights, "unet.safetensors")
+    try:
+        with safe_open(path, framework="pt") as f:
+            shapes = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
+    except Exception as e:
+        raise ExportError(f"denoiser run {denoiser['run']!r}: cannot read {path!r} ({e}); resume the run to write "
+                          "a new checkpoint") from e
+    with torch.device("meta"):  # shapes only, no memory
+        expected = {k: list(v.shape) for k, v in UNet2DConditionModel.from_config(config).state_dict().items()}
+    check_keys(expected, shapes, f"trained UNet {path!r} against its unet_config.json", error=ExportError)
+    bad = [k for k in expected if expected[k] != shapes[k]]
+    if bad:
+        raise ExportError(f"trained UNet {path!r}: {bad[0]} has shape {shapes[bad[0]]}, its config gives "
+                          f"{expected[bad[0]]}")
+    return {"_class_name": "UNet2DConditionModel", **config}, path
+
+
+def _scheduler(model: str) -> tuple[dict, str]:
+    """DDIM with the schedule the denoiser was trained on (its MODEL's), or SD's when MODEL has none."""
+    path = os.path.join(model, "scheduler", "scheduler_config.json")
+    if not os.path.isfile(path):
+        return dict(DDIM_SCHEDULER), "standard SD 1.x schedule"
+    source = _json(path, f"MODEL {model!r}")
+    return {**DDIM_SCHEDULER, **{k: source[k] for k in _SCHEDULE_FIELDS if k in source}}, path
+
+
+def _model_index(model: str, parts: list[str]) -> dict:
+    """The denoiser MODEL's model_index.json (or SD's), naming only the parts OUT holds."""
+    path = os.path.join(model, "model_index.json")
+    index = _json(path, f"MODEL {model!r}") if os.path.isfile(path) else {"_class_name": "StableDiffusionPipeline"}
+    classes = {"unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+               "scheduler": ["diffusers", "DDIMScheduler"]}
+    for key, value in list(index.items()):
+        if isinstance(value, list) and not key.startswith("_") and key not in parts:
+            index[key] = [None, None]  # diffusers' mark of an absent component (e.g. the safety checker)
+    index.update(classes)
+    for part, cls in (("text_encoder", "CLIPTextModel"), ("tokenizer", "CLIPTokenizer")):
+        if part in parts and (not isinstance(index.get(part), list) or None in index[part]):
+            index[part] = ["transformers", cls]
+    return index
+
+
+def export(decoder_run: str, denoiser_run: str, out: str, log=print) -> str:
+    """Write OUT (a new folder) from a decoder RUN and a denoiser RUN; returns OUT's absolute path.
+
+    Raises FileExistsError when OUT exists (nothing is touched) and ExportError for RUN folders that
+    cannot make a loadable model (swapped runs, different VAEs, damaged or mismatched weights)."""
+    out = os.path.abspath(out)
+    if os.path.lexists(out):
+        raise FileExistsError(f"{out!r} already exists: export never overwrites; pass a new --out folder")
+    decoder = _read_run(decoder_run, "decoder", "--decoder")
+    denoiser = _read_run(denoiser_run, "denoiser", "--denoiser")
+    log(f"export: decoder {decoder['run']} ({os.path.basename(decoder['checkpoint'])}), "
+        f"denoiser {denoiser['run']} ({os.path.basename(denoiser['checkpoint'])})")
+
+    vae_config, model_sd = _model_vae(decoder["model"])
+    _check_same_vae(decoder, denoiser, vae_config, model_sd)
+    vae_sd = _merged_vae(decoder, model_sd)
+    del model_sd
+    fusion_path = os.path.join(decoder["checkpoint"], "weights", "fusion.safetensors")
+    fusion = {k: v.contiguous() for k, v in _weights(fusion_path, f"decoder run {decoder['run']!r}").items()}
+    try:  # exactly what Load HDR VAE does with the folder, strictly
+        HDRVAE(vae_config, vae_sd, fusion, source=decoder["run"])
+    except (ValueError, RuntimeError) as e:
+        raise ExportError(f"the exported VAE would not load: {e}") from e
+    unet_config, unet_file = _unet(denoiser)
+    scheduler, scheduler_from = _scheduler(denoiser["model"])
+    # the text encoder that encoded the denoiser's captions: --text-model's, else its MODEL's
+    text_from = os.path.abspath(denoiser["config"].get("text_model") or denoiser["model"])
+    text_parts = [p for p in TEXT_PARTS if os.path.isdir(os.path.join(text_from, p))]
+
+    def fill(staging: str) -> None:
+        for sub in ("unet", "vae", "scheduler"):
+            os.mkdir(os.path.join(staging, sub))
+        _write_json(os.path.join(staging, "unet", "config.json"), unet_config)
+        shutil.copyfile(unet_file, os.path.join(staging, "unet", WEIGHTS_NAME))
+        _write_json(os.path.join(staging, "vae", "config.json"), vae_config)
+        save_file(vae_sd, os.path.join(staging, "vae", WEIGHTS_NAME), metadata={"format": "pt"})
+        torch.save(fusion, os.path.join(staging, "vae", FUSION_NAME))
+        _write_json(os.path.join(staging, "scheduler", "scheduler_config.json"), scheduler)
+        for part in text_parts:
+            shutil.copytree(os.path.join(text_from, part), os.path.join(staging, part))
+        _write_json(os.path.join(staging, "model_index.json"),
+                    _model_index(denoiser["model"], ["unet", "vae", "scheduler", *text_parts]))
+        _write_json(os.path.join(staging, PROVENANCE_NAME), {
+            "format": FORMAT,
+            "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "direction": denoiser["config"].get("direction"),
+            "vae_from": decoder["model"], "text_from": text_from if text_parts else None,
+            "scheduler_from": scheduler_from,
+            **{stage: {"run": r["run"], "checkpoint": os.path.basename(r["checkpoint"]), "step": r["step"],
+                       "model": r["model"], "data": r["config"].get("data"),
+                       "data_fingerprint": r["config"].get("data_fingerprint"), "config": r["config"]}
+               for stage, r in (("decoder", decoder), ("denoiser", denoiser))},
+        })
+
+    os.makedirs(os.path.dirname(out), exist_ok=True)
+    try:
+        write_new_folder(out, fill)
+    except FileExistsError:
+        raise FileExistsError(f"{out!r} appeared while exporting: export never overwrites; pass a new --out "
+                              "folder") from None
+    log(f"export: wrote {out} ({denoiser['config'].get('direction') or 'denoiser'} model, official LEDiff layout)")
+    return out
+
+
+def _write_json(path: str, data: dict) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=2)
+        f.write("\n")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--decoder", required=True, metavar="RUN", help="a stage-1 RUN folder (fusion + HDR decoder)")
+    parser.add_argument("--denoiser", required=True, metavar="RUN",
+                        help="a stage-2 RUN folder (highlight or shadow bracket denoiser)")
+    parser.add_argument("--out", required=True, metavar="FOLDER",
+                        help="the new model folder (official LEDiff layout; never overwritten), e.g. "
+                             "ComfyUI/models/lediff/My_highlight")
+
+
+def run(args: argparse.Namespace) -> None:
+    export(args.decoder, args.denoiser, args.out)

@@ -1,0 +1,75 @@
+"""Tiny MODEL folders for the training recipe's tests, in the layouts `lediff_train` accepts:
+
+- an official LEDiff download (8-channel unet/, vae/ with merge_model.pth, scheduler/, plus the
+  text_encoder/ and tokenizer/ an SD pipeline folder carries), written by ``lediff_fixtures``;
+- a plain SD1.5 diffusers folder (4-channel unet/, vae/ without merge_model.pth, scheduler/,
+  text_encoder/, tokenizer/), the start-fresh case.
+
+The text encoder is a random one-layer CLIPTextModel with SD1.5's width (768, what the UNet's
+cross-attention expects) written by transformers itself; the tokenizer is SD1.5's real CLIP BPE
+vocabulary, copied at test time from the genuine ComfyUI host (comfy/sd1_tokenizer/), so captions
+are tokenised exactly as SD1.5's are.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import torch
+from lediff_fixtures import UNET_CONFIG, randomise, write_official_folder
+from safetensors.torch import save_file
+
+from lediff_testing import REPO
+
+HOST_TOKENIZER = os.path.join(REPO, ".dev", "ComfyUI", "comfy", "sd1_tokenizer")
+
+SD_SCHEDULER = {"_class_name": "PNDMScheduler", "beta_start": 0.00085, "beta_end": 0.012,
+                "beta_schedule": "scaled_linear", "num_train_timesteps": 1000, "set_alpha_to_one": False,
+                "skip_prk_steps": True, "steps_offset": 1, "clip_sample": False}
+
+
+def write_text_parts(folder: str, seed: int = 7) -> None:
+    """text_encoder/ (random, tiny, 768 wide) and tokenizer/ (SD1.5's CLIP BPE) under ``folder``."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(hidden_size=768, intermediate_size=64, num_hidden_layers=1, num_attention_heads=2,
+                            max_position_embeddings=77, vocab_size=49408, hidden_act="quick_gelu",
+                            projection_dim=768)
+    torch.manual_seed(seed)
+    model = CLIPTextModel(config).eval()
+    model.save_pretrained(os.path.join(folder, "text_encoder"), safe_serialization=True)
+    tok = os.path.join(folder, "tokenizer")
+    os.makedirs(tok, exist_ok=True)
+    for name in ("vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(HOST_TOKENIZER, name), os.path.join(tok, name))
+
+
+def write_lediff_model(root: str, name: str = "LEDiff_highlight", seed: int = 0) -> str:
+    """An official-layout LEDiff folder with text parts: the fine-tune starting point."""
+    folder = write_official_folder(root, name, seed=seed)
+    write_text_parts(folder)
+    return folder
+
+
+def write_sd15_model(root: str, name: str = "sd15", seed: int = 20) -> str:
+    """A plain SD1.5 diffusers folder (4-channel UNet, no fusion weights): the start-fresh case."""
+    from diffusers import UNet2DConditionModel
+
+    folder = write_official_folder(root, name, seed=seed)  # vae/ and scheduler/ as SD ships them
+    os.remove(os.path.join(folder, "vae", "merge_model.pth"))
+    config = {**UNET_CONFIG, "in_channels": 4}
+    unet = randomise(UNet2DConditionModel.from_config(config), seed + 1)
+    with open(os.path.join(folder, "unet", "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+    save_file({k: v.contiguous() for k, v in unet.state_dict().items()},
+              os.path.join(folder, "unet", "diffusion_pytorch_model.safetensors"))
+    with open(os.path.join(folder, "scheduler", "scheduler_config.json"), "w") as f:
+        json.dump(SD_SCHEDULER, f, indent=2)
+    with open(os.path.join(folder, "model_index.json"), "w") as f:
+        json.dump({"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
+                   "vae": ["diffusers", "AutoencoderKL"], "text_encoder": ["transformers", "CLIPTextModel"],
+                   "tokenizer": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "PNDMScheduler"]}, f)
+    write_text_parts(folder)
+    return folder
