@@ -1,32 +1,34 @@
 """Training throughput of ``python -m lediff_train`` against a minimal plain-PyTorch loop.
 
-    bash scripts/bench.sh bench_train [--steps 30] [--repeat 3] [--batch-size 4] [--size 64]
-                                      [--unet fixture|wide] [--skip-processes] [--profile STAGE]
+    bash scripts/bench.sh bench_train [--steps 25] [--repeat 3] [--batch-size 4] [--size 64] [--threads 1]
+                                      [--unet fixture|wide] [--stages ...] [--skip-processes] [--profile STAGE]
 
 Set-up (a temp folder): the tiny official-layout MODEL of tests/train_fixtures.write_lediff_model
-(``--unet wide``: the same folder with a wider UNet, 128-256-256 channels, for steadier UNet
-timings), data prepared from the CC0 HDRIs of tests/data/hdri (``--size`` crops, 2 views each).
+(``--unet wide``: the same folder with a wider UNet, 128-256-256 channels, 4x the fixture's step
+time), data prepared from the 8 CC0 HDRIs of tests/data/hdri (``--size`` crops, 2 views each).
 
-Cases, each a fresh child process (so its peak RSS is its own), interleaved round by round in
-alternating order (bench_common.timed_rounds):
-  decoder L1    python -m lediff_train decoder --lpips-weight 0 --gan-weight 0
-  decoder GAN   ... --lpips-weight 0 --gan-weight 0.5 --gan-start 0 (PatchGAN + adaptive weight from
-                step 0; LPIPS is left out: its backbone's pretrained weights are not in torch's cache here)
+Cases, each a fresh child process, interleaved round by round in alternating order
+(bench_common.timed_rounds), ``--threads`` torch threads per process (default 1: on a shared
+machine OpenMP's barriers stall when another job holds a core; "1 process, N threads" shows it):
+  decoder_l1    python -m lediff_train decoder --lpips-weight 0 --gan-weight 0
+  decoder_gan   ... --lpips-weight 0 --gan-weight 0.5 --gan-start 0 (PatchGAN + adaptive weight from
+                step 0; LPIPS left out: its backbone's pretrained weights are not in torch's cache here)
   denoiser      python -m lediff_train denoiser --direction highlight
-each against ``plain``: the same model (built by lediff_train.models / decoder.HDRDecoderModel /
-the UNet and CLIP text encoder), the same batches (lediff_train.data.LatentData, the same sample
-order) and the same loss written out here, torch.optim.Adam, backward, step: no accelerate, no
-logging, no per-sample generators, no NaN check. And 1 vs 2 processes
-(``python -m torch.distributed.run --nproc_per_node 2``, gloo) for decoder L1, with the per-process
-batch halved (same global batch) and with the same per-process batch.
+each against ``plain``: the same model (lediff_train.models / decoder.HDRDecoderModel, the UNet and
+CLIP text encoder), the same batches (lediff_train.data.LatentData in the same sample order) and
+the same loss written out here, torch.optim.Adam, backward, step: no accelerate, no logging, no
+per-sample generators, no NaN check. And 1 vs 2 processes (``python -m torch.distributed.run
+--nproc_per_node 2``, gloo) for decoder_l1, with the per-process batch halved (same global batch)
+and with the same per-process batch.
 
 Timing excludes start-up and the end-of-run checkpoint: our runs log ``train/steps_per_s`` =
 k / (seconds since the loop started) after every step k (RUN/logs/metrics.csv, --report-to csv),
-so step k took k/r_k - (k-1)/r_(k-1); the plain loop times its own steps the same way. The first
-two steps (kernel selection, allocator warm-up) are dropped and the median step time of steps
-3..N is used, which a shared machine's stalls do not move. Start-up (imports, model loading) plus
-the end checkpoint is reported separately: wall time minus the loop's time. Peak memory: the
-child's maximum resident set size (os.wait4; for torchrun the largest of its processes).
+so step k took k/r_k - (k-1)/r_(k-1); the plain loop times its steps the same way. The first two
+steps (kernel selection, allocator warm-up) are dropped and the median step of 3..N is used, which
+a shared machine's stalls do not move. Start-up (imports, model loading) plus the end checkpoint
+is reported separately: wall time minus the loop's. Peak memory: each process's VmHWM (peak
+resident set), polled from /proc while it runs; for torchrun the largest process and the sum
+(launcher + workers). ``--profile STAGE``: our run under cProfile, the loop's time per piece.
 Flags of our runs: --report-to csv --validate-every 0 --checkpoint-every 10^9.
 """
 
@@ -335,7 +337,7 @@ def profile(args, cases: Cases, stage: str) -> None:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--steps", type=int, default=30, help="optimizer steps per run (the first 2 are dropped)")
+    parser.add_argument("--steps", type=int, default=25, help="optimizer steps per run (the first 2 are dropped)")
     parser.add_argument("--repeat", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--batch-size", type=int, default=4, help="samples per step (one process)")
     parser.add_argument("--size", type=int, default=64, help="crop size of the prepared data")

@@ -1,7 +1,7 @@
 """The architecture the tree shows (docs/ARCHITECTURE.md): lediff_core is domain packages only, each
 saying what it owns and may import; imports run one way (nodes -> core, runner -> nodes only
-through ComfyUI); importing all of lediff_core loads no ComfyUI module, even with ComfyUI
-importable; the old flat module names say where they went."""
+through ComfyUI, the training recipe -> core and never ComfyUI); importing all of lediff_core loads
+no ComfyUI module, even with ComfyUI importable; the old flat module names say where they went."""
 
 from __future__ import annotations
 
@@ -116,7 +116,12 @@ def test_imports_run_one_way():
         ours = {n for n in imports(path) if n.startswith("nodes.") and n.split(".")[1] in CORE_DEPENDENCIES}
         assert not ours, (path, ours)
     for path in files("nodes"):
-        assert not {n for n in imports(path) if n.split(".")[0] == "lediff_runner"}, path
+        assert not {n for n in imports(path) if n.split(".")[0] in ("lediff_runner", "lediff_train")}, path
+    # the training recipe builds on the core, never on ComfyUI, the nodes or the runner
+    for path in files("lediff_train"):
+        names = {n.split(".")[0] for n in imports(path)}
+        assert not names & {"nodes", "lediff_runner", *COMFY_MODULES}, (path, names)
+    assert "lediff_core" in {n.split(".")[0] for p in files("lediff_train") for n in imports(p)}
 
 
 def test_old_module_names_say_where_they_moved():

@@ -1,9 +1,9 @@
 """lediff_train.export: RUN folders -> the official LEDiff download layout, loaded back strictly by our
-own loaders, by diffusers (the reference for the unet/ format) and by torch's weights_only loader,
-and run through the shipped workflows in the genuine ComfyUI.
+own loaders, by diffusers (the reference for the unet/ format) and by torch's weights_only loader.
+(test_train_recipe runs the shipped workflows on an export of real runs.)
 
-The RUN folders are written here directly in the trainer's format (docs: /work/notes/train_plan.md
-"Run folder"): config.json, checkpoints/step-N/{trainer.json, weights/...}, checkpoints/latest. Their
+The RUN folders are written here directly in the trainer's format (lediff_train.engine's docstring):
+config.json, checkpoints/step-N/{trainer.json, weights/...}, checkpoints/latest. Their
 trained weights are the MODEL's perturbed (decoder) or freshly random (UNet, fusion), so that every
 exported tensor can be traced to where it must come from.
 """
@@ -299,36 +299,3 @@ def test_write_new_folder(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         write_new_folder(str(tmp_path / "broken"), broken)
     assert sorted(os.listdir(tmp_path)) == ["new", "race"] and os.listdir(tmp_path / "race") == []
-
-
-def test_exported_highlight_and_shadow_models_run_the_shipped_workflows(runs, host, workflow_models, monkeypatch):
-    """Two exports (one decoder run, a highlight and a shadow denoiser run) as the only LEDiff models
-    under the documented names; text_to_hdr and photo_to_hdr run in the genuine ComfyUI."""
-    import folder_paths
-    import numpy as np
-    import OpenEXR
-    from test_workflows import load_workflow, main_exr, scale_down, write_inputs
-    from workflow_specs import HIGHLIGHT, SHADOW
-
-    from lediff_runner.workflow import input_types_from_host, to_api
-
-    lediff = os.path.join(runs["root"], "exported")
-    shadow_run = fake_run(runs["root"], "den_shadow", "denoiser", runs["model"], denoiser_weights(seed=31),
-                          direction="shadow")
-    for name, den in ((HIGHLIGHT, runs["denoiser"]), (SHADOW, shadow_run)):
-        ex.export(runs["decoder"], den, os.path.join(lediff, name), log=lambda _: None)
-    # these folders only: a fixture model under the same name must not stand in for an export
-    for kind, path in (("lediff", lediff), ("checkpoints", str(workflow_models / "models" / "checkpoints"))):
-        monkeypatch.setitem(folder_paths.folder_names_and_paths, kind,
-                            ([path], folder_paths.folder_names_and_paths[kind][1]))
-    from lediff_core.model.weights import list_models
-
-    assert list_models(folder_paths.get_folder_paths("lediff")) == sorted([HIGHLIGHT, SHADOW])
-    write_inputs(host.input_dir)
-    for name in ("text_to_hdr", "photo_to_hdr"):
-        workflow = load_workflow(name)
-        host.run(scale_down(to_api(workflow, input_types_from_host(host.nodes.NODE_CLASS_MAPPINGS))),
-                 {"workflow": workflow})
-        with OpenEXR.File(main_exr(host.output_dir, name)) as f:
-            rgb = f.channels()["RGB"].pixels
-        assert np.isfinite(rgb).all() and rgb.shape[0] in (48, 64) and rgb.std() > 0, name

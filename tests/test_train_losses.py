@@ -13,6 +13,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
+from train_fixtures import write_random_lpips_trunk
 
 from lediff_train import losses
 from lediff_train.losses import (
@@ -25,22 +26,6 @@ from lediff_train.losses import (
     hinge_d_loss,
     hinge_g_loss,
 )
-
-
-def write_random_lpips_trunk(torch_home: Path, seed: int = 0) -> Path:
-    """A random-init torchvision AlexNet trunk where torchvision caches the pretrained one.
-
-    Only the ``features.*`` tensors (what LPIPS uses; the classifier is 240 MB) under
-    ``<torch_home>/hub/checkpoints/alexnet-owt-7be5be79.pth``. For tests and smoke runs only.
-    """
-    import torchvision
-
-    torch.manual_seed(seed)
-    trunk = torchvision.models.alexnet(weights=None).features
-    path = Path(torch_home) / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({f"features.{k}": v for k, v in trunk.state_dict().items()}, path)
-    return path
 
 
 @pytest.fixture
@@ -316,70 +301,16 @@ def test_stage1_rejects_bad_settings():
 
 # ---- two processes (gloo) = one process with the combined batch ----------------------------------
 
-def _ddp_build():
-    torch.manual_seed(0)
-    decoder = nn.Conv2d(4, 3, 3, padding=1)
-    return decoder, Stage1Loss(lpips_weight=0.0, gan_weight=0.5, gan_start=1, disc_ndf=8, disc_layers=2)
-
-
-def _ddp_train(decoder, loss, latent, target, grad_reduce=None, steps=3):
-    """Steps 0 (GAN off) to 2 (GAN on) of the generator/discriminator alternation."""
-    # SGD, not Adam: Adam turns a gradient that is zero up to rounding (the last bias of D at init) into +-lr
-    opt_g = torch.optim.SGD(decoder.parameters(), 0.1)
-    opt_d = torch.optim.SGD(loss.discriminator.parameters(), 0.1)
-    last = getattr(decoder, "module", decoder).weight
-    for step in range(steps):
-        out = decoder(latent)
-        g_loss, _ = loss.generator_loss(out, target, step, last_layer=last, grad_reduce=grad_reduce)
-        opt_g.zero_grad()
-        g_loss.backward()
-        opt_g.step()
-        if loss.gan_active(step):
-            d_loss, _ = loss.discriminator_loss(out.detach(), target, step)
-            opt_d.zero_grad()
-            d_loss.backward()
-            opt_d.step()
-    return [p.detach().clone() for p in [*decoder.parameters(), *loss.discriminator.parameters()]]
-
-
-def _ddp_data():
-    g = torch.Generator().manual_seed(1)
-    return torch.randn(4, 4, 32, 32, generator=g), torch.randn(4, 3, 32, 32, generator=g)
-
-
-def _ddp_worker(rank, init_file, result_file):
-    import torch.distributed as dist
-    from torch.nn.parallel import DistributedDataParallel
-
-    torch.set_num_threads(1)  # two workers on a small shared machine
-    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=2)
-    try:
-        decoder, loss = _ddp_build()
-        decoder = DistributedDataParallel(decoder)
-        loss.discriminator = DistributedDataParallel(loss.discriminator)  # as accelerate.prepare would
-
-        def mean_over_processes(t):
-            t = t.clone()
-            dist.all_reduce(t)
-            return t / 2
-
-        latent, target = _ddp_data()
-        part = slice(2 * rank, 2 * rank + 2)
-        params = _ddp_train(decoder, loss, latent[part], target[part], mean_over_processes)
-        if rank == 0:
-            torch.save(params, result_file)
-    finally:
-        dist.destroy_process_group()
-
-
 def test_two_processes_equal_one_with_the_combined_batch(tmp_path):
     import torch.multiprocessing as mp
 
     result = tmp_path / "params.pt"
-    mp.spawn(_ddp_worker, args=(str(tmp_path / "init"), str(result)), nprocs=2)
-    decoder, loss = _ddp_build()
-    latent, target = _ddp_data()
-    expected = _ddp_train(decoder, loss, latent, target)
+    from ddp_stage1 import build, data, train, worker
+
+    mp.spawn(worker, args=(str(tmp_path / "init"), str(result)), nprocs=2)
+    decoder, loss = build()
+    latent, target = data()
+    expected = train(decoder, loss, latent, target)
     got = torch.load(result, weights_only=True)
     for a, b in zip(got, expected, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)

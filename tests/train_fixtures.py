@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from pathlib import Path
 
 import torch
 from lediff_fixtures import UNET_CONFIG, randomise, write_official_folder
@@ -53,12 +54,51 @@ def write_lediff_model(root: str, name: str = "LEDiff_highlight", seed: int = 0)
     return folder
 
 
-def write_sd15_model(root: str, name: str = "sd15", seed: int = 20) -> str:
-    """A plain SD1.5 diffusers folder (4-channel UNet, no fusion weights): the start-fresh case."""
+def pretrained_vae(steps: int = 150, seed: int = 22):
+    """The fixture VAE after a short autoencoder training on 8-bit photos of the real CC0 HDRIs (crops
+    through the simulated camera), standing in for SD's pretrained VAE: its latents carry the image,
+    which a random encoder's barely do (a linear fit of the target from random-encoder latents
+    explains under 10 % of its variance), so a stage-1 run on it can show what the recipe learns."""
+    import glob
+
+    import numpy as np
+    from lediff_fixtures import make_vae
+
+    from lediff_core.io.readers import read_linear_image
+    from lediff_core.qa import camera
+
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    vae = make_vae(seed=seed).train()
+    photos = []
+    for path in sorted(glob.glob(os.path.join(REPO, "tests", "data", "hdri", "*.exr"))):
+        hdr = camera.downscale(read_linear_image(path).rgb, 4)  # 256x128: a 64-pixel crop sees a scene
+        for _ in range(16):
+            top, left = rng.integers(0, hdr.shape[0] - 64), rng.integers(0, hdr.shape[1] - 64)
+            crop = hdr[top:top + 64, left:left + 64]
+            photos.append(camera.capture(crop, camera.sample_camera(crop, rng)))
+    x_all = torch.from_numpy(np.stack(photos)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    opt = torch.optim.Adam(vae.parameters(), lr=1e-3)
+    gen = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        x = x_all[torch.randint(0, len(x_all), (8,), generator=gen)]
+        loss = (vae.decode(vae.encode(x).latent_dist.mode()).sample - x).abs().mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return vae.eval()
+
+
+def write_sd15_model(root: str, name: str = "sd15", seed: int = 20, vae=None) -> str:
+    """A plain SD1.5 diffusers folder (4-channel UNet, no fusion weights): the start-fresh case.
+    ``vae``: a diffusers AutoencoderKL to ship instead of the random one (e.g. ``pretrained_vae()``)."""
     from diffusers import UNet2DConditionModel
 
     folder = write_official_folder(root, name, seed=seed)  # vae/ and scheduler/ as SD ships them
     os.remove(os.path.join(folder, "vae", "merge_model.pth"))
+    if vae is not None:
+        save_file({k: v.detach().contiguous() for k, v in vae.state_dict().items()},
+                  os.path.join(folder, "vae", "diffusion_pytorch_model.safetensors"))
     config = {**UNET_CONFIG, "in_channels": 4}
     unet = randomise(UNet2DConditionModel.from_config(config), seed + 1)
     with open(os.path.join(folder, "unet", "config.json"), "w") as f:
@@ -73,3 +113,19 @@ def write_sd15_model(root: str, name: str = "sd15", seed: int = 20) -> str:
                    "tokenizer": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "PNDMScheduler"]}, f)
     write_text_parts(folder)
     return folder
+
+
+def write_random_lpips_trunk(torch_home, seed: int = 0) -> Path:
+    """A random-init torchvision AlexNet trunk where torchvision caches the pretrained one.
+
+    Only the ``features.*`` tensors (what LPIPS uses; the classifier is 240 MB) under
+    ``<torch_home>/hub/checkpoints/alexnet-owt-7be5be79.pth``. For tests and smoke runs only.
+    """
+    import torchvision
+
+    torch.manual_seed(seed)
+    trunk = torchvision.models.alexnet(weights=None).features
+    path = Path(torch_home) / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({f"features.{k}": v for k, v in trunk.state_dict().items()}, path)
+    return path
