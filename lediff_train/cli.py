@@ -34,6 +34,7 @@ def main(argv=None) -> int:
     import importlib
 
     from .engine import TrainingError
+    from .losses import LPIPSUnavailable
     from .models import ModelError
 
     args = parser().parse_args(argv)
@@ -41,7 +42,7 @@ def main(argv=None) -> int:
     del args.module
     try:
         module.run(args)
-    except (TrainingError, ModelError, ValueError, FileExistsError, FileNotFoundError) as e:
+    except (TrainingError, ModelError, LPIPSUnavailable, ValueError, FileExistsError, FileNotFoundError) as e:
         print(f"lediff_train {args.command}: error: {e}", file=sys.stderr)
         return 2
     return 0

@@ -263,7 +263,6 @@ class Trainer:
         self._check_run_folder(config)
         torch.manual_seed(args.seed)  # freshly initialised modules (the discriminator) are the same in every run
         self.stage = stage_factory(args, self.train_data, self.acc)
-        self._write_run_folder(config)  # only once the stage could be built (a failed start leaves nothing)
         self._build_optimizers()
         self.ema = None
         if args.ema:
@@ -271,6 +270,7 @@ class Trainer:
                 raise TrainingError("--ema DECAY must be between 0 and 1 (e.g. 0.9999), or 0 for off")
             self.ema = EMA({f"{m}.{k}": p for m, mod in self.stage.modules.items()
                             for k, p in mod.named_parameters() if p.requires_grad}, args.ema)
+        self._write_run_folder(config)  # only once everything could be built: a failed start leaves nothing
         names = list(self.stage.modules)
         prepared = self.acc.prepare(*[self.stage.modules[n] for n in names], *self.optimizers.values())
         self.models = dict(zip(names, prepared[:len(names)], strict=True))

@@ -4,6 +4,7 @@ prepared from real CC0 HDRIs (tests/data/hdri) at 64 pixels."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -191,3 +192,41 @@ def test_existing_runs_and_changed_settings_are_refused(setup, tmp_path, capsys)
     assert cli.main([*argv, "--resume", "--steps", "2"]) == 0
     assert open(run / "checkpoints" / "latest").read().strip() == "step-2"
     assert not (run / "checkpoints" / ".step-9.tmp").exists()
+
+
+def test_accumulation_checkpointing_and_precision_options(setup, tmp_path):
+    base = ["--steps", "2", "--lpips-weight", "0", "--gan-weight", "0", "--lr", "1e-3"]
+    train(setup, "decoder", tmp_path / "b4", "--batch-size", "4", *base)
+    # 2 micro-steps of 2 = one step of 4 (same samples, averaged gradient); recomputed activations
+    # change nothing but memory
+    train(setup, "decoder", tmp_path / "acc", "--batch-size", "2", "--grad-accum", "2", "--gradient-checkpointing",
+          *base)
+    b4, acc = decode(setup, tmp_path / "b4"), decode(setup, tmp_path / "acc")
+    torch.testing.assert_close(acc, b4, atol=1e-4, rtol=1e-4)
+    # bf16 autocast (what a GPU run uses; accelerate supports it on CPU too): the stored weights stay
+    # float32, the step runs, TensorBoard gets the scalars
+    # (in its own process: accelerate fixes the precision once per process)
+    cmd = [sys.executable, "-m", "lediff_train", "decoder", "--data", setup["data"], "--model", setup["model"],
+           "--out", str(tmp_path / "bf16"), "--validate-every", "0", "--batch-size", "2", "--mixed-precision", "bf16",
+           "--report-to", "tensorboard", *base]
+    out = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": REPO}, cwd=REPO,
+                         timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    w = weights(tmp_path / "bf16")
+    assert {v.dtype for f in w.values() for v in f.values()} == {torch.float32}
+    assert json.loads((tmp_path / "bf16" / "config.json").read_text())["mixed_precision_used"] == "bf16"
+    assert [n for n in os.listdir(tmp_path / "bf16" / "logs") if n.startswith("events.out.tfevents")]
+
+
+def test_missing_optional_parts_fail_at_start_and_leave_nothing(setup, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty_torch_home"))  # no LPIPS backbone there
+    argv = ["decoder", "--data", setup["data"], "--model", setup["model"], "--out", str(tmp_path / "run"),
+            "--steps", "1", "--report-to", "csv"]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "alexnet-owt-7be5be79.pth" in err and "--lpips-weight 0" in err
+    assert not (tmp_path / "run").exists()
+    # bitsandbytes is not installed here: the flag must say so, never fall back to another optimizer
+    assert importlib.util.find_spec("bitsandbytes") is None
+    assert cli.main([*argv, "--lpips-weight", "0", "--adam8bit"]) == 2
+    assert "bitsandbytes" in capsys.readouterr().err and not (tmp_path / "run").exists()
