@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import json
 import math
 import os
@@ -211,14 +210,6 @@ def _write_text_atomic(path: str, text: str) -> None:
     os.replace(tmp, path)  # our own pointer/manifest: replacing it is the point
 
 
-def file_digest(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 # ----------------------------------------------------------------------------------------------
 # the trainer
 
@@ -254,7 +245,12 @@ class Trainer:
                                 "(accelerate launch / torchrun)")
         self.run_dir = os.path.abspath(args.out)
         self.train_data = LatentData(args.data, "train")
-        self.val_data = LatentData(args.data, "val") if args.validate_every else None
+        self.val_data = None
+        if args.validate_every:
+            try:
+                self.val_data = LatentData(args.data, "val")
+            except ValueError as e:
+                raise TrainingError(f"{e}; or train without validation: --validate-every 0") from None
         config = {"stage": stage_name, **{k: v for k, v in vars(args).items() if k != "command"},
                   "model": os.path.abspath(args.model), "data": os.path.abspath(args.data), "out": self.run_dir,
                   "data_fingerprint": self.train_data.fingerprint(),
@@ -350,13 +346,15 @@ class Trainer:
         step, ckpts = self.step, os.path.join(self.run_dir, CHECKPOINTS)
         final = os.path.join(ckpts, f"step-{step}")
         self.acc.wait_for_everyone()
+        # on every process: under FSDP / DeepSpeed ZeRO-3 accelerate gathers the full weights here
+        states = {name: self.acc.get_state_dict(module) for name, module in self.models.items()}
         if self.acc.is_main_process and not os.path.isdir(final):
             staging = os.path.join(ckpts, f".step-{step}.tmp")
             shutil.rmtree(staging, ignore_errors=True)
             os.makedirs(os.path.join(staging, "state"))
             os.makedirs(os.path.join(staging, "weights"))
-            for name, module in self._unwrapped().items():
-                save_file({k: v.detach().cpu().contiguous() for k, v in module.state_dict().items()},
+            for name, state in states.items():
+                save_file({k: v.detach().cpu().contiguous() for k, v in state.items()},
                           os.path.join(staging, "state", f"model-{name}.safetensors"))
             for name, opt in self.optimizers.items():
                 torch.save(opt.state_dict(), os.path.join(staging, "state", f"optimizer-{name}.pt"))
