@@ -1,6 +1,7 @@
 """LEDiff inference benchmark: ratios against baselines measured in the same run.
 
-    bash scripts/bench.sh bench_lediff [--repeat N] [--memory-sizes 1024x1024,2048x1024]
+    bash scripts/bench.sh bench_lediff [--repeat N] [--memory-sizes 1024x1024,2048x1024] [--sdxl]
+        [--memory-methods ours,ours_tiled,core]
 
 1. HDR Decode vs ComfyUI's VAE Decode of the same latent with the same decoder weights (SD-sized
    AutoencoderKL config, random weights, CPU): median seconds, ratio (target <= 1.05).
@@ -10,7 +11,10 @@
    of HDR Decode in one piece, HDR Decode tiled (tile_size 512), and core VAE Decode at the given
    image sizes, SD-sized decoder, CPU. A case killed for lack of memory is reported as such.
 
-Run a single case: --memory-case {ours,ours_tiled,core} WIDTHxHEIGHT.
+--sdxl: the same measurements with an SDXL HDR VAE (SDXL's VAE is SD's architecture with
+scaling_factor 0.13025; the HDR VAE must load as SDXL, and decodes in float32 as SD1.5's does).
+
+Run a single case: --memory-case {ours,ours_tiled,core} WIDTHxHEIGHT [--sdxl].
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ SD_VAE = {"_class_name": "AutoencoderKL", "in_channels": 3, "out_channels": 3, "
           "block_out_channels": [128, 256, 512, 512], "layers_per_block": 2,
           "down_block_types": ["DownEncoderBlock2D"] * 4, "up_block_types": ["UpDecoderBlock2D"] * 4,
           "norm_num_groups": 32, "act_fn": "silu", "sample_size": 512, "scaling_factor": 0.18215}
+SDXL_VAE = {**SD_VAE, "sample_size": 1024, "scaling_factor": 0.13025, "force_upcast": True}
 
 
 def start_host(work):
@@ -40,8 +45,9 @@ def start_host(work):
     return host
 
 
-def sd_sized_hdr_vae(host):
-    """(LEDIFF_HDR_VAE value, core VAE) with the same random SD-sized weights."""
+def sd_sized_hdr_vae(host, sdxl=False):
+    """(LEDIFF_HDR_VAE value, core VAE) with the same random SD-sized weights (``sdxl``: under SDXL's
+    VAE config, which must load as an SDXL HDR VAE)."""
     import lediff_fixtures as fx
     import torch
 
@@ -50,14 +56,17 @@ def sd_sized_hdr_vae(host):
     sd = {k: v.contiguous() for k, v in fx.make_vae(SD_VAE, seed=7).state_dict().items()}
     with torch.no_grad():
         sd = {k: v * 0.5 if k.startswith("decoder.conv_out") else v for k, v in sd.items()}  # keep exp() finite
-    core = hdr_vae_mod.HDRVAE(SD_VAE, dict(sd), fx.fusion_state_dict(), "bench")
-    return models.HDRVAEModel(core, "bench"), models.build_comfy_vae(SD_VAE, dict(sd), "bench")
+    config = SDXL_VAE if sdxl else SD_VAE
+    core = hdr_vae_mod.HDRVAE(config, dict(sd), fx.fusion_state_dict(), "bench")
+    hdr_vae = models.HDRVAEModel(core, "bench")
+    assert hdr_vae.backbone == ("sdxl" if sdxl else "sd15"), hdr_vae.backbone
+    return hdr_vae, models.build_comfy_vae(config, dict(sd), "bench")
 
 
-def decode_speed(host, repeat, size=(512, 512)):
+def decode_speed(host, repeat, size=(512, 512), sdxl=False):
     import torch
 
-    hdr_vae, vae = sd_sized_hdr_vae(host)
+    hdr_vae, vae = sd_sized_hdr_vae(host, sdxl)
     latent = {"samples": torch.randn(1, 4, size[1] // 8, size[0] // 8, generator=torch.Generator().manual_seed(0))}
     ours, core = host.node_class("LEDiffHDRDecode"), host.node_class("VAEDecode")()
     out = ours.execute(hdr_vae, latent).args[0]
@@ -100,15 +109,33 @@ def unet_evaluations(host, repeat):
     return result, times
 
 
-def memory_case(method, size):
+def _peak_kb() -> int:
+    """The process's peak RSS in kB (VmHWM, which clear_refs resets; ru_maxrss where it is absent)."""
+    try:
+        for line in open("/proc/self/status"):
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+def memory_case(method, size, sdxl=False):
     """Run in a fresh process: peak RSS growth while decoding one latent of ``size``."""
     import torch
 
     host = start_host(tempfile.mkdtemp(prefix="lediff_bench_"))
-    hdr_vae, vae = sd_sized_hdr_vae(host)
+    hdr_vae, vae = sd_sized_hdr_vae(host, sdxl)
     w, h = size
     latent = {"samples": torch.randn(1, 4, h // 8, w // 8)}
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # reset the peak RSS (Linux: "5" to clear_refs), so that set-up peaks (weights being built) do
+    # not hide a decode's smaller one; without it the peak since start is what ru_maxrss gives
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    except OSError:
+        pass
+    before = _peak_kb()
     rss_now = int(open("/proc/self/statm").read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
     start = time.perf_counter()
     if method == "ours":
@@ -118,7 +145,7 @@ def memory_case(method, size):
     else:
         host.node_class("VAEDecode")().decode(vae, latent)
     seconds = time.perf_counter() - start
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    peak = _peak_kb()
     print(json.dumps({"peak_growth_mb": (peak - max(before, rss_now)) / 1024, "seconds": seconds}))
 
 
@@ -126,11 +153,14 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--memory-sizes", default="1024x1024,2048x1024")
+    parser.add_argument("--memory-methods", default="ours,ours_tiled,core",
+                        help="which decodes part 3 measures (core needs the most memory)")
+    parser.add_argument("--sdxl", action="store_true", help="an SDXL HDR VAE (scaling_factor 0.13025)")
     parser.add_argument("--memory-case", nargs=2, help=argparse.SUPPRESS)
     opts = parser.parse_args()
     if opts.memory_case:
         method, size = opts.memory_case
-        memory_case(method, tuple(int(v) for v in size.split("x")))
+        memory_case(method, tuple(int(v) for v in size.split("x")), opts.sdxl)
         return
 
     import torch
@@ -139,8 +169,9 @@ def main():
     host = start_host(tempfile.mkdtemp(prefix="lediff_bench_"))
     print(f"torch threads {torch.get_num_threads()}, device {host.nodes.comfy.model_management.get_torch_device()}")
 
-    t_ours, t_core, agree = decode_speed(host, opts.repeat)
-    print("\n1. decode of a 64x64 latent (512x512 image), SD-sized decoder, random weights")
+    kind = "SDXL HDR VAE" if opts.sdxl else "SD1.5 HDR VAE"
+    t_ours, t_core, agree = decode_speed(host, opts.repeat, sdxl=opts.sdxl)
+    print(f"\n1. decode of a 64x64 latent (512x512 image), SD-sized decoder, random weights, {kind}")
     print(f"   HDR Decode {t_ours:.3f} s | core VAE Decode {t_core:.3f} s | ratio {t_ours / t_core:.3f} "
           f"(target <= 1.05: {'MET' if t_ours / t_core <= 1.05 else 'MISSED'}); "
           f"same decoder output to {agree:.1e} (log space vs core's unclamped range)")
@@ -150,18 +181,19 @@ def main():
     print(f"   CFG 7.5: {evals[7.5]} | CFG 1: {evals[1.0]} | ratio {evals[1.0] / evals[7.5]:.2f}; "
           f"time CFG 1 / CFG 7.5 = {t1 / t75:.2f}")
 
-    print("\n3. peak memory growth while decoding (fresh process per case), SD-sized decoder, CPU")
+    print(f"\n3. peak memory growth while decoding (fresh process per case), SD-sized decoder, CPU, {kind}")
+    methods = [m for m in opts.memory_methods.split(",") if m]
     for size in filter(None, opts.memory_sizes.split(",")):  # --memory-sizes "" skips this part
-        rows = {method: run_memory_case(method, size) for method in ("ours", "ours_tiled", "core")}
+        rows = {method: run_memory_case(method, size, opts.sdxl) for method in methods}
         print(f"   {size}: " + " | ".join(f"{m} {describe(r)}" for m, r in rows.items()))
-        if rows["ours"] and rows["ours_tiled"]:
+        if rows.get("ours") and rows.get("ours_tiled"):
             ratio = rows["ours_tiled"]["peak_growth_mb"] / rows["ours"]["peak_growth_mb"]
             print(f"   {size}: tiled / one-piece peak memory {ratio:.2f}")
 
 
-def run_memory_case(method, size):
-    proc = subprocess.run([sys.executable, "-m", __spec__.name, "--memory-case", method, size],
-                          capture_output=True, text=True)
+def run_memory_case(method, size, sdxl=False):
+    proc = subprocess.run([sys.executable, "-m", __spec__.name, "--memory-case", method, size,
+                           *(["--sdxl"] if sdxl else [])], capture_output=True, text=True)
     if proc.returncode in (-9, 137):
         return None  # killed by the kernel: out of memory
     proc.check_returncode()

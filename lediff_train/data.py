@@ -137,7 +137,7 @@ class LatentData:
             for key in parts:
                 parts[key].append(handle.get_slice(key)[view:view + 1])
             captions.append(self._shard_meta(shard["name"])["caption"])
-        batch = {k: torch.cat(v).float() for k, v in parts.items()}
+        batch = {k: torch.cat([t.float() for t in v]) for k, v in parts.items()}  # float16 targets: cast first
         batch["caption"] = captions
         return batch
 

@@ -32,14 +32,18 @@ BETAS = (0.5, 0.9)
 class HDRDecoderModel(nn.Module):
     """Fusion + decoder: three scaled bracket latents (darkest first) -> natural-log HDR."""
 
-    def __init__(self, vae: AutoencoderKL, fusion: ExposureFusion):
+    def __init__(self, vae: AutoencoderKL, fusion: ExposureFusion, upcast: bool = False):
         super().__init__()
         vae.encoder = None  # frozen and unused: the data holds its latents
         vae.quant_conv = None
         self.vae, self.fusion = vae, fusion
+        self.upcast = upcast  # the VAE config's force_upcast (SDXL's VAE overflows in float16)
 
     def forward(self, c_minus: torch.Tensor, c0: torch.Tensor, c_plus: torch.Tensor) -> torch.Tensor:
         fused, _ = self.fusion([c_minus, c0, c_plus])
+        if self.upcast:  # decode in float32 whatever the run's autocast
+            with torch.autocast(fused.device.type, enabled=False):
+                return self.vae.decode(fused.float() / self.vae.scaling_factor)
         return self.vae.decode(fused / self.vae.scaling_factor)
 
 
@@ -59,7 +63,8 @@ class DecoderStage:
         # the losses first: a missing LPIPS backbone fails before any weights are loaded
         self.criterion = Stage1Loss(args.lpips_weight, args.gan_weight, args.gan_start, args.lpips_net)
         vae = models.load_vae(args.model)
-        model = HDRDecoderModel(vae, models.load_fusion(args.model, vae.latent_channels))
+        model = HDRDecoderModel(vae, models.load_fusion(args.model, vae.latent_channels),
+                                upcast=bool(models.vae_config(args.model).get("force_upcast")))
         if args.gradient_checkpointing:
             checkpoint_blocks(vae.decoder.up_blocks)
         device = accelerator.device

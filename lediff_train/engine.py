@@ -47,7 +47,8 @@ class TrainingError(RuntimeError):
 def add_common_arguments(parser: argparse.ArgumentParser, *, steps: int, lr: float, batch_size: int) -> None:
     """Flags both stages share; the defaults passed in are the stage's (the paper's where known)."""
     parser.add_argument("--data", required=True, help="prepared data folder (python -m lediff_train prepare)")
-    parser.add_argument("--model", required=True, help="official LEDiff folder (fine-tune) or SD1.5 diffusers folder")
+    parser.add_argument("--model", required=True,
+                        help="official LEDiff folder (fine-tune), or an SD1.5 or SDXL diffusers folder (start fresh)")
     parser.add_argument("--out", required=True, help="run folder (checkpoints, config, logs); refused if it exists "
                                                       "unless --resume")
     parser.add_argument("--steps", type=int, default=steps, help=f"the run's total optimizer steps (default {steps})")

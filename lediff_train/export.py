@@ -6,8 +6,17 @@ What the nodes (Load HDR VAE, Load Bracket Denoiser) and ``lediff_core.model.wei
     OUT/vae/config.json  + diffusion_pytorch_model.safetensors   MODEL's frozen SD encoder + the trained decoder
     OUT/vae/merge_model.pth                                      the trained fusion (plain tensors: weights_only)
     OUT/scheduler/scheduler_config.json                          DDIM, as the official release ships
-    OUT/model_index.json, text_encoder/, tokenizer/              (the denoiser MODEL's text parts, when it has them)
+    OUT/model_index.json, text_encoder/, tokenizer/              (the denoiser MODEL's text parts, when it has them;
+        SDXL: also text_encoder_2/, tokenizer_2/)
     OUT/lediff_train.json                                        provenance: both runs' configs, steps, data
+
+SDXL denoisers (``lediff_core.model.unet_config.backbone`` of the trained UNet's config) export the
+same layout: the UNet config keeps SDXL's fields (``addition_embed_type`` "text_time", the
+projection and time-embedding widths) and must translate to ComfyUI's SDXL UNet
+(``ldm_unet_config``), both text encoders and tokenizers are copied and named in
+``model_index.json`` (``StableDiffusionXLPipeline`` when MODEL has none). The scheduler stays DDIM
+with MODEL's training schedule, as the official LEDiff downloads ship it, even though SDXL pipelines
+ship EulerDiscrete: the schedule (betas) is the same, and the loaders read neither.
 
 The denoiser was trained on latents of one SD encoder; the exported VAE must decode that same
 latent space, so both runs' MODELs must hold the same encoder (checked tensor by tensor). OUT is
@@ -29,7 +38,7 @@ from safetensors.torch import save_file
 
 from lediff_core.io.publish import write_new_folder
 from lediff_core.model.hdr_vae import HDRVAE
-from lediff_core.model.unet_config import LEDIFF_IN_CHANNELS, UNetConfigError, ldm_unet_config
+from lediff_core.model.unet_config import LEDIFF_IN_CHANNELS, SDXL, UNetConfigError, backbone, ldm_unet_config
 from lediff_core.model.weights import FUSION_NAME, WEIGHT_NAMES, WeightError, check_keys, load_state_dict, read_json
 
 from . import models
@@ -58,7 +67,11 @@ DDIM_SCHEDULER = {
 }
 # the fields of a MODEL's scheduler config that the trainer's noise schedule takes (models.noise_schedule)
 _SCHEDULE_FIELDS = (*models.SD_SCHEDULE, "trained_betas")
-TEXT_PARTS = ("text_encoder", "tokenizer")
+# the text parts per backbone, and their classes for model_index.json
+TEXT_PARTS = models.TEXT_PARTS
+TEXT_CLASSES = {"text_encoder": "CLIPTextModel", "tokenizer": "CLIPTokenizer",
+                "text_encoder_2": "CLIPTextModelWithProjection", "tokenizer_2": "CLIPTokenizer"}
+PIPELINES = {"sd15": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"}
 
 
 class ExportError(ValueError):
@@ -194,17 +207,17 @@ def _scheduler(model: str) -> tuple[dict, str]:
     return {**DDIM_SCHEDULER, **{k: source[k] for k in _SCHEDULE_FIELDS if k in source}}, path
 
 
-def _model_index(model: str, parts: list[str]) -> dict:
-    """The denoiser MODEL's model_index.json (or SD's), naming only the parts OUT holds."""
+def _model_index(model: str, parts: list[str], family: str = "sd15") -> dict:
+    """The denoiser MODEL's model_index.json (or SD1.5's / SDXL's), naming only the parts OUT holds."""
     path = os.path.join(model, "model_index.json")
-    index = _json(path, f"MODEL {model!r}") if os.path.isfile(path) else {"_class_name": "StableDiffusionPipeline"}
+    index = _json(path, f"MODEL {model!r}") if os.path.isfile(path) else {"_class_name": PIPELINES[family]}
     classes = {"unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
                "scheduler": ["diffusers", "DDIMScheduler"]}
     for key, value in list(index.items()):
         if isinstance(value, list) and not key.startswith("_") and key not in parts:
             index[key] = [None, None]  # diffusers' mark of an absent component (e.g. the safety checker)
     index.update(classes)
-    for part, cls in (("text_encoder", "CLIPTextModel"), ("tokenizer", "CLIPTokenizer")):
+    for part, cls in TEXT_CLASSES.items():
         if part in parts and (not isinstance(index.get(part), list) or None in index[part]):
             index[part] = ["transformers", cls]
     return index
@@ -234,10 +247,15 @@ def export(decoder_run: str, denoiser_run: str, out: str, log=print) -> str:
     except (ValueError, RuntimeError) as e:
         raise ExportError(f"the exported VAE would not load: {e}") from e
     unet_config, unet_file = _unet(denoiser)
+    family = backbone(unet_config)  # _unet checked that it is one
     scheduler, scheduler_from = _scheduler(denoiser["model"])
-    # the text encoder that encoded the denoiser's captions: --text-model's, else its MODEL's
+    # the text encoders that encoded the denoiser's captions: --text-model's, else its MODEL's
     text_from = os.path.abspath(denoiser["config"].get("text_model") or denoiser["model"])
-    text_parts = [p for p in TEXT_PARTS if os.path.isdir(os.path.join(text_from, p))]
+    text_parts = [p for p in TEXT_PARTS[family] if os.path.isdir(os.path.join(text_from, p))]
+    if family == SDXL and text_parts and len(text_parts) != len(TEXT_PARTS[SDXL]):
+        raise ExportError(f"{text_from!r} holds {', '.join(text_parts)} but not all of "
+                          f"{', '.join(TEXT_PARTS[SDXL])}: an SDXL denoiser's captions need both text encoders "
+                          "and tokenizers; restore that folder")
 
     def fill(staging: str) -> None:
         for sub in ("unet", "vae", "scheduler"):
@@ -251,11 +269,11 @@ def export(decoder_run: str, denoiser_run: str, out: str, log=print) -> str:
         for part in text_parts:
             shutil.copytree(os.path.join(text_from, part), os.path.join(staging, part))
         _write_json(os.path.join(staging, "model_index.json"),
-                    _model_index(denoiser["model"], ["unet", "vae", "scheduler", *text_parts]))
+                    _model_index(denoiser["model"], ["unet", "vae", "scheduler", *text_parts], family))
         _write_json(os.path.join(staging, PROVENANCE_NAME), {
             "format": FORMAT,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "direction": denoiser["config"].get("direction"),
+            "direction": denoiser["config"].get("direction"), "backbone": family,
             "vae_from": decoder["model"], "text_from": text_from if text_parts else None,
             "scheduler_from": scheduler_from,
             **{stage: {"run": r["run"], "checkpoint": os.path.basename(r["checkpoint"]), "step": r["step"],

@@ -1,17 +1,22 @@
 """The MODEL a training run starts from, read strictly.
 
-Two layouts are accepted (both diffusers folders):
+Two layouts are accepted (both diffusers folders), for either backbone, SD1.5 or SDXL:
 
 - an **official LEDiff download** (fine-tune): ``unet/`` with 8 input channels, ``vae/`` with
   ``merge_model.pth``, ``scheduler/``; ``text_encoder/`` and ``tokenizer/`` when present;
-- a **plain SD1.5 folder** (start fresh): ``unet/`` with 4 input channels, which is widened to 8
-  (InstructPix2Pix layout: noisy latent, then the condition; the extra ``conv_in`` weights are
+- a **plain SD1.5 or SDXL folder** (start fresh): ``unet/`` with 4 input channels, which is widened
+  to 8 (InstructPix2Pix layout: noisy latent, then the condition; the extra ``conv_in`` weights are
   zero, so the widened UNet starts out as the SD UNet ignoring its condition), ``vae/`` without
   fusion weights (the fusion starts as the plain average, the paper's initialisation).
 
-Captions are encoded with the MODEL's own ``text_encoder/`` and ``tokenizer/`` (or those of
-``text_model``, an SD1.5 folder, when the MODEL has none). Every weight file is checked key by key
-and shape by shape; nothing falls back silently.
+The backbone is read from ``unet/config.json`` (``lediff_core.model.unet_config.backbone``: SDXL's
+``addition_embed_type`` "text_time"), never from names. Captions are encoded with the MODEL's own
+text encoders (or those of ``text_model`` when the MODEL has none): SD1.5's ``text_encoder/`` +
+``tokenizer/`` (CLIP-L, last hidden state); SDXL's two, ``text_encoder/`` + ``tokenizer/`` (CLIP-L)
+and ``text_encoder_2/`` + ``tokenizer_2/`` (CLIP-G with its projection), whose penultimate hidden
+states are concatenated into the context and whose second encoder's projected pooled output is
+SDXL's pooled text embedding. Every weight file is checked key by key and shape by shape; nothing
+falls back silently.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ import os
 import torch
 
 from lediff_core.model.fusion import ExposureFusion
+from lediff_core.model.unet_config import SD15, SDXL, UNetConfigError
+from lediff_core.model.unet_config import backbone as config_backbone
 from lediff_core.model.vae import AutoencoderKL, parse_vae_config
 from lediff_core.model.weights import (
     FUSION_NAME,
@@ -46,8 +53,8 @@ def _part(path: str, name: str) -> str:
     if not os.path.isdir(folder):
         raise ModelError(
             f"MODEL {path!r} has no {name}/ folder: give an official LEDiff download (unet/, vae/ with "
-            f"{FUSION_NAME}) or a plain Stable Diffusion 1.5 diffusers folder (unet/, vae/, text_encoder/, "
-            "tokenizer/, scheduler/)"
+            f"{FUSION_NAME}) or a plain Stable Diffusion 1.5 / SDXL diffusers folder (unet/, vae/, text_encoder/, "
+            "tokenizer/ (SDXL: also text_encoder_2/, tokenizer_2/), scheduler/)"
         )
     return folder
 
@@ -85,6 +92,14 @@ def unet_config(path: str) -> dict:
     return read_json(os.path.join(_part(path, "unet"), "config.json"))
 
 
+def backbone(path: str) -> str:
+    """``"sd15"`` or ``"sdxl"``: MODEL's backbone, read from its ``unet/config.json``."""
+    try:
+        return config_backbone(unet_config(path))
+    except UNetConfigError as e:
+        raise ModelError(f"MODEL {path!r}: {e}") from e
+
+
 def load_unet(path: str):
     """(diffusers UNet2DConditionModel with 8 input channels, widened) from MODEL's unet/.
 
@@ -97,7 +112,7 @@ def load_unet(path: str):
     channels = config.get("in_channels")
     if channels not in (4, LEDIFF_IN_CHANNELS):
         raise ModelError(
-            f"{folder!r}: the UNet has in_channels={channels}; the recipe starts from an SD1.5 UNet (4) or a "
+            f"{folder!r}: the UNet has in_channels={channels}; the recipe starts from an SD1.5/SDXL UNet (4) or a "
             f"LEDiff bracket denoiser ({LEDIFF_IN_CHANNELS}). "
             "Inpainting UNets (9) and other backbones are not supported"
         )
@@ -136,36 +151,104 @@ def noise_schedule(path: str):
     return DDPMScheduler.from_config(config)
 
 
-def text_parts_folder(path: str, text_model: str | None = None) -> str:
-    """The folder whose text_encoder/ and tokenizer/ encode the captions."""
+TEXT_PARTS = {SD15: ("text_encoder", "tokenizer"),
+              SDXL: ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")}
+
+
+def text_parts_folder(path: str, text_model: str | None = None, backbone: str = SD15) -> str:
+    """The folder whose text encoder(s) and tokenizer(s) encode the captions (``TEXT_PARTS[backbone]``)."""
     source = text_model or path
-    missing = [p for p in ("text_encoder", "tokenizer") if not os.path.isdir(os.path.join(source, p))]
+    missing = [p for p in TEXT_PARTS[backbone] if not os.path.isdir(os.path.join(source, p))]
     if missing:
-        hint = ("pass --text-model with a Stable Diffusion 1.5 diffusers folder (the official LEDiff "
-                "downloads do not always carry the text encoder)") if not text_model else "use an SD1.5 folder"
+        kind = "an SDXL" if backbone == SDXL else "a Stable Diffusion 1.5"
+        hint = (f"pass --text-model with {kind} diffusers folder (the official LEDiff downloads do not always "
+                "carry the text encoder)") if not text_model else f"use {kind} diffusers folder"
         raise ModelError(f"{source!r} has no {' or '.join(f'{m}/' for m in missing)} to encode captions: {hint}")
     return source
 
 
+def _max_length(tokenizer, model) -> int:
+    return min(int(tokenizer.model_max_length), int(model.config.max_position_embeddings))
+
+
 class CaptionEncoder:
-    """Captions -> the UNet's cross-attention context [B, 77, dim] (SD1.5's last hidden state)."""
+    """Captions -> the UNet's text conditioning, frozen.
 
-    def __init__(self, folder: str):
-        from transformers import CLIPTextModel, CLIPTokenizer
+    SD1.5 (``backbone`` "sd15"): the context [B, 77, dim] is CLIP-L's last hidden state. SDXL
+    ("sdxl"): the context is CLIP-L's and CLIP-G's penultimate hidden states (``hidden_states[-2]``)
+    concatenated along the channels (768 + 1280 = 2048 stock), and ``pooled`` [B, dim2] is
+    ``text_encoder_2``'s projected pooled output (``text_embeds``): SDXL's convention, as diffusers'
+    SDXL pipeline and ComfyUI's SDXL CLIP both encode. Each tokenizer pads/truncates to its
+    encoder's 77 positions with its own pad token (CLIP-G's is "!" in SDXL's tokenizer_2/).
+    """
 
+    def __init__(self, folder: str, backbone: str = SD15):
+        from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
+
+        if backbone not in TEXT_PARTS:
+            raise ValueError(f"backbone must be one of {sorted(TEXT_PARTS)}, got {backbone!r}")
+        self.backbone, self.folder = backbone, folder
         self.tokenizer = CLIPTokenizer.from_pretrained(os.path.join(folder, "tokenizer"), local_files_only=True)
         self.model = CLIPTextModel.from_pretrained(os.path.join(folder, "text_encoder"), local_files_only=True)
         self.model.requires_grad_(False).eval()
-        self.folder = folder
+        self.tokenizer_2 = self.model_2 = None
+        if backbone == SDXL:
+            self.tokenizer_2 = CLIPTokenizer.from_pretrained(os.path.join(folder, "tokenizer_2"),
+                                                             local_files_only=True)
+            self.model_2 = CLIPTextModelWithProjection.from_pretrained(os.path.join(folder, "text_encoder_2"),
+                                                                       local_files_only=True)
+            self.model_2.requires_grad_(False).eval()
+
+    @property
+    def context_dim(self) -> int:
+        width = self.model.config.hidden_size
+        return width + self.model_2.config.hidden_size if self.model_2 is not None else width
+
+    @property
+    def pooled_dim(self) -> int | None:
+        return self.model_2.config.projection_dim if self.model_2 is not None else None
+
+    def to(self, device) -> CaptionEncoder:
+        self.model.to(device)
+        if self.model_2 is not None:
+            self.model_2.to(device)
+        return self
+
+    def _ids(self, tokenizer, model, captions: list[str], device) -> torch.Tensor:
+        return tokenizer(list(captions), padding="max_length", truncation=True,
+                         max_length=_max_length(tokenizer, model), return_tensors="pt").input_ids.to(device)
 
     @torch.no_grad()
-    def __call__(self, captions: list[str], device=None) -> torch.Tensor:
+    def encode(self, captions: list[str], device=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(context [B, 77, context_dim] float32, pooled [B, pooled_dim] float32 or None for SD1.5)."""
         device = device or self.model.device
-        self.model.to(device)
-        # SD1.5 pads/truncates every prompt to the text encoder's 77 positions
-        ids = self.tokenizer(list(captions), padding="max_length", truncation=True,
-                             max_length=self.model.config.max_position_embeddings, return_tensors="pt").input_ids
-        return self.model(ids.to(device))[0].float()
+        self.to(device)
+        if self.model_2 is None:
+            return self.model(self._ids(self.tokenizer, self.model, captions, device))[0].float(), None
+        first = self.model(self._ids(self.tokenizer, self.model, captions, device), output_hidden_states=True)
+        second = self.model_2(self._ids(self.tokenizer_2, self.model_2, captions, device), output_hidden_states=True)
+        context = torch.cat([first.hidden_states[-2], second.hidden_states[-2]], dim=-1)
+        return context.float(), second.text_embeds.float()
+
+    def __call__(self, captions: list[str], device=None) -> torch.Tensor:
+        """The context alone (what an SD1.5 UNet needs)."""
+        return self.encode(captions, device)[0]
+
+
+def check_text_fits(path: str, config: dict, text: CaptionEncoder) -> None:
+    """The text encoders' widths must be the UNet's: context = ``cross_attention_dim``; for SDXL,
+    pooled + 6 size/crop ids x ``addition_time_embed_dim`` = ``projection_class_embeddings_input_dim``."""
+    where = f"the text encoders in {text.folder!r} do not fit MODEL {path!r}'s UNet"
+    fix = "encode captions with the text encoders the UNet was trained with (--text-model)"
+    if text.context_dim != config.get("cross_attention_dim"):
+        raise ModelError(f"{where}: they give a {text.context_dim}-wide context, the UNet's cross_attention_dim "
+                         f"is {config.get('cross_attention_dim')}; {fix}")
+    if text.backbone == SDXL:
+        adm = text.pooled_dim + 6 * int(config["addition_time_embed_dim"])
+        if adm != config.get("projection_class_embeddings_input_dim"):
+            raise ModelError(f"{where}: pooled width {text.pooled_dim} + 6 x {config['addition_time_embed_dim']} "
+                             f"= {adm}, the UNet's projection_class_embeddings_input_dim is "
+                             f"{config.get('projection_class_embeddings_input_dim')}; {fix}")
 
 
 def check_same_vae(data_path: str, data, path: str) -> None:

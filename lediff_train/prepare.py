@@ -5,7 +5,11 @@ Each source gets its own random generator, seeded from the run's seed and the fi
 so its views do not depend on which other files are there; shards are published atomically, so an
 interrupted run resumes (``--resume``) by skipping the shards already written. The latents are the
 frozen SD encoder's posterior mode (``AutoencoderKL.encode``) times the VAE's scaling factor, of the
-8-bit brackets mapped to [-1, 1] exactly as SD's VAE sees a photo.
+8-bit brackets mapped to [-1, 1] exactly as SD's VAE sees a photo. The encoder always runs in
+float32 (SDXL's VAE overflows in float16), with MODEL's own scaling factor (SDXL's 0.13025).
+
+The crop size defaults to the resolution MODEL's backbone was trained at: 512 for SD1.5, 1024 for
+SDXL (``DEFAULT_SIZES``; the backbone read from MODEL's ``unet/config.json``).
 """
 
 from __future__ import annotations
@@ -36,6 +40,7 @@ SHARDS = "shards"
 META_KEY = "lediff_train"
 LOG_EPS = 1e-5  # the decoder's target is ln(H + 1e-5) (LEDIFF.md)
 SKIP_REASONS = ("unreadable", "too_small", "black", "clipped", "non_finite")
+DEFAULT_SIZES = {"sd15": 512, "sdxl": 1024}  # the backbones' training resolutions
 
 
 class PrepareError(ValueError):
@@ -150,6 +155,17 @@ def encode_brackets(vae: AutoencoderKL, images: list[np.ndarray], batch_size: in
     return torch.cat(out)
 
 
+def default_size(model: str) -> int:
+    """The crop size for MODEL's backbone (``DEFAULT_SIZES``)."""
+    from .models import ModelError, backbone
+
+    try:
+        return DEFAULT_SIZES[backbone(model)]
+    except ModelError as e:
+        raise PrepareError(f"--model {model!r}: cannot tell its backbone for the default --size ({e}); pass "
+                           "--size (512 for SD1.5, 1024 for SDXL)") from e
+
+
 def default_device():
     from accelerate import PartialState
 
@@ -252,14 +268,16 @@ def _check_args(size, views, jpeg, val_fraction, batch_size) -> None:
 
 
 # -------------------------------------------------------------------------------------------- run
-def prepare(hdr_dir: str, model: str, out: str, size: int = 512, views: int = 4, seed: int = 0,
+def prepare(hdr_dir: str, model: str, out: str, size: int | None = None, views: int = 4, seed: int = 0,
             ev_step="auto", jpeg: int | None = None, val_fraction: float = 0.05, captions: str | None = None,
             device=None, batch_size: int = 4, resume: bool = False, log=print) -> dict:
     """Build (or with ``resume``, complete) the DATA folder ``out``; returns the manifest written
-    to ``out/prepare.json``."""
+    to ``out/prepare.json``. ``size`` None: MODEL's backbone's (``default_size``)."""
     step = _parse_ev_step(ev_step)
-    _check_args(size, views, jpeg, val_fraction, batch_size)
     hdr_dir, model, out = os.path.abspath(hdr_dir), os.path.abspath(model), os.path.abspath(out)
+    if size is None:
+        size = default_size(model)
+    _check_args(size, views, jpeg, val_fraction, batch_size)
     captions = None if captions is None else os.path.abspath(captions)
     args = {"hdr": hdr_dir, "model": model, "size": size, "views": views, "seed": int(seed),
             "ev_step": "auto" if step is None else step, "jpeg": jpeg, "val_fraction": float(val_fraction),
@@ -375,9 +393,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``prepare`` subcommand's flags."""
     parser.add_argument("--hdr", required=True, help="folder of HDR images (.exr/.hdr/.pic, searched recursively)")
     parser.add_argument("--model", required=True, help="MODEL folder whose vae/ encodes the brackets "
-                        "(official LEDiff download or SD1.5 diffusers folder)")
+                        "(official LEDiff download, or SD1.5 / SDXL diffusers folder)")
     parser.add_argument("--out", required=True, help="new DATA folder to write (refused if it exists, unless --resume)")
-    parser.add_argument("--size", type=int, default=512, help="side of the square views/crops in pixels (default 512)")
+    parser.add_argument("--size", type=int, default=None, help="side of the square views/crops in pixels (default: "
+                        "MODEL's backbone's resolution, 512 for SD1.5, 1024 for SDXL)")
     parser.add_argument("--views", type=int, default=4, help="random views per source image (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--ev-step", type=_ev_step_arg, default=None, metavar="auto|STOPS",

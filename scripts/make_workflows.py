@@ -85,14 +85,14 @@ def fit_view(page) -> dict:
 def stand_ins(base):
     """Empty files under the documented names, so the frontend shows no missing models."""
     from PIL import Image
-    from workflow_specs import CHECKPOINT, CLIP, HIGHLIGHT, PHOTO, SDXL_CHECKPOINT, SHADOW
+    from workflow_specs import CHECKPOINT, CLIP, HIGHLIGHT, PHOTO, SDXL_CHECKPOINT, SDXL_HIGHLIGHT, SDXL_SHADOW, SHADOW
 
     from video_testing import synthetic_pan, write_clip
 
     os.makedirs(os.path.join(base, "models", "checkpoints"), exist_ok=True)
     for name in (CHECKPOINT, SDXL_CHECKPOINT):
         open(os.path.join(base, "models", "checkpoints", name), "wb").close()
-    for name in (HIGHLIGHT, SHADOW):
+    for name in (HIGHLIGHT, SHADOW, SDXL_HIGHLIGHT, SDXL_SHADOW):
         os.makedirs(os.path.join(base, "models", "lediff", name, "unet"), exist_ok=True)
     os.makedirs(os.path.join(base, "input"), exist_ok=True)
     # a returning user: no template browser opening over the graph, no minimap in the thumbnails

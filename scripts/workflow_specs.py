@@ -4,7 +4,9 @@ ComfyUI frontend (so workflows/*.json are exactly what the frontend's Save write
 A node: (id, type, column, widgets, title). A link: (source id, output name, target id, input name).
 File names are the documented ones: a standard SD1.5 checkpoint, the SDXL base checkpoint (for
 any_model_to_hdr; any checkpoint works there) and the two official LEDiff downloads extracted as
-models/lediff/LEDiff_highlight and models/lediff/LEDiff_shadow. The savers each workflow ends in are
+models/lediff/LEDiff_highlight and models/lediff/LEDiff_shadow. sdxl_text_to_hdr uses the SDXL base checkpoint and
+SDXL LEDiff models trained with the recipe, models/lediff/LEDiff_SDXL_highlight and
+models/lediff/LEDiff_SDXL_shadow (none are published). The savers each workflow ends in are
 listed in SAVERS (one line per saver); the layers its EXR carries besides the HDR (the brackets as
 decoded previews, the over-exposure mask where it blends with the LDR) in EXR_LAYERS.
 """
@@ -13,6 +15,9 @@ CHECKPOINT = "v1-5-pruned-emaonly.safetensors"
 SDXL_CHECKPOINT = "sd_xl_base_1.0.safetensors"  # the official SDXL base file; stands for any model
 HIGHLIGHT = "LEDiff_highlight"
 SHADOW = "LEDiff_shadow"
+# SDXL LEDiff models, trained with the recipe (docs/training.md); none are published yet
+SDXL_HIGHLIGHT = "LEDiff_SDXL_highlight"
+SDXL_SHADOW = "LEDiff_SDXL_shadow"
 PHOTO = "example.png"  # ships in ComfyUI's input folder; replace with your photo
 CLIP = "example_clip.mp4"  # put your clip in ComfyUI's input folder and pick it in Load Video
 
@@ -44,6 +49,7 @@ SAVERS = {
     "shadow_recovery": [("LEDiffSaveEXR", SAVE)],
     "hdr_panorama": [("LEDiffSaveEXR", {**SAVE, "envmap": "latlong"})],
     "any_model_to_hdr": [("LEDiffSaveEXR", SAVE), ("LEDiffSaveHDRImage", ULTRAHDR)],
+    "sdxl_text_to_hdr": [("LEDiffSaveEXR", SAVE), ("LEDiffSaveHDRImage", ULTRAHDR)],
     # fps (and the master's audio) come from Get Video Components
     "video_to_hdr": [("LEDiffSaveEXRSequence", {"filename_prefix": "LEDiff/video_to_hdr/shot", "start_frame": 1001,
                                                 "precision": "half", "compression": "zip"}),
@@ -54,9 +60,10 @@ SAVERS = {
 # The extra layers of each workflow's EXR (EXR Layer nodes chained into its Save EXR), so that a
 # compositor gets the whole LEDiff story in one file: every bracket the fusion used, decoded with the
 # SD1.5 VAE (the brackets' latent space) as the sRGB previews VAE Decode makes, named after the
-# fusion input it fed; and "clip_mask", Blend with LDR's over-exposure mask (1 where the generated
-# HDR replaces the photo), in the workflows that blend. The others have no such mask: text_to_hdr
-# and hdr_panorama have no LDR photo, shadow_recovery recovers shadows and keeps the photo's
+# fusion input it fed (sdxl_text_to_hdr's with the SDXL checkpoint's VAE, its brackets' latent
+# space); and "clip_mask", Blend with LDR's over-exposure mask (1 where the generated HDR replaces
+# the photo), in the workflows that blend. The others have no such mask: text_to_hdr,
+# sdxl_text_to_hdr and hdr_panorama have no LDR photo, shadow_recovery recovers shadows and keeps the photo's
 # highlights unblended; adding Blend with LDR only to get a mask would change their HDR.
 FIVE_BRACKETS = ("darker", "dark", "mid", "bright", "brighter")
 THREE_BRACKETS = ("dark", "mid", "bright")
@@ -66,21 +73,23 @@ EXR_LAYERS = {
     "shadow_recovery": [f"bracket_{b}" for b in THREE_BRACKETS],
     "hdr_panorama": [f"bracket_{b}" for b in FIVE_BRACKETS],
     "any_model_to_hdr": [*(f"bracket_{b}" for b in FIVE_BRACKETS), "clip_mask"],
+    "sdxl_text_to_hdr": [f"bracket_{b}" for b in FIVE_BRACKETS],
     "video_to_hdr": [],  # an EXR sequence: one image per frame
 }
 
 
-def _exr_layers(workflow, brackets, vae, column, mask=None):
+def _exr_layers(workflow, brackets, vae, column, mask=None, vae_name="SD1.5"):
     """Nodes and links that decode each of ``brackets`` ({fusion input name: (node id, output
     name)}, darkest first) with ``vae`` (node id, output name) and chain them, then ``mask`` (node
     id, output name) if given, as EXR Layer nodes into the workflow's Save EXR ("save"); the layer
-    names are EXR_LAYERS[workflow]. Decodes go in ``column``, the layers in the next one."""
+    names are EXR_LAYERS[workflow]. Decodes go in ``column`` (titled after ``vae_name``), the layers
+    in the next one."""
     nodes, links, previous = [], [], None
     names = iter(EXR_LAYERS[workflow])
     for bracket, source in brackets.items():
         name = next(names)
         assert name == f"bracket_{bracket}", (workflow, name, bracket)
-        nodes += [(f"dec_{bracket}", "VAEDecode", column, {}, f"Decode {bracket} bracket (SD1.5 VAE)"),
+        nodes += [(f"dec_{bracket}", "VAEDecode", column, {}, f"Decode {bracket} bracket ({vae_name} VAE)"),
                   (f"layer_{bracket}", "LEDiffEXRLayer", column + 1, {"name": name, "encoding": "sRGB"}, None)]
         links += [(*source, f"dec_{bracket}", "samples"), (*vae, f"dec_{bracket}", "vae"),
                   (f"dec_{bracket}", "IMAGE", f"layer_{bracket}", "image")]
@@ -146,27 +155,28 @@ def _bracket_preview(prefix, first_col):
     return nodes, links
 
 
-def text_to_hdr():
+def _text_graph(name, note, checkpoint, models, size, sampler, decode, backbone="SD1.5"):
+    """Text -> image latent (``checkpoint``) -> Highlight and Shadow brackets around it (``models`` =
+    (highlight, shadow) folders; the HDR VAE from the first) -> five-bracket fusion -> HDR Decode
+    (``decode`` widgets) -> the workflow's savers and layers, with bracket previews."""
+    highlight, shadow = models
     nodes = [
-        _note(DOWNLOADS.format(extra=", UNet and VAE for the prompt image and the bracket layers") +
-              "\nText -> SD1.5 image latent -> Highlight and Shadow brackets (two darker, two brighter exposures) "
-              "-> five-bracket fusion -> linear HDR -> EXR in output/LEDiff/, with the five brackets (decoded "
-              "previews) as layers bracket_darker ... bracket_brighter."),
-        ("ckpt", "CheckpointLoaderSimple", 0, {"ckpt_name": CHECKPOINT}, None),
+        _note(note),
+        ("ckpt", "CheckpointLoaderSimple", 0, {"ckpt_name": checkpoint}, None),
         ("pos", "CLIPTextEncode", 1, {"text": "a sunlit living room with large bright windows, photograph"},
          "Positive prompt"),
         ("neg", "CLIPTextEncode", 1, {"text": "blurry, low quality"}, "Negative prompt"),
-        ("empty", "EmptyLatentImage", 1, {"width": 512, "height": 512, "batch_size": 1}, None),
+        ("empty", "EmptyLatentImage", 1, {"width": size, "height": size, "batch_size": 1}, None),
         ("ks", "KSampler", 2, {"seed": 7, "control_after_generate": "fixed", "steps": 30, "cfg": 7.0,
-                               "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}, None),
-        ("hl_model", "LEDiffLoadDenoiser", 2, {"model_name": HIGHLIGHT}, "Highlight denoiser"),
-        ("sh_model", "LEDiffLoadDenoiser", 2, {"model_name": SHADOW}, "Shadow denoiser"),
-        ("hdrvae", "LEDiffLoadHDRVAE", 2, {"model_name": HIGHLIGHT}, None),
+                               "scheduler": "normal", "denoise": 1.0, **sampler}, None),
+        ("hl_model", "LEDiffLoadDenoiser", 2, {"model_name": highlight}, "Highlight denoiser"),
+        ("sh_model", "LEDiffLoadDenoiser", 2, {"model_name": shadow}, "Shadow denoiser"),
+        ("hdrvae", "LEDiffLoadHDRVAE", 2, {"model_name": highlight}, None),
         ("hl", "LEDiffHighlightBracket", 3, BRACKET, None),
         ("sh", "LEDiffShadowBracket", 3, BRACKET, None),
         ("fuse", "LEDiffLatentExposureFusion", 4, {}, "Fusion (five brackets)"),
-        ("decode", "LEDiffHDRDecode", 5, {}, None),
-        *_savers("text_to_hdr", ("decode", "hdr"), 8)[0],
+        ("decode", "LEDiffHDRDecode", 5, decode, None),
+        *_savers(name, ("decode", "hdr"), 8)[0],
         ("preview", "PreviewImage", 8, {}, "HDR preview (tone-mapped)"),
     ]
     links = [
@@ -175,15 +185,48 @@ def text_to_hdr():
         ("neg", "CONDITIONING", "ks", "negative"), ("empty", "LATENT", "ks", "latent_image"),
         ("hl_model", "MODEL", "hl", "model"), ("sh_model", "MODEL", "sh", "model"),
         *_five_brackets(),
-        *_savers("text_to_hdr", ("decode", "hdr"), 8)[1], ("decode", "preview", "preview", "images"),
+        *_savers(name, ("decode", "hdr"), 8)[1], ("decode", "preview", "preview", "images"),
     ]
-    layer_nodes, layer_links = _exr_layers("text_to_hdr", _five(), ("ckpt", "VAE"), 6)
+    layer_nodes, layer_links = _exr_layers(name, _five(), ("ckpt", "VAE"), 6, vae_name=backbone)
     nodes, links = nodes + layer_nodes, links + layer_links
     extra_nodes, extra_links = _bracket_preview("bp", 4)
     extra_links = [("hl", "dark", "bpb1", "samples1"), ("hl", "mid", "bpb1", "samples2"),
                    ("ks", "LATENT", "bpb2", "samples2"), ("sh", "mid", "bpb3", "samples2"),
                    ("sh", "bright", "bpb4", "samples2"), *extra_links]
     return nodes + extra_nodes, links + extra_links
+
+
+def text_to_hdr():
+    return _text_graph(
+        "text_to_hdr",
+        DOWNLOADS.format(extra=", UNet and VAE for the prompt image and the bracket layers") +
+        "\nText -> SD1.5 image latent -> Highlight and Shadow brackets (two darker, two brighter exposures) "
+        "-> five-bracket fusion -> linear HDR -> EXR in output/LEDiff/, with the five brackets (decoded "
+        "previews) as layers bracket_darker ... bracket_brighter.",
+        CHECKPOINT, (HIGHLIGHT, SHADOW), 512, {"sampler_name": "euler"}, {})
+
+
+def sdxl_text_to_hdr():
+    """text_to_hdr natively on SDXL: the SDXL KSampler's latent goes straight into SDXL LEDiff
+    bracket denoisers (no decode and re-encode), at SDXL's 1024x1024, HDR Decode tiled. The prompts
+    use CLIP Text Encode: with an SDXL checkpoint's CLIP it gives both text encoders and the pooled
+    output, and ComfyUI fills SDXL's size conditioning from the latent (1024x1024, no crop: what
+    CLIPTextEncodeSDXL's defaults set)."""
+    return _text_graph(
+        "sdxl_text_to_hdr",
+        "Models needed (see the pack's README):\n"
+        f"- models/checkpoints/{SDXL_CHECKPOINT}: SDXL base, or any SDXL fine-tune (Pony, Illustrious, "
+        "Juggernaut...): its text encoders, UNet and VAE for the prompt image and the bracket layers.\n"
+        f"- models/lediff/{SDXL_HIGHLIGHT}/ and models/lediff/{SDXL_SHADOW}/: SDXL LEDiff Highlight and Shadow "
+        "models in the official layout (unet/, vae/ with merge_model.pth). None are published yet: train them "
+        "with the pack's recipe, python -m lediff_train ... --model <your SDXL diffusers folder> "
+        "(docs/training.md). SD1.5 LEDiff models do not work here (a clear error says so).\n"
+        "\nText -> SDXL image latent (1024x1024) -> SDXL Highlight and Shadow brackets (two darker, two brighter "
+        "exposures) -> five-bracket fusion -> HDR Decode (tiled at 512 px; float32, which SDXL's VAE needs) "
+        "-> EXR in output/LEDiff/ with the five brackets (decoded by the SDXL VAE) as layers bracket_darker ... "
+        "bracket_brighter, and an Ultra HDR JPEG.",
+        SDXL_CHECKPOINT, (SDXL_HIGHLIGHT, SDXL_SHADOW), 1024,
+        {"sampler_name": "dpmpp_2m", "scheduler": "karras"}, {"tile_size": 512}, "SDXL")
 
 
 def _one_bracket(image):
@@ -402,4 +445,5 @@ def video_to_hdr():
 
 
 WORKFLOWS = {"text_to_hdr": text_to_hdr, "photo_to_hdr": photo_to_hdr, "shadow_recovery": shadow_recovery,
-             "hdr_panorama": hdr_panorama, "any_model_to_hdr": any_model_to_hdr, "video_to_hdr": video_to_hdr}
+             "hdr_panorama": hdr_panorama, "any_model_to_hdr": any_model_to_hdr, "video_to_hdr": video_to_hdr,
+             "sdxl_text_to_hdr": sdxl_text_to_hdr}

@@ -43,11 +43,14 @@ def workflow_models(comfy, tmp_path_factory):
     transformer depths [0, 0, 2, 2, 10, 10], a 2048-wide context and 2816 ADM inputs, and builds the
     CLIP-G text encoder from a fixed config whatever the file holds; the smallest such checkpoint
     has 1.1 billion parameters (2.2 GB, minutes per run on a CPU). That workflow only uses the
-    checkpoint's decoded IMAGE, which any model makes, so the route under test is the same."""
+    checkpoint's decoded IMAGE, which any model makes, so the route under test is the same.
+    sdxl_text_to_hdr gets it too (its CLIP gives 768-wide text embeddings and a 768-wide pooled
+    output, the widths the tiny SDXL LEDiff denoisers of lediff_fixtures.SDXL_UNET_CONFIG take), with
+    tiny SDXL LEDiff folders (SDXL's UNet architecture and VAE scale) under the documented SDXL names."""
     import os
 
     import lediff_fixtures as fx
-    from workflow_specs import CHECKPOINT, HIGHLIGHT, SDXL_CHECKPOINT, SHADOW
+    from workflow_specs import CHECKPOINT, HIGHLIGHT, SDXL_CHECKPOINT, SDXL_HIGHLIGHT, SDXL_SHADOW, SHADOW
 
     root = tmp_path_factory.mktemp("workflow_models")
     os.makedirs(root / "models" / "checkpoints")
@@ -55,4 +58,7 @@ def workflow_models(comfy, tmp_path_factory):
     os.link(root / "models" / "checkpoints" / CHECKPOINT, root / "models" / "checkpoints" / SDXL_CHECKPOINT)
     fx.write_official_folder(str(root / "models" / "lediff"), HIGHLIGHT, seed=0)
     fx.write_official_folder(str(root / "models" / "lediff"), SHADOW, seed=10)
+    for name, seed in ((SDXL_HIGHLIGHT, 20), (SDXL_SHADOW, 30)):
+        fx.write_official_folder(str(root / "models" / "lediff"), name, seed=seed, unet_config=fx.SDXL_UNET_CONFIG,
+                                 vae_config=fx.SDXL_VAE_CONFIG)
     return root

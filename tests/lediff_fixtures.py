@@ -38,6 +38,26 @@ UNET_CONFIG = {
     "use_linear_projection": False,
 }
 
+# A tiny SDXL-architecture bracket denoiser (diffusers UNet2DConditionModel): SDXL's block layout
+# (no attention at the top level, deeper transformers below), linear projections, per-block head
+# counts of one head width (16 here, SDXL's 64), and the "text_time" addition embedding (pooled text +
+# six size/crop ids x 256). The text widths are SD1.5's CLIP (768 context, 768 pooled: 768 + 6 x 256
+# = 2304 ADM inputs) so ComfyUI graphs can condition it with the small SD1.5 checkpoint's CLIP (a tiny
+# SDXL checkpoint cannot exist: see conftest.workflow_models); stock SDXL is 2048 / 1280 / 2816.
+SDXL_UNET_CONFIG = {
+    **UNET_CONFIG,
+    "sample_size": 16,
+    "block_out_channels": [32, 64],
+    "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D"],
+    "up_block_types": ["CrossAttnUpBlock2D", "UpBlock2D"],
+    "transformer_layers_per_block": [1, 2],
+    "attention_head_dim": [2, 4],
+    "use_linear_projection": True,
+    "addition_embed_type": "text_time",
+    "addition_time_embed_dim": 256,
+    "projection_class_embeddings_input_dim": 768 + 6 * 256,
+}
+
 VAE_CONFIG = {
     "_class_name": "AutoencoderKL",
     "_diffusers_version": "0.21.4",
@@ -53,6 +73,10 @@ VAE_CONFIG = {
     "sample_size": 64,
     "scaling_factor": 0.18215,
 }
+
+
+# SDXL's VAE has SD's architecture with another latent scale (and overflows in float16)
+SDXL_VAE_CONFIG = {**VAE_CONFIG, "scaling_factor": 0.13025, "force_upcast": True}
 
 
 def randomise(module: torch.nn.Module, seed: int, scale: float = 0.05) -> torch.nn.Module:
@@ -168,3 +192,18 @@ def write_sd15_checkpoint(path: str, seed: int = 5) -> str:
     sd.update({"cond_stage_model.transformer." + k: v for k, v in clip.items()})
     save_file(sd, path)
     return path
+
+
+def sdxl_conditioning(seed: int, *, context_dim: int = 768, pooled_dim: int = 768, tokens: int = 77,
+                      pooled: bool = True, **size) -> list:
+    """A ComfyUI CONDITIONING for an SDXL-family denoiser made of random tensors (a real SDXL CLIP
+    cannot be built small): text embeddings [1, tokens, context_dim], a pooled output [1, pooled_dim]
+    (left out with ``pooled=False``), and the size/crop values given (``width``, ``height``,
+    ``crop_w``, ``crop_h``, ``target_width``, ``target_height``, in pixels, as CLIPTextEncodeSDXL
+    sets them). The defaults fit SDXL_UNET_CONFIG."""
+    gen = torch.Generator().manual_seed(seed)
+    context = torch.randn(1, tokens, context_dim, generator=gen)
+    extra = dict(size)
+    if pooled:
+        extra["pooled_output"] = torch.randn(1, pooled_dim, generator=gen)
+    return [[context, extra]]

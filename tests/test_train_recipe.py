@@ -23,6 +23,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from train_fixtures import pretrained_vae, write_random_lpips_trunk, write_sd15_model
+from workflow_specs import HIGHLIGHT, SHADOW
 
 from lediff_core.model.fusion import ExposureFusion
 from lediff_core.model.hdr_vae import HDRVAE
@@ -65,8 +66,6 @@ def recipe(tmp_path_factory):
         assert cli.main(["denoiser", "--direction", direction, *common, "--out", runs[direction], "--steps", str(steps),
                          "--lr", "1e-4", "--validate-every", str(steps), "--val-steps", "2"]) == 0
     exports = str(root / "lediff")
-    from workflow_specs import HIGHLIGHT, SHADOW
-
     for direction, name in (("highlight", HIGHLIGHT), ("shadow", SHADOW)):
         export(runs["decoder"], runs[direction], os.path.join(exports, name), log=quiet)
     yield {"root": root, "model": model, "data": data, "fresh": fresh, "runs": runs, "exports": exports,
@@ -173,25 +172,11 @@ def test_runs_record_their_config_and_validate_with_real_inference(recipe):
     assert json.dumps(provenance).count(runs["decoder"]) >= 1
 
 
-def test_the_export_runs_every_shipped_workflow(recipe, host, workflow_models, monkeypatch):
-    """The two exports as the only LEDiff models under the documented names (a fixture model of the
-    same name must not stand in), every example workflow run in the genuine ComfyUI."""
-    import folder_paths
-    import OpenEXR
-    from test_workflows import WORKFLOWS, load_workflow, main_exr, scale_down, write_inputs
+def test_the_export_runs_every_shipped_sd15_workflow(recipe, host, workflow_models, monkeypatch):
+    """The two exports as the only LEDiff models under the documented names, every SD1.5 example
+    workflow run in the genuine ComfyUI (SDXL's: test_train_sdxl, with SDXL exports)."""
+    from test_workflows import SDXL_WORKFLOWS, WORKFLOWS, run_with_only_these_models
 
-    from lediff_core.model.weights import list_models
-    from lediff_runner.workflow import input_types_from_host, to_api
-
-    for kind, path in (("lediff", recipe["exports"]), ("checkpoints", str(workflow_models / "models" / "checkpoints"))):
-        monkeypatch.setitem(folder_paths.folder_names_and_paths, kind,
-                            ([path], folder_paths.folder_names_and_paths[kind][1]))
-    assert list_models(folder_paths.get_folder_paths("lediff")) == sorted(os.listdir(recipe["exports"]))
-    write_inputs(host.input_dir)
-    for name in WORKFLOWS:
-        workflow = load_workflow(name)
-        host.run(scale_down(to_api(workflow, input_types_from_host(host.nodes.NODE_CLASS_MAPPINGS))),
-                 {"workflow": workflow})
-        with OpenEXR.File(main_exr(host.output_dir, name)) as f:
-            rgb = f.channels()["RGB"].pixels
-        assert np.isfinite(rgb).all() and rgb.std() > 0, name
+    assert sorted(os.listdir(recipe["exports"])) == sorted([HIGHLIGHT, SHADOW])
+    run_with_only_these_models(host, monkeypatch, recipe["exports"], str(workflow_models / "models" / "checkpoints"),
+                               [n for n in WORKFLOWS if n not in SDXL_WORKFLOWS])

@@ -24,7 +24,10 @@ from lediff_runner.workflow import input_types_from_host, input_types_from_objec
 from lediff_testing import REPO, require_tool
 from video_testing import synthetic_pan, write_clip
 
-WORKFLOWS = ("text_to_hdr", "photo_to_hdr", "shadow_recovery", "hdr_panorama", "any_model_to_hdr", "video_to_hdr")
+WORKFLOWS = ("text_to_hdr", "photo_to_hdr", "shadow_recovery", "hdr_panorama", "any_model_to_hdr", "video_to_hdr",
+             "sdxl_text_to_hdr")
+# the workflows that need SDXL LEDiff models (models/lediff/LEDiff_SDXL_*); the others need SD1.5 ones
+SDXL_WORKFLOWS = ("sdxl_text_to_hdr",)
 WORKFLOW_DIR = os.path.join(REPO, "workflows")
 CLIP_FRAMES = 4
 
@@ -85,6 +88,25 @@ def scale_down(prompt: dict) -> dict:
         if inputs.get("tile_size"):
             inputs["tile_size"] = 64
     return prompt
+
+
+def run_with_only_these_models(host, monkeypatch, lediff: str, checkpoints: str, names) -> None:
+    """Run the workflows ``names`` with ``lediff`` and ``checkpoints`` as ComfyUI's only folders of
+    those kinds (so no fixture model of the same name can stand in for the one under test); each
+    must write a finite, non-blank EXR."""
+    import folder_paths
+
+    for kind, path in (("lediff", lediff), ("checkpoints", checkpoints)):
+        monkeypatch.setitem(folder_paths.folder_names_and_paths, kind,
+                            ([path], folder_paths.folder_names_and_paths[kind][1]))
+    write_inputs(host.input_dir)
+    for name in names:
+        workflow = load_workflow(name)
+        host.run(scale_down(to_api(workflow, input_types_from_host(host.nodes.NODE_CLASS_MAPPINGS))),
+                 {"workflow": workflow})
+        with OpenEXR.File(main_exr(host.output_dir, name)) as f:
+            rgb = f.channels()["RGB"].pixels
+        assert np.isfinite(rgb).all() and rgb.std() > 0, name
 
 
 def test_every_workflow_has_a_thumbnail_and_is_ui_format():

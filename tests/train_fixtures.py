@@ -3,7 +3,10 @@
 - an official LEDiff download (8-channel unet/, vae/ with merge_model.pth, scheduler/, plus the
   text_encoder/ and tokenizer/ an SD pipeline folder carries), written by ``lediff_fixtures``;
 - a plain SD1.5 diffusers folder (4-channel unet/, vae/ without merge_model.pth, scheduler/,
-  text_encoder/, tokenizer/), the start-fresh case.
+  text_encoder/, tokenizer/), the start-fresh case;
+- the same two for SDXL (``write_sdxl_model``, ``write_sdxl_lediff_model``): the SDXL-architecture
+  UNet of ``lediff_fixtures.SDXL_UNET_CONFIG``, SDXL's VAE config (scaling factor 0.13025), and SDXL's
+  two text encoders (text_encoder/ CLIP-L, text_encoder_2/ CLIP-G with projection).
 
 The text encoder is a random one-layer CLIPTextModel with SD1.5's width (768, what the UNet's
 cross-attention expects) written by transformers itself; the tokenizer is SD1.5's real CLIP BPE
@@ -19,7 +22,7 @@ import shutil
 from pathlib import Path
 
 import torch
-from lediff_fixtures import UNET_CONFIG, randomise, write_official_folder
+from lediff_fixtures import SDXL_UNET_CONFIG, SDXL_VAE_CONFIG, UNET_CONFIG, randomise, write_official_folder
 from safetensors.torch import save_file
 
 from lediff_testing import REPO
@@ -45,6 +48,76 @@ def write_text_parts(folder: str, seed: int = 7) -> None:
     os.makedirs(tok, exist_ok=True)
     for name in ("vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json"):
         shutil.copy(os.path.join(HOST_TOKENIZER, name), os.path.join(tok, name))
+
+
+# SDXL's scheduler_config.json (EulerDiscrete, SD's training betas)
+SDXL_SCHEDULER = {"_class_name": "EulerDiscreteScheduler", "beta_start": 0.00085, "beta_end": 0.012,
+                  "beta_schedule": "scaled_linear", "interpolation_type": "linear", "num_train_timesteps": 1000,
+                  "prediction_type": "epsilon", "sample_max_value": 1.0, "set_alpha_to_one": False,
+                  "skip_prk_steps": True, "steps_offset": 1, "timestep_spacing": "leading", "trained_betas": None,
+                  "use_karras_sigmas": False}
+# Tiny widths of SDXL's two text encoders that fit SDXL_UNET_CONFIG (whose text widths are SD1.5's
+# so that SD1.5's CLIP conditions it in ComfyUI): context 384 + 384 = 768 = cross_attention_dim,
+# pooled (CLIP-G's projection) 768, + 6 x 256 time ids = 2304 = projection_class_embeddings_input_dim.
+# Stock SDXL: 768 + 1280 = 2048, pooled 1280.
+SDXL_TEXT_WIDTHS = (384, 384)
+SDXL_POOLED = 768
+
+
+def _copy_tokenizer(folder: str, pad_token: str | None = None) -> None:
+    os.makedirs(folder, exist_ok=True)
+    for name in ("vocab.json", "merges.txt", "special_tokens_map.json", "tokenizer_config.json"):
+        shutil.copy(os.path.join(HOST_TOKENIZER, name), os.path.join(folder, name))
+    if pad_token is not None:
+        for name in ("special_tokens_map.json", "tokenizer_config.json"):
+            path = os.path.join(folder, name)
+            with open(path) as f:
+                data = json.load(f)
+            data["pad_token"] = pad_token
+            with open(path, "w") as f:
+                json.dump(data, f, indent=2)
+
+
+def write_sdxl_text_parts(folder: str, seed: int = 8) -> None:
+    """text_encoder/ + tokenizer/ (CLIP-L layout) and text_encoder_2/ + tokenizer_2/ (CLIP-G layout:
+    CLIPTextModelWithProjection, gelu) under ``folder``: random, two layers each (so that the
+    penultimate hidden state SDXL uses is a real layer's output), widths ``SDXL_TEXT_WIDTHS`` and
+    pooled ``SDXL_POOLED``, written by transformers. Both tokenizers are SD1.5's CLIP BPE
+    vocabulary (CLIP-G's is the same vocabulary); tokenizer_2/ pads with "!" as SDXL's does."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    common = {"num_hidden_layers": 2, "num_attention_heads": 2, "max_position_embeddings": 77, "vocab_size": 49408}
+    torch.manual_seed(seed)
+    first = CLIPTextModel(CLIPTextConfig(hidden_size=SDXL_TEXT_WIDTHS[0], intermediate_size=64,
+                                         hidden_act="quick_gelu", projection_dim=768, **common)).eval()
+    second = CLIPTextModelWithProjection(CLIPTextConfig(hidden_size=SDXL_TEXT_WIDTHS[1], intermediate_size=64,
+                                                        hidden_act="gelu", projection_dim=SDXL_POOLED,
+                                                        **common)).eval()
+    first.save_pretrained(os.path.join(folder, "text_encoder"), safe_serialization=True)
+    second.save_pretrained(os.path.join(folder, "text_encoder_2"), safe_serialization=True)
+    _copy_tokenizer(os.path.join(folder, "tokenizer"))
+    _copy_tokenizer(os.path.join(folder, "tokenizer_2"), pad_token="!")
+
+
+def write_sdxl_model(root: str, name: str = "sdxl", seed: int = 30, vae=None) -> str:
+    """A tiny plain SDXL diffusers pipeline folder (the start-fresh case): 4-channel SDXL-architecture
+    unet/, SDXL's VAE config without merge_model.pth, EulerDiscrete scheduler/, both text encoders and
+    tokenizers, model_index.json as SDXL's. ``vae``: a diffusers AutoencoderKL to ship instead of the
+    random one (its config is replaced by SDXL's, so it must have SD's VAE architecture)."""
+    folder = _write_pipeline(root, name, seed, vae, SDXL_UNET_CONFIG, SDXL_VAE_CONFIG, SDXL_SCHEDULER, {
+        "_class_name": "StableDiffusionXLPipeline", "force_zeros_for_empty_prompt": True,
+        "text_encoder_2": ["transformers", "CLIPTextModelWithProjection"],
+        "tokenizer_2": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "EulerDiscreteScheduler"]})
+    write_sdxl_text_parts(folder)
+    return folder
+
+
+def write_sdxl_lediff_model(root: str, name: str = "LEDiff_SDXL_highlight", seed: int = 40) -> str:
+    """An 8-channel SDXL LEDiff folder in the official layout, with both text encoders: the SDXL
+    fine-tune starting point."""
+    folder = write_official_folder(root, name, unet_config=SDXL_UNET_CONFIG, vae_config=SDXL_VAE_CONFIG, seed=seed)
+    write_sdxl_text_parts(folder)
+    return folder
 
 
 def write_lediff_model(root: str, name: str = "LEDiff_highlight", seed: int = 0) -> str:
@@ -92,26 +165,34 @@ def pretrained_vae(steps: int = 150, seed: int = 22):
 def write_sd15_model(root: str, name: str = "sd15", seed: int = 20, vae=None) -> str:
     """A plain SD1.5 diffusers folder (4-channel UNet, no fusion weights): the start-fresh case.
     ``vae``: a diffusers AutoencoderKL to ship instead of the random one (e.g. ``pretrained_vae()``)."""
+    folder = _write_pipeline(root, name, seed, vae, UNET_CONFIG, None, SD_SCHEDULER, {
+        "_class_name": "StableDiffusionPipeline", "scheduler": ["diffusers", "PNDMScheduler"]})
+    write_text_parts(folder)
+    return folder
+
+
+def _write_pipeline(root, name, seed, vae, unet_config, vae_config, scheduler, index) -> str:
+    """A diffusers pipeline folder: the official layout's vae/ (no merge_model.pth) and a random
+    4-channel UNet of ``unet_config``'s architecture; ``index`` adds to model_index.json."""
     from diffusers import UNet2DConditionModel
 
-    folder = write_official_folder(root, name, seed=seed)  # vae/ and scheduler/ as SD ships them
+    folder = write_official_folder(root, name, vae_config=vae_config, seed=seed)
     os.remove(os.path.join(folder, "vae", "merge_model.pth"))
     if vae is not None:
         save_file({k: v.detach().contiguous() for k, v in vae.state_dict().items()},
                   os.path.join(folder, "vae", "diffusion_pytorch_model.safetensors"))
-    config = {**UNET_CONFIG, "in_channels": 4}
+    config = {**unet_config, "in_channels": 4}
     unet = randomise(UNet2DConditionModel.from_config(config), seed + 1)
     with open(os.path.join(folder, "unet", "config.json"), "w") as f:
         json.dump(config, f, indent=2)
     save_file({k: v.contiguous() for k, v in unet.state_dict().items()},
               os.path.join(folder, "unet", "diffusion_pytorch_model.safetensors"))
     with open(os.path.join(folder, "scheduler", "scheduler_config.json"), "w") as f:
-        json.dump(SD_SCHEDULER, f, indent=2)
+        json.dump(scheduler, f, indent=2)
     with open(os.path.join(folder, "model_index.json"), "w") as f:
-        json.dump({"_class_name": "StableDiffusionPipeline", "unet": ["diffusers", "UNet2DConditionModel"],
-                   "vae": ["diffusers", "AutoencoderKL"], "text_encoder": ["transformers", "CLIPTextModel"],
-                   "tokenizer": ["transformers", "CLIPTokenizer"], "scheduler": ["diffusers", "PNDMScheduler"]}, f)
-    write_text_parts(folder)
+        json.dump({"unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+                   "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+                   **index}, f)
     return folder
 
 

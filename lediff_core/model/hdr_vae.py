@@ -13,7 +13,14 @@ from torch import nn
 
 from .fusion import ExposureFusion
 from .tiling import default_overlap
+from .unet_config import SD15, SDXL
 from .vae import AutoencoderKL
+
+# The latent scales of the two VAEs LEDiff runs on (their vae/config.json ``scaling_factor``): SD1.x
+# and SD2 share 0.18215; SDXL's VAE (same architecture, retrained) has 0.13025. The scale is the one
+# config value that tells the two latent spaces apart.
+BACKBONE_SCALING = {SD15: 0.18215, SDXL: 0.13025}
+BACKBONE_NAMES = {SD15: "SD1.5", SDXL: "SDXL"}
 
 
 class LatentError(ValueError):
@@ -28,9 +35,9 @@ def check_latent(samples: torch.Tensor, name: str = "latent", channels: int = 4)
         )
     if samples.shape[1] != channels:
         raise LatentError(
-            f"{name} has {samples.shape[1]} channels; LEDiff works on Stable Diffusion 1.x latents "
-            f"with {channels} (SD3/Flux/SDXL-refiner latents cannot be used: encode the image with "
-            "the HDR VAE's VAE output instead)"
+            f"{name} has {samples.shape[1]} channels; LEDiff works on Stable Diffusion 1.x and SDXL "
+            f"latents with {channels} (SD3/Flux latents cannot be used: decode them to an image and "
+            "encode it with the HDR VAE's vae output instead)"
         )
     bad = (~torch.isfinite(samples)).sum().item()
     if bad:
@@ -47,6 +54,37 @@ def check_brackets(latents: dict[str, torch.Tensor], channels: int = 4) -> None:
             f"brackets differ in batch or size: {shapes}; all brackets must come from the same input "
             "latent (same batch size and resolution)"
         )
+
+
+def vae_backbone(config: dict) -> str | None:
+    """``"sd15"``, ``"sdxl"`` or None (another latent space): the backbone whose latents a VAE config
+    (diffusers ``vae/config.json``, raw or parsed) works on, read from its ``scaling_factor``
+    (diffusers' default 0.18215 when absent)."""
+    scale = float(config.get("scaling_factor", BACKBONE_SCALING[SD15]))
+    return next((b for b, s in BACKBONE_SCALING.items() if abs(scale - s) < 1e-6), None)
+
+
+def check_backbones(made_by: dict[str, str | None], backbone: str | None, source: str = "") -> None:
+    """Latents tagged with the backbone of the LEDiff denoiser that made them (``made_by``: name ->
+    "sd15" / "sdxl", or None for an untagged latent, e.g. straight from KSampler) against the HDR
+    VAE's ``backbone``: a bracket of the other backbone is an error naming both sides and the fix.
+    Untagged latents pass (nothing to check); with a VAE of neither backbone the tags must agree."""
+    tagged = {name: b for name, b in made_by.items() if b is not None}
+    if backbone is None:
+        if len(set(tagged.values())) > 1:
+            raise LatentError(f"brackets made by denoisers of different backbones: {tagged}; make every bracket "
+                              "of one image with LEDiff denoisers of one backbone")
+        return
+    want, vae = BACKBONE_NAMES[backbone], f"the HDR VAE {source}" if source else "the HDR VAE"
+    for name, b in tagged.items():
+        if b != backbone:
+            got = BACKBONE_NAMES.get(b, b)
+            raise LatentError(
+                f"{name} was made by an {got} LEDiff bracket denoiser, but {vae} is {want}'s "
+                f"(scaling_factor {BACKBONE_SCALING[backbone]}): the two latent spaces differ. Load the {got} "
+                f"LEDiff model's HDR VAE in Load HDR VAE (the one from the folder of the {got} denoisers), or "
+                f"make the brackets with {want} LEDiff denoisers"
+            )
 
 
 class HDRVAE(nn.Module):

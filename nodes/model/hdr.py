@@ -10,6 +10,7 @@ from ...lediff_core.color.tonemap import tone_map
 from ...lediff_core.model.blend import PRESETS, anchor_exposure, blend_with_ldr
 from ...lediff_core.video import FRAMES
 from ...lediff_core.video.temporal import stabilise
+from .brackets import BACKBONE_KEY
 from .runtime import PRECISION_EXACT, PRECISIONS
 
 HDR_VAE = io.Custom("LEDIFF_HDR_VAE")
@@ -21,7 +22,8 @@ PRECISION_TOOLTIP = (
     "logarithm, so its rounding becomes relative HDR error. Measured (SD-sized decoder, log output "
     "spanning about +-8, against float32): bfloat16 median 1.7 %, 99th percentile 7.7 %, max 12 %; "
     "float16 median 0.23 %, 99th percentile 1.1 %, max 1.9 %. On a CPU without native "
-    "bfloat16/float16 it is also much slower.")
+    "bfloat16/float16 it is also much slower. An SDXL HDR VAE never computes in float16 (SDXL's VAE "
+    "overflows it): with --fp16-vae its fast precision is float32 too; bfloat16 stays.")
 
 # inputs in exposure order, darkest first (the order the fusion module was trained with)
 BRACKET_ORDER = ("darker", "dark", "mid", "bright", "brighter")
@@ -36,7 +38,8 @@ class LatentExposureFusion(io.ComfyNode):
             category="LEDiff/hdr",
             description="Merges exposure-bracket latents into one HDR latent with LEDiff's fusion module.",
             inputs=[
-                HDR_VAE.Input("hdr_vae", tooltip="From Load HDR VAE (holds the fusion weights)."),
+                HDR_VAE.Input("hdr_vae", tooltip="From Load HDR VAE (holds the fusion weights); of the same "
+                              "backbone (SD1.5 or SDXL) as the denoisers that made the brackets."),
                 io.Latent.Input("dark", tooltip="Darkest of the three brackets."),
                 io.Latent.Input("mid", tooltip="Middle bracket."),
                 io.Latent.Input("bright", tooltip="Brightest of the three brackets."),
@@ -56,7 +59,10 @@ class LatentExposureFusion(io.ComfyNode):
     @classmethod
     def execute(cls, hdr_vae, dark, mid, bright, darker=None, brighter=None) -> io.NodeOutput:
         given = {"darker": darker, "dark": dark, "mid": mid, "bright": bright, "brighter": brighter}
-        brackets = {name: given[name]["samples"] for name in BRACKET_ORDER if given[name] is not None}
+        given = {name: given[name] for name in BRACKET_ORDER if given[name] is not None}
+        made_by = {name: latent.get(BACKBONE_KEY) for name, latent in given.items()}
+        hdr_vae.check_made_by(made_by)
+        brackets = {name: latent["samples"] for name, latent in given.items()}
         fused, weights = hdr_vae.fuse(brackets)
         out_dtype = mm.intermediate_dtype()
         # one grey image per bracket and batch item, nearest-upscaled to the decoded image size
@@ -65,6 +71,10 @@ class LatentExposureFusion(io.ComfyNode):
         maps = maps.repeat_interleave(f, dim=-2).repeat_interleave(f, dim=-1)[..., None].expand(-1, -1, -1, 3)
         out = {k: v for k, v in mid.items() if k not in ("samples", "noise_mask")}
         out["samples"] = fused.to(dtype=out_dtype)
+        # the fused latent is in the brackets' latent space: say so even when 'mid' came untagged from KSampler
+        tags = {b for b in made_by.values() if b is not None}
+        if tags:
+            out[BACKBONE_KEY] = tags.pop()
         return io.NodeOutput(out, maps.to(dtype=out_dtype))
 
 
@@ -77,7 +87,7 @@ class HDRDecode(io.ComfyNode):
             category="LEDiff/hdr",
             description="Decodes a (fused) latent with LEDiff's HDR decoder into linear HDR, never clamped.",
             inputs=[
-                HDR_VAE.Input("hdr_vae", tooltip="From Load HDR VAE."),
+                HDR_VAE.Input("hdr_vae", tooltip="From Load HDR VAE (SD1.5 or SDXL: the latent's backbone)."),
                 io.Latent.Input("latent", tooltip="Usually from Latent Exposure Fusion."),
                 io.Boolean.Input("wrap_x", default=False, optional=True,
                                  tooltip="The latent is a 360-degree panorama: the decoder wraps "
@@ -99,6 +109,7 @@ class HDRDecode(io.ComfyNode):
 
     @classmethod
     def execute(cls, hdr_vae, latent, wrap_x=False, tile_size=0, precision=PRECISION_EXACT) -> io.NodeOutput:
+        hdr_vae.check_made_by({"latent": latent.get(BACKBONE_KEY)})
         hdr = hdr_vae.decode(latent["samples"], wrap_x, tile_size, precision)
         return io.NodeOutput(hdr, tone_map(hdr, "aces", auto_exposure=True))
 

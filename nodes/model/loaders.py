@@ -21,11 +21,14 @@ class LoadHDRVAE(io.ComfyNode):
             node_id="LEDiffLoadHDRVAE",
             display_name="Load HDR VAE",
             category="LEDiff/loaders",
-            description="Loads LEDiff's VAE (SD encoder + HDR decoder) and its exposure fusion module.",
+            description="Loads LEDiff's VAE (SD encoder + HDR decoder) and its exposure fusion module, for "
+                        "SD1.5 or SDXL LEDiff models (the backbone follows vae/config.json's scaling_factor: "
+                        "0.18215 SD1.5, 0.13025 SDXL).",
             inputs=[io.Combo.Input("model_name", options=model_names(), tooltip=MODEL_TOOLTIP)],
             outputs=[
                 HDR_VAE.Output("hdr_vae", tooltip="HDR decoder and fusion module (float32; no encoder: "
-                               "encode photos with the vae output), for Latent Exposure Fusion and HDR Decode."),
+                               "encode photos with the vae output), for Latent Exposure Fusion and HDR Decode. "
+                               "An SDXL HDR VAE never computes in float16 (SDXL's VAE overflows it)."),
                 io.Vae.Output("vae", tooltip="The same weights as a standard VAE: VAE Encode photos with "
                               "it. (Its decoder is the HDR decoder: VAE Decode shows a log-encoded view.)"),
             ],
@@ -46,7 +49,8 @@ class LoadDenoiser(io.ComfyNode):
             node_id="LEDiffLoadDenoiser",
             display_name="Load Bracket Denoiser",
             category="LEDiff/loaders",
-            description="Loads LEDiff's 8-channel bracket denoiser (Highlight or Shadow model) as a MODEL.",
+            description="Loads LEDiff's 8-channel bracket denoiser (Highlight or Shadow model) as a MODEL: "
+                        "SD1.5 or SDXL, read from unet/config.json.",
             inputs=[io.Combo.Input("model_name", options=model_names(), tooltip=MODEL_TOOLTIP)],
             outputs=[io.Model.Output("model", tooltip="For Highlight Bracket / Shadow Bracket; model patch "
                                      "and LoRA nodes apply to it like to any MODEL.")],

@@ -13,9 +13,16 @@ import comfy.utils
 import folder_paths
 import torch
 
-from ...lediff_core.model.hdr_vae import HDRVAE, check_brackets, check_latent
+from ...lediff_core.model.hdr_vae import (
+    BACKBONE_NAMES,
+    HDRVAE,
+    check_backbones,
+    check_brackets,
+    check_latent,
+    vae_backbone,
+)
 from ...lediff_core.model.tiling import default_overlap, tile_count
-from ...lediff_core.model.unet_config import ldm_unet_config
+from ...lediff_core.model.unet_config import SDXL, backbone, ldm_unet_config
 from ...lediff_core.model.weights import WeightError, check_keys, list_models, resolve_model
 
 FOLDER = "lediff"
@@ -30,16 +37,16 @@ def model_path(name: str) -> str:
 
 
 def build_denoiser(config: dict, diffusers_sd: dict, source: str) -> comfy.model_patcher.ModelPatcher:
-    """An 8-channel SD1.x UNet from its diffusers config and weights, as a ComfyUI MODEL.
+    """An 8-channel SD1.x or SDXL UNet from its diffusers config and weights, as a ComfyUI MODEL.
 
-    ComfyUI has no diffusers-format detection entry for 8-channel SD1.5 UNets, so the model is built
-    from the config: keys are converted with ComfyUI's own diffusers-to-ldm map and checked exactly.
+    The backbone is read from the config (``unet_config.backbone``): SD1.x becomes ComfyUI's
+    ``SD15_instructpix2pix``, SDXL its ``SDXL_instructpix2pix`` (the CosXL Edit type: pooled text and
+    size/crop conditioning through ``encode_adm``). ComfyUI has no diffusers-format detection entry
+    for 8-channel UNets of other widths, so the model is built from the config: keys are converted
+    with ComfyUI's own diffusers-to-ldm map and checked exactly.
     """
     unet_config = ldm_unet_config(config)
-    model_config = comfy.supported_models.SD15_instructpix2pix(unet_config)
-    # SD15's model config forces 8 heads; a config that says otherwise must win (else attention is
-    # silently wrong)
-    model_config.unet_config["num_heads"] = unet_config["num_heads"]
+    model_config = _denoiser_model_config(backbone(config), unet_config)
     load_device, offload_device = mm.get_torch_device(), mm.unet_offload_device()
     params = sum(v.numel() for v in diffusers_sd.values())
     weight_dtype = next(iter(diffusers_sd.values())).dtype if diffusers_sd else None
@@ -49,9 +56,7 @@ def build_denoiser(config: dict, diffusers_sd: dict, source: str) -> comfy.model
                                                                  model_config.supported_inference_dtypes))
     model = model_config.get_model({}, "")
     model_keys = set(model.diffusion_model.state_dict())
-    # ComfyUI's diffusers-to-ldm map also names optional embeddings: keep what this model has
-    key_map = {d: ldm for d, ldm in comfy.utils.unet_to_diffusers(model_config.unet_config).items()
-               if ldm in model_keys}
+    key_map = _diffusers_key_map(model_config.unet_config, model_keys)
     check_keys(model_keys, key_map.values(), f"bracket denoiser {source} (key conversion)")
     check_keys(key_map.keys(), diffusers_sd.keys(), f"bracket denoiser {source}",
                "The unet/ weights do not match unet/config.json; re-download the model")
@@ -62,9 +67,46 @@ def build_denoiser(config: dict, diffusers_sd: dict, source: str) -> comfy.model
     return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
 
 
+def _denoiser_model_config(family: str, unet_config: dict):
+    """ComfyUI's 8-channel model config of ``family`` over the translated UNet config. Both model
+    configs overwrite the head settings with their stock values (SD1.5: 8 heads; SDXL: 64-wide
+    heads): the config's own must win, else attention is silently wrong."""
+    if family == SDXL:
+        model_config = comfy.supported_models.SDXL_instructpix2pix(unet_config)
+        heads = ("num_heads", "num_head_channels")
+    else:
+        model_config = comfy.supported_models.SD15_instructpix2pix(unet_config)
+        heads = ("num_heads",)
+    for key in heads:
+        model_config.unet_config[key] = unet_config[key]
+    return model_config
+
+
+def _diffusers_key_map(unet_config: dict, model_keys: set) -> dict:
+    """diffusers key -> ldm key for the keys this model has. ComfyUI's map also names optional
+    embeddings, and names the ADM embedding (``label_emb``) both ``class_embedding.*`` and SDXL's
+    ``add_embedding.*``: SDXL's diffusers weights use the latter, so only it is kept."""
+    return {d: ldm for d, ldm in comfy.utils.unet_to_diffusers(unet_config).items()
+            if ldm in model_keys and not d.startswith("class_embedding.")}
+
+
+def vae_working_dtype(family: str | None) -> torch.dtype:
+    """The dtype ComfyUI's own VAE computes in on this machine (bfloat16 on recent NVIDIA GPUs,
+    float32 on a CPU, float16 with --fp16-vae), except float16 for an SDXL VAE: SDXL's VAE overflows
+    float16 (activations beyond its 65504 maximum become inf, then NaN: why diffusers upcasts it,
+    ``force_upcast``, and why the "fp16-fix" SDXL VAE exists), so it gets float32. bfloat16 has
+    float32's exponent range and stays."""
+    dtype = mm.vae_dtype(mm.vae_device(), [torch.bfloat16, torch.float32])
+    return torch.float32 if family == SDXL and dtype == torch.float16 else dtype
+
+
 def build_comfy_vae(config: dict, diffusers_sd: dict, source: str) -> comfy.sd.VAE:
     """A standard ComfyUI VAE (for VAE Encode of photos and bracket previews) from the HDR VAE's
-    weights; its decoder is LEDiff's HDR decoder, so VAE Decode shows a log-encoded view."""
+    weights; its decoder is LEDiff's HDR decoder, so VAE Decode shows a log-encoded view.
+
+    ComfyUI's VAE encodes to and decodes from *unscaled* latents (the MODEL's latent_format applies
+    the scale), so SD1.5's and SDXL's scaling_factor play no part here; its dtype follows
+    ``vae_working_dtype`` (an SDXL VAE never in float16)."""
     widths = list(config["block_out_channels"])
     if config.get("norm_num_groups", 32) != 32 or not config.get("mid_block_add_attention", True):
         raise WeightError(f"{source}: ComfyUI's VAE needs 32 GroupNorm groups and mid-block attention")
@@ -76,7 +118,8 @@ def build_comfy_vae(config: dict, diffusers_sd: dict, source: str) -> comfy.sd.V
     }
     ldm_sd = comfy.diffusers_convert.convert_vae_state_dict(dict(diffusers_sd))
     vae = comfy.sd.VAE(sd=dict(ldm_sd), config={"params": {"ddconfig": ddconfig,
-                                                          "embed_dim": ddconfig["z_channels"]}})
+                                                          "embed_dim": ddconfig["z_channels"]}},
+                       dtype=vae_working_dtype(vae_backbone(config)))
     # ComfyUI loads VAE weights with strict=False: check that every weight really arrived
     loaded = vae.first_stage_model.state_dict()
     check_keys(loaded.keys(), ldm_sd.keys(), f"VAE {source}")
@@ -95,18 +138,24 @@ class HDRVAEModel:
     Weights stay float32 whatever ComfyUI's VAE dtype is (bfloat16 on recent NVIDIA GPUs): the
     decoder emits a logarithm that goes through exp(), so bfloat16's 8 mantissa bits become
     percent-level HDR errors. ``decode(..., precision=PRECISION_FAST)`` opts into computing in the
-    VAE dtype (autocast: convolutions and matrix products in that dtype, weights untouched).
+    VAE dtype (autocast: convolutions and matrix products in that dtype, weights untouched), never
+    float16 for an SDXL HDR VAE (``vae_working_dtype``).
     The SD encoder is dropped: photos are encoded with the standard VAE built from the same file.
+
+    ``backbone`` ("sd15", "sdxl", or None for another latent scale) comes from the VAE config's
+    ``scaling_factor`` (``vae_backbone``); ``check_made_by`` compares it with the backbone tags
+    of bracket LATENTs.
     """
 
     def __init__(self, core: HDRVAE, name: str):
         core.drop_encoder()
         self.core = core.eval().float()
         self.name = name
+        self.backbone = vae_backbone(core.vae.config)
         self.patcher = comfy.model_patcher.ModelPatcher(
             self.core, load_device=mm.vae_device(), offload_device=mm.vae_offload_device())
         # what ComfyUI's own VAE would compute in on this machine (the opt-in fast precision)
-        self.fast_dtype = mm.vae_dtype(mm.vae_device(), [torch.bfloat16, torch.float32])
+        self.fast_dtype = vae_working_dtype(self.backbone)
 
     @property
     def latent_channels(self) -> int:
@@ -121,6 +170,11 @@ class HDRVAEModel:
         The one place that converts pixels to latent units and picks the overlap."""
         tile = tile_size // self.downscale_factor
         return (tile, default_overlap(tile)) if tile else (0, 0)
+
+    def check_made_by(self, made_by: dict[str, str | None]) -> None:
+        """Latent name -> backbone tag of the LEDiff denoiser that made it (None: untagged, e.g. from
+        KSampler or VAE Encode): a tag of the other backbone is an error naming both and the fix."""
+        check_backbones(made_by, self.backbone, repr(self.name))
 
     def compute_dtype(self, precision: str) -> torch.dtype:
         if precision not in PRECISIONS:
@@ -177,4 +231,4 @@ class HDRVAEModel:
         return torch.cat(images)
 
     def __repr__(self):
-        return f"LEDiff HDR VAE ({self.name})"
+        return f"LEDiff HDR VAE ({self.name}, {BACKBONE_NAMES.get(self.backbone, 'unknown backbone')})"
