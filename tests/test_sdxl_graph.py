@@ -225,6 +225,10 @@ def test_five_bracket_fusion_of_sdxl_brackets(host, models, sdxl_folder):
     with torch.no_grad():
         ref = core_hdr_vae(sdxl_folder).decode_hdr(fused["samples"], tile=4)
     assert hdr.shape == (1, 64, 64, 3) and torch.allclose(hdr, ref, rtol=1e-5, atol=0)
+    # Blend with LDR takes the SDXL HDR like any other (IMAGEs only: nothing backbone-specific)
+    ldr = torch.rand(1, 64, 64, 3, generator=torch.Generator().manual_seed(6)) * 0.85 + 0.05  # nothing clipped
+    blended, mask = host.node_class("LEDiffBlendLDR").execute(ldr, hdr, "released", "percentile", 50.0, 0.18).args
+    assert blended.shape == hdr.shape and torch.isfinite(blended).all() and mask.max() == 0
     # and the same SDXL brackets into the SD1.5 HDR VAE: refused
     sd15 = host.node_class("LEDiffLoadHDRVAE").execute(MODEL).args[0]
     with pytest.raises(ValueError, match=r"an SDXL LEDiff bracket denoiser, but the HDR VAE .* is SD1\.5's"):
