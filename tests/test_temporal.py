@@ -256,3 +256,29 @@ def test_missing_opencv_says_how_to_install_it():
     assert proc.returncode == 0, proc.stderr
     assert "install.py" in proc.stdout and "pip install opencv-python-headless" in proc.stdout
     assert "two cv2 distributions side by side" in proc.stdout
+
+
+def test_the_same_shot_is_flowed_once():
+    # one video graph asks for the same clip's motion three times (both brackets, Blend with LDR)
+    import lediff_core.video.flow as flow
+
+    frames = torch.from_numpy(synthetic_pan(frames=3)[1]).float()
+    calls = []
+    real = flow._pairs
+    flow.clear_flow_cache()
+    try:
+        flow._pairs = lambda *a, **k: calls.append(1) or real(*a, **k)
+        bw, visible = flow.flow_with_visibility(frames)
+        bw[:] = 0  # the caller's copy: the kept result must not change
+        again, visible_again = flow.flow_with_visibility(frames.clone())
+        assert len(calls) == 1 and torch.equal(visible, visible_again)
+        assert torch.equal(again, forward_backward_flow(frames)[0])  # what DIS gives, computed afresh
+        flow.flow_with_visibility(frames.flip(0))  # another shot
+        flow.flow_with_visibility(frames.flip(0))
+        assert len(calls) == 3  # (forward_backward_flow above called _pairs once)
+        flow.clear_flow_cache()
+        flow.flow_with_visibility(frames.flip(0))
+        assert len(calls) == 4
+    finally:
+        flow._pairs = real
+        flow.clear_flow_cache()

@@ -15,6 +15,9 @@ repository root adds ``opencv-python-headless`` only where none is present).
 
 from __future__ import annotations
 
+import hashlib
+import threading
+
 import numpy as np
 import torch
 
@@ -128,11 +131,34 @@ def occlusion_mask(flow_bw: torch.Tensor, flow_fw: torch.Tensor, alpha: float = 
     return valid
 
 
+_last_shot: dict = {}  # {"key": ..., "flow": ..., "visible": ...} of the last flow_with_visibility call
+_last_lock = threading.Lock()
+
+
 def flow_with_visibility(guide) -> tuple[torch.Tensor, torch.Tensor]:
     """(backward flow [T-1, H, W, 2], visibility [T-1, H, W] bool) of guide frames: what the warping
-    error (``lediff_core.qa.temporal.warping_error``) takes as ``flow`` and ``valid``."""
-    bw, fw = forward_backward_flow(guide)
-    return bw, occlusion_mask(bw, fw)
+    error (``lediff_core.qa.temporal.warping_error``) takes as ``flow`` and ``valid``.
+
+    The last shot's result is kept (one entry, replaced by the next different shot) and returned
+    again, as copies, for guide frames with the same 8-bit grayscale, which is all DIS sees: one
+    video graph asks for the same clip's motion in Highlight Bracket, Shadow Bracket and Blend with
+    LDR, and the flow is most of their time (docs/benchmarks.md). ``clear_flow_cache`` frees it."""
+    gray = _gray8(guide)
+    key = (gray.shape, hashlib.blake2b(gray.tobytes(), digest_size=32).digest())
+    with _last_lock:
+        if _last_shot.get("key") == key:
+            return _last_shot["flow"].clone(), _last_shot["visible"].clone()
+    bw, fw = _pairs(gray, backward=True, forward=True)
+    visible = occlusion_mask(bw, fw)
+    with _last_lock:
+        _last_shot.update(key=key, flow=bw, visible=visible)
+    return bw.clone(), visible.clone()
+
+
+def clear_flow_cache() -> None:
+    """Forget the last shot's flow (``flow_with_visibility``)."""
+    with _last_lock:
+        _last_shot.clear()
 
 
 def hdr_guide(frames, low_percentile: float = 0.5, high_percentile: float = 99.5) -> torch.Tensor:
