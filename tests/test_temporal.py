@@ -279,6 +279,14 @@ def test_the_same_shot_is_flowed_once():
         flow.clear_flow_cache()
         flow.flow_with_visibility(frames.flip(0))
         assert len(calls) == 4
+        # a shot larger than KEEP_BYTES is not kept
+        flow.KEEP_BYTES, keep = 1000, flow.KEEP_BYTES
+        try:
+            flow.flow_with_visibility(frames)
+            flow.flow_with_visibility(frames)
+        finally:
+            flow.KEEP_BYTES = keep
+        assert len(calls) == 6
     finally:
         flow._pairs = real
         flow.clear_flow_cache()

@@ -131,6 +131,9 @@ def occlusion_mask(flow_bw: torch.Tensor, flow_fw: torch.Tensor, alpha: float = 
     return valid
 
 
+# the last shot's flow is kept up to this size (about 55 frames of 1080p, 2000 of 768x384); larger
+# shots are measured again when asked again, rather than holding gigabytes after the graph
+KEEP_BYTES = 1 << 30
 _last_shot: dict = {}  # {"key": ..., "flow": ..., "visible": ...} of the last flow_with_visibility call
 _last_lock = threading.Lock()
 
@@ -139,7 +142,7 @@ def flow_with_visibility(guide) -> tuple[torch.Tensor, torch.Tensor]:
     """(backward flow [T-1, H, W, 2], visibility [T-1, H, W] bool) of guide frames: what the warping
     error (``lediff_core.qa.temporal.warping_error``) takes as ``flow`` and ``valid``.
 
-    The last shot's result is kept (one entry, replaced by the next different shot) and returned
+    The last shot's result is kept (one entry of at most ``KEEP_BYTES``, replaced by the next shot) and returned
     again, as copies, for guide frames with the same 8-bit grayscale, which is all DIS sees: one
     video graph asks for the same clip's motion in Highlight Bracket, Shadow Bracket and Blend with
     LDR, and the flow is most of their time (docs/benchmarks.md). ``clear_flow_cache`` frees it."""
@@ -151,7 +154,9 @@ def flow_with_visibility(guide) -> tuple[torch.Tensor, torch.Tensor]:
     bw, fw = _pairs(gray, backward=True, forward=True)
     visible = occlusion_mask(bw, fw)
     with _last_lock:
-        _last_shot.update(key=key, flow=bw, visible=visible)
+        _last_shot.clear()
+        if bw.nbytes + visible.nbytes <= KEEP_BYTES:
+            _last_shot.update(key=key, flow=bw, visible=visible)
     return bw.clone(), visible.clone()
 
 
