@@ -21,7 +21,7 @@ from lediff_core.model.vae import AutoencoderKL
 
 from . import models
 from .engine import Trainer, add_common_arguments
-from .validate import aligned_log_l1, hdr_scores, strip_pair, validation_indices
+from .validate import hdr_validation, validation_indices
 
 # the paper's (LEDIFF.md); the batch size is not published: 2 crops of 512 per GPU fit in 24 GB
 DEFAULTS = {"steps": 200_000, "lr": 1e-6, "batch_size": 2}
@@ -104,11 +104,7 @@ class DecoderStage:
         batch = data.get(idx)
         device = next(modules["hdr_decoder"].parameters()).device
         pred = modules["hdr_decoder"](*(batch[k].to(device) for k in ("c_minus", "c0", "c_plus"))).float().cpu()
-        target = batch["log_hdr"].float()
-        logs = {"val/log_l1_aligned": aligned_log_l1(pred, target).mean().item()}
-        logs.update({f"val/{k}": v for k, v in hdr_scores(pred, target).items()})
-        logger.image(step, "val/exposure_strip", strip_pair(pred[0], target[0]))
-        return logs
+        return hdr_validation(pred, batch["log_hdr"].float(), step, logger)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

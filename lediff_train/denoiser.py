@@ -32,7 +32,7 @@ import torch.nn.functional as F
 
 from . import models
 from .engine import Trainer, add_common_arguments
-from .validate import aligned_log_l1, hdr_scores, strip_pair, validation_indices
+from .validate import hdr_validation, validation_indices
 
 # the paper's (LEDIFF.md); batch size not published: 4 latents of 512-pixel crops per GPU
 DEFAULTS = {"steps": 400_000, "lr": 1e-5, "batch_size": 4}
@@ -177,8 +177,7 @@ class DenoiserStage:
         args, unet = self.args, modules["unet"]
         idx = validation_indices(len(data), args.val_samples)
         device = next(unet.parameters()).device
-        with torch.autocast(device.type, enabled=False):  # reading float16 targets is no autocast op (bf16 runs)
-            batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in data.get(idx).items()}
+        batch = {k: v.to(device) if isinstance(v, torch.Tensor) else v for k, v in data.get(idx).items()}
         gens = [torch.Generator().manual_seed(VAL_SEED + i) for i in idx]
         logs = {"val/denoise_loss": self._denoising_loss(unet, batch, gens, 0.0).item()}
         context = self.condition(batch["caption"], batch["c0"])
@@ -192,11 +191,7 @@ class DenoiserStage:
                     else [batch["c_minus"], batch["c0"], made])
         with torch.autocast(device.type, enabled=False):  # the VAE in float32 (SDXL's overflows in float16)
             pred = self._decoder(device)(*(b.float() for b in brackets)).float().cpu()
-        target = batch["log_hdr"].float().cpu()
-        logs["val/log_l1_aligned"] = aligned_log_l1(pred, target).mean().item()
-        logs.update({f"val/{k}": v for k, v in hdr_scores(pred, target).items()})
-        logger.image(step, "val/exposure_strip", strip_pair(pred[0], target[0]))
-        return logs
+        return {**logs, **hdr_validation(pred, batch["log_hdr"].float().cpu(), step, logger)}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -25,6 +25,7 @@ import json
 import math
 import os
 import shutil
+import tempfile
 import time
 
 import numpy as np
@@ -202,13 +203,19 @@ def _has_accelerator() -> bool:
     return torch.cuda.is_available() or bool(xpu is not None and xpu.is_available())
 
 
-def _write_text_atomic(path: str, text: str) -> None:
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)  # our own pointer/manifest: replacing it is the point
+def write_text_atomic(path: str, text: str) -> None:
+    """Replace the run's or data's own small file (a pointer, a manifest) in one step: written to a
+    temporary name beside it, synced, renamed over it; a failed write leaves the old file."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)  # our own pointer/manifest: replacing it is the point
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -299,7 +306,7 @@ class Trainer:
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
             os.makedirs(os.path.join(self.run_dir, CHECKPOINTS), exist_ok=True)
-            _write_text_atomic(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+            write_text_atomic(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
             for stale in os.listdir(os.path.join(self.run_dir, CHECKPOINTS)):
                 if stale.startswith(".") and stale.endswith(".tmp"):  # left by a killed run
                     shutil.rmtree(os.path.join(self.run_dir, CHECKPOINTS, stale), ignore_errors=True)
@@ -373,7 +380,7 @@ class Trainer:
                 json.dump({"step": step, "stage": self.config["stage"],
                            "samples": step * self.args.batch_size * self.acc.num_processes * self.args.grad_accum}, f)
             _rename_new(staging, final)
-            _write_text_atomic(os.path.join(ckpts, LATEST), f"step-{step}\n")
+            write_text_atomic(os.path.join(ckpts, LATEST), f"step-{step}\n")
             self._prune(ckpts)
         self.acc.wait_for_everyone()
         return final

@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import posixpath
-import tempfile
 import zlib
 
 import numpy as np
@@ -33,6 +32,7 @@ from lediff_core.model.vae import AutoencoderKL
 from lediff_core.model.weights import WeightError
 
 from . import brackets as br
+from .engine import write_text_atomic
 
 FORMAT = "lediff-train-data/1"
 MANIFEST = "prepare.json"
@@ -230,16 +230,7 @@ def shard_tensors(vae: AutoencoderKL, kept: list[dict], batch_size: int) -> dict
 
 # --------------------------------------------------------------------------------------- manifest
 def _write_manifest(out: str, manifest: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}.", suffix=".tmp", dir=out)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(manifest, f, indent=2)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, os.path.join(out, MANIFEST))
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    write_text_atomic(os.path.join(out, MANIFEST), json.dumps(manifest, indent=2))
 
 
 def _parse_ev_step(ev_step) -> float | None:

@@ -48,3 +48,12 @@ def validation_indices(n: int, count: int) -> list[int]:
     """The same held-out samples at every validation (evenly spread)."""
     count = min(count, n)
     return sorted({int(round(i * (n - 1) / max(count - 1, 1))) for i in range(count)}) if count else []
+
+
+def hdr_validation(pred_log: torch.Tensor, target_log: torch.Tensor, step: int, logger) -> dict:
+    """What both stages log of held-out HDR: the scale-free log L1, PU21-PSNR and HDR-FLIP (means),
+    and the first crop's exposure strip as an image."""
+    logs = {"val/log_l1_aligned": aligned_log_l1(pred_log, target_log).mean().item()}
+    logs.update({f"val/{k}": v for k, v in hdr_scores(pred_log, target_log).items()})
+    logger.image(step, "val/exposure_strip", strip_pair(pred_log[0], target_log[0]))
+    return logs

@@ -14,12 +14,10 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_fixtures import write_lediff_model, write_sd15_model
+from train_fixtures import hdri_folder, write_lediff_model, write_sd15_model
 
-from lediff_testing import DATA, REPO
+from lediff_testing import REPO
 from lediff_train import cli, engine, models
-
-HDRI = os.path.join(DATA, "hdri")
 
 
 @pytest.fixture(scope="module")
@@ -29,12 +27,9 @@ def setup(tmp_path_factory):
 
     root = tmp_path_factory.mktemp("train_engine")
     model = write_lediff_model(str(root))
-    hdr = root / "hdr"
-    hdr.mkdir()
-    for name in ("city", "forest", "studio"):
-        shutil.copy(os.path.join(HDRI, f"{name}.exr"), hdr / f"{name}.exr")
+    hdr = hdri_folder(str(root / "hdr"))
     data = str(root / "data")
-    prepare(str(hdr), model, data, size=64, views=2, seed=0, log=lambda *a, **k: None)
+    prepare(hdr, model, data, size=64, views=2, seed=0, log=lambda *a, **k: None)
     return {"root": root, "model": model, "data": data}
 
 

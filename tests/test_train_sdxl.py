@@ -19,17 +19,18 @@ import os
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file
-from train_fixtures import write_sdxl_model
+from train_fixtures import hdri_folder, write_sdxl_model
 
 from lediff_core.model.hdr_vae import HDRVAE
 from lediff_core.model.weights import load_denoiser, load_hdr_vae
-from lediff_testing import DATA, REPO
+from lediff_testing import REPO
 from lediff_train import cli, engine, models
 from lediff_train import prepare as prep
 from lediff_train.data import LatentData
@@ -49,10 +50,7 @@ def quiet(*args, **kwargs):
 def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp("train_sdxl")
     model = write_sdxl_model(str(root))
-    hdr = root / "hdr"
-    hdr.mkdir()
-    for name in ("city", "forest", "studio"):
-        shutil.copy(os.path.join(DATA, "hdri", f"{name}.exr"), hdr / f"{name}.exr")
+    hdr = Path(hdri_folder(str(root / "hdr")))
     (hdr / "city.txt").write_text(CAPTION)
     data = str(root / "data")
     prep.prepare(str(hdr), model, data, size=SIZE, views=2, seed=0, log=quiet)

@@ -210,3 +210,11 @@ def write_random_lpips_trunk(torch_home, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({f"features.{k}": v for k, v in trunk.state_dict().items()}, path)
     return path
+
+
+def hdri_folder(folder, names=("city", "forest", "studio")):
+    """A folder of copies of some of the real CC0 HDRIs in tests/data/hdri (an --hdr input)."""
+    os.makedirs(folder)
+    for name in names:
+        shutil.copy(os.path.join(REPO, "tests", "data", "hdri", f"{name}.exr"), os.path.join(folder, f"{name}.exr"))
+    return folder
