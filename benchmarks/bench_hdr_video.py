@@ -13,6 +13,10 @@ Clip: 128x72 frames (``--size`` for the timing part) of a moving HDR gradient (u
           MaxCLL/MaxFALL), per-frame colour conversion, curve and Y'CbCr, the encode, workflow
           tags, numbering, temp file + link, UI listing
   Target: node / raw <= 1.15 for each codec.
+  CPU accounting (process CPU time over one more run of each, all threads): how many CPUs the
+  encoder keeps busy on its own, the node's extra CPU milliseconds a frame, and the floor those
+  put under node/raw on this machine's CPUs, max(1, (raw CPU + extra) / CPUs / raw wall): where
+  the encoder already fills the CPUs, each millisecond of the node's arithmetic adds to the wall.
 (2) Memory of a subprocess that builds a 30- or a 300-frame batch and encodes it with
     ``write_video``: resident size before the encode (imports and the batch) and the peak during it
     (Linux VmHWM, reset just before): what the encode adds must not grow with the clip.
@@ -22,10 +26,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
 import tempfile
+import time
 
 import numpy as np
 import torch
@@ -46,6 +52,16 @@ def clip(n: int, w: int = W, h: int = H) -> np.ndarray:
     lum = np.exp2(-5 + 6.8 * ((xx + 0.1 * t) % 1)) * (1 - 0.1 * np.sin(6 * yy + 3 * t) ** 2)
     col = np.stack([0.8 + 0.2 * np.sin(3 * yy + t), 0.7 + 0.1 * xx + 0 * t, 0.5 + 0.3 * yy + 0 * t], -1)
     return (lum[..., None] * col).astype(np.float32)
+
+
+def cpu_and_wall(fn) -> tuple[float, float]:
+    """Process CPU seconds (every thread, user + system) and wall seconds of one call."""
+    def cpu():
+        r = resource.getrusage(resource.RUSAGE_SELF)
+        return r.ru_utime + r.ru_stime
+    c, t = cpu(), time.perf_counter()
+    fn()
+    return cpu() - c, time.perf_counter() - t
 
 
 def raw_encode(path: str, planes: list[np.ndarray], settings: video.VideoSettings, report) -> None:
@@ -109,6 +125,8 @@ def main():
     print(f"clip {opts.frames} frames {width}x{height}, torch threads {torch.get_num_threads()}, PyAV {av.__version__}")
     print(f"\n{'codec':6} {'rounds':>6} {'raw s':>7} {'node s':>7} {'node/raw':>8}")
     worst = 0.0
+    cpus = len(os.sched_getaffinity(0))
+    accounting = []
     counter = iter(range(10**6))
     for codec in video.CODECS:
         settings = video.VideoSettings(codec=codec)
@@ -126,8 +144,14 @@ def main():
         ratio = paired_ratio(nodes, raws)
         worst = max(worst, ratio)
         print(f"{codec:6} {opts.repeat:6} {statistics.median(raws):7.3f} {statistics.median(nodes):7.3f} {ratio:8.3f}")
+        (raw_cpu, raw_wall), (node_cpu, _) = cpu_and_wall(raw), cpu_and_wall(node)
+        extra = (node_cpu - raw_cpu) / opts.frames
+        floor = max(1.0, (raw_cpu + extra * opts.frames) / cpus / raw_wall)
+        accounting.append(f"{codec:6} {raw_cpu / raw_wall:12.2f} {1000 * extra:14.1f} {floor:15.2f}")
     print(f"target node/raw <= {TARGET} for each codec: worst {worst:.3f} -> "
           f"{'OK' if worst <= TARGET else 'MISSED'}")
+    print(f"\n{'codec':6} {'encoder CPUs':>12} {'node extra ms/f':>14} {'floor on ' + str(cpus) + ' CPUs':>15}")
+    print("\n".join(accounting))
 
     print(f"\n{'codec':6} {'frames':>6} {'batch MB':>9} {'RSS before':>11} {'peak RSS':>9} {'encode adds':>12}")
     for codec in video.CODECS:

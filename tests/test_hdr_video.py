@@ -341,6 +341,73 @@ def test_odd_size_is_refused_not_cropped(host):
     assert outputs_of(host) == []
 
 
+def rgb_to_xyz(primaries, white=(0.3127, 0.3290)):
+    """The RGB -> XYZ matrix of a space from its primaries' and white's chromaticities (SMPTE RP 177)."""
+    xyz = np.array([[x / y, 1, (1 - x - y) / y] for x, y in primaries]).T
+    wx, wy = white
+    return xyz * np.linalg.solve(xyz, [wx / wy, 1, (1 - wx - wy) / wy])
+
+
+# BT.709 and BT.2020 primaries (ITU-R BT.709-6, BT.2020-2), D65: the exact matrix BT.2087 rounds
+REC709_TO_2020_EXACT = np.linalg.solve(rgb_to_xyz([(0.708, 0.292), (0.170, 0.797), (0.131, 0.046)]),
+                                       rgb_to_xyz([(0.64, 0.33), (0.30, 0.60), (0.15, 0.06)]))
+
+
+def hlg_oetf(scene):
+    e = np.clip(scene, 0, 1)
+    return np.where(e <= 1 / 12, np.sqrt(3 * e), HA * np.log(np.maximum(12 * e - HB, 1e-300)) + HC)
+
+
+@pytest.mark.parametrize("transfer", ["pq", "hlg"])
+def test_planes_are_bt2100_and_bt2020_formulas_rounded(transfer):
+    """The yuv420p10le planes the encoder gets, against float64 formulas written here: BT.2087's
+    matrix, the clipped PQ / HLG curve rounded to 10-bit codes, BT.2020 NCL Y'CbCr at limited range
+    from the codes (chroma from each 2x2 block's mean codes), rounded. The frame spans 2**-20..2**4
+    with negative components, and reference white is not 1. A value may land on the other side of
+    a rounding step only where float32 arithmetic cannot tell (a code or a plane value within
+    1e-3 of a .5 step); everything else is equal."""
+    from lediff_core.io.video import VideoSettings, analyse, yuv420_frame
+
+    rng = np.random.default_rng(3)
+    h, w, white = 48, 64, 1.7
+    frame = (np.exp2(rng.uniform(-20, 4, (h, w, 3))) * rng.choice([1, 1, 1, -0.01], (h, w, 3))).astype(np.float32)
+    settings = VideoSettings(transfer=transfer, reference_white=white, mastering_peak=1000.0)
+    planes = yuv420_frame(frame, settings)
+    assert planes.shape == (h * 3 // 2, w) and planes.dtype == np.uint16
+
+    assert np.allclose(REC709_TO_2020_EXACT, REC709_TO_2020, atol=5e-5)
+    rec2020 = frame.astype(np.float64) @ REC709_TO_2020_EXACT.T / white
+    if transfer == "pq":
+        exact = pq_inverse_eotf(np.clip(rec2020 * 203, 0, 1000)) * 1023
+    else:
+        exact = hlg_oetf(rec2020 * HLG_WHITE_SCENE) * 1023
+    codes = np.rint(exact)
+    ambiguous = np.abs(exact - np.floor(exact) - 0.5) < 1e-3
+    kr, kb = 0.2627, 0.0593
+    y = 64 + 876 * (codes @ [kr, 1 - kr - kb, kb]) / 1023
+    mean = codes.reshape(h // 2, 2, w // 2, 2, 3).mean(axis=(1, 3))
+    cb = 512 + 896 * (mean @ [-kr, -(1 - kr - kb), 1 - kb]) / (2 * (1 - kb)) / 1023
+    cr = 512 + 896 * (mean @ [1 - kr, -(1 - kr - kb), -kb]) / (2 * (1 - kr)) / 1023
+    blocks = ambiguous.reshape(h // 2, 2, w // 2, 2, 3).any(axis=(1, 3, 4))
+    flat = planes.reshape(-1)
+    got_cb = flat[h * w:h * w * 5 // 4].reshape(h // 2, w // 2)
+    got_cr = flat[h * w * 5 // 4:].reshape(h // 2, w // 2)
+    for name, got, want, unsure in (("Y'", planes[:h], y, ambiguous.any(-1)), ("Cb", got_cb, cb, blocks),
+                                    ("Cr", got_cr, cr, blocks)):
+        unsure = unsure | (np.abs(want - np.floor(want) - 0.5) < 1e-3)
+        diff = got.astype(np.int64) - np.rint(want)
+        assert not diff[~unsure].any(), (name, np.count_nonzero(diff[~unsure]))
+        assert np.abs(diff).max() <= 1, name
+        assert unsure.mean() < 0.05, name  # the exemption covers few values
+    assert planes[:h].min() >= 64 and planes[:h].max() <= 940  # limited range
+
+    report = analyse(frame[None], settings)
+    brightest = rec2020.max(-1)
+    assert report.negative == int((rec2020.min(-1) < 0).sum()) > 0
+    assert report.over == int((brightest * (203 if transfer == "pq" else HLG_WHITE_SCENE)
+                               > (1000 if transfer == "pq" else 1)).sum()) > 0
+
+
 def test_core_refuses_fps_at_or_below_zero():
     from lediff_core.io.video import VideoError, frame_rate
 

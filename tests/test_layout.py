@@ -27,7 +27,7 @@ CORE_DEPENDENCIES = {
     "model": {"color", "io"},
     "qa": {"color"},
     "panorama": {"color"},
-    "video": {"color", "qa"},
+    "video": {"color", "qa", "io"},
 }
 ROOT = Path(REPO)
 

@@ -37,9 +37,12 @@ def curve_codes(x: np.ndarray, decode: Callable[[torch.Tensor], torch.Tensor], b
     code of ``limit``. ``x`` must be finite."""
     base, inner = _table(decode, bits, float(scale), float(limit))
     x = np.ascontiguousarray(x, dtype=np.float32)
-    bucket = x.view(np.uint32) >> SHIFT
-    codes = np.take(base, bucket)
-    codes += x >= np.take(inner, bucket)
+    # the bucket index straight into the index type numpy's take works in (its own conversion of
+    # uint32 indices is a third of the time)
+    bucket = np.empty(x.shape, np.intp)
+    np.right_shift(x.view(np.uint32), SHIFT, out=bucket, casting="unsafe")
+    codes = base.take(bucket)
+    codes += x >= inner.take(bucket)
     return codes
 
 

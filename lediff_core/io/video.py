@@ -32,7 +32,9 @@ length (as core's Save Video) and interleaved with the frames. No ComfyUI import
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
@@ -40,19 +42,21 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from ..color.ocio import WORKING_SPACE, linear_matrix
 from ..color.quantize import curve_codes
 from ..color.transfer import pq_decode
-from .display import FormatError, Settings
+from .display import FormatError
 from .display.avif import (
     BITS,
     BT2020_PRIMARIES,
     D65_WHITE,
     MASTERING_MIN_NITS,
+    REC2020,
     TRANSFER_HLG,
     TRANSFER_PQ,
     signal_range,
-    to_rec2020,
 )
+from .opencv import opencv
 
 CODECS = {"hevc": "libx265", "av1": "libsvtav1"}
 TRANSFERS = {"pq": TRANSFER_PQ, "hlg": TRANSFER_HLG}
@@ -86,11 +90,6 @@ class VideoSettings:
     quality: int = DEFAULT_QUALITY
     reference_white: float = 1.0  # the linear value of diffuse white (BT.2408 reference white)
     mastering_peak: float = 1000.0  # PQ: the mastering display's peak, cd/m2; brighter is clipped
-
-    @property
-    def display(self) -> Settings:
-        """The display formats' settings the signal mapping reads."""
-        return Settings(reference_white=self.reference_white, mastering_peak=self.mastering_peak)
 
 
 @dataclass
@@ -152,8 +151,11 @@ def check_frames(frames) -> tuple[int, int, int]:
 
 
 def _frame(frames, i: int) -> np.ndarray:
+    """Frame ``i`` as a C-contiguous float32 numpy array (a view where it already is one)."""
     f = frames[i]
-    return f.numpy() if isinstance(f, torch.Tensor) else np.asarray(f)
+    if isinstance(f, torch.Tensor):
+        f = f.detach().to("cpu", torch.float32).numpy()
+    return np.ascontiguousarray(f, dtype=np.float32)
 
 
 @lru_cache(maxsize=1)
@@ -166,75 +168,116 @@ def _round_up(nits: float) -> int:
     return math.ceil(nits * (1 - 1e-12))  # a code that decodes to 1000.0000000001 is 1000
 
 
+@lru_cache(maxsize=8)
+def _to_rec2020_matrix(reference_white: float) -> np.ndarray:
+    """Working space -> BT.2020 linear light with reference white at 1.0, one 3x3 float32 matrix."""
+    return (linear_matrix(WORKING_SPACE, REC2020) / reference_white).astype(np.float32)
+
+
+def _rec2020(rgb: np.ndarray, settings: VideoSettings) -> np.ndarray:
+    """[H, W, 3] working-space linear RGB -> BT.2020 linear light, reference white 1.0. OpenCV's
+    ``transform`` (one thread, SIMD): numpy's matmul of an [N, 3] array goes through BLAS threads
+    that spin against the encoder's."""
+    return opencv("Save HDR Video").transform(rgb, _to_rec2020_matrix(settings.reference_white))
+
+
+def _workers(pixels: int) -> int:
+    """Threads of the first pass, which runs before the encoder starts: the CPUs this process may
+    use, at most 4, and one per million pixels of the clip (a thread costs more than it saves on a
+    few small frames)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus, pixels >> 20))
+
+
+def _frame_stats(rgb: np.ndarray, settings: VideoSettings) -> tuple[int, int, float, float] | None:
+    """One frame of the first pass: (pixels above the peak, pixels with a negative BT.2020
+    component, MaxCLL and frame-average light of the PQ codes in cd/m2, 0 for HLG), or None when
+    the frame holds NaN or Inf."""
+    if not np.isfinite(rgb).all():
+        return None
+    cv2 = opencv("Save HDR Video")
+    m = signal_range(TRANSFERS[settings.transfer], settings.mastering_peak)
+    r, g, b = cv2.split(_rec2020(rgb, settings))
+    brightest = cv2.max(cv2.max(r, g), b)
+    over = int(np.count_nonzero(brightest > m.limit / m.scale))
+    negative = int(np.count_nonzero(cv2.min(cv2.min(r, g), b) < 0))
+    if settings.transfer != "pq":
+        return over, negative, 0.0, 0.0
+    # the brightest component's code is the largest code of the pixel (the curve is monotone)
+    codes = curve_codes(brightest, m.decode, BITS, m.scale, m.limit).reshape(-1)
+    nits = _pq_code_nits()
+    average = float(np.bincount(codes, minlength=CODE_MAX + 1) @ nits) / codes.size
+    return over, negative, float(nits[codes.max()]), average
+
+
 def analyse(frames, settings: VideoSettings) -> ClipReport:
     """The first pass: refuse NaN/Inf (counting them over the clip), count the pixels the signal
-    clips, and for PQ measure MaxCLL/MaxFALL from the 10-bit codes the frames will be encoded with
-    (the brightest component's code; the curve is monotone, so that is the largest code)."""
+    clips, and for PQ measure MaxCLL/MaxFALL from the 10-bit codes the frames will be encoded with.
+    Frames are measured on ``_workers`` threads, each taking a run of frames; each frame's numbers
+    are its own, so the report does not depend on the number of threads."""
     check_settings(settings)
     n, h, w = check_frames(frames)
-    transfer = TRANSFERS[settings.transfer]
-    m = signal_range(transfer, settings.mastering_peak)
-    report = ClipReport(n, w, h, peak=m.peak, rate=frame_rate(settings.fps))
-    bad_frames, bad_pixels = [], 0
-    max_cll = max_fall = 0.0
-    for i in range(n):
-        rgb = _frame(frames, i)
-        lo, hi = (float(v) for v in torch.aminmax(torch.from_numpy(np.ascontiguousarray(rgb))))
-        if not (math.isfinite(lo) and math.isfinite(hi)):
-            bad_frames.append(i)
-            bad_pixels += int((~np.isfinite(rgb)).any(axis=-1).sum())
-            continue
-        if bad_frames:
-            continue
-        t = to_rec2020(rgb, settings.display)
-        brightest = t.amax(dim=-1)
-        report.over += int((brightest > m.limit / m.scale).sum())
-        report.negative += int((t.amin(dim=-1) < 0).sum())
-        if transfer == TRANSFER_PQ:
-            nits = _pq_code_nits()[curve_codes(brightest.numpy(), m.decode, BITS, m.scale, m.limit)]
-            max_cll = max(max_cll, float(nits.max()))
-            max_fall = max(max_fall, float(nits.mean()))
+    report = ClipReport(n, w, h, peak=signal_range(TRANSFERS[settings.transfer], settings.mastering_peak).peak,
+                        rate=frame_rate(settings.fps))
+    workers = _workers(n * h * w)
+    runs = [range(k * n // workers, (k + 1) * n // workers) for k in range(workers)]
+    with ThreadPoolExecutor(workers) as pool:
+        stats = [s for run in pool.map(lambda run: [_frame_stats(_frame(frames, i), settings) for i in run], runs)
+                 for s in run]
+    bad_frames = [i for i, s in enumerate(stats) if s is None]
     if bad_frames:
+        bad_pixels = sum(int((~np.isfinite(_frame(frames, i))).any(axis=-1).sum()) for i in bad_frames)
         first = ", ".join(str(i) for i in bad_frames[:5]) + (", ..." if len(bad_frames) > 5 else "")
         raise VideoError(
             f"{len(bad_frames)} of {n} frame(s) (frame {first}, counting from 0) contain "
             f"{bad_pixels} pixel(s) with NaN or Inf; a video cannot hold them. Fix the node that "
             "produced them (e.g. a division by zero) or replace them before saving.")
-    if transfer == TRANSFER_PQ:
-        report.max_cll, report.max_fall = _round_up(max_cll), _round_up(max_fall)
+    report.over = sum(s[0] for s in stats)
+    report.negative = sum(s[1] for s in stats)
+    if settings.transfer == "pq":
+        report.max_cll = _round_up(max(s[2] for s in stats))
+        report.max_fall = _round_up(max(s[3] for s in stats))
     return report
 
 
 def rgb_codes(rgb: np.ndarray, settings: VideoSettings) -> np.ndarray:
     """Working-space linear RGB [H, W, 3] -> the 10-bit BT.2100 R'G'B' codes (uint16, 0..1023)."""
     m = signal_range(TRANSFERS[settings.transfer], settings.mastering_peak)
-    return curve_codes(to_rec2020(rgb, settings.display).numpy(), m.decode, BITS, m.scale, m.limit)
+    return curve_codes(_rec2020(np.ascontiguousarray(rgb, dtype=np.float32), settings), m.decode, BITS,
+                       m.scale, m.limit)
 
 
 def yuv420_from_codes(codes: np.ndarray) -> np.ndarray:
     """10-bit R'G'B' codes [H, W, 3] -> limited-range BT.2020 NCL Y'CbCr 4:2:0 in PyAV's
-    ``yuv420p10le`` ndarray layout: [H * 3/2, W] uint16, the Y plane, then Cb, then Cr."""
+    ``yuv420p10le`` ndarray layout: [H * 3/2, W] uint16, the Y plane, then Cb, then Cr.
+
+    Each plane is one weighted sum of the channels with the offset folded in, through OpenCV's
+    ``transform`` (one thread, rounded to nearest): Y' from each pixel's codes, Cb and Cr from
+    each 2x2 block's mean codes (``resize`` with ``INTER_AREA`` halving is exactly that mean)."""
+    cv2 = opencv("Save HDR Video")
     h, w, _ = codes.shape
-    c = codes.astype(np.float32)
-    # chroma of each 2x2 block from its mean R'G'B' (the colour differences are linear in them):
-    # every plane is one weighted sum of the channels, with the offsets and scales folded in
-    q = c[0::2, 0::2] + c[1::2, 0::2] + c[0::2, 1::2] + c[1::2, 1::2]
     out = np.empty((h * 3 // 2, w), np.uint16)
+    y = cv2.transform(codes, _Y_MATRIX, dst=out[:h])
+    if not np.shares_memory(y, out):  # OpenCV allocated its own output instead of filling ours
+        out[:h] = y
+    mean = cv2.resize(codes.astype(np.float32), (w // 2, h // 2), interpolation=cv2.INTER_AREA)
     flat = out.reshape(-1)
     n, m = h * w, h * w // 4
-    for start, size, plane, weights, offset in (
-            (0, n, c, _Y_WEIGHTS, 64.0), (n, m, q, _CB_WEIGHTS, 512.0), (n + m, m, q, _CR_WEIGHTS, 512.0)):
-        values = plane @ weights
-        values += np.float32(offset)
-        flat[start:start + size] = np.rint(values, out=values).reshape(-1)
+    for start, matrix in ((n, _CB_MATRIX), (n + m, _CR_MATRIX)):
+        plane = cv2.transform(mean, matrix)
+        np.copyto(flat[start:start + m].reshape(h // 2, w // 2), np.rint(plane, out=plane), casting="unsafe")
     return out
 
 
-# 876 (Y') and 896 (Cb, Cr) code steps per unit signal, the signal being codes / CODE_MAX (Y'),
-# or the sum of a 2x2 block of codes / (4 CODE_MAX) (chroma)
-_Y_WEIGHTS = (np.array([KR, KG, KB]) * 876 / CODE_MAX).astype(np.float32)
-_CB_WEIGHTS = (np.array([-KR, -KG, 1 - KB]) / (2 * (1 - KB)) * 896 / (4 * CODE_MAX)).astype(np.float32)
-_CR_WEIGHTS = (np.array([1 - KR, -KG, -KB]) / (2 * (1 - KR)) * 896 / (4 * CODE_MAX)).astype(np.float32)
+# each plane's weights per code of R', G', B' and its offset: 876 (Y') and 896 (Cb, Cr) code steps
+# per unit signal, the signal being codes / CODE_MAX
+_Y_MATRIX = np.array([[KR, KG, KB, 0]], np.float64) * 876 / CODE_MAX + [[0, 0, 0, 64]]
+_CB_MATRIX = np.array([[-KR, -KG, 1 - KB, 0]]) / (2 * (1 - KB)) * 896 / CODE_MAX + [[0, 0, 0, 512]]
+_CR_MATRIX = np.array([[1 - KR, -KG, -KB, 0]]) / (2 * (1 - KR)) * 896 / CODE_MAX + [[0, 0, 0, 512]]
+_Y_MATRIX, _CB_MATRIX, _CR_MATRIX = (a.astype(np.float32) for a in (_Y_MATRIX, _CB_MATRIX, _CR_MATRIX))
 
 
 def yuv420_frame(rgb: np.ndarray, settings: VideoSettings) -> np.ndarray:
@@ -362,6 +405,9 @@ def write_video(path: str, frames, settings: VideoSettings, audio: dict | None =
             out.metadata[key] = value
         stream = add_video_stream(out, settings, report)
         sound = _Audio(out, audio, report.frames, report.rate) if audio is not None else None
+        # one frame converted at a time, while the encoder's own threads work on the frames before
+        # it; a converter thread one frame ahead was slower on a 2-CPU host, where the encoder
+        # already keeps both busy (docs/benchmarks.md)
         for i in range(report.frames):
             planes = yuv420_frame(_frame(frames, i), settings)
             out.mux(stream.encode(video_frame(planes, settings, i, report.rate)))

@@ -6,7 +6,8 @@ temporal blending of the denoiser's predictions (``temporal``). Frame files in a
 sequences, HDR10/HLG masters) are file formats and live in ``lediff_core.io``; the warping-error
 metric is a measurement and lives in ``lediff_core.qa``.
 
-May import ``lediff_core.color`` and ``lediff_core.qa`` (its warping maths); never ComfyUI.
+May import ``lediff_core.color``, ``lediff_core.qa`` (its warping maths) and ``lediff_core.io``
+(the OpenCV loader); never ComfyUI.
 """
 
 FRAMES = ("independent", "video")

@@ -8,9 +8,7 @@ Convention (shared with ``lediff_core.qa.temporal``): **backward** flow [T-1, H,
 The guide frames are display-referred 0..1 (sRGB-encoded, or tone-mapped/log-encoded HDR): DIS works
 on 8-bit grayscale, made here with the Rec.709 weights applied to the encoded values.
 
-OpenCV is imported only when flow is asked for: it is not a fixed requirement of the pack, since a
-ComfyUI install usually carries one of its four distributions already (``install.py`` at the
-repository root adds ``opencv-python-headless`` only where none is present).
+OpenCV is imported only when flow is asked for (``lediff_core.io.opencv``).
 """
 
 from __future__ import annotations
@@ -22,6 +20,7 @@ import numpy as np
 import torch
 
 from ..color import REC709_LUMA
+from ..io.opencv import opencv
 from ..qa.temporal import warp
 
 # MEDIUM, DIS's most accurate preset, refined down to full resolution: the preset stops at half
@@ -31,11 +30,6 @@ from ..qa.temporal import warp
 PRESET = "MEDIUM"
 FINEST_SCALE = 0
 
-INSTALL_HINT = ("optical flow needs OpenCV (cv2), which is not installed in this Python: run this pack's "
-                "install.py (`python install.py` in its folder, with ComfyUI's Python), or `pip install "
-                "opencv-python-headless` if no other opencv-python/opencv-contrib-python distribution is "
-                "installed (two cv2 distributions side by side break each other)")
-
 # Sundaram et al. 2010 ("Dense point trajectories by GPU-accelerated large displacement optical
 # flow"), as used by Lai et al. 2018: consistent where |w + w^|^2 < ALPHA (|w|^2 + |w^|^2) + BETA;
 # a motion boundary where |grad u|^2 + |grad v|^2 > BOUNDARY_ALPHA |w|^2 + BOUNDARY_BETA
@@ -44,11 +38,7 @@ BOUNDARY_ALPHA, BOUNDARY_BETA = 0.01, 0.002
 
 
 def _cv2():
-    try:
-        import cv2
-    except ImportError as exc:
-        raise ImportError(INSTALL_HINT) from exc
-    return cv2
+    return opencv("optical flow")
 
 
 def _gray8(frames) -> np.ndarray:
