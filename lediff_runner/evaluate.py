@@ -13,6 +13,8 @@ With ``--clip`` the references are the frames of one shot (a folder of HDR frame
 an equirect HDRI, ``pan:FILE``): one camera (exposure, curve) films the whole shot, every frame is
 scored as above, and the warping error of each method's frames (Lai et al. 2018, on log2
 luminance, along the DIS flow of the LDR photos; docs/batch.md) is added as the image ``clip``.
+``--clip`` may also be an SDR video file: its frames are the photos (no simulated camera, no HDR
+reference), so only the warping errors are scored, for LEDiff and the baselines that need no camera.
 
 Intermediate files are reused when present (an interrupted evaluation resumes); the report files
 are written once (a finished evaluation is never overwritten).
@@ -34,17 +36,18 @@ from lediff_core.io.exr import read_exr, write_exr
 from lediff_core.io.publish import write_new_file
 from lediff_core.io.readers import EXTENSIONS as HDR_EXTENSIONS
 from lediff_core.io.readers import read_linear_image
-from lediff_core.qa.baselines import BASELINES
+from lediff_core.qa.baselines import BASELINES, CAMERA_BASELINES
 from lediff_core.qa.camera import capture, crop_to_multiple, downscale, sample_camera
 
 from .batch import MANIFEST, BatchConfig, sha256_file
 from .cli import execute
-from .workflow import load_workflow_file, workflow_hash
+from .workflow import VIDEO_EXTENSIONS, load_workflow_file, workflow_hash
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_WORKFLOW = os.path.join(REPO, "workflows", "photo_to_hdr.json")
 METHOD = "lediff"
 REPORTS = ("results.csv", "results.md", "results.png", "run.json")
+DEFAULT_CLIP_FRAMES = 8  # of a pan or a video file
 PAN_FACTOR = 4  # a pan's frames are crops of the panorama this many times larger, unless --downscale says
 
 
@@ -64,12 +67,21 @@ def prepare(references: str, output: str, seed: int, clip_share: float | None, j
             factor: int, frames: list[tuple[str, np.ndarray]] | None = None) -> list[dict]:
     """Simulated photos and scored references for every reference file; returns one record each.
     With ``frames`` (the (source file, HDR frame) pairs of one clip, already cut) the references
-    are those frames and one camera, drawn on the first frame, films them all."""
+    are those frames and one camera, drawn on the first frame, films them all; frames that are
+    8-bit photos already (an SDR video's) are the photos, without camera or reference."""
     paths = reference_files(references) if frames is None else [p for p, _ in frames]
     for sub in ("ldr", "reference"):
         os.makedirs(os.path.join(output, sub), exist_ok=True)
     records, shot_camera = [], None
     for index, path in enumerate(paths):
+        if frames is not None and frames[index][1].dtype == np.uint8:
+            key, ldr = f"frame_{index:04d}", frames[index][1]
+            _write_once(os.path.join(output, "ldr", f"{key}.png"), lambda p, ldr=ldr: _save_png(p, ldr),
+                        lambda p, ldr=ldr: np.array_equal(_load_png(p), ldr))
+            records.append({"name": key, "reference": None, "reference_sha256": None,
+                            "size": [int(ldr.shape[1]), int(ldr.shape[0])], "camera": None,
+                            "clipped_share_8bit": float(np.mean(ldr.max(axis=-1) == 255))})
+            continue
         if frames is None:
             key = os.path.splitext(os.path.basename(path))[0]
             hdr = crop_to_multiple(downscale(np.maximum(read_linear_image(path).rgb, 0.0), factor), 8)
@@ -129,8 +141,10 @@ def baselines(output: str, records: list[dict]) -> None:
     for method, fn in BASELINES.items():
         os.makedirs(os.path.join(output, "baselines", method), exist_ok=True)
         for r in records:
+            if r["camera"] is None and method in CAMERA_BASELINES:
+                continue  # an SDR video's camera is unknown
             ldr = _load_png(os.path.join(output, "ldr", f"{r['name']}.png"))
-            hdr = fn(ldr, Camera(**r["camera"]))
+            hdr = fn(ldr, Camera(**r["camera"]) if r["camera"] else None)
             _write_once(os.path.join(output, "baselines", method, f"{r['name']}.exr"),
                         lambda p, hdr=hdr: write_exr(p, hdr, precision="float"),
                         lambda p, hdr=hdr: np.array_equal(read_exr(p).rgb, hdr))
@@ -141,6 +155,8 @@ def score(output: str, records: list[dict], metrics: list[str], failed: set[str]
 
     rows = []
     for r in records:
+        if r["reference"] is None:
+            continue  # an SDR video's frame: nothing to compare with
         reference = read_exr(os.path.join(output, "reference", f"{r['name']}.exr")).rgb
         tests = {} if r["name"] in failed else {METHOD: lediff_result(output, r["name"])}
         tests.update({m: os.path.join(output, "baselines", m, f"{r['name']}.exr") for m in BASELINES})
@@ -163,22 +179,38 @@ CLIP_METRICS = ("warping_error", "warping_error_clipped")
 LOWER_IS_BETTER = {"warping_error", "warping_error_clipped"}
 
 
-def load_clip(spec: str, factor: int, frames: int | None, size: tuple[int, int], step: int) -> tuple[list, dict]:
-    """The (source file, HDR frame) pairs of ``--clip``: ``pan:FILE`` pans across the equirect HDRI
+def load_clip(spec: str, factor: int, frames: int | None, size: tuple[int, int], step: int,
+              start: int = 0, stride: int = 1) -> tuple[list, dict]:
+    """The (source file, frame) pairs of ``--clip``: ``pan:FILE`` pans across the equirect HDRI
     FILE (lediff_core.qa.clips.equirect_pan: ``frames`` frames of ``size``, ``step`` pixels a frame,
     each a crop ``factor`` times larger, box-downscaled); a folder holds one linear HDR frame per
-    file, in name order (downscaled by ``factor``, cut to a multiple of 8; the first ``frames``)."""
+    file, in name order (downscaled by ``factor``, cut to a multiple of 8; the first ``frames``);
+    an SDR video file gives 8-bit frames (``frames`` of them, default 8, from ``start`` every
+    ``stride``; box-downscaled by ``factor`` in code values, as a video scaler does, and cut to a
+    multiple of 8)."""
+    from lediff_core.io.video import read_sdr_frames
     from lediff_core.qa.clips import equirect_pan
+
+    if spec.lower().endswith(VIDEO_EXTENSIONS):
+        ldr, rate = read_sdr_frames(spec, start, frames or DEFAULT_CLIP_FRAMES, stride)
+        out = [crop_to_multiple(np.round(downscale(f.astype(np.float32), factor)).astype(np.uint8), 8) for f in ldr]
+        return [(spec, f) for f in out], {
+            "source": "video", "file": os.path.abspath(spec), "file_sha256": sha256_file(spec), "fps": float(rate),
+            "start": start, "stride": stride, "frames": len(out), "size": [out[0].shape[1], out[0].shape[0]],
+            "factor": factor}
+    if start or stride != 1:
+        raise ValueError(f"--clip {spec}: --clip-start and --clip-stride pick frames of a video file")
 
     if spec.startswith("pan:"):
         path = spec[4:]
         if not os.path.isfile(path):
             raise FileNotFoundError(f"--clip {spec}: no such file (pan:FILE pans across an equirect HDRI)")
-        hdr, _ = equirect_pan(read_linear_image(path).rgb, frames or 8, size, step, factor)
+        hdr, _ = equirect_pan(read_linear_image(path).rgb, frames or DEFAULT_CLIP_FRAMES, size, step, factor)
         return [(path, f) for f in hdr], {"source": "pan", "panorama": os.path.abspath(path),
                                          "frames": len(hdr), "size": list(size), "step_px": step, "factor": factor}
     if not os.path.isdir(spec):
-        raise FileNotFoundError(f"--clip {spec}: neither a folder of HDR frames nor pan:FILE")
+        raise FileNotFoundError(f"--clip {spec}: neither a folder of HDR frames, a video file "
+                                f"({'/'.join(VIDEO_EXTENSIONS)}) nor pan:FILE")
     paths = reference_files(spec)[:frames]
     out = [(p, crop_to_multiple(downscale(np.maximum(read_linear_image(p).rgb, 0.0), factor), 8)) for p in paths]
     if len({f.shape for _, f in out}) != 1:
@@ -197,10 +229,13 @@ def score_clip(output: str, records: list[dict], failed: set[str], clip_threshol
     ldr = np.stack([_load_png(os.path.join(output, "ldr", f"{r['name']}.png")) for r in records]) / np.float32(255)
     flow, valid = flow_with_visibility(torch.from_numpy(ldr.astype(np.float32)))
     region = torch.from_numpy((ldr >= clip_threshold).any(-1))
-    methods = {"reference": [os.path.join(output, "reference", f"{r['name']}.exr") for r in records]}
+    methods = {}
+    if all(r["reference"] is not None for r in records):
+        methods["reference"] = [os.path.join(output, "reference", f"{r['name']}.exr") for r in records]
     if not failed:
         methods[METHOD] = [lediff_result(output, r["name"]) for r in records]
-    methods.update({m: [os.path.join(output, "baselines", m, f"{r['name']}.exr") for r in records] for m in BASELINES})
+    methods.update({m: [os.path.join(output, "baselines", m, f"{r['name']}.exr") for r in records]
+                    for m in BASELINES if m not in CAMERA_BASELINES or records[0]["camera"] is not None})
     rows = []
     for method, paths in methods.items():
         start = time.perf_counter()
@@ -241,12 +276,14 @@ def markdown(rows, metrics, records, provenance) -> str:
         lines.append(f"| {m} | " + " | ".join(f"{means[(m, k)]:.4f}" if (m, k) in means else "–"
                                              for k in metrics) + " |")
     if clip_metrics:
+        floor = ("; `reference` is the references' own (the flow's floor)" if "reference" in methods
+                 else "; an SDR video has no HDR reference, so no frame is scored against one")
         lines += ["", f"{', '.join(clip_metrics)}: stops² of log2 luminance between each frame and the previous one "
-                  "warped along the DIS flow of the LDR photos (Lai et al. 2018), over the whole clip; `reference` "
-                  "is the references' own (the flow's floor)."]
-    lines += ["", "Per image:", "", "| image | method | " + " | ".join(frame_metrics) + " |",
-              "|---|---|" + "---:|" * len(frame_metrics)]
-    for r in records:
+                  f"warped along the DIS flow of the LDR photos (Lai et al. 2018), over the whole clip{floor}."]
+    if frame_metrics:
+        lines += ["", "Per image:", "", "| image | method | " + " | ".join(frame_metrics) + " |",
+                  "|---|---|" + "---:|" * len(frame_metrics)]
+    for r in records if frame_metrics else []:
         for m in methods:
             vals = {x["metric"]: x["score"] for x in rows if x["image"] == r["name"] and x["method"] == m}
             if vals:
@@ -321,7 +358,15 @@ def evaluate(args) -> int:
     clip_info = None
     if clip:
         factor = PAN_FACTOR if clip.startswith("pan:") and args.downscale == 1 else args.downscale
-        frames, clip_info = load_clip(clip, factor, args.clip_frames, args.clip_size, args.clip_step)
+        frames, clip_info = load_clip(clip, factor, args.clip_frames, args.clip_size, args.clip_step,
+                                      args.clip_start, args.clip_stride)
+        if clip_info["source"] == "video":
+            given = [flag for flag, value in (("--clip-share", args.clip_share), ("--jpeg", args.jpeg),
+                                              ("--metrics", args.metrics)) if value is not None]
+            if given:
+                raise SystemExit(f"--clip {clip} is a video: its frames are the photos, there is no simulated "
+                                 f"camera or HDR reference, so {', '.join(given)} cannot apply; leave them out")
+            metrics = []
         records = prepare(clip, output, args.seed, args.clip_share, args.jpeg, factor, frames=frames)
     else:
         records = prepare(args.references, output, args.seed, args.clip_share, args.jpeg, args.downscale)

@@ -5,6 +5,7 @@
   python scripts/evaluate.py --references refs/ --output eval/ --workflow my_photo_to_hdr.json --ray
   python scripts/evaluate.py --clip pan:tests/data/hdri/city.exr --output eval-clip/ --clip-frames 8
   python scripts/evaluate.py --clip frames/ --output eval-clip/      # a folder of HDR frames
+  python scripts/evaluate.py --clip shot.mp4 --output eval-shot/ --clip-frames 24 --downscale 4
 
 Each reference (.exr/.hdr) becomes an 8-bit photo (seeded random camera: exposure so that a share
 of pixels clips, a sigmoid response curve, optional JPEG); the workflow (default: the shipped
@@ -12,7 +13,9 @@ photo_to_hdr) runs on every photo as a batch job, next to the baselines (the inv
 Banterle 2006's inverse Reinhard, plain sRGB decoding); every result is scored with PU21-PSNR,
 PU21-SSIM, HDR-FLIP and ColorVideoVDP. With --clip the references are the frames of one shot, filmed
 by one camera, and each method's frames also get the warping error (temporal flicker; Lai et al.
-2018) along the optical flow of the photos. Writes results.csv, results.md, results.png and run.json
+2018) along the optical flow of the photos. An SDR video file as --clip gives the photos itself:
+only the warping error is scored (there is no HDR reference), for LEDiff and the camera-free
+baselines. Writes results.csv, results.md, results.png and run.json
 (seeds, cameras, versions, workflow hash) into --output. See docs/batch.md.
 """
 
@@ -42,8 +45,9 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--references", help="folder of linear HDR references (.exr/.hdr)")
-    source.add_argument("--clip", help="one shot instead: a folder of linear HDR frames (name order), or "
-                        "pan:FILE to pan across the equirect HDRI FILE; adds the warping error")
+    source.add_argument("--clip", help="one shot instead: a folder of linear HDR frames (name order), "
+                        "pan:FILE to pan across the equirect HDRI FILE, or an SDR video file (its frames are "
+                        "the photos; warping error only); adds the warping error")
     parser.add_argument("--output", required=True, help="folder for photos, results and the report (new)")
     parser.add_argument("--workflow", default=None, help="UI- or API-format workflow whose Load Image node "
                         f"receives the photo (default: {os.path.relpath(DEFAULT_WORKFLOW)})")
@@ -55,8 +59,10 @@ def main(argv=None) -> int:
     parser.add_argument("--jpeg", type=int, default=None, metavar="QUALITY", help="JPEG-compress the photos")
     parser.add_argument("--downscale", type=int, default=1, help="box-downscale references by this factor first")
     parser.add_argument("--metrics", nargs="+", default=None, help="subset of the four metrics (default: all)")
-    parser.add_argument("--clip-frames", type=int, default=None, help="frames of the clip (default: 8 for a pan, "
-                        "every frame of a folder)")
+    parser.add_argument("--clip-frames", type=int, default=None, help="frames of the clip (default: 8 for a pan "
+                        "or a video, every frame of a folder)")
+    parser.add_argument("--clip-start", type=int, default=0, help="a video's first frame (default 0)")
+    parser.add_argument("--clip-stride", type=int, default=1, help="take every Nth frame of a video (default 1)")
     parser.add_argument("--clip-size", type=_size, default=(128, 96), metavar="WxH", help="a pan's frame size "
                         "(default 128x96; a multiple of 8)")
     parser.add_argument("--clip-step", type=int, default=2, help="a pan's motion in pixels a frame (default 2)")

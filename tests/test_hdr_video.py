@@ -450,3 +450,22 @@ def test_a_disk_that_fills_mid_clip_publishes_nothing(tmp_path, container):
     assert out.returncode == 0, out.stderr
     assert re.search(r"complete clip: \d+\nfailed: .*File too large", out.stdout), out.stdout + out.stderr
     assert os.listdir(tmp_path / "full") == []  # neither the video nor its temporary file
+
+
+def test_reading_an_sdr_clip_refuses_an_hdr_master(tmp_path):
+    """read_sdr_frames (the evaluation's video reader) takes SDR clips only: a master this module
+    wrote is PQ-tagged and refused by name; an SDR clip written by PyAV's libx264 is read back."""
+    from video_testing import write_clip
+
+    from lediff_core.io.video import VideoError, VideoSettings, read_sdr_frames, write_video
+
+    master = str(tmp_path / "master.mp4")
+    write_video(master, clip_frames(n=2), VideoSettings())
+    with pytest.raises(VideoError, match=r"is an HDR video \(PQ \(SMPTE ST 2084\)\)"):
+        read_sdr_frames(master)
+    ramp = np.broadcast_to(np.linspace(0.2, 0.8, 4, dtype=np.float32)[:, None, None, None], (4, 16, 16, 3))
+    sdr = write_clip(str(tmp_path / "sdr.mp4"), np.ascontiguousarray(ramp), fps=25, tone_hz=None)
+    frames, rate = read_sdr_frames(sdr, start=1, stride=2)
+    assert frames.shape == (2, 16, 16, 3) and frames.dtype == np.uint8 and rate == 25
+    # grey frames 1 and 3 of the ramp (0.4, 0.8) come back within the codec's loss
+    assert np.abs(frames.reshape(2, -1).mean(1) - np.array([0.4, 0.8]) * 255).max() < 3

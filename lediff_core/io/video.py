@@ -419,3 +419,41 @@ def write_video(path: str, frames, settings: VideoSettings, audio: dict | None =
         if sound is not None:
             sound.finish()
     return report
+
+
+HDR_TRANSFERS = {16: "PQ (SMPTE ST 2084)", 18: "HLG (ARIB STD-B67)"}  # H.273 transfer codes
+
+
+def read_sdr_frames(path: str, start: int = 0, count: int | None = None,
+                    stride: int = 1) -> tuple[np.ndarray, Fraction]:
+    """Frames ``start``, ``start + stride``, ... (``count`` of them, or to the end) of an SDR video
+    file's first video stream, as 8-bit RGB [T, H, W, 3] uint8 (FFmpeg's conversion, what ComfyUI's
+    Load Video decodes through PyAV too), and the stream's frame rate. Only the kept frames are
+    held. An HDR (PQ/HLG) stream, a file without video, or fewer frames than ``count`` is refused."""
+    import av
+
+    if start < 0 or stride < 1 or (count is not None and count < 1):
+        raise VideoError(f"start must be >= 0, stride >= 1 and count >= 1, got {start}, {stride}, {count}")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such video file")
+    out = []
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise VideoError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            rate = Fraction(stream.average_rate or stream.guessed_rate or 0)
+            for i, frame in enumerate(container.decode(stream)):
+                if frame.color_trc in HDR_TRANSFERS:
+                    raise VideoError(f"{path} is an HDR video ({HDR_TRANSFERS[frame.color_trc]}); this reads "
+                                     "SDR clips (8-bit photos of a scene), load HDR frames as EXR instead")
+                if i >= start and (i - start) % stride == 0:
+                    out.append(frame.to_ndarray(format="rgb24"))
+                    if len(out) == count:
+                        break
+    except av.FFmpegError as e:
+        raise VideoError(f"{path}: not a readable video ({e})") from None
+    if not out or (count is not None and len(out) < count):
+        raise VideoError(f"{path} has {len(out)} frames from frame {start} every {stride}"
+                         + (f", not {count}" if count else "") + ": use a smaller start or count")
+    return np.stack(out), rate

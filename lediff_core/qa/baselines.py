@@ -48,6 +48,7 @@ def banterle(ldr: np.ndarray, white: float = BANTERLE_WHITE) -> np.ndarray:
     return (linear * ratio).astype(np.float32)
 
 
+CAMERA_BASELINES = ("inverse_camera",)  # need the camera that took the photo (unknown for a real video)
 BASELINES = {
     "inverse_camera": lambda ldr, camera: inverse_camera(ldr, camera),
     "banterle2006": lambda ldr, camera: banterle(ldr),
