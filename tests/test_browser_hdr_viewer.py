@@ -33,6 +33,7 @@ import pytest
 import torch
 from frontends import FRONTENDS, load_api_graph, open_frontend, wait_for_previews
 from PIL import Image
+from playwright.sync_api import expect
 
 from lediff_core.color import linear_to_srgb
 from lediff_testing import REPO
@@ -181,7 +182,9 @@ def test_assets_panel_lists_the_exr_and_opens_the_hdr_viewer(ui):
     generated.locator(selector).wait_for(timeout=30000)
     card = generated.locator("[data-asset-id]").filter(has=selector)
     assert card.count() == 1, generated.inner_html()
-    assert card.get_by_role("img").count() == 0, card.inner_html()  # a placeholder icon, no thumbnail
+    # a placeholder icon, no thumbnail (the card may first try an <img> of the EXR, which the browser
+    # cannot decode, and then fall back to the icon: wait for that)
+    expect(card.get_by_role("img")).to_have_count(0, timeout=10000)
     assert card.get_by_text("EXR", exact=True).is_visible()
     assert card.get_by_role("button", name="See more outputs").inner_text().strip() == "2"
     page.screenshot(path=os.path.join(ui["artifacts"], "hdr_assets_panel.png"))
