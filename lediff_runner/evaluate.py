@@ -283,7 +283,7 @@ def markdown(rows, metrics, records, provenance) -> str:
     if frame_metrics:
         lines += ["", "Per image:", "", "| image | method | " + " | ".join(frame_metrics) + " |",
                   "|---|---|" + "---:|" * len(frame_metrics)]
-    for r in records if frame_metrics else []:
+    for r in records:  # an SDR video's frames have no rows of their own
         for m in methods:
             vals = {x["metric"]: x["score"] for x in rows if x["image"] == r["name"] and x["method"] == m}
             if vals:

@@ -455,9 +455,8 @@ def test_a_disk_that_fills_mid_clip_publishes_nothing(tmp_path, container):
 def test_reading_an_sdr_clip_refuses_an_hdr_master(tmp_path):
     """read_sdr_frames (the evaluation's video reader) takes SDR clips only: a master this module
     wrote is PQ-tagged and refused by name; an SDR clip written by PyAV's libx264 is read back."""
-    from video_testing import write_clip
-
     from lediff_core.io.video import VideoError, VideoSettings, read_sdr_frames, write_video
+    from video_testing import write_clip
 
     master = str(tmp_path / "master.mp4")
     write_video(master, clip_frames(n=2), VideoSettings())
