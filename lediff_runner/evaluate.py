@@ -74,31 +74,26 @@ def prepare(references: str, output: str, seed: int, clip_share: float | None, j
         os.makedirs(os.path.join(output, sub), exist_ok=True)
     records, shot_camera = [], None
     for index, path in enumerate(paths):
-        if frames is not None and frames[index][1].dtype == np.uint8:
-            key, ldr = f"frame_{index:04d}", frames[index][1]
-            _write_once(os.path.join(output, "ldr", f"{key}.png"), lambda p, ldr=ldr: _save_png(p, ldr),
-                        lambda p, ldr=ldr: np.array_equal(_load_png(p), ldr))
-            records.append({"name": key, "reference": None, "reference_sha256": None,
-                            "size": [int(ldr.shape[1]), int(ldr.shape[0])], "camera": None,
-                            "clipped_share_8bit": float(np.mean(ldr.max(axis=-1) == 255))})
-            continue
+        key = os.path.splitext(os.path.basename(path))[0] if frames is None else f"frame_{index:04d}"
+        hdr = camera = None
         if frames is None:
-            key = os.path.splitext(os.path.basename(path))[0]
             hdr = crop_to_multiple(downscale(np.maximum(read_linear_image(path).rgb, 0.0), factor), 8)
             camera = sample_camera(hdr, _rng(seed, index), clip_share, jpeg)
-        else:
-            key, hdr = f"frame_{index:04d}", frames[index][1]
+        elif frames[index][1].dtype != np.uint8:
+            hdr = frames[index][1]
             shot_camera = shot_camera or sample_camera(hdr, _rng(seed, 0), clip_share, jpeg)
             camera = shot_camera
-        ldr = capture(hdr, camera)
+        ldr = frames[index][1] if hdr is None else capture(hdr, camera)  # an SDR video's frame is the photo
         _write_once(os.path.join(output, "ldr", f"{key}.png"), lambda p, ldr=ldr: _save_png(p, ldr),
                     lambda p, ldr=ldr: np.array_equal(_load_png(p), ldr))
-        _write_once(os.path.join(output, "reference", f"{key}.exr"),
-                    lambda p, hdr=hdr: write_exr(p, hdr, precision="float"),
-                    lambda p, hdr=hdr: np.array_equal(read_exr(p).rgb, hdr))
-        records.append({"name": key, "reference": os.path.abspath(path),
-                        "reference_sha256": sha256_file(path) if os.path.isfile(path) else None,
-                        "size": [int(hdr.shape[1]), int(hdr.shape[0])], "camera": camera.as_dict(),
+        if hdr is not None:
+            _write_once(os.path.join(output, "reference", f"{key}.exr"),
+                        lambda p, hdr=hdr: write_exr(p, hdr, precision="float"),
+                        lambda p, hdr=hdr: np.array_equal(read_exr(p).rgb, hdr))
+        records.append({"name": key, "reference": os.path.abspath(path) if hdr is not None else None,
+                        "reference_sha256": sha256_file(path) if hdr is not None and os.path.isfile(path) else None,
+                        "size": [int(ldr.shape[1]), int(ldr.shape[0])],
+                        "camera": camera.as_dict() if camera is not None else None,
                         "clipped_share_8bit": float(np.mean(ldr.max(axis=-1) == 255))})
     return records
 
@@ -135,14 +130,20 @@ def lediff_result(output: str, key: str) -> str:
     return os.path.join(folder, exrs[0])
 
 
+def baseline_methods(records: list[dict]) -> list[str]:
+    """The baselines these photos can have: those that need the camera only where it is known (an
+    SDR video's is not)."""
+    known = all(r["camera"] is not None for r in records)
+    return [m for m in BASELINES if known or m not in CAMERA_BASELINES]
+
+
 def baselines(output: str, records: list[dict]) -> None:
     from lediff_core.qa.camera import Camera
 
-    for method, fn in BASELINES.items():
+    for method in baseline_methods(records):
+        fn = BASELINES[method]
         os.makedirs(os.path.join(output, "baselines", method), exist_ok=True)
         for r in records:
-            if r["camera"] is None and method in CAMERA_BASELINES:
-                continue  # an SDR video's camera is unknown
             ldr = _load_png(os.path.join(output, "ldr", f"{r['name']}.png"))
             hdr = fn(ldr, Camera(**r["camera"]) if r["camera"] else None)
             _write_once(os.path.join(output, "baselines", method, f"{r['name']}.exr"),
@@ -235,7 +236,7 @@ def score_clip(output: str, records: list[dict], failed: set[str], clip_threshol
     if not failed:
         methods[METHOD] = [lediff_result(output, r["name"]) for r in records]
     methods.update({m: [os.path.join(output, "baselines", m, f"{r['name']}.exr") for r in records]
-                    for m in BASELINES if m not in CAMERA_BASELINES or records[0]["camera"] is not None})
+                    for m in baseline_methods(records)})
     rows = []
     for method, paths in methods.items():
         start = time.perf_counter()
