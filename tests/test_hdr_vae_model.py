@@ -106,7 +106,7 @@ def test_tiles_are_in_the_vaes_own_latent_units_with_progress_per_tile(host):
               "up_block_types": ["UpDecoderBlock2D"] * 3}
     core = HDRVAE(config, fx.make_vae(config, seed=5).state_dict(), fx.fusion_state_dict(), "three levels")
     hdr_vae = models.HDRVAEModel(core, "three levels")
-    assert hdr_vae.downscale_factor == 4 and hdr_vae.latent_tile(64) == (16, 4)
+    assert hdr_vae.downscale_factor == 4
     z = torch.randn(1, 4, 20, 40, generator=torch.Generator().manual_seed(6))
     seen = []
     comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: seen.append((value, total)))

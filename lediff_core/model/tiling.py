@@ -110,3 +110,96 @@ def tile_count(h: int, w: int, tile: int, overlap: int, wrap_x: bool = False) ->
     step = tile - overlap
     n_cols = math.ceil(w / step) if wrap_x and w > tile else len(_starts(w, tile, step))
     return len(_starts(h, tile, step)) * n_cols
+
+
+# --- when to tile: the one policy every heavy node uses -------------------------------------------
+
+# Tiles are never chosen smaller than this many image pixels (a side): below it the overlap's share
+# of the work explodes (a quarter tile on each side) and LEDiff's context gets too small.
+MIN_TILE_PIXELS = 256
+# Only this share of the free memory is planned for: allocators fragment and the host keeps buffers.
+HEADROOM = 0.8
+
+
+def auto_tile(h: int, w: int, need: Callable[[int, int], float], free: float, multiple: int = 8,
+              smallest: int = 32) -> int:
+    """The tile side (in the caller's units: latent pixels) for an ``h`` x ``w`` job, or 0 when it
+    runs in one piece.
+
+    ``need(rows, cols)`` is the memory in bytes that one piece of that size needs; ``free`` the
+    memory that may be used. One piece when ``need(h, w)`` fits ``HEADROOM * free``; otherwise the
+    largest square tile (a multiple of ``multiple``, at least ``smallest``) that fits, and
+    ``smallest`` when even that does not (the caller's out-of-memory fallback and error then speak).
+    """
+    budget = HEADROOM * free
+    if need(h, w) <= budget:
+        return 0
+    side = max(h, w)
+    tile = max(smallest, (side // multiple) * multiple)
+    while tile > smallest and need(min(tile, h), min(tile, w)) > budget:
+        tile = max(smallest, ((tile * 3 // 4) // multiple) * multiple)
+    return tile
+
+
+def smaller_tile(tile: int, h: int, w: int, smallest: int) -> int | None:
+    """The next tile to try after ``tile`` (0: one piece) ran out of memory, or None when there is
+    none left: one piece -> half the longer side, then halving, down to ``smallest``."""
+    nxt = max(h, w) // 2 if tile == 0 else tile // 2
+    nxt -= nxt % 8
+    if tile and tile <= smallest:
+        return None
+    return max(nxt, smallest)
+
+
+def process_headroom() -> int | None:
+    """Bytes this process may still allocate under its own limits (Linux): the address-space and
+    data-segment limits (``ulimit -v``, ``ulimit -d``) less what it uses, and the cgroup's
+    ``memory.max`` less ``memory.current`` (a container's or a systemd unit's ceiling). None when
+    no limit is set. ComfyUI's free memory on a CPU is the machine's available RAM, which knows
+    nothing of these ceilings."""
+    import resource
+
+    room = []
+    status = _proc_status()
+    for limit, field in ((resource.RLIMIT_AS, "VmSize"), (resource.RLIMIT_DATA, "VmData")):
+        soft = resource.getrlimit(limit)[0]
+        if soft != resource.RLIM_INFINITY and field in status:
+            room.append(soft - status[field])
+    try:
+        with open("/sys/fs/cgroup/memory.max") as f:
+            top = f.read().strip()
+        if top != "max":
+            with open("/sys/fs/cgroup/memory.current") as f:
+                room.append(int(top) - int(f.read().strip()))
+    except (OSError, ValueError):
+        pass
+    return max(0, min(room)) if room else None
+
+
+def _proc_status() -> dict[str, int]:
+    """/proc/self/status's memory fields in bytes (empty off Linux)."""
+    fields = {}
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                parts = value.split()
+                if len(parts) == 2 and parts[1] == "kB":
+                    fields[name] = int(parts[0]) * 1024
+    except OSError:
+        pass
+    return fields
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """An allocation failure of any device: Python's MemoryError, torch's OutOfMemoryError (CUDA,
+    XPU...) and the CPU allocator's RuntimeError ("DefaultCPUAllocator: can't allocate memory"),
+    which ComfyUI's own out-of-memory test does not recognise."""
+    if isinstance(error, (MemoryError, torch.OutOfMemoryError)):
+        return True
+    text = str(error).lower()
+    return isinstance(error, RuntimeError) and ("can't allocate memory" in text or "out of memory" in text)
+
+
+def format_bytes(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"

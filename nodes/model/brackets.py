@@ -32,6 +32,7 @@ from ...lediff_core.video import FRAMES
 from ...lediff_core.video.noise import shot_noise
 from ...lediff_core.video.temporal import latent_guides, shot_motion, temporal_blend
 from ..panorama.seamless import wrap_model_x
+from .memory import run_tiled
 
 SEED_OFFSET_PASS_B = 22  # the official release's second-pass seed
 DEFAULT_CHUNK = 8  # frames per sampler call: a batch of 8 512x512 latents (16 with CFG) fits 8 GB
@@ -206,11 +207,14 @@ def tiled_model(model, tile: int, wrap_x: bool):
 
 
 def run_brackets(model, positive, negative, latent, seed, steps, cfg, sampler_name, scheduler,
-                 tile_size=0, wrap_x=False, frames="independent", chunk_frames=DEFAULT_CHUNK, motion=None):
+                 tile_size=0, wrap_x=False, frames="independent", chunk_frames=DEFAULT_CHUNK, motion=None,
+                 name="Bracket"):
     """(input, pass A, pass B) LATENT dicts; the input dict's other keys are kept on all three, and
     all three carry ``BACKBONE_KEY`` (the denoiser's family, ``model_backbone``).
 
-    ``tile_size`` (pixels, 0 = off): latents larger than this are denoised in overlapping tiles.
+    ``tile_size`` (pixels, 0 = automatic: one piece when ComfyUI's estimate of the UNet's memory
+    fits the free memory, else tiles; ``memory.run_tiled``): latents larger than this are denoised
+    in overlapping tiles. ``name``: the node, for messages.
     ``wrap_x``: the latent is a 360-degree panorama; tiles narrower than the latent continue across
     the left/right edge, and otherwise (untiled, or tiles as wide as the latent) the UNet's
     convolutions wrap, exactly as with the Seamless Panorama node.
@@ -229,15 +233,26 @@ def run_brackets(model, positive, negative, latent, seed, steps, cfg, sampler_na
     _check_input_latent(model, family, latent)
     _check_conditioning(model, family, positive, negative)
     samples = latent["samples"]
-    tile = tile_size // model.model.latent_format.spacial_downscale_ratio if tile_size else 0
-    tiled = bool(tile) and (samples.shape[-2] > tile or samples.shape[-1] > tile)
-    if wrap_x and not (tiled and samples.shape[-1] > tile):
-        model = wrap_model_x(model)
-    if tiled:
-        model = tiled_model(model, tile, wrap_x)
+    scale = model.model.latent_format.spacial_downscale_ratio
+    h, w = samples.shape[-2:]
+
+    def with_tiles(tile):
+        """The denoiser in ``tile`` latent pixels (0: one piece), wrapping for a panorama."""
+        tiled = model
+        if wrap_x and not (tile and w > tile):
+            tiled = wrap_model_x(tiled)
+        return tiled_model(tiled, tile, wrap_x) if tile else tiled
 
     count, batch_index = samples.shape[0], latent.get("batch_index")
     shot = _Shot(model, samples, motion) if frames == "video" and count > 1 else None
+    per_call = min(count, int(chunk_frames)) * (1 if cfg == 1.0 else 2)  # latents per UNet call
+
+    def need(rows, cols):
+        return model.model.memory_required([per_call, samples.shape[1], rows, cols])
+
+    # one piece when it fits the free memory, else tiles; a pass that still runs out of memory is
+    # run again in smaller tiles, which the later passes keep
+    tiling = {"size": int(tile_size)}
     empty = torch.zeros_like(samples)
     noises = []
     for pass_seed in (seed, seed + SEED_OFFSET_PASS_B):
@@ -257,9 +272,16 @@ def run_brackets(model, positive, negative, latent, seed, steps, cfg, sampler_na
                 # asked when the count does not divide 1000
                 progress.update_absolute(done * total + (step + 1) * n, 2 * count * total)
 
-            chunk_model = model if shot is None else shot.chunk_model(model, start, end, anchors[p])
-            condition = _bracket_pass(chunk_model, positive, negative, condition, noises[p][start:end],
-                                      seed + p * SEED_OFFSET_PASS_B, steps, cfg, sampler_name, scheduler, on_step)
+            def run(tile, condition=condition, p=p, start=start, end=end, on_step=on_step):
+                if tile:
+                    tiling["size"] = tile * scale
+                pass_model = with_tiles(tile)
+                chunk_model = pass_model if shot is None else shot.chunk_model(pass_model, start, end, anchors[p])
+                return _bracket_pass(chunk_model, positive, negative, condition, noises[p][start:end],
+                                     seed + p * SEED_OFFSET_PASS_B, steps, cfg, sampler_name, scheduler, on_step)
+
+            condition = run_tiled(name, (w * scale, h * scale), (h, w),
+                                  tiling["size"], need, model.load_device, run, scale)
             out[p].append(condition.to(mm.intermediate_device()))
             anchors[p] = condition[-1:]
             mm.throw_exception_if_processing_interrupted()
@@ -287,8 +309,10 @@ def _inputs(direction: str):
         io.Combo.Input("scheduler", options=comfy.samplers.KSampler.SCHEDULERS, default="ddim_uniform",
                        tooltip="Noise schedule."),
         io.Int.Input("tile_size", default=0, min=0, max=16384, step=64, optional=True,
-                     tooltip="0: off. Latents larger than this many pixels are denoised in overlapping "
-                     "tiles (predictions blended every step), bounding the UNet's memory on small GPUs."),
+                     tooltip="0: automatic (one piece when it fits the free memory, else the largest tiles "
+                     "that fit; smaller tiles if it still runs out of memory; the log says when it tiles). "
+                     "Otherwise latents larger than this many pixels are denoised in overlapping tiles "
+                     "(predictions blended every step), bounding the UNet's memory on small GPUs."),
         io.Boolean.Input("wrap_x", default=False, optional=True,
                          tooltip="The latent is a 360-degree panorama: the bracket stays seamless across "
                          "the left/right edge (the UNet wraps horizontally; with tiles, they continue "
@@ -338,7 +362,7 @@ class _Bracket(io.ComfyNode):
                 tile_size=0, wrap_x=False, frames="independent", chunk_frames=DEFAULT_CHUNK,
                 motion=None) -> io.NodeOutput:
         given, a, b = run_brackets(model, positive, negative, latent, seed, steps, cfg, sampler_name,
-                                   scheduler, tile_size, wrap_x, frames, chunk_frames, motion)
+                                   scheduler, tile_size, wrap_x, frames, chunk_frames, motion, cls.DISPLAY_NAME)
         return io.NodeOutput(*cls.order(given, a, b))
 
 

@@ -93,9 +93,10 @@ class HDRDecode(io.ComfyNode):
                                  tooltip="The latent is a 360-degree panorama: the decoder wraps "
                                  "horizontally, so the left and right edges join seamlessly."),
                 io.Int.Input("tile_size", default=0, min=0, max=16384, step=64, optional=True,
-                             tooltip="0: decode in one piece. Otherwise decode in tiles of this many "
-                             "pixels overlapping by a quarter tile, in bounded memory (e.g. 512 for a "
-                             "4096x2048 panorama)."),
+                             tooltip="0: automatic (one piece when it fits the free memory, else the "
+                             "largest tiles that fit; smaller tiles if it still runs out of memory; the log "
+                             "says when it tiles). Otherwise decode in tiles of this many pixels overlapping "
+                             "by a quarter tile, in bounded memory."),
                 io.Combo.Input("precision", options=list(PRECISIONS), default=PRECISION_EXACT, optional=True,
                                tooltip=PRECISION_TOOLTIP),
             ],

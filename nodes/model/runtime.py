@@ -24,6 +24,7 @@ from ...lediff_core.model.hdr_vae import (
 from ...lediff_core.model.tiling import default_overlap, tile_count
 from ...lediff_core.model.unet_config import SDXL, backbone, ldm_unet_config
 from ...lediff_core.model.weights import WeightError, check_keys, list_models, resolve_model
+from .memory import run_tiled
 
 FOLDER = "lediff"
 
@@ -117,13 +118,48 @@ def build_comfy_vae(config: dict, diffusers_sd: dict, source: str) -> comfy.sd.V
         "num_res_blocks": config.get("layers_per_block", 2), "attn_resolutions": [], "dropout": 0.0,
     }
     ldm_sd = comfy.diffusers_convert.convert_vae_state_dict(dict(diffusers_sd))
-    vae = comfy.sd.VAE(sd=dict(ldm_sd), config={"params": {"ddconfig": ddconfig,
-                                                          "embed_dim": ddconfig["z_channels"]}},
-                       dtype=vae_working_dtype(vae_backbone(config)))
+    vae = PhotoVAE(sd=dict(ldm_sd), config={"params": {"ddconfig": ddconfig, "embed_dim": ddconfig["z_channels"]}},
+                   dtype=vae_working_dtype(vae_backbone(config)))
+    vae.encode_width = widths[0] * ddconfig["num_res_blocks"]
     # ComfyUI loads VAE weights with strict=False: check that every weight really arrived
     loaded = vae.first_stage_model.state_dict()
     check_keys(loaded.keys(), ldm_sd.keys(), f"VAE {source}")
     return vae
+
+
+class PhotoVAE(comfy.sd.VAE):
+    """ComfyUI's VAE over the HDR VAE's weights (``build_comfy_vae``) whose encode, as used by core
+    VAE Encode on users' photos, tiles when a photo does not fit the free memory and retries in
+    smaller tiles when it runs out of memory (``memory.run_tiled``): core's own fallback misses a
+    CPU's out-of-memory error, and its encoder attention grows with the square of the pixels."""
+
+    encode_width = 256  # first block width x its layers, set by build_comfy_vae
+
+    def encode_memory(self, rows: int, cols: int) -> int:
+        """Bytes one encode of a ``rows`` x ``cols`` latent needs (per image). Measured peak RSS on a
+        CPU: about 12 bytes per output pixel per unit of ``encode_width`` per activation byte (11.6 KB
+        a pixel for SD's VAE in float32, 1.44 KB for a 32-wide one-layer VAE), and, where the host's
+        VAE attention is not PyTorch's memory-efficient one, two float matrices of latent pixels
+        squared (7.5 bytes per pair measured)."""
+        size = mm.dtype_size(self.vae_dtype)
+        f = self.spacial_compression_encode()
+        memory = 12 * self.encode_width * size * rows * cols * f * f
+        if not mm.pytorch_attention_enabled_vae():
+            memory += 2 * size * (rows * cols) ** 2
+        return memory
+
+    def encode(self, pixel_samples):
+        f = self.spacial_compression_encode()
+        height, width = pixel_samples.shape[1:3]
+
+        def run(tile):
+            if not tile:
+                return super(PhotoVAE, self).encode(pixel_samples)
+            side = tile * f
+            return self.encode_tiled(pixel_samples, tile_x=side, tile_y=side, overlap=side // 8)
+
+        return run_tiled("VAE Encode", (width, height), (height // f, width // f), 0, self.encode_memory,
+                         self.device, run, f)
 
 
 PRECISION_EXACT = "float32 (exact)"
@@ -165,12 +201,6 @@ class HDRVAEModel:
     def downscale_factor(self) -> int:
         return self.core.downscale_factor
 
-    def latent_tile(self, tile_size: int) -> tuple[int, int]:
-        """A tile size in image pixels -> (tile, overlap) in latent pixels; (0, 0) means no tiling.
-        The one place that converts pixels to latent units and picks the overlap."""
-        tile = tile_size // self.downscale_factor
-        return (tile, default_overlap(tile)) if tile else (0, 0)
-
     def check_made_by(self, made_by: dict[str, str | None]) -> None:
         """Latent name -> backbone tag of the LEDiff denoiser that made it (None: untagged, e.g. from
         KSampler or VAE Encode): a tag of the other backbone is an error naming both and the fix."""
@@ -181,13 +211,8 @@ class HDRVAEModel:
             raise ValueError(f"precision must be one of {list(PRECISIONS)}, got {precision!r}")
         return self.fast_dtype if precision == PRECISION_FAST else torch.float32
 
-    def load(self, latent_shape, dtype: torch.dtype = torch.float32) -> torch.device:
-        """Load to the VAE device with room for decoding ``latent_shape`` (like ComfyUI's VAE)."""
-        b, _, h, w = latent_shape
-        widest = max(self.core.vae.config["block_out_channels"])
-        f = self.downscale_factor
-        # the widest decoder activations at full resolution dominate: a few of them at once
-        memory = 4 * b * widest * (h * f) * (w * f) * mm.dtype_size(dtype)
+    def load(self, memory: int = 0) -> torch.device:
+        """Load to the VAE device with ``memory`` bytes of room for the work (like ComfyUI's VAE)."""
         mm.load_models_gpu([self.patcher], memory_required=memory)
         return self.patcher.load_device
 
@@ -195,7 +220,7 @@ class HDRVAEModel:
         """Named unscaled bracket latents, darkest first -> (fused latent, weights [N, B, C, h, w]),
         both on ComfyUI's intermediate device. Always float32 (the module is tiny)."""
         check_brackets(brackets, self.latent_channels)
-        device = self.load((1, self.latent_channels, 1, 1))
+        device = self.load()
         with torch.inference_mode():
             fused, weights = self.core.fuse([s.to(device, torch.float32) for s in brackets.values()])
         out = mm.intermediate_device()
@@ -204,31 +229,40 @@ class HDRVAEModel:
     def decode(self, samples: torch.Tensor, wrap_x: bool = False, tile_size: int = 0,
                precision: str = PRECISION_EXACT) -> torch.Tensor:
         """Unscaled latent [B, C, h, w] -> linear HDR [B, H, W, 3] float32 (exp of the decoder,
-        never clamped) on ComfyUI's intermediate device. ``tile_size`` in image pixels (0: one
-        piece); one ComfyUI progress step per image or tile, interruptible between them."""
+        never clamped) on ComfyUI's intermediate device. ``tile_size`` in image pixels (0: automatic,
+        one piece when it fits the free memory, ``nodes.model.memory.run_tiled``); one ComfyUI progress
+        step per image or tile, interruptible between them."""
         check_latent(samples, "latent", self.latent_channels)
         dtype = self.compute_dtype(precision)
-        tile, overlap = self.latent_tile(tile_size)
         b, c, h, w = samples.shape
-        tiled = bool(tile) and (h > tile or w > tile)
-        tiles = tile_count(h, w, tile, overlap, wrap_x) if tiled else 1
-        device = self.load((1, c, min(h, tile or h), min(w, tile or w)), dtype)
-        progress = comfy.utils.ProgressBar(b * tiles)
+        f = self.downscale_factor
 
-        def on_tile():
-            progress.update(1)
-            mm.throw_exception_if_processing_interrupted()
+        def need(rows, cols):
+            return self.core.decode_memory(rows, cols, dtype_size=mm.dtype_size(dtype))
 
-        images = []
-        with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
-            for i in range(b):  # one image at a time bounds the decoder's memory
+        device = self.load(int(need(h, w)))
+
+        def decode_all(tile):
+            overlap = default_overlap(tile) if tile else 0
+            tiles = tile_count(h, w, tile, overlap, wrap_x) if tile else 1
+            progress = comfy.utils.ProgressBar(b * tiles)
+
+            def on_tile():
+                progress.update(1)
                 mm.throw_exception_if_processing_interrupted()
-                hdr = self.core.decode_hdr(samples[i:i + 1].to(device), wrap_x, tile, overlap,
-                                           on_tile if tiled else None)  # exp() always in float32
-                images.append(hdr.to(mm.intermediate_device()))
-                if not tiled:
-                    progress.update(1)
-        return torch.cat(images)
+
+            images = []
+            with torch.inference_mode(), torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32):
+                for i in range(b):  # one image at a time bounds the decoder's memory
+                    mm.throw_exception_if_processing_interrupted()
+                    hdr = self.core.decode_hdr(samples[i:i + 1].to(device), wrap_x, tile, overlap,
+                                               on_tile if tile else None)  # exp() always in float32
+                    images.append(hdr.to(mm.intermediate_device()))
+                    if not tile:
+                        progress.update(1)
+            return torch.cat(images)
+
+        return run_tiled("HDR Decode", (w * f, h * f), (h, w), tile_size, need, device, decode_all, f)
 
     def __repr__(self):
         return f"LEDiff HDR VAE ({self.name}, {BACKBONE_NAMES.get(self.backbone, 'unknown backbone')})"
