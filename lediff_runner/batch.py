@@ -9,8 +9,10 @@ runs), together with a manifest ``batch_item.json``; then the staging folder is 
   on one file system), and a second run skips it (resume);
 - a crashed or killed attempt leaves nothing under ``OUTPUT/<key>/`` (only its staging folder,
   which the driver removes), so no partial file is ever published;
-- an existing ``OUTPUT/<key>/`` is never replaced: renaming onto a non-empty folder fails, and the
-  attempt's files are discarded instead (no duplicates when two attempts race).
+- an existing ``OUTPUT/<key>/`` is never replaced: the rename refuses an existing name, and the
+  attempt's files are discarded instead (no duplicates when two attempts race);
+- the published files and folders have the permissions an ordinary ``open()`` / ``mkdir()`` gets
+  under the process umask, whatever a saver created them with (``lediff_core.io.publish``).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ import sys
 import time
 import traceback
 import uuid
+
+from lediff_core.io.publish import publish_folder
 
 from .workflow import find_loader, is_ui_format, load_workflow_file, with_input, workflow_hash
 
@@ -158,12 +162,14 @@ class ItemRunner:
 
 
 def publish(stage: str, final: str) -> None:
-    """Rename the staging folder to its final name, never replacing an existing folder."""
-    if os.path.lexists(final):
-        raise FileExistsError(f"{final} already exists (another run finished this item): kept it, "
-                              "discarded this attempt")
+    """Rename the staging folder to its final name, never replacing an existing folder; its files
+    and folders get the umask's modes first (``publish.publish_folder``), whatever the workflow's
+    savers created them with."""
     try:
-        os.rename(stage, final)  # refuses a non-empty target; the check above covers an empty one
+        publish_folder(stage, final)
+    except FileExistsError:
+        raise FileExistsError(f"{final} already exists (another run finished this item): kept it, "
+                              "discarded this attempt") from None
     except OSError as e:
         raise FileExistsError(f"{final}: could not publish ({e}); discarded this attempt") from e
 

@@ -25,14 +25,13 @@ import json
 import math
 import os
 import shutil
-import tempfile
 import time
 
 import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from lediff_core.io.publish import _rename_new
+from lediff_core.io.publish import replace_file, write_new_folder
 
 CONFIG_NAME = "config.json"
 CHECKPOINTS = "checkpoints"
@@ -205,17 +204,16 @@ def _has_accelerator() -> bool:
 
 def write_text_atomic(path: str, text: str) -> None:
     """Replace the run's or data's own small file (a pointer, a manifest) in one step: written to a
-    temporary name beside it, synced, renamed over it; a failed write leaves the old file."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+    temporary name beside it, synced, renamed over it (``publish.replace_file``: replacing our own
+    pointer or manifest is the point); a failed write leaves the old file."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)  # our own pointer/manifest: replacing it is the point
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    replace_file(path, write)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -357,33 +355,34 @@ class Trainer:
         # on every process: under FSDP / DeepSpeed ZeRO-3 accelerate gathers the full weights here
         states = {name: self.acc.get_state_dict(module) for name, module in self.models.items()}
         if self.acc.is_main_process and not os.path.isdir(final):
-            staging = os.path.join(ckpts, f".step-{step}.tmp")
-            shutil.rmtree(staging, ignore_errors=True)
-            os.makedirs(os.path.join(staging, "state"))
-            os.makedirs(os.path.join(staging, "weights"))
-            for name, state in states.items():
-                save_file({k: v.detach().cpu().contiguous() for k, v in state.items()},
-                          os.path.join(staging, "state", f"model-{name}.safetensors"))
-            for name, opt in self.optimizers.items():
-                torch.save(opt.state_dict(), os.path.join(staging, "state", f"optimizer-{name}.pt"))
-            if self.ema is not None:
-                save_file({k: v.cpu() for k, v in self.ema.state_dict().items()},
-                          os.path.join(staging, "state", "ema.safetensors"))
-            for fname, content in self.stage.export_weights(self._export_modules()).items():
-                path = os.path.join(staging, "weights", fname)
-                if fname.endswith(".json"):
-                    with open(path, "w", encoding="utf-8") as f:
-                        json.dump(content, f, indent=2, sort_keys=True)
-                else:
-                    save_file({k: v.detach().float().cpu().contiguous() for k, v in content.items()}, path)
-            with open(os.path.join(staging, "trainer.json"), "w", encoding="utf-8") as f:
-                json.dump({"step": step, "stage": self.config["stage"],
-                           "samples": step * self.args.batch_size * self.acc.num_processes * self.args.grad_accum}, f)
-            _rename_new(staging, final)
+            write_new_folder(final, lambda staging: self._write_checkpoint(staging, states))
             write_text_atomic(os.path.join(ckpts, LATEST), f"step-{step}\n")
             self._prune(ckpts)
         self.acc.wait_for_everyone()
         return final
+
+    def _write_checkpoint(self, staging: str, states: dict) -> None:
+        step = self.step
+        os.makedirs(os.path.join(staging, "state"))
+        os.makedirs(os.path.join(staging, "weights"))
+        for name, state in states.items():
+            save_file({k: v.detach().cpu().contiguous() for k, v in state.items()},
+                      os.path.join(staging, "state", f"model-{name}.safetensors"))
+        for name, opt in self.optimizers.items():
+            torch.save(opt.state_dict(), os.path.join(staging, "state", f"optimizer-{name}.pt"))
+        if self.ema is not None:
+            save_file({k: v.cpu() for k, v in self.ema.state_dict().items()},
+                      os.path.join(staging, "state", "ema.safetensors"))
+        for fname, content in self.stage.export_weights(self._export_modules()).items():
+            path = os.path.join(staging, "weights", fname)
+            if fname.endswith(".json"):
+                with open(path, "w", encoding="utf-8") as f:
+                    json.dump(content, f, indent=2, sort_keys=True)
+            else:
+                save_file({k: v.detach().float().cpu().contiguous() for k, v in content.items()}, path)
+        with open(os.path.join(staging, "trainer.json"), "w", encoding="utf-8") as f:
+            json.dump({"step": step, "stage": self.config["stage"],
+                       "samples": step * self.args.batch_size * self.acc.num_processes * self.args.grad_accum}, f)
 
     def _prune(self, ckpts: str) -> None:
         keep = self.args.keep_checkpoints

@@ -5,6 +5,15 @@ its final name: ``os.link`` fails if the name exists, so an existing output is n
 a failed write leaves only the temporary file, which is removed. A folder (an image sequence) is
 filled under a hidden staging name beside its final place and renamed in one step that refuses an
 existing name (``write_numbered_folder``, or ``write_new_folder`` for one fixed name).
+
+What is published has the permissions an ordinary ``open()`` / ``mkdir()`` gets under the process
+umask (0644 files and 0755 folders under umask 022, 0600 / 0700 under 077), whoever wrote it:
+``tempfile.mkstemp`` creates 0600 files and some writers (safetensors 0.8's ``save_file``) create
+0600 files whatever the umask, so every publisher gives the temporary file, or the staging folder
+and everything in it, the umask's mode just before it is published (``publish_modes``). Only the
+permission bits are set (a folder's inherited setgid bit stays), symbolic links are left alone,
+and POSIX default ACLs are not consulted: the mode is ``0o666 & ~umask`` for files and
+``0o777 & ~umask`` for folders.
 """
 
 from __future__ import annotations
@@ -14,27 +23,90 @@ import errno
 import os
 import secrets
 import shutil
+import stat
 import sys
 import tempfile
+import threading
 from collections.abc import Callable
 from typing import TypeVar
 
 T = TypeVar("T")
+
+_UMASK_LOCK = threading.Lock()
+
+
+def process_umask() -> int:
+    """The process's file mode creation mask, read without changing it where possible.
+
+    Linux (4.7 and later) reports it in ``/proc/self/status`` ("Umask:"): reading that is free of
+    races. Elsewhere the only way is ``os.umask(new)`` followed by ``os.umask(old)``, which changes
+    the mask of the whole process for an instant; the interim value is 077, so a file another
+    thread creates in that instant is private rather than too open. Read on every call (a few
+    microseconds), so a process that changes its umask is followed.
+    """
+    try:
+        with open("/proc/self/status", "rb") as f:
+            for line in f:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0o077)
+        os.umask(mask)
+    return mask
+
+
+def publish_modes(path: str) -> None:
+    """Give ``path`` (a file, or a folder and everything below it) the permissions an ordinary
+    ``open()`` / ``mkdir()`` gets under the process umask: ``0o666 & ~umask`` for files,
+    ``0o777 & ~umask`` for folders. Only the permission bits change, and only where they differ;
+    symbolic links are not followed. Every publisher here calls it just before publishing."""
+    mask = process_umask()
+    _set_mode(path, mask)
+    if os.path.isdir(path) and not os.path.islink(path):
+        for folder, dirs, files in os.walk(path):
+            for entry in (*dirs, *files):
+                _set_mode(os.path.join(folder, entry), mask)
+
+
+def _set_mode(path: str, mask: int) -> None:
+    st = os.lstat(path)
+    if stat.S_ISLNK(st.st_mode):
+        return
+    wanted = (0o777 if stat.S_ISDIR(st.st_mode) else 0o666) & ~mask
+    if stat.S_IMODE(st.st_mode) & 0o777 != wanted:
+        os.chmod(path, (stat.S_IMODE(st.st_mode) & ~0o777) | wanted)
 
 
 def write_new_file(final_path: str, write: Callable[[str], T]) -> T:
     """Write ``final_path`` through ``write(tmp_path)``; raise FileExistsError if it exists.
 
     ``write`` receives a temporary path in the same folder (same file system, so publishing is a
-    link, not a copy) and must create the complete file there. Returns what ``write`` returns.
+    link, not a copy) and must create the complete file there (it may replace the empty file at
+    that path). The published file gets the umask's mode (``publish_modes``). Returns what
+    ``write`` returns.
     """
+    return _write_then(final_path, write, _publish)
+
+
+def replace_file(path: str, write: Callable[[str], T]) -> T:
+    """``write_new_file`` for a program's own file that is meant to change (a pointer, a manifest):
+    written under a temporary name beside ``path`` and renamed over it in one step, so a failed
+    write leaves the previous version. It gets the umask's mode (``publish_modes``)."""
+    return _write_then(path, write, os.replace)
+
+
+def _write_then(final_path: str, write: Callable[[str], T], publish: Callable[[str, str], None]) -> T:
+    """``write`` a hidden temporary file beside ``final_path`` (mode 0600 while it is written), give
+    it the umask's mode, ``publish(tmp, final_path)``; the temporary file never outlives the call."""
     folder, name = os.path.split(os.path.abspath(final_path))
-    ext = os.path.splitext(name)[1]
-    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=f".tmp{ext}", dir=folder)
+    fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=f".tmp{os.path.splitext(name)[1]}", dir=folder)
     os.close(fd)
     try:
         result = write(tmp)
-        _publish(tmp, final_path)
+        publish_modes(tmp)
+        publish(tmp, final_path)
         return result
     finally:
         if os.path.exists(tmp):
@@ -87,11 +159,13 @@ def write_numbered_folder(
     file system); the staging folder is then renamed to the first free name among
     ``name_for(counter)``, ``name_for(counter + 1)``, ... in one step, never replacing an existing
     entry, so the folder appears complete or not at all. On any failure (interrupts included) the
-    staging folder is removed. Returns the folder name, the counter used and what ``fill`` returned.
+    staging folder is removed. The folder and everything in it get the umask's modes
+    (``publish_modes``). Returns the folder name, the counter used and what ``fill`` returned.
     """
-    staging = tempfile.mkdtemp(prefix=f".{name_for(counter)}.", suffix=".tmp", dir=parent)
+    staging = _new_staging(parent, name_for(counter))
     try:
         result = fill(staging)
+        publish_modes(staging)
         while True:
             name = name_for(counter)
             try:
@@ -111,9 +185,8 @@ def write_new_folder(path: str, fill: Callable[[str], T]) -> T:
     beside ``path`` (same file system), which is renamed to ``path`` in one step that refuses an
     existing entry, so the folder appears complete or not at all. An existing ``path`` is refused
     before ``fill`` runs (no work wasted) and again, atomically, at the rename. On any failure
-    (interrupts included) the staging folder is removed. The parent folder must exist. Unlike
-    ``tempfile.mkdtemp`` (mode 0700) the staging folder gets the umask's permissions, the ones the
-    published folder should have. Returns what ``fill`` returned.
+    (interrupts included) the staging folder is removed. The parent folder must exist. The folder
+    and everything in it get the umask's modes (``publish_modes``). Returns what ``fill`` returned.
     """
     path = os.path.abspath(path)
     if os.path.lexists(path):
@@ -122,11 +195,20 @@ def write_new_folder(path: str, fill: Callable[[str], T]) -> T:
     staging = _new_staging(parent, name)
     try:
         result = fill(staging)
-        _rename_new(staging, path)
+        publish_folder(staging, path)
         return result
     finally:
         if os.path.lexists(staging):
             shutil.rmtree(staging, ignore_errors=True)
+
+
+def publish_folder(staging: str, path: str) -> None:
+    """Publish the complete folder ``staging`` as ``path`` in one rename that never replaces an
+    existing entry (FileExistsError), its contents first given the umask's modes
+    (``publish_modes``). For a caller that fills and cleans up its own staging folder (the batch
+    runner); ``write_new_folder`` does all of it."""
+    publish_modes(staging)
+    _rename_new(staging, path)
 
 
 def _new_staging(parent: str, name: str) -> str:
