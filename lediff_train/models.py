@@ -15,12 +15,12 @@ Three layouts are accepted, for either backbone, SD1.5 or SDXL:
 
 The backbone is read from ``unet/config.json`` (``lediff_core.model.unet_config.backbone``: SDXL's
 ``addition_embed_type`` "text_time"; a single file's from its keys), never from names. Captions are
-encoded with the MODEL's own text encoders (or those of ``text_model`` when the MODEL has none): SD1.5's ``text_encoder/`` +
-``tokenizer/`` (CLIP-L, last hidden state); SDXL's two, ``text_encoder/`` + ``tokenizer/`` (CLIP-L)
-and ``text_encoder_2/`` + ``tokenizer_2/`` (CLIP-G with its projection), whose penultimate hidden
-states are concatenated into the context and whose second encoder's projected pooled output is
-SDXL's pooled text embedding. Every weight file is checked key by key and shape by shape; nothing
-falls back silently.
+encoded with the MODEL's own text encoders (or those of ``text_model`` when the MODEL has none):
+SD1.5's ``text_encoder/`` + ``tokenizer/`` (CLIP-L, last hidden state); SDXL's two,
+``text_encoder/`` + ``tokenizer/`` (CLIP-L) and ``text_encoder_2/`` + ``tokenizer_2/`` (CLIP-G with
+its projection), whose penultimate hidden states are concatenated into the context and whose second
+encoder's projected pooled output is SDXL's pooled text embedding. Every weight file is checked key
+by key and shape by shape; nothing falls back silently.
 """
 
 from __future__ import annotations
