@@ -26,6 +26,7 @@ nodes' HDR path does.
 from __future__ import annotations
 
 import argparse
+import os
 
 import torch
 import torch.nn.functional as F
@@ -116,8 +117,8 @@ class DenoiserStage:
         self.backbone = models.backbone(args.model)
         self.downscale = int(data.manifest["model"]["downscale"])
         # the text encoders first: they are checked against the UNet's config before its weights load
-        self.text = models.CaptionEncoder(models.text_parts_folder(args.model, args.text_model, self.backbone),
-                                          self.backbone)
+        source = models.text_parts_folder(args.model, args.text_model, self.backbone, args.tokenizer)
+        self.text = models.CaptionEncoder(source, self.backbone, args.tokenizer)
         models.check_text_fits(args.model, models.unet_config(args.model), self.text)
         unet, self.widened = models.load_unet(args.model)
         if args.gradient_checkpointing:
@@ -202,7 +203,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="share of captions replaced by the empty prompt (for CFG; default 0.05)")
     parser.add_argument("--text-model", default=None,
                         help="diffusers folder whose text_encoder/ and tokenizer/ (SDXL: also text_encoder_2/ and "
-                             "tokenizer_2/) encode captions, when MODEL has none; of MODEL's backbone")
+                             "tokenizer_2/) encode captions, when MODEL has none; or a single-file SD1.5/SDXL "
+                             "checkpoint (.safetensors, with --tokenizer); of MODEL's backbone")
+    parser.add_argument("--tokenizer", default=None, type=os.path.abspath, metavar="FOLDER",
+                        help="CLIP tokenizer folder (vocab.json, merges.txt) for captions when the text encoders come "
+                             "from a single-file checkpoint, which has none: e.g. ComfyUI/comfy/sd1_tokenizer")
     parser.add_argument("--val-steps", type=int, default=20, help="DDIM steps in validation")
     parser.add_argument("--val-cfg", type=float, default=7.5, help="CFG scale in validation")
 

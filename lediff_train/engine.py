@@ -48,7 +48,8 @@ def add_common_arguments(parser: argparse.ArgumentParser, *, steps: int, lr: flo
     """Flags both stages share; the defaults passed in are the stage's (the paper's where known)."""
     parser.add_argument("--data", required=True, help="prepared data folder (python -m lediff_train prepare)")
     parser.add_argument("--model", required=True,
-                        help="official LEDiff folder (fine-tune), or an SD1.5 or SDXL diffusers folder (start fresh)")
+                        help="official LEDiff folder (fine-tune), or an SD1.5 or SDXL diffusers folder or single-file "
+                             "checkpoint (.safetensors, as in ComfyUI's models/checkpoints/; start fresh)")
     parser.add_argument("--out", required=True, help="run folder (checkpoints, config, logs); refused if it exists "
                                                       "unless --resume")
     parser.add_argument("--steps", type=int, default=steps, help=f"the run's total optimizer steps (default {steps})")
@@ -197,6 +198,30 @@ def latest_checkpoint(run: str) -> str:
     return os.path.abspath(path)
 
 
+LAUNCH_FIX = ("start N processes with `accelerate launch --multi_gpu --num_processes N -m lediff_train ...` (GPUs "
+              "or CPU) or `torchrun --nproc_per_node N -m lediff_train ...`; one process with "
+              "`python -m lediff_train ...`")
+
+
+def check_launch(env) -> None:
+    """Refuse a launch that asked for several processes but started this one alone.
+
+    ``accelerate launch`` picks its launcher before the script runs: with ``--multi_gpu``, more than
+    one visible GPU, FSDP or DeepSpeed it starts N processes through torch.distributed.run (which sets
+    WORLD_SIZE); otherwise (no GPU, one GPU, ``--cpu``) its simple launcher starts ONE process, whatever
+    ``--num_processes``, and only adds MASTER_ADDR/MASTER_PORT when N > 1 or several machines were
+    asked for (accelerate 1.x, ``commands/launch.py``: ``simple_launcher``). Its mark,
+    ACCELERATE_USE_CPU, is set by that launcher alone. That process would train alone as if it were
+    the whole run."""
+    if "ACCELERATE_USE_CPU" in env and "MASTER_ADDR" in env and "WORLD_SIZE" not in env:
+        raise TrainingError(
+            "accelerate launch was asked for several processes (--num_processes, --num_machines or its config) but "
+            "started this one alone: without --multi_gpu it uses its one-process launcher unless it sees more than "
+            f"one GPU (always on CPU). Nothing was written; {LAUNCH_FIX} (if you meant one process under accelerate, "
+            "unset MASTER_ADDR)"
+        )
+
+
 def _has_accelerator() -> bool:
     xpu = getattr(torch, "xpu", None)
     return torch.cuda.is_available() or bool(xpu is not None and xpu.is_available())
@@ -241,14 +266,14 @@ class Trainer:
         kwargs = {"gradient_accumulation_steps": args.grad_accum}
         if args.mixed_precision is not None:
             kwargs["mixed_precision"] = args.mixed_precision
+        check_launch(os.environ)
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world > 1 and not _has_accelerator():
             kwargs["cpu"] = True  # accelerate only sets up gloo for torchrun's processes when told it is on CPU
         self.acc = Accelerator(**kwargs)
         if self.acc.num_processes != world:
             raise TrainingError(f"launched as {world} processes, but accelerate set up {self.acc.num_processes}: "
-                                "each would train alone; check the launcher's environment "
-                                "(accelerate launch / torchrun)")
+                                f"each would train alone; {LAUNCH_FIX}")
         self.run_dir = os.path.abspath(args.out)
         self.train_data = LatentData(args.data, "train")
         self.val_data = None
@@ -273,6 +298,9 @@ class Trainer:
             self.ema = EMA({f"{m}.{k}": p for m, mod in self.stage.modules.items()
                             for k, p in mod.named_parameters() if p.requires_grad}, args.ema)
         self._write_run_folder(config)  # only once everything could be built: a failed start leaves nothing
+        self.acc.print(f"{stage_name}: {self.acc.num_processes} process(es), {self.acc.distributed_type.value} on "
+                       f"{self.acc.device.type}; global batch {args.batch_size} x {self.acc.num_processes} x "
+                       f"{args.grad_accum} = {args.batch_size * self.acc.num_processes * args.grad_accum}")
         names = list(self.stage.modules)
         prepared = self.acc.prepare(*[self.stage.modules[n] for n in names], *self.optimizers.values())
         self.models = dict(zip(names, prepared[:len(names)], strict=True))

@@ -7,7 +7,8 @@ What the nodes (Load HDR VAE, Load Bracket Denoiser) and ``lediff_core.model.wei
     OUT/vae/merge_model.pth                                      the trained fusion (plain tensors: weights_only)
     OUT/scheduler/scheduler_config.json                          DDIM, as the official release ships
     OUT/model_index.json, text_encoder/, tokenizer/              (the denoiser MODEL's text parts, when it has them;
-        SDXL: also text_encoder_2/, tokenizer_2/)
+        SDXL: also text_encoder_2/, tokenizer_2/; from a single-file checkpoint: its encoders converted, saved by
+        transformers, with the run's --tokenizer)
     OUT/lediff_train.json                                        provenance: both runs' configs, steps, data
 
 SDXL denoisers (``lediff_core.model.unet_config.backbone`` of the trained UNet's config) export the
@@ -251,7 +252,16 @@ def export(decoder_run: str, denoiser_run: str, out: str, log=print) -> str:
     scheduler, scheduler_from = _scheduler(denoiser["model"])
     # the text encoders that encoded the denoiser's captions: --text-model's, else its MODEL's
     text_from = os.path.abspath(denoiser["config"].get("text_model") or denoiser["model"])
-    text_parts = [p for p in TEXT_PARTS[family] if os.path.isdir(os.path.join(text_from, p))]
+    text_encoder = None
+    if os.path.isfile(text_from):  # a single-file checkpoint: its encoders converted, --tokenizer's tokenizer
+        try:
+            text_encoder = models.CaptionEncoder(text_from, family, denoiser["config"].get("tokenizer"))
+        except (models.ModelError, OSError, ValueError) as e:
+            raise ExportError(f"cannot read the text encoders the denoiser run used ({text_from!r}: {e}); restore "
+                              "that file and the run's --tokenizer folder") from e
+        text_parts = list(TEXT_PARTS[family])
+    else:
+        text_parts = [p for p in TEXT_PARTS[family] if os.path.isdir(os.path.join(text_from, p))]
     if family == SDXL and text_parts and len(text_parts) != len(TEXT_PARTS[SDXL]):
         raise ExportError(f"{text_from!r} holds {', '.join(text_parts)} but not all of "
                           f"{', '.join(TEXT_PARTS[SDXL])}: an SDXL denoiser's captions need both text encoders "
@@ -266,8 +276,11 @@ def export(decoder_run: str, denoiser_run: str, out: str, log=print) -> str:
         save_file(vae_sd, os.path.join(staging, "vae", WEIGHTS_NAME), metadata={"format": "pt"})
         torch.save(fusion, os.path.join(staging, "vae", FUSION_NAME))
         _write_json(os.path.join(staging, "scheduler", "scheduler_config.json"), scheduler)
-        for part in text_parts:
-            shutil.copytree(os.path.join(text_from, part), os.path.join(staging, part))
+        if text_encoder is not None:
+            text_encoder.save(staging)
+        else:
+            for part in text_parts:
+                shutil.copytree(os.path.join(text_from, part), os.path.join(staging, part))
         _write_json(os.path.join(staging, "model_index.json"),
                     _model_index(denoiser["model"], ["unet", "vae", "scheduler", *text_parts], family))
         _write_json(os.path.join(staging, PROVENANCE_NAME), {

@@ -1,22 +1,26 @@
 """The MODEL a training run starts from, read strictly.
 
-Two layouts are accepted (both diffusers folders), for either backbone, SD1.5 or SDXL:
+Three layouts are accepted, for either backbone, SD1.5 or SDXL:
 
 - an **official LEDiff download** (fine-tune): ``unet/`` with 8 input channels, ``vae/`` with
   ``merge_model.pth``, ``scheduler/``; ``text_encoder/`` and ``tokenizer/`` when present;
 - a **plain SD1.5 or SDXL folder** (start fresh): ``unet/`` with 4 input channels, which is widened
   to 8 (InstructPix2Pix layout: noisy latent, then the condition; the extra ``conv_in`` weights are
   zero, so the widened UNet starts out as the SD UNet ignoring its condition), ``vae/`` without
-  fusion weights (the fusion starts as the plain average, the paper's initialisation).
+  fusion weights (the fusion starts as the plain average, the paper's initialisation);
+- a **single-file SD1.5 or SDXL checkpoint** (``.safetensors`` in the original layout, what ComfyUI's
+  ``models/checkpoints/`` holds): converted in memory by ``lediff_train.checkpoint`` (diffusers' key
+  maps, configs from the file's shapes, offline), then treated as the plain folder would be. It has
+  no tokenizer: captions take theirs from ``--tokenizer``.
 
 The backbone is read from ``unet/config.json`` (``lediff_core.model.unet_config.backbone``: SDXL's
-``addition_embed_type`` "text_time"), never from names. Captions are encoded with the MODEL's own
-text encoders (or those of ``text_model`` when the MODEL has none): SD1.5's ``text_encoder/`` +
-``tokenizer/`` (CLIP-L, last hidden state); SDXL's two, ``text_encoder/`` + ``tokenizer/`` (CLIP-L)
-and ``text_encoder_2/`` + ``tokenizer_2/`` (CLIP-G with its projection), whose penultimate hidden
-states are concatenated into the context and whose second encoder's projected pooled output is
-SDXL's pooled text embedding. Every weight file is checked key by key and shape by shape; nothing
-falls back silently.
+``addition_embed_type`` "text_time"; a single file's from its keys), never from names. Captions are
+encoded with the MODEL's own text encoders (or those of ``text_model`` when the MODEL has none):
+SD1.5's ``text_encoder/`` + ``tokenizer/`` (CLIP-L, last hidden state); SDXL's two,
+``text_encoder/`` + ``tokenizer/`` (CLIP-L) and ``text_encoder_2/`` + ``tokenizer_2/`` (CLIP-G with
+its projection), whose penultimate hidden states are concatenated into the context and whose second
+encoder's projected pooled output is SDXL's pooled text embedding. Every weight file is checked key
+by key and shape by shape; nothing falls back silently.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ from lediff_core.model.weights import (
     read_json,
 )
 
+from . import checkpoint
+
 LEDIFF_IN_CHANNELS = 8
 # SD1.x's training schedule (its scheduler_config.json), used when a MODEL has no scheduler/
 SD_SCHEDULE = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
@@ -49,17 +55,30 @@ class ModelError(ValueError):
 
 
 def _part(path: str, name: str) -> str:
+    if checkpoint.is_single_file(path):
+        raise ModelError(f"MODEL {path!r} is a file: {name}/ is read from a folder only")
     folder = os.path.join(path, name)
     if not os.path.isdir(folder):
         raise ModelError(
             f"MODEL {path!r} has no {name}/ folder: give an official LEDiff download (unet/, vae/ with "
             f"{FUSION_NAME}) or a plain Stable Diffusion 1.5 / SDXL diffusers folder (unet/, vae/, text_encoder/, "
-            "tokenizer/ (SDXL: also text_encoder_2/, tokenizer_2/), scheduler/)"
+            "tokenizer/ (SDXL: also text_encoder_2/, tokenizer_2/), scheduler/), or a single-file SD1.5 / SDXL "
+            "checkpoint (.safetensors, as in ComfyUI's models/checkpoints/)"
         )
     return folder
 
 
+def _single(path: str, read):
+    """``read(path)`` of a single-file checkpoint, its errors as ModelError."""
+    try:
+        return read(path)
+    except checkpoint.CheckpointError as e:
+        raise ModelError(str(e)) from e
+
+
 def vae_config(path: str) -> dict:
+    if checkpoint.is_single_file(path):
+        return _single(path, checkpoint.vae_config)
     return read_json(os.path.join(_part(path, "vae"), "config.json"))
 
 
@@ -69,13 +88,19 @@ def scaling_factor(path: str) -> float:
 
 def load_vae(path: str) -> AutoencoderKL:
     """The MODEL's VAE (SD encoder + its decoder: SD's, or LEDiff's HDR one), strictly, float32."""
-    folder = _part(path, "vae")
-    vae = AutoencoderKL(vae_config(path))
-    vae.load_weights(load_state_dict(_weights_in(folder)), folder)
+    config = vae_config(path)
+    vae = AutoencoderKL(config)
+    if checkpoint.is_single_file(path):
+        vae.load_weights(checkpoint.vae_state_dict(path, config), path)
+    else:
+        folder = _part(path, "vae")
+        vae.load_weights(load_state_dict(_weights_in(folder)), folder)
     return vae
 
 
 def has_fusion(path: str) -> bool:
+    if checkpoint.is_single_file(path):
+        return False
     return os.path.isfile(os.path.join(_part(path, "vae"), FUSION_NAME))
 
 
@@ -89,6 +114,8 @@ def load_fusion(path: str, channels: int = 4) -> ExposureFusion:
 
 
 def unet_config(path: str) -> dict:
+    if checkpoint.is_single_file(path):
+        return _single(path, checkpoint.unet_config)
     return read_json(os.path.join(_part(path, "unet"), "config.json"))
 
 
@@ -107,8 +134,8 @@ def load_unet(path: str):
     zero weights for the condition channels. Anything else is an error."""
     from diffusers import UNet2DConditionModel
 
-    folder = _part(path, "unet")
     config = unet_config(path)
+    folder = path if checkpoint.is_single_file(path) else _part(path, "unet")
     channels = config.get("in_channels")
     if channels not in (4, LEDIFF_IN_CHANNELS):
         raise ModelError(
@@ -116,7 +143,10 @@ def load_unet(path: str):
             f"LEDiff bracket denoiser ({LEDIFF_IN_CHANNELS}). "
             "Inpainting UNets (9) and other backbones are not supported"
         )
-    state = load_state_dict(_weights_in(folder))
+    if checkpoint.is_single_file(path):
+        state = checkpoint.unet_state_dict(path, config)
+    else:
+        state = load_state_dict(_weights_in(folder))
     wide = {**config, "in_channels": LEDIFF_IN_CHANNELS}
     unet = UNet2DConditionModel.from_config(wide)
     expected = unet.state_dict()
@@ -141,8 +171,8 @@ def noise_schedule(path: str):
     from diffusers import DDPMScheduler
 
     config_path = os.path.join(path, "scheduler", "scheduler_config.json")
-    config = dict(SD_SCHEDULE)
-    if os.path.isfile(config_path):
+    config = dict(SD_SCHEDULE)  # also a single-file checkpoint's: SD1.5's and SDXL base's schedule
+    if not checkpoint.is_single_file(path) and os.path.isfile(config_path):
         given = read_json(config_path)
         config.update({k: given[k] for k in (*SD_SCHEDULE, "trained_betas") if k in given})
     if config["prediction_type"] != "epsilon":
@@ -155,16 +185,41 @@ TEXT_PARTS = {SD15: ("text_encoder", "tokenizer"),
               SDXL: ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")}
 
 
-def text_parts_folder(path: str, text_model: str | None = None, backbone: str = SD15) -> str:
-    """The folder whose text encoder(s) and tokenizer(s) encode the captions (``TEXT_PARTS[backbone]``)."""
+def text_parts_folder(path: str, text_model: str | None = None, backbone: str = SD15,
+                      tokenizer: str | None = None) -> str:
+    """The source whose text encoder(s) and tokenizer(s) encode the captions: a folder with
+    ``TEXT_PARTS[backbone]``, or a single-file checkpoint of that backbone (then ``tokenizer``, a
+    CLIP tokenizer folder, is required: the file has none)."""
     source = text_model or path
+    kind = "an SDXL" if backbone == SDXL else "a Stable Diffusion 1.5"
+    if checkpoint.is_single_file(source):
+        family = _single(source, checkpoint.backbone)
+        if family != backbone:
+            raise ModelError(f"{source!r} is a single-file {family} checkpoint, but the UNet is {backbone}: "
+                             f"encode captions with {kind} checkpoint or folder (--text-model)")
+        if not tokenizer:
+            raise ModelError(f"{source!r} is a single-file checkpoint, which carries no tokenizer: pass --tokenizer "
+                             "with a CLIP tokenizer folder (vocab.json, merges.txt), e.g. ComfyUI's own "
+                             "ComfyUI/comfy/sd1_tokenizer (SDXL's two tokenizers share that vocabulary)")
+        check_tokenizer(tokenizer)
+        return source
+    if tokenizer:
+        raise ModelError(f"--tokenizer is for single-file checkpoints; {source!r} is a folder, whose own tokenizer/ "
+                         "encodes the captions: leave --tokenizer out")
     missing = [p for p in TEXT_PARTS[backbone] if not os.path.isdir(os.path.join(source, p))]
     if missing:
-        kind = "an SDXL" if backbone == SDXL else "a Stable Diffusion 1.5"
-        hint = (f"pass --text-model with {kind} diffusers folder (the official LEDiff downloads do not always "
-                "carry the text encoder)") if not text_model else f"use {kind} diffusers folder"
+        hint = (f"pass --text-model with {kind} diffusers folder or single-file checkpoint (the official LEDiff "
+                "downloads do not always carry the text encoder)") if not text_model else \
+            f"use {kind} diffusers folder or single-file checkpoint"
         raise ModelError(f"{source!r} has no {' or '.join(f'{m}/' for m in missing)} to encode captions: {hint}")
     return source
+
+
+def check_tokenizer(folder: str) -> None:
+    missing = [f for f in ("vocab.json", "merges.txt") if not os.path.isfile(os.path.join(folder, f))]
+    if missing:
+        raise ModelError(f"--tokenizer {folder!r} is not a CLIP tokenizer folder (no {', '.join(missing)}): give "
+                         "one such as ComfyUI's ComfyUI/comfy/sd1_tokenizer, or an SD pipeline's tokenizer/")
 
 
 def _max_length(tokenizer, model) -> int:
@@ -182,12 +237,19 @@ class CaptionEncoder:
     encoder's 77 positions with its own pad token (CLIP-G's is "!" in SDXL's tokenizer_2/).
     """
 
-    def __init__(self, folder: str, backbone: str = SD15):
+    def __init__(self, folder: str, backbone: str = SD15, tokenizer: str | None = None):
         from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
         if backbone not in TEXT_PARTS:
             raise ValueError(f"backbone must be one of {sorted(TEXT_PARTS)}, got {backbone!r}")
         self.backbone, self.folder = backbone, folder
+        if checkpoint.is_single_file(folder):
+            # one CLIP vocabulary for both; SDXL's second tokenizer pads with "!" (its tokenizer_2/)
+            self.model, self.model_2 = _single(folder, checkpoint.text_encoders)
+            self.tokenizer = CLIPTokenizer.from_pretrained(tokenizer, local_files_only=True)
+            self.tokenizer_2 = (CLIPTokenizer.from_pretrained(tokenizer, local_files_only=True, pad_token="!")
+                                if self.model_2 is not None else None)
+            return
         self.tokenizer = CLIPTokenizer.from_pretrained(os.path.join(folder, "tokenizer"), local_files_only=True)
         self.model = CLIPTextModel.from_pretrained(os.path.join(folder, "text_encoder"), local_files_only=True)
         self.model.requires_grad_(False).eval()
@@ -198,6 +260,16 @@ class CaptionEncoder:
             self.model_2 = CLIPTextModelWithProjection.from_pretrained(os.path.join(folder, "text_encoder_2"),
                                                                        local_files_only=True)
             self.model_2.requires_grad_(False).eval()
+
+    def save(self, folder: str) -> list[str]:
+        """Write the text parts as a diffusers pipeline holds them (text_encoder/, tokenizer/, SDXL:
+        text_encoder_2/, tokenizer_2/) under ``folder``; returns the parts written."""
+        parts = [("text_encoder", self.model), ("tokenizer", self.tokenizer)]
+        if self.model_2 is not None:
+            parts += [("text_encoder_2", self.model_2), ("tokenizer_2", self.tokenizer_2)]
+        for name, part in parts:
+            part.save_pretrained(os.path.join(folder, name))
+        return [name for name, _ in parts]
 
     @property
     def context_dim(self) -> int:

@@ -383,8 +383,8 @@ def _ev_step_arg(text: str):
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``prepare`` subcommand's flags."""
     parser.add_argument("--hdr", required=True, help="folder of HDR images (.exr/.hdr/.pic, searched recursively)")
-    parser.add_argument("--model", required=True, help="MODEL folder whose vae/ encodes the brackets "
-                        "(official LEDiff download, or SD1.5 / SDXL diffusers folder)")
+    parser.add_argument("--model", required=True, help="MODEL whose VAE encodes the brackets (official LEDiff "
+                        "download, SD1.5 / SDXL diffusers folder, or single-file SD1.5 / SDXL checkpoint .safetensors)")
     parser.add_argument("--out", required=True, help="new DATA folder to write (refused if it exists, unless --resume)")
     parser.add_argument("--size", type=int, default=None, help="side of the square views/crops in pixels (default: "
                         "MODEL's backbone's resolution, 512 for SD1.5, 1024 for SDXL)")

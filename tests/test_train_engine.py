@@ -142,6 +142,35 @@ def test_two_processes_give_the_update_of_one_with_the_combined_batch(setup, tmp
     torch.testing.assert_close(two, one, atol=1e-4, rtol=1e-4)
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the CPU launch: accelerate picks its launcher by the GPUs")
+def test_accelerate_launch_starts_the_processes_asked_for_or_refuses(setup, tmp_path):
+    # the guide's command as a user types it: two real processes on CPU (gloo), recorded and logged;
+    # without --multi_gpu accelerate starts ONE process on a machine without GPUs: refused, nothing written
+    accelerate = os.path.join(os.path.dirname(sys.executable), "accelerate")
+    env = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1",
+           "HF_HOME": str(tmp_path / "hf")}  # no accelerate config of the machine's user
+    env.pop("MASTER_ADDR", None)
+
+    def launch(out, *flags):
+        cmd = [accelerate, "launch", *flags, "-m", "lediff_train", "decoder", "--data", setup["data"],
+               "--model", setup["model"], "--out", str(out), "--report-to", "csv", "--validate-every", "0",
+               "--steps", "2", "--batch-size", "1", "--lpips-weight", "0", "--gan-weight", "0"]
+        return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+
+    refused = launch(tmp_path / "one", "--num_processes", "2")
+    assert refused.returncode != 0
+    assert "started this one alone" in refused.stderr, refused.stderr[-3000:]
+    assert "accelerate launch --multi_gpu --num_processes N -m lediff_train" in refused.stderr
+    assert not (tmp_path / "one").exists()
+
+    done = launch(tmp_path / "two", "--multi_gpu", "--num_processes", "2", "--main_process_port", "29533")
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert json.loads((tmp_path / "two" / "config.json").read_text())["processes"] == 2
+    assert "decoder: 2 process(es), MULTI_CPU on cpu; global batch 1 x 2 x 1 = 2" in done.stdout + done.stderr
+    trainer = json.loads((tmp_path / "two" / "checkpoints" / "step-2" / "trainer.json").read_text())
+    assert trainer["samples"] == 4
+
+
 def decode(setup, run):
     """Held-out crops through a run's fusion + decoder (the MODEL's own when ``run`` is None)."""
     from lediff_train.data import LatentData

@@ -218,3 +218,78 @@ def hdri_folder(folder, names=("city", "forest", "studio")):
     for name in names:
         shutil.copy(os.path.join(REPO, "tests", "data", "hdri", f"{name}.exr"), os.path.join(folder, f"{name}.exr"))
     return folder
+
+
+# ---- single-file checkpoints (ComfyUI's models/checkpoints/*.safetensors, the original "ldm" layout)
+# Tiny architectures on which the family facts a single file cannot show hold, as lediff_train.checkpoint
+# assumes them: SD1.x's 8 UNet heads, SDXL's 64-wide UNet heads, CLIP's 64-wide heads.
+SINGLE_FILE_SD15_UNET = {**UNET_CONFIG, "in_channels": 4, "attention_head_dim": 8}
+SINGLE_FILE_SDXL_UNET = {**SDXL_UNET_CONFIG, "in_channels": 4, "block_out_channels": [64, 128],
+                         "attention_head_dim": [1, 2]}
+
+
+def _clip_text_models(backbone: str, seed: int):
+    """(CLIP-L, CLIP-G or None) random transformers models with 64-wide heads."""
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
+
+    torch.manual_seed(seed)
+
+    def config(width, act, layers, projection):
+        return CLIPTextConfig(hidden_size=width, intermediate_size=64, num_hidden_layers=layers,
+                              num_attention_heads=width // 64, max_position_embeddings=77, vocab_size=49408,
+                              hidden_act=act, projection_dim=projection)
+
+    if backbone == "sd15":
+        return CLIPTextModel(config(768, "quick_gelu", 1, 768)).eval(), None
+    first = CLIPTextModel(config(SDXL_TEXT_WIDTHS[0], "quick_gelu", 2, 768)).eval()
+    second = CLIPTextModelWithProjection(config(SDXL_TEXT_WIDTHS[1], "gelu", 2, SDXL_POOLED)).eval()
+    return first, second
+
+
+def write_single_file_checkpoint(root: str, backbone: str = "sd15", seed: int = 50) -> tuple[str, str]:
+    """(a ComfyUI-style single-file checkpoint, a diffusers folder of the same weights).
+
+    The folder is written as ``write_sd15_model`` / ``write_sdxl_model`` write theirs (the reference);
+    the file is that folder's weights in the original layout, mapped by the genuine ComfyUI's own
+    diffusers-to-ldm key maps (``comfy.utils.unet_to_diffusers`` of ``ldm_unet_config``,
+    ``comfy.diffusers_convert.convert_vae_state_dict``, ``convert_text_enc_state_dict_v20`` for
+    CLIP-G): independent of diffusers' ldm-to-diffusers maps that lediff_train uses. Needs ComfyUI
+    on sys.path (the ``comfy`` fixture)."""
+    import comfy.diffusers_convert
+    import comfy.utils
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import load_file
+
+    from lediff_core.model.unet_config import ldm_unet_config
+
+    sdxl = backbone == "sdxl"
+    unet_config = SINGLE_FILE_SDXL_UNET if sdxl else SINGLE_FILE_SD15_UNET
+    folder = _write_pipeline(root, f"{backbone}_diffusers", seed, None, unet_config,
+                             SDXL_VAE_CONFIG if sdxl else None, SDXL_SCHEDULER if sdxl else SD_SCHEDULER,
+                             {"_class_name": "StableDiffusionXLPipeline" if sdxl else "StableDiffusionPipeline"})
+    first, second = _clip_text_models(backbone, seed + 5)
+    first.save_pretrained(os.path.join(folder, "text_encoder"), safe_serialization=True)
+    _copy_tokenizer(os.path.join(folder, "tokenizer"))
+    if sdxl:
+        second.save_pretrained(os.path.join(folder, "text_encoder_2"), safe_serialization=True)
+        _copy_tokenizer(os.path.join(folder, "tokenizer_2"), pad_token="!")
+
+    unet = load_file(os.path.join(folder, "unet", "diffusion_pytorch_model.safetensors"))
+    keymap = comfy.utils.unet_to_diffusers(ldm_unet_config(UNet2DConditionModel.load_config(
+        os.path.join(folder, "unet")), require_channels=None))
+    assert set(unet) <= set(keymap), set(unet) - set(keymap)  # ComfyUI's map also names optional layers
+    ldm = {f"model.diffusion_model.{keymap[k]}": v for k, v in unet.items()}
+    vae = load_file(os.path.join(folder, "vae", "diffusion_pytorch_model.safetensors"))
+    ldm.update({f"first_stage_model.{k}": v for k, v in comfy.diffusers_convert.convert_vae_state_dict(vae).items()})
+    clip_l = "conditioner.embedders.0.transformer." if sdxl else "cond_stage_model.transformer."
+    # the files' CLIP-L keys are transformers' CLIPTextModel names under text_model. (which transformers 5
+    # leaves out of CLIPTextModel's own state dict)
+    ldm.update({clip_l + ("" if k.startswith("text_model.") else "text_model.") + k: v
+                for k, v in first.state_dict().items() if not k.endswith("position_ids")})
+    if sdxl:
+        hf = {f"transformer.{k}": v for k, v in second.state_dict().items() if not k.endswith("position_ids")}
+        ldm.update({f"conditioner.embedders.1.model.{k}": v
+                    for k, v in comfy.diffusers_convert.convert_text_enc_state_dict_v20(hf).items()})
+    path = os.path.join(root, f"{backbone}_checkpoint.safetensors")
+    save_file({k: v.contiguous() for k, v in ldm.items()}, path)
+    return path, folder
