@@ -308,3 +308,22 @@ def test_anchor_validation():
         anchor_exposure(grey([1.0]), 101, 1.0)
     with pytest.raises(ValueError, match="positive"):
         anchor_exposure(grey([1.0]), 50, 0.0)
+
+
+def test_a_big_photo_is_fitted_and_blended_in_bands_of_rows_like_in_one_piece(monkeypatch):
+    """The float64 work runs in bands of rows (bounded memory for a 24-megapixel photo): the bands'
+    groups merge into the one-piece fit (sums in another order: equal to rounding) and the blend is
+    pointwise, so each band's pixels are the one-piece pixels."""
+    import lediff_core.model.blend as blend
+
+    gen = torch.Generator().manual_seed(4)
+    ldr = (torch.rand(2, 37, 23, 3, generator=gen) * 255).round() / 255  # 8-bit values, repeated
+    ldr[:, :5] = 1.0
+    hdr = power_hdr(ldr, 2.2, 1.5) * (1 + 0.01 * torch.rand(ldr.shape, generator=gen))
+    whole = blend_with_ldr(ldr, hdr, RELEASED)
+    monkeypatch.setattr(blend, "BAND_PIXELS", 23 * 4)  # ten bands, the last one short
+    assert len(blend._bands(37, 23)) == 10
+    banded = blend_with_ldr(ldr, hdr, RELEASED)
+    assert torch.equal(whole[1], banded[1])  # the mask
+    assert torch.allclose(whole[2], banded[2], rtol=1e-12, atol=0) and torch.allclose(whole[3], banded[3], rtol=1e-12)
+    assert torch.allclose(whole[0], banded[0], rtol=1e-6, atol=0)

@@ -97,6 +97,16 @@ PRESETS = {
 }
 
 
+# Pixels per band of rows that the fit and the blend convert to float64 at once: a 24-megapixel
+# photo in one piece would need gigabytes of float64 copies, a band about 100 MB.
+BAND_PIXELS = 1 << 20
+
+
+def _bands(height: int, width: int) -> list[slice]:
+    rows = max(1, BAND_PIXELS // max(width, 1))
+    return [slice(y, min(y + rows, height)) for y in range(0, height, rows)]
+
+
 def _work_dtype(device: torch.device) -> torch.dtype:
     # Sums over millions of samples and near-zero residuals want float64; MPS has no float64.
     return torch.float32 if device.type == "mps" else torch.float64
@@ -268,12 +278,20 @@ def _fit(
     g_fallback = min(max(float(gamma_init), lo), hi)
     nothing = (g_fallback, 0.0, False)
 
-    def groups(b: int):
-        l3 = ldr[b, ..., :3].to(device=hdr.device, dtype=dtype)
-        h3 = hdr[b, ..., :3].to(dtype)
-        unclipped = (mask[b].to(hdr.device) == 0).expand_as(h3)
+    def band_groups(b: int, rows: slice):
+        l3 = ldr[b, rows, :, :3].to(device=hdr.device, dtype=dtype)
+        h3 = hdr[b, rows, :, :3].to(dtype)
+        unclipped = (mask[b, rows].to(hdr.device) == 0).expand_as(h3)
         valid = unclipped & (l3 > 0) & torch.isfinite(l3) & (h3 > 0) & torch.isfinite(h3)
         return _Profile.groups(l3[valid], h3[valid]) if valid.any() else None
+
+    def groups(b: int):
+        # a big photo is grouped in bands of rows (bounded float64 memory), the bands' groups merged
+        found = [gr for rows in _bands(hdr.shape[1], hdr.shape[2]) if (gr := band_groups(b, rows)) is not None]
+        if len(found) <= 1:
+            return found[0] if found else None
+        values, count, hdr_sum = (torch.cat(parts) for parts in zip(*found, strict=True))
+        return _Profile.groups(values, hdr_sum, count)
 
     def solve(prof: _Profile) -> tuple[float, float, bool]:
         # A single distinct LDR value cannot tell gammas apart: keep gamma_init, fit e only.
@@ -333,14 +351,15 @@ def blend_with_ldr(
     dtype, res = g.dtype, _result_dtype(hdr)
     out = torch.empty(hdr.shape[:3] + (3,), dtype=res, device=hdr.device)
     for b in range(hdr.shape[0]):
-        h3 = hdr[b, ..., :3].to(dtype)
-        base = ldr[b, ..., :3].to(dtype).clamp(0.0, 1.0)
-        ldr_term = base ** g[b] * torch.exp2(e[b])
-        mb = m[b]
-        mixed = (1.0 - mb.to(dtype)) * ldr_term + mb.to(dtype) * h3
-        # At the mask's ends take one side outright: bit-exact, and 0 * inf (an overflowing LDR
-        # term, or a non-finite HDR value where the LDR is trusted) cannot turn into NaN.
-        out[b] = torch.where(mb == 1, h3, torch.where(mb == 0, ldr_term, mixed))
+        for rows in _bands(hdr.shape[1], hdr.shape[2]):  # pointwise: bands bound the float64 memory
+            h3 = hdr[b, rows, :, :3].to(dtype)
+            base = ldr[b, rows, :, :3].to(dtype).clamp(0.0, 1.0)
+            ldr_term = base ** g[b] * torch.exp2(e[b])
+            mb = m[b, rows]
+            mixed = (1.0 - mb.to(dtype)) * ldr_term + mb.to(dtype) * h3
+            # At the mask's ends take one side outright: bit-exact, and 0 * inf (an overflowing LDR
+            # term, or a non-finite HDR value where the LDR is trusted) cannot turn into NaN.
+            out[b, rows] = torch.where(mb == 1, h3, torch.where(mb == 0, ldr_term, mixed))
     return out, m, g.to(res), e.to(res)
 
 
