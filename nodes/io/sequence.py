@@ -25,7 +25,7 @@ from ...lediff_core.io.sequence import (
     select_frames,
 )
 from .exr import LoadEXR, SaveEXR, _header_attributes
-from .savers import frame_progress, output_location, tone_mapped_preview
+from .savers import check_images, frame_progress, output_location, tone_mapped_preview
 
 log = logging.getLogger("lediff")
 
@@ -87,8 +87,7 @@ class SaveEXRSequence(io.ComfyNode):
     @classmethod
     def execute(cls, images, filename_prefix, fps, start_frame, precision, compression,
                 colorspace=WORKING_SPACE) -> io.NodeOutput:
-        if images.shape[-1] not in (3, 4):
-            raise ValueError(f"Save EXR Sequence: expected RGB or RGBA frames, got {images.shape[-1]} channels")
+        check_images("Save EXR Sequence", images, noun="frame")  # before the first frame is written
         problem = _check_fps(fps)
         if problem:
             raise ValueError(f"Save EXR Sequence: {problem}")
@@ -111,7 +110,8 @@ class SaveEXRSequence(io.ComfyNode):
         first = ui.SavedResult(files[0], os.path.join(subfolder, folder) if subfolder else folder,
                                io.FolderType.output)
         # the first frame, listed first, opens in the frontend's HDR viewer; a preview of it follows
-        return io.NodeOutput(ui={"images": [first, *tone_mapped_preview(images[:1, ..., :3].float())]})
+        preview = tone_mapped_preview("Save EXR Sequence", images[:1, ..., :3].float(), [first])
+        return io.NodeOutput(ui={"images": [first, *preview]})
 
     @classmethod
     def validate_inputs(cls, fps=None):
