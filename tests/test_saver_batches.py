@@ -129,8 +129,8 @@ def small_disk(path, size_kb):
 def test_nan_in_image_2_of_4_publishes_nothing_and_names_the_item(host, class_type):
     g = batch_of_four_with_nan_in_image_2(host)
     g["9"] = saver(class_type, ["5", 0])
-    noun = "frame" if class_type == "LEDiffSaveEXRSequence" else "image"
-    with pytest.raises(GraphError, match=rf"{LABELS[class_type]}: {noun} 2 of 4: 3 pixel\(s\) contain NaN or Inf"):
+    item = r"frame 2 of 4 \(frame 1002, out\.1002\.exr\)" if class_type == "LEDiffSaveEXRSequence" else "image 2 of 4"
+    with pytest.raises(GraphError, match=rf"{LABELS[class_type]}: {item}: 3 pixel\(s\) contain NaN or Inf"):
         host.run(g)
     assert files_under(host.output_dir) == []
 

@@ -70,11 +70,13 @@ def frame_progress(total: int) -> Callable[[int], None]:
 
 
 def check_images(label: str, images: torch.Tensor, noun: str = "image", min_size: int = 1,
-                 min_size_reason: str = "", finite: bool = True) -> None:
+                 min_size_reason: str = "", finite: bool = True,
+                 detail: Callable[[int], str] | None = None) -> None:
     """Refuse, before any library call, what no file can hold: an IMAGE that is not [B, H, W, C]
     with RGB or RGBA, an empty batch, images under ``min_size`` pixels on a side (1: a 0x0 image;
     ``min_size_reason`` says who needs more), and (``finite``) NaN/Inf in the colour channels,
-    naming the batch item (``noun`` 2 of 4). ``label`` names the node."""
+    naming the batch item (``noun`` 2 of 4, and ``detail(i)`` where given: its file). ``label``
+    names the node."""
     if images.ndim != 4:
         raise ValueError(f"{label}: images of shape {list(images.shape)}; expected an IMAGE batch "
                          f"[{noun}s, height, width, channels]")
@@ -104,14 +106,18 @@ def check_images(label: str, images: torch.Tensor, noun: str = "image", min_size
     if len(items) > 1:
         also = f" (and {noun}s {', '.join(str(i + 1) for i in items[1:6])}{', ...' if len(items) > 6 else ''})"
     raise ValueError(
-        f"{label}: {_item(noun, first, count)}{bad[first]} pixel(s) contain NaN or Inf{also}; nothing "
+        f"{label}: {_item(noun, first, count, detail)}{bad[first]} pixel(s) contain NaN or Inf{also}; nothing "
         "was saved. Fix the node that produced them (e.g. a division by zero) or replace them "
         "before saving")
 
 
-def _item(noun: str, i: int, count: int) -> str:
-    """``image 2 of 4: `` for an item of a batch, nothing for a lone image."""
-    return f"{noun} {i + 1} of {count}: " if count > 1 else ""
+def _item(noun: str, i: int, count: int, detail: Callable[[int], str] | None = None) -> str:
+    """``image 2 of 4: `` for an item of a batch (``image 2 of 4 (<detail>): ``), nothing for a
+    lone image (or ``<detail>: ``)."""
+    where = [f"{noun} {i + 1} of {count}"] if count > 1 else []
+    if detail is not None:
+        where.append(f"({detail(i)})" if where else detail(i))
+    return " ".join(where) + ": " if where else ""
 
 
 def _item_failed(label: str, noun: str, i: int, count: int, e: BaseException) -> BaseException | None:

@@ -17,6 +17,7 @@ from ...lediff_core.io.sequence import (
     DEFAULT_START_FRAME,
     SequenceError,
     find_sequences,
+    frame_file_name,
     frames_per_second,
     read_exr_sequence,
     read_fps,
@@ -87,12 +88,14 @@ class SaveEXRSequence(io.ComfyNode):
     @classmethod
     def execute(cls, images, filename_prefix, fps, start_frame, precision, compression,
                 colorspace=WORKING_SPACE) -> io.NodeOutput:
-        check_images("Save EXR Sequence", images, noun="frame")  # before the first frame is written
         problem = _check_fps(fps)
         if problem:
             raise ValueError(f"Save EXR Sequence: {problem}")
         count, height, width = images.shape[0], images.shape[1], images.shape[2]
         parent, name, counter, subfolder = output_location("Save EXR Sequence", filename_prefix, width, height)
+        # every frame before the first is written
+        check_images("Save EXR Sequence", images, noun="frame",
+                     detail=lambda i: f"frame {start_frame + i}, {frame_file_name(name, start_frame + i)}")
         chromaticities, color_attributes, note = exr_color_tags(colorspace, precision, compression)
         if note:
             log.info("Save EXR Sequence: %s", note)
