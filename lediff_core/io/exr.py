@@ -12,6 +12,7 @@ the ``lediff:dataLayers`` header attribute, so that a reader knows not to conver
 
 from __future__ import annotations
 
+import errno
 import os
 from collections.abc import Sequence
 from contextlib import contextmanager
@@ -315,8 +316,9 @@ def write_exr(
     understand); ``envmap="latlong"`` adds the standard ``envmap`` attribute of an equirectangular
     environment map. Returns the number of values that saturated when converting to half, main
     image and layers together (always 0 for ``float``). Raises EXRError for NaN/Inf input, bad
-    shapes, bad or duplicate layer names or unknown options, before writing anything. Writes
-    ``path`` directly: publish through ``write_new_file``.
+    shapes, bad or duplicate layer names or unknown options, before writing anything, and OSError
+    when the file cannot be written (a full disk). Writes ``path`` directly: publish through
+    ``write_new_file``.
     """
     if precision not in PRECISIONS:
         raise EXRError(f"unknown precision {precision!r}; choose one of {tuple(PRECISIONS)}")
@@ -328,6 +330,8 @@ def write_exr(
         raise EXRError(f"unknown colour space {colorspace!r}; choose one of {tuple(CHROMATICITIES)}")
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise EXRError(f"expected an RGB image of shape [H, W, 3], got {list(rgb.shape)}")
+    if rgb.shape[0] < 1 or rgb.shape[1] < 1:
+        raise EXRError(f"the image is {rgb.shape[1]}x{rgb.shape[0]} pixels; an EXR needs at least 1x1")
     if alpha is not None and alpha.shape != rgb.shape[:2]:
         raise EXRError(
             f"alpha of shape {list(alpha.shape)} does not match the image's {list(rgb.shape[:2])}: "
@@ -367,9 +371,24 @@ def write_exr(
     data = [layer.name for layer in layers if layer.is_data]
     if data:
         header[DATA_LAYERS_ATTRIBUTE] = data
-    with OpenEXR.File(header, channels) as f:
-        f.write(path)
+    try:
+        with OpenEXR.File(header, channels) as f:
+            f.write(path)
+    except RuntimeError as e:  # the bindings report a failed write (disk full, quota) as RuntimeError
+        raise _write_failure(e) from e
     return saturated
+
+
+# what the bindings' write failures end with (the C library's strerror), mapped back to an errno
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS, errno.EACCES)
+
+
+def _write_failure(e: RuntimeError) -> OSError:
+    """An OpenEXR write failure as the OSError it is, with its errno where the message names one."""
+    for code in _WRITE_ERRNOS:
+        if os.strerror(code) in str(e):
+            return OSError(code, os.strerror(code))
+    return OSError(f"writing the EXR failed: {e}")
 
 
 @contextmanager

@@ -2,7 +2,9 @@
 
 A file is written under a hidden temporary name in the destination folder and then hard-linked to
 its final name: ``os.link`` fails if the name exists, so an existing output is never replaced, and
-a failed write leaves only the temporary file, which is removed. A folder (an image sequence) is
+a failed write leaves only the temporary file, which is removed. A batch of files
+(``write_numbered_files``) is written whole under temporary names before the first is published:
+all of it appears, or none. A folder (an image sequence) is
 filled under a hidden staging name beside its final place and renamed in one step that refuses an
 existing name (``write_numbered_folder``, or ``write_new_folder`` for one fixed name).
 
@@ -135,12 +137,66 @@ def write_numbered_file(
     to the same folder; a taken name moves on to the next number instead of overwriting.
     Returns the file name, the counter used and what ``write`` returned.
     """
-    while True:
-        name = name_for(counter)
-        try:
-            return name, counter, write_new_file(os.path.join(folder, name), write)
-        except FileExistsError:
+    [published] = write_numbered_files(folder, lambda _i, n: name_for(n), counter, 1,
+                                       lambda _i, path: write(path))
+    return published
+
+
+def write_numbered_files(
+    folder: str, name_for: Callable[[int, int], str], counter: int, count: int,
+    write: Callable[[int, str], T],
+) -> list[tuple[str, int, T]]:
+    """Publish ``count`` new files in ``folder`` all together or none of them.
+
+    ``write(i, tmp)`` writes item ``i`` completely to a hidden temporary file in ``folder``; only
+    when every item is written are they published, in order, item ``i`` under the first free name
+    among ``name_for(i, c)``, ``name_for(i, c + 1)``, ... (``c`` starting at ``counter`` and moving
+    past each number used), never replacing an existing file (``write_numbered_file``). A failure
+    while writing (bad input, a full disk, an interrupt) removes the temporary files and publishes
+    nothing. A failure while publishing (rare: a link refused by the file system) also takes back
+    the items this call already published, but only names that still are the very file this call
+    wrote (same device and inode): a file someone else put there is never touched. Every file gets
+    the umask's mode (``publish_modes``). Returns (file name, counter used, what ``write``
+    returned) per item.
+    """
+    temporaries: list[str] = []
+    published: list[tuple[str, tuple[int, int]]] = []
+    try:
+        results = []
+        for i in range(count):
+            name = name_for(i, counter)  # the extension stays last: some writers pick the format by it
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", suffix=f".tmp{os.path.splitext(name)[1]}", dir=folder)
+            os.close(fd)
+            temporaries.append(tmp)
+            results.append(write(i, tmp))
+            publish_modes(tmp)
+        saved = []
+        for i, tmp in enumerate(temporaries):
+            st = os.stat(tmp)
+            while True:
+                name = name_for(i, counter)
+                try:
+                    _publish(tmp, os.path.join(folder, name))
+                    break
+                except FileExistsError:
+                    counter += 1
+            published.append((name, (st.st_dev, st.st_ino)))
+            saved.append((name, counter, results[i]))
             counter += 1
+        published.clear()
+        return saved
+    finally:
+        for name, identity in published:  # only on failure: the list is cleared on success
+            path = os.path.join(folder, name)
+            try:
+                st = os.lstat(path)
+                if (st.st_dev, st.st_ino) == identity:
+                    os.unlink(path)
+            except OSError:
+                pass
+        for tmp in temporaries:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
 
 
 def path_inside(folder: str, path: str) -> bool:

@@ -60,6 +60,9 @@ from .display.avif import (
 from .opencv import opencv
 
 CODECS = {"hevc": "libx265", "av1": "libsvtav1"}
+# the smallest width and height each encoder opens with (measured with PyAV 18.1's libx265 and
+# libsvtav1: 14x14 and 16x8 fail in avcodec_open2, 16x16 works; 2x2 and 4x2 fail, 4x4 works)
+MIN_SIZE = {"hevc": 16, "av1": 4}
 TRANSFERS = {"pq": TRANSFER_PQ, "hlg": TRANSFER_HLG}
 CONTAINERS = {"mp4": "mp4", "mkv": "matroska"}
 # CRF: lower is better. x265 takes 0..51, SVT-AV1 1..63. 18 is a high-quality master for both
@@ -137,18 +140,28 @@ def check_settings(s: VideoSettings) -> None:
         raise VideoError(str(e)) from None
 
 
-def check_frames(frames) -> tuple[int, int, int]:
+def check_frames(frames, codec: str = "av1") -> tuple[int, int, int]:
     shape = tuple(frames.shape)
     if len(shape) != 4 or shape[3] != 3:
         raise VideoError(f"expected RGB frames of shape [frames, H, W, 3], got {list(shape)}")
     n, h, w, _ = shape
     if n < 1:
         raise VideoError("no frames to encode")
+    if min(h, w) < MIN_SIZE[codec]:
+        m = MIN_SIZE[codec]
+        raise VideoError(f"the frames are {w}x{h} pixels; the minimum is {m}x{m}{min_size_note(codec)}: "
+                         "upscale or pad them")
     if h % 2 or w % 2:
         raise VideoError(
             f"4:2:0 video needs an even width and height, the frames are {w}x{h}; crop or pad them "
             "by one pixel first (e.g. with an image crop or pad node)")
     return n, h, w
+
+
+def min_size_note(codec: str) -> str:
+    """Who needs ``MIN_SIZE[codec]``, and the codecs that take less: `` for hevc (libx265; av1 takes 4x4)``."""
+    smaller = [f"{c} takes {MIN_SIZE[c]}x{MIN_SIZE[c]}" for c in MIN_SIZE if MIN_SIZE[c] < MIN_SIZE[codec]]
+    return f" for {codec} ({'; '.join([CODECS[codec], *smaller])})"
 
 
 def _frame(frames, i: int) -> np.ndarray:
@@ -220,7 +233,7 @@ def analyse(frames, settings: VideoSettings) -> ClipReport:
     Frames are measured on ``_workers`` threads, each taking a run of frames; each frame's numbers
     are its own, so the report does not depend on the number of threads."""
     check_settings(settings)
-    n, h, w = check_frames(frames)
+    n, h, w = check_frames(frames, settings.codec)
     report = ClipReport(n, w, h, peak=signal_range(TRANSFERS[settings.transfer], settings.mastering_peak).peak,
                         rate=frame_rate(settings.fps))
     workers = _workers(n * h * w)

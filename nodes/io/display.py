@@ -6,10 +6,10 @@ import logging
 
 from comfy_api.latest import io
 
-from ...lediff_core.io.display import FORMAT_NAMES, FORMATS, Settings, check_image
+from ...lediff_core.io.display import FORMAT_NAMES, FORMATS, Settings
 from ...lediff_core.io.display.metadata import APP1_MAX, comfy_exif
 from ...lediff_core.io.display.ultrahdr import MAX_HEADROOM_STOPS
-from .savers import save_numbered, tone_mapped_preview, workflow_metadata
+from .savers import check_images, save_numbered, tone_mapped_preview, workflow_metadata
 
 log = logging.getLogger("lediff")
 
@@ -74,16 +74,12 @@ class SaveHDRImage(io.ComfyNode):
                 mastering_peak) -> io.NodeOutput:
         if format not in FORMATS:
             raise ValueError(f"Save HDR Image: unknown format {format!r}; choose one of {FORMAT_NAMES}")
-        if images.shape[-1] not in (3, 4):
-            raise ValueError(
-                f"Save HDR Image: expected RGB or RGBA images, got {images.shape[-1]} channels")
         fmt = FORMATS[format]
+        check_images("Save HDR Image", images, min_size=fmt.min_size,
+                     min_size_reason=f" for {format} ({fmt.min_size_reason})" if fmt.min_size > 1 else "")
         settings = Settings(reference_white=reference_white, quality=quality,
                             headroom_stops=headroom_stops, mastering_peak=mastering_peak)
         rgb = images[..., :3].float().cpu()
-        if rgb.shape[0] > 1:  # a bad image later in a batch must not leave the earlier ones saved
-            for i in range(rgb.shape[0]):
-                check_image(rgb[i].numpy(), settings)
         exif = _exif(fmt.extension, *workflow_metadata(cls.hidden.prompt, cls.hidden.extra_pnginfo))
 
         def write(i, path):
@@ -99,7 +95,7 @@ class SaveHDRImage(io.ComfyNode):
                      encoded.over_peak, encoded.peak, " (clipped)" if encoded.over_peak else "")
         results = [r for r, _ in saved]
         if format not in BROWSER_FORMATS:
-            results += tone_mapped_preview(rgb)
+            results += tone_mapped_preview("Save HDR Image", rgb, results)
         return io.NodeOutput(ui={"images": results})
 
 

@@ -30,7 +30,7 @@ from ...lediff_core.io.exr import (
     write_exr,
 )
 from ...lediff_core.io.readers import EXTENSIONS, read_linear_image
-from .savers import save_numbered, tone_mapped_preview, workflow_metadata
+from .savers import check_images, save_numbered, tone_mapped_preview, workflow_metadata
 
 log = logging.getLogger("lediff")
 
@@ -139,8 +139,7 @@ class SaveEXR(io.ComfyNode):
         colorspace=WORKING_SPACE,
         layers=None,
     ) -> io.NodeOutput:
-        if images.shape[-1] not in (3, 4):
-            raise ValueError(f"Save EXR: expected RGB or RGBA images, got {images.shape[-1]} channels")
+        check_images("Save EXR", images)
         alphas = _alpha_planes(alpha, images)
         rgb = images[..., :3].float()
         if input_encoding == "sRGB":
@@ -153,6 +152,9 @@ class SaveEXR(io.ComfyNode):
         if note:
             log.info("Save EXR: %s", note)
         count = rgb.shape[0]
+        for i in range(count):  # a layer batch that does not fit is refused before any file is written
+            for layer in layers:
+                layer.for_image(i, count)
 
         def write(i, path):
             return write_exr(path, rgb=rgb[i].cpu().numpy(), alpha=alphas[i], precision=precision,
@@ -169,7 +171,8 @@ class SaveEXR(io.ComfyNode):
                     "in %s; choose precision 'float' (of the file, or of the EXR Layer) to keep them",
                     saturated, result.filename)
         # the EXR itself, listed first, opens full size in the frontend's HDR viewer
-        return io.NodeOutput(ui={"images": [r for r, _ in saved] + tone_mapped_preview(rgb)})
+        results = [r for r, _ in saved]
+        return io.NodeOutput(ui={"images": results + tone_mapped_preview("Save EXR", rgb, results)})
 
 
 class EXRLayerNode(io.ComfyNode):

@@ -17,6 +17,7 @@ from ...lediff_core.io.sequence import (
     DEFAULT_START_FRAME,
     SequenceError,
     find_sequences,
+    frame_file_name,
     frames_per_second,
     read_exr_sequence,
     read_fps,
@@ -25,7 +26,7 @@ from ...lediff_core.io.sequence import (
     select_frames,
 )
 from .exr import LoadEXR, SaveEXR, _header_attributes
-from .savers import frame_progress, output_location, tone_mapped_preview
+from .savers import check_images, frame_progress, output_location, tone_mapped_preview
 
 log = logging.getLogger("lediff")
 
@@ -87,13 +88,14 @@ class SaveEXRSequence(io.ComfyNode):
     @classmethod
     def execute(cls, images, filename_prefix, fps, start_frame, precision, compression,
                 colorspace=WORKING_SPACE) -> io.NodeOutput:
-        if images.shape[-1] not in (3, 4):
-            raise ValueError(f"Save EXR Sequence: expected RGB or RGBA frames, got {images.shape[-1]} channels")
         problem = _check_fps(fps)
         if problem:
             raise ValueError(f"Save EXR Sequence: {problem}")
         count, height, width = images.shape[0], images.shape[1], images.shape[2]
         parent, name, counter, subfolder = output_location("Save EXR Sequence", filename_prefix, width, height)
+        # every frame before the first is written
+        check_images("Save EXR Sequence", images, noun="frame",
+                     detail=lambda i: f"frame {start_frame + i}, {frame_file_name(name, start_frame + i)}")
         chromaticities, color_attributes, note = exr_color_tags(colorspace, precision, compression)
         if note:
             log.info("Save EXR Sequence: %s", note)
@@ -111,7 +113,8 @@ class SaveEXRSequence(io.ComfyNode):
         first = ui.SavedResult(files[0], os.path.join(subfolder, folder) if subfolder else folder,
                                io.FolderType.output)
         # the first frame, listed first, opens in the frontend's HDR viewer; a preview of it follows
-        return io.NodeOutput(ui={"images": [first, *tone_mapped_preview(images[:1, ..., :3].float())]})
+        preview = tone_mapped_preview("Save EXR Sequence", images[:1, ..., :3].float(), [first])
+        return io.NodeOutput(ui={"images": [first, *preview]})
 
     @classmethod
     def validate_inputs(cls, fps=None):

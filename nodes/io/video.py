@@ -8,7 +8,7 @@ import logging
 from comfy_api.latest import io, ui
 
 from ...lediff_core.io import video
-from .savers import frame_progress, save_numbered, workflow_metadata
+from .savers import check_images, frame_progress, save_numbered, workflow_metadata
 
 log = logging.getLogger("lediff")
 
@@ -73,8 +73,11 @@ class SaveHDRVideo(io.ComfyNode):
     @classmethod
     def execute(cls, images, filename_prefix, fps, codec, transfer, container, quality,
                 reference_white, mastering_peak, audio=None) -> io.NodeOutput:
-        if images.shape[-1] not in (3, 4):
-            raise ValueError(f"Save HDR Video: expected RGB or RGBA frames, got {images.shape[-1]} channels")
+        known = codec in video.MIN_SIZE  # an unknown codec is refused by video.analyse
+        # NaN/Inf are counted by video.analyse, which names the frames
+        check_images("Save HDR Video", images, noun="frame", finite=False,
+                     min_size=video.MIN_SIZE[codec] if known else 1,
+                     min_size_reason=video.min_size_note(codec) if known else "")
         settings = video.VideoSettings(fps=fps, codec=codec, transfer=transfer, container=container,
                                        quality=quality, reference_white=reference_white,
                                        mastering_peak=mastering_peak)

@@ -41,6 +41,8 @@ class DisplayFormat:
     extension: str
     encode: Callable[[np.ndarray, Settings, bytes | None], Encoded]
     description: str
+    min_size: int = 1  # the smallest width and height the encoder takes
+    min_size_reason: str = ""  # who says so, for the error
 
 
 class FormatError(ValueError):
@@ -64,11 +66,17 @@ def encoder_threads() -> int:
     return os.cpu_count() or 1
 
 
-def check_image(rgb: np.ndarray, settings: Settings) -> torch.Tensor:
-    """The common input checks; returns the image as a float32 torch tensor scaled so that the
-    reference white is 1.0 (no copy of the caller's array is modified)."""
+def check_image(rgb: np.ndarray, settings: Settings, fmt: DisplayFormat | None = None) -> torch.Tensor:
+    """The common input checks (``fmt``: the format's smallest size too); returns the image as a
+    float32 torch tensor scaled so that the reference white is 1.0 (no copy of the caller's array
+    is modified)."""
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise FormatError(f"expected an RGB image of shape [H, W, 3], got {list(rgb.shape)}")
+    smallest = fmt.min_size if fmt is not None else 1
+    if rgb.shape[0] < smallest or rgb.shape[1] < smallest:
+        why = f" for {fmt.name} ({fmt.min_size_reason})" if smallest > 1 else ""
+        raise FormatError(f"the image is {rgb.shape[1]}x{rgb.shape[0]} pixels; the minimum is "
+                          f"{smallest}x{smallest}{why}: upscale or pad it")
     if not (settings.reference_white > 0 and np.isfinite(settings.reference_white)):
         raise FormatError(f"reference_white must be a positive number, got {settings.reference_white}")
     t = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32))

@@ -20,13 +20,14 @@ from .metadata import jpeg_with_exif
 SDR_WHITE_NITS = 203.0  # BT.2408 reference white; libultrahdr's SDR white for linear input
 MAX_BOOST = 10000.0 / SDR_WHITE_NITS  # libultrahdr's maximum content boost for linear input
 MAX_HEADROOM_STOPS = math.log2(MAX_BOOST)
+MIN_SIZE = 8  # libultrahdr refuses smaller images ("image dimensions cannot be less than 8x8")
 
 
 def encode(rgb: np.ndarray, settings: Settings, exif: bytes | None = None) -> Encoded:
     import imagecodecs
     from imagecodecs import ULTRAHDR
 
-    t = check_image(rgb, settings)
+    t = check_image(rgb, settings, FORMAT)
     if not (0 < settings.headroom_stops <= MAX_HEADROOM_STOPS + 1e-6):
         raise FormatError(f"headroom_stops must be in (0, {MAX_HEADROOM_STOPS:.2f}] for Ultra HDR "
                           f"(libultrahdr's largest boost is {MAX_BOOST:.1f}x), got {settings.headroom_stops}")
@@ -43,5 +44,6 @@ def encode(rgb: np.ndarray, settings: Settings, exif: bytes | None = None) -> En
     return Encoded(bytes(data), over, f"{MAX_BOOST:.1f}x reference white (libultrahdr's largest gain)")
 
 
-register(DisplayFormat("ultrahdr", ".jpg", encode,
-                       "JPEG with an ISO 21496-1 gain map: SDR everywhere, HDR on capable screens"))
+FORMAT = register(DisplayFormat("ultrahdr", ".jpg", encode,
+                                "JPEG with an ISO 21496-1 gain map: SDR everywhere, HDR on capable screens",
+                                min_size=MIN_SIZE, min_size_reason="libultrahdr's smallest image"))
