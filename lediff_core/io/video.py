@@ -68,6 +68,18 @@ QUALITY_RANGE = {"hevc": (0, 51), "av1": (1, 63)}
 DEFAULT_QUALITY = 18
 # encoder speed: x265's default preset; SVT-AV1 preset 6 (what core's Save WEBM uses)
 PRESETS = {"hevc": "medium", "av1": "6"}
+# The smallest width and height each encoder opens with (measured on PyAV's bundled builds: libx265
+# refuses 14 px or less on either side, libsvtav1 says "Source Width/Height must be at least 4");
+# smaller frames are refused by name before the encoder is asked (it would only say "Invalid argument").
+MIN_SIZE = {"hevc": 16, "av1": 4}
+# x265 gives its first packets the decode time stamp pts - (pts of frame D - pts of frame 0), with D
+# its B-frame delay (2 with preset medium's B-pyramid), and computes that difference only when frame
+# D arrives: a clip of D frames or fewer gets whatever the uninitialised member held (seen: -130198,
+# -549876073101465 frames), which the MP4 muxer refuses at the flush ("Not yet implemented in FFmpeg,
+# patches welcome") or writes as a composition offset of hours. Without B-frames x265's DTS is the
+# PTS, so such clips are encoded without them (x265 source/encoder/encoder.cpp: m_bframeDelay,
+# m_bframeDelayTime).
+X265_BFRAME_DELAY = 2
 AUDIO_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
 
 # ITU-R BT.2020-2 Table 4 (non-constant luminance)
@@ -137,13 +149,23 @@ def check_settings(s: VideoSettings) -> None:
         raise VideoError(str(e)) from None
 
 
-def check_frames(frames) -> tuple[int, int, int]:
+def check_frames(frames, codec: str = "hevc") -> tuple[int, int, int]:
+    """(frames, height, width) of a batch ``codec`` can encode, else a VideoError naming the size and
+    the minimum: at least one frame, at least ``MIN_SIZE[codec]`` pixels a side, even sizes."""
     shape = tuple(frames.shape)
     if len(shape) != 4 or shape[3] != 3:
         raise VideoError(f"expected RGB frames of shape [frames, H, W, 3], got {list(shape)}")
     n, h, w, _ = shape
     if n < 1:
-        raise VideoError("no frames to encode")
+        raise VideoError(f"the batch holds no frames ({w}x{h}, 0 frames): a video needs at least 1; check "
+                         "the node that made the batch")
+    least = MIN_SIZE[codec]
+    if w < least or h < least:
+        raise VideoError(
+            f"the frames are {w}x{h}, and {codec} ({CODECS[codec]}) encodes frames of at least "
+            f"{least}x{least} pixels; scale or pad them up first (e.g. an upscale or pad node)"
+            + "".join(f", or choose {other}, which takes them from {m}x{m}" for other, m in MIN_SIZE.items()
+                      if m <= min(w, h) and m % 2 == 0))
     if h % 2 or w % 2:
         raise VideoError(
             f"4:2:0 video needs an even width and height, the frames are {w}x{h}; crop or pad them "
@@ -220,7 +242,7 @@ def analyse(frames, settings: VideoSettings) -> ClipReport:
     Frames are measured on ``_workers`` threads, each taking a run of frames; each frame's numbers
     are its own, so the report does not depend on the number of threads."""
     check_settings(settings)
-    n, h, w = check_frames(frames)
+    n, h, w = check_frames(frames, settings.codec)
     report = ClipReport(n, w, h, peak=signal_range(TRANSFERS[settings.transfer], settings.mastering_peak).peak,
                         rate=frame_rate(settings.fps))
     workers = _workers(n * h * w)
@@ -306,6 +328,8 @@ def encoder_options(settings: VideoSettings, report: ClipReport) -> dict[str, st
                        + "R" + _x265_xy((rx, ry)) + "WP" + _x265_xy(D65_WHITE)
                        + f"L({round(settings.mastering_peak * 10000)},{round(MASTERING_MIN_NITS * 10000)})",
                        f"max-cll={report.max_cll},{report.max_fall}"]
+        if report.frames <= X265_BFRAME_DELAY:
+            params.append("bframes=0")
         options["x265-params"] = ":".join(params)
     elif pq:
         wx, wy = D65_WHITE
@@ -389,6 +413,39 @@ class _Audio:
         self.container.mux(self.stream.encode(None))
 
 
+class _VideoPackets:
+    """Muxes the video encoder's packets after checking their time stamps, so that an encoder that
+    gets them wrong (as x265 did for clips shorter than its B-frame delay) is reported as what it
+    is, with nothing published, instead of as a muxer error at the flush or a file whose decode
+    times lie hours before the first frame."""
+
+    def __init__(self, container, settings: VideoSettings, report: ClipReport):
+        self.container, self.settings, self.report = container, settings, report
+        self.count, self.last_dts = 0, None
+
+    def mux(self, packets) -> None:
+        for packet in packets:
+            self._check(packet)
+        self.container.mux(packets)
+
+    def _check(self, packet) -> None:
+        # in frames: the frames' pts are 0..n-1, and a decoder can only hold so many back, so a
+        # valid decode time lies between -n and the packet's pts, and grows from packet to packet
+        n = self.report.frames
+        unit = packet.time_base * self.report.rate if packet.time_base else None
+        pts = None if packet.pts is None or unit is None else packet.pts * unit
+        dts = None if packet.dts is None or unit is None else packet.dts * unit
+        self.count += 1
+        if (pts is None or dts is None or not (-n <= dts <= pts < n)
+                or (self.last_dts is not None and dts <= self.last_dts)):
+            raise VideoError(
+                f"the {self.settings.codec} encoder ({CODECS[self.settings.codec]}) gave packet "
+                f"{self.count} of a {n}-frame clip the decode time {dts} and presentation time {pts} "
+                f"(in frames, after {self.last_dts}), which no file can hold; nothing was saved. This "
+                "is an encoder bug: choose the other codec for this clip, and please report it")
+        self.last_dts = dts
+
+
 def write_video(path: str, frames, settings: VideoSettings, audio: dict | None = None,
                 metadata: dict[str, str] | None = None, report: ClipReport | None = None,
                 on_frame: Callable[[int], None] | None = None) -> ClipReport:
@@ -405,18 +462,19 @@ def write_video(path: str, frames, settings: VideoSettings, audio: dict | None =
         for key, value in (metadata or {}).items():
             out.metadata[key] = value
         stream = add_video_stream(out, settings, report)
+        packets = _VideoPackets(out, settings, report)
         sound = _Audio(out, audio, report.frames, report.rate) if audio is not None else None
         # one frame converted at a time, while the encoder's own threads work on the frames before
         # it; a converter thread one frame ahead was slower on a 2-CPU host, where the encoder
         # already keeps both busy (docs/benchmarks.md)
         for i in range(report.frames):
             planes = yuv420_frame(_frame(frames, i), settings)
-            out.mux(stream.encode(video_frame(planes, settings, i, report.rate)))
+            packets.mux(stream.encode(video_frame(planes, settings, i, report.rate)))
             if sound is not None:
                 sound.send_until(i + 1)
             if on_frame is not None:
                 on_frame(i)
-        out.mux(stream.encode(None))
+        packets.mux(stream.encode(None))
         if sound is not None:
             sound.finish()
     return report
