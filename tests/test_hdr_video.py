@@ -527,7 +527,8 @@ def test_every_short_clip_saves_every_time(host, codec, size, container):
         if container == "mp4":  # Matroska stores presentation times only
             dts = [float(p["dts_time"]) for p in packets]
             assert dts == sorted(set(dts)), name
-            assert all(-frames / 24 - 1e-3 <= d <= float(p["pts_time"]) + 1e-3 for d, p in zip(dts, packets)), name
+            for d, p in zip(dts, packets, strict=True):
+                assert -frames / 24 - 1e-3 <= d <= float(p["pts_time"]) + 1e-3, name
 
 
 @pytest.mark.parametrize("codec,size,least", [("hevc", 14, 16), ("hevc", 2, 16), ("av1", 2, 4)])
