@@ -564,3 +564,15 @@ def test_the_minimum_sizes_are_the_encoders_own(tmp_path):
         check_frames(np.zeros((0, 16, 16, 3), np.float32), "av1")
     with pytest.raises(VideoError, match=r"the frames are 0x0"):
         check_frames(np.zeros((1, 0, 0, 3), np.float32), "av1")
+
+
+def test_fps_above_the_encoders_maximum_is_refused_by_name(host):
+    """SVT-AV1 opens at most 240 fps (its own log says so; PyAV raised a bare "avcodec_open2 ...
+    returned 22"); the node offers up to 1000, which x265 encodes."""
+    with pytest.raises(GraphError, match=r"av1 \(libsvtav1\) encodes at most 240 frames per second, fps is "
+                                         r"480; lower it, or choose hevc, which takes up to 1000"):
+        host.run(graph(host, clip_frames(n=1), codec="av1", fps=480.0))
+    assert outputs_of(host) == []
+    host.run(graph(host, clip_frames(n=1), codec="av1", fps=240.0, container="mkv"))
+    host.run(graph(host, clip_frames(n=2), codec="hevc", fps=1000.0))
+    assert outputs_of(host) == ["hdr_video_00001.mkv", "hdr_video_00002.mp4"]

@@ -72,6 +72,9 @@ PRESETS = {"hevc": "medium", "av1": "6"}
 # refuses 14 px or less on either side, libsvtav1 says "Source Width/Height must be at least 4");
 # smaller frames are refused by name before the encoder is asked (it would only say "Invalid argument").
 MIN_SIZE = {"hevc": 16, "av1": 4}
+# the highest frame rate each encoder opens with (libsvtav1: "The maximum allowed frame rate is 240
+# fps"; libx265 took 1000, the node's maximum)
+MAX_RATE = {"hevc": Fraction(1000), "av1": Fraction(240)}
 # x265 gives its first packets the decode time stamp pts - (pts of frame D - pts of frame 0), with D
 # its B-frame delay (2 with preset medium's B-pyramid), and computes that difference only when frame
 # D arrives: a clip of D frames or fewer gets whatever the uninitialised member held (seen: -130198,
@@ -140,7 +143,12 @@ def check_settings(s: VideoSettings) -> None:
     lo, hi = QUALITY_RANGE[s.codec]
     if not lo <= s.quality <= hi:
         raise VideoError(f"quality (CRF) for {s.codec} must be in {lo}..{hi}, got {s.quality}")
-    frame_rate(s.fps)
+    rate = frame_rate(s.fps)
+    if rate > MAX_RATE[s.codec]:
+        raise VideoError(
+            f"{s.codec} ({CODECS[s.codec]}) encodes at most {MAX_RATE[s.codec]} frames per second, fps is "
+            f"{s.fps:g}; lower it" + "".join(f", or choose {other}, which takes up to {top}" for other, top
+                                            in MAX_RATE.items() if top >= rate and other != s.codec))
     if not (math.isfinite(s.reference_white) and s.reference_white > 0):
         raise VideoError(f"reference_white must be a positive number, got {s.reference_white}")
     try:
