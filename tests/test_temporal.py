@@ -251,7 +251,7 @@ def test_missing_opencv_says_how_to_install_it():
     # a Python where `import cv2` fails (None in sys.modules blocks an import, as for a missing module)
     code = ("import sys; sys.modules['cv2'] = None\n"
             "import torch\nfrom lediff_core.video.flow import optical_flow\n"
-            "try:\n    optical_flow(torch.zeros(2, 8, 8, 1))\nexcept ImportError as e:\n    print(e)\n")
+            "try:\n    optical_flow(torch.zeros(2, 16, 16, 1))\nexcept ImportError as e:\n    print(e)\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "install.py" in proc.stdout and "pip install opencv-python-headless" in proc.stdout
