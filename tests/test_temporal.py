@@ -251,7 +251,7 @@ def test_missing_opencv_says_how_to_install_it():
     # a Python where `import cv2` fails (None in sys.modules blocks an import, as for a missing module)
     code = ("import sys; sys.modules['cv2'] = None\n"
             "import torch\nfrom lediff_core.video.flow import optical_flow\n"
-            "try:\n    optical_flow(torch.zeros(2, 8, 8, 1))\nexcept ImportError as e:\n    print(e)\n")
+            "try:\n    optical_flow(torch.zeros(2, 16, 16, 1))\nexcept ImportError as e:\n    print(e)\n")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     assert "install.py" in proc.stdout and "pip install opencv-python-headless" in proc.stdout
@@ -290,3 +290,30 @@ def test_the_same_shot_is_flowed_once():
     finally:
         flow._pairs = real
         flow.clear_flow_cache()
+
+
+@pytest.mark.parametrize("h,w", [(11, 11), (8, 8), (7, 64), (64, 7), (0, 0)])
+def test_frames_under_the_flows_minimum_are_refused_by_name(h, w):
+    """Frames under 12 px were OpenCV's bare "(-201:Incorrect size of input array)" from DIS."""
+    frames = np.zeros((2, h, w, 3), np.float32)
+    for flow in (optical_flow, forward_backward_flow):
+        with pytest.raises(ValueError, match=rf"the guide frames are {w}x{h} pixels, and optical flow \(OpenCV's "
+                                             r"DIS\) needs frames of at least 8 pixels on each side and 12 on the "
+                                             r"longer one .* or use frames = independent"):
+            flow(frames)
+    assert optical_flow(frames[:1]).shape == (0, h, w, 2)  # one frame asks for no flow, at any size
+
+
+def test_the_flows_minimum_is_opencvs_own():
+    """Not stricter than OpenCV: DIS (the pack's preset) measures frames at the minimum, 12x8 and
+    8x12, and refuses them one pixel under it, asked directly."""
+    from lediff_core.video.flow import _cv2, _dis
+
+    cv2 = _cv2()
+    for h, w in ((8, 12), (12, 8)):
+        frames = texture(h, w)[None].repeat(2, 0)
+        assert optical_flow(frames).shape == (1, h, w, 2)
+    for h, w in ((8, 11), (11, 8), (7, 12), (12, 7)):
+        gray = np.zeros((h, w), np.uint8)
+        with pytest.raises(cv2.error, match="width or height >= 12"):
+            _dis(cv2).calc(gray, gray, None)

@@ -14,6 +14,7 @@ import pytest
 import torch
 from PIL import Image
 
+from comfy_harness import GraphError
 from lediff_core.qa.temporal import warping_error
 from lediff_core.video.flow import flow_with_visibility, hdr_guide
 from video_testing import CLIP_THRESHOLD, synthetic_pan
@@ -113,3 +114,22 @@ def test_hdr_guide_is_one_mapping_for_the_clip():
     assert float(g[1, 1, 1]) > float(g[0, 1, 1]) + 0.05
     assert float(g[0, 1, 1]) == pytest.approx(float(g[2, 1, 1]))
     assert CLIP_THRESHOLD == 0.99
+
+
+def test_frames_too_small_for_the_flow(host):
+    """Two 10x10 frames (OpenCV's DIS needs 12 px on the longer side): HDR Stats reports that the
+    warping error was not measured instead of failing the statistics; Blend with LDR in video mode,
+    which cannot do its job without the motion, refuses by name, size and minimum."""
+    hdr = np.random.default_rng(0).random((2, 10, 10, 3), dtype=np.float32) * 4
+    g = batch_graph(host, hdr, np.clip(hdr, 0, 1), prefix="t")
+    summary, overall, in_clipped = results(host.run(g))
+    assert summary.splitlines()[-1] == ("Temporal (2 frames): not measured, the frames are 10x10 pixels and the "
+                                        "optical flow needs at least 8 on each side and 12 on the longer one")
+    assert overall == 0.0 and in_clipped == 0.0
+    g["b"] = {"class_type": "LEDiffBlendLDR", "inputs": {
+        "ldr": ["lb1", 0], "hdr": ["hb1", 0], "preset": "released", "anchor": "none", "percentile": 50.0,
+        "value": 0.18, "frames": "video"}}
+    g["p"] = {"class_type": "PreviewAny", "inputs": {"source": ["b", 0]}}
+    with pytest.raises(GraphError, match=r"frames = video: the ldr frames are 10x10 pixels, and optical flow "
+                                         r"\(OpenCV's DIS\) needs frames of at least 8 pixels on each side"):
+        host.run(g)

@@ -160,3 +160,17 @@ def test_video_progress_counts_frames_and_interrupts_between_steps(host, models)
     assert {t for _, t in seen} == {40} and values == sorted(values) and values[-1] == 40
 
     assert interrupted_at_third_evaluation(brackets, model, pos, neg, latent, frames="video", chunk_frames=2) == 3
+
+
+@pytest.mark.parametrize("with_motion", [True, False])
+def test_video_mode_refuses_frames_too_small_for_the_flow(host, models, with_motion):
+    """A 2x2 latent (its RGB preview is 8x8) or 8x8 motion frames: too small for OpenCV's DIS, which
+    asserted; refused by name before any flow or sampling."""
+    latent = {"samples": torch.zeros(2, 4, 2, 2)}
+    motion = torch.rand(2, 8, 8, 3) if with_motion else None
+    pos, neg = conditioning(host, models), conditioning(host, models, "")
+    what = ("the motion frames are 8x8" if with_motion else
+            r"the latent's RGB preview \(the 2x2 latent enlarged 4x; connect motion\) are 8x8")
+    with pytest.raises(ValueError, match=rf"frames = video.*{what} pixels, and optical flow .* at least 8 pixels"):
+        host.node_class("LEDiffHighlightBracket").execute(load_denoiser(host), pos, neg, latent, 1, STEPS, 1.0, "ddim",
+                                                          "ddim_uniform", frames="video", motion=motion)

@@ -60,9 +60,6 @@ from .display.avif import (
 from .opencv import opencv
 
 CODECS = {"hevc": "libx265", "av1": "libsvtav1"}
-# the smallest width and height each encoder opens with (measured with PyAV 18.1's libx265 and
-# libsvtav1: 14x14 and 16x8 fail in avcodec_open2, 16x16 works; 2x2 and 4x2 fail, 4x4 works)
-MIN_SIZE = {"hevc": 16, "av1": 4}
 TRANSFERS = {"pq": TRANSFER_PQ, "hlg": TRANSFER_HLG}
 CONTAINERS = {"mp4": "mp4", "mkv": "matroska"}
 # CRF: lower is better. x265 takes 0..51, SVT-AV1 1..63. 18 is a high-quality master for both
@@ -71,6 +68,21 @@ QUALITY_RANGE = {"hevc": (0, 51), "av1": (1, 63)}
 DEFAULT_QUALITY = 18
 # encoder speed: x265's default preset; SVT-AV1 preset 6 (what core's Save WEBM uses)
 PRESETS = {"hevc": "medium", "av1": "6"}
+# The smallest width and height each encoder opens with (measured on PyAV's bundled builds: libx265
+# refuses 14 px or less on either side, libsvtav1 says "Source Width/Height must be at least 4");
+# smaller frames are refused by name before the encoder is asked (it would only say "Invalid argument").
+MIN_SIZE = {"hevc": 16, "av1": 4}
+# the highest frame rate each encoder opens with (libsvtav1: "The maximum allowed frame rate is 240
+# fps"; libx265 took 1000, the node's maximum)
+MAX_RATE = {"hevc": Fraction(1000), "av1": Fraction(240)}
+# x265 gives its first packets the decode time stamp pts - (pts of frame D - pts of frame 0), with D
+# its B-frame delay (2 with preset medium's B-pyramid), and computes that difference only when frame
+# D arrives: a clip of D frames or fewer gets whatever the uninitialised member held (seen: -130198,
+# -549876073101465 frames), which the MP4 muxer refuses at the flush ("Not yet implemented in FFmpeg,
+# patches welcome") or writes as a composition offset of hours. Without B-frames x265's DTS is the
+# PTS, so such clips are encoded without them (x265 source/encoder/encoder.cpp: m_bframeDelay,
+# m_bframeDelayTime).
+X265_BFRAME_DELAY = 2
 AUDIO_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
 
 # ITU-R BT.2020-2 Table 4 (non-constant luminance)
@@ -131,7 +143,12 @@ def check_settings(s: VideoSettings) -> None:
     lo, hi = QUALITY_RANGE[s.codec]
     if not lo <= s.quality <= hi:
         raise VideoError(f"quality (CRF) for {s.codec} must be in {lo}..{hi}, got {s.quality}")
-    frame_rate(s.fps)
+    rate = frame_rate(s.fps)
+    if rate > MAX_RATE[s.codec]:
+        raise VideoError(
+            f"{s.codec} ({CODECS[s.codec]}) encodes at most {MAX_RATE[s.codec]} frames per second, fps is "
+            f"{s.fps:g}; lower it" + "".join(f", or choose {other}, which takes up to {top}" for other, top
+                                            in MAX_RATE.items() if top >= rate and other != s.codec))
     if not (math.isfinite(s.reference_white) and s.reference_white > 0):
         raise VideoError(f"reference_white must be a positive number, got {s.reference_white}")
     try:
@@ -140,17 +157,23 @@ def check_settings(s: VideoSettings) -> None:
         raise VideoError(str(e)) from None
 
 
-def check_frames(frames, codec: str = "av1") -> tuple[int, int, int]:
+def check_frames(frames, codec: str = "hevc") -> tuple[int, int, int]:
+    """(frames, height, width) of a batch ``codec`` can encode, else a VideoError naming the size and
+    the minimum: at least one frame, at least ``MIN_SIZE[codec]`` pixels a side, even sizes."""
     shape = tuple(frames.shape)
     if len(shape) != 4 or shape[3] != 3:
         raise VideoError(f"expected RGB frames of shape [frames, H, W, 3], got {list(shape)}")
     n, h, w, _ = shape
     if n < 1:
-        raise VideoError("no frames to encode")
-    if min(h, w) < MIN_SIZE[codec]:
-        m = MIN_SIZE[codec]
-        raise VideoError(f"the frames are {w}x{h} pixels; the minimum is {m}x{m}{min_size_note(codec)}: "
-                         "upscale or pad them")
+        raise VideoError(f"the batch holds no frames ({w}x{h}, 0 frames): a video needs at least 1; check "
+                         "the node that made the batch")
+    least = MIN_SIZE[codec]
+    if w < least or h < least:
+        raise VideoError(
+            f"the frames are {w}x{h}, and {codec} ({CODECS[codec]}) encodes frames of at least "
+            f"{least}x{least} pixels; scale or pad them up first (e.g. an upscale or pad node)"
+            + "".join(f", or choose {other}, which takes them from {m}x{m}" for other, m in MIN_SIZE.items()
+                      if m <= min(w, h) and m % 2 == 0))
     if h % 2 or w % 2:
         raise VideoError(
             f"4:2:0 video needs an even width and height, the frames are {w}x{h}; crop or pad them "
@@ -319,6 +342,8 @@ def encoder_options(settings: VideoSettings, report: ClipReport) -> dict[str, st
                        + "R" + _x265_xy((rx, ry)) + "WP" + _x265_xy(D65_WHITE)
                        + f"L({round(settings.mastering_peak * 10000)},{round(MASTERING_MIN_NITS * 10000)})",
                        f"max-cll={report.max_cll},{report.max_fall}"]
+        if report.frames <= X265_BFRAME_DELAY:
+            params.append("bframes=0")
         options["x265-params"] = ":".join(params)
     elif pq:
         wx, wy = D65_WHITE
@@ -402,6 +427,39 @@ class _Audio:
         self.container.mux(self.stream.encode(None))
 
 
+class _VideoPackets:
+    """Muxes the video encoder's packets after checking their time stamps, so that an encoder that
+    gets them wrong (as x265 did for clips shorter than its B-frame delay) is reported as what it
+    is, with nothing published, instead of as a muxer error at the flush or a file whose decode
+    times lie hours before the first frame."""
+
+    def __init__(self, container, settings: VideoSettings, report: ClipReport):
+        self.container, self.settings, self.report = container, settings, report
+        self.count, self.last_dts = 0, None
+
+    def mux(self, packets) -> None:
+        for packet in packets:
+            self._check(packet)
+        self.container.mux(packets)
+
+    def _check(self, packet) -> None:
+        # in frames: the frames' pts are 0..n-1, and a decoder can only hold so many back, so a
+        # valid decode time lies between -n and the packet's pts, and grows from packet to packet
+        n = self.report.frames
+        unit = packet.time_base * self.report.rate if packet.time_base else None
+        pts = None if packet.pts is None or unit is None else packet.pts * unit
+        dts = None if packet.dts is None or unit is None else packet.dts * unit
+        self.count += 1
+        if (pts is None or dts is None or not (-n <= dts <= pts < n)
+                or (self.last_dts is not None and dts <= self.last_dts)):
+            raise VideoError(
+                f"the {self.settings.codec} encoder ({CODECS[self.settings.codec]}) gave packet "
+                f"{self.count} of a {n}-frame clip the decode time {dts} and presentation time {pts} "
+                f"(in frames, after {self.last_dts}), which no file can hold; nothing was saved. This "
+                "is an encoder bug: choose the other codec for this clip, and please report it")
+        self.last_dts = dts
+
+
 def write_video(path: str, frames, settings: VideoSettings, audio: dict | None = None,
                 metadata: dict[str, str] | None = None, report: ClipReport | None = None,
                 on_frame: Callable[[int], None] | None = None) -> ClipReport:
@@ -418,18 +476,19 @@ def write_video(path: str, frames, settings: VideoSettings, audio: dict | None =
         for key, value in (metadata or {}).items():
             out.metadata[key] = value
         stream = add_video_stream(out, settings, report)
+        packets = _VideoPackets(out, settings, report)
         sound = _Audio(out, audio, report.frames, report.rate) if audio is not None else None
         # one frame converted at a time, while the encoder's own threads work on the frames before
         # it; a converter thread one frame ahead was slower on a 2-CPU host, where the encoder
         # already keeps both busy (docs/benchmarks.md)
         for i in range(report.frames):
             planes = yuv420_frame(_frame(frames, i), settings)
-            out.mux(stream.encode(video_frame(planes, settings, i, report.rate)))
+            packets.mux(stream.encode(video_frame(planes, settings, i, report.rate)))
             if sound is not None:
                 sound.send_until(i + 1)
             if on_frame is not None:
                 on_frame(i)
-        out.mux(stream.encode(None))
+        packets.mux(stream.encode(None))
         if sound is not None:
             sound.finish()
     return report

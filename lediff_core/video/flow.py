@@ -36,6 +36,31 @@ FINEST_SCALE = 0
 ALPHA, BETA = 0.01, 0.5
 BOUNDARY_ALPHA, BOUNDARY_BETA = 0.01, 0.002
 
+# The smallest frames DIS measures: OpenCV refuses a pair whose longer side is under 12 pixels
+# ("The input image must have either width or height >= 12", dis_flow.cpp), and, measured with the
+# MEDIUM preset (8x8 patches), one whose shorter side is under 8, with the same message.
+MIN_SIDE, MIN_LONG_SIDE = 8, 12
+
+
+class FlowSizeError(ValueError):
+    """Frames too small for optical flow; the message names them, their size and the minimum."""
+
+
+def flow_measurable(height: int, width: int) -> bool:
+    """Whether frames of this size are large enough for DIS (``MIN_SIDE``, ``MIN_LONG_SIDE``)."""
+    return min(height, width) >= MIN_SIDE and max(height, width) >= MIN_LONG_SIDE
+
+
+def check_flow_size(height: int, width: int, what: str = "the guide frames") -> None:
+    """Refuse frames smaller than DIS measures, before OpenCV is asked (it would only assert).
+    An error rather than no motion: video mode without motion would quietly be independent mode."""
+    if not flow_measurable(height, width):
+        raise FlowSizeError(
+            f"{what} are {width}x{height} pixels, and optical flow (OpenCV's DIS) needs frames of at "
+            f"least {MIN_SIDE} pixels on each side and {MIN_LONG_SIDE} on the longer one (e.g. "
+            f"{MIN_LONG_SIDE}x{MIN_SIDE}): give larger frames, or use frames = independent, which "
+            "measures no motion")
+
 
 def _cv2():
     return opencv("optical flow")
@@ -58,10 +83,13 @@ def _dis(cv2):
     return dis
 
 
-def _pairs(gray: np.ndarray, backward: bool, forward: bool) -> tuple[torch.Tensor, torch.Tensor]:
+def _pairs(gray: np.ndarray, backward: bool, forward: bool,
+           what: str = "the guide frames") -> tuple[torch.Tensor, torch.Tensor]:
+    t, h, w = gray.shape
+    if t > 1:
+        check_flow_size(h, w, what)
     cv2 = _cv2()
     dis = _dis(cv2)
-    t, h, w = gray.shape
     bw = np.zeros((max(t - 1, 0), h, w, 2), np.float32)
     fw = np.zeros_like(bw)
     for i in range(1, t):
@@ -75,7 +103,8 @@ def _pairs(gray: np.ndarray, backward: bool, forward: bool) -> tuple[torch.Tenso
 
 def optical_flow(frames) -> torch.Tensor:
     """Backward flow float32 [T-1, H, W, 2] of guide frames [T, H, W, C] (display-referred 0..1,
-    C = 1 or 3); T = 1 gives an empty [0, H, W, 2]."""
+    C = 1 or 3); T = 1 gives an empty [0, H, W, 2]. Two frames or more must be at least
+    ``MIN_SIDE`` pixels a side and ``MIN_LONG_SIDE`` on the longer one (``FlowSizeError``)."""
     return _pairs(_gray8(frames), backward=True, forward=False)[0]
 
 
@@ -128,20 +157,21 @@ _last_shot: dict = {}  # {"key": ..., "flow": ..., "visible": ...} of the last f
 _last_lock = threading.Lock()
 
 
-def flow_with_visibility(guide) -> tuple[torch.Tensor, torch.Tensor]:
+def flow_with_visibility(guide, what: str = "the guide frames") -> tuple[torch.Tensor, torch.Tensor]:
     """(backward flow [T-1, H, W, 2], visibility [T-1, H, W] bool) of guide frames: what the warping
     error (``lediff_core.qa.temporal.warping_error``) takes as ``flow`` and ``valid``.
 
     The last shot's result is kept (one entry of at most ``KEEP_BYTES``, replaced by the next shot) and returned
     again, as copies, for guide frames with the same 8-bit grayscale, which is all DIS sees: one
     video graph asks for the same clip's motion in Highlight Bracket, Shadow Bracket and Blend with
-    LDR, and the flow is most of their time (docs/benchmarks.md). ``clear_flow_cache`` frees it."""
+    LDR, and the flow is most of their time (docs/benchmarks.md). ``clear_flow_cache`` frees it.
+    ``what`` names the frames in a ``FlowSizeError``."""
     gray = _gray8(guide)
     key = (gray.shape, hashlib.blake2b(gray.tobytes(), digest_size=32).digest())
     with _last_lock:
         if _last_shot.get("key") == key:
             return _last_shot["flow"].clone(), _last_shot["visible"].clone()
-    bw, fw = _pairs(gray, backward=True, forward=True)
+    bw, fw = _pairs(gray, backward=True, forward=True, what=what)
     visible = occlusion_mask(bw, fw)
     with _last_lock:
         _last_shot.clear()

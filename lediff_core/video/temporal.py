@@ -71,16 +71,19 @@ def resize_flow(flow: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return (small * scale).permute(0, 2, 3, 1).contiguous()
 
 
-def shot_motion(guides: torch.Tensor, size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+def shot_motion(guides: torch.Tensor, size: tuple[int, int],
+                what: str = "the guide frames") -> tuple[torch.Tensor, torch.Tensor]:
     """(flows [T-1, h, w, 2], visible [T-1, h, w] in 0..1) of a shot, on a grid of ``size`` = (h, w)
     (the latent's): DIS flow between the guide frames [T, H, W, C] (display-referred 0..1: the
     input frames, or ``latent_guides``), resized to the grid, and the fraction of each grid cell
-    that passes the forward-backward occlusion test."""
-    backward, visible = flow_with_visibility(guides)
+    that passes the forward-backward occlusion test. ``what`` names the guides in a
+    ``flow.FlowSizeError``."""
+    backward, visible = flow_with_visibility(guides, what)
     return resize_flow(backward, size), F.interpolate(visible.float().unsqueeze(1), size=size, mode="area")[:, 0]
 
 
-def stabilise(hdr: torch.Tensor, guides: torch.Tensor, strength: float = STRENGTH) -> torch.Tensor:
+def stabilise(hdr: torch.Tensor, guides: torch.Tensor, strength: float = STRENGTH,
+              what: str = "the guide frames") -> torch.Tensor:
     """Linear HDR frames [T, H, W, C] blended along the motion of ``guides`` [T, H, W, 3] (their LDR
     input, display-referred 0..1) with ``temporal_blend``: what the decoder still makes differently
     of the same content from frame to frame (it sees the latent move by fractions of a latent
@@ -90,6 +93,6 @@ def stabilise(hdr: torch.Tensor, guides: torch.Tensor, strength: float = STRENGT
                          "in count or size")
     if hdr.shape[0] < 2:
         return hdr
-    flows, visible = shot_motion(guides, tuple(hdr.shape[1:3]))
+    flows, visible = shot_motion(guides, tuple(hdr.shape[1:3]), what)
     out = temporal_blend(hdr.permute(0, 3, 1, 2), flows, visible, strength=strength)
     return out.permute(0, 2, 3, 1).contiguous()

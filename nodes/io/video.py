@@ -26,7 +26,7 @@ class SaveHDRVideo(io.ComfyNode):
             inputs=[
                 io.Image.Input("images", tooltip="The frames: linear HDR in the working space (linear "
                                "Rec.709), as HDR Decode or Blend with LDR give them. Width and "
-                               "height must be even."),
+                               "height must be even, and at least 16 (hevc) or 4 (av1)."),
                 io.String.Input(
                     "filename_prefix", default="LEDiff/hdr_video",
                     tooltip="Prefix of the file name, relative to the output folder; may contain "

@@ -154,13 +154,17 @@ class _Shot:
                 raise ValueError(f"motion has {motion.shape[0] if motion.ndim == 4 else 'no'} frames, the latent "
                                  f"{samples.shape[0]}: give the frames the latent was encoded from")
             guides = motion[..., :3].float().cpu().clamp(0, 1)
+            what = "frames = video: the motion frames"
         elif fmt.latent_rgb_factors is None:
             raise ValueError("frames = video without motion frames needs the latent format's RGB preview factors "
                              f"to find the motion; {type(fmt).__name__} has none: connect motion")
         else:
             guides = latent_guides(fmt.process_in(samples.float().cpu()), fmt.latent_rgb_factors,
                                    fmt.latent_rgb_factors_bias)
-        self.flows, self.visible = shot_motion(guides, tuple(samples.shape[-2:]))
+            h, w = samples.shape[-2:]
+            what = (f"frames = video without motion frames: the latent's RGB preview (the {w}x{h} latent "
+                    f"enlarged {guides.shape[2] // max(w, 1)}x; connect motion)")
+        self.flows, self.visible = shot_motion(guides, tuple(samples.shape[-2:]), what)
 
     def noise(self, first: torch.Tensor, seed: int) -> torch.Tensor:
         """Noise of the whole shot: ``first`` for frame 0, warped on along the motion."""

@@ -165,7 +165,7 @@ class BlendLDR(io.ComfyNode):
         hdr = hdr[..., :3].float()
         ldr = _match_ldr(ldr[..., :3].float().to(hdr.device), hdr)
         if shot:
-            hdr = stabilise(hdr, ldr.clamp(0, 1))
+            hdr = stabilise(hdr, ldr.clamp(0, 1), what="frames = video: the ldr frames")
         if preset == "none":
             out, mask = hdr, torch.ones(hdr.shape[:3], device=hdr.device)
         else:

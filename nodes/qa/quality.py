@@ -148,10 +148,14 @@ class HDRStats(io.ComfyNode):
 
 def _temporal(image: torch.Tensor, ldr: torch.Tensor | None, clip_threshold: float) -> tuple[str, tuple]:
     """The warping error of a batch of frames (docs/nodes.md, HDR Stats): a summary line and the two
-    numbers (nan, for no clipped pixel, becomes 0)."""
-    from ...lediff_core.video.flow import flow_with_visibility, hdr_guide
+    numbers (nan, for no clipped pixel, becomes 0; frames too small for the flow give 0, 0 and say so)."""
+    from ...lediff_core.video.flow import MIN_LONG_SIDE, MIN_SIDE, flow_measurable, flow_with_visibility, hdr_guide
 
     hdr = image[..., :3].float().cpu()
+    h, w = hdr.shape[1:3]
+    if not flow_measurable(h, w):  # a statistic, not a failure: say why it is missing
+        return (f"Temporal ({image.shape[0]} frames): not measured, the frames are {w}x{h} pixels and the optical "
+                f"flow needs at least {MIN_SIDE} on each side and {MIN_LONG_SIDE} on the longer one"), (0.0, 0.0)
     if ldr is not None and ldr.shape[0] == image.shape[0]:
         guide = ldr[..., :3].float().cpu()
         region = (guide >= clip_threshold).any(-1)
