@@ -535,8 +535,8 @@ def test_every_short_clip_saves_every_time(host, codec, size, container):
 def test_frames_under_the_encoders_minimum_are_refused_by_name(host, codec, size, least):
     """2x2 frames (and x265's 14x14) were the encoder's bare "avcodec_open2 ... returned 22"."""
     frames = np.random.default_rng(0).random((2, size, 64, 3), dtype=np.float32)
-    with pytest.raises(GraphError, match=rf"the frames are 64x{size}, and {codec} \(\w+\) encodes frames "
-                                         rf"of at least {least}x{least} pixels; scale or pad them up"):
+    with pytest.raises(GraphError, match=rf"Save HDR Video: images are 64x{size} pixels .*; the minimum is "
+                                         rf"{least}x{least} for {codec} \(\w+"):
         host.run(graph(host, frames, codec=codec))
     assert outputs_of(host) == []
 
