@@ -100,7 +100,39 @@ def vae_working_dtype(family: str | None) -> torch.dtype:
     return torch.float32 if family == SDXL and dtype == torch.float16 else dtype
 
 
-def build_comfy_vae(config: dict, diffusers_sd: dict, source: str) -> comfy.sd.VAE:
+ENCODED_BY = "lediff_backbone"  # attribute of the latent tensors a BackboneVAE encodes
+
+
+def _tag(samples: torch.Tensor, backbone: str | None) -> torch.Tensor:
+    if backbone is not None:
+        setattr(samples, ENCODED_BY, backbone)
+    return samples
+
+
+def encoded_backbone(samples: torch.Tensor) -> str | None:
+    """The backbone of the HDR VAE whose ``vae`` output encoded these latents (None: unknown, e.g.
+    from KSampler, another VAE, or a node that made a new tensor)."""
+    return getattr(samples, ENCODED_BY, None)
+
+
+class BackboneVAE(comfy.sd.VAE):
+    """ComfyUI's VAE whose encodes say which backbone's latent space they are in. Core VAE Encode
+    returns ``{"samples": tensor}`` and nothing else, so the tensor itself carries the tag (attribute
+    ``lediff_backbone``) to the bracket nodes, which compare it with their denoiser's before any
+    sampling: SD1.5 and SDXL latents both have 4 channels, so nothing else could tell them apart.
+    Nodes that make a new tensor (upscale, batch, crop) drop the tag; then the mismatch is caught
+    where the brackets meet the HDR VAE (``LEDIFF_HDR_VAE.check_made_by``)."""
+
+    backbone: str | None = None
+
+    def encode(self, pixel_samples):
+        return _tag(super().encode(pixel_samples), self.backbone)
+
+    def encode_tiled(self, *args, **kwargs):
+        return _tag(super().encode_tiled(*args, **kwargs), self.backbone)
+
+
+def build_comfy_vae(config: dict, diffusers_sd: dict, source: str) -> BackboneVAE:
     """A standard ComfyUI VAE (for VAE Encode of photos and bracket previews) from the HDR VAE's
     weights; its decoder is LEDiff's HDR decoder, so VAE Decode shows a log-encoded view.
 
@@ -117,9 +149,10 @@ def build_comfy_vae(config: dict, diffusers_sd: dict, source: str) -> comfy.sd.V
         "num_res_blocks": config.get("layers_per_block", 2), "attn_resolutions": [], "dropout": 0.0,
     }
     ldm_sd = comfy.diffusers_convert.convert_vae_state_dict(dict(diffusers_sd))
-    vae = comfy.sd.VAE(sd=dict(ldm_sd), config={"params": {"ddconfig": ddconfig,
-                                                          "embed_dim": ddconfig["z_channels"]}},
-                       dtype=vae_working_dtype(vae_backbone(config)))
+    vae = BackboneVAE(sd=dict(ldm_sd), config={"params": {"ddconfig": ddconfig,
+                                                         "embed_dim": ddconfig["z_channels"]}},
+                      dtype=vae_working_dtype(vae_backbone(config)))
+    vae.backbone = vae_backbone(config)
     # ComfyUI loads VAE weights with strict=False: check that every weight really arrived
     loaded = vae.first_stage_model.state_dict()
     check_keys(loaded.keys(), ldm_sd.keys(), f"VAE {source}")

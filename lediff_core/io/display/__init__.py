@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ... import LEDiffError
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -43,7 +45,7 @@ class DisplayFormat:
     description: str
 
 
-class FormatError(ValueError):
+class FormatError(LEDiffError, ValueError):
     """Input a display format cannot encode; the message names the fix."""
 
 
