@@ -123,3 +123,17 @@ def test_slug_follows_githubs_rules():
     assert slug("Highlight Bracket / Shadow Bracket") == "highlight-bracket--shadow-bracket"
     assert slug("Save EXR's colorspace") == "save-exrs-colorspace"
     assert slug("Files (`nodes/io/`)") == "files-nodesio"
+
+
+def test_the_template_category_is_the_folder_the_readme_clones_into():
+    """ComfyUI's template browser lists a pack's workflows under its folder name (the route's keys:
+    test_workflows checks it on a server whose pack folder is ``comfy_server.PACK_FOLDER``), so the
+    category every doc names is the README's clone command's folder."""
+    from comfy_server import PACK_FOLDER
+
+    readme = (ROOT / "README.md").read_text()
+    (folder,) = re.findall(r"^git clone \S+(?: \S+)* (\S+)$", readme, flags=re.M)
+    assert folder == PACK_FOLDER
+    stated = [(doc.name, name) for doc in DOCS
+              for name in re.findall(r"template browser under \*\*([^*]+)\*\*", doc.read_text())]
+    assert stated and all(name == folder for _, name in stated), (folder, stated)

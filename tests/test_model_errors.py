@@ -14,11 +14,11 @@ import pkgutil
 import lediff_fixtures as fx
 import pytest
 import torch
-from comfy_harness import REPO, GraphError
 from lediff_graphs import MODEL, bracket_graph, write_photo
 from safetensors.torch import save_file
 
 import lediff_core
+from comfy_harness import REPO, GraphError
 
 SDXL_MODEL = "LEDiff_SDXL_errors_test"
 WRONG = "wrong_files"  # a folder of models/lediff/ holding the crafted files
