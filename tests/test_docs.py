@@ -137,3 +137,26 @@ def test_the_template_category_is_the_folder_the_readme_clones_into():
     stated = [(doc.name, name) for doc in DOCS
               for name in re.findall(r"template browser under \*\*([^*]+)\*\*", doc.read_text())]
     assert stated and all(name == folder for _, name in stated), (folder, stated)
+
+
+CORE_VIDEO_NODES = ("LoadVideo", "Video Slice", "GetVideoComponents", "CreateVideo", "SaveVideo", "SaveWEBM")
+
+
+def test_core_video_node_options_named_in_the_docs_exist(comfy):
+    """Wherever a doc names an option of one of ComfyUI's own video nodes ("Load Video has only
+    `file`", "**Trim Video**'s `start_time` / `duration`"), the genuine host's node has that input."""
+    named = 0
+    for node_id in CORE_VIDEO_NODES:
+        cls = comfy.node_class(node_id)
+        assert cls.__module__.endswith("nodes_video"), cls.__module__
+        schema = cls.INPUT_TYPES()
+        inputs = {name for group in schema.values() if isinstance(group, dict) for name in group}
+        display = re.escape(comfy.nodes.NODE_DISPLAY_NAME_MAPPINGS.get(node_id, node_id))
+        spans = r"((?:`[^`]+`(?:\s*(?:/|,|and|or)\s*)?)+)"  # `a` / `b`, `c` and `d`
+        phrase = re.compile(rf"{display}(?:\*\*)?(?:'s| has only)\s+{spans}")
+        for doc in DOCS:
+            for options in phrase.findall(doc.read_text()):
+                for option in re.findall(r"`([^`]+)`", options):
+                    named += 1
+                    assert option in inputs, f"{doc.name}: {node_id} has no input {option!r} (it has {sorted(inputs)})"
+    assert named >= 3  # video.md names Load Video's file and Trim Video's start_time and duration
