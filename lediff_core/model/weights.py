@@ -112,7 +112,7 @@ def _subfolder(root: str, name: str) -> str:
         raise WeightError(f"{folder!r} holds LEDiff models instead of being one (no {name}/ folder of its own): "
                           f"pick {inside} in the loader's list")
     files = sorted(f for f in os.listdir(root) if f.endswith(".safetensors"))
-    hint = f"; it holds {listing(files)}: pick the file to hear what it is" if files else ""
+    hint = f"; it holds {listing(files)}: pick the file to see what it is" if files else ""
     raise WeightError(f"{folder!r} is not a LEDiff model: it has no {name}/ folder ({root}). {LAYOUT}{hint}")
 
 
