@@ -23,6 +23,27 @@ import sys
 __version__ = "0.1.0"
 SOFTWARE = f"lediff-hdr {__version__}"
 
+ERROR_MODULE = "lediff"
+
+
+class LEDiffError(Exception):
+    """Base of the pack's own exceptions (each also derives from the builtin it refines, e.g.
+    ``ValueError``), so that ComfyUI's error panel shows a short type before the message.
+
+    The panel prints ``exception_type``, the class's module path and qualified name (ComfyUI's
+    ``execution.full_type_name``; the qualified name alone only for builtins), and ComfyUI imports a
+    custom node pack under its absolute folder path, so a class of this package would be reported as
+    ``/home/.../custom_nodes/lediff-hdr.lediff_core.model.weights.WeightError`` ahead of the message.
+    Every subclass reports the module ``lediff`` instead (``lediff.WeightError``). The price: the
+    classes cannot be pickled by reference (nothing here pickles them)."""
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        cls.__module__ = ERROR_MODULE
+
+
+LEDiffError.__module__ = ERROR_MODULE
+
 # Modules that lived directly in lediff_core/ before the domain packages: importing or running one
 # (``python -m lediff_core.convert``) fails with a message that says where it went.
 MOVED = {

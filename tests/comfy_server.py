@@ -35,12 +35,15 @@ def get_json(url, data=None, timeout=10):
         return json.loads(r.read())
 
 
+PACK_FOLDER = "lediff-hdr"  # the README's clone command's folder name (test_docs checks they agree)
+
+
 class ComfyServer:
     def __init__(self, base, extra_args=()):
         self.base = str(base)
         for d in ("custom_nodes", "models", "input", "output", "temp", "user"):
             os.makedirs(os.path.join(self.base, d), exist_ok=True)
-        link = os.path.join(self.base, "custom_nodes", "lediff_hdr")
+        link = os.path.join(self.base, "custom_nodes", PACK_FOLDER)
         if not os.path.islink(link):
             os.symlink(REPO, link)
         self.port = free_port()

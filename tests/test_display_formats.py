@@ -385,3 +385,65 @@ def test_avif_properties_go_to_the_primary_image_only(tmp_path):
     n = max(max(v) for v in before.values())
     assert after == {1: before[1] + [n + 1, n + 2], 2: before[2]}
     assert imagecodecs.avif_decode(tagged).tolist() == imagecodecs.avif_decode(data).tolist()
+
+
+# ---- the colour space each file carries, against docs/formats.md's table
+
+DISPLAY_P3 = (0.680, 0.320, 0.265, 0.690, 0.150, 0.060, 0.3127, 0.3290)  # SMPTE EG 432-1, D65
+
+
+def documented_colour_spaces() -> dict:
+    """format -> (cell text, its first code span: the machine-readable value) of the "Colour space
+    written" column of formats.md's display-format table."""
+    text = open(os.path.join(os.path.dirname(__file__), "..", "docs", "formats.md"), encoding="utf-8").read()
+    table = text.split("## Display formats (Save HDR Image)", 1)[1].split("\n\n")[2]
+    lines = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in table.splitlines()]
+    column = lines[0].index("Colour space written")
+    return {re.fullmatch(r"`(\w+)`", row[0]).group(1): (row[column], re.findall(r"`([^`]+)`", row[column])[0])
+            for row in lines[2:]}
+
+
+def avif_nclx(data: bytes) -> tuple[str, bool]:
+    """('primaries/transfer/matrix', full range) from the one ``colr`` box of type ``nclx`` (ISO/IEC
+    23008-12 / 14496-12: three 16-bit CICP codes, then the full-range flag in the top bit)."""
+    assert data.count(b"colrnclx") == 1
+    at = data.index(b"colrnclx") + 8
+    primaries, transfer, matrix, flags = struct.unpack(">HHHB", data[at:at + 7])
+    return f"{primaries}/{transfer}/{matrix}", bool(flags & 0x80)
+
+
+def test_the_documented_colour_space_is_the_one_each_file_carries(tmp_path):
+    from PIL import ImageCms
+
+    documented = documented_colour_spaces()
+    assert set(documented) == set(FORMATS)
+    rgb = real_hdri()
+    for name, fmt in FORMATS.items():
+        cell, value = documented[name]
+        data = fmt.encode(rgb, Settings(), None).data
+        if name == "ultrahdr":
+            icc = Image.open(io.BytesIO(data)).info["icc_profile"]
+            description = ImageCms.getProfileDescription(ImageCms.ImageCmsProfile(io.BytesIO(icc))).strip()
+            assert value == description and "Display P3" in cell, (cell, description)
+        elif name.startswith("avif"):
+            cicp, full = avif_nclx(data)
+            assert value == cicp and full == ("full range" in cell), (cell, cicp, full)
+        else:
+            (space,) = re.findall(r"^Color space: (.*?)(?:, rendering intent.*)?$",
+                                  run("jxlinfo", write(tmp_path, "x.jxl", data)), flags=re.M)
+            assert value == space, (cell, space)
+
+
+def test_the_ultrahdr_base_pixels_are_display_p3():
+    """The tag is true of the pixels: libultrahdr turns the Rec.709 input into Display P3. A pure
+    Rec.709 red, green and blue come out of the base JPEG (sRGB curve undone) in the proportions of
+    the Rec.709 -> P3 matrix's columns (built here from both sets of primaries), not as pure primaries."""
+    to_p3 = xyz_to_rgb_matrix(DISPLAY_P3) @ rgb_to_xyz_matrix(REC709_CHROMATICITIES)
+    for channel in range(3):
+        rgb = np.zeros((64, 64, 3), np.float32)
+        rgb[..., channel] = 0.5
+        base = Image.open(io.BytesIO(FORMATS["ultrahdr"].encode(rgb, Settings(), None).data)).convert("RGB")
+        code = np.asarray(base, np.float64)[24:40, 24:40].reshape(-1, 3).mean(0) / 255
+        linear = np.where(code <= 0.04045, code / 12.92, ((code + 0.055) / 1.055) ** 2.4)
+        expected = to_p3[:, channel]
+        assert np.allclose(linear / linear[channel], expected / expected[channel], atol=0.015), (channel, linear)

@@ -123,3 +123,40 @@ def test_slug_follows_githubs_rules():
     assert slug("Highlight Bracket / Shadow Bracket") == "highlight-bracket--shadow-bracket"
     assert slug("Save EXR's colorspace") == "save-exrs-colorspace"
     assert slug("Files (`nodes/io/`)") == "files-nodesio"
+
+
+def test_the_template_category_is_the_folder_the_readme_clones_into():
+    """ComfyUI's template browser lists a pack's workflows under its folder name (the route's keys:
+    test_workflows checks it on a server whose pack folder is ``comfy_server.PACK_FOLDER``), so the
+    category every doc names is the README's clone command's folder."""
+    from comfy_server import PACK_FOLDER
+
+    readme = (ROOT / "README.md").read_text()
+    (folder,) = re.findall(r"^git clone \S+(?: \S+)* (\S+)$", readme, flags=re.M)
+    assert folder == PACK_FOLDER
+    stated = [(doc.name, name) for doc in DOCS
+              for name in re.findall(r"template browser under \*\*([^*]+)\*\*", doc.read_text())]
+    assert stated and all(name == folder for _, name in stated), (folder, stated)
+
+
+CORE_VIDEO_NODES = ("LoadVideo", "Video Slice", "GetVideoComponents", "CreateVideo", "SaveVideo", "SaveWEBM")
+
+
+def test_core_video_node_options_named_in_the_docs_exist(comfy):
+    """Wherever a doc names an option of one of ComfyUI's own video nodes ("Load Video has only
+    `file`", "**Trim Video**'s `start_time` / `duration`"), the genuine host's node has that input."""
+    named = 0
+    for node_id in CORE_VIDEO_NODES:
+        cls = comfy.node_class(node_id)
+        assert cls.__module__.endswith("nodes_video"), cls.__module__
+        schema = cls.INPUT_TYPES()
+        inputs = {name for group in schema.values() if isinstance(group, dict) for name in group}
+        display = re.escape(comfy.nodes.NODE_DISPLAY_NAME_MAPPINGS.get(node_id, node_id))
+        spans = r"((?:`[^`]+`(?:\s*(?:/|,|and|or)\s*)?)+)"  # `a` / `b`, `c` and `d`
+        phrase = re.compile(rf"{display}(?:\*\*)?(?:'s| has only)\s+{spans}")
+        for doc in DOCS:
+            for options in phrase.findall(doc.read_text()):
+                for option in re.findall(r"`([^`]+)`", options):
+                    named += 1
+                    assert option in inputs, f"{doc.name}: {node_id} has no input {option!r} (it has {sorted(inputs)})"
+    assert named >= 3  # video.md names Load Video's file and Trim Video's start_time and duration

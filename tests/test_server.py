@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import OpenEXR
 import pytest
-from comfy_server import ComfyServer, get_json
+from comfy_server import PACK_FOLDER, ComfyServer, get_json
 
 from lediff_testing import HDRI_DIR
 
@@ -72,4 +72,4 @@ def test_start_up_log_has_no_import_failure_or_traceback(server):
     text = Path(server["log"]).read_text()
     assert "IMPORT FAILED" not in text, text[-4000:]
     assert "Traceback" not in text, text[-4000:]
-    assert "lediff_hdr" in text  # ComfyUI's import-times list names the pack
+    assert PACK_FOLDER in text  # ComfyUI's import-times list names the pack

@@ -146,7 +146,7 @@ def test_converter_round_trip_and_no_overwrite(tmp_path, official):
 def test_plain_safetensors_is_not_a_lediff_model(tmp_path):
     path = tmp_path / "random.safetensors"
     save_file({"x": torch.zeros(2)}, str(path))
-    with pytest.raises(WeightError, match="not a LEDiff single-file model"):
+    with pytest.raises(WeightError, match=r"^'random.safetensors' is not a LEDiff model: it has no LEDiff metadata"):
         load_denoiser(str(path))
 
 

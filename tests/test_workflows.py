@@ -229,8 +229,11 @@ def server(tmp_path_factory):
 
 
 def test_template_browser_lists_the_workflows(server):
+    from comfy_server import PACK_FOLDER
+
+    # under the folder name a README install gives the pack (the README says so: test_docs)
     listed = server.get("/workflow_templates")
-    assert sorted(listed["lediff_hdr"]) == sorted(WORKFLOWS)
+    assert sorted(listed[PACK_FOLDER]) == sorted(WORKFLOWS)
 
 
 def _specs():

@@ -23,6 +23,7 @@ import numpy as np
 import OpenEXR
 import torch
 
+from .. import LEDiffError
 from ..color import REC709_CHROMATICITIES, srgb_to_linear
 from ..color.chromaticities import luminance_weights
 from ..color.ocio import CHROMATICITIES, WORKING_SPACE, convert_linear
@@ -56,7 +57,7 @@ MAX_TILE_PIXELS = 1024 * 1024
 PREFERRED_LAYERS = ("beauty", "rgba", "rgb", "combined", "color", "colour")
 
 
-class EXRError(ValueError):
+class EXRError(LEDiffError, ValueError):
     """An EXR file that cannot be written or read as an image; the message names the fix."""
 
 

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from .. import LEDiffError
 from .exr import MAX_PIXELS, HDRImage
 
 
-class RadianceError(ValueError):
+class RadianceError(LEDiffError, ValueError):
     """A file that is not a readable Radiance RGBE image; the message says what is wrong."""
 
 

@@ -43,6 +43,7 @@ from functools import lru_cache
 import numpy as np
 import torch
 
+from .. import LEDiffError
 from ..color.ocio import WORKING_SPACE, linear_matrix
 from ..color.quantize import curve_codes
 from ..color.transfer import pq_decode
@@ -93,7 +94,7 @@ CODE_MAX = (1 << BITS) - 1
 PRIMARIES_BT2020, MATRIX_BT2020_NCL, RANGE_LIMITED = 9, 9, 1
 
 
-class VideoError(ValueError):
+class VideoError(LEDiffError, ValueError):
     """Input an HDR video master cannot be made from; the message names the fix."""
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from .. import LEDiffError
 from .fusion import ExposureFusion
 from .tiling import default_overlap
 from .unet_config import SD15, SDXL
@@ -23,7 +24,7 @@ BACKBONE_SCALING = {SD15: 0.18215, SDXL: 0.13025}
 BACKBONE_NAMES = {SD15: "SD1.5", SDXL: "SDXL"}
 
 
-class LatentError(ValueError):
+class LatentError(LEDiffError, ValueError):
     """A latent that LEDiff cannot use; the message names it and the fix."""
 
 

@@ -19,6 +19,8 @@ Facts this relies on (diffusers' UNet2DConditionModel and the original SD UNet):
 
 from __future__ import annotations
 
+from .. import LEDiffError
+
 LEDIFF_IN_CHANNELS = 8  # noisy latent (4) + condition latent (4), the InstructPix2Pix layout
 SD15, SDXL = "sd15", "sdxl"
 BACKBONES = (SD15, SDXL)
@@ -64,7 +66,7 @@ _REQUIRED = {
 }
 
 
-class UNetConfigError(ValueError):
+class UNetConfigError(LEDiffError, ValueError):
     """A UNet config that is not an SD1.x- or SDXL-family bracket denoiser; the message says why."""
 
 

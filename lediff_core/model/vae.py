@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import LEDiffError
 from .tiling import decode_tiled
 from .weights import WeightError, check_keys, listing
 
@@ -59,7 +60,7 @@ _DEFAULTS = {
 _IGNORED = {"sample_size", "force_upcast"}
 
 
-class VAEConfigError(ValueError):
+class VAEConfigError(LEDiffError, ValueError):
     """A VAE config this module cannot build; the message names the field and the fix."""
 
 

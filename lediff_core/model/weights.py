@@ -22,6 +22,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from .. import LEDiffError
+
 WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 FUSION_NAME = "merge_model.pth"
 FORMAT_KEY = "lediff_format"
@@ -31,7 +33,7 @@ SINGLE_FILE_KINDS = ("denoiser", "hdr_vae")
 FUSION_PREFIX = "fusion."  # fusion weights inside a single-file HDR VAE
 
 
-class WeightError(ValueError):
+class WeightError(LEDiffError, ValueError):
     """Weights that cannot be loaded as asked; the message names the file and the fix."""
 
 
@@ -80,29 +82,98 @@ def _weights_in(folder: str) -> str:
     raise WeightError(f"{folder!r} has no {' or '.join(WEIGHT_NAMES)}; re-extract the download")
 
 
+LAYOUT = ("LEDiff's models are folders with unet/ and vae/ (an official download, put in models/lediff/ as "
+          "extracted) or single files made from such a folder by `python -m lediff_core.model.convert`")
+
+
+def _downloads_in(root: str, depth: int = 2) -> list[str]:
+    """Folders below ``root`` (relative, at most ``depth`` levels down) that look like an official
+    download: they hold both unet/ and vae/."""
+    found = []
+    for dirpath, dirnames, _ in os.walk(root, followlinks=True):
+        rel = os.path.relpath(dirpath, root)
+        level = 0 if rel == "." else rel.count(os.sep) + 1
+        if level and {"unet", "vae"} <= set(dirnames):
+            found.append(rel.replace(os.sep, "/"))
+            dirnames[:] = []
+        elif level >= depth:
+            dirnames[:] = []
+    return sorted(found)
+
+
 def _subfolder(root: str, name: str) -> str:
     path = os.path.join(root, name)
-    if not os.path.isdir(path):
-        raise WeightError(
-            f"{root!r} has no {name}/ folder: expected an official LEDiff download (a folder with "
-            "unet/ and vae/), or a single .safetensors file made by `python -m lediff_core.model.convert`"
-        )
-    return path
+    if os.path.isdir(path):
+        return path
+    folder = os.path.basename(os.path.normpath(root))
+    downloads = _downloads_in(root)
+    if downloads:
+        inside = listing([f"{folder}/{d}" for d in downloads])
+        raise WeightError(f"{folder!r} holds LEDiff models instead of being one (no {name}/ folder of its own): "
+                          f"pick {inside} in the loader's list")
+    files = sorted(f for f in os.listdir(root) if f.endswith(".safetensors"))
+    hint = f"; it holds {listing(files)}: pick the file to see what it is" if files else ""
+    raise WeightError(f"{folder!r} is not a LEDiff model: it has no {name}/ folder ({root}). {LAYOUT}{hint}")
+
+
+# Patterns in the tensor names of the files people drop into models/lediff/ by mistake, read from
+# the safetensors header alone (no tensor is loaded): what each file is and where it belongs.
+LORA_MARKS = ("lora_up", "lora_down", "lora_A", "lora_B", "lora.up", "lora.down", "hada_w", "lokr_w")
+CHECKPOINT_PREFIXES = ("model.diffusion_model.", "first_stage_model.", "cond_stage_model.", "conditioner.")
+UNET_FIRST_CONV = ("conv_in.weight", "input_blocks.0.0.weight")  # diffusers, original (ldm) layout
+TEXT_ENCODER_PREFIXES = ("text_model.", "transformer.text_model.", "encoder.block.", "shared.weight")
+
+
+def _input_channels(f, key: str) -> int | None:
+    shape = f.get_slice(key).get_shape()
+    return shape[1] if len(shape) == 4 else None
+
+
+def identify_foreign_file(f, name: str) -> str:
+    """What a .safetensors file without LEDiff metadata holds (``f``: an open ``safe_open`` handle),
+    as an error message that starts with the problem and names where the file belongs."""
+    keys = list(f.keys())
+    if any(mark in k for k in keys for mark in LORA_MARKS):
+        return (f"{name!r} is a LoRA, not a LEDiff model: it belongs in models/loras/ (Load LoRA applies it "
+                f"to a MODEL). {LAYOUT}")
+    if any(k.startswith(CHECKPOINT_PREFIXES) for k in keys):
+        family = " (SDXL)" if any(k.startswith("conditioner.embedders.1.") for k in keys) else ""
+        return (f"{name!r} is a Stable Diffusion checkpoint{family}, not a LEDiff model: it belongs in "
+                f"models/checkpoints/ (Load Checkpoint). {LAYOUT}")
+    first = next((k for k in UNET_FIRST_CONV if k in keys), None)
+    if first is not None and any(k.startswith(("time_embedding.", "time_embed.")) for k in keys):
+        if _input_channels(f, first) == 8:
+            return (f"{name!r} is an 8-channel UNet alone, like the weights in a LEDiff download's unet/ folder: "
+                    "the loaders need the whole download folder (unet/ with its config.json, and vae/ with "
+                    "merge_model.pth): put that folder in models/lediff/ and pick it")
+        return (f"{name!r} is a diffusion model (UNet) alone, not a LEDiff model: it belongs in "
+                f"models/diffusion_models/ (Load Diffusion Model). {LAYOUT}")
+    if "encoder.conv_in.weight" in keys and "decoder.conv_in.weight" in keys:
+        return (f"{name!r} is a VAE alone, not a LEDiff model: an ordinary VAE belongs in models/vae/ (Load VAE); "
+                "if it is the weights in a LEDiff download's vae/ folder, the loaders need the whole download "
+                "folder (vae/ with its config.json and merge_model.pth, and unet/): put that folder in "
+                "models/lediff/ and pick it")
+    if any(k.startswith(TEXT_ENCODER_PREFIXES) for k in keys):
+        return (f"{name!r} is a text encoder, not a LEDiff model: it belongs in models/text_encoders/ "
+                f"(Load CLIP). {LAYOUT}")
+    return (f"{name!r} is not a LEDiff model: it has no LEDiff metadata ({KIND_KEY}/{CONFIG_KEY}) and its "
+            f"{len(keys)} tensors ({listing(keys, 3)}) are no checkpoint, UNet, VAE, text encoder or LoRA "
+            f"layout known here. {LAYOUT}")
 
 
 def read_single_file_header(path: str) -> tuple[str, dict]:
-    """(kind, config) from the metadata of a converted single-file .safetensors."""
+    """(kind, config) from the metadata of a converted single-file .safetensors; any other file is
+    an error saying what it is and where it belongs (``identify_foreign_file``)."""
     try:
         with safe_open(path, framework="pt") as f:
             meta = f.metadata() or {}
+            kind = meta.get(KIND_KEY)
+            if kind not in SINGLE_FILE_KINDS or CONFIG_KEY not in meta:
+                raise WeightError(identify_foreign_file(f, os.path.basename(path)))
+    except WeightError:
+        raise
     except Exception as e:
         raise WeightError(f"cannot read {path!r} as safetensors ({e})") from e
-    kind = meta.get(KIND_KEY)
-    if kind not in SINGLE_FILE_KINDS or CONFIG_KEY not in meta:
-        raise WeightError(
-            f"{path!r} is not a LEDiff single-file model (no {KIND_KEY}/{CONFIG_KEY} metadata); make "
-            "one with `python -m lediff_core.model.convert`, or use the official folder"
-        )
     return kind, json.loads(meta[CONFIG_KEY])
 
 

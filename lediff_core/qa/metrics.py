@@ -43,6 +43,7 @@ import numpy as np
 import torch
 from scipy.ndimage import correlate1d
 
+from .. import LEDiffError
 from ..color import REC709_LUMA
 from .pu21 import PU21_PEAK, pu21_encode
 
@@ -68,7 +69,7 @@ INSTALL_HINTS = {
 }
 
 
-class MetricUnavailableError(ImportError):
+class MetricUnavailableError(LEDiffError, ImportError):
     """The library a metric needs is not installed; the message names the pip command."""
 
 

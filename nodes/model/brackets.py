@@ -33,6 +33,7 @@ from ...lediff_core.video.noise import shot_noise
 from ...lediff_core.video.temporal import latent_guides, shot_motion, temporal_blend
 from ..panorama.seamless import wrap_model_x
 from .memory import run_tiled
+from .runtime import encoded_backbone
 
 SEED_OFFSET_PASS_B = 22  # the official release's second-pass seed
 DEFAULT_CHUNK = 8  # frames per sampler call: a batch of 8 512x512 latents (16 with CFG) fits 8 GB
@@ -123,6 +124,15 @@ def _check_input_latent(model, family: str, latent: dict) -> None:
             f"this latent was made by an {_NAMES.get(made_by, made_by)} LEDiff bracket node ({BACKBONE_KEY} "
             f"{made_by!r}); this bracket denoiser is {name}: use {_NAMES.get(made_by, made_by)} denoisers for "
             f"all brackets of one image, or start from a {name} latent"
+        )
+    encoded_by = encoded_backbone(samples)
+    if encoded_by is not None and encoded_by != family:
+        other = _NAMES.get(encoded_by, encoded_by)
+        raise LatentError(
+            f"latent space mismatch: the latent was encoded by the vae of an {other} HDR VAE (Load HDR VAE), "
+            f"but this bracket denoiser is {name}. Encode with the vae of the {name} LEDiff model's Load HDR "
+            f"VAE, or load {other} bracket denoisers (the fusion would refuse these brackets after all the "
+            "sampling)"
         )
     check_latent(samples, "latent", channels)
 

@@ -30,7 +30,9 @@ class LoadHDRVAE(io.ComfyNode):
                                "encode photos with the vae output), for Latent Exposure Fusion and HDR Decode. "
                                "An SDXL HDR VAE never computes in float16 (SDXL's VAE overflows it)."),
                 io.Vae.Output("vae", tooltip="The same weights as a standard VAE: VAE Encode photos with "
-                              "it. (Its decoder is the HDR decoder: VAE Decode shows a log-encoded view.)"),
+                              "it. Its latents carry their backbone: a bracket node refuses them before "
+                              "sampling if its denoiser is of the other one. (Its decoder is the HDR decoder: "
+                              "VAE Decode shows a log-encoded view.)"),
             ],
         )
 

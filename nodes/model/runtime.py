@@ -101,38 +101,37 @@ def vae_working_dtype(family: str | None) -> torch.dtype:
     return torch.float32 if family == SDXL and dtype == torch.float16 else dtype
 
 
-def build_comfy_vae(config: dict, diffusers_sd: dict, source: str) -> comfy.sd.VAE:
-    """A standard ComfyUI VAE (for VAE Encode of photos and bracket previews) from the HDR VAE's
-    weights; its decoder is LEDiff's HDR decoder, so VAE Decode shows a log-encoded view.
+ENCODED_BY = "lediff_backbone"  # attribute of the latent tensors the HDR VAE's vae (PhotoVAE) encodes
 
-    ComfyUI's VAE encodes to and decodes from *unscaled* latents (the MODEL's latent_format applies
-    the scale), so SD1.5's and SDXL's scaling_factor play no part here; its dtype follows
-    ``vae_working_dtype`` (an SDXL VAE never in float16)."""
-    widths = list(config["block_out_channels"])
-    if config.get("norm_num_groups", 32) != 32 or not config.get("mid_block_add_attention", True):
-        raise WeightError(f"{source}: ComfyUI's VAE needs 32 GroupNorm groups and mid-block attention")
-    ddconfig = {
-        "double_z": True, "z_channels": config.get("latent_channels", 4), "resolution": 256,
-        "in_channels": config.get("in_channels", 3), "out_ch": config.get("out_channels", 3),
-        "ch": widths[0], "ch_mult": [w // widths[0] for w in widths],
-        "num_res_blocks": config.get("layers_per_block", 2), "attn_resolutions": [], "dropout": 0.0,
-    }
-    ldm_sd = comfy.diffusers_convert.convert_vae_state_dict(dict(diffusers_sd))
-    vae = PhotoVAE(sd=dict(ldm_sd), config={"params": {"ddconfig": ddconfig, "embed_dim": ddconfig["z_channels"]}},
-                   dtype=vae_working_dtype(vae_backbone(config)))
-    vae.encode_width = widths[0] * ddconfig["num_res_blocks"]
-    # ComfyUI loads VAE weights with strict=False: check that every weight really arrived
-    loaded = vae.first_stage_model.state_dict()
-    check_keys(loaded.keys(), ldm_sd.keys(), f"VAE {source}")
-    return vae
+
+def _tag(samples: torch.Tensor, backbone: str | None) -> torch.Tensor:
+    if backbone is not None:
+        setattr(samples, ENCODED_BY, backbone)
+    return samples
+
+
+def encoded_backbone(samples: torch.Tensor) -> str | None:
+    """The backbone of the HDR VAE whose ``vae`` output encoded these latents (None: unknown, e.g.
+    from KSampler, another VAE, or a node that made a new tensor)."""
+    return getattr(samples, ENCODED_BY, None)
 
 
 class PhotoVAE(comfy.sd.VAE):
-    """ComfyUI's VAE over the HDR VAE's weights (``build_comfy_vae``) whose encode, as used by core
-    VAE Encode on users' photos, tiles when a photo does not fit the free memory and retries in
-    smaller tiles when it runs out of memory (``memory.run_tiled``): core's own fallback misses a
-    CPU's out-of-memory error, and its encoder attention grows with the square of the pixels."""
+    """ComfyUI's VAE over the HDR VAE's weights (``build_comfy_vae``), as core VAE Encode uses it on
+    users' photos.
 
+    Its encode tiles when a photo does not fit the free memory and retries in smaller tiles when it
+    runs out of memory (``memory.run_tiled``): core's own fallback misses a CPU's out-of-memory
+    error, and its encoder attention grows with the square of the pixels.
+
+    Its encodes say which backbone's latent space they are in. Core VAE Encode returns
+    ``{"samples": tensor}`` and nothing else, so the tensor itself carries the tag (attribute
+    ``lediff_backbone``) to the bracket nodes, which compare it with their denoiser's before any
+    sampling: SD1.5 and SDXL latents both have 4 channels, so nothing else could tell them apart.
+    Nodes that make a new tensor (upscale, batch, crop) drop the tag; then the mismatch is caught
+    where the brackets meet the HDR VAE (``LEDIFF_HDR_VAE.check_made_by``)."""
+
+    backbone: str | None = None
     encode_width = 256  # first block width x its layers, set by build_comfy_vae
 
     def encode_memory(self, rows: int, cols: int) -> int:
@@ -156,10 +155,41 @@ class PhotoVAE(comfy.sd.VAE):
             if not tile:
                 return super(PhotoVAE, self).encode(pixel_samples)
             side = tile * f
-            return self.encode_tiled(pixel_samples, tile_x=side, tile_y=side, overlap=side // 8)
+            return super(PhotoVAE, self).encode_tiled(pixel_samples, tile_x=side, tile_y=side, overlap=side // 8)
 
-        return run_tiled("VAE Encode", (width, height), (height // f, width // f), 0, self.encode_memory,
-                         self.device, run, f)
+        samples = run_tiled("VAE Encode", (width, height), (height // f, width // f), 0, self.encode_memory,
+                            self.device, run, f)
+        return _tag(samples, self.backbone)
+
+    def encode_tiled(self, *args, **kwargs):
+        return _tag(super().encode_tiled(*args, **kwargs), self.backbone)
+
+
+def build_comfy_vae(config: dict, diffusers_sd: dict, source: str) -> PhotoVAE:
+    """A standard ComfyUI VAE (for VAE Encode of photos and bracket previews) from the HDR VAE's
+    weights; its decoder is LEDiff's HDR decoder, so VAE Decode shows a log-encoded view.
+
+    ComfyUI's VAE encodes to and decodes from *unscaled* latents (the MODEL's latent_format applies
+    the scale), so SD1.5's and SDXL's scaling_factor play no part here; its dtype follows
+    ``vae_working_dtype`` (an SDXL VAE never in float16)."""
+    widths = list(config["block_out_channels"])
+    if config.get("norm_num_groups", 32) != 32 or not config.get("mid_block_add_attention", True):
+        raise WeightError(f"{source}: ComfyUI's VAE needs 32 GroupNorm groups and mid-block attention")
+    ddconfig = {
+        "double_z": True, "z_channels": config.get("latent_channels", 4), "resolution": 256,
+        "in_channels": config.get("in_channels", 3), "out_ch": config.get("out_channels", 3),
+        "ch": widths[0], "ch_mult": [w // widths[0] for w in widths],
+        "num_res_blocks": config.get("layers_per_block", 2), "attn_resolutions": [], "dropout": 0.0,
+    }
+    ldm_sd = comfy.diffusers_convert.convert_vae_state_dict(dict(diffusers_sd))
+    vae = PhotoVAE(sd=dict(ldm_sd), config={"params": {"ddconfig": ddconfig, "embed_dim": ddconfig["z_channels"]}},
+                   dtype=vae_working_dtype(vae_backbone(config)))
+    vae.encode_width = widths[0] * ddconfig["num_res_blocks"]
+    vae.backbone = vae_backbone(config)
+    # ComfyUI loads VAE weights with strict=False: check that every weight really arrived
+    loaded = vae.first_stage_model.state_dict()
+    check_keys(loaded.keys(), ldm_sd.keys(), f"VAE {source}")
+    return vae
 
 
 PRECISION_EXACT = "float32 (exact)"

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ... import LEDiffError
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -45,7 +47,7 @@ class DisplayFormat:
     min_size_reason: str = ""  # who says so, for the error
 
 
-class FormatError(ValueError):
+class FormatError(LEDiffError, ValueError):
     """Input a display format cannot encode; the message names the fix."""
 
 

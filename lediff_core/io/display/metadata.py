@@ -22,6 +22,8 @@ from __future__ import annotations
 import json
 import struct
 
+from ... import LEDiffError
+
 APP1_MAX = 65535 - 2  # a JPEG segment's length field counts itself
 PROMPT_TAG = 0x0110
 FIRST_INFO_TAG = 0x010F
@@ -42,7 +44,7 @@ def comfy_exif(prompt: dict | None, extra_pnginfo: dict | None) -> bytes | None:
     return data[6:] if data.startswith(b"Exif\x00\x00") else data
 
 
-class MetadataError(ValueError):
+class MetadataError(LEDiffError, ValueError):
     pass
 
 
