@@ -19,6 +19,7 @@ import threading
 import numpy as np
 import torch
 
+from .. import LEDiffError
 from ..color import REC709_LUMA
 from ..io.opencv import opencv
 from ..qa.temporal import warp
@@ -42,7 +43,7 @@ BOUNDARY_ALPHA, BOUNDARY_BETA = 0.01, 0.002
 MIN_SIDE, MIN_LONG_SIDE = 8, 12
 
 
-class FlowSizeError(ValueError):
+class FlowSizeError(LEDiffError, ValueError):
     """Frames too small for optical flow; the message names them, their size and the minimum."""
 
 

@@ -17,6 +17,7 @@ from collections.abc import Callable
 import comfy.model_management as mm
 import torch
 
+from ...lediff_core import LEDiffError
 from ...lediff_core.model.tiling import (
     auto_tile,
     format_bytes,
@@ -40,7 +41,7 @@ def free_memory(device: torch.device) -> int:
     return free
 
 
-class OutOfMemory(MemoryError):
+class OutOfMemory(LEDiffError, MemoryError):
     """A job that did not fit even in the smallest tiles; the message names the size, the need and the fix."""
 
 
