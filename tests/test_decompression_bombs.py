@@ -20,7 +20,7 @@ import pytest
 
 from comfy_harness import GraphError
 from lediff_core.io.exr import EXRError, read_exr
-from lediff_core.io.radiance import RadianceError, min_scanline_bytes, read_hdr
+from lediff_core.io.radiance import min_scanline_bytes, read_hdr
 from lediff_testing import REPO, require_tool
 
 MiB = 1 << 20
@@ -293,7 +293,7 @@ def test_a_real_out_of_memory_is_reported_as_memory_not_as_a_damaged_file(tmp_pa
         assert "not enough memory to read" in result["message"] and "The file is not damaged" in result["message"]
         assert "truncated" not in result["message"] and "corrupt" not in result["message"]
     assert "valid.exr': its 2048x1024 image needs about" in results[0]["message"]
-    assert "valid.hdr': its 1024x1024 image needs about 12 MiB" in results[1]["message"]
+    assert "valid.hdr': its 1024x1024 image needs about" in results[1]["message"]
 
 
 # ---------------------------------------------------------------- the nodes in ComfyUI
