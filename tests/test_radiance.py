@@ -86,7 +86,7 @@ def test_exposure_header_is_reported_not_applied(tmp_path):
     (b"P6\n1 1\n255\n\0\0\0", "no '#\\?' signature"),
     (b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n", "never ends"),
     (header(b"-Y 2 +X 3") + bytes(10), "truncated"),
-    (header(b"-Y 1 +X 10") + bytes([2, 2, 0, 10, 128 + 20, 5]), "corrupt"),
+    (header(b"-Y 1 +X 10") + bytes([2, 2, 0, 10, 128 + 20, 5]) + bytes(40), "corrupt"),
     (header(b"-Y 1 +X 10") + bytes([2, 2, 0, 10, 128 + 10]), "truncated"),
     (b"#?RADIANCE\nFORMAT=32-bit_rle_xyze\n\n-Y 1 +X 1\n" + bytes(4), "only RGB"),
     (header(b"-Y x +X 3"), "bad resolution"),

@@ -13,9 +13,11 @@ the ``lediff:dataLayers`` header attribute, so that a reader knows not to conver
 from __future__ import annotations
 
 import errno
+import io
 import os
+import sys
 from collections.abc import Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -28,6 +30,7 @@ from ..color import REC709_CHROMATICITIES, srgb_to_linear
 from ..color.chromaticities import luminance_weights
 from ..color.ocio import CHROMATICITIES, WORKING_SPACE, convert_linear
 from .exr_yc import yca_to_rgb
+from .limits import MAX_PIXELS, format_bytes, out_of_memory
 
 COMPRESSIONS = {
     "none": OpenEXR.NO_COMPRESSION,
@@ -46,9 +49,6 @@ LOSSLESS = ("none", "rle", "zips", "zip", "piz")
 PRECISIONS = {"half": np.float16, "float": np.float32}
 ENVMAPS = {"none": None, "latlong": OpenEXR.ENVMAP_LATLONG}
 HALF_MAX = float(np.finfo(np.float16).max)  # 65504
-
-# Refuse to decode images larger than this many pixels (a hostile header can claim any size).
-MAX_PIXELS = 16384 * 16384
 
 # Tiles larger than this (and than the image) are refused as corrupt; OpenEXR's tools use 64x64.
 MAX_TILE_PIXELS = 1024 * 1024
@@ -390,17 +390,55 @@ def _write_failure(e: RuntimeError) -> OSError:
         if os.strerror(code) in str(e):
             return OSError(code, os.strerror(code))
     return OSError(f"writing the EXR failed: {e}")
+class _PartFailures(io.TextIOBase):
+    """Stands in for sys.stdout while the bindings decode pixels: they print, not raise, an
+    exception met while reading a part (a MemoryError among them) and return the file without that
+    part. Their lines are kept in ``failures``; anything else goes on to the real stdout."""
+
+    PREFIX = "Warning: Exception raised reading pixel data"
+
+    def __init__(self, stream):
+        self.stream, self.failures, self._capturing = stream, [], False
+
+    def write(self, text: str) -> int:
+        if text.startswith(self.PREFIX):
+            self.failures.append("")
+            self._capturing = True
+        if self._capturing:  # print() writes its arguments, separators and end one by one
+            line, newline, rest = text.partition("\n")
+            self.failures[-1] += line
+            self._capturing = not newline
+            if rest and self.stream is not None:
+                self.stream.write(rest)
+        elif self.stream is not None:
+            self.stream.write(text)
+        return len(text)
+
+    def flush(self):
+        if self.stream is not None:
+            self.stream.flush()
 
 
 @contextmanager
 def _open(path: str, **kwargs):
-    """OpenEXR.File for reading; any failure of the bindings becomes an EXRError naming the file."""
+    """OpenEXR.File for reading; any failure of the bindings becomes an EXRError naming the file,
+    except running out of memory, which stays a MemoryError."""
+    catcher = _PartFailures(sys.stdout)
     try:
-        with OpenEXR.File(path, **kwargs) as f:
+        with redirect_stdout(catcher):
+            f = OpenEXR.File(path, **kwargs)
+        with f:
+            if catcher.failures:  # the bindings name the exception, e.g. "MemoryError: Unable to..."
+                failure = catcher.failures[0]
+                if "MemoryError" in failure:
+                    raise MemoryError(failure)
+                raise ValueError(failure)
             yield f
-    except EXRError:
+    except (EXRError, MemoryError):
         raise
     except Exception as e:  # the bindings raise RuntimeError/ValueError with terse messages
+        if "bad_alloc" in str(e) or "out of memory" in str(e).lower():
+            raise MemoryError(str(e)) from e
         raise EXRError(
             f"cannot read {path!r} as OpenEXR ({e}); the file is truncated, corrupt or not an EXR"
         ) from e
@@ -456,6 +494,33 @@ LINES_PER_CHUNK = {"NO_": 1, "RLE": 1, "ZIPS": 1, "ZIP_": 16, "PXR24": 16, "PIZ"
 # its data size (4).
 MIN_CHUNK_BYTES = 16
 
+# The most bytes one stored byte can decode to, per compression: a file whose images decode to
+# more than this times its size cannot be valid, and is refused before the bindings allocate.
+# Derived from each decoder's format (OpenEXR's ImfRle, ImfHuf, ImfB44Compressor, ImfDwaCompressor;
+# zlib's documented deflate limit), rounded up:
+#   NO: stored as is.  RLE: a run is a count byte c (0..127) and a value, c + 1 <= 128 bytes from 2.
+#   ZIPS/ZIP: deflate expands at most 1032:1 (zlib's "technical details"); the zlib header only adds.
+#   PXR24: zlib of floats cut to 24 bits: 1032 * 4 / 3.
+#   PIZ: Huffman-coded 16-bit values whose run code (a code of >= 1 bit and an 8-bit count) repeats
+#   the last value up to 255 times: 510 bytes from 9 bits, 453.3:1; the wavelet keeps the size.
+#   B44/B44A: a 4x4 block of half values (32 bytes) in 14 bytes, or 3 when flat; others stored.
+#   DWAA/DWAB: run-length then zlib (64 * 1032) for exact channels; a flat 8x8 DCT block costs a
+#   zlib'd DC value and a deflated or run-coded end-of-block symbol, no less per float pixel.
+# ZSTD (through Blosc2, which stores a constant buffer as a header) and the JPEG 2000 ones (a flat
+# tile codes in a few bytes) have no fixed bound: they get DWA's, the largest, as a precaution.
+MAX_EXPANSION = {"NO_": 1, "RLE": 64, "ZIPS": 1032, "ZIP_": 1032, "PXR24": 1376, "PIZ": 454,
+                 "B44": 11, "DWA": 66048}
+UNBOUNDED_EXPANSION = 66048
+
+# Bytes per channel value, for bounds: the bindings do not report a channel's type before decoding,
+# so the lower bound on what a file must store counts every channel as half (2 bytes) and the
+# memory estimate counts it as float (4 bytes).
+MIN_VALUE_BYTES, MAX_VALUE_BYTES = 2, 4
+
+
+def _compression(header: dict) -> str:
+    return str(header.get("compression", "")).rsplit(".", 1)[-1].split(":")[0]
+
 
 def _chunks(header: dict, width: int, height: int) -> int:
     """A lower bound on the number of chunks a valid file with this header holds."""
@@ -463,21 +528,41 @@ def _chunks(header: dict, width: int, height: int) -> int:
     if tiles is not None:
         tx, ty = max(1, int(tiles.xSize)), max(1, int(tiles.ySize))
         return -(-width // tx) * -(-height // ty)  # full-resolution level only
-    name = str(header.get("compression", "")).rsplit(".", 1)[-1]
+    name = _compression(header)
     lines = next((n for key, n in LINES_PER_CHUNK.items() if name.startswith(key)), 256)
     return -(-height // lines)
+
+
+def _samples(header: dict) -> int:
+    """Channel values of a part's full-resolution image (subsampled channels count their samples)."""
+    x0, y0, x1, y1 = _window(header, "dataWindow")
+
+    def count(a, b, step):  # multiples of step in [a, b]
+        step = max(1, int(step))
+        return max(0, b // step - (a + step - 1) // step + 1)
+
+    return sum(count(x0, x1, c.xSampling) * count(y0, y1, c.ySampling) for c in header.get("channels", ()))
+
+
+def _min_stored_bytes(header: dict) -> tuple[int, int]:
+    """The fewest bytes a valid file can store a part's pixels in, and the expansion assumed."""
+    name = _compression(header)
+    ratio = next((r for key, r in MAX_EXPANSION.items() if name.startswith(key)), UNBOUNDED_EXPANSION)
+    return -(-_samples(header) * MIN_VALUE_BYTES // ratio), ratio
 
 
 def _check_headers(path: str) -> tuple[list[dict], list[set]]:
     """Every part's header, read without pixels; refuses windows a hostile header can inflate
     before the bindings allocate memory for them: sizes beyond MAX_PIXELS, absurd tiles, and
-    images needing more chunks than the file has bytes for (a truncated or fuzzed file that
-    claims a huge image would otherwise allocate gigabytes before failing)."""
+    images needing more chunks, or more stored bytes (at their compression's largest expansion,
+    MAX_EXPANSION), than the file has bytes for (a truncated, fuzzed or forged file that claims a
+    huge image would otherwise allocate gigabytes before failing)."""
     with _open(path, header_only=True) as f:
         headers = [dict(p.header) for p in f.parts]
         # decode channel names here: a damaged name fails inside _open, as an EXRError
         names = [{c.name for c in h.get("channels", ())} for h in headers]
-    total = chunks = 0
+    total = chunks = stored = 0
+    claims = []
     for i, header in enumerate(headers):
         try:
             x0, y0, x1, y1 = _window(header, "dataWindow")
@@ -506,11 +591,24 @@ def _check_headers(path: str) -> tuple[list[dict], list[set]]:
         total += width * height * max(1, len(header.get("channels", ())))
         if "deep" not in str(header.get("type", "")).lower():
             chunks += _chunks(header, width, height)
+            least, ratio = _min_stored_bytes(header)
+            stored += least
+            claims.append((least, i, width, height, ratio, _samples(header) * MIN_VALUE_BYTES))
     size = os.path.getsize(path)
     if chunks * MIN_CHUNK_BYTES > size:
         raise EXRError(
             f"{path!r} is {size} bytes but its header describes images needing at least "
             f"{chunks} chunks ({chunks * MIN_CHUNK_BYTES} bytes); the file is truncated or corrupt"
+        )
+    if chunks * MIN_CHUNK_BYTES + stored > size:
+        least, i, width, height, ratio, decoded = max(claims)
+        compression = _compression(headers[i])
+        raise EXRError(
+            f"{path!r} is {size} bytes but part {i} claims a {width}x{height} image of "
+            f"{len(headers[i].get('channels', ()))} channel(s) in {compression}, which decodes to at "
+            f"least {format_bytes(decoded)} and so takes at least {least} stored bytes "
+            f"({compression} expands at most {ratio}:1); the file is truncated or forged (a "
+            "decompression bomb): refused before decoding"
         )
     if total > 4 * MAX_PIXELS:
         raise EXRError(
@@ -615,18 +713,25 @@ def read_exr(
         )
     x0, y0, x1, y1 = _window(header, "dataWindow")
     width, height = x1 - x0 + 1, y1 - y0 + 1
-    # The bindings free the pixel arrays when the file closes: copy them out inside the block.
-    with _open(path, separate_channels=True) as f:
-        channels = f.parts[index].channels
-        mapping, view = _view_channels(path, list(channels), header, view)
-        colour, alpha, layer = _select_channels(path, set(mapping), layer)
-        raw = {n: channels[mapping[n]] for n in colour + ([alpha] if alpha else [])}
-        if len(colour) == 3 and colour[1].endswith("RY"):
-            rgb = _yca_rgb(path, raw, colour, header, (x0, y0), (height, width))
-        else:
-            planes = [_plane(raw[n], n, path, height, width) for n in colour]
-            rgb = np.stack(planes * 3 if len(planes) == 1 else planes, axis=-1)
-        a = _plane(raw[alpha], alpha, path, height, width) if alpha else None
+    # what the bindings decode (every channel of every part) and our float32 RGB and alpha
+    need = sum(_samples(h) for h in headers) * MAX_VALUE_BYTES + 16 * width * height
+    try:
+        # The bindings free the pixel arrays when the file closes: copy them out inside the block,
+        # straight into the output (peak: the decoded channels and the output).
+        with _open(path, separate_channels=True) as f:
+            channels = f.parts[index].channels
+            mapping, view = _view_channels(path, list(channels), header, view)
+            colour, alpha, layer = _select_channels(path, set(mapping), layer)
+            raw = {n: channels[mapping[n]] for n in colour + ([alpha] if alpha else [])}
+            if len(colour) == 3 and colour[1].endswith("RY"):
+                rgb = _yca_rgb(path, raw, colour, header, (x0, y0), (height, width))
+            else:
+                rgb = np.empty((height, width, 3), np.float32)
+                for k, name in enumerate(colour * 3 if len(colour) == 1 else colour):
+                    rgb[..., k] = _plane(raw[name], name, path, height, width)
+            a = np.array(_plane(raw[alpha], alpha, path, height, width), np.float32) if alpha else None
+    except MemoryError as e:
+        raise out_of_memory(path, width, height, need, e) from e
     result = HDRImage(rgb=rgb, alpha=a, header=header, layer=layer, part=index, view=view)
     return _display_window(result, header) if window == "display" else result
 
@@ -714,4 +819,4 @@ def _plane(channel, name: str, path: str, height: int, width: int) -> np.ndarray
             f"channel {name!r} of {path!r} is subsampled ({pixels.shape[1]}x{pixels.shape[0]} in a "
             f"{width}x{height} image); subsampled channels are not supported"
         )
-    return pixels.astype(np.float32)  # a copy, also for float32 input
+    return pixels  # the bindings' array: copy it before the file closes

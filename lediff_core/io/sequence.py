@@ -28,6 +28,7 @@ import torch
 
 from ..color.spaces import from_chromaticities
 from .exr import EXRError, read_exr, write_exr
+from .limits import format_bytes
 from .publish import path_inside, write_numbered_folder
 
 PADDING = 4  # digits of the frame number: name.1001.exr
@@ -343,8 +344,15 @@ def read_exr_sequence(
         if first is None:
             first = image
             h, w = image.rgb.shape[:2]
-            rgb = torch.empty((len(frames), h, w, 3), dtype=torch.float32)
-            alpha = torch.ones((len(frames), h, w), dtype=torch.float32)
+            try:
+                rgb = torch.empty((len(frames), h, w, 3), dtype=torch.float32)
+                alpha = torch.ones((len(frames), h, w), dtype=torch.float32)
+            except (MemoryError, RuntimeError) as e:  # torch's CPU allocator raises RuntimeError
+                raise SequenceError(
+                    f"not enough memory for {len(frames)} frames of {w}x{h} ({file} first): they need "
+                    f"about {format_bytes(16 * len(frames) * h * w)} ({e}); load fewer frames (count, "
+                    "step) or free memory"
+                ) from e
         else:
             ref = os.path.basename(frames[0][1])
             if image.rgb.shape != first.rgb.shape:

@@ -18,9 +18,9 @@ import comfy.model_management as mm
 import torch
 
 from ...lediff_core import LEDiffError
+from ...lediff_core.io.limits import format_bytes
 from ...lediff_core.model.tiling import (
     auto_tile,
-    format_bytes,
     is_out_of_memory,
     process_headroom,
     smaller_tile,
