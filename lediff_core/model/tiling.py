@@ -16,6 +16,8 @@ from collections.abc import Callable
 
 import torch
 
+from .. import LEDiffError
+
 
 def default_overlap(tile: int) -> int:
     """The overlap used with a tile size: a quarter tile (at least one pixel)."""
@@ -189,6 +191,10 @@ def _proc_status() -> dict[str, int]:
     except OSError:
         pass
     return fields
+
+
+class OutOfMemory(LEDiffError, MemoryError):
+    """A job that did not fit even in the smallest tiles; the message names the size, the need and the fix."""
 
 
 def is_out_of_memory(error: BaseException) -> bool:

@@ -17,9 +17,9 @@ from collections.abc import Callable
 import comfy.model_management as mm
 import torch
 
-from ...lediff_core import LEDiffError
 from ...lediff_core.io.limits import format_bytes
 from ...lediff_core.model.tiling import (
+    OutOfMemory,
     auto_tile,
     is_out_of_memory,
     process_headroom,
@@ -39,10 +39,6 @@ def free_memory(device: torch.device) -> int:
         if room is not None:
             free = min(free, room)
     return free
-
-
-class OutOfMemory(LEDiffError, MemoryError):
-    """A job that did not fit even in the smallest tiles; the message names the size, the need and the fix."""
 
 
 def run_tiled(what: str, image_size: tuple[int, int], latent_size: tuple[int, int], tile_size: int,
