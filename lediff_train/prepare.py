@@ -32,7 +32,7 @@ from lediff_core.model.vae import AutoencoderKL
 from lediff_core.model.weights import WeightError
 
 from . import brackets as br
-from .engine import write_text_atomic
+from .run_folder import write_text_atomic
 
 FORMAT = "lediff-train-data/1"
 MANIFEST = "prepare.json"
