@@ -266,6 +266,11 @@ def prune(run: str, keep: int, step: int) -> None:
         shutil.rmtree(doomed, ignore_errors=True)
 
 
+def is_stale(name: str) -> bool:
+    """Whether a folder entry is a publishing helper's hidden temporary file or staging folder."""
+    return bool(_STALE.fullmatch(name))
+
+
 def remove_stale(folder: str) -> None:
     """Remove the hidden temporary files and staging folders a killed run left in ``folder``."""
     try:
@@ -273,7 +278,7 @@ def remove_stale(folder: str) -> None:
     except FileNotFoundError:
         return
     for name in names:
-        if _STALE.fullmatch(name):
+        if is_stale(name):
             path = os.path.join(folder, name)
             if os.path.isdir(path) and not os.path.islink(path):
                 shutil.rmtree(path, ignore_errors=True)
