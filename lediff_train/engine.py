@@ -407,7 +407,7 @@ class Trainer:
                     json.dump(content, f, indent=2, sort_keys=True)
             else:
                 save_file({k: v.detach().float().cpu().contiguous() for k, v in content.items()}, path)
-        kill_point("checkpoint-staged", step)  # (trainer.json last: a copy cut short before it is incomplete)
+        kill_point("checkpoint-staged", step)  # (trainer.json goes last: a folder without it is no checkpoint)
         run_folder.write_trainer_json(staging, {
             "step": step, "stage": self.config["stage"],
             "samples": step * self.args.batch_size * self.acc.num_processes * self.args.grad_accum})
