@@ -12,9 +12,11 @@ the combined batch's mean loss.
 Checkpoints are our own format (not ``accelerator.save_state``, whose loader unpickles with
 ``weights_only=False``): ``RUN/checkpoints/step-N/`` holds ``state/`` (the trainable modules as
 safetensors, each optimizer's state dict loaded back with ``weights_only=True``, the EMA),
-``weights/`` (what ``export`` reads: EMA weights when ``--ema``) and ``trainer.json``. It is filled
-under a hidden staging name and renamed whole; ``checkpoints/latest`` is replaced only afterwards,
-so a killed run always leaves the previous complete checkpoint as the latest.
+``weights/`` (what ``export`` reads: EMA weights when ``--ema``) and ``trainer.json`` (written last,
+with the size and SHA-256 of every other file). It is filled under a hidden staging name and renamed
+whole; ``checkpoints/latest`` is moved afterwards. ``--resume`` continues from the newest intact
+checkpoint folder, not from the pointer alone, so a run killed at any instant resumes to the result
+of an uninterrupted run (``lediff_train.run_folder`` has the crash windows).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ import csv
 import json
 import math
 import os
-import shutil
 import time
 
 import numpy as np
@@ -33,15 +34,14 @@ from safetensors.torch import load_file, save_file
 
 from lediff_core.io.publish import replace_file, write_new_folder
 
+from . import run_folder
+from .run_folder import CHECKPOINTS, TrainingError, kill_point, latest_checkpoint, write_text_atomic
+
+__all__ = ["TrainingError", "Trainer", "latest_checkpoint", "add_common_arguments", "write_text_atomic"]
+
 CONFIG_NAME = "config.json"
-CHECKPOINTS = "checkpoints"
-LATEST = "latest"
 # arguments that may change when a run is resumed (how long and how it reports, not what it learns)
 RESUMABLE = {"steps", "resume", "checkpoint_every", "validate_every", "report_to", "keep_checkpoints", "val_samples"}
-
-
-class TrainingError(RuntimeError):
-    """A run that cannot start or go on; the message names the problem and the fix."""
 
 
 def add_common_arguments(parser: argparse.ArgumentParser, *, steps: int, lr: float, batch_size: int) -> None:
@@ -133,9 +133,13 @@ class EMA:
 
 class Logger:
     """Scalars and images to TensorBoard (RUN/logs/) or, without it, RUN/logs/metrics.csv; images also
-    as PNG files under RUN/validation/."""
+    as PNG files under RUN/validation/.
 
-    def __init__(self, run: str, kind: str, enabled: bool):
+    ``resumed_at``: the step a resumed run continues from; what a killed run logged after it (steps
+    it trains again) is dropped, so every step is logged once: TensorBoard purges those events
+    (``purge_step``), metrics.csv is rewritten without them (and without a line cut short)."""
+
+    def __init__(self, run: str, kind: str, enabled: bool, resumed_at: int | None = None):
         self.run, self.enabled, self.writer, self.csv = run, enabled, None, None
         if not enabled:
             return
@@ -148,9 +152,13 @@ class Logger:
                     raise TrainingError("--report-to tensorboard: TensorBoard is not installed (pip install "
                                         "-r requirements-train.txt), or use --report-to csv") from None
             else:
-                self.writer = SummaryWriter(os.path.join(run, "logs"))
+                purge = None if resumed_at is None else resumed_at + 1
+                self.writer = SummaryWriter(os.path.join(run, "logs"), purge_step=purge)
                 return
-        self.csv = open(os.path.join(run, "logs", "metrics.csv"), "a", newline="")
+        path = os.path.join(run, "logs", "metrics.csv")
+        if resumed_at is not None and os.path.isfile(path):
+            _drop_rows_after(path, resumed_at)
+        self.csv = open(path, "a", newline="")
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
         if not self.enabled:
@@ -171,7 +179,9 @@ class Logger:
 
         folder = os.path.join(self.run, "validation", f"step-{step}")
         os.makedirs(folder, exist_ok=True)
-        Image.fromarray(image).save(os.path.join(folder, name.replace("/", "_") + ".png"))
+        # whole or not at all; a resumed run that validates this step again writes the same picture
+        replace_file(os.path.join(folder, name.replace("/", "_") + ".png"),
+                     lambda tmp: Image.fromarray(image).save(tmp, format="PNG"))
         if self.writer is not None:
             self.writer.add_image(name, image, step, dataformats="HWC")
 
@@ -180,22 +190,6 @@ class Logger:
             self.writer.close()
         if self.csv is not None:
             self.csv.close()
-
-
-def latest_checkpoint(run: str) -> str:
-    """Absolute path of RUN's latest complete checkpoint folder."""
-    pointer = os.path.join(run, CHECKPOINTS, LATEST)
-    try:
-        with open(pointer, encoding="utf-8") as f:
-            name = f.read().strip()
-    except FileNotFoundError:
-        raise TrainingError(f"{run!r} has no checkpoint yet ({pointer} is missing): is it a run folder of "
-                            "python -m lediff_train decoder/denoiser, and did it save a checkpoint?") from None
-    path = os.path.join(run, CHECKPOINTS, name)
-    if not os.path.isfile(os.path.join(path, "trainer.json")):
-        raise TrainingError(f"{pointer} names {name!r}, which is not a complete checkpoint; the run folder was "
-                            "edited by hand or damaged")
-    return os.path.abspath(path)
 
 
 LAUNCH_FIX = ("start N processes with `accelerate launch --multi_gpu --num_processes N -m lediff_train ...` (GPUs "
@@ -227,16 +221,16 @@ def _has_accelerator() -> bool:
     return torch.cuda.is_available() or bool(xpu is not None and xpu.is_available())
 
 
-def write_text_atomic(path: str, text: str) -> None:
-    """Replace the run's or data's own small file (a pointer, a manifest) in one step: written to a
-    temporary name beside it, synced, renamed over it (``publish.replace_file``: replacing our own
-    pointer or manifest is the point); a failed write leaves the old file."""
+def _drop_rows_after(path: str, step: int) -> None:
+    """Rewrite metrics.csv (step, name, value rows) without the rows of steps after ``step`` and
+    without a last line a kill cut short."""
 
     def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
+        with open(path, encoding="utf-8", newline="") as src, open(tmp, "w", encoding="utf-8", newline="") as dst:
+            for line in src:
+                head = line.split(",", 1)[0]
+                if line.endswith("\n") and head.isdigit() and int(head) <= step:
+                    dst.write(line)
 
     replace_file(path, write)
 
@@ -305,8 +299,10 @@ class Trainer:
         prepared = self.acc.prepare(*[self.stage.modules[n] for n in names], *self.optimizers.values())
         self.models = dict(zip(names, prepared[:len(names)], strict=True))
         self.optimizers = dict(zip(self.optimizers, prepared[len(names):], strict=True))
+        self.checkpoint = None  # the checkpoint folder the run is at
         self.step = self._load_latest() if args.resume else 0
-        self.logger = Logger(self.run_dir, args.report_to, self.acc.is_main_process)
+        self.logger = Logger(self.run_dir, args.report_to, self.acc.is_main_process,
+                             resumed_at=self.step if args.resume else None)
 
     # -- set-up ---------------------------------------------------------------------------------
 
@@ -332,10 +328,10 @@ class Trainer:
         self.acc.wait_for_everyone()
         if self.acc.is_main_process:
             os.makedirs(os.path.join(self.run_dir, CHECKPOINTS), exist_ok=True)
+            # what a killed run left: staging folders, temporary files, a checkpoint being pruned
+            run_folder.remove_stale(self.run_dir)
+            run_folder.remove_stale(os.path.join(self.run_dir, CHECKPOINTS))
             write_text_atomic(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
-            for stale in os.listdir(os.path.join(self.run_dir, CHECKPOINTS)):
-                if stale.startswith(".") and stale.endswith(".tmp"):  # left by a killed run
-                    shutil.rmtree(os.path.join(self.run_dir, CHECKPOINTS, stale), ignore_errors=True)
         self.acc.wait_for_everyone()
 
     def _build_optimizers(self) -> None:
@@ -382,11 +378,14 @@ class Trainer:
         self.acc.wait_for_everyone()
         # on every process: under FSDP / DeepSpeed ZeRO-3 accelerate gathers the full weights here
         states = {name: self.acc.get_state_dict(module) for name, module in self.models.items()}
-        if self.acc.is_main_process and not os.path.isdir(final):
-            write_new_folder(final, lambda staging: self._write_checkpoint(staging, states))
-            write_text_atomic(os.path.join(ckpts, LATEST), f"step-{step}\n")
-            self._prune(ckpts)
+        if self.acc.is_main_process:
+            if not os.path.isdir(final):  # (resume moved every newer, damaged one aside)
+                write_new_folder(final, lambda staging: self._write_checkpoint(staging, states))
+            kill_point("checkpoint-renamed", step)
+            run_folder.write_pointer(self.run_dir, f"step-{step}")
+            run_folder.prune(self.run_dir, self.args.keep_checkpoints, step)
         self.acc.wait_for_everyone()
+        self.checkpoint = final
         return final
 
     def _write_checkpoint(self, staging: str, states: dict) -> None:
@@ -408,33 +407,42 @@ class Trainer:
                     json.dump(content, f, indent=2, sort_keys=True)
             else:
                 save_file({k: v.detach().float().cpu().contiguous() for k, v in content.items()}, path)
-        with open(os.path.join(staging, "trainer.json"), "w", encoding="utf-8") as f:
-            json.dump({"step": step, "stage": self.config["stage"],
-                       "samples": step * self.args.batch_size * self.acc.num_processes * self.args.grad_accum}, f)
-
-    def _prune(self, ckpts: str) -> None:
-        keep = self.args.keep_checkpoints
-        if keep <= 0:
-            return
-        steps = sorted(int(n[5:]) for n in os.listdir(ckpts) if n.startswith("step-") and n[5:].isdigit())
-        for s in steps[:-keep]:
-            shutil.rmtree(os.path.join(ckpts, f"step-{s}"), ignore_errors=True)
+        kill_point("checkpoint-staged", step)  # (trainer.json goes last: a folder without it is no checkpoint)
+        run_folder.write_trainer_json(staging, {
+            "step": step, "stage": self.config["stage"],
+            "samples": step * self.args.batch_size * self.acc.num_processes * self.args.grad_accum})
 
     def _load_latest(self) -> int:
-        path = latest_checkpoint(self.run_dir)
-        with open(os.path.join(path, "trainer.json"), encoding="utf-8") as f:
-            step = int(json.load(f)["step"])
+        """Load the checkpoint --resume continues from (the main process picks it and tells the others);
+        the step it was at, 0 when the run was stopped before its first checkpoint."""
+        from accelerate.utils import broadcast_object_list
+
+        chosen = [None, None]  # (path, error)
+        if self.acc.is_main_process:
+            try:
+                chosen[0] = run_folder.resume_from(self.run_dir, self.acc.print)
+            except TrainingError as e:
+                chosen[1] = str(e)
+            else:  # what a run killed before pruning left undone
+                run_folder.prune(self.run_dir, self.args.keep_checkpoints, -1)
+        broadcast_object_list(chosen)
+        path, error = chosen
+        if error:
+            raise TrainingError(error)
+        if path is None:
+            return 0
+        self.checkpoint = path
+        step = run_folder.read_trainer_json(path)["step"]
         device = self.acc.device
         for name, module in self._unwrapped().items():
-            module.load_state_dict(load_file(os.path.join(path, "state", f"model-{name}.safetensors")), strict=True)
+            module.load_state_dict(_read(path, f"state/model-{name}.safetensors", load_file), strict=True)
         for name, opt in self.optimizers.items():
-            opt.load_state_dict(torch.load(os.path.join(path, "state", f"optimizer-{name}.pt"),
-                                           map_location=device, weights_only=True))
+            opt.load_state_dict(_read(path, f"state/optimizer-{name}.pt", lambda f: torch.load(
+                f, map_location=device, weights_only=True)))
         if self.ema is not None:
-            ema_path = os.path.join(path, "state", "ema.safetensors")
-            if not os.path.isfile(ema_path):
+            if not os.path.isfile(os.path.join(path, "state", "ema.safetensors")):
                 raise TrainingError(f"--ema: the checkpoint {path!r} has no EMA (the run started without --ema)")
-            self.ema.load_state_dict(load_file(ema_path, device=str(device)))
+            self.ema.load_state_dict(_read(path, "state/ema.safetensors", lambda f: load_file(f, device=str(device))))
         return step
 
     # -- the loop -------------------------------------------------------------------------------
@@ -447,8 +455,7 @@ class Trainer:
     def _check_finite(self, loss: torch.Tensor) -> None:
         bad = self.acc.gather(torch.tensor([0.0 if torch.isfinite(loss) else 1.0], device=self.acc.device))
         if bad.sum() > 0:
-            kept = os.path.join(self.run_dir, CHECKPOINTS, LATEST)
-            last = open(kept).read().strip() if os.path.isfile(kept) else "none yet"
+            last = os.path.basename(self.checkpoint) if self.checkpoint else "none yet"
             raise TrainingError(
                 f"the loss became {loss.item()} at step {self.step + 1}; stopped without saving, the last good "
                 f"checkpoint ({last}) is kept. Lower --lr, use --mixed-precision bf16 rather than fp16, or check "
@@ -476,7 +483,7 @@ class Trainer:
         args, acc = self.args, self.acc
         if self.step >= args.steps:
             acc.print(f"{self.run_dir}: already at step {self.step} of {args.steps}; nothing to do")
-            return latest_checkpoint(self.run_dir)
+            return self.checkpoint
         bar = tqdm(total=args.steps, initial=self.step, disable=not acc.is_main_process, unit="step",
                    desc=self.config["stage"], dynamic_ncols=True)
         saved_at = None
@@ -493,6 +500,7 @@ class Trainer:
                                                            self.step)
                         self._check_finite(loss)
                         acc.backward(loss)
+                        kill_point("step", self.step + 1)
                         for opt in self.optimizers.values():
                             opt.step()
                             opt.zero_grad(set_to_none=True)
@@ -515,4 +523,16 @@ class Trainer:
             self.logger.close()
         if saved_at != self.step:
             self.save_checkpoint()
-        return latest_checkpoint(self.run_dir)
+        return self.checkpoint
+
+
+def _read(checkpoint: str, rel: str, load):
+    """``load(path)`` of a checkpoint's file; a file that does not read (a checkpoint written before
+    manifests, damaged since) is named with the fix."""
+    path = os.path.join(checkpoint, *rel.split("/"))
+    try:
+        return load(path)
+    except Exception as e:
+        raise TrainingError(f"--resume: cannot read {path} ({type(e).__name__}: {e}); the checkpoint is damaged: "
+                            f"move {os.path.basename(checkpoint)}/ out of {os.path.dirname(checkpoint)} to resume from "
+                            "the one before it") from e

@@ -44,6 +44,7 @@ from lediff_core.model.weights import FUSION_NAME, WEIGHT_NAMES, WeightError, ch
 
 from . import models
 from .engine import TrainingError, latest_checkpoint
+from .run_folder import read_trainer_json
 
 __all__ = ["ExportError", "PROVENANCE_NAME", "FORMAT", "export", "add_arguments", "run"]
 
@@ -80,7 +81,7 @@ class ExportError(ValueError):
 
 
 def _read_run(run: str, stage: str, option: str) -> dict:
-    """RUN's config, latest checkpoint and step, checked to be a run of ``stage``."""
+    """RUN's config, newest intact checkpoint and step, checked to be a run of ``stage``."""
     if not os.path.isdir(run):
         raise ExportError(f"{option} {run!r} is not a folder: pass a RUN folder written by "
                           f"`python -m lediff_train {stage}`")
@@ -92,15 +93,12 @@ def _read_run(run: str, stage: str, option: str) -> dict:
         raise ExportError(f"{option} {run!r} is not a {stage} run: its config.json has stage={got!r}{hint}")
     if not config.get("model"):
         raise ExportError(f"{run!r}/config.json names no MODEL folder ('model'); the RUN folder is damaged")
-    try:
-        checkpoint = latest_checkpoint(run)
+    try:  # the newest intact step-N/ folder (not the `latest` pointer alone), its weights/ verified
+        checkpoint = latest_checkpoint(run, only=("weights",))
     except TrainingError as e:
         raise ExportError(f"{option} {run!r}: {e}") from e
-    trainer = os.path.join(checkpoint, "trainer.json")
-    step = _json(trainer, "checkpoint incomplete").get("step") if os.path.isfile(trainer) else None
-    if step is None:
-        step = int(os.path.basename(checkpoint).removeprefix("step-"))
-    return {"run": os.path.abspath(run), "config": config, "checkpoint": checkpoint, "step": int(step),
+    step = read_trainer_json(checkpoint)["step"]  # (read and checked by latest_checkpoint)
+    return {"run": os.path.abspath(run), "config": config, "checkpoint": checkpoint, "step": step,
             "model": os.path.abspath(config["model"])}
 
 

@@ -32,7 +32,7 @@ from lediff_core.model.vae import AutoencoderKL
 from lediff_core.model.weights import WeightError
 
 from . import brackets as br
-from .engine import write_text_atomic
+from .run_folder import is_stale, remove_stale, write_text_atomic
 
 FORMAT = "lediff-train-data/1"
 MANIFEST = "prepare.json"
@@ -274,7 +274,8 @@ def prepare(hdr_dir: str, model: str, out: str, size: int | None = None, views: 
             "ev_step": "auto" if step is None else step, "jpeg": jpeg, "val_fraction": float(val_fraction),
             "captions": captions, "batch_size": batch_size}
 
-    existing = os.path.isdir(out) and bool(os.listdir(out))
+    # (a temporary file a killed prepare left does not make OUT a prepare output)
+    existing = os.path.isdir(out) and any(not is_stale(n) for n in os.listdir(out))
     if os.path.exists(out) and not os.path.isdir(out):
         raise PrepareError(f"--out {out!r} exists and is not a folder; choose a new folder name")
     if existing and not resume:
@@ -307,13 +308,18 @@ def prepare(hdr_dir: str, model: str, out: str, size: int | None = None, views: 
     device = default_device() if device is None else torch.device(device)
     vae = load_encoder(model, device)
 
-    shard_dir = os.path.join(out, SHARDS)
-    os.makedirs(shard_dir, exist_ok=True)
     manifest = {"format": FORMAT, "args": args,
                 "model": {"path": model, "scaling_factor": vae.scaling_factor,
                           "latent_channels": vae.latent_channels, "downscale": vae.downscale_factor},
                 "sources": len(files), "complete": False}
+    # the manifest before anything else in OUT: a prepare killed at any instant leaves OUT empty or
+    # resumable (a folder holding only shards/ would be refused as "not a prepare output")
+    os.makedirs(out, exist_ok=True)
+    remove_stale(out)
     _write_manifest(out, manifest)
+    shard_dir = os.path.join(out, SHARDS)
+    os.makedirs(shard_dir, exist_ok=True)
+    remove_stale(shard_dir)  # shards a killed prepare was writing
 
     skipped = dict.fromkeys(SKIP_REASONS, 0)
     unreadable, shards = [], []

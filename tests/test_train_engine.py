@@ -14,7 +14,7 @@ import sys
 import pytest
 import torch
 from safetensors.torch import load_file
-from train_fixtures import hdri_folder, write_lediff_model, write_sd15_model
+from train_fixtures import prepared_lediff_data, write_sd15_model
 
 from lediff_testing import REPO
 from lediff_train import cli, engine, models
@@ -23,14 +23,8 @@ from lediff_train import cli, engine, models
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     """A LEDiff MODEL and data prepared with it from three real HDRIs (2 views each)."""
-    from lediff_train.prepare import prepare
-
     root = tmp_path_factory.mktemp("train_engine")
-    model = write_lediff_model(str(root))
-    hdr = hdri_folder(str(root / "hdr"))
-    data = str(root / "data")
-    prepare(hdr, model, data, size=64, views=2, seed=0, log=lambda *a, **k: None)
-    return {"root": root, "model": model, "data": data}
+    return {"root": root, **prepared_lediff_data(root)}
 
 
 def train(setup, stage, out, *extra):

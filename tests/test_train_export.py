@@ -203,7 +203,10 @@ def test_swapped_or_wrong_runs_are_clear_errors(runs, tmp_path):
     with pytest.raises(ex.ExportError, match="not a training RUN folder"):
         ex.export(runs["model"], runs["denoiser"], out)
     fresh = fake_run(str(tmp_path), "fresh", "denoiser", runs["model"], {}, direction="shadow")
+    # the step-N folders are the truth, not the pointer: without `latest` the complete step-7 is found
     os.remove(os.path.join(fresh, "checkpoints", "latest"))
+    assert ex.latest_checkpoint(fresh) == os.path.join(fresh, "checkpoints", "step-7")
+    shutil.rmtree(os.path.join(fresh, "checkpoints", "step-7"))
     with pytest.raises(ex.ExportError, match="no checkpoint yet"):
         ex.export(runs["decoder"], fresh, out)
     four = fake_run(str(tmp_path), "four", "denoiser", runs["model"],

@@ -329,7 +329,12 @@ def test_prepare_is_deterministic_and_resumes(prepared, hdr_dir, model, tmp_path
     out, manifest, _ = prepared
     names = sorted(os.listdir(os.path.join(out, "shards")))
     again = str(tmp_path / "again")
+    # a prepare killed while writing its first prepare.json leaves only that temporary file: not refused
+    os.makedirs(again)
+    with open(os.path.join(again, ".prepare.json.k1ll3d.tmp.json"), "w") as f:
+        f.write('{"format"')
     prep.prepare(hdr_dir, model, again, log=lambda s: None, **ARGS)
+    assert sorted(os.listdir(again)) == ["prepare.json", "shards"]
     for name in names:  # byte-identical shards
         with open(os.path.join(out, "shards", name), "rb") as f1, open(os.path.join(again, "shards", name), "rb") as f2:
             assert f1.read() == f2.read()
@@ -339,6 +344,8 @@ def test_prepare_is_deterministic_and_resumes(prepared, hdr_dir, model, tmp_path
     resumed = str(tmp_path / "resumed")
     shutil.copytree(out, resumed)
     os.unlink(os.path.join(resumed, "shards", "00003.safetensors"))
+    with open(os.path.join(resumed, "shards", ".00003.safetensors.k1ll3d.tmp.safetensors"), "wb") as f:
+        f.write(b"\0" * 100)  # the shard a kill cut short, under its temporary name
     with open(os.path.join(resumed, "prepare.json")) as f:
         partial = json.load(f)
     partial["complete"] = False
@@ -357,6 +364,8 @@ def test_prepare_is_deterministic_and_resumes(prepared, hdr_dir, model, tmp_path
             open(os.path.join(resumed, "shards", "00003.safetensors"), "rb") as f2:
         assert f1.read() == f2.read()
     assert {k: v for k, v in result.items()} == manifest
+    assert sorted(os.listdir(os.path.join(resumed, "shards"))) == names
+    assert LatentData(resumed).fingerprint() == LatentData(out).fingerprint()
 
     # a different seed gives different views
     other = str(tmp_path / "other")

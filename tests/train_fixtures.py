@@ -220,6 +220,18 @@ def hdri_folder(folder, names=("city", "forest", "studio")):
     return folder
 
 
+def prepared_lediff_data(root) -> dict:
+    """{"model", "data"}: a LEDiff MODEL under ``root`` and DATA prepared with it (64 pixels) from three
+    real HDRIs, two views each: what a stage-1 test run trains on."""
+    from lediff_train.prepare import prepare
+
+    model = write_lediff_model(str(root))
+    data = os.path.join(str(root), "data")
+    prepare(hdri_folder(os.path.join(str(root), "hdr")), model, data, size=64, views=2, seed=0,
+            log=lambda *a, **k: None)
+    return {"model": model, "data": data}
+
+
 # ---- single-file checkpoints (ComfyUI's models/checkpoints/*.safetensors, the original "ldm" layout)
 # Tiny architectures on which the family facts a single file cannot show hold, as lediff_train.checkpoint
 # assumes them: SD1.x's 8 UNet heads, SDXL's 64-wide UNet heads, CLIP's 64-wide heads.
