@@ -6,6 +6,7 @@ import argparse
 import os
 
 from .batch import BatchConfig, Outcome, report, run_local
+from .workflow import load_workflow_file
 
 
 def add_host_arguments(parser: argparse.ArgumentParser) -> None:
@@ -46,7 +47,11 @@ def execute(config: BatchConfig, ray: str | None, workers: int | None, progress:
 
 
 def run_batch(args) -> int:
-    os.makedirs(args.output, exist_ok=True)
+    # refused before ComfyUI starts and before anything is created: no empty --output is left behind
+    # (the output folder appears with the first item that runs)
+    if not os.path.isdir(args.inputs):
+        raise SystemExit(f"--inputs {args.inputs}: no such folder; give the folder that holds the inputs")
+    load_workflow_file(args.workflow)
     config = BatchConfig(workflow=args.workflow, inputs=args.inputs, output=args.output, comfyui=args.comfyui,
                          base_directory=args.base_directory, input_node=args.input_node, threads=args.threads)
     return report(execute(config, args.ray, args.workers))

@@ -7,7 +7,7 @@ Layout of ``--output``:
   reference/<name>.exr           the references as scored (cropped/downscaled)
   lediff/<name>/...              the workflow's outputs per photo (a batch output folder)
   baselines/<method>/<name>.exr  the baselines' reconstructions
-  results.csv, results.md, results.png, run.json
+  report/                        results.csv, results.md, results.png, run.json: published together
 
 With ``--clip`` the references are the frames of one shot (a folder of HDR frames, or a pan across
 an equirect HDRI, ``pan:FILE``): one camera (exposure, curve) films the whole shot, every frame is
@@ -16,8 +16,11 @@ luminance, along the DIS flow of the LDR photos; docs/batch.md) is added as the 
 ``--clip`` may also be an SDR video file: its frames are the photos (no simulated camera, no HDR
 reference), so only the warping errors are scored, for LEDiff and the baselines that need no camera.
 
-Intermediate files are reused when present (an interrupted evaluation resumes); the report files
-are written once (a finished evaluation is never overwritten).
+Intermediate files are reused when present (an interrupted evaluation resumes). The report is one
+folder, filled under a hidden staging name and renamed into place in one step (``write_new_folder``):
+it appears whole or not at all, so results never stand without the run.json that says how they were
+made, and it is written once (a finished evaluation is never overwritten). Inputs are checked
+(workflow, references) before any folder is created.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ from importlib import metadata
 import numpy as np
 
 from lediff_core.io.exr import read_exr, write_exr
-from lediff_core.io.publish import write_new_file
+from lediff_core.io.publish import write_new_file, write_new_folder
 from lediff_core.io.readers import EXTENSIONS as HDR_EXTENSIONS
 from lediff_core.io.readers import read_linear_image
 from lediff_core.qa.baselines import BASELINES, CAMERA_BASELINES
@@ -46,7 +49,7 @@ from .workflow import VIDEO_EXTENSIONS, load_workflow_file, workflow_hash
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_WORKFLOW = os.path.join(REPO, "workflows", "photo_to_hdr.json")
 METHOD = "lediff"
-REPORTS = ("results.csv", "results.md", "results.png", "run.json")
+REPORT = "report"  # the folder of the report files (results.csv, .md, .png, run.json), published together
 DEFAULT_CLIP_FRAMES = 8  # of a pan or a video file
 PAN_FACTOR = 4  # a pan's frames are crops of the panorama this many times larger, unless --downscale says
 
@@ -295,6 +298,7 @@ def markdown(rows, metrics, records, provenance) -> str:
 
 
 def plot(path: str, rows, metrics) -> None:
+    """The figure of the means and per-image scores as a PNG at ``path`` (in the report's staging folder)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -311,9 +315,11 @@ def plot(path: str, rows, metrics) -> None:
         ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=8)
         ax.set_title(k, fontsize=9)
     fig.suptitle("mean (bars) and per image (dots)", fontsize=9)
-    fig.tight_layout()
-    write_new_file(path, lambda p: fig.savefig(p, format="png", dpi=110))
-    plt.close(fig)
+    try:
+        fig.tight_layout()
+        fig.savefig(path, format="png", dpi=110)
+    finally:
+        plt.close(fig)
 
 
 def versions() -> dict:
@@ -349,13 +355,13 @@ def evaluate(args) -> int:
 
     metrics = args.metrics or list(METRICS)
     output = os.path.abspath(args.output)
-    os.makedirs(output, exist_ok=True)
-    done = [r for r in REPORTS if os.path.exists(os.path.join(output, r))]
-    if done:
-        raise SystemExit(f"{output} already holds a finished evaluation ({', '.join(done)}): choose a new --output")
+    if os.path.lexists(os.path.join(output, REPORT)):
+        raise SystemExit(f"{output} already holds a finished evaluation ({REPORT}/): choose a new --output")
     workflow_path = os.path.abspath(args.workflow or DEFAULT_WORKFLOW)
     workflow = load_workflow_file(workflow_path)
     clip = getattr(args, "clip", None)
+    if not clip:
+        reference_files(args.references)  # no reference is refused before any folder is made
     clip_info = None
     if clip:
         factor = PAN_FACTOR if clip.startswith("pan:") and args.downscale == 1 else args.downscale
@@ -400,24 +406,55 @@ def evaluate(args) -> int:
         "versions": {**versions(), "comfyui": comfyui_version(args.comfyui), "lediff_hdr": pack_version()},
         "lediff_model_files": model_files, "ray": args.ray, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    fields = ["image", "method", "metric", "score", "seconds"]
-
-    def write_csv(p):
-        with open(p, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
-            writer.writeheader()
-            writer.writerows(rows)
-
-    write_new_file(os.path.join(output, "results.csv"), write_csv)
-    text = markdown(rows, metrics, records, provenance)
-    write_new_file(os.path.join(output, "results.md"), lambda p: _write_text(p, text))
-    plot(os.path.join(output, "results.png"), rows, metrics)
-    write_new_file(os.path.join(output, "run.json"),
-                   lambda p: _write_text(p, json.dumps(provenance, indent=1, default=str)))
+    text = write_report(output, rows, metrics, records, provenance)
     print(text)
     for key, message in failed.items():
         print(f"  FAILED {key}: {message}", file=sys.stderr)
     return 1 if failed else 0
+
+
+def write_report(output: str, rows: list[dict], metrics: list[str], records: list[dict], provenance: dict) -> str:
+    """Publish ``OUTPUT/report/`` (results.csv, results.md, results.png, run.json) whole or not at
+    all; returns the Markdown table.
+
+    The files are written into a hidden staging folder beside it, which is renamed into place in
+    one step that never replaces an existing folder, with the umask's permissions
+    (``publish.write_new_folder``). A failure while writing any of them (a full disk at the figure)
+    removes the staging folder and publishes nothing: the error says what failed and that running
+    the same command again, with the intermediates reused, writes the report.
+    """
+    path = os.path.join(output, REPORT)
+    text = markdown(rows, metrics, records, provenance)
+
+    def write_csv(p):
+        with open(p, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["image", "method", "metric", "score", "seconds"])
+            writer.writeheader()
+            writer.writerows(rows)
+
+    writers = {"results.csv": write_csv, "results.md": lambda p: _write_text(p, text),
+               "results.png": lambda p: plot(p, rows, metrics),
+               "run.json": lambda p: _write_text(p, json.dumps(provenance, indent=1, default=str))}
+    writing = None
+
+    def fill(staging):
+        nonlocal writing
+        for writing, write in writers.items():
+            write(os.path.join(staging, writing))
+        writing = None
+
+    try:
+        write_new_folder(path, fill)
+    except FileExistsError:
+        raise SystemExit(f"{path} appeared while this evaluation ran (another run finished it): kept it, "
+                         "discarded this report; choose a new --output to keep both") from None
+    except OSError as e:
+        what = f"{REPORT}/{writing}" if writing else f"{REPORT}/"
+        raise SystemExit(f"could not write {what} in {output} ({e.strerror or e}); nothing of the report was "
+                         f"published ({REPORT}/ holds {', '.join(writers)}, all together). Free space there "
+                         "(or make it writable) and run the same command again: the photos, the workflow's "
+                         "outputs and the baselines are reused") from e
+    return text
 
 
 def _write_text(path: str, text: str) -> None:

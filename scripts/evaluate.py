@@ -15,8 +15,9 @@ PU21-SSIM, HDR-FLIP and ColorVideoVDP. With --clip the references are the frames
 by one camera, and each method's frames also get the warping error (temporal flicker; Lai et al.
 2018) along the optical flow of the photos. An SDR video file as --clip gives the photos itself:
 only the warping error is scored (there is no HDR reference), for LEDiff and the camera-free
-baselines. Writes results.csv, results.md, results.png and run.json
-(seeds, cameras, versions, workflow hash) into --output. See docs/batch.md.
+baselines. Writes the report, results.csv, results.md, results.png and run.json (seeds, cameras,
+versions, workflow hash), as one folder --output/report/ that appears whole or not at all. See
+docs/batch.md.
 """
 
 from __future__ import annotations

@@ -273,6 +273,22 @@ def test_ray_batch_joins_an_existing_cluster_with_identical_outputs(setup, local
         np.testing.assert_array_equal(pixels(output / name / EXR), pixels(local_run["output"] / name / EXR))
 
 
+def test_a_refused_input_folder_or_workflow_leaves_no_output_folder(tmp_path):
+    """Refused before ComfyUI starts and before anything is created: no empty --output is left."""
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json")
+    shipped = os.path.join(REPO, "workflows", "photo_to_hdr.json")
+    for inputs, workflow, message in ((tmp_path / "missing", shipped, "no such folder"),
+                                      (photos, broken, "not valid JSON")):
+        output = tmp_path / "out"
+        result = run([sys.executable, os.path.join(REPO, "scripts", "batch.py"), "--workflow", str(workflow),
+                      "--inputs", str(inputs), "--output", str(output)], timeout=120)
+        assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
+        assert not output.exists()
+
+
 def test_ray_option_without_ray_says_how_to_install_it(setup, tmp_path):
     code = ("import runpy, sys; sys.modules['ray'] = None; sys.argv = sys.argv[1:]; "
             "runpy.run_path(sys.argv[0], run_name='__main__')")

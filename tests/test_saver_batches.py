@@ -1,6 +1,7 @@
 """A batch is saved whole or not at all, written as the accidents that broke it: a NaN in image 2 of
 4, a layer that fails only while image 2 is written, an output disk that fills up after image 1, a
-full temp folder once the files are published, an empty batch and a 0x0 image from a careless node.
+full temp folder once the files are published (and under the QA nodes, whose failed preview would
+stop the prompt before the savers after them), an empty batch and a 0x0 image from a careless node.
 Every saver of the pack, in the genuine ComfyUI host; the publishing itself (``write_numbered_files``)
 also on its own, for the failure no graph can provoke (a name refused while publishing)."""
 
@@ -132,7 +133,7 @@ def test_nan_in_image_2_of_4_publishes_nothing_and_names_the_item(host, class_ty
     item = r"frame 2 of 4 \(frame 1002, out\.1002\.exr\)" if class_type == "LEDiffSaveEXRSequence" else "image 2 of 4"
     with pytest.raises(GraphError, match=rf"{LABELS[class_type]}: {item}: 3 pixel\(s\) contain NaN or Inf"):
         host.run(g)
-    assert files_under(host.output_dir) == []
+    assert os.listdir(host.output_dir) == []  # refused before anything was created: not even LEDiff/
 
 
 def test_a_layer_failing_in_image_2_publishes_nothing(host):
@@ -190,6 +191,54 @@ def test_a_full_temp_folder_is_a_warning_naming_the_saved_file(host, tmp_path, c
     assert len(files_under(host.output_dir)) == 2
 
 
+QA_NODES = {
+    "LEDiffExposureStrip": ("Exposure Strip", {"ev_min": -2.0, "ev_max": 2.0, "ev_step": 2.0, "panel_width": 32}),
+    "LEDiffHDRStats": ("HDR Stats", {}),
+}
+
+
+def qa_graph(class_type):
+    """Load -> QA node -> Save EXR of its picture, which runs after it: a QA node that failed on its
+    preview would stop the prompt before the saver."""
+    return {"1": load("good.exr"),
+            "2": {"class_type": class_type, "inputs": {"image": ["1", 0], **QA_NODES[class_type][1]}},
+            "9": saver("LEDiffSaveEXR", ["2", 0])}
+
+
+@pytest.mark.parametrize("class_type", list(QA_NODES))
+def test_qa_previews_carry_the_workflow(host, class_type):
+    """What core's previews gave these nodes before they used the pack's preview path: the prompt in
+    the PNG (drag the picture onto the canvas to get the graph back)."""
+    from PIL import Image
+
+    write_input(host, "good.exr", ramp())
+    [entry] = host.run(qa_graph(class_type))["2"]["images"]
+    assert entry["type"] == "temp"
+    with Image.open(os.path.join(host.temp_dir, entry["subfolder"], entry["filename"])) as png:
+        assert png.format == "PNG" and "LEDiffLoadEXR" in png.text["prompt"]
+
+
+@pytest.mark.parametrize("class_type", list(QA_NODES))
+def test_a_full_temp_folder_is_a_warning_and_the_qa_node_succeeds(host, tmp_path, caplog, class_type):
+    label = QA_NODES[class_type][0]
+    write_input(host, "good.exr", ramp())
+    with full_folder(str(tmp_path / "full_temp")) as (temp, reason):
+        host.set_folders(temp_dir=temp)
+        with caplog.at_level(logging.WARNING, logger="lediff"):
+            ui = host.run(qa_graph(class_type))
+        leftovers = files_under(temp) if os.path.isdir(temp) else []
+    assert ui["2"]["images"] == []  # the node succeeded, without its preview
+    if class_type == "LEDiffHDRStats":
+        assert ui["2"]["text"][0].startswith("HDR: ")  # its summary is still shown
+    # its output reached the saver after it, which saved it (and warned about its own preview)
+    assert files_under(host.output_dir) == ["LEDiff/out_00001.exr"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(w.startswith(f"{label}: its preview image(s) could not be written to ComfyUI's temp folder {temp} "
+                            f"({reason}") and "its outputs are unaffected" in w for w in warnings), warnings
+    assert any(w.startswith("Save EXR: saved LEDiff/out_00001.exr, but its preview") for w in warnings), warnings
+    assert [f for f in leftovers if f != "filler"] == []  # no partial preview left behind
+
+
 # ------------------------------------------------------------------------------- degenerate input
 
 @pytest.fixture
@@ -212,7 +261,7 @@ def test_an_empty_batch_is_refused_naming_the_minimum(careless, class_type):
     with pytest.raises(GraphError, match=rf"{LABELS[class_type]}: images is an empty batch \(0 {noun}s of "
                                          rf"48x32\); at least 1 {noun} is needed"):
         careless.run(sliced(class_type, 0, 48, 32))
-    assert files_under(careless.output_dir) == []
+    assert os.listdir(careless.output_dir) == []  # no file, no empty LEDiff/ folder
 
 
 @pytest.mark.parametrize("class_type", list(SAVERS))
@@ -220,7 +269,7 @@ def test_a_0x0_image_is_refused_naming_the_size_and_the_minimum(careless, class_
     with pytest.raises(GraphError, match=rf"{LABELS[class_type]}: images are 0x0 pixels \(1 \w+\(s\)\); the "
                                          r"minimum is \d+x\d+"):
         careless.run(sliced(class_type, 1, 0, 0))
-    assert files_under(careless.output_dir) == []
+    assert os.listdir(careless.output_dir) == []  # no file, no empty LEDiff/ folder
 
 
 @pytest.mark.parametrize(("class_type", "save", "size", "minimum"), [
@@ -231,7 +280,7 @@ def test_a_0x0_image_is_refused_naming_the_size_and_the_minimum(careless, class_
 def test_sizes_an_encoder_refuses_are_refused_before_it_opens(careless, class_type, save, size, minimum):
     with pytest.raises(GraphError, match=rf"images are {size[0]}x{size[1]} pixels .*; the minimum is {minimum}"):
         careless.run(sliced(class_type, 1, *size, **save))
-    assert files_under(careless.output_dir) == []
+    assert os.listdir(careless.output_dir) == []  # no file, no empty LEDiff/ folder
 
 
 # ------------------------------------------------------------------------------- publishing on its own

@@ -45,9 +45,9 @@ def run_evaluation(comfy, workflow_models, root, *args):
            "--workflow", str(workflow), "--base-directory", str(workflow_models)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
-    with open(output / "results.csv") as f:
+    with open(output / "report" / "results.csv") as f:
         rows = {(r["image"], r["method"], r["metric"]): float(r["score"]) for r in csv.DictReader(f)}
-    return {"output": output, "rows": rows, "run": json.loads((output / "run.json").read_text())}
+    return {"output": output, "rows": rows, "run": json.loads((output / "report" / "run.json").read_text())}
 
 
 @pytest.fixture(scope="module")
@@ -68,9 +68,9 @@ def test_every_frame_is_scored_and_the_clip_gets_its_warping_error(clip_evaluati
     assert all(c == cameras[0] for c in cameras) and 0.05 <= cameras[0]["clip_share"] <= 0.15
     assert run["clip"] == {"source": "pan", "panorama": PAN, "frames": 3, "size": [64, 48], "step_px": 2,
                            "factor": 4}
-    table = (clip_evaluation["output"] / "results.md").read_text()
+    table = (clip_evaluation["output"] / "report" / "results.md").read_text()
     assert "a clip of 3 frames" in table and "warping_error (lower is better)" in table
-    with Image.open(clip_evaluation["output"] / "results.png") as plot:
+    with Image.open(clip_evaluation["output"] / "report" / "results.png") as plot:
         assert plot.format == "PNG"
 
 
@@ -153,5 +153,5 @@ def test_an_sdr_video_is_the_photos_and_gets_only_the_warping_error(comfy, workf
         got = warping_error(np.stack([read_exr(str(p)).rgb for p in paths]), flow, valid=valid, region=region)
         assert rows[("clip", method, "warping_error")] == pytest.approx(got["overall"], rel=1e-6, abs=1e-12)
         assert rows[("clip", method, "warping_error_clipped")] == pytest.approx(got["region"], rel=1e-6, abs=1e-12)
-    table = (output / "results.md").read_text()
+    table = (output / "report" / "results.md").read_text()
     assert "a clip of 3 frames" in table and "no HDR reference" in table and "Per image" not in table

@@ -9,10 +9,15 @@ saved whole or not at all; the workflow metadata (``prompt`` and ComfyUI's extra
 ``--disable-metadata``); the ``ui.images`` listing the frontend shows, with tone-mapped previews
 whose failure, once the files are published, is a warning rather than a failed node. A saver
 supplies only the file extension and a function that writes one image to a path.
+
+Every picture a node of the pack shows (the savers' previews, Exposure Strip, HDR Stats) goes
+through ``preview_images``: PNGs in ComfyUI's temp folder, published whole, and a warning instead of
+a failed node when they cannot be written.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -189,33 +194,60 @@ def saved_names(results: list[ui.SavedResult]) -> str:
 PREVIEW_PREFIX = "LEDiffPreview"
 
 
-def tone_mapped_preview(label: str, rgb: torch.Tensor, saved: list[ui.SavedResult]) -> list[ui.SavedResult]:
-    """A small, uncompressed, metadata-free PNG of linear HDR [B, H, W, 3] in the temp folder:
-    cheap beside the real write, for files the browser cannot show (EXR, JPEG XL).
+def preview_images(label: str, render: Callable[[], torch.Tensor], saved: list[ui.SavedResult] = (),
+                   metadata: tuple[dict | None, dict] | None = None,
+                   compress_level: int = 0) -> list[ui.SavedResult]:
+    """The pack's one way to show pictures on a node: ``render()`` gives sRGB [B, H, W, 3] in 0..1,
+    written as PNGs to ComfyUI's temp folder, all of them or none (``publish.write_numbered_files``:
+    no partial PNG is left), with the workflow (``metadata``: ``workflow_metadata(...)``) as PNG
+    text chunks where given, as core's previews carry it.
 
-    The node's files (``saved``) are already published when it runs, so a preview that cannot be
-    written (a full or unwritable temp folder) is a warning naming them, not a failed node, which
-    would have the user queue the graph again and write them twice; the node then lists no preview.
+    A preview is never worth failing a node for: a preview that cannot be made or written (a full
+    or unwritable temp folder) is a warning naming the node, what could not be written, where and
+    why, and the node goes on without it, returning its outputs (a failed node stops the whole
+    prompt, savers that had not run yet included). For a saver, its files (``saved``) are already
+    published, and the warning names them (a re-queue would write them twice).
     """
     try:
-        return _write_previews(tone_map(thumbnail(rgb), "aces", auto_exposure=True))
+        srgb = render()
+        return _write_previews(srgb, metadata, compress_level)
     except Exception as e:
-        log.warning("%s: saved %s, but its preview could not be written to ComfyUI's temp folder %s (%s); "
-                    "the node goes on without it. Free space there to see previews again.",
-                    label, saved_names(saved), folder_paths.get_temp_directory(), e)
+        reason = e.strerror if isinstance(e, OSError) and e.strerror else str(e) or type(e).__name__
+        what = f"saved {saved_names(saved)}, but its preview" if saved else "its preview image(s)"
+        log.warning("%s: %s could not be written to ComfyUI's temp folder %s (%s); the node goes on without "
+                    "the preview%s. Free space there to see previews again.", label, what,
+                    folder_paths.get_temp_directory(), reason, "" if saved else " (its outputs are unaffected)")
         return []
 
 
-def _write_previews(srgb: torch.Tensor) -> list[ui.SavedResult]:
+def tone_mapped_preview(label: str, rgb: torch.Tensor, saved: list[ui.SavedResult]) -> list[ui.SavedResult]:
+    """A small, uncompressed, metadata-free PNG of linear HDR [B, H, W, 3] in the temp folder:
+    cheap beside the real write, for files the browser cannot show (EXR, JPEG XL). A failure is a
+    warning naming the saved files (``preview_images``)."""
+    return preview_images(label, lambda: tone_map(thumbnail(rgb), "aces", auto_exposure=True), saved)
+
+
+def _write_previews(srgb: torch.Tensor, metadata: tuple[dict | None, dict] | None,
+                    compress_level: int) -> list[ui.SavedResult]:
     """sRGB [B, h, w, 3] in 0..1 as PNGs in the temp folder, published like every other file."""
     from PIL import Image
+    from PIL.PngImagePlugin import PngInfo
 
+    info = None
+    if metadata is not None and (metadata[0] is not None or metadata[1]):
+        prompt, extra = metadata
+        info = PngInfo()
+        if prompt is not None:
+            info.add_text("prompt", json.dumps(prompt))
+        for key, value in extra.items():
+            info.add_text(key, json.dumps(value))
     temp = folder_paths.get_temp_directory()
     folder, name, counter, subfolder, _ = folder_paths.get_save_image_path(
         PREVIEW_PREFIX, temp, srgb.shape[2], srgb.shape[1])
     pixels = (srgb.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
     saved = write_numbered_files(
         folder, lambda i, n: f"{name.replace('%batch_num%', str(i))}_{n:05}_.png", counter, len(pixels),
-        lambda i, path: Image.fromarray(pixels[i]).save(path, format="PNG", compress_level=0),
+        lambda i, path: Image.fromarray(pixels[i]).save(path, format="PNG", pnginfo=info,
+                                                        compress_level=compress_level),
     )
     return [ui.SavedResult(file, subfolder, io.FolderType.temp) for file, _, _ in saved]

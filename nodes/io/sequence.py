@@ -91,12 +91,14 @@ class SaveEXRSequence(io.ComfyNode):
         problem = _check_fps(fps)
         if problem:
             raise ValueError(f"Save EXR Sequence: {problem}")
+        # every check before output_location: ComfyUI's numbering creates the prefix's folders, which a
+        # refused input must not leave behind empty. Errors name the file by the prefix's last part.
+        named = os.path.basename(os.path.normpath(filename_prefix))
+        check_images("Save EXR Sequence", images, noun="frame",
+                     detail=lambda i: f"frame {start_frame + i}, {frame_file_name(named, start_frame + i)}")
+        chromaticities, color_attributes, note = exr_color_tags(colorspace, precision, compression)
         count, height, width = images.shape[0], images.shape[1], images.shape[2]
         parent, name, counter, subfolder = output_location("Save EXR Sequence", filename_prefix, width, height)
-        # every frame before the first is written
-        check_images("Save EXR Sequence", images, noun="frame",
-                     detail=lambda i: f"frame {start_frame + i}, {frame_file_name(name, start_frame + i)}")
-        chromaticities, color_attributes, note = exr_color_tags(colorspace, precision, compression)
         if note:
             log.info("Save EXR Sequence: %s", note)
         attributes = {**_header_attributes(None, None, "linear"), **color_attributes}

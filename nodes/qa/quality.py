@@ -5,13 +5,14 @@ from __future__ import annotations
 import comfy.model_management as mm
 import numpy as np
 import torch
-from comfy_api.latest import io, ui
+from comfy_api.latest import io
 
 from ...lediff_core.color import srgb_to_linear
 from ...lediff_core.qa.exposure import ev_steps, exposure_strip
 from ...lediff_core.qa.metrics import METRICS, SCALINGS, compute_metric
 from ...lediff_core.qa.stats import HDR_COLOUR, LDR_COLOUR, describe, histogram_plot, range_stats
 from ...lediff_core.qa.temporal import warping_error
+from ..io.savers import preview_images, workflow_metadata
 
 CLIP_TOOLTIP = "An LDR pixel counts as clipped when any channel is at or above this (display-encoded 0..1) value."
 
@@ -28,6 +29,14 @@ def _to_image(arrays) -> torch.Tensor:
 def _pick(batch: torch.Tensor | None, i: int) -> torch.Tensor | None:
     """Item i of a batch; a batch of one pairs with every item."""
     return None if batch is None else batch[min(i, batch.shape[0] - 1)]
+
+
+def _preview(cls, label: str, images: torch.Tensor) -> list:
+    """The node's picture shown on it, with the workflow in the PNG as core's previews carry it; one
+    that cannot be written (a full temp folder) is a warning, and the node still returns its outputs
+    (``savers.preview_images``)."""
+    metadata = workflow_metadata(cls.hidden.prompt, cls.hidden.extra_pnginfo)
+    return preview_images(label, lambda: images, metadata=metadata, compress_level=1)
 
 
 def _check_batches(a: torch.Tensor, b: torch.Tensor | None, names: str) -> None:
@@ -75,7 +84,7 @@ class ExposureStrip(io.ComfyNode):
         sheets = [exposure_strip(image[i], evs, _pick(ldr, i), clip_threshold, panel_width)
                   for i in range(image.shape[0])]
         strip = _to_image(sheets)
-        return io.NodeOutput(strip, ui=ui.PreviewImage(strip, cls=cls))
+        return io.NodeOutput(strip, ui={"images": _preview(cls, "Exposure Strip", strip)})
 
 
 class HDRStats(io.ComfyNode):
@@ -141,7 +150,7 @@ class HDRStats(io.ComfyNode):
             lines.append(line)
         summary = "\n".join(lines)
         hist = _to_image(plots)
-        shown = {**ui.PreviewImage(hist, cls=cls).as_dict(), "text": (summary,)}
+        shown = {"images": _preview(cls, "HDR Stats", hist), "text": (summary,)}
         return io.NodeOutput(hist, summary, first.robust_stops, first.peak_floor_stops, 100.0 * first.above_white,
                              *temporal, ui=shown)
 
