@@ -8,7 +8,9 @@ the frontend's own API, and saves what the frontend's Export writes: the workflo
 ``app.graphToPrompt()`` stringified by the page's own ``JSON.stringify(workflow, null, 2)``. The text
 is written as the page made it: handing the object to Python instead would turn every ``undefined``
 field into ``null`` (hundreds of them, which third-party readers reject), where JSON.stringify drops
-them. A screenshot of the graph is the thumbnail. Existing files are replaced (these are sources we
+them. Each node is measured in the frontend and placed by the spec's layout (stage groups, previews
+reserved; see workflow_specs.py), and the saved view is the frontend's own fit of the graph into a
+1600x1000 window. A screenshot of the graph is the thumbnail. Existing files are replaced (these are sources we
 maintain).
 """
 
@@ -23,14 +25,14 @@ import tempfile
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from comfy_server import CHROMIUM, CHROMIUM_ARGS, ComfyServer  # noqa: E402
-from workflow_specs import WORKFLOWS  # noqa: E402
+from workflow_specs import NODE_WIDTH, NOTE_SIZE, PREVIEW_HEIGHT, WORKFLOWS  # noqa: E402
 
 BUILD_JS = """
 async (spec) => {
   const graph = app.graph;
   graph.clear();
-  const made = {}, columnY = {};
-  for (const [id, type, col, widgets, title] of spec.nodes) {
+  const made = {};
+  for (const [id, type, widgets, title] of spec.nodes) {
     const node = LiteGraph.createNode(type);
     if (!node) throw new Error(`no node type ${type}`);
     graph.add(node);
@@ -40,10 +42,11 @@ async (spec) => {
       if (!widget) throw new Error(`${type} has no widget ${name}`);
       widget.value = value;
     }
-    if (type === "Note") node.size = [360, 300];
-    const y = columnY[col] ?? 40;
-    node.pos = [40 + col * 400, y];
-    columnY[col] = y + node.size[1] + 70;
+    // as small as the frontend allows, and a node that shows images (an output node, Load Image,
+    // Load Video) as tall as its widgets plus the preview: previews that arrive cover nothing
+    const [w, h] = node.computeSize();
+    const shows = node.constructor.nodeData?.output_node || spec.showsMedia.includes(type);
+    node.size = type === "Note" ? [...spec.noteSize] : [Math.max(spec.width, w), h + (shows ? spec.preview : 0)];
     made[id] = node;
   }
   for (const [src, out, dst, inp] of spec.links) {
@@ -55,11 +58,59 @@ async (spec) => {
     if (o < 0 || i < 0) throw new Error(`bad link ${src}.${out} -> ${dst}.${inp}`);
     s.connect(o, d, i);
   }
+  // stacks left to right, each a list of rows top to bottom, each a list of groups left to right,
+  // each group's columns left to right, each column's nodes top to bottom (title bars included)
+  const g = spec.gaps, T = LiteGraph.NODE_TITLE_HEIGHT;
+  let x = 0;
+  for (const stack of spec.layout) {
+    let y = 0, stackWidth = 0;
+    for (const row of stack) {
+      let gx = x, rowHeight = 0;
+      for (const [title, columns] of row) {
+        const widths = columns.map((c) => Math.max(...c.map((id) => made[id].size[0])));
+        const heights = columns.map((c) => c.reduce((sum, id) => sum + T + made[id].size[1], 0)
+                                           + g.node * (c.length - 1));
+        const width = widths.reduce((a, b) => a + b) + g.column * (columns.length - 1) + 2 * g.pad;
+        const height = g.head + Math.max(...heights) + g.pad;
+        let cx = gx + g.pad;
+        columns.forEach((column, i) => {
+          let cy = y + g.head;
+          for (const id of column) {
+            made[id].pos = [cx, cy + T];
+            cy += T + made[id].size[1] + g.node;
+          }
+          cx += widths[i] + g.column;
+        });
+        const group = new LGraphGroup(title);
+        group.pos = [gx, y];
+        group.size = [width, height];
+        graph.add(group);
+        gx += width + g.group;
+        rowHeight = Math.max(rowHeight, height);
+      }
+      stackWidth = Math.max(stackWidth, gx - g.group - x);
+      y += rowHeight + g.group;
+    }
+    x += stackWidth + g.group;
+  }
+  // the saved view: the frontend's fit (0.75 of the scale that fills the window) in spec.window
+  const x1 = Math.max(...graph._groups.map((gr) => gr.pos[0] + gr.size[0]));
+  const y1 = Math.max(...graph._groups.map((gr) => gr.pos[1] + gr.size[1]));
+  const [vw, vh] = spec.window, scale = 0.75 * Math.min(vw / x1, vh / y1);
+  app.canvas.ds.scale = scale;
+  app.canvas.ds.offset = [(vw / scale - x1) / 2, (vh / scale - y1) / 2];
   graph.setDirtyCanvas(true, true);
   // the frontend's Export: graphToPrompt's workflow, JSON.stringify(workflow, null, 2)
   return JSON.stringify((await app.graphToPrompt()).workflow, null, 2);
 }
 """
+
+# what BUILD_JS needs besides the graph: node sizes, gaps between nodes (room for the node source
+# badge the frontend draws above a title), columns and groups (a group's head leaves its title clear
+# of the first node's title bar), and the window the saved view fits
+SHOWS_MEDIA = ("LoadImage", "LoadVideo")  # input nodes that show their image or clip
+GAPS = {"node": 20, "column": 15, "pad": 10, "head": 40, "group": 20}
+WINDOW = (1600, 1000)
 
 
 # the part of the page that shows the canvas (left of it: the sidebar; above: the tab bar and menu)
@@ -67,12 +118,12 @@ VIEW = {"x": 70, "y": 100, "width": 2900, "height": 1580}
 
 
 def fit_view(page) -> dict:
-    """Scale and scroll the canvas so that every node fits in VIEW; returns the graph's screen box."""
+    """Scale and scroll the canvas so that every group fits in VIEW; returns the graph's screen box."""
     return page.evaluate("""(view) => {
-        const nodes = app.graph._nodes;
-        const x0 = Math.min(...nodes.map(n => n.pos[0])), y0 = Math.min(...nodes.map(n => n.pos[1] - 36));
-        const x1 = Math.max(...nodes.map(n => n.pos[0] + n.size[0]));
-        const y1 = Math.max(...nodes.map(n => n.pos[1] + n.size[1]));
+        const groups = app.graph._groups;  // they hold every node
+        const x0 = Math.min(...groups.map(g => g.pos[0])), y0 = Math.min(...groups.map(g => g.pos[1]));
+        const x1 = Math.max(...groups.map(g => g.pos[0] + g.size[0]));
+        const y1 = Math.max(...groups.map(g => g.pos[1] + g.size[1]));
         const ds = app.canvas.ds, ratio = window.devicePixelRatio || 1;
         ds.scale = Math.min((view.width - 40) / (x1 - x0), (view.height - 40) / (y1 - y0));
         ds.offset = [(view.x + 20) / ds.scale - x0, (view.y + 20) / ds.scale - y0];
@@ -138,8 +189,10 @@ def main(names):
                 # a fresh page per workflow: the frontend keeps widget values by node id and widget
                 # name across graph.clear(), so a node could inherit a value from the previous graph
                 page = open_frontend(browser, server.url)
-                nodes, links = WORKFLOWS[name]()
-                text = page.evaluate(BUILD_JS, {"nodes": nodes, "links": links})
+                nodes, links, layout = WORKFLOWS[name]()
+                text = page.evaluate(BUILD_JS, {"nodes": nodes, "links": links, "layout": layout, "width": NODE_WIDTH,
+                                                "noteSize": NOTE_SIZE, "preview": PREVIEW_HEIGHT,
+                                                "showsMedia": SHOWS_MEDIA, "gaps": GAPS, "window": WINDOW})
                 workflow = json.loads(text)
                 path = os.path.join(out_dir, f"{name}.json")
                 with open(path + ".tmp", "w") as f:

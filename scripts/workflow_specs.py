@@ -1,7 +1,9 @@
 """The example workflows, as compact specs that scripts/make_workflows.py builds in the real
 ComfyUI frontend (so workflows/*.json are exactly what the frontend's Save writes).
 
-A node: (id, type, column, widgets, title). A link: (source id, output name, target id, input name).
+A node: (id, type, widgets, title). A link: (source id, output name, target id, input name). A
+layout: where the nodes go, as groups named after the stages (Input, Brackets, HDR, Bracket layers,
+Outputs); see PREVIEW_HEIGHT below.
 File names are the documented ones: a standard SD1.5 checkpoint, the SDXL base checkpoint (for
 any_model_to_hdr; any checkpoint works there) and the two official LEDiff downloads extracted as
 models/lediff/LEDiff_highlight and models/lediff/LEDiff_shadow. sdxl_text_to_hdr uses the SDXL base checkpoint and
@@ -31,7 +33,6 @@ DOWNLOADS = (
 BRACKET = {"seed": 42, "control_after_generate": "fixed", "steps": 50, "cfg": 7.5,
            "sampler_name": "ddim", "scheduler": "ddim_uniform"}
 BLEND = {"preset": "released", "anchor": "none", "percentile": 50.0, "value": 0.18}
-TONEMAP = {"operator": "aces", "exposure": 0.0, "white": 4.0, "auto_exposure": True}
 SAVE = {"precision": "half", "compression": "zip", "input_encoding": "linear", "envmap": "none"}
 # its own prefix, so that its numbers never shift the EXR's (core's numbering ignores the extension)
 ULTRAHDR = {"filename_prefix": "LEDiff/{workflow}_ultrahdr", "format": "ultrahdr", "reference_white": 1.0,
@@ -62,48 +63,69 @@ SAVERS = {
 # SD1.5 VAE (the brackets' latent space) as the sRGB previews VAE Decode makes, named after the
 # fusion input it fed (sdxl_text_to_hdr's with the SDXL checkpoint's VAE, its brackets' latent
 # space); and "clip_mask", Blend with LDR's over-exposure mask (1 where the generated HDR replaces
-# the photo), in the workflows that blend. The others have no such mask: text_to_hdr,
-# sdxl_text_to_hdr and hdr_panorama have no LDR photo, shadow_recovery recovers shadows and keeps the photo's
+# the photo), in the workflows that blend. The others have no such mask: text_to_hdr and
+# sdxl_text_to_hdr have no LDR photo, shadow_recovery recovers shadows and keeps the photo's
 # highlights unblended; adding Blend with LDR only to get a mask would change their HDR.
+# hdr_panorama's EXR is an HDRI, a plain RGB file: DCC APIs (Blender's bpy among them) read a
+# multilayer EXR as a render layer stack with no pixels until rendered, so its brackets stay out.
 FIVE_BRACKETS = ("darker", "dark", "mid", "bright", "brighter")
 THREE_BRACKETS = ("dark", "mid", "bright")
 EXR_LAYERS = {
     "text_to_hdr": [f"bracket_{b}" for b in FIVE_BRACKETS],
     "photo_to_hdr": [*(f"bracket_{b}" for b in THREE_BRACKETS), "clip_mask"],
     "shadow_recovery": [f"bracket_{b}" for b in THREE_BRACKETS],
-    "hdr_panorama": [f"bracket_{b}" for b in FIVE_BRACKETS],
+    "hdr_panorama": [],  # an HDRI: plain RGB
     "any_model_to_hdr": [*(f"bracket_{b}" for b in FIVE_BRACKETS), "clip_mask"],
     "sdxl_text_to_hdr": [f"bracket_{b}" for b in FIVE_BRACKETS],
     "video_to_hdr": [],  # an EXR sequence: one image per frame
 }
 
+# The brackets are decoded tiled (core VAE Decode (Tiled), 512-pixel tiles): its memory does not
+# grow with the photo, so a big photo cannot run the layers' decodes out of memory and stop the run
+# before Save EXR (in ComfyUI an error anywhere stops the prompt).
+TILED_DECODE = {"tile_size": 512, "overlap": 64, "temporal_size": 64, "temporal_overlap": 8}
 
-def _exr_layers(workflow, brackets, vae, column, mask=None, vae_name="SD1.5"):
-    """Nodes and links that decode each of ``brackets`` ({fusion input name: (node id, output
-    name)}, darkest first) with ``vae`` (node id, output name) and chain them, then ``mask`` (node
-    id, output name) if given, as EXR Layer nodes into the workflow's Save EXR ("save"); the layer
-    names are EXR_LAYERS[workflow]. Decodes go in ``column`` (titled after ``vae_name``), the layers
-    in the next one."""
-    nodes, links, previous = [], [], None
+# Where the nodes go. The frontend fits a template to its window (zoom = 0.75 x the scale at which
+# the graph's box fills the canvas), and LiteGraph hides titles and widgets below about 0.6: a
+# workflow is readable when opened only if it is compact. A layout is a list of stacks placed left
+# to right; a stack is a list of rows placed top to bottom; a row is a list of groups placed left to
+# right; a group is (title, columns), each column a list of node ids placed top to bottom. The
+# group titles name the stages. scripts/make_workflows.py measures each node in the frontend and
+# places them; a node that shows images (an output node, Load Image, Load Video) is saved as tall
+# as its widgets plus PREVIEW_HEIGHT, so previews arriving after a run cover nothing.
+PREVIEW_HEIGHT = 512
+NODE_WIDTH = 210  # the frontend's minimum for most nodes; it cuts titles over about 20 characters
+NOTE_SIZE = (210, 240)
+
+
+def _exr_layers(workflow, brackets, vae, mask=None, vae_name="SD1.5"):
+    """Nodes, links and layout columns that decode each of ``brackets`` ({fusion input name: (node
+    id, output name)}, darkest first) with ``vae`` (node id, output name), tiled, and chain them,
+    then ``mask`` (node id, output name) if given, as EXR Layer nodes into the workflow's Save EXR
+    ("save"); the layer names are EXR_LAYERS[workflow]. A column per bracket: its decode above its
+    layer, in a group that names ``vae_name``."""
+    nodes, links, columns, previous = [], [], [], None
     names = iter(EXR_LAYERS[workflow])
     for bracket, source in brackets.items():
         name = next(names)
         assert name == f"bracket_{bracket}", (workflow, name, bracket)
-        nodes += [(f"dec_{bracket}", "VAEDecode", column, {}, f"Decode {bracket} bracket ({vae_name} VAE)"),
-                  (f"layer_{bracket}", "LEDiffEXRLayer", column + 1, {"name": name, "encoding": "sRGB"}, None)]
+        nodes += [(f"dec_{bracket}", "VAEDecodeTiled", TILED_DECODE, f"Decode {bracket}"),
+                  (f"layer_{bracket}", "LEDiffEXRLayer", {"name": name, "encoding": "sRGB"}, None)]
         links += [(*source, f"dec_{bracket}", "samples"), (*vae, f"dec_{bracket}", "vae"),
                   (f"dec_{bracket}", "IMAGE", f"layer_{bracket}", "image")]
         if previous:
             links.append((previous, "layers", f"layer_{bracket}", "layers"))
         previous = f"layer_{bracket}"
+        columns.append([f"dec_{bracket}", f"layer_{bracket}"])
     if mask is not None:
         name = next(names)
-        nodes.append(("layer_mask", "LEDiffEXRLayer", column + 1, {"name": name, "encoding": "data"}, None))
+        nodes.append(("layer_mask", "LEDiffEXRLayer", {"name": name, "encoding": "data"}, None))
         links += [(*mask, "layer_mask", "mask"), (previous, "layers", "layer_mask", "layers")]
         previous = "layer_mask"
+        columns.append(["layer_mask"])
     assert next(names, None) is None, f"{workflow}: EXR_LAYERS lists more layers than the graph makes"
     links.append((previous, "layers", "save", "layers"))
-    return nodes, links
+    return nodes, links, (f"Bracket layers (EXR, {vae_name} VAE)", columns)
 
 
 def _five(latent="ks"):
@@ -112,17 +134,17 @@ def _five(latent="ks"):
             "bright": ("sh", "mid"), "brighter": ("sh", "bright")}
 
 
-def _savers(workflow, source, column):
-    """Nodes and links of the workflow's SAVERS, fed by ``source`` = (node id, output name); the
-    first saver's id is "save", the next "save2", ..."""
+def _savers(workflow, source):
+    """Nodes, links and the layout group of the workflow's SAVERS, fed by ``source`` = (node id,
+    output name); the first saver's id is "save", the next "save2", ..., side by side."""
     nodes, links = [], []
     for index, (node_type, widgets, *input_name) in enumerate(SAVERS[workflow]):
         node_id = "save" if index == 0 else f"save{index + 1}"
         widgets = {"filename_prefix": "LEDiff/{workflow}", **widgets}
         widgets["filename_prefix"] = widgets["filename_prefix"].format(workflow=workflow)
-        nodes.append((node_id, node_type, column, widgets, None))
+        nodes.append((node_id, node_type, widgets, None))
         links.append((*source, node_id, input_name[0] if input_name else "images"))
-    return nodes, links
+    return nodes, links, ("Outputs", [[node_id] for node_id, *_ in nodes])
 
 
 def _five_brackets(latent="ks", cond=("pos", "neg")):
@@ -140,60 +162,50 @@ def _five_brackets(latent="ks", cond=("pos", "neg")):
 
 
 def _note(text):
-    return ("note", "Note", 0, {"text": text}, "Read me")
-
-
-def _bracket_preview(prefix, first_col):
-    """Five bracket latents batched, decoded with the checkpoint's VAE, previewed."""
-    nodes = [(f"{prefix}b1", "LatentBatch", first_col, {}, None), (f"{prefix}b2", "LatentBatch", first_col, {}, None),
-             (f"{prefix}b3", "LatentBatch", first_col, {}, None), (f"{prefix}b4", "LatentBatch", first_col, {}, None),
-             (f"{prefix}dec", "VAEDecode", first_col + 1, {}, "Decode brackets (checkpoint VAE)"),
-             (f"{prefix}prev", "PreviewImage", first_col + 1, {}, "Brackets, darkest to brightest")]
-    links = [(f"{prefix}b1", "LATENT", f"{prefix}b2", "samples1"), (f"{prefix}b2", "LATENT", f"{prefix}b3", "samples1"),
-             (f"{prefix}b3", "LATENT", f"{prefix}b4", "samples1"), (f"{prefix}b4", "LATENT", f"{prefix}dec", "samples"),
-             ("ckpt", "VAE", f"{prefix}dec", "vae"), (f"{prefix}dec", "IMAGE", f"{prefix}prev", "images")]
-    return nodes, links
+    return ("note", "Note", {"text": text}, "Read me")
 
 
 def _text_graph(name, note, checkpoint, models, size, sampler, decode, backbone="SD1.5"):
     """Text -> image latent (``checkpoint``) -> Highlight and Shadow brackets around it (``models`` =
     (highlight, shadow) folders; the HDR VAE from the first) -> five-bracket fusion -> HDR Decode
-    (``decode`` widgets) -> the workflow's savers and layers, with bracket previews."""
+    (``decode`` widgets) -> the workflow's savers (each shows its image) and bracket layers."""
     highlight, shadow = models
+    save_nodes, save_links, outputs = _savers(name, ("decode", "hdr"))
+    layer_nodes, layer_links, layers = _exr_layers(name, _five(), ("ckpt", "VAE"), vae_name=backbone)
     nodes = [
         _note(note),
-        ("ckpt", "CheckpointLoaderSimple", 0, {"ckpt_name": checkpoint}, None),
-        ("pos", "CLIPTextEncode", 1, {"text": "a sunlit living room with large bright windows, photograph"},
+        ("ckpt", "CheckpointLoaderSimple", {"ckpt_name": checkpoint}, None),
+        ("pos", "CLIPTextEncode", {"text": "a sunlit living room with large bright windows, photograph"},
          "Positive prompt"),
-        ("neg", "CLIPTextEncode", 1, {"text": "blurry, low quality"}, "Negative prompt"),
-        ("empty", "EmptyLatentImage", 1, {"width": size, "height": size, "batch_size": 1}, None),
-        ("ks", "KSampler", 2, {"seed": 7, "control_after_generate": "fixed", "steps": 30, "cfg": 7.0,
-                               "scheduler": "normal", "denoise": 1.0, **sampler}, None),
-        ("hl_model", "LEDiffLoadDenoiser", 2, {"model_name": highlight}, "Highlight denoiser"),
-        ("sh_model", "LEDiffLoadDenoiser", 2, {"model_name": shadow}, "Shadow denoiser"),
-        ("hdrvae", "LEDiffLoadHDRVAE", 2, {"model_name": highlight}, None),
-        ("hl", "LEDiffHighlightBracket", 3, BRACKET, None),
-        ("sh", "LEDiffShadowBracket", 3, BRACKET, None),
-        ("fuse", "LEDiffLatentExposureFusion", 4, {}, "Fusion (five brackets)"),
-        ("decode", "LEDiffHDRDecode", 5, decode, None),
-        *_savers(name, ("decode", "hdr"), 8)[0],
-        ("preview", "PreviewImage", 8, {}, "HDR preview (tone-mapped)"),
+        ("neg", "CLIPTextEncode", {"text": "blurry, low quality"}, "Negative prompt"),
+        ("empty", "EmptyLatentImage", {"width": size, "height": size, "batch_size": 1}, None),
+        ("ks", "KSampler", {"seed": 7, "control_after_generate": "fixed", "steps": 30, "cfg": 7.0,
+                            "scheduler": "normal", "denoise": 1.0, **sampler}, None),
+        ("hl_model", "LEDiffLoadDenoiser", {"model_name": highlight}, "Highlight denoiser"),
+        ("sh_model", "LEDiffLoadDenoiser", {"model_name": shadow}, "Shadow denoiser"),
+        ("hdrvae", "LEDiffLoadHDRVAE", {"model_name": highlight}, None),
+        ("hl", "LEDiffHighlightBracket", BRACKET, None),
+        ("sh", "LEDiffShadowBracket", BRACKET, None),
+        ("fuse", "LEDiffLatentExposureFusion", {}, "Fusion (5 brackets)"),
+        ("decode", "LEDiffHDRDecode", decode, None),
+        *save_nodes,
+        *layer_nodes,
     ]
     links = [
         ("ckpt", "CLIP", "pos", "clip"), ("ckpt", "CLIP", "neg", "clip"),
         ("ckpt", "MODEL", "ks", "model"), ("pos", "CONDITIONING", "ks", "positive"),
         ("neg", "CONDITIONING", "ks", "negative"), ("empty", "LATENT", "ks", "latent_image"),
         ("hl_model", "MODEL", "hl", "model"), ("sh_model", "MODEL", "sh", "model"),
-        *_five_brackets(),
-        *_savers(name, ("decode", "hdr"), 8)[1], ("decode", "preview", "preview", "images"),
+        *_five_brackets(), *save_links, *layer_links,
     ]
-    layer_nodes, layer_links = _exr_layers(name, _five(), ("ckpt", "VAE"), 6, vae_name=backbone)
-    nodes, links = nodes + layer_nodes, links + layer_links
-    extra_nodes, extra_links = _bracket_preview("bp", 4)
-    extra_links = [("hl", "dark", "bpb1", "samples1"), ("hl", "mid", "bpb1", "samples2"),
-                   ("ks", "LATENT", "bpb2", "samples2"), ("sh", "mid", "bpb3", "samples2"),
-                   ("sh", "bright", "bpb4", "samples2"), *extra_links]
-    return nodes + extra_nodes, links + extra_links
+    layout = [
+        [[("Input: prompt to image latent", [["note", "ckpt", "empty"], ["pos", "neg", "ks"]]),
+          ("Brackets", [["hl_model", "sh_model", "hdrvae"], ["hl"], ["sh"]]),
+          ("HDR", [["fuse", "decode"]])],
+         [layers]],
+        [[outputs]],
+    ]
+    return nodes, links, layout
 
 
 def text_to_hdr():
@@ -245,24 +257,22 @@ def _one_bracket(image):
 def _photo_graph(name, direction, model, note, blend):
     bracket = "LEDiffHighlightBracket" if direction == "highlight" else "LEDiffShadowBracket"
     hdr = ("blend", "hdr") if blend else ("decode", "hdr")
-    save_nodes, save_links = _savers(name, hdr, 7)
-    layer_nodes, layer_links = _exr_layers(name, {b: ("bracket", b) for b in THREE_BRACKETS}, ("ckpt", "VAE"), 5,
-                                           mask=("blend", "mask") if blend else None)
+    save_nodes, save_links, outputs = _savers(name, hdr)
+    layer_nodes, layer_links, layers = _exr_layers(name, {b: ("bracket", b) for b in THREE_BRACKETS},
+                                                   ("ckpt", "VAE"), mask=("blend", "mask") if blend else None)
     nodes = [
         _note(note),
-        ("ckpt", "CheckpointLoaderSimple", 0, {"ckpt_name": CHECKPOINT}, "SD1.5 (text encoder; VAE for the layers)"),
-        ("photo", "LoadImage", 0, {"image": PHOTO}, "Your photo"),
-        ("pos", "CLIPTextEncode", 1, {"text": ""}, "Prompt (empty: prompt-free at CFG 1)"),
-        ("neg", "CLIPTextEncode", 1, {"text": ""}, "Negative (unused at CFG 1)"),
-        ("hdrvae", "LEDiffLoadHDRVAE", 1, {"model_name": model}, None),
-        ("model", "LEDiffLoadDenoiser", 1, {"model_name": model}, None),
-        ("encode", "VAEEncode", 2, {}, None),
-        ("bracket", bracket, 2, {**BRACKET, "cfg": 1.0}, None),
-        ("fuse", "LEDiffLatentExposureFusion", 3, {}, None),
-        ("decode", "LEDiffHDRDecode", 4, {}, None),
-        *([("blend", "LEDiffBlendLDR", 5, BLEND, None)] if blend else []),
-        ("tonemap", "LEDiffToneMap", 5, TONEMAP, None),
-        ("preview", "PreviewImage", 7, {}, "HDR preview (tone-mapped)"),
+        ("ckpt", "CheckpointLoaderSimple", {"ckpt_name": CHECKPOINT}, "SD1.5 checkpoint"),
+        ("photo", "LoadImage", {"image": PHOTO}, "Your photo"),
+        ("pos", "CLIPTextEncode", {"text": ""}, "Prompt (empty)"),
+        ("neg", "CLIPTextEncode", {"text": ""}, "Negative (unused)"),
+        ("hdrvae", "LEDiffLoadHDRVAE", {"model_name": model}, None),
+        ("model", "LEDiffLoadDenoiser", {"model_name": model}, f"{direction.capitalize()} denoiser"),
+        ("encode", "VAEEncode", {}, None),
+        ("bracket", bracket, {**BRACKET, "cfg": 1.0}, None),
+        ("fuse", "LEDiffLatentExposureFusion", {}, "Fusion"),
+        ("decode", "LEDiffHDRDecode", {}, None),
+        *([("blend", "LEDiffBlendLDR", BLEND, None)] if blend else []),
         *save_nodes,
         *layer_nodes,
     ]
@@ -271,12 +281,16 @@ def _photo_graph(name, direction, model, note, blend):
         *_one_bracket(("photo", "IMAGE")),
     ]
     if blend:
-        links += [("photo", "IMAGE", "blend", "ldr"), ("decode", "hdr", "blend", "hdr"),
-                  ("blend", "hdr", "tonemap", "image")]
-    else:
-        links.append(("decode", "hdr", "tonemap", "image"))
-    links += [*save_links, ("tonemap", "IMAGE", "preview", "images"), *layer_links]
-    return nodes, links
+        links += [("photo", "IMAGE", "blend", "ldr"), ("decode", "hdr", "blend", "hdr")]
+    links += [*save_links, *layer_links]
+    layout = [
+        [[("Input: your photo", [["note", "ckpt"], ["photo"], ["pos", "neg"]]),
+          ("Brackets", [["model", "hdrvae", "encode"], ["bracket"]]),
+          ("HDR", [["fuse", "decode", *(["blend"] if blend else [])]])],
+         [layers]],
+        [[outputs]],
+    ]
+    return nodes, links, layout
 
 
 PHOTO_DOWNLOADS = DOWNLOADS.format(extra=" for the empty prompt, VAE for the bracket layers")
@@ -298,33 +312,33 @@ def shadow_recovery():
 
 
 def hdr_panorama():
+    save_nodes, save_links, outputs = _savers("hdr_panorama", ("decode", "hdr"))
     nodes = [
         _note(DOWNLOADS.format(extra=", UNet and VAE") +
               "\nA seamless 2:1 panorama: Seamless Panorama wraps the generator and both bracket denoisers, HDR "
-              "Decode wraps (and tiles above 512 px), Save EXR tags the file as a lat-long environment map for "
-              "Blender's World texture and carries the five brackets (decoded previews) as layers bracket_darker "
-              "... bracket_brighter; Preview Lighting shows spheres lit by it."),
-        ("ckpt", "CheckpointLoaderSimple", 0, {"ckpt_name": CHECKPOINT}, None),
-        ("wrap_gen", "LEDiffPanoramaWrap", 0, {}, "Seamless Panorama (generator)"),
-        ("pos", "CLIPTextEncode", 1, {"text": "360 degree equirectangular panorama of a sunny meadow, blue sky, "
-                                              "bright sun"}, "Positive prompt"),
-        ("neg", "CLIPTextEncode", 1, {"text": "blurry, seam"}, "Negative prompt"),
-        ("empty", "EmptyLatentImage", 1, {"width": 1024, "height": 512, "batch_size": 1}, None),
-        ("ks", "KSampler", 2, {"seed": 11, "control_after_generate": "fixed", "steps": 30, "cfg": 7.0,
-                               "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}, None),
-        ("hl_model", "LEDiffLoadDenoiser", 2, {"model_name": HIGHLIGHT}, "Highlight denoiser"),
-        ("sh_model", "LEDiffLoadDenoiser", 2, {"model_name": SHADOW}, "Shadow denoiser"),
-        ("wrap_hl", "LEDiffPanoramaWrap", 3, {}, "Seamless Panorama (highlight)"),
-        ("wrap_sh", "LEDiffPanoramaWrap", 3, {}, "Seamless Panorama (shadow)"),
-        ("hdrvae", "LEDiffLoadHDRVAE", 3, {"model_name": HIGHLIGHT}, None),
-        ("hl", "LEDiffHighlightBracket", 4, BRACKET, None),
-        ("sh", "LEDiffShadowBracket", 4, BRACKET, None),
-        ("fuse", "LEDiffLatentExposureFusion", 5, {}, "Fusion (five brackets)"),
-        ("decode", "LEDiffHDRDecode", 5, {"wrap_x": True, "tile_size": 512}, None),
-        *_savers("hdr_panorama", ("decode", "hdr"), 8)[0],
-        ("ibl", "LEDiffIBLPreview", 8, {"size": 256, "exposure": 0.0}, None),
-        ("ibl_prev", "PreviewImage", 9, {}, "Lighting preview"),
-        ("pano_prev", "PreviewImage", 9, {}, "Panorama (tone-mapped)"),
+              "Decode wraps (and tiles above 512 px), Save EXR writes a plain RGB EXR (an HDRI every DCC reads) "
+              "tagged as a lat-long environment map for Blender's World texture; Preview Lighting shows spheres "
+              "lit by it."),
+        ("ckpt", "CheckpointLoaderSimple", {"ckpt_name": CHECKPOINT}, None),
+        ("wrap_gen", "LEDiffPanoramaWrap", {}, "Seamless (generator)"),
+        ("pos", "CLIPTextEncode", {"text": "360 degree equirectangular panorama of a sunny meadow, blue sky, "
+                                           "bright sun"}, "Positive prompt"),
+        ("neg", "CLIPTextEncode", {"text": "blurry, seam"}, "Negative prompt"),
+        ("empty", "EmptyLatentImage", {"width": 1024, "height": 512, "batch_size": 1}, None),
+        ("ks", "KSampler", {"seed": 11, "control_after_generate": "fixed", "steps": 30, "cfg": 7.0,
+                            "sampler_name": "euler", "scheduler": "normal", "denoise": 1.0}, None),
+        ("hl_model", "LEDiffLoadDenoiser", {"model_name": HIGHLIGHT}, "Highlight denoiser"),
+        ("sh_model", "LEDiffLoadDenoiser", {"model_name": SHADOW}, "Shadow denoiser"),
+        ("wrap_hl", "LEDiffPanoramaWrap", {}, "Seamless (highlight)"),
+        ("wrap_sh", "LEDiffPanoramaWrap", {}, "Seamless (shadow)"),
+        ("hdrvae", "LEDiffLoadHDRVAE", {"model_name": HIGHLIGHT}, None),
+        ("hl", "LEDiffHighlightBracket", BRACKET, None),
+        ("sh", "LEDiffShadowBracket", BRACKET, None),
+        ("fuse", "LEDiffLatentExposureFusion", {}, "Fusion (5 brackets)"),
+        ("decode", "LEDiffHDRDecode", {"wrap_x": True, "tile_size": 512}, None),
+        *save_nodes,
+        ("ibl", "LEDiffIBLPreview", {"size": 256, "exposure": 0.0}, None),
+        ("ibl_prev", "PreviewImage", {}, "Lighting preview"),
     ]
     links = [
         ("ckpt", "MODEL", "wrap_gen", "model"), ("ckpt", "CLIP", "pos", "clip"), ("ckpt", "CLIP", "neg", "clip"),
@@ -332,12 +346,16 @@ def hdr_panorama():
         ("neg", "CONDITIONING", "ks", "negative"), ("empty", "LATENT", "ks", "latent_image"),
         ("hl_model", "MODEL", "wrap_hl", "model"), ("sh_model", "MODEL", "wrap_sh", "model"),
         ("wrap_hl", "MODEL", "hl", "model"), ("wrap_sh", "MODEL", "sh", "model"),
-        *_five_brackets(),
-        *_savers("hdr_panorama", ("decode", "hdr"), 8)[1], ("decode", "hdr", "ibl", "image"),
-        ("ibl", "preview", "ibl_prev", "images"), ("decode", "preview", "pano_prev", "images"),
+        *_five_brackets(), *save_links, ("decode", "hdr", "ibl", "image"), ("ibl", "preview", "ibl_prev", "images"),
     ]
-    layer_nodes, layer_links = _exr_layers("hdr_panorama", _five(), ("ckpt", "VAE"), 6)
-    return nodes + layer_nodes, links + layer_links
+    title, columns = outputs
+    layout = [
+        [[("Input: prompt to panorama latent", [["note", "ckpt", "wrap_gen"], ["pos", "neg", "empty", "ks"]]),
+          ("Brackets", [["hl_model", "wrap_hl", "hl"], ["sh_model", "wrap_sh", "sh"]]),
+          ("HDR", [["hdrvae", "fuse", "decode"]]),
+          (title, [*columns, ["ibl", "ibl_prev"]])]],
+    ]
+    return nodes, links, layout
 
 
 def any_model_to_hdr():
@@ -345,6 +363,10 @@ def any_model_to_hdr():
     decode to pixels with the model's own VAE, encode with the HDR VAE, bracket, fuse and decode,
     tiled at LEDiff's 512-pixel training size because such images are large."""
     tiled = {"tile_size": 512}
+    save_nodes, save_links, outputs = _savers("any_model_to_hdr", ("blend", "hdr"))
+    # the brackets are SD1.5 latents (the HDR VAE encodes like SD1.5's): decode with SD1.5's VAE, not the model's
+    layer_nodes, layer_links, layers = _exr_layers("any_model_to_hdr", _five("encode"), ("sd15", "VAE"),
+                                                   mask=("blend", "mask"))
     nodes = [
         _note("Models needed (see the pack's README):\n"
               f"- models/checkpoints/{SDXL_CHECKPOINT}: your own model. Any checkpoint that makes images works "
@@ -359,54 +381,55 @@ def any_model_to_hdr():
               "your image where it is not clipped -> EXR in output/LEDiff/, with the five brackets (decoded "
               "previews) and Blend's over-exposure mask as layers bracket_darker ... bracket_brighter, "
               "clip_mask. Highlights the image clipped are hallucinated by LEDiff, not recovered."),
-        ("ckpt", "CheckpointLoaderSimple", 0, {"ckpt_name": SDXL_CHECKPOINT}, "Your model (SDXL here)"),
-        ("sd15", "CheckpointLoaderSimple", 0, {"ckpt_name": CHECKPOINT}, "SD1.5 (text encoder; VAE for the layers)"),
-        ("pos", "CLIPTextEncode", 1, {"text": "a cozy cabin interior at dusk, warm lamps, a bright window "
-                                              "onto a snowy sunset, photograph"}, "Positive prompt"),
-        ("neg", "CLIPTextEncode", 1, {"text": "blurry, low quality"}, "Negative prompt"),
-        ("empty", "EmptyLatentImage", 1, {"width": 1024, "height": 1024, "batch_size": 1}, None),
-        ("hl_pos", "CLIPTextEncode", 1, {"text": ""}, "Bracket prompt (empty: prompt-free at CFG 1)"),
-        ("hl_neg", "CLIPTextEncode", 1, {"text": ""}, "Bracket negative (unused at CFG 1)"),
-        ("ks", "KSampler", 2, {"seed": 3, "control_after_generate": "fixed", "steps": 30, "cfg": 7.0,
-                               "sampler_name": "dpmpp_2m", "scheduler": "karras", "denoise": 1.0}, None),
-        ("image", "VAEDecode", 2, {}, "Your image (the model's own VAE)"),
-        ("hl_model", "LEDiffLoadDenoiser", 2, {"model_name": HIGHLIGHT}, "Highlight denoiser"),
-        ("sh_model", "LEDiffLoadDenoiser", 2, {"model_name": SHADOW}, "Shadow denoiser"),
-        ("hdrvae", "LEDiffLoadHDRVAE", 3, {"model_name": HIGHLIGHT}, None),
-        ("image_prev", "PreviewImage", 3, {}, "Your image (LDR)"),
-        ("encode", "VAEEncode", 3, {}, "VAE Encode (HDR VAE)"),
-        ("hl", "LEDiffHighlightBracket", 4, {**BRACKET, "cfg": 1.0, **tiled}, None),
-        ("sh", "LEDiffShadowBracket", 4, {**BRACKET, "cfg": 1.0, **tiled}, None),
-        ("fuse", "LEDiffLatentExposureFusion", 5, {}, "Fusion (five brackets)"),
-        ("decode", "LEDiffHDRDecode", 5, tiled, None),
-        ("blend", "LEDiffBlendLDR", 6, BLEND, None),
-        ("tonemap", "LEDiffToneMap", 6, TONEMAP, None),
-        ("preview", "PreviewImage", 9, {}, "HDR preview (tone-mapped)"),
-        *_savers("any_model_to_hdr", ("blend", "hdr"), 9)[0],
+        ("ckpt", "CheckpointLoaderSimple", {"ckpt_name": SDXL_CHECKPOINT}, "Your model (SDXL)"),
+        ("sd15", "CheckpointLoaderSimple", {"ckpt_name": CHECKPOINT}, "SD1.5 checkpoint"),
+        ("pos", "CLIPTextEncode", {"text": "a cozy cabin interior at dusk, warm lamps, a bright window "
+                                           "onto a snowy sunset, photograph"}, "Positive prompt"),
+        ("neg", "CLIPTextEncode", {"text": "blurry, low quality"}, "Negative prompt"),
+        ("empty", "EmptyLatentImage", {"width": 1024, "height": 1024, "batch_size": 1}, None),
+        ("hl_pos", "CLIPTextEncode", {"text": ""}, "Bracket prompt"),
+        ("hl_neg", "CLIPTextEncode", {"text": ""}, "Bracket negative"),
+        ("ks", "KSampler", {"seed": 3, "control_after_generate": "fixed", "steps": 30, "cfg": 7.0,
+                            "sampler_name": "dpmpp_2m", "scheduler": "karras", "denoise": 1.0}, None),
+        ("image", "VAEDecode", {}, "Decode your image"),
+        ("hl_model", "LEDiffLoadDenoiser", {"model_name": HIGHLIGHT}, "Highlight denoiser"),
+        ("sh_model", "LEDiffLoadDenoiser", {"model_name": SHADOW}, "Shadow denoiser"),
+        ("hdrvae", "LEDiffLoadHDRVAE", {"model_name": HIGHLIGHT}, None),
+        ("encode", "VAEEncode", {}, "Encode (HDR VAE)"),
+        ("hl", "LEDiffHighlightBracket", {**BRACKET, "cfg": 1.0, **tiled}, None),
+        ("sh", "LEDiffShadowBracket", {**BRACKET, "cfg": 1.0, **tiled}, None),
+        ("fuse", "LEDiffLatentExposureFusion", {}, "Fusion (5 brackets)"),
+        ("decode", "LEDiffHDRDecode", tiled, None),
+        ("blend", "LEDiffBlendLDR", BLEND, None),
+        *save_nodes,
+        *layer_nodes,
     ]
     links = [
         ("ckpt", "CLIP", "pos", "clip"), ("ckpt", "CLIP", "neg", "clip"),
         ("ckpt", "MODEL", "ks", "model"), ("pos", "CONDITIONING", "ks", "positive"),
         ("neg", "CONDITIONING", "ks", "negative"), ("empty", "LATENT", "ks", "latent_image"),
         ("ks", "LATENT", "image", "samples"), ("ckpt", "VAE", "image", "vae"),
-        ("image", "IMAGE", "image_prev", "images"),
         ("sd15", "CLIP", "hl_pos", "clip"), ("sd15", "CLIP", "hl_neg", "clip"),
         ("image", "IMAGE", "encode", "pixels"), ("hdrvae", "vae", "encode", "vae"),
         ("hl_model", "MODEL", "hl", "model"), ("sh_model", "MODEL", "sh", "model"),
         *_five_brackets("encode", ("hl_pos", "hl_neg")),
         ("image", "IMAGE", "blend", "ldr"), ("decode", "hdr", "blend", "hdr"),
-        ("blend", "hdr", "tonemap", "image"), ("tonemap", "IMAGE", "preview", "images"),
-        *_savers("any_model_to_hdr", ("blend", "hdr"), 9)[1],
+        *save_links, *layer_links,
     ]
-    # the brackets are SD1.5 latents (the HDR VAE encodes like SD1.5's): decode with SD1.5's VAE, not the model's
-    layer_nodes, layer_links = _exr_layers("any_model_to_hdr", _five("encode"), ("sd15", "VAE"), 7,
-                                           mask=("blend", "mask"))
-    return nodes + layer_nodes, links + layer_links
+    layout = [
+        [[("Input: your model's image", [["note", "ckpt", "empty"], ["pos", "neg", "ks", "image"]]),
+          ("Brackets", [["sd15", "hl_pos", "hl_neg"], ["hl_model", "sh_model", "hdrvae", "encode"], ["hl"], ["sh"]])],
+         [layers]],
+        [[("HDR", [["fuse", "decode"], ["blend"]])],
+         [outputs]],
+    ]
+    return nodes, links, layout
 
 
 def video_to_hdr():
     """A clip to HDR: the frames batch through the photo path with frames = video, into an EXR
     sequence and an HEVC PQ master with the clip's sound."""
+    save_nodes, save_links, outputs = _savers("video_to_hdr", ("blend", "hdr"))
     nodes = [
         _note(PHOTO_DOWNLOADS.replace(", VAE for the bracket layers", "") +
               f"\nYour clip (put it in ComfyUI's input folder; {CLIP} here) -> Load Video -> Get Video Components "
@@ -415,35 +438,44 @@ def video_to_hdr():
               "-> HDR Decode -> Blend with LDR (frames = video: one fit for the shot) -> an EXR sequence in "
               "output/LEDiff/video_to_hdr/shot_00001/ (shot.1001.exr, ...) and an HEVC PQ (HDR10) MP4 with the "
               "clip's sound. Long clips: lower chunk_frames, or load them in parts (see docs/video.md)."),
-        ("ckpt", "CheckpointLoaderSimple", 0, {"ckpt_name": CHECKPOINT}, "SD1.5 (text encoder)"),
-        ("clip", "LoadVideo", 0, {"file": CLIP}, "Your clip"),
-        ("parts", "GetVideoComponents", 1, {}, None),
-        ("pos", "CLIPTextEncode", 1, {"text": ""}, "Prompt (empty: prompt-free at CFG 1)"),
-        ("neg", "CLIPTextEncode", 1, {"text": ""}, "Negative (unused at CFG 1)"),
-        ("hdrvae", "LEDiffLoadHDRVAE", 1, {"model_name": HIGHLIGHT}, None),
-        ("model", "LEDiffLoadDenoiser", 1, {"model_name": HIGHLIGHT}, None),
-        ("encode", "VAEEncode", 2, {}, "VAE Encode (HDR VAE)"),
-        ("bracket", "LEDiffHighlightBracket", 2,
+        ("ckpt", "CheckpointLoaderSimple", {"ckpt_name": CHECKPOINT}, "SD1.5 checkpoint"),
+        ("clip", "LoadVideo", {"file": CLIP}, "Your clip"),
+        ("parts", "GetVideoComponents", {}, None),
+        ("pos", "CLIPTextEncode", {"text": ""}, "Prompt (empty)"),
+        ("neg", "CLIPTextEncode", {"text": ""}, "Negative (unused)"),
+        ("hdrvae", "LEDiffLoadHDRVAE", {"model_name": HIGHLIGHT}, None),
+        ("model", "LEDiffLoadDenoiser", {"model_name": HIGHLIGHT}, "Highlight denoiser"),
+        ("encode", "VAEEncode", {}, "Encode (HDR VAE)"),
+        ("bracket", "LEDiffHighlightBracket",
          {**BRACKET, "cfg": 1.0, "tile_size": 512, "frames": "video", "chunk_frames": 8}, None),
-        ("fuse", "LEDiffLatentExposureFusion", 3, {}, None),
-        ("decode", "LEDiffHDRDecode", 3, {"tile_size": 512}, None),
-        ("blend", "LEDiffBlendLDR", 4, {**BLEND, "frames": "video"}, None),
-        ("tonemap", "LEDiffToneMap", 4, TONEMAP, None),
-        *_savers("video_to_hdr", ("blend", "hdr"), 5)[0],
-        ("preview", "PreviewImage", 5, {}, "HDR preview (tone-mapped frames)"),
+        ("fuse", "LEDiffLatentExposureFusion", {}, "Fusion"),
+        ("decode", "LEDiffHDRDecode", {"tile_size": 512}, None),
+        ("blend", "LEDiffBlendLDR", {**BLEND, "frames": "video"}, None),
+        *save_nodes,
     ]
     links = [
         ("ckpt", "CLIP", "pos", "clip"), ("ckpt", "CLIP", "neg", "clip"),
         ("clip", "VIDEO", "parts", "video"),
         *_one_bracket(("parts", "images")), ("parts", "images", "bracket", "motion"),
         ("parts", "images", "blend", "ldr"), ("decode", "hdr", "blend", "hdr"),
-        ("blend", "hdr", "tonemap", "image"), ("tonemap", "IMAGE", "preview", "images"),
-        *_savers("video_to_hdr", ("blend", "hdr"), 5)[1],
+        *save_links,
         ("parts", "fps", "save", "fps"), ("parts", "fps", "save2", "fps"), ("parts", "audio", "save2", "audio"),
     ]
-    return nodes, links
+    layout = [
+        [[("Input: your clip", [["note", "ckpt"], ["clip"], ["parts", "pos", "neg"]]),
+          ("Brackets", [["model", "hdrvae", "encode"], ["bracket"]]),
+          ("HDR", [["fuse", "decode", "blend"]]),
+          outputs]],
+    ]
+    return nodes, links, layout
 
 
 WORKFLOWS = {"text_to_hdr": text_to_hdr, "photo_to_hdr": photo_to_hdr, "shadow_recovery": shadow_recovery,
              "hdr_panorama": hdr_panorama, "any_model_to_hdr": any_model_to_hdr, "video_to_hdr": video_to_hdr,
              "sdxl_text_to_hdr": sdxl_text_to_hdr}
+
+
+def placed_ids(layout) -> list[str]:
+    """The node ids a layout places, in order."""
+    return [node_id for stack in layout for row in stack for _, columns in row for column in columns
+            for node_id in column]

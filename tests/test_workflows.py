@@ -9,6 +9,7 @@ exactly the shipped one): latents of 8 rows, 2 steps, and tiling at 64 pixels wh
 from __future__ import annotations
 
 import glob
+import itertools
 import json
 import os
 import re
@@ -154,6 +155,10 @@ def test_workflow_runs_and_writes_its_exr(prepared, name):
         assert json.loads(header["workflow"]) == workflow  # the workflow travels in the file
         if name == "hdr_panorama":
             assert str(header["envmap"]).endswith("LATLONG")
+    if name == "hdr_panorama":
+        # an HDRI is plain RGB, one part: what every DCC's API reads as an image (Blender's bpy reads
+        # a multilayer EXR as render layers, 0x0 with no pixels until rendered)
+        assert exr_channels(path) == {c: "16" for c in "RGB"} and not _specs().EXR_LAYERS[name]
     if _specs().EXR_LAYERS[name]:
         _check_layers(path, _specs().EXR_LAYERS[name], rgb.shape[:2])
     if name == "video_to_hdr":
@@ -164,12 +169,19 @@ def test_workflow_runs_and_writes_its_exr(prepared, name):
     assert previews, "the workflow's previews produced no images"
 
 
+def exr_channels(path) -> dict[str, str]:
+    """{channel name: "16" or "32"} of an EXR's (single) part, as Debian's exrheader lists them."""
+    with OpenEXR.File(path) as f:
+        assert len(f.parts) == 1, "a multi-part EXR"
+    text = subprocess.run([require_tool("exrheader"), path], capture_output=True, text=True, check=True).stdout
+    return dict(re.findall(r"^ {4}(\S+), (16|32)-bit floating-point", text, re.M))
+
+
 def _check_layers(path, layers, size):
     """The EXR carries the workflow's layers: each bracket as linearised sRGB colour (a VAE Decode is
     0..1, so 0..1 here too) and the clip mask as a data layer, all half like the image; the channel
     names and types as Debian's exrheader lists them."""
-    text = subprocess.run([require_tool("exrheader"), path], capture_output=True, text=True, check=True).stdout
-    listed = dict(re.findall(r"^ {4}(\S+), (16|32)-bit floating-point", text, re.M))
+    listed = exr_channels(path)
     expected = {c: "16" for c in "RGB"}
     for layer in layers:
         expected.update({f"{layer}.Y": "16"} if layer == "clip_mask" else {f"{layer}.{c}": "16" for c in "RGB"})
@@ -259,10 +271,10 @@ def test_widget_values_are_the_specs_or_the_defaults(server):
     object_info, specs = server.get("/object_info"), _specs()
     for name in WORKFLOWS:
         workflow = load_workflow(name)
-        spec_nodes, _ = specs.WORKFLOWS[name]()
+        spec_nodes, _, _ = specs.WORKFLOWS[name]()
         assert [n["type"] for n in sorted(workflow["nodes"], key=lambda n: n["id"])] == [n[1] for n in spec_nodes]
         prompt = to_api(workflow, input_types_from_object_info(object_info))
-        for node_id, (_, node_type, _, widgets, _) in enumerate(spec_nodes, start=1):
+        for node_id, (_, node_type, widgets, _) in enumerate(spec_nodes, start=1):
             if node_type == "Note":
                 continue
             types = object_info[node_type]["input"]
@@ -281,3 +293,144 @@ def test_an_independent_converter_reads_every_workflow_as_we_do(server):
         ours = graph_of(to_api(workflow, input_types_from_object_info(object_info)))
         assert graph_of(independent_api(workflow, object_info)) == ours, name
         assert len(ours) == sum(n["type"] != "Note" for n in workflow["nodes"]), name  # every node but the note
+
+
+# The saved layout as the frontend draws it. A node's box is its title bar (LiteGraph's
+# NODE_TITLE_HEIGHT, above pos) and its body (size). A node that shows images grows after a run (or
+# once its file loads): an output node (PreviewImage, SaveImage, the pack's savers, which list what
+# they wrote), Load Image and Load Video. The pinned frontend (1.47) adds an image-preview widget at
+# least 220 px tall below the widgets; we require room for a 512-px image, the widgets' height plus
+# 512. The widgets' height follows LiteGraph's rule in the pinned frontend (6 px, 20 per slot row,
+# 24 per single-line widget and 8 below them; the image nodes have no multi-line widget);
+# tests/test_browser.py checks the rule against the frontend's own computeSize, and the sizes after
+# a real run.
+TITLE_HEIGHT = 30
+PREVIEW_HEIGHT = 512
+SHOWS_MEDIA = {"LoadImage", "LoadVideo"}
+# Opened from the template browser, the frontend ignores the saved view and fits the graph to the
+# window: zoom = 0.75 x the scale at which the graph's box fills the canvas (fitToBounds, where a
+# side under 300 counts as 300). LiteGraph hides titles and widgets below about 0.6.
+WINDOW = (1600, 1000)
+MIN_ZOOM = 0.6
+STAGES = ("Input", "Brackets", "HDR", "Outputs")
+
+
+def widgets_height(node) -> float:
+    """The body height of ``node`` (UI format) without images, by LiteGraph's layout rule."""
+    slots = [i for i in node.get("inputs", []) if "widget" not in i]  # a linked widget's socket sits on it
+    rows = max(len(slots), len(node.get("outputs", [])))
+    widgets = len(node.get("widgets_values", []))
+    return 6 + 20 * rows + (24 * widgets + 8 if widgets else 0)
+
+
+def shows_images(node, object_info) -> bool:
+    return node["type"] in SHOWS_MEDIA or bool(object_info.get(node["type"], {}).get("output_node"))
+
+
+def node_boxes(workflow, object_info) -> dict[int, tuple[float, float, float, float]]:
+    """{node id: (x0, y0, x1, y1)}, title bar included, every image node grown to show a 512-px image."""
+    boxes = {}
+    for node in workflow["nodes"]:
+        (x, y), (w, h) = node["pos"], node["size"]
+        if shows_images(node, object_info):
+            h = max(h, widgets_height(node) + PREVIEW_HEIGHT)
+        boxes[node["id"]] = (x, y - TITLE_HEIGHT, x + w, y + h)
+    return boxes
+
+
+def overlaps(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+def contains(outer, inner) -> bool:
+    return outer[0] <= inner[0] and outer[1] <= inner[1] and inner[2] <= outer[2] and inner[3] <= outer[3]
+
+
+def fit_zoom(boxes, window=WINDOW) -> float:
+    """The frontend's fitToBounds zoom for the box around ``boxes`` in ``window``."""
+    x0, y0 = min(b[0] for b in boxes), min(b[1] for b in boxes)
+    x1, y1 = max(b[2] for b in boxes), max(b[3] for b in boxes)
+    return 0.75 * min(window[0] / max(x1 - x0, 300), window[1] / max(y1 - y0, 300))
+
+
+def test_layout_helpers():
+    node = {"type": "PreviewImage", "pos": [10, 100], "size": [140, 26], "inputs": [{"name": "images"}]}
+    assert widgets_height(node) == 26  # the frontend's PreviewImage before a run
+    assert node_boxes({"nodes": [{**node, "id": 1}]}, {"PreviewImage": {"output_node": True}})[1] == (
+        10, 70, 150, 100 + 26 + 512)
+    assert overlaps((0, 0, 10, 10), (9, 9, 20, 20)) and not overlaps((0, 0, 10, 10), (10, 0, 20, 10))
+    # photo_to_hdr before this layout: 3070 x 794 at 1600 x 1000 opened at 0.39 (measured in the frontend)
+    assert round(fit_zoom([(40, 40, 3110, 834)]), 2) == 0.39
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_workflow_is_readable_when_opened_and_after_a_run(server, name):
+    object_info = server.get("/object_info")
+    workflow = load_workflow(name)
+    boxes = node_boxes(workflow, object_info)
+    for a, b in itertools.combinations(boxes, 2):
+        assert not overlaps(boxes[a], boxes[b]), (name, a, b)
+    groups = {g["title"]: (g["bounding"][0], g["bounding"][1], g["bounding"][0] + g["bounding"][2],
+                           g["bounding"][1] + g["bounding"][3]) for g in workflow["groups"]}
+    assert len(groups) == len(workflow["groups"])
+    # the groups name the stages, hold every node (each in one group) and do not overlap
+    for stage in STAGES:
+        assert any(title.startswith(stage) for title in groups), (name, stage, list(groups))
+    for node_id, box in boxes.items():
+        assert [t for t, g in groups.items() if overlaps(g, box)] == [t for t, g in groups.items() if contains(g, box)]
+        assert len([t for t, g in groups.items() if contains(g, box)]) == 1, (name, node_id)
+    for a, b in itertools.combinations(groups.values(), 2):
+        assert not overlaps(a, b), name
+    # readable however it is opened: the saved view and the template browser's fit to the window
+    everything = [*boxes.values(), *groups.values()]
+    assert fit_zoom(everything) >= MIN_ZOOM, (name, fit_zoom(everything))
+    ds = workflow["extra"]["ds"]
+    assert ds["scale"] >= MIN_ZOOM
+    for x0, y0, x1, y1 in everything:  # the saved view shows the whole graph in the window
+        assert (x0 + ds["offset"][0]) * ds["scale"] >= 0 and (x1 + ds["offset"][0]) * ds["scale"] <= WINDOW[0]
+        assert (y0 + ds["offset"][1]) * ds["scale"] >= 0 and (y1 + ds["offset"][1]) * ds["scale"] <= WINDOW[1]
+
+
+def sources(workflow) -> dict[tuple[int, str], dict]:
+    """{(node id, input name): the node its link comes from}."""
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    links = {link[0]: link for link in workflow["links"]}
+    return {(n["id"], i["name"]): nodes[links[i["link"]][1]]
+            for n in workflow["nodes"] for i in n.get("inputs", []) if i.get("link") is not None}
+
+
+@pytest.mark.parametrize("name", WORKFLOWS)
+def test_brackets_are_decoded_tiled(name):
+    # the bracket layers' decodes once ran core VAE Decode: a big photo ran them out of memory, and
+    # the error stopped the run before Save EXR. Tiled, their memory does not grow with the image.
+    workflow = load_workflow(name)
+    nodes = {n["id"]: n for n in workflow["nodes"]}
+    feeding = sources(workflow)
+    layer_images = [feeding[(n["id"], "image")]["type"] for n in nodes.values()
+                    if n["type"] == "LEDiffEXRLayer" and (n["id"], "image") in feeding]
+    assert set(layer_images) <= {"VAEDecodeTiled"} and len(layer_images) == sum(
+        layer.startswith("bracket_") for layer in _specs().EXR_LAYERS[name])
+    # core VAE Decode only where a workflow makes its LDR image (any_model_to_hdr's model), not of brackets
+    for node in nodes.values():
+        if node["type"] == "VAEDecode":
+            assert feeding[(node["id"], "samples")]["type"] == "KSampler", name
+
+
+def test_photo_to_hdr_writes_its_exr_when_a_preview_cannot_be_made(prepared, tmp_path):
+    # ComfyUI 0.30.0 runs the output nodes in no fixed order (validate_prompt collects them in a set
+    # of node ids, whose order changes with Python's hash seed), and an error anywhere stops the
+    # prompt. photo_to_hdr has no preview node of its own: its savers show what they wrote, after
+    # writing it. Here the temp folder, where previews go, cannot be written.
+    from lediff_runner.host import GraphError
+
+    host = prepared
+    blocked = tmp_path / "temp_is_a_file"
+    blocked.write_text("")
+    host.set_folders(temp_dir=str(blocked))
+    workflow = load_workflow("photo_to_hdr")
+    with pytest.raises(GraphError) as failure:
+        host.run(scale_down(to_api(workflow, input_types_from_host(host.nodes.NODE_CLASS_MAPPINGS))),
+                 {"workflow": workflow})
+    assert "temp_is_a_file" in str(failure.value)
+    with OpenEXR.File(main_exr(host.output_dir, "photo_to_hdr")) as f:
+        assert np.isfinite(f.channels()["RGB"].pixels).all()
