@@ -81,15 +81,11 @@ def check_settings(mismatches: list, config_name: str, weights_name: str) -> Non
         raise ConfigMismatchError(f"{config_name} does not match the weights in {weights_name}: {parts}. {FIX}")
 
 
-class _TooBig(Exception):
-    pass
-
-
 @contextmanager
-def _ceiling(limit: int):
-    """Stop building (``_TooBig``) once this thread has registered more than ``limit`` modules,
-    parameters and buffers: torch's global registration hooks, counted for this thread alone (the
-    host may build other models in other threads)."""
+def _ceiling(limit: int, refusal: Callable[[], Exception]):
+    """Raise ``refusal()`` once this thread has registered more than ``limit`` modules, parameters
+    and buffers: torch's global registration hooks, counted for this thread alone (the host may
+    build other models in other threads)."""
     count, thread = 0, threading.get_ident()
 
     def hook(*_):
@@ -97,7 +93,7 @@ def _ceiling(limit: int):
         if threading.get_ident() == thread:
             count += 1
             if count > limit:
-                raise _TooBig
+                raise refusal()
 
     registrations = (nn.modules.module.register_module_module_registration_hook,
                      nn.modules.module.register_module_parameter_registration_hook,
@@ -114,15 +110,15 @@ def meta_model(build: Callable[[], nn.Module], tensors: int, config_name: str, w
     """``build()`` on the ``meta`` device (every shape, no memory), refused by name once it creates
     far more modules and tensors than the weights' ``tensors`` can fill."""
     limit = CEILING_PER_TENSOR * tensors + CEILING_MARGIN
-    try:
-        with _ceiling(limit), torch.device("meta"):
-            return build()
-    except _TooBig:
-        raise ConfigMismatchError(
+
+    def refusal():
+        return ConfigMismatchError(
             f"{config_name} describes a model of more than {limit} modules and tensors, but {weights_name} holds "
             f"{tensors} tensors (its layer counts, e.g. layers_per_block or transformer_layers_per_block, ask for "
-            f"far more layers than the weights have). {FIX}"
-        ) from None
+            f"far more layers than the weights have). {FIX}")
+
+    with _ceiling(limit, refusal), torch.device("meta"):
+        return build()
 
 
 def check_shapes(expected: Mapping[str, tuple[int, ...]], got: Mapping[str, tuple[int, ...]], config_name: str,
