@@ -32,9 +32,13 @@ from __future__ import annotations
 import functools
 import os
 import re
+from types import SimpleNamespace
 
 import torch
 from safetensors import safe_open
+
+from lediff_core.model.fit import meta_model
+from lediff_core.model.weights import WeightError, check_keys, read_header
 
 UNET = "model.diffusion_model."
 VAE = "first_stage_model."
@@ -61,11 +65,10 @@ def is_single_file(path: str) -> bool:
 
 @functools.lru_cache(maxsize=8)
 def _header(path: str, mtime: float, size: int) -> dict[str, tuple[int, ...]]:
-    try:
-        with safe_open(path, framework="pt") as f:
-            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
-    except Exception as e:
-        raise CheckpointError(f"{path!r} cannot be read as safetensors ({e}); expected {EXPECTED}") from e
+    try:  # the header alone, refused by name where it lies about the file (lediff_core's reader)
+        return read_header(path)[0]
+    except WeightError as e:
+        raise CheckpointError(f"{e}; expected {EXPECTED}") from e
 
 
 def shapes(path: str) -> dict[str, tuple[int, ...]]:
@@ -218,12 +221,13 @@ def _clip_config(width: int, layers: int, intermediate: int, positions: int, voc
                           vocab_size=vocab, hidden_act=act, projection_dim=projection or width)
 
 
-def _load_strict(model, state: dict, path: str, what: str):
-    """Load ``state`` into ``model``: every key and shape (transformers' position_ids buffer aside)."""
-    from lediff_core.model.weights import check_keys
-
+def _load_strict(build, state: dict, path: str, what: str):
+    """``build()`` loaded with ``state``: every key and shape (transformers' position_ids buffer
+    aside), compared on the meta device before the model is built for real (its config comes from
+    the file's shapes, which a crafted file could make huge: ``lediff_core.model.fit``)."""
     state = {k: v.float() for k, v in state.items() if not k.endswith("position_ids")}
-    own = {k: v for k, v in model.state_dict().items() if not k.endswith("position_ids")}
+    planned = meta_model(build, len(state), f"the {what} config built from the shapes in {path!r}", repr(path))
+    own = {k: v for k, v in planned.state_dict().items() if not k.endswith("position_ids")}
     # the files' CLIP-L keys start with text_model., which transformers 5's CLIPTextModel leaves out
     prefix = "text_model."
     if not any(k.startswith(prefix) for k in own) and all(k.startswith(prefix) for k in state):
@@ -233,6 +237,7 @@ def _load_strict(model, state: dict, path: str, what: str):
     if wrong:
         raise CheckpointError(f"{what} of {path!r}: {wrong[0]} has shape {list(state[wrong[0]].shape)}, the "
                               f"config built from the file gives {list(own[wrong[0]].shape)}")
+    model = build()
     model.load_state_dict(state, strict=False)  # only the position_ids buffer may be left (checked above)
     return model.requires_grad_(False).eval()
 
@@ -249,7 +254,7 @@ def text_encoders(path: str):
     config = _clip_config(width, _count(t, r"text_model\.encoder\.layers\.(\d+)\."),
                           t["text_model.encoder.layers.0.mlp.fc1.weight"][0],
                           t["text_model.embeddings.position_embedding.weight"][0], vocab, "quick_gelu")
-    first = _load_strict(CLIPTextModel(config), convert_ldm_clip_checkpoint(tensors(path, (prefix,))), path,
+    first = _load_strict(lambda: CLIPTextModel(config), convert_ldm_clip_checkpoint(tensors(path, (prefix,))), path,
                          "the CLIP-L text encoder")
     if family == "sd15":
         return first, None
@@ -258,6 +263,7 @@ def text_encoders(path: str):
     config = _clip_config(width, _count(g, r"transformer\.resblocks\.(\d+)\."),
                           g["transformer.resblocks.0.mlp.c_fc.weight"][0], g["positional_embedding"][0], vocab,
                           "gelu", g["text_projection"][1])
-    second = CLIPTextModelWithProjection(config)
-    state = convert_open_clip_checkpoint(second, tensors(path, (SDXL_CLIP_G,)), prefix=SDXL_CLIP_G)
-    return first, _load_strict(second, state, path, "the CLIP-G text encoder")
+    # the key map reads only the model's config (its width, where the file has no text_projection)
+    state = convert_open_clip_checkpoint(SimpleNamespace(config=config), tensors(path, (SDXL_CLIP_G,)),
+                                         prefix=SDXL_CLIP_G)
+    return first, _load_strict(lambda: CLIPTextModelWithProjection(config), state, path, "the CLIP-G text encoder")

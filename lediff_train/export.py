@@ -34,13 +34,21 @@ import os
 import shutil
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from lediff_core.io.publish import write_new_folder
+from lediff_core.model.fit import meta_model
 from lediff_core.model.hdr_vae import HDRVAE
 from lediff_core.model.unet_config import LEDIFF_IN_CHANNELS, SDXL, UNetConfigError, backbone, ldm_unet_config
-from lediff_core.model.weights import FUSION_NAME, WEIGHT_NAMES, WeightError, check_keys, load_state_dict, read_json
+from lediff_core.model.weights import (
+    FUSION_NAME,
+    WEIGHT_NAMES,
+    WeightError,
+    check_keys,
+    load_state_dict,
+    read_header,
+    read_json,
+)
 
 from . import models
 from .engine import TrainingError, latest_checkpoint
@@ -181,14 +189,13 @@ def _unet(denoiser: dict) -> tuple[dict, str]:
     except UNetConfigError as e:
         raise ExportError(f"denoiser run {denoiser['run']!r}: the nodes cannot build its UNet ({e})") from e
     path = os.path.join(weights, "unet.safetensors")
-    try:
-        with safe_open(path, framework="pt") as f:
-            shapes = {k: list(f.get_slice(k).get_shape()) for k in f.keys()}
-    except Exception as e:
-        raise ExportError(f"denoiser run {denoiser['run']!r}: cannot read {path!r} ({e}); resume the run to write "
-                          "a new checkpoint") from e
-    with torch.device("meta"):  # shapes only, no memory
-        expected = {k: list(v.shape) for k, v in UNet2DConditionModel.from_config(config).state_dict().items()}
+    try:  # the header alone; then the model on the meta device (shapes only, no memory), bounded
+        shapes = {k: list(v) for k, v in read_header(path)[0].items()}
+        planned = meta_model(lambda: UNet2DConditionModel.from_config(config), len(shapes),
+                             repr(os.path.join(weights, "unet_config.json")), repr(path))
+    except WeightError as e:
+        raise ExportError(f"denoiser run {denoiser['run']!r}: {e}; resume the run to write a new checkpoint") from e
+    expected = {k: list(v.shape) for k, v in planned.state_dict().items()}
     check_keys(expected, shapes, f"trained UNet {path!r} against its unet_config.json", error=ExportError)
     bad = [k for k in expected if expected[k] != shapes[k]]
     if bad:

@@ -29,13 +29,13 @@ import os
 
 import torch
 
+from lediff_core.model.fit import check_settings, check_shapes, meta_model, shapes_of
 from lediff_core.model.fusion import ExposureFusion
-from lediff_core.model.unet_config import SD15, SDXL, UNetConfigError
+from lediff_core.model.unet_config import SD15, SDXL, UNetConfigError, unet_mismatches
 from lediff_core.model.unet_config import backbone as config_backbone
-from lediff_core.model.vae import AutoencoderKL, parse_vae_config
+from lediff_core.model.vae import AutoencoderKL, check_vae_fits, parse_vae_config
 from lediff_core.model.weights import (
     FUSION_NAME,
-    WeightError,
     _weights_in,
     check_keys,
     load_state_dict,
@@ -86,15 +86,26 @@ def scaling_factor(path: str) -> float:
     return float(parse_vae_config(vae_config(path))["scaling_factor"])
 
 
-def load_vae(path: str) -> AutoencoderKL:
-    """The MODEL's VAE (SD encoder + its decoder: SD's, or LEDiff's HDR one), strictly, float32."""
-    config = vae_config(path)
-    vae = AutoencoderKL(config)
+def _names(path: str, part: str) -> tuple[str, str]:
+    """(where the config of MODEL's ``part`` comes from, where its weights are), for messages."""
     if checkpoint.is_single_file(path):
-        vae.load_weights(checkpoint.vae_state_dict(path, config), path)
+        return f"the {part} config built from the shapes in {path!r}", repr(path)
+    folder = _part(path, part)
+    return repr(os.path.join(folder, "config.json")), repr(_weights_in(folder))
+
+
+def load_vae(path: str) -> AutoencoderKL:
+    """The MODEL's VAE (SD encoder + its decoder: SD's, or LEDiff's HDR one), strictly, float32;
+    its config is checked against its weights before it is built (``check_vae_fits``)."""
+    config = vae_config(path)
+    if checkpoint.is_single_file(path):
+        state, source = _single(path, lambda p: checkpoint.vae_state_dict(p, config)), path
     else:
-        folder = _part(path, "vae")
-        vae.load_weights(load_state_dict(_weights_in(folder)), folder)
+        source = _part(path, "vae")
+        state = load_state_dict(_weights_in(source))
+    check_vae_fits(config, shapes_of(state), *_names(path, "vae"))
+    vae = AutoencoderKL(config)
+    vae.load_weights(state, source)
     return vae
 
 
@@ -144,23 +155,24 @@ def load_unet(path: str):
             "Inpainting UNets (9) and other backbones are not supported"
         )
     if checkpoint.is_single_file(path):
-        state = checkpoint.unet_state_dict(path, config)
+        state = _single(path, lambda p: checkpoint.unet_state_dict(p, config))
     else:
         state = load_state_dict(_weights_in(folder))
-    wide = {**config, "in_channels": LEDIFF_IN_CHANNELS}
-    unet = UNet2DConditionModel.from_config(wide)
-    expected = unet.state_dict()
+    # the config against the weights before anything is built: its sizing settings, then every
+    # parameter of the model built on the meta device (lediff_core.model.fit)
+    shapes, names = shapes_of(state), _names(path, "unet")
+    check_settings(unet_mismatches(config, shapes), *names)
+    planned = meta_model(lambda: UNet2DConditionModel.from_config(config), len(shapes), *names)
+    expected = shapes_of(planned.state_dict())
     check_keys(expected.keys(), state.keys(), f"UNet weights in {folder!r} do not match its config.json",
                "expected a diffusers UNet2DConditionModel state dict (unet/diffusion_pytorch_model.safetensors)")
+    check_shapes(expected, shapes, *names)
+    unet = UNet2DConditionModel.from_config({**config, "in_channels": LEDIFF_IN_CHANNELS})
     if channels == 4:
         narrow = state["conv_in.weight"]
-        widened = torch.zeros(expected["conv_in.weight"].shape, dtype=narrow.dtype)
+        widened = torch.zeros(unet.conv_in.weight.shape, dtype=narrow.dtype)
         widened[:, :4] = narrow
         state = {**state, "conv_in.weight": widened}
-    wrong = [f"{k}: file {list(v.shape)} vs model {list(expected[k].shape)}"
-             for k, v in state.items() if v.shape != expected[k].shape]
-    if wrong:
-        raise WeightError(f"UNet weights in {folder!r} have tensors of the wrong shape: {', '.join(wrong[:5])}")
     unet.load_state_dict(state, strict=True)
     unet.train()
     return unet, channels == 4

@@ -19,7 +19,19 @@ import torch
 from safetensors.torch import save_file
 
 from ..io.publish import write_new_file
-from .weights import CONFIG_KEY, FORMAT_KEY, FUSION_PREFIX, KIND_KEY, load_denoiser, load_hdr_vae
+from .fit import check_settings, shapes_of
+from .unet_config import unet_mismatches
+from .vae import check_vae_fits
+from .weights import (
+    CONFIG_KEY,
+    FORMAT_KEY,
+    FUSION_PREFIX,
+    KIND_KEY,
+    config_name,
+    load_denoiser,
+    load_hdr_vae,
+    weights_name,
+)
 
 
 def _save(path: str, tensors: dict, kind: str, config: dict, half: bool) -> None:
@@ -35,6 +47,10 @@ def convert(folder: str, out_dir: str | None = None, name: str | None = None, ha
     name = name or os.path.basename(folder)
     unet_config, unet_sd = load_denoiser(folder)
     vae_config, vae_sd, fusion_sd = load_hdr_vae(folder)
+    # a config that does not fit its weights is refused here, not carried into the single file
+    check_settings(unet_mismatches(unet_config, shapes_of(unet_sd)), config_name(folder, "unet"),
+                   weights_name(folder, "unet"))
+    check_vae_fits(vae_config, shapes_of(vae_sd), config_name(folder, "vae"), weights_name(folder, "vae"))
     written = []
     for kind, tensors, config in (
         ("denoiser", unet_sd, unet_config),

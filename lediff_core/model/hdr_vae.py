@@ -12,10 +12,11 @@ import torch
 from torch import nn
 
 from .. import LEDiffError
+from .fit import shapes_of
 from .fusion import ExposureFusion
 from .tiling import default_overlap
 from .unet_config import SD15, SDXL
-from .vae import AutoencoderKL
+from .vae import AutoencoderKL, check_vae_fits
 
 # The latent scales of the two VAEs LEDiff runs on (their vae/config.json ``scaling_factor``): SD1.x
 # and SD2 share 0.18215; SDXL's VAE (same architecture, retrained) has 0.13025. The scale is the one
@@ -89,8 +90,14 @@ def check_backbones(made_by: dict[str, str | None], backbone: str | None, source
 
 
 class HDRVAE(nn.Module):
-    def __init__(self, vae_config: dict, vae_state_dict: dict, fusion_state_dict: dict, source: str = ""):
+    def __init__(self, vae_config: dict, vae_state_dict: dict, fusion_state_dict: dict, source: str = "",
+                 config_name: str | None = None, weights_name: str | None = None):
+        """Built only once ``vae_config`` is checked against the weights (``vae.check_vae_fits``);
+        ``config_name`` and ``weights_name`` say where they came from in its errors."""
         super().__init__()
+        model = source or "the model"
+        check_vae_fits(vae_config, shapes_of(vae_state_dict), config_name or f"the VAE config of {model}",
+                       weights_name or f"the VAE weights of {model}")
         self.vae = AutoencoderKL(vae_config)
         self.vae.load_weights(vae_state_dict, source)
         self.fusion = ExposureFusion(self.vae.config["latent_channels"])

@@ -20,6 +20,7 @@ Facts this relies on (diffusers' UNet2DConditionModel and the original SD UNet):
 from __future__ import annotations
 
 from .. import LEDiffError
+from .fit import dim, indices, mismatch
 
 LEDIFF_IN_CHANNELS = 8  # noisy latent (4) + condition latent (4), the InstructPix2Pix layout
 SD15, SDXL = "sd15", "sdxl"
@@ -206,3 +207,42 @@ def _sdxl_ldm_unet_config(config: dict, require_channels: int | None) -> dict:
         )
     out.update(num_heads=-1, num_head_channels=head_widths.pop(), adm_in_channels=adm, num_classes="sequential")
     return out
+
+
+def _like(given, weights: list):
+    """The weights' per-level values in the config's form: one number where the config gives one
+    and the weights agree at every level, else the list."""
+    return weights[0] if not isinstance(given, (list, tuple)) and len(set(weights)) == 1 else weights
+
+
+def unet_mismatches(config: dict, shapes: dict[str, tuple[int, ...]]) -> list[tuple[str, object, object]]:
+    """The settings of a diffusers UNet config that its weights (diffusers names: key -> shape, e.g.
+    a safetensors header) contradict, as (key, config value, weights value): the levels and their
+    widths, resnets and transformer blocks per level, the channels in and out, the text widths
+    (``fit.check_settings`` turns them into the error; ``fit`` describes the whole check)."""
+    found = []
+    levels = indices(shapes, "down_blocks.")
+    if levels:
+        widths = [dim(shapes, f"down_blocks.{i}.resnets.0.conv2.weight", 0) for i in levels]
+        mismatch(found, config, "block_out_channels", None if None in widths else widths)
+        layers = [len(indices(shapes, f"down_blocks.{i}.resnets.")) for i in levels]
+        mismatch(found, config, "layers_per_block", _like(config.get("layers_per_block"), layers))
+        given = config.get("transformer_layers_per_block", 1)
+        if isinstance(given, int) or (isinstance(given, (list, tuple)) and len(given) == len(levels)):
+            # per level: its down block's transformer blocks; the deepest level's also sets the mid
+            # block's; a level without attention has none to count (its setting is then unused)
+            depth = [len(indices(shapes, f"down_blocks.{i}.attentions.0.transformer_blocks.")) for i in levels]
+            depth[-1] = depth[-1] or len(indices(shapes, "mid_block.attentions.0.transformer_blocks."))
+            if isinstance(given, int):
+                counted = [d for d in depth if d]
+                mismatch(found, config, "transformer_layers_per_block", _like(given, counted) if counted else None)
+            else:
+                mismatch(found, config, "transformer_layers_per_block",
+                         [d or g for d, g in zip(depth, given, strict=True)])
+    mismatch(found, config, "in_channels", dim(shapes, "conv_in.weight", 1))
+    mismatch(found, config, "out_channels", dim(shapes, "conv_out.weight", 0))
+    cross = next((k for k in shapes if k.endswith(".attn2.to_k.weight")), None)
+    if isinstance(config.get("cross_attention_dim"), int) and cross:
+        mismatch(found, config, "cross_attention_dim", dim(shapes, cross, 1))
+    mismatch(found, config, "projection_class_embeddings_input_dim", dim(shapes, "add_embedding.linear_1.weight", 1))
+    return found

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import LEDiffError
+from .fit import check_settings, check_shapes, dim, indices, meta_model, mismatch, shapes_of
 from .tiling import decode_tiled
 from .weights import WeightError, check_keys, listing
 
@@ -31,7 +32,9 @@ __all__ = [
     "Encoder",
     "VAEConfigError",
     "WeightKeyError",
+    "check_vae_fits",
     "parse_vae_config",
+    "vae_mismatches",
 ]
 
 # diffusers builds every GroupNorm of this model with eps=1e-6 (torch's default is 1e-5).
@@ -450,6 +453,15 @@ def _layout_hint(keys: list[str]) -> str:
     return ""
 
 
+def _check_vae_keys(targets, keys: list[str], where: str) -> None:
+    check_keys(
+        targets, keys, f"VAE weights{where} do not match this AutoencoderKL config",
+        "Expected a diffusers AutoencoderKL state dict (vae/diffusion_pytorch_model.safetensors) built for "
+        "the same vae/config.json." + _layout_hint([k for k in keys if k not in targets]),
+        error=WeightKeyError,
+    )
+
+
 class AutoencoderKL(nn.Module):
     """The Stable Diffusion KL autoencoder, laid out like diffusers' ``AutoencoderKL``."""
 
@@ -562,12 +574,7 @@ class AutoencoderKL(nn.Module):
                 key = new
             renamed[key] = value
 
-        check_keys(
-            targets, [*renamed, *clashes], f"VAE weights{where} do not match this AutoencoderKL config",
-            "Expected a diffusers AutoencoderKL state dict (vae/diffusion_pytorch_model.safetensors) built for "
-            "the same vae/config.json." + _layout_hint([k for k in [*renamed, *clashes] if k not in targets]),
-            error=WeightKeyError,
-        )
+        _check_vae_keys(targets, [*renamed, *clashes], where)
 
         wrong = []
         for key, target in targets.items():
@@ -585,3 +592,37 @@ class AutoencoderKL(nn.Module):
         with torch.no_grad():
             for key, target in targets.items():
                 target.copy_(renamed[key])  # state_dict() tensors share storage with the parameters
+
+
+def vae_mismatches(config: Mapping, shapes: Mapping[str, tuple[int, ...]]) -> list[tuple[str, object, object]]:
+    """The settings of a VAE config that its weights (diffusers names: key -> shape) contradict, as
+    (key, config value, weights value): levels and widths, resnets per level, channels in, out and
+    latent (``fit.check_settings`` turns them into the error)."""
+    found = []
+    levels = indices(shapes, "encoder.down_blocks.")
+    if levels:
+        widths = [dim(shapes, f"encoder.down_blocks.{i}.resnets.0.conv2.weight", 0) for i in levels]
+        mismatch(found, config, "block_out_channels", None if None in widths else widths)
+        mismatch(found, config, "layers_per_block", len(indices(shapes, "encoder.down_blocks.0.resnets.")))
+    mismatch(found, config, "in_channels", dim(shapes, "encoder.conv_in.weight", 1))
+    mismatch(found, config, "latent_channels", dim(shapes, "decoder.conv_in.weight", 1))
+    mismatch(found, config, "out_channels", dim(shapes, "decoder.conv_out.weight", 0))
+    return found
+
+
+def check_vae_fits(config: Mapping, shapes: Mapping[str, tuple[int, ...]], config_name: str, weights_name: str) -> None:
+    """The AutoencoderKL that ``config`` builds must hold exactly the weights' keys and shapes
+    (``shapes``: diffusers names, pre-0.14 attention names allowed), checked before it is built
+    (``fit``): the settings that size it, then every parameter of it built on the meta device."""
+    check_settings(vae_mismatches(config, shapes), config_name, weights_name)
+    model = meta_model(lambda: AutoencoderKL(config), len(shapes), config_name, weights_name)
+    attention = {name for name, m in model.named_modules() if isinstance(m, Attention)}
+    current = {}
+    for key, shape in shapes.items():
+        m = _DEPRECATED_KEY.match(key)
+        if m and m["path"] in attention:
+            key = f"{m['path']}.{_DEPRECATED_ATTENTION[m['old']]}.{m['kind']}"
+        current[key] = shape
+    expected = shapes_of(model.state_dict())
+    _check_vae_keys(expected, list(current), f" in {weights_name}")  # names the layout of foreign files
+    check_shapes(expected, current, config_name, weights_name)

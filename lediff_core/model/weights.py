@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import zipfile
 
 import torch
 from safetensors import safe_open
@@ -37,15 +38,77 @@ class WeightError(LEDiffError, ValueError):
     """Weights that cannot be loaded as asked; the message names the file and the fix."""
 
 
+# The safetensors library's own ceiling on a header (it refuses larger ones): a header is a JSON table
+# of names, dtypes, shapes and offsets, a few hundred kilobytes for the largest checkpoints.
+MAX_HEADER_BYTES = 100_000_000
+
+
+def read_header(path: str) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
+    """({tensor name: shape}, metadata) from a .safetensors header alone (8-byte length + JSON; no
+    tensor is read), refusing by name a header that lies about the file.
+
+    The length is checked here against the file's size before anything is read. The safetensors
+    library (tests/test_config_fit.py checks it of the installed version) then refuses, before
+    allocating, offsets outside the file, tensors whose dtype x shape is not their byte span, gaps,
+    overlaps and trailing bytes, and shapes whose size overflows: its message is kept, with the file."""
+    fix = "the file is truncated, damaged or not a safetensors file: re-download it"
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(8)
+    except OSError as e:
+        raise WeightError(f"cannot read {path!r} ({e})") from e
+    if len(head) < 8:
+        raise WeightError(f"{path!r} is {size} bytes, shorter than a safetensors header's length field: {fix}")
+    length = int.from_bytes(head, "little")
+    if length > size - 8 or length > MAX_HEADER_BYTES:
+        limit = "the file's" if length > size - 8 else "the safetensors limit of"
+        raise WeightError(f"{path!r} claims a {length}-byte header, beyond {limit} "
+                          f"{min(size - 8, MAX_HEADER_BYTES)} bytes: {fix}")
+    try:
+        with safe_open(path, framework="pt") as f:
+            return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}, f.metadata() or {}
+    except Exception as e:
+        raise WeightError(f"{path!r} has an invalid safetensors header ({e}): {fix}") from e
+
+
+def _check_torch_archive(path: str) -> None:
+    """A torch.save zip (PyTorch 1.6+) unpacks to at most its own size: torch.save stores entries
+    uncompressed, and PyTorch's reader would inflate deflated ones (a 200 KB file to 200 MB)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            unpacked = sum(info.file_size for info in archive.infolist())
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # not a zip: PyTorch's legacy format (or no torch file), which torch.load reads or refuses
+    size = os.path.getsize(path)
+    if unpacked > size:
+        raise WeightError(f"{path!r} unpacks to {unpacked} bytes from a {size}-byte file (torch.save stores its "
+                          "entries uncompressed): a compressed archive is refused before loading; re-download the "
+                          "file, or convert trusted weights to .safetensors")
+
+
+def _check_views(sd: dict[str, torch.Tensor], path: str) -> None:
+    """No tensor may claim more elements than its stored bytes hold (a stride-0 "expanded" tensor
+    from a 1 KB file can claim 10^10 elements, which loading it into a model would allocate)."""
+    for key, t in sd.items():
+        if t.numel() * t.element_size() > t.untyped_storage().nbytes():
+            raise WeightError(f"{path!r}: tensor {key!r} claims {list(t.shape)} ({t.numel() * t.element_size()} "
+                              f"bytes) over {t.untyped_storage().nbytes()} stored bytes (a broadcast view): "
+                              "re-download the file")
+
+
 def load_state_dict(path: str) -> dict[str, torch.Tensor]:
-    """A flat {name: tensor} dict from .safetensors, or from .bin/.pth/.pt with weights_only=True."""
+    """A flat {name: tensor} dict from .safetensors, or from .bin/.pth/.pt with weights_only=True,
+    holding no more than the file's bytes (``read_header``, ``_check_torch_archive``, ``_check_views``)."""
     if not os.path.isfile(path):
         raise WeightError(f"weight file {path!r} does not exist")
     if path.endswith(".safetensors"):
+        read_header(path)
         try:
             return load_file(path, device="cpu")
         except Exception as e:
             raise WeightError(f"cannot read {path!r} as safetensors ({e}); re-download the file") from e
+    _check_torch_archive(path)
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
@@ -58,6 +121,7 @@ def load_state_dict(path: str) -> dict[str, torch.Tensor]:
         raise WeightError(f"cannot read {path!r} as a torch weight file ({e}); re-download it") from e
     if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
         raise WeightError(f"{path!r} does not hold a flat state dict of tensors")
+    _check_views(sd, path)
     return sd
 
 
@@ -164,17 +228,39 @@ def identify_foreign_file(f, name: str) -> str:
 def read_single_file_header(path: str) -> tuple[str, dict]:
     """(kind, config) from the metadata of a converted single-file .safetensors; any other file is
     an error saying what it is and where it belongs (``identify_foreign_file``)."""
+    _, meta = read_header(path)
+    kind = meta.get(KIND_KEY)
+    if kind not in SINGLE_FILE_KINDS or CONFIG_KEY not in meta:
+        try:
+            with safe_open(path, framework="pt") as f:
+                message = identify_foreign_file(f, os.path.basename(path))
+        except Exception as e:
+            raise WeightError(f"cannot read {path!r} as safetensors ({e})") from e
+        raise WeightError(message)
     try:
-        with safe_open(path, framework="pt") as f:
-            meta = f.metadata() or {}
-            kind = meta.get(KIND_KEY)
-            if kind not in SINGLE_FILE_KINDS or CONFIG_KEY not in meta:
-                raise WeightError(identify_foreign_file(f, os.path.basename(path)))
-    except WeightError:
-        raise
-    except Exception as e:
-        raise WeightError(f"cannot read {path!r} as safetensors ({e})") from e
-    return kind, json.loads(meta[CONFIG_KEY])
+        config = json.loads(meta[CONFIG_KEY])
+    except ValueError as e:
+        raise WeightError(f"{config_name(path, kind)} is not JSON ({e}): re-convert the model") from e
+    if not isinstance(config, dict):
+        raise WeightError(f"{config_name(path, kind)} is not a JSON object: re-convert the model")
+    return kind, config
+
+
+def config_name(path: str, part: str) -> str:
+    """Where the config of a model's ``part`` (unet/vae, or a single file's kind) is, for messages:
+    the folder's ``<part>/config.json``, or the single file's metadata."""
+    if os.path.isfile(path):
+        return f"the config in {path!r} (its {CONFIG_KEY} metadata, from the download's config.json)"
+    return repr(os.path.join(path, part, "config.json"))
+
+
+def weights_name(path: str, part: str) -> str:
+    """Where the weights of a model's ``part`` are, for messages (``config_name``'s counterpart)."""
+    if os.path.isfile(path):
+        return repr(path)
+    folder = os.path.join(path, part)
+    return repr(next((os.path.join(folder, n) for n in WEIGHT_NAMES if os.path.isfile(os.path.join(folder, n))),
+                     folder))
 
 
 def _single_file(path: str, want: str) -> tuple[dict, dict]:

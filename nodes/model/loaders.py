@@ -6,7 +6,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ...lediff_core.model.hdr_vae import HDRVAE
-from ...lediff_core.model.weights import load_denoiser, load_hdr_vae
+from ...lediff_core.model.weights import config_name, load_denoiser, load_hdr_vae, weights_name
 from .hdr import HDR_VAE
 from .runtime import HDRVAEModel, build_comfy_vae, build_denoiser, model_names, model_path
 
@@ -40,7 +40,8 @@ class LoadHDRVAE(io.ComfyNode):
     def execute(cls, model_name) -> io.NodeOutput:
         path = model_path(model_name)
         config, vae_sd, fusion_sd = load_hdr_vae(path)
-        core = HDRVAE(config, vae_sd, fusion_sd, source=model_name)
+        core = HDRVAE(config, vae_sd, fusion_sd, source=model_name, config_name=config_name(path, "vae"),
+                      weights_name=weights_name(path, "vae"))
         return io.NodeOutput(HDRVAEModel(core, model_name), build_comfy_vae(config, vae_sd, model_name))
 
 
@@ -60,8 +61,10 @@ class LoadDenoiser(io.ComfyNode):
 
     @classmethod
     def execute(cls, model_name) -> io.NodeOutput:
-        config, sd = load_denoiser(model_path(model_name))
-        return io.NodeOutput(build_denoiser(config, sd, model_name))
+        path = model_path(model_name)
+        config, sd = load_denoiser(path)
+        return io.NodeOutput(build_denoiser(config, sd, model_name, config_name(path, "unet"),
+                                            weights_name(path, "unet")))
 
 
 NODES = [LoadHDRVAE, LoadDenoiser]

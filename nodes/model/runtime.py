@@ -13,6 +13,7 @@ import comfy.utils
 import folder_paths
 import torch
 
+from ...lediff_core.model.fit import check_settings, check_shapes, meta_model, shapes_of
 from ...lediff_core.model.hdr_vae import (
     BACKBONE_NAMES,
     HDRVAE,
@@ -22,7 +23,7 @@ from ...lediff_core.model.hdr_vae import (
     vae_backbone,
 )
 from ...lediff_core.model.tiling import default_overlap, tile_count
-from ...lediff_core.model.unet_config import SDXL, backbone, ldm_unet_config
+from ...lediff_core.model.unet_config import SDXL, backbone, ldm_unet_config, unet_mismatches
 from ...lediff_core.model.weights import WeightError, check_keys, list_models, resolve_model
 from .memory import run_tiled
 
@@ -37,15 +38,23 @@ def model_path(name: str) -> str:
     return resolve_model(folder_paths.get_folder_paths(FOLDER), name)
 
 
-def build_denoiser(config: dict, diffusers_sd: dict, source: str) -> comfy.model_patcher.ModelPatcher:
+def build_denoiser(config: dict, diffusers_sd: dict, source: str, config_name: str | None = None,
+                   weights_name: str | None = None) -> comfy.model_patcher.ModelPatcher:
     """An 8-channel SD1.x or SDXL UNet from its diffusers config and weights, as a ComfyUI MODEL.
 
     The backbone is read from the config (``unet_config.backbone``): SD1.x becomes ComfyUI's
     ``SD15_instructpix2pix``, SDXL its ``SDXL_instructpix2pix`` (the CosXL Edit type: pooled text and
     size/crop conditioning through ``encode_adm``). ComfyUI has no diffusers-format detection entry
     for 8-channel UNets of other widths, so the model is built from the config: keys are converted
-    with ComfyUI's own diffusers-to-ldm map and checked exactly.
+    with ComfyUI's own diffusers-to-ldm map and checked exactly. The config is checked against the
+    weights before the model is built (``lediff_core.model.fit``: its sizing settings, then every
+    parameter of the model built on the meta device); ``config_name`` and ``weights_name`` say where
+    they came from in its errors.
     """
+    config_name = config_name or f"the unet config of {source}"
+    weights_name = weights_name or f"the unet weights of {source}"
+    shapes = shapes_of(diffusers_sd)
+    check_settings(unet_mismatches(config, shapes), config_name, weights_name)
     unet_config = ldm_unet_config(config)
     model_config = _denoiser_model_config(backbone(config), unet_config)
     load_device, offload_device = mm.get_torch_device(), mm.unet_offload_device()
@@ -55,12 +64,14 @@ def build_denoiser(config: dict, diffusers_sd: dict, source: str) -> comfy.model
                           weight_dtype=weight_dtype)
     model_config.set_inference_dtype(dtype, mm.unet_manual_cast(dtype, load_device,
                                                                  model_config.supported_inference_dtypes))
-    model = model_config.get_model({}, "")
-    model_keys = set(model.diffusion_model.state_dict())
-    key_map = _diffusers_key_map(model_config.unet_config, model_keys)
-    check_keys(model_keys, key_map.values(), f"bracket denoiser {source} (key conversion)")
+    planned = meta_model(lambda: model_config.get_model({}, ""), len(shapes), config_name, weights_name)
+    model_shapes = shapes_of(planned.diffusion_model.state_dict())
+    key_map = _diffusers_key_map(model_config.unet_config, set(model_shapes))
+    check_keys(model_shapes, key_map.values(), f"bracket denoiser {source} (key conversion)")
     check_keys(key_map.keys(), diffusers_sd.keys(), f"bracket denoiser {source}",
                "The unet/ weights do not match unet/config.json; re-download the model")
+    check_shapes({d: model_shapes[ldm] for d, ldm in key_map.items()}, shapes, config_name, weights_name)
+    model = model_config.get_model({}, "")
     try:
         model.load_model_weights({key_map[k]: v for k, v in diffusers_sd.items()}, "")
     except RuntimeError as e:  # shape mismatches
