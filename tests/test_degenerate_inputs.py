@@ -35,7 +35,8 @@ WIDGETS = {"steps": 1, "size": 32, "panel_width": 64, "model_name": MODEL}
 VALID = {"IMAGE": "1,16,16,3", "MASK": "1,16,16,3", "LATENT": "1,4,8,8"}
 CASES = {  # label: (shape, fill)
     "IMAGE": {"0x0": ("1,0,0,3", "random"), "0 wide": ("1,16,0,3", "random"), "empty batch": ("0,16,16,3", "random"),
-              "1x1": ("1,1,1,3", "random"), "NaN": ("1,16,16,3", "nan"), "Inf": ("1,16,16,3", "inf")},
+              "1x1": ("1,1,1,3", "random"), "1 channel": ("1,16,16,1", "random"),
+              "2 channels": ("1,16,16,2", "random"), "NaN": ("1,16,16,3", "nan"), "Inf": ("1,16,16,3", "inf")},
     "MASK": {"0x0": ("1,0,0,3", "random"), "empty batch": ("0,16,16,3", "random")},
     "LATENT": {"0x0": ("1,4,0,0", "random"), "empty batch": ("0,4,8,8", "random"), "1x1": ("1,4,1,1", "random")},
 }
@@ -138,8 +139,12 @@ def test_every_node_gives_a_clear_error_or_a_result_for_degenerate_sizes(sweep_h
         except GraphError as exc:
             err = _error(exc)
             message, kind = err["exception_message"], err["exception_type"]
-            named = ("NaN" in message and re.search(r"\d+", message)) if fill != "random" else (
-                name in message and SIZE_ERROR.search(message))
+            if fill != "random":
+                named = "NaN" in message and re.search(r"\d+", message)
+            elif "channel" in label:
+                named = name in message and re.search(r"\d channel.*at least 3", message)
+            else:
+                named = name in message and SIZE_ERROR.search(message)
             clear = kind.rsplit(".", 1)[-1] in ("ValueError", "ImageSizeError", "LatentError") and named
             if not clear:
                 raw.append(f"{nid}.{name} [{label} {shape}]: {kind}: {message.strip().splitlines()[-1][:200]}")
@@ -217,3 +222,26 @@ def test_metric_minimum_sizes_are_named_before_the_metric_runs(sweep_host, tmp_p
     g["1"]["inputs"]["shape"] = g["2"]["inputs"]["shape"] = "1,11,11,3"
     score = sweep_host.run(g)["3"]["text"][0]
     assert score.startswith("pu21_ssim = "), score
+
+
+@pytest.mark.parametrize("shape, size", [("1,0,0,3", "0x0"), ("1,4,4,3", "4x4"), ("1,9,7,3", "7x9"),
+                                         ("0,16,16,3", None)])
+def test_vae_encode_through_the_hdr_vae_names_the_8_pixel_minimum(sweep_host, tmp_path, shape, size):
+    """Core's VAE Encode with Load HDR VAE's ``vae`` (the pack's PhotoVAE): a picture under one
+    latent pixel would make a 0x0 latent, or fail in the encoder's first convolution."""
+    sweep_host.use_folders(tmp_path)
+    g = {**_providers(),
+         "1": {"class_type": SOURCE, "inputs": {"shape": shape, "fill": "random", "seed": 0}},
+         "2": {"class_type": "VAEEncode", "inputs": {"pixels": ["1", 0], "vae": ["91", 1]}},
+         "3": {"class_type": "PreviewAny", "inputs": {"source": ["2", 0]}}}
+    with pytest.raises(GraphError) as caught:
+        sweep_host.run(g)
+    message = _error(caught.value)["exception_message"]
+    if size is None:
+        assert message.startswith("pixels is an empty batch (no images); at least 1 image of at least 8x8"), message
+    else:
+        assert message.startswith(f"pixels is {size} pixels (width x height); at least 8x8 is needed by VAE Encode "
+                                  "(one latent pixel is 8x8 pixels)"), message
+    g["1"]["inputs"]["shape"] = "1,8,8,3"  # the minimum itself encodes, to one latent pixel
+    latent = sweep_host.run(g)["3"]["text"][0]
+    assert len(re.findall(r"-?\d+\.\d+", latent)) == 4, latent  # 4 channels x 1 x 1

@@ -35,12 +35,12 @@ class ImageSizeError(ValueError):
 
 
 def check_image_size(pixels, name: str = "image", min_size: int = 1, batched: bool = True,
-                     why: str = "") -> None:
-    """Refuse an empty batch or a picture under ``min_size`` x ``min_size`` pixels, before any
-    library sees it (they fail with ``aminmax(): cannot compute``, ``division by zero`` or
-    ``index 0 is out of bounds``, naming nothing). ``pixels``: ComfyUI's IMAGE [B, H, W, C] or
-    MASK [B, H, W] (``batched``), or one image [H, W(, C)] (torch or numpy). ``why``: what the
-    minimum comes from, for the message."""
+                     why: str = "", channels: int = 3) -> None:
+    """Refuse an empty batch, a picture under ``min_size`` x ``min_size`` pixels or one with fewer
+    than ``channels`` colour channels, before any library sees it (they fail with ``aminmax():
+    cannot compute``, ``division by zero``, ``index 0 is out of bounds`` or a broadcasting error,
+    naming nothing). ``pixels``: ComfyUI's IMAGE [B, H, W, C] or MASK [B, H, W] (``batched``), or
+    one image [H, W(, C)] (torch or numpy). ``why``: what the minimum comes from, for the message."""
     shape = tuple(pixels.shape)
     if batched:
         if len(shape) not in (3, 4):
@@ -60,6 +60,10 @@ def check_image_size(pixels, name: str = "image", min_size: int = 1, batched: bo
             f"{name} is {w}x{h} pixels (width x height); at least {min_size}x{min_size} is needed{why}. The node "
             "that made it gave an empty or tiny picture (e.g. a crop outside the image, a scale near 0): check its "
             "size settings, or resize the image")
+    if len(shape) == 3 and shape[2] < channels:
+        raise ImageSizeError(
+            f"{name} has {shape[2]} channel(s); at least {channels} (RGB) are needed. ComfyUI's IMAGE is RGB or "
+            "RGBA: turn a mask or a one-channel picture into one with core's Convert Mask to Image")
 
 
 def nonfinite_pixels(rgb: torch.Tensor) -> torch.Tensor:
