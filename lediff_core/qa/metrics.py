@@ -263,8 +263,8 @@ def compute_metric(
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
-    for name, image in (("test", test), ("reference", reference)):
-        check_image_size(image, name, MIN_SIZE[metric], batched=False, why=MIN_SIZE_WHY.get(metric, ""))
+    for name, image in (("test", test), ("reference", reference)):  # the layout: _check_pair
+        check_image_size(image, name, MIN_SIZE[metric], batched=False, why=MIN_SIZE_WHY.get(metric, ""), channels=0)
     t, r, note = to_display(test, reference, scaling)
     if metric == "pu21_psnr":
         score, dmap = pu21_psnr(t, r)
