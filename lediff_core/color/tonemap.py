@@ -1,14 +1,16 @@
 """Tone mapping of linear HDR to display-referred sRGB in 0..1 (for previews and LDR nodes).
 
 The input is never modified; clipping happens only in the display-referred result, which is the
-point of tone mapping.
+point of tone mapping. NaN/Inf pixels are not hidden: they are painted ``NONFINITE_RGB`` (cyan) in
+the result and left out of the automatic exposure, so one bad pixel neither vanishes into the
+curve nor blanks the whole picture; the nodes log how many there were.
 """
 
 from __future__ import annotations
 
 import torch
 
-from . import linear_to_srgb, luminance
+from . import NONFINITE_RGB, linear_to_srgb, luminance, nonfinite_pixels
 
 OPERATORS = ("aces", "reinhard", "clip")
 
@@ -19,11 +21,11 @@ AUTO_EXPOSURE_KEY = 0.18
 def auto_exposure_stops(rgb: torch.Tensor) -> torch.Tensor:
     """Per-image exposure (stops) that maps the log-average luminance to middle grey.
 
-    Returns a tensor of shape [B] for an input [B, H, W, C]. Non-positive pixels are ignored;
-    an all-black image gets 0 stops.
+    Returns a tensor of shape [B] for an input [B, H, W, C]. Non-positive and NaN/Inf pixels are
+    ignored; an image without a positive finite pixel gets 0 stops.
     """
     y = luminance(rgb.float())[..., 0].flatten(1)
-    positive = y > 0
+    positive = (y > 0) & torch.isfinite(y)
     logs = torch.where(positive, torch.log2(y.clamp_min(1e-30)), torch.zeros_like(y))
     count = positive.sum(dim=1)
     mean_log = logs.sum(dim=1) / count.clamp_min(1)
@@ -58,11 +60,13 @@ def tone_map(
     """Linear HDR [B, H, W, C>=3] -> sRGB-encoded [B, H, W, 3] in 0..1.
 
     ``exposure`` is in stops (a factor 2**exposure); with ``auto_exposure`` it is added to the
-    automatic exposure of each image.
+    automatic exposure of each image. Pixels with a NaN or Inf channel come out ``NONFINITE_RGB``.
     """
     if operator not in OPERATORS:
         raise ValueError(f"unknown tone mapping operator {operator!r}; choose one of {OPERATORS}")
     x = rgb[..., :3].float()
+    bad = nonfinite_pixels(x)[..., None]
+    x = torch.where(bad, torch.zeros_like(x), x)
     stops = torch.full((x.shape[0],), float(exposure))
     if auto_exposure:
         stops = stops + auto_exposure_stops(x)
@@ -73,7 +77,8 @@ def tone_map(
         display = reinhard(x, white)
     else:
         display = x.clamp(0, 1)
-    return linear_to_srgb(display).clamp(0, 1)
+    marker = torch.tensor(NONFINITE_RGB, dtype=display.dtype, device=display.device)
+    return torch.where(bad, marker, linear_to_srgb(display).clamp(0, 1))
 
 
 def thumbnail(rgb: torch.Tensor, max_side: int = 256) -> torch.Tensor:

@@ -30,6 +30,9 @@ class LatentError(LEDiffError, ValueError):
 
 
 def check_latent(samples: torch.Tensor, name: str = "latent", channels: int = 4) -> None:
+    """A latent LEDiff can fuse, decode or bracket: [batch >= 1, ``channels``, h >= 1, w >= 1],
+    finite. Checked before any library call (a 0x0 latent otherwise fails deep in a convolution,
+    an empty batch in ``torch.cat``)."""
     if samples.ndim != 4:
         raise LatentError(
             f"{name}: expected an image latent [batch, {channels}, height/8, width/8], got shape "
@@ -40,6 +43,18 @@ def check_latent(samples: torch.Tensor, name: str = "latent", channels: int = 4)
             f"{name} has {samples.shape[1]} channels; LEDiff works on Stable Diffusion 1.x and SDXL "
             f"latents with {channels} (SD3/Flux latents cannot be used: decode them to an image and "
             "encode it with the HDR VAE's vae output instead)"
+        )
+    b, _, h, w = samples.shape
+    if b == 0:
+        raise LatentError(
+            f"{name} is an empty batch (no latents); at least 1 latent of at least 1x1 latent pixels is needed. "
+            "The node that made it kept nothing (e.g. a batch selection that matched no item): check its settings"
+        )
+    if h < 1 or w < 1:
+        raise LatentError(
+            f"{name} is {w}x{h} latent pixels (width x height); at least 1x1 is needed (an image of at least 8x8 "
+            "pixels for Stable Diffusion's VAE). The node that made it gave an empty latent (e.g. a crop or an "
+            "upscale to 0): check its size settings"
         )
     bad = (~torch.isfinite(samples)).sum().item()
     if bad:

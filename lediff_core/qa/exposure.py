@@ -2,7 +2,8 @@
 record it (multiply by 2^EV, clip at 1 = SDR white, sRGB transfer function), side by side with a
 label, optionally with the clipped pixels of the LDR input outlined so the recovered highlights
 stand out. The strip is a picture for people: its panels are clipped and 8-bit on purpose; the HDR
-data it is made from is not touched."""
+data it is made from is not touched. NaN/Inf pixels are painted ``NONFINITE_RGB`` (cyan) on every
+panel rather than clipped into a plausible colour: an HDR tool must not hide them."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..color import linear_to_srgb
+from ..color import NONFINITE_RGB, check_image_size, linear_to_srgb, nonfinite_pixels
 from .render import label_band
 
 OUTLINE_RGB = (1.0, 0.0, 1.0)  # magenta: no natural scene colour hides it
@@ -67,11 +68,17 @@ def exposure_strip(
     ``ldr`` (HxWx3 display-encoded, any size: resized to the image) outlines its clipped pixels.
     ``panel_width`` scales each panel to that width (0 keeps the image's own width).
     """
+    check_image_size(image, "image", batched=False)
+    if ldr is not None:
+        check_image_size(ldr, "ldr", batched=False)
     img = image[..., :3].float().cpu()
+    bad = nonfinite_pixels(img)
+    img = torch.where(bad[..., None], torch.zeros_like(img), img)  # a NaN would spread when resizing
     h, w = img.shape[:2]
     if panel_width and panel_width != w:
         ph = max(1, round(h * panel_width / w))
         img, h, w = _resize(img, ph, panel_width, "area"), ph, panel_width
+        bad = _resize(bad.float()[..., None], h, w, "area")[..., 0] > 0  # any bad pixel marks its panel pixel
     edge = None
     if ldr is not None:
         # mask at the LDR's own resolution, then any clipped pixel in a panel pixel marks it
@@ -81,7 +88,7 @@ def exposure_strip(
     label_h = max(18, round(w / 16))
     panels = []
     for ev in evs:
-        p = camera_view(img, ev)
+        p = torch.where(bad[..., None], torch.tensor(NONFINITE_RGB), camera_view(img, ev))
         if edge is not None:
             p = torch.where(edge[..., None], torch.tensor(OUTLINE_RGB), p)
         band = torch.from_numpy(label_band(w, label_h, f"{ev:+g} EV", round(label_h * 0.7)))

@@ -44,7 +44,7 @@ import torch
 from scipy.ndimage import correlate1d
 
 from .. import LEDiffError
-from ..color import REC709_LUMA
+from ..color import REC709_LUMA, check_image_size
 from .pu21 import PU21_PEAK, pu21_encode
 
 METRICS = ("pu21_psnr", "pu21_ssim", "hdr_flip", "cvvdp")
@@ -61,6 +61,13 @@ SSIM_SIGMA = 1.5
 SSIM_RADIUS = 5  # 11x11 window (what skimage's truncate=3.5 gives for sigma 1.5)
 SSIM_K1 = 0.01
 SSIM_K2 = 0.03
+
+# The smallest image (pixels on each side) a metric can score, and why: SSIM's mean is over the
+# pixels whose whole window fits; ColorVideoVDP's Laplacian pyramid fails on a single pixel
+# (measured with cvvdp 0.5: 1x1 raises IndexError, 2x2 scores).
+MIN_SIZE = {"pu21_psnr": 1, "pu21_ssim": 2 * SSIM_RADIUS + 1, "hdr_flip": 1, "cvvdp": 2}
+MIN_SIZE_WHY = {"pu21_ssim": f" by pu21_ssim (its {2 * SSIM_RADIUS + 1}x{2 * SSIM_RADIUS + 1} window must fit)",
+                "cvvdp": " by cvvdp (its pyramid needs 2 pixels)"}
 
 INSTALL_HINTS = {
     "hdr_flip": "pip install flip-evaluator  (or: pip install -r requirements.txt in the pack's folder)",
@@ -172,8 +179,7 @@ def ssim(test: np.ndarray, reference: np.ndarray, data_range: float) -> tuple[fl
     whose whole window lies inside the image, map = the full SSIM map (reflected borders)."""
     x = np.asarray(test, dtype=np.float64)
     y = np.asarray(reference, dtype=np.float64)
-    if min(x.shape) <= 2 * SSIM_RADIUS:
-        raise ValueError(f"SSIM needs images larger than {2 * SSIM_RADIUS + 1} pixels on each side")
+    check_image_size(x, "test", MIN_SIZE["pu21_ssim"], batched=False, why=MIN_SIZE_WHY["pu21_ssim"])
     g = _gaussian_window()
     mx, my = _gaussian_blur(x, g), _gaussian_blur(y, g)
     vx = _gaussian_blur(x * x, g) - mx * mx
@@ -258,6 +264,8 @@ def compute_metric(
     """
     if metric not in METRICS:
         raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+    for name, image in (("test", test), ("reference", reference)):  # the layout: _check_pair
+        check_image_size(image, name, MIN_SIZE[metric], batched=False, why=MIN_SIZE_WHY.get(metric, ""), channels=0)
     t, r, note = to_display(test, reference, scaling)
     if metric == "pu21_psnr":
         score, dmap = pu21_psnr(t, r)

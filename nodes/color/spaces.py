@@ -6,6 +6,7 @@ import logging
 
 from comfy_api.latest import io
 
+from ...lediff_core.color import check_image_size
 from ...lediff_core.color.ocio import WORKING_SPACE
 from ...lediff_core.color.spaces import COLOR_SPACES, HLG_SPACE, convert_image
 
@@ -53,6 +54,7 @@ class ColorSpace(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, source, target, reference_white=1.0) -> io.NodeOutput:
+        check_image_size(image, "image")
         out, notes = convert_image(image, source, target, reference_white)
         pixels = image.shape[0] * image.shape[1] * image.shape[2]
         for note in notes:

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import logging
+
 from comfy_api.latest import io
 
+from ...lediff_core.color import check_image_size, nonfinite_warning
 from ...lediff_core.color.tonemap import OPERATORS, tone_map
+
+log = logging.getLogger("lediff")
 
 
 class ToneMap(io.ComfyNode):
@@ -38,11 +43,15 @@ class ToneMap(io.ComfyNode):
                     "(useful for LEDiff's arbitrary-scale output).",
                 ),
             ],
-            outputs=[io.Image.Output("image", tooltip="sRGB-encoded image in 0..1.")],
+            outputs=[io.Image.Output("image", tooltip="sRGB-encoded image in 0..1. NaN/Inf pixels of the "
+                                     "input are painted cyan (0, 1, 1), and the log says how many.")],
         )
 
     @classmethod
     def execute(cls, image, operator, exposure, white, auto_exposure) -> io.NodeOutput:
+        check_image_size(image, "image")
+        if note := nonfinite_warning(image):
+            log.warning("Tone Map: %s", note)
         return io.NodeOutput(tone_map(image, operator, exposure, white, auto_exposure).to(image.device))
 
 

@@ -25,6 +25,7 @@ import node_helpers
 import torch
 from comfy_api.latest import io
 
+from ...lediff_core.color import check_image_size
 from ...lediff_core.model.hdr_vae import LatentError, check_latent
 from ...lediff_core.model.tiling import blend_tiles, default_overlap
 from ...lediff_core.model.unet_config import LEDIFF_IN_CHANNELS, SD15, SDXL, SDXL_TIME_EMBED_DIM, SDXL_TIME_IDS
@@ -245,6 +246,8 @@ def run_brackets(model, positive, negative, latent, seed, steps, cfg, sampler_na
     if int(chunk_frames) < 1:
         raise ValueError(f"chunk_frames must be at least 1, got {chunk_frames}")
     _check_input_latent(model, family, latent)
+    if motion is not None:
+        check_image_size(motion, "motion")
     _check_conditioning(model, family, positive, negative)
     samples = latent["samples"]
     scale = model.model.latent_format.spacial_downscale_ratio

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 import comfy.model_management as mm
 import torch
 from comfy_api.latest import io
 
+from ...lediff_core.color import check_finite, check_image_size, nonfinite_warning
 from ...lediff_core.color.tonemap import tone_map
 from ...lediff_core.model.blend import PRESETS, anchor_exposure, blend_with_ldr
 from ...lediff_core.video import FRAMES
@@ -14,6 +17,7 @@ from .brackets import BACKBONE_KEY
 from .runtime import PRECISION_EXACT, PRECISIONS
 
 HDR_VAE = io.Custom("LEDIFF_HDR_VAE")
+log = logging.getLogger("lediff")
 
 PRECISION_TOOLTIP = (
     "float32 (exact): the decoder and exp() compute in float32 whatever ComfyUI's VAE dtype is. "
@@ -112,6 +116,8 @@ class HDRDecode(io.ComfyNode):
     def execute(cls, hdr_vae, latent, wrap_x=False, tile_size=0, precision=PRECISION_EXACT) -> io.NodeOutput:
         hdr_vae.check_made_by({"latent": latent.get(BACKBONE_KEY)})
         hdr = hdr_vae.decode(latent["samples"], wrap_x, tile_size, precision)
+        if note := nonfinite_warning(hdr, "decoded image"):  # exp() overflowed: the decoder's output passed 88.7
+            log.warning("HDR Decode: %s", note)
         return io.NodeOutput(hdr, tone_map(hdr, "aces", auto_exposure=True))
 
 
@@ -162,6 +168,10 @@ class BlendLDR(io.ComfyNode):
     @classmethod
     def execute(cls, ldr, hdr, preset, anchor, percentile, value, frames="independent") -> io.NodeOutput:
         shot = frames == "video"
+        for name, pixels in (("ldr", ldr), ("hdr", hdr)):
+            check_image_size(pixels, name)
+            # the LDR fit and the anchor would use them, and the blend would hide those under the LDR
+            check_finite(pixels, name, "the fit to the LDR and the exposure anchor would use them")
         hdr = hdr[..., :3].float()
         ldr = _match_ldr(ldr[..., :3].float().to(hdr.device), hdr)
         if shot:

@@ -13,6 +13,7 @@ import comfy.utils
 import folder_paths
 import torch
 
+from ...lediff_core.color import check_image_size
 from ...lediff_core.model.fit import check_settings, check_shapes, meta_model, shapes_of
 from ...lediff_core.model.hdr_vae import (
     BACKBONE_NAMES,
@@ -160,6 +161,7 @@ class PhotoVAE(comfy.sd.VAE):
 
     def encode(self, pixel_samples):
         f = self.spacial_compression_encode()
+        check_image_size(pixel_samples, "pixels", f, why=f" by VAE Encode (one latent pixel is {f}x{f} pixels)")
         height, width = pixel_samples.shape[1:3]
 
         def run(tile):

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import torch
 from comfy_api.latest import io
 
+from ...lediff_core.color import check_finite, check_image_size
 from ...lediff_core.color.tonemap import tone_map
 from ...lediff_core.panorama.ibl import render_spheres
 
@@ -33,10 +33,10 @@ class PreviewLighting(io.ComfyNode):
 
     @classmethod
     def execute(cls, image, size, exposure) -> io.NodeOutput:
+        check_image_size(image, "image")
+        # refused, not painted: every pixel of the environment lights every pixel of the spheres
+        check_finite(image, "image", "every pixel of the environment lights the whole preview")
         rgb = image[..., :3].float()
-        bad = (~torch.isfinite(rgb)).any(dim=-1).sum().item()
-        if bad:
-            raise ValueError(f"Preview Lighting: {bad} pixel(s) of the environment are NaN/Inf")
         hdr = render_spheres(rgb, size)
         return io.NodeOutput(tone_map(hdr, "aces", exposure, auto_exposure=True), hdr)
 

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import logging
+
 import comfy.model_management as mm
 import numpy as np
 import torch
 from comfy_api.latest import io
 
-from ...lediff_core.color import srgb_to_linear
+from ...lediff_core.color import check_finite, check_image_size, nonfinite_warning, srgb_to_linear
 from ...lediff_core.qa.exposure import ev_steps, exposure_strip
 from ...lediff_core.qa.metrics import METRICS, SCALINGS, compute_metric
 from ...lediff_core.qa.stats import HDR_COLOUR, LDR_COLOUR, describe, histogram_plot, range_stats
 from ...lediff_core.qa.temporal import warping_error
 from ..io.savers import preview_images, workflow_metadata
+
+log = logging.getLogger("lediff")
 
 CLIP_TOOLTIP = "An LDR pixel counts as clipped when any channel is at or above this (display-encoded 0..1) value."
 
@@ -40,6 +44,11 @@ def _preview(cls, label: str, images: torch.Tensor) -> list:
 
 
 def _check_batches(a: torch.Tensor, b: torch.Tensor | None, names: str) -> None:
+    """Both inputs big enough (``a`` required, ``b`` optional), and their batches pair up."""
+    first, second = names.split(" and ")
+    check_image_size(a, first)
+    if b is not None:
+        check_image_size(b, second)
     if b is not None and b.shape[0] not in (1, a.shape[0]):
         raise ValueError(f"{names}: batch sizes {a.shape[0]} and {b.shape[0]} do not pair up: give batches "
                          "of the same size, or a single image for the second input")
@@ -81,6 +90,8 @@ class ExposureStrip(io.ComfyNode):
     def execute(cls, image, ev_min, ev_max, ev_step, panel_width, ldr=None, clip_threshold=0.99) -> io.NodeOutput:
         evs = ev_steps(ev_min, ev_max, ev_step)
         _check_batches(image, ldr, "image and ldr")
+        if note := nonfinite_warning(image):
+            log.warning("Exposure Strip: %s", note)
         sheets = [exposure_strip(image[i], evs, _pick(ldr, i), clip_threshold, panel_width)
                   for i in range(image.shape[0])]
         strip = _to_image(sheets)
@@ -131,6 +142,9 @@ class HDRStats(io.ComfyNode):
     @classmethod
     def execute(cls, image, ldr=None, clip_threshold=0.99) -> io.NodeOutput:
         _check_batches(image, ldr, "image and ldr")
+        for name, pixels in (("image", image), ("ldr", ldr)):
+            if pixels is not None:
+                check_finite(pixels, name, "statistics of them would mean nothing")
         plots, lines, first = [], [], None
         for i in range(image.shape[0]):
             hdr = range_stats(image[i, ..., :3].float().cpu().numpy())
