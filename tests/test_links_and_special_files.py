@@ -8,9 +8,9 @@ fingerprint too), among a sequence's frames, in the batch runner's inputs and in
 Model folders follow ComfyUI's own rule: a model folder in models/lediff/ that is a link to another
 disk is listed and loaded by both loaders; hidden staging folders are not listed.
 
-A regression that opens a FIFO blocks forever: every such call runs in a thread (``promptly``) or a
-subprocess with a timeout, and a blocked thread is freed by opening the FIFO for writing, so the
-suite cannot hang.
+A regression that opens a FIFO blocks forever: every such call runs beside a watchdog process that
+frees it by opening the FIFO for writing after a timeout (``promptly``), or in a subprocess with a
+timeout, so the suite cannot hang.
 """
 
 from __future__ import annotations
@@ -20,7 +20,6 @@ import os
 import shutil
 import subprocess
 import sys
-import threading
 import time
 
 import lediff_fixtures as fx
@@ -36,34 +35,36 @@ from lediff_core.io.exr import write_exr as write_float_exr
 TIMEOUT = 30  # seconds; the checks take milliseconds, a regression blocks forever
 
 
-def promptly(call, *fifos):
-    """``call()``'s result (or its exception), failing the test if it does not return within
-    TIMEOUT: then the FIFOs are opened for writing and closed again, over and over, which frees a
-    reader blocked in open() each time (with an empty read), until ``call`` gives up."""
-    result = {}
-
-    def target():
+# Frees a reader blocked on the FIFOs (argv[2:]) after argv[1] seconds: opening a FIFO for writing
+# wakes a reader waiting in open(), which then reads an empty file. Repeated, for readers that open
+# again. A separate process, because a reader blocked inside a C extension (the OpenEXR bindings)
+# holds the GIL: no thread of the test's own process would get to run.
+WATCHDOG = """
+import os, sys, time
+time.sleep(float(sys.argv[1]))
+end = time.monotonic() + 600
+while time.monotonic() < end:
+    for fifo in sys.argv[2:]:
         try:
-            result["value"] = call()
-        except BaseException as e:  # noqa: BLE001 - handed back to the test's thread
-            result["error"] = e
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+        except OSError:
+            pass
+    time.sleep(0.02)
+"""
 
-    thread = threading.Thread(target=target, daemon=True)
-    thread.start()
-    thread.join(TIMEOUT)
-    if thread.is_alive():
-        deadline = time.monotonic() + TIMEOUT
-        while thread.is_alive() and time.monotonic() < deadline:
-            for fifo in fifos:
-                try:
-                    os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-                except OSError:  # no reader waiting right now
-                    pass
-            thread.join(0.05)
-        pytest.fail(f"blocked for more than {TIMEOUT} s: a FIFO was opened ({fifos})")
-    if "error" in result:
-        raise result["error"]
-    return result.get("value")
+
+def promptly(call, *fifos):
+    """``call()``'s result (or its exception); the test fails if it took more than TIMEOUT, which a
+    FIFO opened by mistake would make forever but for the watchdog process."""
+    watchdog = subprocess.Popen([sys.executable, "-c", WATCHDOG, str(TIMEOUT), *fifos])
+    start = time.monotonic()
+    try:
+        return call()
+    finally:
+        watchdog.kill()
+        watchdog.wait()
+        if time.monotonic() - start > TIMEOUT:
+            pytest.fail(f"blocked for more than {TIMEOUT} s: a FIFO was opened ({fifos})")
 
 
 def outside_file(host, name="secret.exr"):
