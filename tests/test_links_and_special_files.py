@@ -256,3 +256,18 @@ def test_prepare_lists_a_fifo_as_unreadable_by_name_and_refuses_a_fifo_caption_f
     with pytest.raises(prep.PrepareError, match="--captions: .* is a FIFO"):
         promptly(lambda: prep.prepare(str(hdr), model, str(tmp_path / "DATA2"), size=64, views=1, device="cpu",
                                       captions=captions, log=lines.append), fifo, captions)
+
+
+@pytest.mark.parametrize("reader", ["read_exr", "read_hdr", "read_linear_image", "read_sdr_frames", "sha256_file"])
+def test_every_reader_refuses_a_fifo_by_name(tmp_path, reader):
+    """The readers behind the nodes, the evaluation (references, pan:FILE, SDR clips, input hashes)
+    and the recipe, each given a FIFO under its own kind of name."""
+    from lediff_core.io import exr, radiance, readers, video
+    from lediff_runner import batch
+
+    call = {"read_exr": exr.read_exr, "read_hdr": radiance.read_hdr, "read_linear_image": readers.read_linear_image,
+            "read_sdr_frames": video.read_sdr_frames, "sha256_file": batch.sha256_file}[reader]
+    fifo = str(tmp_path / ("clip.mp4" if reader == "read_sdr_frames" else "x.hdr" if reader == "read_hdr" else "x.exr"))
+    os.mkfifo(fifo)
+    with pytest.raises(ValueError, match=r"is a FIFO \(named pipe\), not a regular file: refused without opening it"):
+        promptly(lambda: call(fifo), fifo)
