@@ -12,7 +12,10 @@ runs), together with a manifest ``batch_item.json``; then the staging folder is 
 - an existing ``OUTPUT/<key>/`` is never replaced: the rename refuses an existing name, and the
   attempt's files are discarded instead (no duplicates when two attempts race);
 - the published files and folders have the permissions an ordinary ``open()`` / ``mkdir()`` gets
-  under the process umask, whatever a saver created them with (``lediff_core.io.publish``).
+  under the process umask, whatever a saver created them with (``lediff_core.io.publish``);
+- an input that is not a regular file (a FIFO, a device, a dangling link) fails as an item that names
+  it, before anything opens it; the other items run. A symbolic link in ``--inputs`` is the
+  operator's choice and is followed: the item's graph reads the file it points to.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ import time
 import traceback
 import uuid
 
+from lediff_core.io.access import check_readable
 from lediff_core.io.publish import publish_folder
 
 from .workflow import find_loader, is_ui_format, load_workflow_file, with_input, workflow_hash
@@ -65,6 +69,7 @@ class Outcome:
 
 
 def sha256_file(path: str) -> str:
+    check_readable(path)  # a FIFO would block the hash forever
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):
@@ -74,10 +79,13 @@ def sha256_file(path: str) -> str:
 
 def plan_items(inputs: str, extensions: tuple[str, ...]) -> tuple[list[Item], list[str]]:
     """The input files a loader accepts (sorted, top level of ``inputs``), each with a unique key;
-    returns (items, names of the files left out)."""
+    returns (items, names of the files left out). Every entry but folders and hidden names is a
+    candidate: a FIFO under an image's name becomes an item that fails naming it (``ItemRunner.run``),
+    not one silently left out."""
     if not os.path.isdir(inputs):
         raise FileNotFoundError(f"--inputs {inputs}: no such folder")
-    names = sorted(f for f in os.listdir(inputs) if os.path.isfile(os.path.join(inputs, f)) and not f.startswith("."))
+    names = sorted(f for f in os.listdir(inputs)
+                   if not f.startswith(".") and not os.path.isdir(os.path.join(inputs, f)))
     accepted = [f for f in names if f.lower().endswith(extensions)]
     stems = [os.path.splitext(f)[0] for f in accepted]
     items = [Item(stem if stems.count(stem) == 1 else f.replace(".", "_"), os.path.abspath(os.path.join(inputs, f)))
@@ -132,14 +140,18 @@ class ItemRunner:
     def run(self, item: Item, token: str, attempt: int = 1) -> dict:
         """Run one item and publish its folder; returns its manifest. Raises on failure (the
         staging folder is then left for the caller to discard)."""
+        check_readable(item.path, name=os.path.basename(item.path))  # a FIFO: refused by name, unopened
+        # a link in --inputs is the operator's choice: the graph reads its target, from the target's
+        # own folder (the loaders refuse links that leave their input folder)
+        source = os.path.realpath(item.path)
         output = os.path.abspath(self.config.output)
         stage = staging_dir(output, item.key, token)
         os.makedirs(stage)
         with open(os.path.join(stage, PID_FILE), "w") as f:
             f.write(str(os.getpid()))
         start = time.perf_counter()
-        self.host.set_folders(input_dir=os.path.dirname(item.path), output_dir=stage)
-        prompt = with_input(self.prompt, self.loader, self.loader_input, os.path.basename(item.path))
+        self.host.set_folders(input_dir=os.path.dirname(source), output_dir=stage)
+        prompt = with_input(self.prompt, self.loader, self.loader_input, os.path.basename(source))
         ui = self.host.run(prompt, {"workflow": self.workflow} if is_ui_format(self.workflow) else None)
         os.unlink(os.path.join(stage, PID_FILE))
         files = sorted(os.path.relpath(os.path.join(d, f), stage) for d, _, fs in os.walk(stage) for f in fs)

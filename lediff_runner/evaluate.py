@@ -207,7 +207,7 @@ def load_clip(spec: str, factor: int, frames: int | None, size: tuple[int, int],
 
     if spec.startswith("pan:"):
         path = spec[4:]
-        if not os.path.isfile(path):
+        if not os.path.lexists(path):  # a FIFO or a folder is refused by name when read (access.check_readable)
             raise FileNotFoundError(f"--clip {spec}: no such file (pan:FILE pans across an equirect HDRI)")
         hdr, _ = equirect_pan(read_linear_image(path).rgb, frames or DEFAULT_CLIP_FRAMES, size, step, factor)
         return [(path, f) for f in hdr], {"source": "pan", "panorama": os.path.abspath(path),

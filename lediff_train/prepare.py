@@ -26,6 +26,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
+from lediff_core.io.access import FileAccessError, check_readable
 from lediff_core.io.publish import write_new_file
 from lediff_core.io.readers import EXTENSIONS, read_linear_image
 from lediff_core.model.vae import AutoencoderKL
@@ -49,7 +50,10 @@ class PrepareError(ValueError):
 
 # ----------------------------------------------------------------------------------------- inputs
 def list_hdr_files(hdr_dir: str) -> list[str]:
-    """Relative paths ('/'-separated) of every HDR file under ``hdr_dir``, sorted."""
+    """Relative paths ('/'-separated) of every HDR file under ``hdr_dir``, sorted (hidden names left
+    out). Anything under an HDR file's name is listed, so a FIFO, a device or a dangling link is
+    reported by name as unreadable when read (the readers refuse it before opening it,
+    ``lediff_core.io.access``), not silently dropped."""
     if not os.path.isdir(hdr_dir):
         raise PrepareError(f"--hdr {hdr_dir!r} is not a folder; pass the folder holding the .exr/.hdr files")
     found = []
@@ -70,7 +74,8 @@ def read_captions(hdr_dir: str, files: list[str], captions: str | None) -> tuple
     orphans: list[str] = []
     for rel in files:
         sidecar = os.path.join(hdr_dir, os.path.splitext(rel)[0] + ".txt")
-        if os.path.isfile(sidecar):
+        if os.path.lexists(sidecar):
+            _check_text_file(sidecar, "caption sidecar")
             with open(sidecar, encoding="utf-8") as f:
                 result[rel] = f.read().strip()
     stems = {os.path.splitext(rel)[0] for rel in files}
@@ -80,11 +85,12 @@ def read_captions(hdr_dir: str, files: list[str], captions: str | None) -> tuple
                 rel = os.path.relpath(os.path.join(dirpath, name), hdr_dir).replace(os.sep, "/")
                 if os.path.splitext(rel)[0] not in stems:
                     orphans.append(rel)
-    if captions is None and os.path.isfile(os.path.join(hdr_dir, "captions.jsonl")):
+    if captions is None and os.path.lexists(os.path.join(hdr_dir, "captions.jsonl")):
         captions = os.path.join(hdr_dir, "captions.jsonl")
     if captions is not None:
-        if not os.path.isfile(captions):
+        if not os.path.lexists(captions):
             raise PrepareError(f"--captions {captions!r} does not exist")
+        _check_text_file(captions, "--captions")
         seen: dict[str, int] = {}
         with open(captions, encoding="utf-8") as f:
             for number, line in enumerate(f, 1):
@@ -108,6 +114,14 @@ def read_captions(hdr_dir: str, files: list[str], captions: str | None) -> tuple
                 else:
                     orphans.append(rel)
     return result, sorted(orphans)
+
+
+def _check_text_file(path: str, what: str) -> None:
+    """A caption file must be a regular file, checked before it is opened (a FIFO would block)."""
+    try:
+        check_readable(path)
+    except (FileAccessError, OSError) as e:
+        raise PrepareError(f"{what}: {e}") from None
 
 
 def split_sources(files: list[str], val_fraction: float, seed: int) -> dict[str, str]:

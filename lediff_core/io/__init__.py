@@ -2,9 +2,11 @@
 
 Owns OpenEXR reading and writing (``exr``; luminance/chroma reconstruction in ``exr_yc``), Radiance
 ``.hdr`` (``radiance``), reading a linear image by file extension (``readers``), EXR image sequences
-(``sequence``), HDR10/HLG video masters (``video``), publishing a file or a folder without ever
-overwriting or leaving a partial one (``publish``), and the display formats that screens show as
-HDR: Ultra HDR, AVIF PQ/HLG, JPEG XL, with their metadata boxes (``display``). OpenCV, used for
+(``sequence``), HDR10/HLG video masters (``video``), which files may be opened (``access``: inside
+their folder after links are followed, regular files only, checked before opening), publishing a
+file or a folder without ever overwriting or leaving a partial one (``publish``), and the display
+formats that screens show as HDR: Ultra HDR, AVIF PQ/HLG, JPEG XL, with their metadata boxes
+(``display``). OpenCV, used for
 optical flow and the video masters' per-pixel arithmetic, is imported through ``opencv``.
 May import ``lediff_core.color``; never ``model``, ComfyUI, ``nodes`` or ``lediff_runner``.
 """

@@ -29,6 +29,7 @@ from .. import LEDiffError
 from ..color import REC709_CHROMATICITIES, srgb_to_linear
 from ..color.chromaticities import luminance_weights
 from ..color.ocio import CHROMATICITIES, WORKING_SPACE, convert_linear
+from .access import check_readable
 from .exr_yc import yca_to_rgb
 from .limits import MAX_PIXELS, format_bytes, out_of_memory
 
@@ -422,7 +423,9 @@ class _PartFailures(io.TextIOBase):
 @contextmanager
 def _open(path: str, **kwargs):
     """OpenEXR.File for reading; any failure of the bindings becomes an EXRError naming the file,
-    except running out of memory, which stays a MemoryError."""
+    except running out of memory, which stays a MemoryError. Anything but a regular file (a FIFO, a
+    device) is refused by name before the bindings open it (``access.check_readable``)."""
+    check_readable(path)
     catcher = _PartFailures(sys.stdout)
     try:
         with redirect_stdout(catcher):

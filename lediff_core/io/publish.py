@@ -199,13 +199,6 @@ def write_numbered_files(
                 os.unlink(tmp)
 
 
-def path_inside(folder: str, path: str) -> bool:
-    """True when ``path`` resolves to ``folder`` or somewhere below it (symlinks resolved)."""
-    folder = os.path.realpath(folder)
-    path = os.path.realpath(path)
-    return os.path.commonpath([folder, path]) == folder
-
-
 def write_numbered_folder(
     parent: str, name_for: Callable[[int], str], counter: int, fill: Callable[[str], T]
 ) -> tuple[str, int, T]:

@@ -22,6 +22,7 @@ import os
 import numpy as np
 
 from .. import LEDiffError
+from .access import check_readable
 from .exr import HDRImage
 from .limits import MAX_PIXELS, format_bytes, out_of_memory
 
@@ -212,7 +213,9 @@ def read_hdr(path: str) -> HDRImage:
 
     Raises RadianceError (naming the file and what is wrong) for damaged files and for headers
     claiming more pixels than MAX_PIXELS or than the file's bytes can hold, before allocating the
-    image; MemoryError (naming the size and the need) when a valid image does not fit in memory."""
+    image; MemoryError (naming the size and the need) when a valid image does not fit in memory;
+    FileAccessError for a FIFO, device or folder, before opening it."""
+    check_readable(path)
     with open(path, "rb", buffering=0) as f:
         header, (slow_axis, n_slow, fast_axis, n_fast), first = _parse_header(f, path)
         width, height = (n_fast, n_slow) if slow_axis[1] == "Y" else (n_slow, n_fast)

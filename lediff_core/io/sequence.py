@@ -11,7 +11,9 @@ room for handles before the cut).
 Reading: a folder or a ``name.####.exr`` / ``name.%04d.exr`` pattern, frames in numeric order
 (``name.998.exr`` before ``name.1000.exr``), a span picked by position, count and step; a missing
 frame, a damaged file or a frame whose size or channels differ from the first is an error naming
-the frame's file.
+the frame's file. Every frame is checked as it is opened (``access.check_readable``), not only its
+folder: a frame that is a symbolic link leading outside the input folder, or a FIFO, device or
+folder under a frame's name, is refused by name without being opened.
 """
 
 from __future__ import annotations
@@ -27,9 +29,10 @@ import numpy as np
 import torch
 
 from ..color.spaces import from_chromaticities
+from .access import FileAccessError, check_readable, path_inside
 from .exr import EXRError, read_exr, write_exr
 from .limits import format_bytes
-from .publish import path_inside, write_numbered_folder
+from .publish import write_numbered_folder
 
 PADDING = 4  # digits of the frame number: name.1001.exr
 DEFAULT_START_FRAME = 1001
@@ -191,9 +194,11 @@ def _group(folder: str, files: Iterable[str], strict: bool = True) -> dict[tuple
 
 
 def _exr_files(folder: str) -> list[str]:
+    # every entry but folders, as os.walk lists files for find_sequences: a FIFO or a dangling link
+    # under a frame's name is a frame, refused by name when read, not a silent gap
     with os.scandir(folder) as entries:
         return [e.name for e in entries
-                if not e.name.startswith(".") and e.name.lower().endswith(".exr") and e.is_file()]
+                if not e.name.startswith(".") and e.name.lower().endswith(".exr") and not e.is_dir()]
 
 
 def find_sequences(root: str, max_depth: int = MAX_DEPTH) -> list[str]:
@@ -327,19 +332,25 @@ def read_exr_sequence(
     window: str = "data",
     colorspace: str | None = None,
     on_frame: Callable[[int], None] | None = None,
+    root: str | None = None,
+    folder: str = "the input folder",
 ) -> LoadedSequence:
     """Read ``frames`` (``select_frames``) like ``read_exr`` (layer, part, view, window), converted
     from each frame's chromaticities to ``colorspace`` (None or a data layer: as stored). Every
     frame must match the first one's size, channels and layer; a mismatch or a damaged file
-    raises SequenceError naming the frame's file. Pixels go straight into one preallocated batch."""
+    raises SequenceError naming the frame's file. With ``root`` (the folder the sequence was named
+    in, called ``folder`` in messages) each frame must resolve inside it, links followed; every
+    frame must be a regular file (``access.check_readable``, before it is opened). Pixels go
+    straight into one preallocated batch."""
     rgb = alpha = None
     first = None
     read_as = None
     for i, (frame, path) in enumerate(frames):
         file = os.path.basename(path)
         try:
+            check_readable(path, root, name=file, folder=folder)
             image = read_exr(path, layer, part=part, view=view, window=window)
-        except EXRError as e:
+        except (EXRError, FileAccessError, FileNotFoundError) as e:
             raise SequenceError(f"frame {frame} ({file}) cannot be read: {e}") from e
         if first is None:
             first = image

@@ -47,6 +47,7 @@ from .. import LEDiffError
 from ..color.ocio import WORKING_SPACE, linear_matrix
 from ..color.quantize import curve_codes
 from ..color.transfer import pq_decode
+from .access import check_readable
 from .display import FormatError
 from .display.avif import (
     BITS,
@@ -508,8 +509,7 @@ def read_sdr_frames(path: str, start: int = 0, count: int | None = None,
 
     if start < 0 or stride < 1 or (count is not None and count < 1):
         raise VideoError(f"start must be >= 0, stride >= 1 and count >= 1, got {start}, {stride}, {count}")
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"{path}: no such video file")
+    check_readable(path)  # a FIFO or device is refused by name before PyAV opens it
     out = []
     try:
         with av.open(path) as container:

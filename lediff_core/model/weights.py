@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import zipfile
 
 import torch
@@ -24,6 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 
 from .. import LEDiffError
+from ..io.access import FileAccessError, check_readable
 
 WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 FUSION_NAME = "merge_model.pth"
@@ -316,12 +318,15 @@ def check_keys(expected, got, what: str, fix: str = "", error: type[ValueError] 
 
 def list_models(base_folders: list[str]) -> list[str]:
     """Names (relative paths) of candidate models under the given base folders: every top-level
-    folder, deeper folders holding unet/ or vae/, and every .safetensors file."""
+    folder, deeper folders holding unet/ or vae/, and every .safetensors file. Links are followed (a
+    download kept on another disk, as ComfyUI's own model lists follow them); hidden names are not
+    listed (a converter's or an export's unfinished ``.NAME.<hex>.tmp`` staging folder or file)."""
     names = set()
     for base in base_folders:
         if not os.path.isdir(base):
             continue
         for dirpath, dirnames, filenames in os.walk(base, followlinks=True):
+            dirnames[:] = [d for d in dirnames if not d.startswith(".")]
             rel = os.path.relpath(dirpath, base)
             depth = 0 if rel == "." else rel.count(os.sep) + 1
             if depth == 1 or (depth > 1 and ("unet" in dirnames or "vae" in dirnames)):
@@ -329,15 +334,37 @@ def list_models(base_folders: list[str]) -> list[str]:
             if "unet" in dirnames or "vae" in dirnames or depth >= 3:
                 dirnames[:] = []  # don't list the model's own subfolders
             for f in filenames:
-                if f.endswith(".safetensors") and not (set(rel.split(os.sep)) & {"unet", "vae"}):
+                if (f.endswith(".safetensors") and not f.startswith(".")
+                        and not (set(rel.split(os.sep)) & {"unet", "vae"})):
                     names.add(os.path.join(rel, f).replace(os.sep, "/").removeprefix("./"))
     return sorted(names)
 
 
 def resolve_model(base_folders: list[str], name: str) -> str:
-    """Path of a model listed by ``list_models`` (refusing names that leave the base folders)."""
+    """Path of a model listed by ``list_models``: ``name`` joined to the first base folder that has
+    it. ComfyUI's rule for model folders (``folder_paths.get_full_path``): the *name* must stay inside
+    the folder (no absolute path, no ``..``), while links placed in the folder are followed wherever
+    they lead (a download kept on another disk is the administrator's choice). A file must be a
+    regular file (a FIFO under a model's name is refused by name, before anything opens it)."""
+    parts = name.replace("\\", "/").split("/") if isinstance(name, str) else [".."]
+    if not name or "\0" in name or os.path.isabs(name) or re.match(r"^[A-Za-z]:", name) or ".." in parts:
+        raise WeightError(f"model name {name!r} must be a name from the loader's list, relative to models/lediff/ "
+                          "(no '..', no absolute path)")
+    parts = [p for p in parts if p not in ("", ".")]
+    if any(p.startswith(".") for p in parts):
+        raise WeightError(f"model {name!r} is hidden (a '.' name: an unfinished conversion or export): wait "
+                          "for it to finish, or pick a model from the loader's list")
+    rel = os.path.join(*parts or ["."])
     for base in base_folders:
-        path = os.path.realpath(os.path.join(base, name))
-        if os.path.commonpath([os.path.realpath(base), path]) == os.path.realpath(base) and os.path.exists(path):
+        path = os.path.join(os.path.abspath(base), rel)
+        if os.path.exists(path):
+            if not os.path.isdir(path):
+                try:
+                    check_readable(path, name=name)
+                except FileAccessError as e:
+                    raise WeightError(f"model {e}") from None
             return path
+        if os.path.islink(path):
+            raise WeightError(f"model {name!r} in {base!r} is a symbolic link to something that does not exist "
+                              "(a disk not mounted?): mount it or fix the link")
     raise WeightError(f"no model {name!r} in {base_folders}; put the download in models/lediff/")

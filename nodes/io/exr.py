@@ -17,6 +17,7 @@ from ...lediff_core import SOFTWARE
 from ...lediff_core.color import srgb_to_linear
 from ...lediff_core.color.ocio import LINEAR_SPACES, WORKING_SPACE
 from ...lediff_core.color.spaces import exr_color_tags, from_chromaticities
+from ...lediff_core.io.access import FileAccessError, check_readable
 from ...lediff_core.io.exr import (
     COMPRESSIONS,
     ENVMAPS,
@@ -258,6 +259,19 @@ def _input_files() -> list[str]:
     )
 
 
+def _input_path(image: str) -> str:
+    """The file Load EXR reads for ``image`` (``name``, ``sub/name``, or ComfyUI's annotated
+    ``name [output]``), checked before anything opens it: inside the folder it is named in after links
+    are followed (ComfyUI's own rule for Load Image), and a regular file (a FIFO would hang the
+    read and the change fingerprint). Raises FileAccessError or FileNotFoundError naming it."""
+    name, base = folder_paths.annotated_filepath(image)
+    kind = image[len(name):].strip(" []") or "input"  # "x.exr [output]": ComfyUI's output folder
+    base = base or folder_paths.get_input_directory()
+    path = os.path.abspath(os.path.join(base, name))
+    check_readable(path, base, name=image, folder=f"ComfyUI's {kind} folder")
+    return path
+
+
 class LoadEXR(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -331,8 +345,7 @@ class LoadEXR(io.ComfyNode):
     @classmethod
     def execute(cls, image, layer, part="", view="", window="data", colorspace=WORKING_SPACE) -> io.NodeOutput:
         loaded = read_linear_image(
-            folder_paths.get_annotated_filepath(image), layer.strip(), part=part.strip(),
-            view=view.strip(), window=window,
+            _input_path(image), layer.strip(), part=part.strip(), view=view.strip(), window=window,
         )
         if loaded.is_data:
             pixels = loaded.rgb
@@ -349,14 +362,22 @@ class LoadEXR(io.ComfyNode):
     @classmethod
     def fingerprint_inputs(cls, image, layer, part="", view="", window="data", colorspace=WORKING_SPACE):
         digest = hashlib.sha256()
-        with open(folder_paths.get_annotated_filepath(image), "rb") as f:
+        try:
+            path = _input_path(image)  # before opening: a FIFO named x.exr would block the hash forever
+        except (FileAccessError, OSError) as e:
+            return f"Load EXR: {e}"  # the run reports it
+        with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 20), b""):
                 digest.update(block)
         return "|".join((digest.hexdigest(), layer, part, view, window, colorspace))
 
     @classmethod
     def validate_inputs(cls, image, layer, part="", view="", window="data", colorspace=WORKING_SPACE):
-        if not folder_paths.exists_annotated_filepath(image):
+        try:
+            _input_path(image)
+        except FileAccessError as e:
+            return f"Load EXR: {e}"
+        except OSError:
             return f"Load EXR: no file {image!r} in the input folder"
         if not image.lower().endswith(EXTENSIONS):
             return f"Load EXR: {image!r} is not an {'/'.join(EXTENSIONS)} file"

@@ -32,7 +32,8 @@ from comfy.cli_args import args
 from comfy_api.latest import io, ui
 
 from ...lediff_core.color.tonemap import thumbnail, tone_map
-from ...lediff_core.io.publish import path_inside, write_numbered_files
+from ...lediff_core.io.access import path_inside
+from ...lediff_core.io.publish import write_numbered_files
 
 log = logging.getLogger("lediff")
 

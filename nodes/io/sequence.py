@@ -180,8 +180,10 @@ class LoadEXRSequence(io.ComfyNode):
     def execute(cls, sequence, start, count, step, fps, layer, part="", view="", window="data",
                 colorspace=WORKING_SPACE) -> io.NodeOutput:
         frames = select_frames(_resolve(sequence), start, count, step)
+        # every frame is checked as it is opened: inside the input folder (links followed), a regular file
         loaded = read_exr_sequence(frames, layer.strip(), part=part.strip(), view=view.strip(), window=window,
-                                   colorspace=colorspace, on_frame=frame_progress(len(frames)))
+                                   colorspace=colorspace, on_frame=frame_progress(len(frames)),
+                                   root=folder_paths.get_input_directory())
         if loaded.is_data:
             log.info("Load EXR Sequence: layer %r of %s is data (lediff:dataLayers): loaded unconverted",
                      layer, sequence)
@@ -202,8 +204,11 @@ class LoadEXRSequence(io.ComfyNode):
             return str(e)
         stats = []
         for file in seq.frames.values():
-            st = os.stat(os.path.join(seq.folder, file))
-            stats.append(f"{file}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}")
+            try:  # os.stat opens nothing: a FIFO among the frames is refused when the node runs
+                st = os.stat(os.path.join(seq.folder, file))
+                stats.append(f"{file}:{st.st_mode}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}")
+            except OSError as e:  # a dangling link: the node's run names it
+                stats.append(f"{file}:{e.errno}")
         return "|".join((*stats, str(start), str(count), str(step), str(fps), layer, part, view, window,
                          colorspace))
 
