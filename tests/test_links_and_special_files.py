@@ -271,3 +271,17 @@ def test_every_reader_refuses_a_fifo_by_name(tmp_path, reader):
     os.mkfifo(fifo)
     with pytest.raises(ValueError, match=r"is a FIFO \(named pipe\), not a regular file: refused without opening it"):
         promptly(lambda: call(fifo), fifo)
+
+
+@pytest.mark.parametrize("part", ["unet/config.json", "vae/diffusion_pytorch_model.safetensors"])
+def test_a_fifo_inside_a_model_folder_is_refused_by_name(tmp_path, part):
+    """The files inside a model folder are opened by the weights module: a FIFO there (a config or
+    weights file replaced by a pipe) is refused by name instead of blocking the loader."""
+    from lediff_core.model.weights import WeightError, load_denoiser, load_hdr_vae
+
+    folder = fx.write_official_folder(str(tmp_path), "LEDiff_piped", seed=61)
+    fifo = os.path.join(folder, part)
+    os.unlink(fifo)
+    os.mkfifo(fifo)
+    with pytest.raises(WeightError, match=r"is a FIFO \(named pipe\), not a regular file"):
+        promptly(lambda: (load_denoiser if part.startswith("unet") else load_hdr_vae)(folder), fifo)

@@ -55,10 +55,10 @@ def read_header(path: str) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
     overlaps and trailing bytes, and shapes whose size overflows: its message is kept, with the file."""
     fix = "the file is truncated, damaged or not a safetensors file: re-download it"
     try:
-        size = os.path.getsize(path)
+        size = check_readable(path).st_size  # a FIFO would hang the read
         with open(path, "rb") as f:
             head = f.read(8)
-    except OSError as e:
+    except (OSError, FileAccessError) as e:
         raise WeightError(f"cannot read {path!r} ({e})") from e
     if len(head) < 8:
         raise WeightError(f"{path!r} is {size} bytes, shorter than a safetensors header's length field: {fix}")
@@ -102,8 +102,12 @@ def _check_views(sd: dict[str, torch.Tensor], path: str) -> None:
 def load_state_dict(path: str) -> dict[str, torch.Tensor]:
     """A flat {name: tensor} dict from .safetensors, or from .bin/.pth/.pt with weights_only=True,
     holding no more than the file's bytes (``read_header``, ``_check_torch_archive``, ``_check_views``)."""
-    if not os.path.isfile(path):
-        raise WeightError(f"weight file {path!r} does not exist")
+    try:
+        check_readable(path)
+    except FileNotFoundError:
+        raise WeightError(f"weight file {path!r} does not exist") from None
+    except FileAccessError as e:
+        raise WeightError(str(e)) from None
     if path.endswith(".safetensors"):
         read_header(path)
         try:
@@ -129,6 +133,7 @@ def load_state_dict(path: str) -> dict[str, torch.Tensor]:
 
 def read_json(path: str) -> dict:
     try:
+        check_readable(path)  # a FIFO would hang the read
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
     except FileNotFoundError:
@@ -143,7 +148,7 @@ def read_json(path: str) -> dict:
 def _weights_in(folder: str) -> str:
     for name in WEIGHT_NAMES:
         path = os.path.join(folder, name)
-        if os.path.isfile(path):
+        if os.path.exists(path):  # not a regular file (a FIFO...): refused by name when loaded
             return path
     raise WeightError(f"{folder!r} has no {' or '.join(WEIGHT_NAMES)}; re-extract the download")
 
