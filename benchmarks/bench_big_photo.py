@@ -35,7 +35,8 @@ def cost(repeat: int) -> None:
     decode = host.node_class("LEDiffHDRDecode")
 
     def ratio(a, b):
-        rounds = timed_rounds([a, b], repeat)
+        with torch.inference_mode():  # as ComfyUI runs nodes
+            rounds = timed_rounds([a, b], repeat)
         return statistics.median(x / y for x, y in zip(*rounds, strict=True)), [statistics.median(r) for r in rounds]
 
     latent = {"samples": torch.randn(1, 4, 64, 64, generator=torch.Generator().manual_seed(0))}
