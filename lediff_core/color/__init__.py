@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import torch
 
+from .. import LEDiffError
+
 # Rec.709 / sRGB primaries with a D65 white point, as (Rx, Ry, Gx, Gy, Bx, By, Wx, Wy): what an
 # EXR `chromaticities` attribute holds for linear sRGB data.
 REC709_CHROMATICITIES = (0.64, 0.33, 0.30, 0.60, 0.15, 0.06, 0.3127, 0.3290)
@@ -29,7 +31,7 @@ NONFINITE_RGB = (0.0, 1.0, 1.0)
 NONFINITE_COLOUR = "cyan (0, 1, 1)"
 
 
-class ImageSizeError(ValueError):
+class ImageSizeError(LEDiffError, ValueError):
     """An image, or a batch of them, too small for the step it is given to: the message names the
     input, its size, the minimum and the fix."""
 
