@@ -19,6 +19,7 @@ import torch
 
 from ...lediff_core.io.limits import format_bytes
 from ...lediff_core.model.tiling import (
+    MIN_TILE_PIXELS,
     OutOfMemory,
     auto_tile,
     is_out_of_memory,
@@ -43,7 +44,7 @@ def free_memory(device: torch.device) -> int:
 
 def run_tiled(what: str, image_size: tuple[int, int], latent_size: tuple[int, int], tile_size: int,
               need: Callable[[int, int], float], device: torch.device, run: Callable[[int], object],
-              scale: int = 8, smallest_pixels: int = 256):
+              scale: int = 8, smallest_pixels: int = MIN_TILE_PIXELS):
     """``run(tile)`` (tile in latent pixels, 0 = one piece) with the tile chosen automatically when
     ``tile_size`` is 0 (else ``tile_size`` image pixels), and again with smaller tiles while it runs
     out of memory. ``need(rows, cols)``: bytes for one piece of that many latent pixels.
