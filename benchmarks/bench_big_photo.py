@@ -1,7 +1,7 @@
 """Big photos on the defaults: what automatic tiling costs, and photo_to_hdr's peak memory.
 
     bash scripts/bench.sh bench_big_photo [--repeat N] [--parts cost,peak]
-        [--peak-sizes 1024x512,2048x1024] [--models sd|fixture] [--steps 1]
+        [--peak-sizes 1024x512,2048x1024] [--models sd|fixture] [--steps 1] [--budget-mb 0]
 
 1. Cost of the automatic choice when the image fits (tile_size 0 against an explicit one-piece
    tile_size, SD-sized random weights, a 512x512 image): HDR Decode and VAE Encode through the HDR
@@ -12,7 +12,9 @@
    shipped photo workflows (--workflows) on the defaults at the given photo sizes, bracket steps --steps,
    with SD-sized random weights (--models sd; the checkpoint's VAE decoder, used for the bracket
    layers, is the fixture's narrow one) or the small fixture models. The nodes' tiling decisions
-   are printed as they logged them.
+   are printed as they logged them. --budget-mb N runs each case under a memory ceiling of N MB
+   above what the host holds once its model files are written (RLIMIT_DATA, as
+   tests/test_big_photo.py does): a run that completes under 8192 shows that photo fits 8 GB.
 """
 
 from __future__ import annotations
@@ -58,16 +60,17 @@ def cost(repeat: int) -> None:
     print(f"1d. VAE Encode 768x768: 384 px tiles {t_tiled:.2f} s | one piece {t_one:.2f} s | tiled / one piece {r:.2f}")
 
 
-def peak(workflows, sizes, models: str, steps: int) -> None:
+def peak(workflows, sizes, models: str, steps: int, budget_mb: int) -> None:
     from big_photo import run_child
 
     for workflow, size in ((wf, size) for wf in workflows for size in sizes):
         w, h = (int(v) for v in size.split("x"))
-        log, result = run_child(tempfile.mkdtemp(prefix="lediff_bench_"), workflow, (w, h), 0, models, steps,
+        log, result = run_child(tempfile.mkdtemp(prefix="lediff_bench_"), workflow, (w, h), budget_mb, models, steps,
                                 timeout=6 * 3600)
         decisions = [line[len("LOG lediff "):] for line in log.splitlines()
                      if line.startswith("LOG lediff ") and ("tiling" in line or "ran out" in line)]
-        print(f"2. {workflow} {w}x{h} ({w * h / 1e6:.1f} MP), {models} models, {steps} step(s): "
+        ceiling = f", ceiling {budget_mb} MB" if budget_mb else ""
+        print(f"2. {workflow} {w}x{h} ({w * h / 1e6:.1f} MP), {models} models, {steps} step(s){ceiling}: "
               f"peak growth {result['peak_growth_mb']:.0f} MB, {result['seconds']:.0f} s")
         for line in decisions:
             print(f"     {line}")
@@ -81,12 +84,13 @@ def main():
     parser.add_argument("--workflows", default="photo_to_hdr,shadow_recovery")
     parser.add_argument("--models", choices=["sd", "fixture"], default="sd")
     parser.add_argument("--steps", type=int, default=1)
+    parser.add_argument("--budget-mb", type=int, default=0, help="memory ceiling per case (0: none)")
     opts = parser.parse_args()
     parts = opts.parts.split(",")
     if "cost" in parts:
         cost(opts.repeat)
     if "peak" in parts:
-        peak(opts.workflows.split(","), opts.peak_sizes.split(","), opts.models, opts.steps)
+        peak(opts.workflows.split(","), opts.peak_sizes.split(","), opts.models, opts.steps, opts.budget_mb)
 
 
 if __name__ == "__main__":
