@@ -311,3 +311,32 @@ def test_exr_layer_refuses_a_degenerate_layer_before_save_exr_touches_the_output
     err = _error(caught.value)
     assert err["node_type"] == "LEDiffEXRLayer" and err["exception_message"].startswith(message), err
     assert os.listdir(sweep_host.output_dir) == []
+
+
+@pytest.mark.parametrize("operator", ["aces", "reinhard", "clip"])
+def test_tone_map_at_its_largest_exposure_on_float32s_largest_values_is_a_white_picture(host, operator):
+    """Light near float32's maximum, loaded from a float EXR, at the exposure widget's maximum: the
+    product overflows to inf, which ACES turned into NaN (inf/inf). The output is an sRGB picture in
+    0..1 where that light is white, and black stays black."""
+    import OpenEXR
+
+    schema = host.node_class("LEDiffToneMap").GET_SCHEMA()
+    (exposure,) = [i for i in schema.inputs if i.id == "exposure"]
+    (white,) = [i for i in schema.inputs if i.id == "white"]
+    big = np.finfo(np.float32).max
+    rgb = np.full((4, 6, 3), big, dtype=np.float32)
+    rgb[:, 3:] = 0.0
+    rgb[0, 0] = [big, big / 3, 1e30]
+    with OpenEXR.File({}, {"RGB": rgb}) as f:
+        f.write(os.path.join(host.input_dir, "brightest.exr"))
+    for widget_white in (white.min, white.max):
+        g = {"1": {"class_type": "LEDiffLoadEXR", "inputs": {"image": "brightest.exr", "layer": ""}},
+             "2": {"class_type": "LEDiffToneMap", "inputs": {"image": ["1", 0], "operator": operator,
+                                                             "exposure": exposure.max, "white": widget_white,
+                                                             "auto_exposure": False}},
+             "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": f"tm{widget_white}"}}}
+        host.run(g)
+        (name,) = [f for f in os.listdir(host.output_dir) if f.startswith(f"tm{widget_white}")]
+        png = np.asarray(Image.open(os.path.join(host.output_dir, name)).convert("RGB"))
+        assert (png[:, :3] == 255).all(), png[:, :3, 0]
+        assert (png[:, 3:] == 0).all()
