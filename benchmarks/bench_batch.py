@@ -5,7 +5,7 @@
    validate_prompt + PromptExecutor on the same warm in-process host; the two are interleaved
    item by item, each on its own copy of the photo (so ComfyUI's cache re-runs everything below
    Load Image for both, and keeps the loaded models for both);
-2. items per minute of scripts/batch.py, end to end (start-up included), in-process vs --ray with
+2. items per minute of `python -m lediff_runner batch`, end to end (start-up included), in-process vs --ray with
    two workers, on the same inputs in the same run.
 
   .dev/venv/bin/python benchmarks/bench_batch.py [--items 8] [--size 256] [--steps 4]
@@ -104,13 +104,13 @@ def overhead(base: str, workflow: str, photos: str, work: str, repeat: int) -> t
 
 def throughput(base, workflow, photos, work, ray: bool) -> float:
     out = os.path.join(work, "ray_out" if ray else "local_out")
-    cmd = [sys.executable, os.path.join(ROOT, "scripts", "batch.py"), "--workflow", workflow, "--inputs", photos,
+    cmd = [sys.executable, "-m", "lediff_runner", "batch", "--workflow", workflow, "--inputs", photos,
            "--output", out, "--base-directory", base]
     if ray:
         cmd += ["--ray", "--workers", "2"]
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths
     start = time.perf_counter()
-    subprocess.run(cmd, check=True, capture_output=True, env=dict(os.environ, RAY_TMPDIR=ray_tmp))
+    subprocess.run(cmd, check=True, capture_output=True, cwd=ROOT, env=dict(os.environ, RAY_TMPDIR=ray_tmp))
     seconds = time.perf_counter() - start
     shutil.rmtree(ray_tmp, ignore_errors=True)
     return len(os.listdir(photos)) / seconds * 60

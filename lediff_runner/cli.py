@@ -1,12 +1,48 @@
-"""Command-line plumbing shared by scripts/batch.py and scripts/evaluate.py."""
+"""``python -m lediff_runner {batch,evaluate}``: a workflow over a folder of inputs, or the evaluation
+of a photo-to-HDR workflow against HDR references, in an embedded ComfyUI or on Ray.
+
+Run it from the pack's folder (where ``lediff_runner/`` is), as ``python -m lediff_train``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import os
 
-from .batch import BatchConfig, Outcome, report, run_local
+from .batch import BatchConfig, report
 from .workflow import load_workflow_file
+
+BATCH = """Run a ComfyUI workflow once per input file, in an embedded (in-process) ComfyUI or on Ray.
+
+  python -m lediff_runner batch --workflow workflows/photo_to_hdr.json --inputs photos/ --output hdr/
+  python -m lediff_runner batch ... --ray              # a local Ray cluster (one worker per GPU / --workers)
+  python -m lediff_runner batch ... --ray HOST:6379    # join an existing Ray cluster
+
+Each input's outputs go to OUTPUT/<input name>/ (with batch_item.json, written last); existing
+items are skipped, so running the same command again does only what is missing. Exit status 1
+when any item failed (the failures are listed at the end). See docs/batch.md.
+"""
+
+EVALUATE = """Evaluate a photo-to-HDR workflow against HDR references with a simulated camera.
+
+  python -m lediff_runner evaluate --references refs/ --output eval/ --seed 0
+  python -m lediff_runner evaluate --references refs/ --output eval/ --workflow my_photo_to_hdr.json --ray
+  python -m lediff_runner evaluate --clip pan:tests/data/hdri/city.exr --output eval-clip/ --clip-frames 8
+  python -m lediff_runner evaluate --clip frames/ --output eval-clip/      # a folder of HDR frames
+  python -m lediff_runner evaluate --clip shot.mp4 --output eval-shot/ --clip-frames 24 --downscale 4
+
+Each reference (.exr/.hdr) becomes an 8-bit photo (seeded random camera: exposure so that a share
+of pixels clips, a sigmoid response curve, optional JPEG); the workflow (default: the shipped
+photo_to_hdr) runs on every photo as a batch job, next to the baselines (the inverse camera curve,
+Banterle 2006's inverse Reinhard, plain sRGB decoding); every result is scored with PU21-PSNR,
+PU21-SSIM, HDR-FLIP and ColorVideoVDP. With --clip the references are the frames of one shot, filmed
+by one camera, and each method's frames also get the warping error (temporal flicker; Lai et al.
+2018) along the optical flow of the photos. An SDR video file as --clip gives the photos itself:
+only the warping error is scored (there is no HDR reference), for LEDiff and the camera-free
+baselines. Writes the report, results.csv, results.md, results.png and run.json (seeds, cameras,
+versions, workflow hash), as one folder --output/report/ that appears whole or not at all. See
+docs/batch.md.
+"""
 
 
 def add_host_arguments(parser: argparse.ArgumentParser) -> None:
@@ -37,13 +73,64 @@ def add_ray_argument(parser: argparse.ArgumentParser) -> None:
                         "join that cluster")
 
 
-def execute(config: BatchConfig, ray: str | None, workers: int | None, progress: bool = True) -> list[Outcome]:
-    if ray is None:
-        return run_local(config, progress=progress)
-    from .ray_pool import import_ray, is_loopback, run_ray
+def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workflow", required=True, help="UI- or API-format workflow JSON")
+    parser.add_argument("--inputs", required=True, help="folder of inputs: images (Load Image) or .exr/.hdr "
+                        "(LEDiff Load EXR), whichever the workflow's loader takes")
+    parser.add_argument("--output", required=True, help="folder for the results, one sub-folder per input")
+    parser.add_argument("--input-node", default=None, help="id of the loader node that receives each input "
+                        "(default: the workflow's only Load Image / Load EXR node)")
+    add_host_arguments(parser)
+    add_threads_argument(parser)
+    add_ray_argument(parser)
+    parser.add_argument("--workers", type=int, default=None, help="Ray workers on CPU machines (default: "
+                        "the cluster's CPUs); with GPUs, one worker per GPU (at most this many)")
 
-    import_ray(local=ray == "local" or is_loopback(ray))  # a clear message before anything starts when Ray is missing
-    return run_ray(config, None if ray == "local" else ray, workers, progress=progress)
+
+def _size(text: str) -> tuple[int, int]:
+    try:
+        w, h = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected WIDTHxHEIGHT, e.g. 128x96") from None
+    if w < 8 or h < 8 or w % 8 or h % 8:
+        raise argparse.ArgumentTypeError(f"{text}: width and height must be multiples of 8 (the SD VAE's latent)")
+    return w, h
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--references", help="folder of linear HDR references (.exr/.hdr)")
+    source.add_argument("--clip", help="one shot instead: a folder of linear HDR frames (name order), "
+                        "pan:FILE to pan across the equirect HDRI FILE, or an SDR video file (its frames are "
+                        "the photos; warping error only); adds the warping error")
+    parser.add_argument("--output", required=True, help="folder for photos, results and the report (new)")
+    parser.add_argument("--workflow", default=None, help="UI- or API-format workflow whose Load Image node "
+                        "receives the photo (default: the shipped workflows/photo_to_hdr.json)")
+    parser.add_argument("--input-node", default=None, help="id of the node that receives the photo, when the "
+                        "workflow has several loaders")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated cameras (default 0)")
+    parser.add_argument("--clip-share", type=float, default=None, help="share of pixels the exposure clips "
+                        "(default: drawn per image from 5-15 %%, as HDRCNN)")
+    parser.add_argument("--jpeg", type=int, default=None, metavar="QUALITY", help="JPEG-compress the photos")
+    parser.add_argument("--downscale", type=int, default=1, help="box-downscale references by this factor first")
+    parser.add_argument("--metrics", nargs="+", default=None, help="subset of the four metrics (default: all)")
+    parser.add_argument("--clip-frames", type=int, default=None, help="frames of the clip (default: 8 for a pan "
+                        "or a video, every frame of a folder)")
+    parser.add_argument("--clip-start", type=int, default=0, help="a video's first frame (default 0)")
+    parser.add_argument("--clip-stride", type=int, default=1, help="take every Nth frame of a video (default 1)")
+    parser.add_argument("--clip-size", type=_size, default=(128, 96), metavar="WxH", help="a pan's frame size "
+                        "(default 128x96; a multiple of 8)")
+    parser.add_argument("--clip-step", type=int, default=2, help="a pan's motion in pixels a frame (default 2)")
+    add_host_arguments(parser)
+    add_threads_argument(parser)
+    add_ray_argument(parser)
+    parser.add_argument("--workers", type=int, default=None, help="Ray workers on CPU machines")
+
+
+def run_evaluate(args) -> int:
+    from .evaluate import evaluate
+
+    return evaluate(args)
 
 
 def run_batch(args) -> int:
@@ -54,4 +141,33 @@ def run_batch(args) -> int:
     load_workflow_file(args.workflow)
     config = BatchConfig(workflow=args.workflow, inputs=args.inputs, output=args.output, comfyui=args.comfyui,
                          base_directory=args.base_directory, input_node=args.input_node, threads=args.threads)
+    from .ray_pool import execute
+
     return report(execute(config, args.ray, args.workers))
+
+
+# name: (what it does, its --help text, the function adding its options, the function running it)
+COMMANDS = {
+    "batch": ("run a workflow once per input file (OUTPUT/<input name>/, resumable; in-process or on Ray)",
+              BATCH, add_batch_arguments, run_batch),
+    "evaluate": ("score a photo-to-HDR workflow against HDR references with a simulated camera",
+                 EVALUATE, add_evaluate_arguments, run_evaluate),
+}
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="python -m lediff_runner", epilog="See docs/batch.md.",
+                                 description="Run workflows in an embedded ComfyUI: a batch over a folder of "
+                                 "inputs, or an evaluation against HDR references.")
+    sub = ap.add_subparsers(dest="command", required=True, metavar="{" + ",".join(COMMANDS) + "}")
+    for name, (help_text, description, add_arguments, run) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_text, description=description,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_arguments(p)
+        p.set_defaults(run=run)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    return args.run(args)

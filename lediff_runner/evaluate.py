@@ -43,7 +43,7 @@ from lediff_core.qa.baselines import BASELINES, CAMERA_BASELINES
 from lediff_core.qa.camera import capture, crop_to_multiple, downscale, sample_camera
 
 from .batch import MANIFEST, BatchConfig, sha256_file
-from .cli import execute
+from .ray_pool import execute
 from .workflow import VIDEO_EXTENSIONS, load_workflow_file, workflow_hash
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -396,7 +396,7 @@ def evaluate(args) -> int:
                     p = os.path.join(d, f)
                     model_files[os.path.relpath(p, lediff_dir)] = os.path.getsize(p)
     provenance = {
-        "command": [os.path.basename(sys.argv[0]), *sys.argv[1:]], "seed": args.seed,
+        "command": ["python", "-m", "lediff_runner", *sys.argv[1:]], "seed": args.seed,
         "camera": {"clip_share": args.clip_share if args.clip_share is not None else "uniform 5-15 %",
                    "jpeg_quality": args.jpeg, "downscale": args.downscale, "model": "sigmoid (1+a)E^n/(E^n+a), "
                    "n~N(0.9,0.1), a~N(0.6,0.1), 8-bit"},

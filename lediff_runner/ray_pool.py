@@ -15,7 +15,17 @@ import sys
 import time
 import uuid
 
-from .batch import BatchConfig, Item, Outcome, _describe, _progress, cleanup_work_dir, discard_attempt, pending
+from .batch import (
+    BatchConfig,
+    Item,
+    Outcome,
+    _describe,
+    _progress,
+    cleanup_work_dir,
+    discard_attempt,
+    pending,
+    run_local,
+)
 from .host import REPO
 
 INSTALL_HINT = ("--ray needs Ray, an optional dependency: install it into ComfyUI's Python with\n"
@@ -194,3 +204,11 @@ def _run(ray, config, workers, items, progress) -> list[Outcome]:
         ray.kill(worker)
     cleanup_work_dir(config.output)
     return outcomes
+
+
+def execute(config: BatchConfig, ray: str | None, workers: int | None, progress: bool = True) -> list[Outcome]:
+    """Run the batch: in this process when ``ray`` is None, else on Ray (``"local"``: a local cluster)."""
+    if ray is None:
+        return run_local(config, progress=progress)
+    import_ray(local=ray == "local" or is_loopback(ray))  # a clear message before anything starts when Ray is missing
+    return run_ray(config, None if ray == "local" else ray, workers, progress=progress)

@@ -33,6 +33,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from lediff_core.io.publish import replace_file, write_new_folder
+from lediff_core.model.weights import check_torch_file
 
 from . import run_folder
 from .run_folder import CHECKPOINTS, TrainingError, kill_point, latest_checkpoint, write_text_atomic
@@ -437,8 +438,7 @@ class Trainer:
         for name, module in self._unwrapped().items():
             module.load_state_dict(_read(path, f"state/model-{name}.safetensors", load_file), strict=True)
         for name, opt in self.optimizers.items():
-            opt.load_state_dict(_read(path, f"state/optimizer-{name}.pt", lambda f: torch.load(
-                f, map_location=device, weights_only=True)))
+            opt.load_state_dict(_read(path, f"state/optimizer-{name}.pt", lambda f: _load_torch(f, device)))
         if self.ema is not None:
             if not os.path.isfile(os.path.join(path, "state", "ema.safetensors")):
                 raise TrainingError(f"--ema: the checkpoint {path!r} has no EMA (the run started without --ema)")
@@ -524,6 +524,13 @@ class Trainer:
         if saved_at != self.step:
             self.save_checkpoint()
         return self.checkpoint
+
+
+def _load_torch(path: str, device) -> dict:
+    """A torch.save file of this recipe (an optimizer's state), bounded by its size before torch.load
+    (``check_torch_file``: a legacy-format or compressed file is refused by name)."""
+    check_torch_file(path)
+    return torch.load(path, map_location=device, weights_only=True)
 
 
 def _read(checkpoint: str, rel: str, load):

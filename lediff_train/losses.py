@@ -20,7 +20,9 @@ The trainer calls, per step (``loss = Stage1Loss(...)``, ``out``/``target`` log 
 
 from __future__ import annotations
 
+import hashlib
 import math
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -28,6 +30,8 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lediff_core.model.weights import WeightError, check_torch_file, is_legacy_torch_file
 
 DEFAULT_LPIPS_WEIGHT = 1.0
 DEFAULT_GAN_WEIGHT = 0.5
@@ -87,7 +91,39 @@ def check_lpips_weights(net: str = "alex", hub_dir: str | Path | None = None) ->
     )
 
 
-def _load_weights(path: Path, what: str) -> dict[str, torch.Tensor]:
+def _check_file(path: Path, what: str, legacy_from: str | None) -> None:
+    """Refuse, before torch.load, a file whose loading its size does not bound (``check_torch_file``),
+    except the legacy-format files the loss is built from: the heads inside the lpips package (``legacy_from``
+    ``"package"``: its v0.1 weights are pre-1.6 files, as trusted as its code) and torchvision's trunk
+    downloads (``"torchvision"``: its older files are legacy too), accepted only when their SHA-256
+    starts with the hash in their name, as torchvision's own ``check_hash`` requires."""
+    if legacy_from is not None and is_legacy_torch_file(str(path)):
+        if legacy_from == "package":
+            return
+        match = re.search(r"-([0-9a-f]{8,})\.", path.name)
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+        if match and digest.hexdigest().startswith(match.group(1)):
+            return
+        raise LPIPSUnavailable(
+            f"the {what} weights {path} are a legacy-format PyTorch file but not torchvision's download (their "
+            f"SHA-256 does not start with the {match.group(1) if match else '(no hash)'} in the name), so they "
+            "are not loaded: delete the file and fetch it again, or train without the perceptual loss: "
+            "--lpips-weight 0")
+    try:
+        check_torch_file(str(path))
+    except WeightError as exc:
+        raise LPIPSUnavailable(f"cannot read the {what} weights: {exc}; or train without the perceptual loss: "
+                               "--lpips-weight 0") from None
+
+
+def _load_weights(path: Path, what: str, legacy_from: str | None = None) -> dict[str, torch.Tensor]:
+    try:
+        _check_file(path, what, legacy_from)
+    except OSError as exc:
+        raise LPIPSUnavailable(f"cannot read the {what} weights {path}: {exc}") from exc
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # a truncated download, a foreign file
@@ -133,8 +169,9 @@ class PerceptualLoss(nn.Module):
             warnings.simplefilter("ignore")  # torchvision's "pretrained is deprecated" from inside lpips
             model = lpips.LPIPS(pretrained=False, net=net, pnet_rand=True, verbose=False)
         heads_path = Path(lpips.__file__).parent / "weights" / "v0.1" / f"{net}.pth"
-        model.load_state_dict(self._state(model, _load_weights(trunk_path, "LPIPS trunk"), trunk_path,
-                                          _load_weights(heads_path, "LPIPS head"), heads_path), strict=True)
+        trunk = _load_weights(trunk_path, "LPIPS trunk", legacy_from="torchvision")
+        heads = _load_weights(heads_path, "LPIPS head", legacy_from="package")
+        model.load_state_dict(self._state(model, trunk, trunk_path, heads, heads_path), strict=True)
         model.requires_grad_(False)
         model.eval()
         self.net_name = net

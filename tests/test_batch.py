@@ -1,4 +1,4 @@
-"""scripts/batch.py end to end: the shipped photo_to_hdr workflow (scaled down as in
+"""`python -m lediff_runner batch` end to end: the shipped photo_to_hdr workflow (scaled down as in
 test_workflows.py) over a folder of photos with the fixture models, in an embedded ComfyUI and on a
 local two-worker Ray cluster (loopback only) with a worker killed mid-item. Each run is the real
 command in its own process, as a user starts it."""
@@ -35,7 +35,7 @@ ULTRAHDR = os.path.join("LEDiff", "photo_to_hdr_ultrahdr_00001.jpg")  # the work
 
 
 def batch_command(setup, output, *extra):
-    return [sys.executable, os.path.join(REPO, "scripts", "batch.py"), "--workflow", setup["workflow"],
+    return [sys.executable, "-m", "lediff_runner", "batch", "--workflow", setup["workflow"],
             "--inputs", setup["inputs"], "--output", str(output), "--base-directory", setup["base"], *extra]
 
 
@@ -283,15 +283,29 @@ def test_a_refused_input_folder_or_workflow_leaves_no_output_folder(tmp_path):
     for inputs, workflow, message in ((tmp_path / "missing", shipped, "no such folder"),
                                       (photos, broken, "not valid JSON")):
         output = tmp_path / "out"
-        result = run([sys.executable, os.path.join(REPO, "scripts", "batch.py"), "--workflow", str(workflow),
+        result = run([sys.executable, "-m", "lediff_runner", "batch", "--workflow", str(workflow),
                       "--inputs", str(inputs), "--output", str(output)], timeout=120)
         assert result.returncode != 0 and message in result.stderr, result.stderr[-2000:]
         assert not output.exists()
 
 
+def test_one_command_line_lists_batch_and_evaluate():
+    """`python -m lediff_runner` is the runner's one command line, like `python -m lediff_train`."""
+    result = run([sys.executable, "-m", "lediff_runner", "--help"], timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "usage: python -m lediff_runner [-h] {batch,evaluate}" in result.stdout
+    listed = {line.split()[0] for line in result.stdout.splitlines() if line.startswith("    ") and line.split()}
+    assert {"batch", "evaluate"} <= listed, result.stdout
+    for command, option in (("batch", "--inputs INPUTS"), ("evaluate", "--references REFERENCES")):
+        sub = run([sys.executable, "-m", "lediff_runner", command, "--help"], timeout=120)
+        assert sub.returncode == 0 and option in sub.stdout and f"python -m lediff_runner {command}" in sub.stdout
+    missing = run([sys.executable, "-m", "lediff_runner"], timeout=120)
+    assert missing.returncode == 2 and "the following arguments are required: {batch,evaluate}" in missing.stderr
+
+
 def test_ray_option_without_ray_says_how_to_install_it(setup, tmp_path):
-    code = ("import runpy, sys; sys.modules['ray'] = None; sys.argv = sys.argv[1:]; "
-            "runpy.run_path(sys.argv[0], run_name='__main__')")
+    code = ("import runpy, sys; sys.modules['ray'] = None; sys.argv = sys.argv[2:]; "
+            "runpy.run_module(sys.argv[0], run_name='__main__', alter_sys=True)")
     result = run([sys.executable, "-c", code, *batch_command(setup, tmp_path / "out", "--ray")[1:]], timeout=120)
     assert result.returncode != 0
     assert "pip install 'ray" in result.stderr and "--ray needs Ray" in result.stderr

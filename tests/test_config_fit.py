@@ -286,6 +286,35 @@ def test_a_compressed_torch_archive_is_refused_before_it_unpacks(tmp_path):
     assert load_state_dict(plain)["weight_conv.weight"].numel() == 2_000_000
 
 
+def test_a_legacy_torch_file_is_refused_by_name_before_torch_load(tmp_path):
+    """The pre-1.6 format (torch.save(..., _use_new_zipfile_serialization=False), still what old
+    .pth/.pt/.ckpt downloads are): torch.load allocates each storage at the size its pickle claims,
+    which no check of the file bounds, so it is refused before torch.load, naming the format and the fix."""
+    weights = {"weight_conv.weight": torch.arange(6.0)}
+    for name in ("old.pth", "old.pt", "old.ckpt", "old.bin"):
+        path = str(tmp_path / name)
+        torch.save(weights, path, _use_new_zipfile_serialization=False)
+        assert not zipfile.is_zipfile(path)
+        assert torch.equal(torch.load(path, weights_only=True)["weight_conv.weight"], weights["weight_conv.weight"])
+        with pytest.raises(WeightError) as caught:
+            load_state_dict(path)
+        message = str(caught.value)
+        assert message.startswith(f"{path!r} is a legacy PyTorch file (the format torch.save wrote before "
+                                  "PyTorch 1.6): its loader allocates what the file claims"), message
+        assert "re-save trusted weights with a current torch.save" in message and ".safetensors" in message
+        # the fix works: re-saved with today's torch.save, the same file loads
+        torch.save(torch.load(path, weights_only=True), path + ".new")
+        assert torch.equal(load_state_dict(path + ".new")["weight_conv.weight"], weights["weight_conv.weight"])
+
+
+def test_a_legacy_fusion_file_in_an_official_folder_names_the_file(tmp_path):
+    folder = fx.write_official_folder(str(tmp_path), "LEDiff_highlight")
+    fusion = os.path.join(folder, "vae", "merge_model.pth")
+    torch.save(torch.load(fusion, weights_only=True), fusion, _use_new_zipfile_serialization=False)
+    with pytest.raises(WeightError, match=r"merge_model.pth' is a legacy PyTorch file"):
+        load_hdr_vae(str(folder))
+
+
 def test_a_broadcast_tensor_claiming_more_than_its_bytes_is_refused(tmp_path):
     path = str(tmp_path / "expanded.bin")
     torch.save({"conv_in.weight": torch.zeros(1).expand(10 ** 10)}, path)

@@ -29,10 +29,10 @@ SOURCE_DIR = os.path.join(os.path.dirname(__file__), "data", "degenerate_source"
 
 # covered by the savers', readers' and video tests (issue 25, their own classes)
 OWNED_ELSEWHERE = {"LEDiffSaveEXR", "LEDiffSaveHDRImage", "LEDiffSaveEXRSequence", "LEDiffSaveHDRVideo",
-                   "LEDiffLoadEXR", "LEDiffLoadEXRSequence", "LEDiffEXRLayer"}
+                   "LEDiffLoadEXR", "LEDiffLoadEXRSequence"}
 
 # what each non-tensor input gets (the fixture models and a short sampling run)
-WIDGETS = {"steps": 1, "size": 32, "panel_width": 64, "model_name": MODEL}
+WIDGETS = {"steps": 1, "size": 32, "panel_width": 64, "model_name": MODEL, "name": "depth"}  # name: EXR Layer's
 VALID = {"IMAGE": "1,16,16,3", "MASK": "1,16,16,3", "LATENT": "1,4,8,8"}
 CASES = {  # label: (shape, fill)
     "IMAGE": {"0x0": ("1,0,0,3", "random"), "0 wide": ("1,16,0,3", "random"), "empty batch": ("0,16,16,3", "random"),
@@ -286,3 +286,57 @@ def test_core_size_checks_name_input_size_and_minimum():
         check_latent(torch.zeros(1, 4, 0, 0), "dark")
     with pytest.raises(LatentError, match=r"^latent is an empty batch \(no latents\); at least 1 latent"):
         check_latent(torch.zeros(0, 4, 8, 8))
+
+
+@pytest.mark.parametrize("kind, shape, fill, message", [
+    ("image", "1,0,0,3", "random", "image is 0x0 pixels (width x height); at least 1x1 is needed"),
+    ("image", "1,16,16,3", "nan", "image 1 of 1: 110 of 256 pixel(s) NaN/Inf (110 NaN, 0 Inf): EXR layer 'depth' "
+                                  "cannot hold them"),
+    ("mask", "0,16,16,3", "random", "mask is an empty batch (no images)"),
+])
+def test_exr_layer_refuses_a_degenerate_layer_before_save_exr_touches_the_output_folder(sweep_host, tmp_path, kind,
+                                                                                        shape, fill, message):
+    """A crop outside the picture, or a depth pass with NaN, as the EXR Layer of a Save EXR: refused by
+    the layer node by input name, before Save EXR makes the prefix's folder."""
+    sweep_host.use_folders(tmp_path)
+    g = {"1": {"class_type": SOURCE, "inputs": {"shape": "1,16,16,3", "fill": "random", "seed": 1}},
+         "2": {"class_type": SOURCE, "inputs": {"shape": shape, "fill": fill, "seed": 2}},
+         "3": {"class_type": "LEDiffEXRLayer", "inputs": {"name": "depth", "encoding": "data", "precision": "float",
+                                                          kind: ["2", OUTPUT_SLOT[kind.upper()]]}},
+         "4": {"class_type": "LEDiffSaveEXR", "inputs": {
+             "images": ["1", 0], "filename_prefix": "LEDiff/new/layers", "precision": "half", "compression": "zip",
+             "input_encoding": "linear", "envmap": "none", "layers": ["3", 0]}}}
+    with pytest.raises(GraphError) as caught:
+        sweep_host.run(g)
+    err = _error(caught.value)
+    assert err["node_type"] == "LEDiffEXRLayer" and err["exception_message"].startswith(message), err
+    assert os.listdir(sweep_host.output_dir) == []
+
+
+@pytest.mark.parametrize("operator", ["aces", "reinhard", "clip"])
+def test_tone_map_at_its_largest_exposure_on_float32s_largest_values_is_a_white_picture(host, operator):
+    """Light near float32's maximum, loaded from a float EXR, at the exposure widget's maximum: the
+    product overflows to inf, which ACES turned into NaN (inf/inf). The output is an sRGB picture in
+    0..1 where that light is white, and black stays black."""
+    import OpenEXR
+
+    schema = host.node_class("LEDiffToneMap").GET_SCHEMA()
+    (exposure,) = [i for i in schema.inputs if i.id == "exposure"]
+    (white,) = [i for i in schema.inputs if i.id == "white"]
+    big = np.finfo(np.float32).max
+    rgb = np.full((4, 6, 3), big, dtype=np.float32)
+    rgb[:, 3:] = 0.0
+    rgb[0, 0] = [big, big / 3, 1e30]
+    with OpenEXR.File({}, {"RGB": rgb}) as f:
+        f.write(os.path.join(host.input_dir, "brightest.exr"))
+    for widget_white in (white.min, white.max):
+        g = {"1": {"class_type": "LEDiffLoadEXR", "inputs": {"image": "brightest.exr", "layer": ""}},
+             "2": {"class_type": "LEDiffToneMap", "inputs": {"image": ["1", 0], "operator": operator,
+                                                             "exposure": exposure.max, "white": widget_white,
+                                                             "auto_exposure": False}},
+             "3": {"class_type": "SaveImage", "inputs": {"images": ["2", 0], "filename_prefix": f"tm{widget_white}"}}}
+        host.run(g)
+        (name,) = [f for f in os.listdir(host.output_dir) if f.startswith(f"tm{widget_white}")]
+        png = np.asarray(Image.open(os.path.join(host.output_dir, name)).convert("RGB"))
+        assert (png[:, :3] == 255).all(), png[:, :3, 0]
+        assert (png[:, 3:] == 0).all()

@@ -1,4 +1,4 @@
-"""scripts/evaluate.py end to end on the fixture models (the CI run): two small references cut from
+"""`python -m lediff_runner evaluate` end to end on the fixture models (the CI run): two small references cut from
 real HDRIs, the shipped photo_to_hdr workflow (scaled down like test_workflows.py), the baselines,
 all four metrics, and the report files. The scores of the fixture models mean nothing; the checks
 are on the pipeline: the right files are scored, and the exact inverse of the camera beats a
@@ -42,7 +42,7 @@ def evaluation(comfy, workflow_models, tmp_path_factory):
     workflow = root / "photo_to_hdr_api.json"
     workflow.write_text(json.dumps(prompt))
     output = root / "eval"
-    cmd = [sys.executable, os.path.join(REPO, "scripts", "evaluate.py"), "--references", str(refs),
+    cmd = [sys.executable, "-m", "lediff_runner", "evaluate", "--references", str(refs),
            "--output", str(output), "--workflow", str(workflow), "--base-directory", str(workflow_models),
            "--seed", "3"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO)
@@ -144,7 +144,7 @@ def test_refused_references_leave_no_output_folder(tmp_path):
     refs.mkdir()
     (refs / "notes.txt").write_text("not a reference")
     output = tmp_path / "eval"
-    result = subprocess.run([sys.executable, os.path.join(REPO, "scripts", "evaluate.py"), "--references",
+    result = subprocess.run([sys.executable, "-m", "lediff_runner", "evaluate", "--references",
                              str(refs), "--output", str(output)], capture_output=True, text=True, timeout=300,
                             cwd=REPO)
     assert result.returncode != 0 and "no .exr/.hdr/.pic files" in result.stderr, result.stderr[-2000:]

@@ -531,6 +531,41 @@ def test_every_short_clip_saves_every_time(host, codec, size, container):
                 assert -frames / 24 - 1e-3 <= d <= float(p["pts_time"]) + 1e-3, name
 
 
+@pytest.mark.parametrize("codec", ["hevc", "av1"])
+@pytest.mark.parametrize("container", ["mp4", "mkv"])
+def test_a_one_or_two_frame_clip_below_one_fps_keeps_its_rate(host, codec, container):
+    """A title card: 1 or 2 frames at 0.5 fps. The file must say 0.5 fps wherever the rate is stored
+    and read: Matroska's DefaultDuration (ffprobe's avg_frame_rate), MP4's sample durations, the
+    duration, FFmpeg's own guess (av_guess_frame_rate: what ffmpeg and PyAV's guessed_rate use) and
+    core's Load Video (ComfyUI reads average_rate). Not ffprobe's r_frame_rate for AV1 in Matroska:
+    FFmpeg's Matroska demuxer takes DefaultDuration as r_frame_rate only between 5 and 1000 fps, and
+    falls back to the codec's timing info, which HEVC (x265's VUI) carries and SVT-AV1 does not write
+    ("timing_info_present not supported"), so with under 3 frames to measure it prints 1000/1, the
+    track's time base; ffmpeg itself then uses avg_frame_rate."""
+    import av
+    from comfy_api.latest import InputImpl
+
+    size = 16
+    frames = np.random.default_rng(3).random((2, size, size, 3), dtype=np.float32) * 2
+    prompt = graph(host, frames, fps=0.5, codec=codec, container=container,
+                   filename_prefix="LEDiff/title2")
+    prompt["8"] = {**prompt["9"], "inputs": {**prompt["9"]["inputs"], "images": ["100", 0],
+                                             "filename_prefix": "LEDiff/title1"}}
+    host.run(prompt)
+    for n in (1, 2):
+        path = os.path.join(host.output_dir, "LEDiff", f"title{n}_00001.{container}")
+        info = ffprobe(path, "-count_frames", "-show_streams", "-show_format", "-show_packets")
+        (v,) = info["streams"]
+        assert int(v["nb_read_frames"]) == n and v["avg_frame_rate"] == "1/2", (n, v)
+        assert float(info["format"]["duration"]) == pytest.approx(2 * n, abs=1e-3)
+        assert [float(p["pts_time"]) for p in info["packets"]] == pytest.approx([0, 2][:n], abs=1e-3)
+        if (codec, container) != ("av1", "mkv"):
+            assert v["r_frame_rate"] == "1/2", (n, v)
+        with av.open(path) as f:
+            assert f.streams.video[0].guessed_rate == Fraction(1, 2)
+        assert InputImpl.VideoFromFile(path).get_frame_rate() == Fraction(1, 2)
+
+
 @pytest.mark.parametrize("codec,size,least", [("hevc", 14, 16), ("hevc", 2, 16), ("av1", 2, 4)])
 def test_frames_under_the_encoders_minimum_are_refused_by_name(host, codec, size, least):
     """2x2 frames (and x265's 14x14) were the encoder's bare "avcodec_open2 ... returned 22"."""

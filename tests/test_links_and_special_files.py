@@ -221,7 +221,7 @@ def test_the_batch_runner_refuses_a_fifo_by_name_and_follows_its_own_links(tmp_p
     os.mkfifo(inputs / "pipe.exr")
     (workflow := tmp_path / "copy.json").write_text(json.dumps(load_exr_graph("placeholder.exr")))
     output = tmp_path / "out"
-    cmd = [sys.executable, os.path.join(REPO, "scripts", "batch.py"), "--workflow", str(workflow),
+    cmd = [sys.executable, "-m", "lediff_runner", "batch", "--workflow", str(workflow),
            "--inputs", str(inputs), "--output", str(output), "--base-directory", str(tmp_path / "base")]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
     assert result.returncode == 1, result.stdout + result.stderr[-3000:]

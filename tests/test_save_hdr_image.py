@@ -149,3 +149,28 @@ def test_nan_is_refused_with_a_count_and_nothing_is_written(host):
     with pytest.raises(GraphError, match="3 pixel"):
         host.run(graph("nan.exr", format="avif_pq"))
     assert outputs_of(host) == []
+
+
+def tree(root):
+    return sorted(os.path.relpath(os.path.join(d, n), root) for d, dirs, files in os.walk(root) for n in dirs + files)
+
+
+@pytest.mark.parametrize("fmt, setting, value, message", [
+    ("ultrahdr", "headroom_stops", 8.0, r"headroom_stops must be in \(0, 5.62\] for Ultra HDR"),
+    ("ultrahdr", "headroom_stops", float("nan"), r"headroom_stops must be in \(0, 5.62\].*got nan"),
+    ("avif_pq", "mastering_peak", 20000.0, r"mastering_peak must be in \(0, 10000\] cd/m2, got 20000"),
+    ("jxl_linear", "reference_white", 0.0, "reference_white must be a positive number, got 0.0"),
+    ("avif_hlg", "quality", 0, "quality must be in 1..100, got 0"),
+])
+def test_a_linked_setting_out_of_range_is_refused_before_the_output_folder_changes(host, fmt, setting, value,
+                                                                                   message):
+    """A widget converted to an input and fed by a Float/Int node skips ComfyUI's range check (it
+    checks typed-in values only): the save is refused before the prefix's new subfolder is made."""
+    write_input(host, "in.exr", hdr_ramp())
+    before = tree(host.output_dir)
+    prompt = graph("in.exr", format=fmt, filename_prefix="LEDiff/refused/hdr", **{setting: ["5", 0]})
+    primitive = "PrimitiveInt" if isinstance(value, int) else "PrimitiveFloat"
+    prompt["5"] = {"class_type": primitive, "inputs": {"value": value}}
+    with pytest.raises(GraphError, match=rf"Save HDR Image[^:]*: {message}"):
+        host.run(prompt)
+    assert tree(host.output_dir) == before

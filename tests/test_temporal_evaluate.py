@@ -1,4 +1,4 @@
-"""scripts/evaluate.py --clip end to end on the fixture models: a pan across the city HDRI (3 frames
+"""`python -m lediff_runner evaluate --clip` end to end on the fixture models: a pan across the city HDRI (3 frames
 of 64x48), one camera for the shot, the shipped photo_to_hdr workflow per frame (scaled down as in
 test_workflows.py), per-frame metrics and the warping error of every method. The fixture models'
 scores mean nothing; the checks are on the pipeline and on values recomputed from the files it
@@ -41,7 +41,7 @@ def run_evaluation(comfy, workflow_models, root, *args):
     workflow = root / "photo_to_hdr_api.json"
     workflow.write_text(json.dumps(prompt))
     output = root / "eval"
-    cmd = [sys.executable, os.path.join(REPO, "scripts", "evaluate.py"), *args, "--output", str(output),
+    cmd = [sys.executable, "-m", "lediff_runner", "evaluate", *args, "--output", str(output),
            "--workflow", str(workflow), "--base-directory", str(workflow_models)]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
@@ -96,22 +96,23 @@ def test_clip_frames_are_the_pan_and_the_scores_are_those_of_the_files(clip_eval
 
 
 def test_clip_errors_name_the_problem(tmp_path):
-    cmd = [sys.executable, os.path.join(REPO, "scripts", "evaluate.py"), "--output", str(tmp_path / "o")]
-    missing = subprocess.run([*cmd, "--clip", "pan:/nonexistent.exr"], capture_output=True, text=True, timeout=300)
+    def evaluate(*args):
+        cmd = [sys.executable, "-m", "lediff_runner", "evaluate", "--output", str(tmp_path / "o"), *args]
+        return subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
+
+    missing = evaluate("--clip", "pan:/nonexistent.exr")
     assert missing.returncode != 0 and "no such file (pan:FILE pans across an equirect HDRI)" in missing.stderr
-    both = subprocess.run([*cmd, "--clip", "x", "--references", "y"], capture_output=True, text=True, timeout=300)
+    both = evaluate("--clip", "x", "--references", "y")
     assert both.returncode != 0 and "not allowed with argument" in both.stderr
-    size = subprocess.run([*cmd, "--clip", "x", "--clip-size", "60x48"], capture_output=True, text=True, timeout=300)
+    size = evaluate("--clip", "x", "--clip-size", "60x48")
     assert size.returncode != 0 and "multiples of 8" in size.stderr
-    camera = subprocess.run([*cmd, "--clip", REAL_CLIP, "--clip-frames", "2", "--jpeg", "90"],
-                            capture_output=True, text=True, timeout=300)
+    camera = evaluate("--clip", REAL_CLIP, "--clip-frames", "2", "--jpeg", "90")
     assert camera.returncode != 0 and "is a video" in camera.stderr and "--jpeg cannot apply" in camera.stderr
-    short = subprocess.run([*cmd, "--clip", REAL_CLIP, "--clip-start", "130", "--clip-frames", "5"],
-                           capture_output=True, text=True, timeout=300)
+    short = evaluate("--clip", REAL_CLIP, "--clip-start", "130", "--clip-frames", "5")
     assert short.returncode != 0 and "has 2 frames from frame 130 every 1, not 5" in short.stderr
     not_video = tmp_path / "notes.mp4"
     not_video.write_text("not a video")
-    bad = subprocess.run([*cmd, "--clip", str(not_video)], capture_output=True, text=True, timeout=300)
+    bad = evaluate("--clip", str(not_video))
     assert bad.returncode != 0 and "not a readable video" in bad.stderr
 
 

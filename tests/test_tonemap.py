@@ -69,3 +69,37 @@ def test_input_is_not_modified_and_negative_values_are_safe():
         out = tone_map(img, op, auto_exposure=True)
         assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1
     assert torch.equal(img, before)
+
+
+FLOAT32_MAX = torch.finfo(torch.float32).max
+EXPOSURE_MAX = 32.0  # Tone Map's widget maximum (nodes/color/tonemap.py; the host test checks the schema)
+
+
+def test_light_beyond_float32_after_exposure_is_white_not_nan():
+    """exposure +32 on bright pixels (or any exposure on values near float32's maximum) used to
+    overflow inside ACES (x^2 -> inf, inf/inf -> NaN) and Reinhard (L/white^2 -> inf), so the
+    promised sRGB picture in 0..1 held NaN: now overflowing light displays as white."""
+    white = linear_to_srgb(torch.tensor(1.0)).item()
+    values = [FLOAT32_MAX, FLOAT32_MAX / 2, 1e20, 1e10, 0.0, -FLOAT32_MAX]
+    img = torch.tensor(values).view(1, 1, -1, 1).expand(1, 2, len(values), 3).contiguous()
+    for op in ("aces", "reinhard", "clip"):
+        for exposure in (EXPOSURE_MAX, 0.0):
+            for reinhard_white in (0.01, 4.0, 1e6):  # the white widget's range
+                out = tone_map(img, op, exposure=exposure, white=reinhard_white)
+                assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1, (op, exposure)
+                n = 4 if exposure == EXPOSURE_MAX else 3  # 1e10 x 2^32 overflows ACES' x^2 too
+                assert torch.allclose(out[:, :, :n], torch.full_like(out[:, :, :n], white), atol=1e-6), \
+                    (op, exposure, reinhard_white, out[0, 0, :, 0])
+                assert out[:, :, 4:].max().item() == 0.0  # black and negative light stay black
+
+
+def test_auto_exposure_past_128_stops_keeps_black_pixels_black():
+    """A very dark image (1e-38) gets about +123 stops of automatic exposure; plus the widget's
+    +32, 2^155 overflows float32 and 0 x inf was NaN on the black pixels."""
+    img = torch.zeros((1, 2, 2, 3))
+    img[0, 0, 0] = 1e-38
+    img[0, 1, 1] = 1e-30
+    for op in ("aces", "reinhard", "clip"):
+        out = tone_map(img, op, exposure=EXPOSURE_MAX, auto_exposure=True)
+        assert torch.isfinite(out).all() and out.min() >= 0 and out.max() <= 1, op
+        assert out[0, 0, 1].max().item() == 0.0 and out[0, 1, 1].min().item() > 0.99, (op, out)

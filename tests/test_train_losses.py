@@ -6,6 +6,7 @@ LPIPS runs offline on a random-weights AlexNet trunk written into a temporary TO
 
 from __future__ import annotations
 
+import hashlib
 import socket
 from pathlib import Path
 
@@ -314,3 +315,29 @@ def test_two_processes_equal_one_with_the_combined_batch(tmp_path):
     got = torch.load(result, weights_only=True)
     for a, b in zip(got, expected, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_lpips_refuses_a_legacy_trunk_that_is_not_torchvisions_but_loads_the_packaged_legacy_heads(
+        tmp_path, monkeypatch, no_network):
+    """torch's legacy format is read at whatever sizes its pickle claims. The lpips wheel's heads are
+    such files (shipped with its code: loaded), and torchvision's older downloads may be; a legacy
+    trunk is loaded only when its SHA-256 starts with the hash its name carries (torchvision's rule)."""
+    import lpips
+
+    from lediff_core.model.weights import is_legacy_torch_file
+
+    heads = Path(lpips.__file__).parent / "weights" / "v0.1" / "alex.pth"
+    assert is_legacy_torch_file(str(heads))  # what makes the exception necessary
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    path = write_random_lpips_trunk(tmp_path)
+    PerceptualLoss()  # a current-format trunk and the packaged legacy heads
+    torch.save(torch.load(path, weights_only=True), path, _use_new_zipfile_serialization=False)
+    with pytest.raises(LPIPSUnavailable, match=r"legacy-format PyTorch file but not torchvision's download \(their "
+                                               r"SHA-256 does not start with the 7be5be79 in the name\)"):
+        PerceptualLoss()
+    # the same legacy bytes under a name carrying their own hash: torchvision's file, loaded
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()[:8]
+    named = path.with_name(f"alexnet-owt-{digest}.pth")
+    path.rename(named)
+    monkeypatch.setitem(losses.LPIPS_BACKBONES, "alex", ("alexnet", f"https://download.pytorch.org/models/{named.name}"))
+    PerceptualLoss()

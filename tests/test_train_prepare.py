@@ -1,5 +1,5 @@
 """lediff_train's data preparation: bracket simulation against closed forms and the inverse camera
-of scripts/evaluate.py, random views, and `prepare` on real CC0 HDRIs with a tiny official-layout
+of `python -m lediff_runner evaluate`, random views, and `prepare` on real CC0 HDRIs with a tiny official-layout
 MODEL (latents checked against diffusers' own AutoencoderKL), determinism, resume, bad input, and
 LatentData."""
 
@@ -114,7 +114,7 @@ def test_simulated_camera_draws_and_shared_curve():
 
 
 def test_inverse_camera_recovers_the_exposure_within_quantisation():
-    """lediff_core.qa.camera.inverse_response (the inverse camera of scripts/evaluate.py) on the 8-bit
+    """lediff_core.qa.camera.inverse_response (the inverse camera of the evaluation) on the 8-bit
     bracket brackets 2^e H of every unclipped pixel between the inverses of I -/+ half a code."""
     hdr = real_crop("city.exr", 260, 500)
     images, info = br.simulate_brackets(hdr, np.random.default_rng(2))

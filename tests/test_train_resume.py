@@ -189,3 +189,21 @@ def test_a_run_whose_every_checkpoint_is_damaged_is_refused_with_the_files_and_t
     assert "no intact checkpoint" in err and "step-1" in err and "step-2" in err and "trainer.json is truncated" in err
     assert "delete the damaged step-N folders to start the run over" in err
     assert sorted(os.listdir(run / "checkpoints")) == before  # nothing moved or deleted
+
+
+def test_a_legacy_format_optimizer_state_is_refused_by_name_before_torch_load(setup, tmp_path, capsys):
+    """A checkpoint from before manifests (nothing to compare its files with) whose optimizer state is
+    in torch's legacy format, which torch.load reads at whatever sizes its pickle claims: --resume
+    refuses the file by name, with the fix, instead of loading it."""
+    run = copy_of_straight(setup, tmp_path / "run")
+    newest = run / "checkpoints" / f"step-{STEPS}"
+    trainer = json.loads((newest / run_folder.TRAINER).read_text())
+    del trainer[run_folder.MANIFEST_KEY]
+    (newest / run_folder.TRAINER).write_text(json.dumps(trainer))
+    optimizer = newest / "state" / "optimizer-discriminator.pt"
+    torch.save(torch.load(optimizer, weights_only=True), optimizer, _use_new_zipfile_serialization=False)
+    assert cli.main([*argv(setup, run), "--resume"]) == 2
+    err = capsys.readouterr().err
+    assert "optimizer-discriminator.pt' is a legacy PyTorch file (the format torch.save wrote before PyTorch 1.6)" \
+        in err, err
+    assert "re-save trusted weights with a current torch.save" in err and "the checkpoint is damaged" in err, err

@@ -27,7 +27,7 @@ display's peak). PyAV cannot attach stream-level side data, so the container has
 
 Audio (ComfyUI's AUDIO dict, first item of its batch) is AAC in both containers, cut to the video's
 length (as core's Save Video) and interleaved with the frames. ``read_sdr_frames`` goes the other
-way for SDR clips (scripts/evaluate.py's ``--clip FILE``). No ComfyUI imports.
+way for SDR clips (``python -m lediff_runner evaluate --clip FILE``). No ComfyUI imports.
 """
 
 from __future__ import annotations

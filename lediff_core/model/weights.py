@@ -74,14 +74,38 @@ def read_header(path: str) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
         raise WeightError(f"{path!r} has an invalid safetensors header ({e}): {fix}") from e
 
 
-def _check_torch_archive(path: str) -> None:
-    """A torch.save zip (PyTorch 1.6+) unpacks to at most its own size: torch.save stores entries
-    uncompressed, and PyTorch's reader would inflate deflated ones (a 200 KB file to 200 MB)."""
+# What torch.save wrote before PyTorch 1.6 (``_use_new_zipfile_serialization=False`` still writes it):
+# a pickle (protocol 2) of the magic number 0x1950a86a20f9469cfc6c, then the object and its storages.
+LEGACY_TORCH_MAGIC = b"\x80\x02\x8a\x0a" + (0x1950A86A20F9469CFC6C).to_bytes(10, "little")
+
+
+def is_legacy_torch_file(path: str) -> bool:
+    """Whether ``path`` starts like torch.save's legacy (pre-1.6, non-zip) format."""
+    with open(path, "rb") as f:
+        return f.read(len(LEGACY_TORCH_MAGIC)) == LEGACY_TORCH_MAGIC
+
+
+def check_torch_file(path: str) -> None:
+    """Refuse, by name and before ``torch.load``, a torch file whose loading is not bounded by the
+    file's size: anything but a torch.save zip (PyTorch 1.6+), i.e. the legacy format (its reader
+    allocates each storage at the size the pickle claims) or no torch file at all, and a zip that
+    unpacks to more than its own size (torch.save stores its entries uncompressed; PyTorch's reader
+    would inflate deflated ones, a 200 KB file to 200 MB)."""
     try:
         with zipfile.ZipFile(path) as archive:
             unpacked = sum(info.file_size for info in archive.infolist())
     except (zipfile.BadZipFile, OSError, ValueError):
-        return  # not a zip: PyTorch's legacy format (or no torch file), which torch.load reads or refuses
+        unpacked = None
+    if unpacked is None:
+        legacy = is_legacy_torch_file(path)
+        what = ("is a legacy PyTorch file (the format torch.save wrote before PyTorch 1.6)" if legacy
+                else "is not a PyTorch file (neither a torch.save zip nor the legacy format)")
+        resave = (f"python -c \"import torch; torch.save(torch.load({path!r}, weights_only=True), 'resaved.pth')\"")
+        raise WeightError(
+            f"{path!r} {what}: its loader allocates what the file claims, not what it holds, so it is refused "
+            f"before loading. Fix: re-save trusted weights with a current torch.save ({resave}, then put "
+            "resaved.pth in its place) or convert them to .safetensors; or re-download the file"
+            + ("" if legacy else "; a damaged or truncated download reads like this too"))
     size = os.path.getsize(path)
     if unpacked > size:
         raise WeightError(f"{path!r} unpacks to {unpacked} bytes from a {size}-byte file (torch.save stores its "
@@ -101,7 +125,7 @@ def _check_views(sd: dict[str, torch.Tensor], path: str) -> None:
 
 def load_state_dict(path: str) -> dict[str, torch.Tensor]:
     """A flat {name: tensor} dict from .safetensors, or from .bin/.pth/.pt with weights_only=True,
-    holding no more than the file's bytes (``read_header``, ``_check_torch_archive``, ``_check_views``)."""
+    holding no more than the file's bytes (``read_header``, ``check_torch_file``, ``_check_views``)."""
     try:
         check_readable(path)
     except FileNotFoundError:
@@ -114,7 +138,7 @@ def load_state_dict(path: str) -> dict[str, torch.Tensor]:
             return load_file(path, device="cpu")
         except Exception as e:
             raise WeightError(f"cannot read {path!r} as safetensors ({e}); re-download the file") from e
-    _check_torch_archive(path)
+    check_torch_file(path)
     try:
         sd = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:

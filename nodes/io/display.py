@@ -6,7 +6,7 @@ import logging
 
 from comfy_api.latest import io
 
-from ...lediff_core.io.display import FORMAT_NAMES, FORMATS, Settings
+from ...lediff_core.io.display import FORMAT_NAMES, FORMATS, FormatError, Settings, check_settings
 from ...lediff_core.io.display.metadata import APP1_MAX, comfy_exif
 from ...lediff_core.io.display.ultrahdr import MAX_HEADROOM_STOPS
 from .savers import check_images, save_numbered, tone_mapped_preview, workflow_metadata
@@ -79,6 +79,10 @@ class SaveHDRImage(io.ComfyNode):
                      min_size_reason=f" for {format} ({fmt.min_size_reason})" if fmt.min_size > 1 else "")
         settings = Settings(reference_white=reference_white, quality=quality,
                             headroom_stops=headroom_stops, mastering_peak=mastering_peak)
+        try:  # before the output folder (the prefix's subfolders) is created
+            check_settings(settings, fmt)
+        except FormatError as e:
+            raise FormatError(f"Save HDR Image ({format}): {e}") from None
         rgb = images[..., :3].float().cpu()
         exif = _exif(fmt.extension, *workflow_metadata(cls.hidden.prompt, cls.hidden.extra_pnginfo))
 

@@ -14,7 +14,7 @@ import torch
 from comfy_api.latest import io
 
 from ...lediff_core import SOFTWARE
-from ...lediff_core.color import srgb_to_linear
+from ...lediff_core.color import check_finite, check_image_size, srgb_to_linear
 from ...lediff_core.color.ocio import LINEAR_SPACES, WORKING_SPACE
 from ...lediff_core.color.spaces import exr_color_tags, from_chromaticities
 from ...lediff_core.io.access import FileAccessError, check_readable
@@ -224,6 +224,14 @@ class EXRLayerNode(io.ComfyNode):
 
     @classmethod
     def execute(cls, name, encoding, precision, image=None, mask=None, layers=None) -> io.NodeOutput:
+        # refused here, by input name, rather than by Save EXR after it has chosen its output folder
+        use = f"EXR layer {name!r} cannot hold them (Save EXR refuses NaN/Inf)"
+        if image is not None:
+            check_image_size(image, "image")
+            check_finite(image, "image", use)
+        if mask is not None:
+            check_image_size(mask, "mask", batched=mask.ndim == 3)  # ComfyUI's MASK: [B, H, W] or [H, W]
+            check_finite(mask[..., None], "mask", use)
         chain = tuple(layers or ())
         check_layer_name(name, [layer.name for layer in chain])
         return io.NodeOutput((*chain, EXRLayer(name, image=image, mask=mask, encoding=encoding,

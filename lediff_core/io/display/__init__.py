@@ -1,6 +1,7 @@
 """Display formats for linear HDR: one module per format, each an encoder function plus its options.
 
-A format is a ``DisplayFormat``: a file extension and ``encode(rgb, settings, exif) -> Encoded``,
+A format is a ``DisplayFormat``: a file extension, ``encode(rgb, settings, exif) -> Encoded`` and
+``check_options(settings)`` (the options it uses, refused before anything is encoded or created),
 where ``rgb`` is linear HDR in the pack's working space (Rec.709 primaries, D65) as float32
 [H, W, 3], ``settings`` the node's options and ``exif`` an optional TIFF (Exif) block carrying the
 workflow. Adding a format means one module that registers itself in ``FORMATS`` below, plus tests.
@@ -10,6 +11,7 @@ Nothing here imports ComfyUI; the node that publishes the bytes is Save HDR Imag
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,6 +47,7 @@ class DisplayFormat:
     description: str
     min_size: int = 1  # the smallest width and height the encoder takes
     min_size_reason: str = ""  # who says so, for the error
+    check_options: Callable[[Settings], None] | None = None  # refuses options this format cannot use
 
 
 class FormatError(LEDiffError, ValueError):
@@ -68,6 +71,19 @@ def encoder_threads() -> int:
     return os.cpu_count() or 1
 
 
+def check_settings(settings: Settings, fmt: DisplayFormat | None = None) -> None:
+    """Every setting, refused with its range before any pixel is encoded and before the saver
+    creates anything on disk: the ones all formats use, then ``fmt``'s own. ComfyUI checks a
+    widget's range only for a typed-in value; a linked input (a Float node's output) arrives
+    unchecked, NaN included."""
+    if not (math.isfinite(settings.reference_white) and settings.reference_white > 0):
+        raise FormatError(f"reference_white must be a positive number, got {settings.reference_white}")
+    if not 1 <= settings.quality <= 100:
+        raise FormatError(f"quality must be in 1..100, got {settings.quality}")
+    if fmt is not None and fmt.check_options is not None:
+        fmt.check_options(settings)
+
+
 def check_image(rgb: np.ndarray, settings: Settings, fmt: DisplayFormat | None = None) -> torch.Tensor:
     """The common input checks (``fmt``: the format's smallest size too); returns the image as a
     float32 torch tensor scaled so that the reference white is 1.0 (no copy of the caller's array
@@ -79,8 +95,7 @@ def check_image(rgb: np.ndarray, settings: Settings, fmt: DisplayFormat | None =
         why = f" for {fmt.name} ({fmt.min_size_reason})" if smallest > 1 else ""
         raise FormatError(f"the image is {rgb.shape[1]}x{rgb.shape[0]} pixels; the minimum is "
                           f"{smallest}x{smallest}{why}: upscale or pad it")
-    if not (settings.reference_white > 0 and np.isfinite(settings.reference_white)):
-        raise FormatError(f"reference_white must be a positive number, got {settings.reference_white}")
+    check_settings(settings, fmt)
     t = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32))
     # one pass: NaN propagates through min/max and Inf shows; the count only on failure
     lo, hi = (v.item() for v in torch.aminmax(t))

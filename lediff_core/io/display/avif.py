@@ -130,6 +130,7 @@ def encode(rgb: np.ndarray, settings: Settings, exif: bytes | None = None, *, tr
 
 
 register(DisplayFormat("avif_pq", ".avif", partial(encode, transfer=TRANSFER_PQ),
-                       "10-bit AVIF, BT.2020 primaries, PQ (absolute, 203 cd/m2 reference white)"))
+                       "10-bit AVIF, BT.2020 primaries, PQ (absolute, 203 cd/m2 reference white)",
+                       check_options=lambda settings: signal_range(TRANSFER_PQ, settings.mastering_peak)))
 register(DisplayFormat("avif_hlg", ".avif", partial(encode, transfer=TRANSFER_HLG),
                        "10-bit AVIF, BT.2020 primaries, HLG (relative, 75 % reference white)"))

@@ -23,14 +23,17 @@ MAX_HEADROOM_STOPS = math.log2(MAX_BOOST)
 MIN_SIZE = 8  # libultrahdr refuses smaller images ("image dimensions cannot be less than 8x8")
 
 
+def check_options(settings: Settings) -> None:
+    if not (0 < settings.headroom_stops <= MAX_HEADROOM_STOPS + 1e-6):
+        raise FormatError(f"headroom_stops must be in (0, {MAX_HEADROOM_STOPS:.2f}] for Ultra HDR "
+                          f"(libultrahdr's largest boost is {MAX_BOOST:.1f}x), got {settings.headroom_stops}")
+
+
 def encode(rgb: np.ndarray, settings: Settings, exif: bytes | None = None) -> Encoded:
     import imagecodecs
     from imagecodecs import ULTRAHDR
 
     t = check_image(rgb, settings, FORMAT)
-    if not (0 < settings.headroom_stops <= MAX_HEADROOM_STOPS + 1e-6):
-        raise FormatError(f"headroom_stops must be in (0, {MAX_HEADROOM_STOPS:.2f}] for Ultra HDR "
-                          f"(libultrahdr's largest boost is {MAX_BOOST:.1f}x), got {settings.headroom_stops}")
     over = count_above(t, MAX_BOOST)
     rgba = torch.ones((*t.shape[:2], 4), dtype=torch.float16)
     rgba[..., :3] = t.clamp(0, MAX_BOOST).half()  # contiguous half first: 2.5x faster than one step
@@ -46,4 +49,5 @@ def encode(rgb: np.ndarray, settings: Settings, exif: bytes | None = None) -> En
 
 FORMAT = register(DisplayFormat("ultrahdr", ".jpg", encode,
                                 "JPEG with an ISO 21496-1 gain map: SDR everywhere, HDR on capable screens",
-                                min_size=MIN_SIZE, min_size_reason="libultrahdr's smallest image"))
+                                min_size=MIN_SIZE, min_size_reason="libultrahdr's smallest image",
+                                check_options=check_options))
