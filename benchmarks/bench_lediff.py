@@ -84,7 +84,7 @@ def unet_evaluations(host, repeat):
     import torch
     from lediff_graphs import register_fixture_models
 
-    brackets = host.pack_module("nodes.model.brackets")
+    sampling = host.pack_module("nodes.model.sampling")
     models = register_fixture_models(tempfile.mkdtemp(prefix="lediff_bench_models_"))
     clip = host.node_class("CLIPLoader")().load_clip(os.path.basename(models["clip"]), "stable_diffusion")[0]
     pos = host.node_class("CLIPTextEncode")().encode(clip, "a photo")[0]
@@ -102,9 +102,10 @@ def unet_evaluations(host, repeat):
     result, runs = {}, {}
     for cfg in (7.5, 1.0):
         counts["n"] = 0
-        brackets.run_brackets(model, pos, neg, latent, 0, 50, cfg, "ddim", "ddim_uniform")
+        settings = sampling.BracketSampling(0, 50, cfg, "ddim", "ddim_uniform")
+        sampling.run_brackets(model, pos, neg, latent, settings)
         result[cfg] = counts["n"]
-        runs[cfg] = (lambda cfg=cfg: brackets.run_brackets(model, pos, neg, latent, 0, 50, cfg, "ddim", "ddim_uniform"))
+        runs[cfg] = (lambda settings=settings: sampling.run_brackets(model, pos, neg, latent, settings))
     times = timed([runs[7.5], runs[1.0]], repeat)
     return result, times
 

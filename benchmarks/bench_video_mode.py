@@ -58,7 +58,7 @@ def main():
     folder_paths.add_model_folder_path("lediff", f"{root}/lediff")
     folder_paths.add_model_folder_path("text_encoders", f"{root}/text_encoders")
 
-    brackets = host.pack_module("nodes.model.brackets")
+    sampling = host.pack_module("nodes.model.sampling")
     model = host.node_class("LEDiffLoadDenoiser").execute("bench")[0]
     clip = host.node_class("CLIPLoader")().load_clip(CLIP_NAME, "stable_diffusion")[0]
     pos = host.node_class("CLIPTextEncode")().encode(clip, "a street")[0]
@@ -68,8 +68,8 @@ def main():
     latent = {"samples": torch.randn(shape, generator=torch.Generator().manual_seed(0))}
 
     def run(frames):
-        return lambda: brackets.run_brackets(model, pos, neg, latent, 0, opts.steps, 1.0, "ddim", "ddim_uniform",
-                                             frames=frames, motion=ldr)
+        settings = sampling.BracketSampling(0, opts.steps, 1.0, "ddim", "ddim_uniform", frames=frames)
+        return lambda: sampling.run_brackets(model, pos, neg, latent, settings, motion=ldr)
 
     t_ind, t_vid = timed([run("independent"), run("video")], opts.repeat)
     grid = tuple(latent["samples"].shape[-2:])

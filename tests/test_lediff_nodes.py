@@ -75,14 +75,15 @@ def load_denoiser(host, name=MODEL):
 
 
 def test_cfg_1_skips_the_unconditional_branch(host, models):
-    brackets = host.pack_module("nodes.model.brackets")
+    sampling = host.pack_module("nodes.model.sampling")
     model = load_denoiser(host)
     pos, neg = conditioning(host, models), conditioning(host, models, "")
     latent = {"samples": torch.randn(1, 4, 8, 8, generator=torch.Generator().manual_seed(0))}
     evals = {}
     for cfg in (7.5, 1.0):
         counted, counts = count_evaluations(model)
-        out = brackets.run_brackets(counted, pos, neg, latent, 5, 5, cfg, "ddim", "ddim_uniform")
+        settings = sampling.BracketSampling(5, 5, cfg, "ddim", "ddim_uniform")
+        out = sampling.run_brackets(counted, pos, neg, latent, settings)
         assert all(torch.isfinite(o["samples"]).all() for o in out)
         evals[cfg] = counts["samples"]
     assert evals == {7.5: 2 * 5 * 2, 1.0: 2 * 5}  # two passes of five steps; cond+uncond vs cond only
@@ -91,24 +92,24 @@ def test_cfg_1_skips_the_unconditional_branch(host, models):
 def test_one_progress_bar_across_both_passes_and_interrupt_within_a_step(host, models):
     import comfy.utils
 
-    brackets = host.pack_module("nodes.model.brackets")
+    sampling = host.pack_module("nodes.model.sampling")
     model = load_denoiser(host)
     pos, neg = conditioning(host, models), conditioning(host, models, "")
     latent = {"samples": torch.zeros(1, 4, 8, 8)}
     seen = []
     comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: seen.append((value, total)))
     try:
-        brackets.run_brackets(model, pos, neg, latent, 1, 4, 1.0, "ddim", "ddim_uniform")
+        sampling.run_brackets(model, pos, neg, latent, sampling.BracketSampling(1, 4, 1.0, "ddim", "ddim_uniform"))
     finally:
         comfy.utils.set_progress_bar_global_hook(None)
     # ComfyUI throttles what reaches the hook; one bar of 2 x 4 steps, never reset between passes
     values = [v for v, _ in seen]
     assert {t for _, t in seen} == {8} and values == sorted(values) and values[-1] == 8
 
-    assert interrupted_at_third_evaluation(brackets, model, pos, neg, latent) == 3  # inside it, not after the pass
+    assert interrupted_at_third_evaluation(sampling, model, pos, neg, latent) == 3  # inside it, not after the pass
 
 
-def interrupted_at_third_evaluation(brackets, model, pos, neg, latent, **options) -> int:
+def interrupted_at_third_evaluation(sampling, model, pos, neg, latent, **options) -> int:
     """Run the brackets with Cancel pressed during the third UNet evaluation (ComfyUI's interrupt
     flag); returns how many evaluations ran before they stopped."""
     import comfy.model_management as mm
@@ -124,7 +125,8 @@ def interrupted_at_third_evaluation(brackets, model, pos, neg, latent, **options
     counted.set_model_unet_function_wrapper(interrupt_at_third)
     try:
         with pytest.raises(mm.InterruptProcessingException):
-            brackets.run_brackets(counted, pos, neg, latent, 1, 20, 1.0, "ddim", "ddim_uniform", **options)
+            sampling.run_brackets(counted, pos, neg, latent,
+                                  sampling.BracketSampling(1, 20, 1.0, "ddim", "ddim_uniform", **options))
     finally:
         mm.interrupt_current_processing(False)
     return counts["calls"]
@@ -138,10 +140,10 @@ def test_a_four_channel_unet_is_refused(host, models, tmp_path):
     plain = ldm_unet_config({**fx.UNET_CONFIG, "in_channels": 4}, require_channels=None)
     sd15 = comfy.supported_models.SD15(plain).get_model({}, "")
     model = comfy.model_patcher.ModelPatcher(sd15, load_device=torch.device("cpu"), offload_device=torch.device("cpu"))
-    brackets = host.pack_module("nodes.model.brackets")
+    sampling = host.pack_module("nodes.model.sampling")
     with pytest.raises(ValueError, match="takes 4 input channels; a bracket needs an 8-channel LEDiff"):
-        brackets.run_brackets(model, [], [], {"samples": torch.zeros(1, 4, 8, 8)}, 0, 2, 1.0, "ddim",
-                              "ddim_uniform")
+        sampling.run_brackets(model, [], [], {"samples": torch.zeros(1, 4, 8, 8)},
+                              sampling.BracketSampling(0, 2, 1.0, "ddim", "ddim_uniform"))
     # and a folder whose unet/ has 4 input channels cannot be loaded as a denoiser
     fx.write_official_folder(models["lediff"], "plain_sd_unet",
                              unet_config={**fx.UNET_CONFIG, "in_channels": 4}, extras=False)
@@ -207,7 +209,12 @@ def test_blend_with_ldr_keeps_unclipped_photo_and_anchors(host, models):
 
 
 def test_tiled_brackets_never_run_the_unet_on_more_than_a_tile(host, models):
-    brackets = host.pack_module("nodes.model.brackets")
+    sampling = host.pack_module("nodes.model.sampling")
+
+    def run_brackets(*options):
+        settings = sampling.BracketSampling(3, 2, 1.0, "ddim", "ddim_uniform", *options)
+        return sampling.run_brackets(model, pos, neg, latent, settings)
+
     model = load_denoiser(host)
     pos, neg = conditioning(host, models), conditioning(host, models, "")
     latent = {"samples": torch.randn(1, 4, 16, 32, generator=torch.Generator().manual_seed(1))}
@@ -216,13 +223,13 @@ def test_tiled_brackets_never_run_the_unet_on_more_than_a_tile(host, models):
     handle = unet.register_forward_pre_hook(lambda m, args: shapes.append(tuple(args[0].shape[-2:])))
     try:
         for wrap in (False, True):
-            out = brackets.run_brackets(model, pos, neg, latent, 3, 2, 1.0, "ddim", "ddim_uniform", 128, wrap)
+            out = run_brackets(128, wrap)
             assert all(o["samples"].shape == (1, 4, 16, 32) and torch.isfinite(o["samples"]).all() for o in out)
         assert set(shapes) == {(16, 16)}
         shapes.clear()
         # a tile as large as the latent means no tiling: the very same result as the plain node
-        plain = brackets.run_brackets(model, pos, neg, latent, 3, 2, 1.0, "ddim", "ddim_uniform")
-        same = brackets.run_brackets(model, pos, neg, latent, 3, 2, 1.0, "ddim", "ddim_uniform", 256)
+        plain = run_brackets()
+        same = run_brackets(256)
         assert torch.equal(plain[2]["samples"], same[2]["samples"]) and set(shapes) == {(16, 32)}
     finally:
         handle.remove()
@@ -244,23 +251,26 @@ def test_fusion_weight_maps_for_inspection(host, models):
 def test_untiled_wrap_x_brackets_equal_the_seamless_panorama_model(host, models):
     """wrap_x without tiles used to do nothing (a silent seam): it must wrap the UNet exactly like the
     Seamless Panorama node does."""
-    brackets = host.pack_module("nodes.model.brackets")
+    sampling = host.pack_module("nodes.model.sampling")
+
+    def run_brackets(model, latent, *options):
+        settings = sampling.BracketSampling(3, 2, 1.0, "ddim", "ddim_uniform", *options)
+        return sampling.run_brackets(model, pos, neg, latent, settings)
+
     model = load_denoiser(host)
+    seamless = host.node_class("LEDiffPanoramaWrap").execute(model).args[0]
     pos, neg = conditioning(host, models), conditioning(host, models, "")
     latent = {"samples": torch.randn(1, 4, 8, 16, generator=torch.Generator().manual_seed(5))}
-    args = (pos, neg, latent, 3, 2, 1.0, "ddim", "ddim_uniform")
-    wrapped = brackets.run_brackets(model, *args, 0, True)
-    patched = brackets.run_brackets(host.node_class("LEDiffPanoramaWrap").execute(model).args[0], *args)
-    plain = brackets.run_brackets(model, *args)
+    wrapped = run_brackets(model, latent, 0, True)
+    patched = run_brackets(seamless, latent)
+    plain = run_brackets(model, latent)
     for i in (1, 2):
         assert torch.equal(wrapped[i]["samples"], patched[i]["samples"])
         assert not torch.allclose(wrapped[i]["samples"], plain[i]["samples"], atol=1e-3)
     # tiles as wide as the latent (here: taller than a tile) wrap the same way: the edge columns of
     # the result see each other, so they differ from the unwrapped tiled result
     tall = {"samples": torch.randn(1, 4, 24, 8, generator=torch.Generator().manual_seed(6))}
-    targs = (pos, neg, tall, 3, 2, 1.0, "ddim", "ddim_uniform", 128)
-    tiled_wrapped = brackets.run_brackets(model, *targs, True)[2]["samples"]
-    tiled_patched = brackets.run_brackets(host.node_class("LEDiffPanoramaWrap").execute(model).args[0], *targs,
-                                          False)[2]["samples"]
+    tiled_wrapped = run_brackets(model, tall, 128, True)[2]["samples"]
+    tiled_patched = run_brackets(seamless, tall, 128, False)[2]["samples"]
     assert torch.equal(tiled_wrapped, tiled_patched)
-    assert not torch.allclose(tiled_wrapped, brackets.run_brackets(model, *targs, False)[2]["samples"], atol=1e-3)
+    assert not torch.allclose(tiled_wrapped, run_brackets(model, tall, 128, False)[2]["samples"], atol=1e-3)

@@ -168,19 +168,20 @@ def test_the_converters_single_file_loads_the_same_sdxl_model(comfy, sdxl, sdxl_
 def test_tiles_wrap_and_video_run_unchanged_on_sdxl(comfy, sdxl):
     """The bracket options on an SDXL MODEL: tiles (the ADM input rides along with each tile),
     wrap_x, and video mode (motion measured on SDXL's latent RGB preview)."""
-    brackets = comfy.pack_module("nodes.model.brackets")
+    sampling = comfy.pack_module("nodes.model.sampling")
     args = (cond(1), cond(2))
     wide = latent(8, 24, seed=7)
     shapes = []
     unet = sdxl.get_model_object("diffusion_model")
     handle = unet.register_forward_pre_hook(lambda m, a: shapes.append(tuple(a[0].shape[-2:])))
     try:
-        tiled = brackets.run_brackets(sdxl, *args, wide, 3, 2, 7.5, "ddim", "ddim_uniform", 64, True)
+        tiled = sampling.run_brackets(sdxl, *args, wide, sampling.BracketSampling(3, 2, 7.5, "ddim", "ddim_uniform",
+                                                                                  64, True))
     finally:
         handle.remove()
     assert set(shapes) == {(8, 8)}
-    video = brackets.run_brackets(sdxl, *args, {"samples": wide["samples"].repeat(3, 1, 1, 1)}, 3, 2, 1.0,
-                                  "ddim", "ddim_uniform", frames="video", chunk_frames=2)
+    video_settings = sampling.BracketSampling(3, 2, 1.0, "ddim", "ddim_uniform", frames="video", chunk_frames=2)
+    video = sampling.run_brackets(sdxl, *args, {"samples": wide["samples"].repeat(3, 1, 1, 1)}, video_settings)
     for out in (tiled, video):
         assert all(torch.isfinite(o["samples"]).all() and o["lediff_backbone"] == "sdxl" for o in out)
         assert not torch.allclose(out[1]["samples"], out[0]["samples"], atol=1e-3)
@@ -287,31 +288,31 @@ def test_unet_evaluations_per_bracket_node_equal_sd15s(comfy, sdxl, sd15):
 # --- mismatches ----------------------------------------------------------------------------------
 
 def test_mismatches_are_clear_errors(comfy, sdxl, sd15, models):
-    brackets = comfy.pack_module("nodes.model.brackets")
-    args = (3, 2, 1.0, "ddim", "ddim_uniform")
+    sampling = comfy.pack_module("nodes.model.sampling")
+    args = (sampling.BracketSampling(3, 2, 1.0, "ddim", "ddim_uniform"),)
     # an SD1.5 denoiser given an SDXL checkpoint's conditioning (2048-wide text, 1280 pooled)
     xl = cond(1, context_dim=2048, pooled_dim=1280)
     with pytest.raises(ValueError, match=r"positive conditioning has text embeddings 2048 wide \(an SDXL "
                        r"checkpoint's CLIP\); this SD1.5 bracket denoiser takes 768.*SDXL LEDiff denoiser"):
-        brackets.run_brackets(sd15, xl, xl, latent(), *args)
+        sampling.run_brackets(sd15, xl, xl, latent(), *args)
     # an SDXL denoiser given conditioning without a pooled output, or of other widths
     with pytest.raises(ValueError, match="negative conditioning has no pooled_output; this SDXL bracket "
                        "denoiser needs the pooled text embedding \\(768 wide\\)"):
-        brackets.run_brackets(sdxl, cond(1), cond(2, pooled=False), latent(), *args)
+        sampling.run_brackets(sdxl, cond(1), cond(2, pooled=False), latent(), *args)
     with pytest.raises(ValueError, match=r"pooled_output is 1280 wide; this SDXL bracket denoiser takes 768 "
                        r"\(its ADM input 2304"):
-        brackets.run_brackets(sdxl, cond(1, pooled_dim=1280), cond(2), latent(), *args)
+        sampling.run_brackets(sdxl, cond(1, pooled_dim=1280), cond(2), latent(), *args)
     with pytest.raises(ValueError, match="text embeddings 2048 wide.*this SDXL bracket denoiser takes 768"):
-        brackets.run_brackets(sdxl, xl, xl, latent(), *args)
+        sampling.run_brackets(sdxl, xl, xl, latent(), *args)
     # latents of another channel count, or made by the other backbone's bracket nodes
     with pytest.raises(ValueError, match="latent has 16 channels; this SDXL bracket denoiser works on SDXL "
                        "latents with 4"):
-        brackets.run_brackets(sdxl, cond(1), cond(2), {"samples": torch.zeros(1, 16, 8, 8)}, *args)
+        sampling.run_brackets(sdxl, cond(1), cond(2), {"samples": torch.zeros(1, 16, 8, 8)}, *args)
     tagged = {**latent(), "lediff_backbone": "sd15"}
     with pytest.raises(ValueError, match="made by an SD1.5 LEDiff bracket node.*this bracket denoiser is SDXL"):
-        brackets.run_brackets(sdxl, cond(1), cond(2), tagged, *args)
+        sampling.run_brackets(sdxl, cond(1), cond(2), tagged, *args)
     with pytest.raises(ValueError, match="made by an SDXL LEDiff bracket node.*this bracket denoiser is SD1.5"):
-        brackets.run_brackets(sd15, cond(1), cond(2), {**latent(), "lediff_backbone": "sdxl"}, *args)
+        sampling.run_brackets(sd15, cond(1), cond(2), {**latent(), "lediff_backbone": "sdxl"}, *args)
     # a 4-channel SDXL UNet cannot be loaded as a denoiser
     fx.write_official_folder(models["lediff"], "plain_sdxl_unet", extras=False, vae_config=fx.SDXL_VAE_CONFIG,
                              unet_config={**fx.SDXL_UNET_CONFIG, "in_channels": 4})

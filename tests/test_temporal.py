@@ -317,3 +317,20 @@ def test_the_flows_minimum_is_opencvs_own():
         gray = np.zeros((h, w), np.uint8)
         with pytest.raises(cv2.error, match="width or height >= 12"):
             _dis(cv2).calc(gray, gray, None)
+
+
+def test_a_batchs_warping_error_as_hdr_stats_reports_it():
+    """clip_warping_error: flow from the LDR frames (still here: identical LDR frames), the HDR one
+    stop brighter in the second frame scores (1 stop)^2 overall and in the LDR's clipped pixels;
+    frames too small for the flow are not measured and say why."""
+    from lediff_core.video.consistency import clip_warping_error
+
+    ldr = torch.from_numpy(texture(32, 40, channels=3)).clamp(0.05, 1)
+    hdr = torch.stack([ldr, ldr * 2])
+    line, (overall, clipped) = clip_warping_error(hdr, torch.stack([ldr, ldr]), CLIP_THRESHOLD)
+    assert overall == pytest.approx(1.0, abs=1e-4) and clipped == pytest.approx(1.0, abs=1e-4)
+    assert line.startswith("Temporal (2 frames, flow from the LDR frames): warping error 1.0000 stops^2, "
+                           "1.0000 stops^2 in clipped pixels (")
+    line, numbers = clip_warping_error(torch.ones(2, 6, 20, 3), None, CLIP_THRESHOLD)
+    assert numbers == (0.0, 0.0) and line == ("Temporal (2 frames): not measured, the frames are 20x6 pixels and "
+                                              "the optical flow needs at least 8 on each side and 12 on the longer one")

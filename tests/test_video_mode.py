@@ -116,50 +116,54 @@ def test_video_mode_in_chunks_and_tiles(host, models, pan):
 
 
 def test_independent_chunks_change_nothing_and_one_frame_is_a_video(host, models, pan):
-    brackets = host.pack_module("nodes.model.brackets")
+    sampling = host.pack_module("nodes.model.sampling")
+
+    def run_brackets(latent, motion=None, **options):
+        settings = sampling.BracketSampling(3, 2, 1.0, "ddim", "ddim_uniform", **options)
+        return sampling.run_brackets(model, pos, neg, latent, settings, motion)
+
     model = load_denoiser(host)
     pos, neg = conditioning(host, models), conditioning(host, models, "")
     latent = {"samples": torch.randn(5, 4, 6, 8, generator=torch.Generator().manual_seed(0))}
-    args = (pos, neg, latent, 3, 2, 1.0, "ddim", "ddim_uniform")
-    whole = brackets.run_brackets(model, *args)
-    chunked = brackets.run_brackets(model, *args, chunk_frames=2)
+    whole = run_brackets(latent)
+    chunked = run_brackets(latent, chunk_frames=2)
     for w, c in zip(whole[1:], chunked[1:], strict=True):
         torch.testing.assert_close(c["samples"], w["samples"], atol=1e-4, rtol=1e-5)  # values ~30
     # a one-frame video has no motion: it is that frame sampled on its own, as in independent mode
     one = {"samples": latent["samples"][:1]}
-    single = brackets.run_brackets(model, pos, neg, one, 3, 2, 1.0, "ddim", "ddim_uniform", frames="video")
+    single = run_brackets(one, frames="video")
     torch.testing.assert_close(single[2]["samples"], whole[2]["samples"][:1], atol=1e-4, rtol=1e-5)
     # in video mode the first frame's noise is independent mode's first frame's (no motion frames
     # given: the motion comes from the latent's RGB preview)
-    video = brackets.run_brackets(model, *args, frames="video")
+    video = run_brackets(latent, frames="video")
     torch.testing.assert_close(video[1]["samples"][0], whole[1]["samples"][0], atol=1e-4, rtol=1e-5)
     assert not torch.allclose(video[1]["samples"][1:], whole[1]["samples"][1:], atol=1e-3)
     with pytest.raises(ValueError, match="motion has 4 frames, the latent 5"):
-        brackets.run_brackets(model, *args, frames="video", motion=torch.rand(4, 48, 64, 3))
+        run_brackets(latent, frames="video", motion=torch.rand(4, 48, 64, 3))
     with pytest.raises(ValueError, match="frames must be one of"):
-        brackets.run_brackets(model, *args, frames="clip")
+        run_brackets(latent, frames="clip")
     with pytest.raises(ValueError, match="chunk_frames must be at least 1"):
-        brackets.run_brackets(model, *args, chunk_frames=0)
+        run_brackets(latent, chunk_frames=0)
 
 
 def test_video_progress_counts_frames_and_interrupts_between_steps(host, models):
     import comfy.utils
 
-    brackets = host.pack_module("nodes.model.brackets")
+    sampling = host.pack_module("nodes.model.sampling")
     model = load_denoiser(host)
     pos, neg = conditioning(host, models), conditioning(host, models, "")
     latent = {"samples": torch.randn(5, 4, 6, 8, generator=torch.Generator().manual_seed(1))}
+    settings = sampling.BracketSampling(1, 4, 1.0, "ddim", "ddim_uniform", frames="video", chunk_frames=2)
     seen = []
     comfy.utils.set_progress_bar_global_hook(lambda value, total, preview, node_id=None: seen.append((value, total)))
     try:
-        brackets.run_brackets(model, pos, neg, latent, 1, 4, 1.0, "ddim", "ddim_uniform", frames="video",
-                              chunk_frames=2)
+        sampling.run_brackets(model, pos, neg, latent, settings)
     finally:
         comfy.utils.set_progress_bar_global_hook(None)
     values = [v for v, _ in seen]  # one bar of 5 frames x 2 passes x 4 steps
     assert {t for _, t in seen} == {40} and values == sorted(values) and values[-1] == 40
 
-    assert interrupted_at_third_evaluation(brackets, model, pos, neg, latent, frames="video", chunk_frames=2) == 3
+    assert interrupted_at_third_evaluation(sampling, model, pos, neg, latent, frames="video", chunk_frames=2) == 3
 
 
 @pytest.mark.parametrize("with_motion", [True, False])

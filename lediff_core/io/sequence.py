@@ -170,6 +170,20 @@ class EXRSequence:
         width = min(len(_FRAME_FILE.match(f)["digits"]) for f in self.frames.values())
         return f"{self.head}{frame:0{width}d}{self.tail}"
 
+    def stamp(self) -> list[str]:
+        """One line per frame that changes when the frame is rewritten (its size, modification time
+        or inode changes): ``os.stat`` only, no frame is opened or read, so a clip of gigabytes is
+        stamped at once and a FIFO among the frames blocks nothing (reading it is refused later).
+        A frame that cannot be stat'ed (a dangling link) is stamped with its errno."""
+        stats = []
+        for file in self.frames.values():
+            try:
+                st = os.stat(os.path.join(self.folder, file))
+                stats.append(f"{file}:{st.st_mode}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}")
+            except OSError as e:
+                stats.append(f"{file}:{e.errno}")
+        return stats
+
 
 def _group(folder: str, files: Iterable[str], strict: bool = True) -> dict[tuple[str, str], dict[int, str]]:
     """Frame files of ``folder`` grouped by (head, tail), each {frame: file} sorted by number. Two

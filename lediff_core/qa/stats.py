@@ -1,4 +1,5 @@
-"""Dynamic-range statistics of linear HDR images and a histogram of log2 luminance drawn as a plot.
+"""Dynamic-range statistics of linear HDR images and a histogram of log2 luminance drawn as a plot;
+``image_stats`` gives all of it for one image (and its LDR), as HDR Stats reports it.
 
 Conventions: linear Rec.709, 1.0 = SDR (diffuse) white, luminance with the Rec.709 weights.
 - ``robust_stops``: log2(P99 / P1) of the luminance of pixels with positive luminance (the 1st and
@@ -14,9 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw
 
-from ..color import REC709_LUMA
+from ..color import REC709_LUMA, srgb_to_linear
 from .render import font, from_pil
 
 LOW_PERCENTILE = 1.0
@@ -145,3 +147,21 @@ def histogram_plot(
         draw.text((legend_x + 14, 6), text, fill=(230, 230, 230), font=small)
         legend_x += 24 + draw.textlength(text, font=small)
     return from_pil(img)
+
+
+def image_stats(hdr: torch.Tensor, ldr: torch.Tensor | None = None,
+                clip_threshold: float = 0.99) -> tuple[RangeStats, np.ndarray, str]:
+    """HDR Stats of one image: the statistics of ``hdr`` (HxWxC linear), the histogram plot, and the
+    summary line, e.g. ``LDR: 7.9 stops, 4.1 % clipped -> HDR: 14.2 stops, 3.0 % above SDR white (peak/
+    floor 16.0 stops)``. With ``ldr`` (HxWxC display-encoded sRGB, linearised with the sRGB curve)
+    its statistics come first in the plot and the line, clipped at ``clip_threshold``."""
+    hdr_stats = range_stats(hdr[..., :3].float().cpu().numpy())
+    series = [("HDR", hdr_stats, HDR_COLOUR)]
+    line = describe("HDR", hdr_stats, "above SDR white") + f" (peak/floor {hdr_stats.peak_floor_stops:.1f} stops)"
+    if ldr is not None:
+        enc = ldr[..., :3].float().cpu()
+        low = range_stats(srgb_to_linear(enc).numpy(), encoded=enc.numpy(), clip_threshold=clip_threshold)
+        series.insert(0, ("LDR", low, LDR_COLOUR))
+        line = describe("LDR", low, "clipped") + " \u2192 " + line
+    return hdr_stats, histogram_plot(series), line
+

@@ -1,10 +1,11 @@
 """Video: LEDiff over a batch of consecutive frames (ComfyUI's IMAGE/LATENT batch = frames).
 
 Owns what makes frames of one shot hang together: optical flow between input frames (OpenCV's
-DIS, a maintained implementation; ``flow``), noise warped along that flow (``noise``) and the
-temporal blending of the denoiser's predictions (``temporal``). Frame files in and out (EXR
-sequences, HDR10/HLG masters) are file formats and live in ``lediff_core.io``; the warping-error
-metric is a measurement and lives in ``lediff_core.qa``.
+DIS, a maintained implementation; ``flow``), noise warped along that flow (``noise``), the
+temporal blending of the denoiser's predictions (``temporal``), and how well a batch of HDR frames
+hangs together (``consistency``: the warping error along their flow, as HDR Stats reports it).
+Frame files in and out (EXR sequences, HDR10/HLG masters) are file formats and live in
+``lediff_core.io``; the warping-error metric itself is a measurement and lives in ``lediff_core.qa``.
 
 May import ``lediff_core.color``, ``lediff_core.qa`` (its warping maths) and ``lediff_core.io``
 (the OpenCV loader); never ComfyUI.

@@ -196,19 +196,12 @@ class LoadEXRSequence(io.ComfyNode):
     @classmethod
     def fingerprint_inputs(cls, sequence, start, count, step, fps, layer, part="", view="", window="data",
                            colorspace=WORKING_SPACE):
-        # stat, not a hash of the contents: a clip is gigabytes, queued again and again; a rewritten
-        # frame changes its size or modification time
+        # stat, not a hash of the contents: a clip is gigabytes, queued again and again; a dangling
+        # link or a FIFO among the frames is named when the node runs
         try:
-            seq = _resolve(sequence)
+            stats = _resolve(sequence).stamp()
         except SequenceError as e:
             return str(e)
-        stats = []
-        for file in seq.frames.values():
-            try:  # os.stat opens nothing: a FIFO among the frames is refused when the node runs
-                st = os.stat(os.path.join(seq.folder, file))
-                stats.append(f"{file}:{st.st_mode}:{st.st_size}:{st.st_mtime_ns}:{st.st_ino}")
-            except OSError as e:  # a dangling link: the node's run names it
-                stats.append(f"{file}:{e.errno}")
         return "|".join((*stats, str(start), str(count), str(step), str(fps), layer, part, view, window,
                          colorspace))
 

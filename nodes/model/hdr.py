@@ -13,8 +13,8 @@ from ...lediff_core.color.tonemap import tone_map
 from ...lediff_core.model.blend import PRESETS, anchor_exposure, blend_with_ldr
 from ...lediff_core.video import FRAMES
 from ...lediff_core.video.temporal import stabilise
-from .brackets import BACKBONE_KEY
 from .runtime import PRECISION_EXACT, PRECISIONS
+from .sampling import BACKBONE_KEY
 
 HDR_VAE = io.Custom("LEDIFF_HDR_VAE")
 log = logging.getLogger("lediff")

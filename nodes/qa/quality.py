@@ -9,11 +9,11 @@ import numpy as np
 import torch
 from comfy_api.latest import io
 
-from ...lediff_core.color import check_finite, check_image_size, nonfinite_warning, srgb_to_linear
+from ...lediff_core.color import check_finite, check_image_size, nonfinite_warning
 from ...lediff_core.qa.exposure import ev_steps, exposure_strip
 from ...lediff_core.qa.metrics import METRICS, SCALINGS, compute_metric
-from ...lediff_core.qa.stats import HDR_COLOUR, LDR_COLOUR, describe, histogram_plot, range_stats
-from ...lediff_core.qa.temporal import warping_error
+from ...lediff_core.qa.stats import image_stats
+from ...lediff_core.video.consistency import clip_warping_error
 from ..io.savers import preview_images, workflow_metadata
 
 log = logging.getLogger("lediff")
@@ -145,58 +145,18 @@ class HDRStats(io.ComfyNode):
         for name, pixels in (("image", image), ("ldr", ldr)):
             if pixels is not None:
                 check_finite(pixels, name, "statistics of them would mean nothing")
-        plots, lines, first = [], [], None
-        for i in range(image.shape[0]):
-            hdr = range_stats(image[i, ..., :3].float().cpu().numpy())
-            first = first or hdr
-            series = [("HDR", hdr, HDR_COLOUR)]
-            line = describe("HDR", hdr, "above SDR white") + f" (peak/floor {hdr.peak_floor_stops:.1f} stops)"
-            if ldr is not None:
-                enc = _pick(ldr, i)[..., :3].float().cpu()
-                low = range_stats(srgb_to_linear(enc).numpy(), encoded=enc.numpy(), clip_threshold=clip_threshold)
-                series.insert(0, ("LDR", low, LDR_COLOUR))
-                line = describe("LDR", low, "clipped") + " \u2192 " + line
-            plots.append(histogram_plot(series))
-            lines.append(line if image.shape[0] == 1 else f"[{i}] {line}")
+        per_image = [image_stats(image[i], _pick(ldr, i), clip_threshold) for i in range(image.shape[0])]
+        first = per_image[0][0]
+        lines = [line if image.shape[0] == 1 else f"[{i}] {line}" for i, (_, _, line) in enumerate(per_image)]
         temporal = 0.0, 0.0
         if image.shape[0] > 1:
-            line, temporal = _temporal(image, ldr, clip_threshold)
+            line, temporal = clip_warping_error(image, ldr, clip_threshold)
             lines.append(line)
         summary = "\n".join(lines)
-        hist = _to_image(plots)
+        hist = _to_image([plot for _, plot, _ in per_image])
         shown = {"images": _preview(cls, "HDR Stats", hist), "text": (summary,)}
         return io.NodeOutput(hist, summary, first.robust_stops, first.peak_floor_stops, 100.0 * first.above_white,
                              *temporal, ui=shown)
-
-
-def _temporal(image: torch.Tensor, ldr: torch.Tensor | None, clip_threshold: float) -> tuple[str, tuple]:
-    """The warping error of a batch of frames (docs/nodes.md, HDR Stats): a summary line and the two
-    numbers (nan, for no clipped pixel, becomes 0; frames too small for the flow give 0, 0 and say so)."""
-    from ...lediff_core.video.flow import MIN_LONG_SIDE, MIN_SIDE, flow_measurable, flow_with_visibility, hdr_guide
-
-    hdr = image[..., :3].float().cpu()
-    h, w = hdr.shape[1:3]
-    if not flow_measurable(h, w):  # a statistic, not a failure: say why it is missing
-        return (f"Temporal ({image.shape[0]} frames): not measured, the frames are {w}x{h} pixels and the optical "
-                f"flow needs at least {MIN_SIDE} on each side and {MIN_LONG_SIDE} on the longer one"), (0.0, 0.0)
-    if ldr is not None and ldr.shape[0] == image.shape[0]:
-        guide = ldr[..., :3].float().cpu()
-        region = (guide >= clip_threshold).any(-1)
-        source, clipped_word = "the LDR frames", "clipped"
-    else:  # no LDR video: flow from a log encoding of the HDR, "clipped" = above SDR white
-        guide = hdr_guide(hdr)
-        region = (hdr > 1.0).any(-1)
-        source, clipped_word = "the HDR frames", "above SDR white"
-    flow, valid = flow_with_visibility(guide)
-    result = warping_error(hdr, flow, valid=valid, region=region)
-    overall = 0.0 if np.isnan(result["overall"]) else result["overall"]
-    in_region = 0.0 if np.isnan(result["region"]) else result["region"]
-    share = 100.0 * float(valid.float().mean())
-    region_text = (f"{in_region:.4f} stops^2 in {clipped_word} pixels" if not np.isnan(result["region"])
-                   else f"no {clipped_word} pixels")
-    line = (f"Temporal ({image.shape[0]} frames, flow from {source}): warping error {overall:.4f} stops^2, "
-            f"{region_text} ({share:.0f} % of pixels visible in the previous frame)")
-    return line, (overall, in_region)
 
 
 class HDRMetrics(io.ComfyNode):
