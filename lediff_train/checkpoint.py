@@ -37,7 +37,7 @@ from types import SimpleNamespace
 import torch
 from safetensors import safe_open
 
-from lediff_core.model.backbones import NAMED, SD15, SDXL
+from lediff_core.model.backbones import NAMED, SD15, SDXL, Backbone
 from lediff_core.model.fit import meta_model
 from lediff_core.model.weights import WeightError, check_keys, read_header
 
@@ -108,7 +108,7 @@ def backbone(path: str) -> str:
     raise CheckpointError(f"{path!r} is {what}; the recipe starts from SD1.5 or SDXL: expected {EXPECTED}")
 
 
-def _latent_size(family) -> int:
+def _latent_size(family: Backbone) -> int:
     """The latent side of the backbone's training resolution (its VAE downscales 8x)."""
     return family.training_size // 8
 
@@ -252,8 +252,8 @@ def text_encoders(path: str):
     from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint, convert_open_clip_checkpoint
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-    family, s = backbone(path), shapes(path)
-    prefix = SD15_CLIP if family == SD15.name else SDXL_CLIP_L
+    family, s = NAMED[backbone(path)], shapes(path)
+    prefix = SD15_CLIP if family == SD15 else SDXL_CLIP_L
     t = {k[len(prefix):]: v for k, v in s.items() if k.startswith(prefix)}
     vocab, width = t["text_model.embeddings.token_embedding.weight"]
     config = _clip_config(width, _count(t, r"text_model\.encoder\.layers\.(\d+)\."),
@@ -261,7 +261,7 @@ def text_encoders(path: str):
                           t["text_model.embeddings.position_embedding.weight"][0], vocab, "quick_gelu")
     first = _load_strict(lambda: CLIPTextModel(config), convert_ldm_clip_checkpoint(tensors(path, (prefix,))), path,
                          "the CLIP-L text encoder")
-    if family == SD15.name:
+    if family == SD15:
         return first, None
     g = {k[len(SDXL_CLIP_G):]: v for k, v in s.items() if k.startswith(SDXL_CLIP_G)}
     vocab, width = g["token_embedding.weight"]
