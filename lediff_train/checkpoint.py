@@ -17,8 +17,8 @@ and the few facts of each family that shapes cannot tell, so nothing touches the
 - attention heads: SD1.x's UNet has 8 heads at every level; SDXL's heads are 64 channels wide (5, 10,
   20 heads for 320, 640, 1280 channels); CLIP's heads are 64 wide (ViT-L/14's 12, bigG's 20);
 - activations: CLIP-L (OpenAI's) uses quick_gelu, CLIP-G (open_clip's bigG) gelu;
-- the latent scale: SD1.x 0.18215, SDXL 0.13025 (and SDXL's VAE overflows in float16: force_upcast);
-- SDXL embeds its six size/crop ids with 256 channels each;
+- each backbone's latent scale, training size, size/crop ids and whether its VAE overflows float16
+  (SDXL's: force_upcast): its record in ``lediff_core.model.backbones``;
 - the training schedule (scaled_linear 0.00085-0.012, 1000 steps, epsilon) is SD1.5's and SDXL
   base's: ``models.SD_SCHEDULE``, which a MODEL without scheduler/ gets anyway.
 
@@ -37,6 +37,7 @@ from types import SimpleNamespace
 import torch
 from safetensors import safe_open
 
+from lediff_core.model.backbones import NAMED, SD15, SDXL, Backbone
 from lediff_core.model.fit import meta_model
 from lediff_core.model.weights import WeightError, check_keys, read_header
 
@@ -47,9 +48,6 @@ SDXL_CLIP_L = "conditioner.embedders.0.transformer."
 SDXL_CLIP_G = "conditioner.embedders.1.model."
 SD15_HEADS = 8
 SDXL_HEAD_WIDTH = CLIP_HEAD_WIDTH = 64
-SCALING = {"sd15": 0.18215, "sdxl": 0.13025}
-SAMPLE_SIZE = {"sd15": 64, "sdxl": 128}  # the latent size of the backbone's training resolution
-SDXL_TIME_EMBED_DIM = 256
 EXPECTED = ("a Stable Diffusion 1.5 or SDXL checkpoint in the original single-file layout, as ComfyUI's "
             "models/checkpoints/ holds them (UNet under model.diffusion_model.*, VAE under first_stage_model.*, "
             "text encoders under cond_stage_model.transformer.* (SD1.5) or conditioner.embedders.0/1.* (SDXL))")
@@ -87,7 +85,8 @@ def tensors(path: str, prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
 
 
 def backbone(path: str) -> str:
-    """``"sd15"`` or ``"sdxl"`` from the file's keys; anything else is a CheckpointError."""
+    """The name of the file's backbone (``"sd15"`` or ``"sdxl"``) from its keys; anything else is a
+    CheckpointError."""
     keys = shapes(path)
     has = lambda prefix: any(k.startswith(prefix) for k in keys)  # noqa: E731
     found = sorted({".".join(k.split(".")[:2]) for k in keys})[:6]
@@ -97,9 +96,9 @@ def backbone(path: str) -> str:
                               f"with {', '.join(found) or 'nothing'}): expected {EXPECTED}")
     sdxl_unet = UNET + "label_emb.0.0.weight" in keys
     if sdxl_unet and has(SDXL_CLIP_L) and has(SDXL_CLIP_G):
-        return "sdxl"
+        return SDXL.name
     if not sdxl_unet and has(SD15_CLIP):
-        return "sd15"
+        return SD15.name
     if has("cond_stage_model.model."):
         what = "an SD2.x checkpoint (OpenCLIP-H text encoder)"
     elif sdxl_unet and has("conditioner.embedders.0.model."):
@@ -107,6 +106,11 @@ def backbone(path: str) -> str:
     else:
         what = "a checkpoint without the text encoders of SD1.5 or SDXL"
     raise CheckpointError(f"{path!r} is {what}; the recipe starts from SD1.5 or SDXL: expected {EXPECTED}")
+
+
+def _latent_size(family: Backbone) -> int:
+    """The latent side of the backbone's training resolution (its VAE downscales 8x)."""
+    return family.training_size // 8
 
 
 # ----------------------------------------------------------------------------------------------- UNet
@@ -118,7 +122,7 @@ def _count(keys, pattern: str) -> int:
 
 def unet_config(path: str) -> dict:
     """A diffusers UNet2DConditionModel config for the file's UNet, from its shapes and family."""
-    family, s = backbone(path), shapes(path)
+    family, s = NAMED[backbone(path)], shapes(path)
     keys = [k[len(UNET):] for k in s if k.startswith(UNET)]
     u = {k: s[UNET + k] for k in keys}
     model_channels, in_channels = u["input_blocks.0.0.weight"][:2]
@@ -150,7 +154,7 @@ def unet_config(path: str) -> dict:
         raise CheckpointError(f"{path!r}: its UNet has no cross-attention; expected {EXPECTED}")
     config = {
         "_class_name": "UNet2DConditionModel",
-        "sample_size": SAMPLE_SIZE[family],
+        "sample_size": _latent_size(family),
         "in_channels": in_channels,
         "out_channels": u["out.2.weight"][0],
         "block_out_channels": widths,
@@ -160,11 +164,12 @@ def unet_config(path: str) -> dict:
         "cross_attention_dim": u[block][1],
         "use_linear_projection": len(u[proj_in]) == 2,
         "transformer_layers_per_block": [max(d, 1) for d in depth],
-        "attention_head_dim": (SD15_HEADS if family == "sd15"
+        "attention_head_dim": (SD15_HEADS if family == SD15
                                else [max(w // SDXL_HEAD_WIDTH, 1) for w in widths]),
     }
-    if family == "sdxl":
-        config.update({"addition_embed_type": "text_time", "addition_time_embed_dim": SDXL_TIME_EMBED_DIM,
+    if family.addition_embed_type is not None:
+        config.update({"addition_embed_type": family.addition_embed_type,
+                       "addition_time_embed_dim": family.time_embed_dim,
                        "projection_class_embeddings_input_dim": u["label_emb.0.0.weight"][1]})
     if model_channels != widths[0]:
         raise CheckpointError(f"{path!r}: its UNet's first level has {widths[0]} channels after a "
@@ -182,7 +187,7 @@ def unet_state_dict(path: str, config: dict) -> dict[str, torch.Tensor]:
 # ------------------------------------------------------------------------------------------------ VAE
 def vae_config(path: str) -> dict:
     """A diffusers AutoencoderKL config for the file's VAE, from its shapes and family."""
-    family, s = backbone(path), shapes(path)
+    family, s = NAMED[backbone(path)], shapes(path)
     v = {k[len(VAE):]: shape for k, shape in s.items() if k.startswith(VAE)}
     levels = _count(v, r"encoder\.down\.(\d+)\.")
     config = {
@@ -196,10 +201,10 @@ def vae_config(path: str) -> dict:
         "up_block_types": ["UpDecoderBlock2D"] * levels,
         "use_quant_conv": "quant_conv.weight" in v,
         "use_post_quant_conv": "post_quant_conv.weight" in v,
-        "scaling_factor": SCALING[family],
-        "sample_size": SAMPLE_SIZE[family] * 2 ** (levels - 1),
+        "scaling_factor": family.scaling_factor,
+        "sample_size": _latent_size(family) * 2 ** (levels - 1),
     }
-    if family == "sdxl":
+    if not family.float16_safe:
         config["force_upcast"] = True
     return config
 
@@ -247,8 +252,8 @@ def text_encoders(path: str):
     from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint, convert_open_clip_checkpoint
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-    family, s = backbone(path), shapes(path)
-    prefix = SD15_CLIP if family == "sd15" else SDXL_CLIP_L
+    family, s = NAMED[backbone(path)], shapes(path)
+    prefix = SD15_CLIP if family == SD15 else SDXL_CLIP_L
     t = {k[len(prefix):]: v for k, v in s.items() if k.startswith(prefix)}
     vocab, width = t["text_model.embeddings.token_embedding.weight"]
     config = _clip_config(width, _count(t, r"text_model\.encoder\.layers\.(\d+)\."),
@@ -256,7 +261,7 @@ def text_encoders(path: str):
                           t["text_model.embeddings.position_embedding.weight"][0], vocab, "quick_gelu")
     first = _load_strict(lambda: CLIPTextModel(config), convert_ldm_clip_checkpoint(tensors(path, (prefix,))), path,
                          "the CLIP-L text encoder")
-    if family == "sd15":
+    if family == SD15:
         return first, None
     g = {k[len(SDXL_CLIP_G):]: v for k, v in s.items() if k.startswith(SDXL_CLIP_G)}
     vocab, width = g["token_embedding.weight"]

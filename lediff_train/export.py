@@ -11,7 +11,7 @@ What the nodes (Load HDR VAE, Load Bracket Denoiser) and ``lediff_core.model.wei
         transformers, with the run's --tokenizer)
     OUT/lediff_train.json                                        provenance: both runs' configs, steps, data
 
-SDXL denoisers (``lediff_core.model.unet_config.backbone`` of the trained UNet's config) export the
+SDXL denoisers (``lediff_core.model.backbones.identify`` of the trained UNet's config) export the
 same layout: the UNet config keeps SDXL's fields (``addition_embed_type`` "text_time", the
 projection and time-embedding widths) and must translate to ComfyUI's SDXL UNet
 (``ldm_unet_config``), both text encoders and tokenizers are copied and named in
@@ -37,9 +37,10 @@ import torch
 from safetensors.torch import save_file
 
 from lediff_core.io.publish import write_new_folder
+from lediff_core.model.backbones import LEDIFF_IN_CHANNELS, SD15, SDXL, identify
 from lediff_core.model.fit import meta_model
 from lediff_core.model.hdr_vae import HDRVAE
-from lediff_core.model.unet_config import LEDIFF_IN_CHANNELS, SDXL, UNetConfigError, backbone, ldm_unet_config
+from lediff_core.model.unet_config import UNetConfigError, ldm_unet_config
 from lediff_core.model.weights import (
     FUSION_NAME,
     WEIGHT_NAMES,
@@ -77,11 +78,11 @@ DDIM_SCHEDULER = {
 }
 # the fields of a MODEL's scheduler config that the trainer's noise schedule takes (models.noise_schedule)
 _SCHEDULE_FIELDS = (*models.SD_SCHEDULE, "trained_betas")
-# the text parts per backbone, and their classes for model_index.json
+# the text parts per backbone, and their classes for model_index.json (the diffusers half of a backbone)
 TEXT_PARTS = models.TEXT_PARTS
 TEXT_CLASSES = {"text_encoder": "CLIPTextModel", "tokenizer": "CLIPTokenizer",
                 "text_encoder_2": "CLIPTextModelWithProjection", "tokenizer_2": "CLIPTokenizer"}
-PIPELINES = {"sd15": "StableDiffusionPipeline", "sdxl": "StableDiffusionXLPipeline"}
+PIPELINES = {SD15.name: "StableDiffusionPipeline", SDXL.name: "StableDiffusionXLPipeline"}
 
 
 class ExportError(ValueError):
@@ -213,7 +214,7 @@ def _scheduler(model: str) -> tuple[dict, str]:
     return {**DDIM_SCHEDULER, **{k: source[k] for k in _SCHEDULE_FIELDS if k in source}}, path
 
 
-def _model_index(model: str, parts: list[str], family: str = "sd15") -> dict:
+def _model_index(model: str, parts: list[str], family: str = SD15.name) -> dict:
     """The denoiser MODEL's model_index.json (or SD1.5's / SDXL's), naming only the parts OUT holds."""
     path = os.path.join(model, "model_index.json")
     index = _json(path, f"MODEL {model!r}") if os.path.isfile(path) else {"_class_name": PIPELINES[family]}
@@ -253,7 +254,7 @@ def export(decoder_run: str, denoiser_run: str, out: str, log=print) -> str:
     except (ValueError, RuntimeError) as e:
         raise ExportError(f"the exported VAE would not load: {e}") from e
     unet_config, unet_file = _unet(denoiser)
-    family = backbone(unet_config)  # _unet checked that it is one
+    family = identify(unet_config, "unet").name  # _unet checked that it is one
     scheduler, scheduler_from = _scheduler(denoiser["model"])
     # the text encoders that encoded the denoiser's captions: --text-model's, else its MODEL's
     text_from = os.path.abspath(denoiser["config"].get("text_model") or denoiser["model"])
@@ -267,9 +268,9 @@ def export(decoder_run: str, denoiser_run: str, out: str, log=print) -> str:
         text_parts = list(TEXT_PARTS[family])
     else:
         text_parts = [p for p in TEXT_PARTS[family] if os.path.isdir(os.path.join(text_from, p))]
-    if family == SDXL and text_parts and len(text_parts) != len(TEXT_PARTS[SDXL]):
+    if family == SDXL.name and text_parts and len(text_parts) != len(SDXL.text_parts):
         raise ExportError(f"{text_from!r} holds {', '.join(text_parts)} but not all of "
-                          f"{', '.join(TEXT_PARTS[SDXL])}: an SDXL denoiser's captions need both text encoders "
+                          f"{', '.join(SDXL.text_parts)}: an SDXL denoiser's captions need both text encoders "
                           "and tokenizers; restore that folder")
 
     def fill(staging: str) -> None:

@@ -13,7 +13,7 @@ Three layouts are accepted, for either backbone, SD1.5 or SDXL:
   maps, configs from the file's shapes, offline), then treated as the plain folder would be. It has
   no tokenizer: captions take theirs from ``--tokenizer``.
 
-The backbone is read from ``unet/config.json`` (``lediff_core.model.unet_config.backbone``: SDXL's
+The backbone is read from ``unet/config.json`` (``lediff_core.model.backbones.identify``: SDXL's
 ``addition_embed_type`` "text_time"; a single file's from its keys), never from names. Captions are
 encoded with the MODEL's own text encoders (or those of ``text_model`` when the MODEL has none):
 SD1.5's ``text_encoder/`` + ``tokenizer/`` (CLIP-L, last hidden state); SDXL's two,
@@ -29,10 +29,10 @@ import os
 
 import torch
 
+from lediff_core.model.backbones import BACKBONES, LEDIFF_IN_CHANNELS, SD15, SDXL, identify
 from lediff_core.model.fit import check_settings, check_shapes, meta_model, shapes_of
 from lediff_core.model.fusion import ExposureFusion
-from lediff_core.model.unet_config import SD15, SDXL, UNetConfigError, unet_mismatches
-from lediff_core.model.unet_config import backbone as config_backbone
+from lediff_core.model.unet_config import UNetConfigError, unet_mismatches
 from lediff_core.model.vae import AutoencoderKL, check_vae_fits, parse_vae_config
 from lediff_core.model.weights import (
     FUSION_NAME,
@@ -44,7 +44,6 @@ from lediff_core.model.weights import (
 
 from . import checkpoint
 
-LEDIFF_IN_CHANNELS = 8
 # SD1.x's training schedule (its scheduler_config.json), used when a MODEL has no scheduler/
 SD_SCHEDULE = {"num_train_timesteps": 1000, "beta_start": 0.00085, "beta_end": 0.012,
                "beta_schedule": "scaled_linear", "prediction_type": "epsilon"}
@@ -133,7 +132,7 @@ def unet_config(path: str) -> dict:
 def backbone(path: str) -> str:
     """``"sd15"`` or ``"sdxl"``: MODEL's backbone, read from its ``unet/config.json``."""
     try:
-        return config_backbone(unet_config(path))
+        return identify(unet_config(path), "unet").name
     except UNetConfigError as e:
         raise ModelError(f"MODEL {path!r}: {e}") from e
 
@@ -193,17 +192,16 @@ def noise_schedule(path: str):
     return DDPMScheduler.from_config(config)
 
 
-TEXT_PARTS = {SD15: ("text_encoder", "tokenizer"),
-              SDXL: ("text_encoder", "tokenizer", "text_encoder_2", "tokenizer_2")}
+TEXT_PARTS = {b.name: b.text_parts for b in BACKBONES}
 
 
-def text_parts_folder(path: str, text_model: str | None = None, backbone: str = SD15,
+def text_parts_folder(path: str, text_model: str | None = None, backbone: str = SD15.name,
                       tokenizer: str | None = None) -> str:
     """The source whose text encoder(s) and tokenizer(s) encode the captions: a folder with
     ``TEXT_PARTS[backbone]``, or a single-file checkpoint of that backbone (then ``tokenizer``, a
     CLIP tokenizer folder, is required: the file has none)."""
     source = text_model or path
-    kind = "an SDXL" if backbone == SDXL else "a Stable Diffusion 1.5"
+    kind = "an SDXL" if backbone == SDXL.name else "a Stable Diffusion 1.5"
     if checkpoint.is_single_file(source):
         family = _single(source, checkpoint.backbone)
         if family != backbone:
@@ -249,7 +247,7 @@ class CaptionEncoder:
     encoder's 77 positions with its own pad token (CLIP-G's is "!" in SDXL's tokenizer_2/).
     """
 
-    def __init__(self, folder: str, backbone: str = SD15, tokenizer: str | None = None):
+    def __init__(self, folder: str, backbone: str = SD15.name, tokenizer: str | None = None):
         from transformers import CLIPTextModel, CLIPTextModelWithProjection, CLIPTokenizer
 
         if backbone not in TEXT_PARTS:
@@ -266,7 +264,7 @@ class CaptionEncoder:
         self.model = CLIPTextModel.from_pretrained(os.path.join(folder, "text_encoder"), local_files_only=True)
         self.model.requires_grad_(False).eval()
         self.tokenizer_2 = self.model_2 = None
-        if backbone == SDXL:
+        if backbone == SDXL.name:
             self.tokenizer_2 = CLIPTokenizer.from_pretrained(os.path.join(folder, "tokenizer_2"),
                                                              local_files_only=True)
             self.model_2 = CLIPTextModelWithProjection.from_pretrained(os.path.join(folder, "text_encoder_2"),
@@ -327,10 +325,11 @@ def check_text_fits(path: str, config: dict, text: CaptionEncoder) -> None:
     if text.context_dim != config.get("cross_attention_dim"):
         raise ModelError(f"{where}: they give a {text.context_dim}-wide context, the UNet's cross_attention_dim "
                          f"is {config.get('cross_attention_dim')}; {fix}")
-    if text.backbone == SDXL:
-        adm = text.pooled_dim + 6 * int(config["addition_time_embed_dim"])
+    if text.backbone == SDXL.name:
+        adm = text.pooled_dim + SDXL.time_ids * int(config["addition_time_embed_dim"])
         if adm != config.get("projection_class_embeddings_input_dim"):
-            raise ModelError(f"{where}: pooled width {text.pooled_dim} + 6 x {config['addition_time_embed_dim']} "
+            raise ModelError(f"{where}: pooled width {text.pooled_dim} + {SDXL.time_ids} x "
+                             f"{config['addition_time_embed_dim']} "
                              f"= {adm}, the UNet's projection_class_embeddings_input_dim is "
                              f"{config.get('projection_class_embeddings_input_dim')}; {fix}")
 

@@ -6,10 +6,11 @@ so its views do not depend on which other files are there; shards are published 
 interrupted run resumes (``--resume``) by skipping the shards already written. The latents are the
 frozen SD encoder's posterior mode (``AutoencoderKL.encode``) times the VAE's scaling factor, of the
 8-bit brackets mapped to [-1, 1] exactly as SD's VAE sees a photo. The encoder always runs in
-float32 (SDXL's VAE overflows in float16), with MODEL's own scaling factor (SDXL's 0.13025).
+float32 (SDXL's VAE overflows in float16), with MODEL's own scaling factor.
 
 The crop size defaults to the resolution MODEL's backbone was trained at: 512 for SD1.5, 1024 for
-SDXL (``DEFAULT_SIZES``; the backbone read from MODEL's ``unet/config.json``).
+SDXL (``DEFAULT_SIZES``, from ``lediff_core.model.backbones``; the backbone read from MODEL's
+``unet/config.json``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from safetensors.torch import save_file
 from lediff_core.io.access import FileAccessError, check_readable
 from lediff_core.io.publish import write_new_file
 from lediff_core.io.readers import EXTENSIONS, read_linear_image
+from lediff_core.model.backbones import BACKBONES
 from lediff_core.model.vae import AutoencoderKL
 from lediff_core.model.weights import WeightError
 
@@ -41,7 +43,8 @@ SHARDS = "shards"
 META_KEY = "lediff_train"
 LOG_EPS = 1e-5  # the decoder's target is ln(H + 1e-5) (LEDIFF.md)
 SKIP_REASONS = ("unreadable", "too_small", "black", "clipped", "non_finite")
-DEFAULT_SIZES = {"sd15": 512, "sdxl": 1024}  # the backbones' training resolutions
+DEFAULT_SIZES = {b.name: b.training_size for b in BACKBONES}  # the backbones' training resolutions
+_SIZES_TEXT = ", ".join(f"{b.training_size} for {b.label}" for b in BACKBONES)  # "512 for SD1.5, ..."
 
 
 class PrepareError(ValueError):
@@ -177,7 +180,7 @@ def default_size(model: str) -> int:
         return DEFAULT_SIZES[backbone(model)]
     except ModelError as e:
         raise PrepareError(f"--model {model!r}: cannot tell its backbone for the default --size ({e}); pass "
-                           "--size (512 for SD1.5, 1024 for SDXL)") from e
+                           f"--size ({_SIZES_TEXT})") from e
 
 
 def default_device():
@@ -407,7 +410,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "download, SD1.5 / SDXL diffusers folder, or single-file SD1.5 / SDXL checkpoint .safetensors)")
     parser.add_argument("--out", required=True, help="new DATA folder to write (refused if it exists, unless --resume)")
     parser.add_argument("--size", type=int, default=None, help="side of the square views/crops in pixels (default: "
-                        "MODEL's backbone's resolution, 512 for SD1.5, 1024 for SDXL)")
+                        f"MODEL's backbone's resolution, {_SIZES_TEXT})")
     parser.add_argument("--views", type=int, default=4, help="random views per source image (default 4)")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     parser.add_argument("--ev-step", type=_ev_step_arg, default=None, metavar="auto|STOPS",

@@ -22,7 +22,8 @@ import pytest
 import torch
 from lediff_graphs import MODEL
 
-from lediff_core.model.unet_config import UNetConfigError, backbone, ldm_unet_config
+from lediff_core.model.backbones import identify
+from lediff_core.model.unet_config import UNetConfigError, ldm_unet_config
 
 SDXL_MODEL = "sdxl_denoiser_test"
 STEPS, SEED, SCALE = 50, 1234, 0.13025
@@ -47,21 +48,22 @@ STOCK_SDXL = {
 # --- the config --------------------------------------------------------------------------------
 
 def test_backbone_is_read_from_the_config():
-    assert backbone(fx.UNET_CONFIG) == "sd15"
-    assert backbone(fx.SDXL_UNET_CONFIG) == "sdxl" and backbone(STOCK_SDXL) == "sdxl"
+    assert identify(fx.UNET_CONFIG, "unet").name == "sd15"
+    assert identify(fx.SDXL_UNET_CONFIG, "unet").name == "sdxl" and identify(STOCK_SDXL, "unet").name == "sdxl"
     half = {**fx.SDXL_UNET_CONFIG, "addition_time_embed_dim": None}
     with pytest.raises(UNetConfigError, match="addition_time_embed_dim=None.*neither an SD1.x UNet"):
-        backbone(half)
+        identify(half, "unet")
     with pytest.raises(UNetConfigError, match="addition_embed_type='text'"):
-        backbone({**fx.UNET_CONFIG, "addition_embed_type": "text"})
+        identify({**fx.UNET_CONFIG, "addition_embed_type": "text"}, "unet")
     with pytest.raises(UNetConfigError, match="projection_class_embeddings_input_dim=2816"):
-        backbone({**fx.UNET_CONFIG, "projection_class_embeddings_input_dim": 2816})
+        identify({**fx.UNET_CONFIG, "projection_class_embeddings_input_dim": 2816}, "unet")
 
 
 def test_stock_sdxl_translates_to_comfyuis_own_sdxl_ip2p_detection(comfy):
     """ComfyUI detects SDXL from the weights' shapes (model_detection's table of published models):
     an independent reference for the translation, and for the model config it selects."""
-    runtime = comfy.pack_module("nodes.model.runtime")  # (before `import comfy.*` rebinds the name)
+    pack_backbones = comfy.pack_module("nodes.model.backbones")  # (before `import comfy.*` rebinds the name)
+    core_backbones = comfy.pack_module("lediff_core.model.backbones")
     import comfy.model_detection
     import comfy.supported_models
     from diffusers import UNet2DConditionModel
@@ -76,7 +78,7 @@ def test_stock_sdxl_translates_to_comfyuis_own_sdxl_ip2p_detection(comfy):
     # ... and the model config ComfyUI picks for it is the one Load Bracket Denoiser builds
     picked = comfy.model_detection.model_config_from_unet_config(detected)
     assert type(picked) is comfy.supported_models.SDXL_instructpix2pix
-    built = runtime._denoiser_model_config("sdxl", ldm_unet_config(STOCK_SDXL))
+    built = pack_backbones.denoiser_model_config(core_backbones.SDXL, ldm_unet_config(STOCK_SDXL))
     assert type(built) is type(picked) and built.unet_config == picked.unet_config
 
 

@@ -17,7 +17,8 @@ import pytest
 import torch
 from lediff_graphs import MODEL
 
-from lediff_core.model.hdr_vae import HDRVAE, LatentError, check_backbones, vae_backbone
+from lediff_core.model.backbones import SD15, SDXL, identify
+from lediff_core.model.hdr_vae import HDRVAE, LatentError, check_backbones
 from lediff_core.model.vae import AutoencoderKL
 from lediff_core.model.weights import load_hdr_vae
 
@@ -66,21 +67,21 @@ def randn(*shape, seed=0, scale=1.0):
 # --- pure: the backbone of a VAE config, and the check on tags -----------------------------------
 
 def test_vae_backbone_is_read_from_the_scaling_factor():
-    assert vae_backbone(fx.VAE_CONFIG) == "sd15" and vae_backbone(fx.SDXL_VAE_CONFIG) == "sdxl"
+    assert identify(fx.VAE_CONFIG, "vae") is SD15 and identify(fx.SDXL_VAE_CONFIG, "vae") is SDXL
     unscaled = {k: v for k, v in fx.VAE_CONFIG.items() if k != "scaling_factor"}
-    assert vae_backbone(unscaled) == "sd15"  # diffusers' default
-    assert vae_backbone({**fx.VAE_CONFIG, "scaling_factor": 1.5305}) is None  # SD3's scale: neither
+    assert identify(unscaled, "vae") is SD15  # diffusers' default
+    assert identify({**fx.VAE_CONFIG, "scaling_factor": 1.5305}, "vae") is None  # SD3's scale: neither
 
 
 def test_check_backbones():
-    check_backbones({"dark": None, "mid": None}, "sdxl")  # untagged (KSampler, VAE Encode): nothing to check
-    check_backbones({"dark": "sdxl", "mid": None}, "sdxl")
+    check_backbones({"dark": None, "mid": None}, SDXL)  # untagged (KSampler, VAE Encode): nothing to check
+    check_backbones({"dark": "sdxl", "mid": None}, SDXL)
     with pytest.raises(LatentError, match=r"dark was made by an SD1\.5 LEDiff bracket denoiser, but the HDR VAE "
                                           r"'x' is SDXL's \(scaling_factor 0\.13025\).*Load the SD1\.5 LEDiff "
                                           r"model's HDR VAE.*or make the brackets with SDXL LEDiff denoisers"):
-        check_backbones({"dark": "sd15", "mid": "sdxl"}, "sdxl", "'x'")
+        check_backbones({"dark": "sd15", "mid": "sdxl"}, SDXL, "'x'")
     with pytest.raises(LatentError, match=r"an SDXL LEDiff bracket denoiser, but the HDR VAE is SD1\.5's"):
-        check_backbones({"latent": "sdxl"}, "sd15")
+        check_backbones({"latent": "sdxl"}, SD15)
     check_backbones({"dark": "sd15", "mid": "sd15"}, None)
     with pytest.raises(LatentError, match="different backbones"):
         check_backbones({"dark": "sd15", "mid": "sdxl"}, None)
@@ -90,10 +91,10 @@ def test_check_backbones():
 
 def test_load_hdr_vae_reads_an_sdxl_hdr_vae_from_its_config(host, sdxl_folder):
     hdr_vae, vae = host.node_class("LEDiffLoadHDRVAE").execute(SDXL_MODEL).args
-    assert hdr_vae.backbone == "sdxl" and hdr_vae.core.scaling_factor == SDXL_SCALE
+    assert hdr_vae.backbone.name == "sdxl" and hdr_vae.core.scaling_factor == SDXL_SCALE
     assert "SDXL" in repr(hdr_vae)
     sd15 = host.node_class("LEDiffLoadHDRVAE").execute(MODEL).args[0]
-    assert sd15.backbone == "sd15" and sd15.core.scaling_factor == SD15_SCALE
+    assert sd15.backbone.name == "sd15" and sd15.core.scaling_factor == SD15_SCALE
     # the standard vae encodes to unscaled latents (ComfyUI's VAE leaves the scale to the MODEL's
     # latent_format): the core encoder's posterior mean, with no 0.13025 anywhere
     ref = AutoencoderKL(fx.SDXL_VAE_CONFIG)

@@ -12,17 +12,11 @@ import torch
 from torch import nn
 
 from .. import LEDiffError
+from .backbones import Backbone, label
 from .fit import shapes_of
 from .fusion import ExposureFusion
 from .tiling import default_overlap
-from .unet_config import SD15, SDXL
 from .vae import AutoencoderKL, check_vae_fits
-
-# The latent scales of the two VAEs LEDiff runs on (their vae/config.json ``scaling_factor``): SD1.x
-# and SD2 share 0.18215; SDXL's VAE (same architecture, retrained) has 0.13025. The scale is the one
-# config value that tells the two latent spaces apart.
-BACKBONE_SCALING = {SD15: 0.18215, SDXL: 0.13025}
-BACKBONE_NAMES = {SD15: "SD1.5", SDXL: "SDXL"}
 
 
 class LatentError(LEDiffError, ValueError):
@@ -73,18 +67,11 @@ def check_brackets(latents: dict[str, torch.Tensor], channels: int = 4) -> None:
         )
 
 
-def vae_backbone(config: dict) -> str | None:
-    """``"sd15"``, ``"sdxl"`` or None (another latent space): the backbone whose latents a VAE config
-    (diffusers ``vae/config.json``, raw or parsed) works on, read from its ``scaling_factor``
-    (diffusers' default 0.18215 when absent)."""
-    scale = float(config.get("scaling_factor", BACKBONE_SCALING[SD15]))
-    return next((b for b, s in BACKBONE_SCALING.items() if abs(scale - s) < 1e-6), None)
-
-
-def check_backbones(made_by: dict[str, str | None], backbone: str | None, source: str = "") -> None:
+def check_backbones(made_by: dict[str, str | None], backbone: Backbone | None, source: str = "") -> None:
     """Latents tagged with the backbone of the LEDiff denoiser that made them (``made_by``: name ->
-    "sd15" / "sdxl", or None for an untagged latent, e.g. straight from KSampler) against the HDR
-    VAE's ``backbone``: a bracket of the other backbone is an error naming both sides and the fix.
+    a backbone's name, or None for an untagged latent, e.g. straight from KSampler) against the HDR
+    VAE's ``backbone`` (``backbones.identify`` of its VAE config): a bracket of the other backbone is
+    an error naming both sides and the fix.
     Untagged latents pass (nothing to check); with a VAE of neither backbone the tags must agree."""
     tagged = {name: b for name, b in made_by.items() if b is not None}
     if backbone is None:
@@ -92,13 +79,13 @@ def check_backbones(made_by: dict[str, str | None], backbone: str | None, source
             raise LatentError(f"brackets made by denoisers of different backbones: {tagged}; make every bracket "
                               "of one image with LEDiff denoisers of one backbone")
         return
-    want, vae = BACKBONE_NAMES[backbone], f"the HDR VAE {source}" if source else "the HDR VAE"
+    want, vae = backbone.label, f"the HDR VAE {source}" if source else "the HDR VAE"
     for name, b in tagged.items():
-        if b != backbone:
-            got = BACKBONE_NAMES.get(b, b)
+        if b != backbone.name:
+            got = label(b)
             raise LatentError(
                 f"{name} was made by an {got} LEDiff bracket denoiser, but {vae} is {want}'s "
-                f"(scaling_factor {BACKBONE_SCALING[backbone]}): the two latent spaces differ. Load the {got} "
+                f"(scaling_factor {backbone.scaling_factor}): the two latent spaces differ. Load the {got} "
                 f"LEDiff model's HDR VAE in Load HDR VAE (the one from the folder of the {got} denoisers), or "
                 f"make the brackets with {want} LEDiff denoisers"
             )

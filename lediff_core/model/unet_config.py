@@ -1,5 +1,6 @@
 """Translating a diffusers SD1.x-family or SDXL-family ``unet/config.json`` into the original (ldm)
-UNet hyper-parameters that ComfyUI's UNet is built from, and telling the two backbones apart.
+UNet hyper-parameters that ComfyUI's UNet is built from (the backbone is told apart by
+``backbones.identify``).
 
 Facts this relies on (diffusers' UNet2DConditionModel and the original SD UNet):
 - For SD1.x configs ``attention_head_dim`` is, by a historical naming accident, the number of
@@ -9,26 +10,16 @@ Facts this relies on (diffusers' UNet2DConditionModel and the original SD UNet):
   first, so the up-block depths are reversed here.
 - ComfyUI's UNet uses 32 GroupNorm groups, SiLU and sinusoidal time embeddings with
   ``flip_sin_to_cos`` and no shift: configs that differ cannot be built faithfully and are refused.
-- SDXL is told apart by its config alone (never by file names): ``addition_embed_type`` "text_time"
-  with ``projection_class_embeddings_input_dim`` (pooled text width + 6 x 256) and
-  ``addition_time_embed_dim``. ComfyUI's SDXL model (``model_base.SDXL.encode_adm``) embeds the six
-  size/crop ids with 256 channels each and feeds pooled text + ids to the ``label_emb`` MLP
+- ComfyUI's SDXL model (``model_base.SDXL.encode_adm``) embeds the six size/crop ids with 256
+  channels each (``backbones.SDXL.time_ids``, ``time_embed_dim``) and feeds pooled text + ids to the ``label_emb`` MLP
   (``num_classes`` "sequential", ``adm_in_channels`` inputs). SDXL's per-block head counts share
   one head width (64 stock), which ComfyUI takes as ``num_head_channels`` with ``num_heads`` -1.
 """
 
 from __future__ import annotations
 
-from .. import LEDiffError
+from .backbones import LEDIFF_IN_CHANNELS, SDXL, UNET_ADDITION_KEYS, UNetConfigError, identify
 from .fit import dim, indices, mismatch
-
-LEDIFF_IN_CHANNELS = 8  # noisy latent (4) + condition latent (4), the InstructPix2Pix layout
-SD15, SDXL = "sd15", "sdxl"
-BACKBONES = (SD15, SDXL)
-SDXL_TIME_IDS = 6  # (height, width, crop_h, crop_w, target_height, target_width)
-SDXL_TIME_EMBED_DIM = 256  # what ComfyUI's SDXL embeds each id with
-# the settings that make a UNet SDXL-family (all set) or SD1.x-family (none set)
-_SDXL_KEYS = ("addition_embed_type", "projection_class_embeddings_input_dim", "addition_time_embed_dim")
 
 _DOWN = {"CrossAttnDownBlock2D": True, "DownBlock2D": False}
 _UP = {"CrossAttnUpBlock2D": True, "UpBlock2D": False}
@@ -67,27 +58,6 @@ _REQUIRED = {
 }
 
 
-class UNetConfigError(LEDiffError, ValueError):
-    """A UNet config that is not an SD1.x- or SDXL-family bracket denoiser; the message says why."""
-
-
-def backbone(config: dict) -> str:
-    """``"sd15"`` or ``"sdxl"``: the family of a diffusers UNet config, read from the config alone.
-
-    SDXL: ``addition_embed_type`` "text_time" with ``projection_class_embeddings_input_dim`` and
-    ``addition_time_embed_dim`` set; SD1.x: none of the three set. Anything else is an error."""
-    values = {k: config.get(k) for k in _SDXL_KEYS}
-    if all(v is None for v in values.values()):
-        return SD15
-    if values["addition_embed_type"] == "text_time" and all(values[k] is not None for k in _SDXL_KEYS[1:]):
-        return SDXL
-    raise UNetConfigError(
-        f"unet config has {', '.join(f'{k}={v!r}' for k, v in values.items())}: neither an SD1.x UNet "
-        "(none of them set) nor an SDXL UNet (addition_embed_type 'text_time' with both dimensions set); "
-        "only SD1.5- and SDXL-family LEDiff denoisers can be loaded"
-    )
-
-
 def _per_block(value, n: int, name: str) -> list:
     if isinstance(value, (list, tuple)):
         if len(value) != n:
@@ -98,8 +68,8 @@ def _per_block(value, n: int, name: str) -> list:
 
 def ldm_unet_config(config: dict, require_channels: int | None = LEDIFF_IN_CHANNELS) -> dict:
     """The ldm UNet hyper-parameters (as ComfyUI names them) for a diffusers UNet config, SD1.x- or
-    SDXL-family (see ``backbone``)."""
-    if backbone(config) == SDXL:
+    SDXL-family (``backbones.identify``)."""
+    if identify(config, "unet").time_ids:
         return _sdxl_ldm_unet_config(config, require_channels)
     in_channels = config.get("in_channels", 4)
     if require_channels is not None and in_channels != require_channels:
@@ -169,22 +139,22 @@ def _sdxl_ldm_unet_config(config: dict, require_channels: int | None) -> dict:
             "load an SDXL LEDiff denoiser (made with `python -m lediff_train ... --model SDXL_FOLDER`; none "
             "are published yet), or take the image route (docs/hdr-from-any-model.md)"
         )
-    time_dim = config["addition_time_embed_dim"]
-    if time_dim != SDXL_TIME_EMBED_DIM:
+    time_dim, ids_count, id_width = config["addition_time_embed_dim"], SDXL.time_ids, SDXL.time_embed_dim
+    if time_dim != id_width:
         raise UNetConfigError(
             f"unet config addition_time_embed_dim={time_dim!r}: ComfyUI's SDXL embeds each of the six "
-            f"size/crop ids with {SDXL_TIME_EMBED_DIM} channels (SDXL's value); this UNet cannot run in it"
+            f"size/crop ids with {id_width} channels (SDXL's value); this UNet cannot run in it"
         )
     adm = config["projection_class_embeddings_input_dim"]
-    ids = SDXL_TIME_IDS * SDXL_TIME_EMBED_DIM
+    ids = ids_count * id_width
     if not isinstance(adm, int) or adm <= ids:
         raise UNetConfigError(
             f"unet config projection_class_embeddings_input_dim={adm!r} must be the pooled text width + "
-            f"{SDXL_TIME_IDS} x {SDXL_TIME_EMBED_DIM} = {ids} (2816 for stock SDXL)"
+            f"{ids_count} x {id_width} = {ids} (2816 for stock SDXL)"
         )
     # the block layout and every other setting are read and checked exactly as for SD1.x (which
     # refuses per-block head counts: give it one, SDXL's heads are set below)
-    plain = {k: v for k, v in config.items() if k not in _SDXL_KEYS}
+    plain = {k: v for k, v in config.items() if k not in UNET_ADDITION_KEYS}
     out = ldm_unet_config({**plain, "num_attention_heads": None, "attention_head_dim": 1}, None)
     widths = config["block_out_channels"]
     n = len(widths)

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import LEDiffError
+from .backbones import SD15
 from .fit import check_settings, check_shapes, dim, indices, meta_model, mismatch, shapes_of
 from .tiling import decode_tiled
 from .weights import WeightError, check_keys, listing
@@ -51,7 +52,7 @@ _DEFAULTS = {
     "layers_per_block": 1,
     "norm_num_groups": 32,
     "act_fn": "silu",
-    "scaling_factor": 0.18215,
+    "scaling_factor": SD15.scaling_factor,  # diffusers' default is SD1.x's
     "shift_factor": None,
     "latents_mean": None,
     "latents_std": None,

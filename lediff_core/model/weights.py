@@ -26,6 +26,7 @@ from safetensors.torch import load_file
 
 from .. import LEDiffError
 from ..io.access import FileAccessError, check_readable
+from .backbones import SDXL
 
 WEIGHT_NAMES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 FUSION_NAME = "merge_model.pth"
@@ -232,7 +233,7 @@ def identify_foreign_file(f, name: str) -> str:
         return (f"{name!r} is a LoRA, not a LEDiff model: it belongs in models/loras/ (Load LoRA applies it "
                 f"to a MODEL). {LAYOUT}")
     if any(k.startswith(CHECKPOINT_PREFIXES) for k in keys):
-        family = " (SDXL)" if any(k.startswith("conditioner.embedders.1.") for k in keys) else ""
+        family = f" ({SDXL.label})" if any(k.startswith("conditioner.embedders.1.") for k in keys) else ""
         return (f"{name!r} is a Stable Diffusion checkpoint{family}, not a LEDiff model: it belongs in "
                 f"models/checkpoints/ (Load Checkpoint). {LAYOUT}")
     first = next((k for k in UNET_FIRST_CONV if k in keys), None)

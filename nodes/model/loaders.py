@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from comfy_api.latest import io
 
+from ...lediff_core.model.backbones import BACKBONES
 from ...lediff_core.model.hdr_vae import HDRVAE
 from ...lediff_core.model.weights import config_name, load_denoiser, load_hdr_vae, weights_name
 from .hdr import HDR_VAE
@@ -23,7 +24,7 @@ class LoadHDRVAE(io.ComfyNode):
             category="LEDiff/loaders",
             description="Loads LEDiff's VAE (SD encoder + HDR decoder) and its exposure fusion module, for "
                         "SD1.5 or SDXL LEDiff models (the backbone follows vae/config.json's scaling_factor: "
-                        "0.18215 SD1.5, 0.13025 SDXL).",
+                        f"{', '.join(f'{b.scaling_factor} {b.label}' for b in BACKBONES)}).",
             inputs=[io.Combo.Input("model_name", options=model_names(), tooltip=MODEL_TOOLTIP)],
             outputs=[
                 HDR_VAE.Output("hdr_vae", tooltip="HDR decoder and fusion module (float32; no encoder: "

@@ -8,24 +8,18 @@ import comfy.diffusers_convert
 import comfy.model_management as mm
 import comfy.model_patcher
 import comfy.sd
-import comfy.supported_models
 import comfy.utils
 import folder_paths
 import torch
 
 from ...lediff_core.color import check_image_size
+from ...lediff_core.model.backbones import Backbone, identify
 from ...lediff_core.model.fit import check_settings, check_shapes, meta_model, shapes_of
-from ...lediff_core.model.hdr_vae import (
-    BACKBONE_NAMES,
-    HDRVAE,
-    check_backbones,
-    check_brackets,
-    check_latent,
-    vae_backbone,
-)
+from ...lediff_core.model.hdr_vae import HDRVAE, check_backbones, check_brackets, check_latent
 from ...lediff_core.model.tiling import default_overlap, tile_count
-from ...lediff_core.model.unet_config import SDXL, backbone, ldm_unet_config, unet_mismatches
+from ...lediff_core.model.unet_config import ldm_unet_config, unet_mismatches
 from ...lediff_core.model.weights import WeightError, check_keys, list_models, resolve_model
+from .backbones import denoiser_model_config
 from .memory import run_tiled
 
 FOLDER = "lediff"
@@ -43,9 +37,9 @@ def build_denoiser(config: dict, diffusers_sd: dict, source: str, config_name: s
                    weights_name: str | None = None) -> comfy.model_patcher.ModelPatcher:
     """An 8-channel SD1.x or SDXL UNet from its diffusers config and weights, as a ComfyUI MODEL.
 
-    The backbone is read from the config (``unet_config.backbone``): SD1.x becomes ComfyUI's
-    ``SD15_instructpix2pix``, SDXL its ``SDXL_instructpix2pix`` (the CosXL Edit type: pooled text and
-    size/crop conditioning through ``encode_adm``). ComfyUI has no diffusers-format detection entry
+    The backbone is read from the config (``backbones.identify``) and built as its ComfyUI model
+    config (``nodes.model.backbones``: SD1.x as ``SD15_instructpix2pix``, SDXL as
+    ``SDXL_instructpix2pix``). ComfyUI has no diffusers-format detection entry
     for 8-channel UNets of other widths, so the model is built from the config: keys are converted
     with ComfyUI's own diffusers-to-ldm map and checked exactly. The config is checked against the
     weights before the model is built (``lediff_core.model.fit``: its sizing settings, then every
@@ -57,7 +51,7 @@ def build_denoiser(config: dict, diffusers_sd: dict, source: str, config_name: s
     shapes = shapes_of(diffusers_sd)
     check_settings(unet_mismatches(config, shapes), config_name, weights_name)
     unet_config = ldm_unet_config(config)
-    model_config = _denoiser_model_config(backbone(config), unet_config)
+    model_config = denoiser_model_config(identify(config, "unet"), unet_config)
     load_device, offload_device = mm.get_torch_device(), mm.unet_offload_device()
     params = sum(v.numel() for v in diffusers_sd.values())
     weight_dtype = next(iter(diffusers_sd.values())).dtype if diffusers_sd else None
@@ -80,21 +74,6 @@ def build_denoiser(config: dict, diffusers_sd: dict, source: str, config_name: s
     return comfy.model_patcher.ModelPatcher(model, load_device=load_device, offload_device=offload_device)
 
 
-def _denoiser_model_config(family: str, unet_config: dict):
-    """ComfyUI's 8-channel model config of ``family`` over the translated UNet config. Both model
-    configs overwrite the head settings with their stock values (SD1.5: 8 heads; SDXL: 64-wide
-    heads): the config's own must win, else attention is silently wrong."""
-    if family == SDXL:
-        model_config = comfy.supported_models.SDXL_instructpix2pix(unet_config)
-        heads = ("num_heads", "num_head_channels")
-    else:
-        model_config = comfy.supported_models.SD15_instructpix2pix(unet_config)
-        heads = ("num_heads",)
-    for key in heads:
-        model_config.unet_config[key] = unet_config[key]
-    return model_config
-
-
 def _diffusers_key_map(unet_config: dict, model_keys: set) -> dict:
     """diffusers key -> ldm key for the keys this model has. ComfyUI's map also names optional
     embeddings, and names the ADM embedding (``label_emb``) both ``class_embedding.*`` and SDXL's
@@ -103,28 +82,27 @@ def _diffusers_key_map(unet_config: dict, model_keys: set) -> dict:
             if ldm in model_keys and not d.startswith("class_embedding.")}
 
 
-def vae_working_dtype(family: str | None) -> torch.dtype:
+def vae_working_dtype(family: Backbone | None) -> torch.dtype:
     """The dtype ComfyUI's own VAE computes in on this machine (bfloat16 on recent NVIDIA GPUs,
-    float32 on a CPU, float16 with --fp16-vae), except float16 for an SDXL VAE: SDXL's VAE overflows
-    float16 (activations beyond its 65504 maximum become inf, then NaN: why diffusers upcasts it,
-    ``force_upcast``, and why the "fp16-fix" SDXL VAE exists), so it gets float32. bfloat16 has
-    float32's exponent range and stays."""
+    float32 on a CPU, float16 with --fp16-vae), except float16 for a VAE that overflows it (SDXL's:
+    ``Backbone.float16_safe``), which gets float32. bfloat16 has float32's exponent range and stays."""
     dtype = mm.vae_dtype(mm.vae_device(), [torch.bfloat16, torch.float32])
-    return torch.float32 if family == SDXL and dtype == torch.float16 else dtype
+    unsafe = family is not None and not family.float16_safe
+    return torch.float32 if unsafe and dtype == torch.float16 else dtype
 
 
 ENCODED_BY = "lediff_backbone"  # attribute of the latent tensors the HDR VAE's vae (PhotoVAE) encodes
 
 
-def _tag(samples: torch.Tensor, backbone: str | None) -> torch.Tensor:
+def _tag(samples: torch.Tensor, backbone: Backbone | None) -> torch.Tensor:
     if backbone is not None:
-        setattr(samples, ENCODED_BY, backbone)
+        setattr(samples, ENCODED_BY, backbone.name)
     return samples
 
 
 def encoded_backbone(samples: torch.Tensor) -> str | None:
-    """The backbone of the HDR VAE whose ``vae`` output encoded these latents (None: unknown, e.g.
-    from KSampler, another VAE, or a node that made a new tensor)."""
+    """The name of the backbone of the HDR VAE whose ``vae`` output encoded these latents (None:
+    unknown, e.g. from KSampler, another VAE, or a node that made a new tensor)."""
     return getattr(samples, ENCODED_BY, None)
 
 
@@ -143,7 +121,7 @@ class PhotoVAE(comfy.sd.VAE):
     Nodes that make a new tensor (upscale, batch, crop) drop the tag; then the mismatch is caught
     where the brackets meet the HDR VAE (``LEDIFF_HDR_VAE.check_made_by``)."""
 
-    backbone: str | None = None
+    backbone: Backbone | None = None
     encode_width = 256  # first block width x its layers, set by build_comfy_vae
 
     def encode_memory(self, rows: int, cols: int) -> int:
@@ -183,7 +161,7 @@ def build_comfy_vae(config: dict, diffusers_sd: dict, source: str) -> PhotoVAE:
     weights; its decoder is LEDiff's HDR decoder, so VAE Decode shows a log-encoded view.
 
     ComfyUI's VAE encodes to and decodes from *unscaled* latents (the MODEL's latent_format applies
-    the scale), so SD1.5's and SDXL's scaling_factor play no part here; its dtype follows
+    the scale), so the backbones' scaling_factor plays no part here; its dtype follows
     ``vae_working_dtype`` (an SDXL VAE never in float16)."""
     widths = list(config["block_out_channels"])
     if config.get("norm_num_groups", 32) != 32 or not config.get("mid_block_add_attention", True):
@@ -195,10 +173,11 @@ def build_comfy_vae(config: dict, diffusers_sd: dict, source: str) -> PhotoVAE:
         "num_res_blocks": config.get("layers_per_block", 2), "attn_resolutions": [], "dropout": 0.0,
     }
     ldm_sd = comfy.diffusers_convert.convert_vae_state_dict(dict(diffusers_sd))
+    family = identify(config, "vae")
     vae = PhotoVAE(sd=dict(ldm_sd), config={"params": {"ddconfig": ddconfig, "embed_dim": ddconfig["z_channels"]}},
-                   dtype=vae_working_dtype(vae_backbone(config)))
+                   dtype=vae_working_dtype(family))
     vae.encode_width = widths[0] * ddconfig["num_res_blocks"]
-    vae.backbone = vae_backbone(config)
+    vae.backbone = family
     # ComfyUI loads VAE weights with strict=False: check that every weight really arrived
     loaded = vae.first_stage_model.state_dict()
     check_keys(loaded.keys(), ldm_sd.keys(), f"VAE {source}")
@@ -221,16 +200,16 @@ class HDRVAEModel:
     float16 for an SDXL HDR VAE (``vae_working_dtype``).
     The SD encoder is dropped: photos are encoded with the standard VAE built from the same file.
 
-    ``backbone`` ("sd15", "sdxl", or None for another latent scale) comes from the VAE config's
-    ``scaling_factor`` (``vae_backbone``); ``check_made_by`` compares it with the backbone tags
-    of bracket LATENTs.
+    ``backbone`` (a ``lediff_core.model.backbones`` record, or None for another latent scale) comes
+    from the VAE config's ``scaling_factor`` (``backbones.identify``); ``check_made_by`` compares it
+    with the backbone tags of bracket LATENTs.
     """
 
     def __init__(self, core: HDRVAE, name: str):
         core.drop_encoder()
         self.core = core.eval().float()
         self.name = name
-        self.backbone = vae_backbone(core.vae.config)
+        self.backbone = identify(core.vae.config, "vae")
         self.patcher = comfy.model_patcher.ModelPatcher(
             self.core, load_device=mm.vae_device(), offload_device=mm.vae_offload_device())
         # what ComfyUI's own VAE would compute in on this machine (the opt-in fast precision)
@@ -308,4 +287,4 @@ class HDRVAEModel:
         return run_tiled("HDR Decode", (w * f, h * f), (h, w), tile_size, need, device, decode_all, f)
 
     def __repr__(self):
-        return f"LEDiff HDR VAE ({self.name}, {BACKBONE_NAMES.get(self.backbone, 'unknown backbone')})"
+        return f"LEDiff HDR VAE ({self.name}, {self.backbone.label if self.backbone else 'unknown backbone'})"

@@ -9,7 +9,7 @@ branches, and at CFG 1 skips the unconditional branch (half the UNet evaluations
 A batch is sampled in chunks of ``chunk_frames``; with ``frames`` = video the batch is one shot,
 whose noise and predictions follow its motion (docs/video.md).
 
-The denoiser is SD1.5- or SDXL-family (``model_backbone``); an SDXL one takes SDXL conditioning
+The denoiser is SD1.5- or SDXL-family (``backbones.model_backbone``); an SDXL one takes SDXL conditioning
 (pooled text and size/crop values, which ComfyUI's SDXL model turns into its ADM input). Every
 output LATENT says which family made it: ``"lediff_backbone": "sd15" | "sdxl"``.
 
@@ -20,8 +20,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import comfy.latent_formats
-import comfy.model_base
 import comfy.model_management as mm
 import comfy.sample
 import comfy.utils
@@ -29,20 +27,20 @@ import node_helpers
 import torch
 
 from ...lediff_core.color import check_image_size
+from ...lediff_core.model.backbones import LEDIFF_IN_CHANNELS, Backbone, label
 from ...lediff_core.model.hdr_vae import LatentError, check_latent
 from ...lediff_core.model.tiling import blend_tiles, default_overlap
-from ...lediff_core.model.unet_config import LEDIFF_IN_CHANNELS, SD15, SDXL, SDXL_TIME_EMBED_DIM, SDXL_TIME_IDS
 from ...lediff_core.video import FRAMES
 from ...lediff_core.video.noise import shot_noise
 from ...lediff_core.video.temporal import latent_guides, shot_motion, temporal_blend
 from ..panorama.seamless import wrap_model_x
+from .backbones import COMFY, model_backbone
 from .memory import run_tiled
 from .runtime import encoded_backbone
 
 SEED_OFFSET_PASS_B = 22  # the official release's second-pass seed
 DEFAULT_CHUNK = 8  # frames per sampler call: a batch of 8 512x512 latents (16 with CFG) fits 8 GB
-BACKBONE_KEY = "lediff_backbone"  # in every bracket LATENT: the family of the denoiser that made it
-_NAMES = {SD15: "SD1.5", SDXL: "SDXL"}
+BACKBONE_KEY = "lediff_backbone"  # in every bracket LATENT: the name of the family of the denoiser that made it
 
 
 @dataclass(frozen=True)
@@ -88,37 +86,17 @@ def _check_denoiser(model) -> None:
         )
 
 
-def model_backbone(model) -> str:
-    """``"sdxl"`` for ComfyUI's SDXL-family models (Load Bracket Denoiser's SDXL_instructpix2pix),
-    ``"sd15"`` for SD1.x-family ones (SD15_instructpix2pix, or any MODEL with SD1.5's latent format
-    and no ADM input)."""
-    inner = model.model
-    if isinstance(inner, comfy.model_base.SDXL):
-        return SDXL
-    adm = inner.model_config.unet_config.get("adm_in_channels")
-    if type(inner.latent_format) is comfy.latent_formats.SD15 and adm is None:
-        return SD15
-    raise ValueError(
-        f"this MODEL is a {type(inner).__name__} with {type(inner.latent_format).__name__} latents; a bracket "
-        "needs an SD1.5 or SDXL LEDiff denoiser: load one with 'Load Bracket Denoiser'"
-    )
-
-
 def _width_source(width: int) -> str:
     known = {768: " (SD1.5's CLIP-L)", 1024: " (SD2's CLIP-H)", 2048: " (an SDXL checkpoint's CLIP)"}
     return known.get(width, "")
 
 
-def _check_conditioning(model, family: str, positive, negative) -> None:
+def _check_conditioning(model, family: Backbone, positive, negative) -> None:
     """The text embeddings' width (and for SDXL the pooled output's) against what this denoiser
     takes: ComfyUI would otherwise fail deep inside the UNet with a bare shape error."""
     unet_config = model.model.model_config.unet_config
     context_dim = unet_config.get("context_dim")
-    name = _NAMES[family]
-    fix = {SD15: "encode the prompts with an SD1.5 checkpoint's CLIP, or load an SDXL LEDiff denoiser for "
-                 "SDXL conditioning",
-           SDXL: "encode the prompts with an SDXL checkpoint's CLIP (CLIP Text Encode or CLIPTextEncodeSDXL), "
-                 "or load an SD1.5 LEDiff denoiser for SD1.5 conditioning"}[family]
+    name, fix = family.label, COMFY[family].conditioning_fix
     for which, conditioning in (("positive", positive), ("negative", negative)):
         for cond, extra in conditioning:
             if not torch.is_tensor(cond):
@@ -129,9 +107,9 @@ def _check_conditioning(model, family: str, positive, negative) -> None:
                     f"{which} conditioning has text embeddings {width} wide{_width_source(width)}; this {name} "
                     f"bracket denoiser takes {context_dim}{_width_source(context_dim)}: {fix}"
                 )
-            if family != SDXL or "unclip_conditioning" in extra:
+            if not family.time_ids or "unclip_conditioning" in extra:
                 continue
-            want = unet_config["adm_in_channels"] - SDXL_TIME_IDS * SDXL_TIME_EMBED_DIM
+            want = unet_config["adm_in_channels"] - family.time_ids * family.time_embed_dim
             pooled = extra.get("pooled_output")
             if pooled is None:
                 raise ValueError(
@@ -142,14 +120,14 @@ def _check_conditioning(model, family: str, positive, negative) -> None:
                 raise ValueError(
                     f"{which} conditioning's pooled_output is {pooled.shape[-1]} wide; this SDXL bracket denoiser "
                     f"takes {want} (its ADM input {unet_config['adm_in_channels']} = pooled + "
-                    f"{SDXL_TIME_IDS} x {SDXL_TIME_EMBED_DIM}): {fix}"
+                    f"{family.time_ids} x {family.time_embed_dim}): {fix}"
                 )
 
 
-def _check_input_latent(model, family: str, latent: dict) -> None:
+def _check_input_latent(model, family: Backbone, latent: dict) -> None:
     samples = latent["samples"]
     channels = model.model.latent_format.latent_channels
-    name = _NAMES[family]
+    name = family.label
     if samples.ndim == 4 and samples.shape[1] != channels:
         raise LatentError(
             f"latent has {samples.shape[1]} channels; this {name} bracket denoiser works on {name} latents with "
@@ -157,15 +135,15 @@ def _check_input_latent(model, family: str, latent: dict) -> None:
             "output instead)"
         )
     made_by = latent.get(BACKBONE_KEY)
-    if made_by is not None and made_by != family:
+    if made_by is not None and made_by != family.name:
         raise LatentError(
-            f"this latent was made by an {_NAMES.get(made_by, made_by)} LEDiff bracket node ({BACKBONE_KEY} "
-            f"{made_by!r}); this bracket denoiser is {name}: use {_NAMES.get(made_by, made_by)} denoisers for "
+            f"this latent was made by an {label(made_by)} LEDiff bracket node ({BACKBONE_KEY} "
+            f"{made_by!r}); this bracket denoiser is {name}: use {label(made_by)} denoisers for "
             f"all brackets of one image, or start from a {name} latent"
         )
     encoded_by = encoded_backbone(samples)
-    if encoded_by is not None and encoded_by != family:
-        other = _NAMES.get(encoded_by, encoded_by)
+    if encoded_by is not None and encoded_by != family.name:
+        other = label(encoded_by)
         raise LatentError(
             f"latent space mismatch: the latent was encoded by the vae of an {other} HDR VAE (Load HDR VAE), "
             f"but this bracket denoiser is {name}. Encode with the vae of the {name} LEDiff model's Load HDR "
@@ -257,10 +235,8 @@ def tiled_model(model, tile: int, wrap_x: bool):
     return clone
 
 
-def _check_inputs(model, positive, negative, latent: dict, motion) -> str:
-    """Everything a bracket checks before sampling; returns the denoiser's family."""
-    _check_denoiser(model)
-    family = model_backbone(model)
+def _check_inputs(model, family: Backbone, positive, negative, latent: dict, motion) -> None:
+    """Everything a bracket checks before sampling, for a denoiser of ``family``."""
     _check_input_latent(model, family, latent)
     if motion is not None:
         check_image_size(motion, "motion")
@@ -282,12 +258,14 @@ def _pass_noises(samples: torch.Tensor, seed: int, batch_index, shot: _Shot | No
 def run_brackets(model, positive, negative, latent, sampling: BracketSampling, motion=None, name="Bracket"):
     """(input, pass A, pass B) LATENT dicts sampled with ``sampling``; the input dict's other keys
     are kept on all three, and all three carry ``BACKBONE_KEY`` (the denoiser's family,
-    ``model_backbone``).
+    ``backbones.model_backbone``).
 
     ``motion``: the frames the latent was made from (IMAGE, 0..1; ``frames`` = video): the motion
     is measured on them; without them, on the latent's RGB preview (coarser). ``name``: the node,
     for messages."""
-    family = _check_inputs(model, positive, negative, latent, motion)
+    _check_denoiser(model)
+    family = model_backbone(model)
+    _check_inputs(model, family, positive, negative, latent, motion)
     seed, wrap_x, chunk_frames = sampling.seed, sampling.wrap_x, sampling.chunk_frames
     samples = latent["samples"]
     scale = model.model.latent_format.spacial_downscale_ratio
@@ -338,6 +316,6 @@ def run_brackets(model, positive, negative, latent, sampling: BracketSampling, m
             anchors[p] = condition[-1:]
             mm.throw_exception_if_processing_interrupted()
     keep = {k: v for k, v in latent.items() if k not in ("samples", "noise_mask")}
-    keep[BACKBONE_KEY] = family
+    keep[BACKBONE_KEY] = family.name
     a, b = (torch.cat(chunks) for chunks in out)
-    return {**latent, BACKBONE_KEY: family}, {**keep, "samples": a}, {**keep, "samples": b}
+    return {**latent, BACKBONE_KEY: family.name}, {**keep, "samples": a}, {**keep, "samples": b}
