@@ -765,56 +765,57 @@ def read_exr(
                 "supported"
             )
     # the output (float32 RGB and alpha), full-resolution luminance and chroma for YC, a band
-    need = (16 if alpha else 12) * width * height + (6 * width * height if yc else 0) + BAND_BYTES
+    need = (16 if alpha else 12) * width * height + (4 * width * height if yc else 0) + BAND_BYTES
     try:
         with _pixel_reader(path, version, layout, index) as read:
             if yc:
                 rgb = _yca_rgb(path, read, [mapping[n] for n in colour], stored, header, (x0, y0),
-                               (height, width), _bands(height, width, layout[index]))
+                               (height, width), _bands(height, width, layout[index], 3))
                 a = None
                 if alpha:
                     a = np.empty((height, width), np.float32)
-                    for r0, r1 in _bands(height, width, layout[index]):
-                        a[r0:r1] = read(mapping[alpha], y0 + r0, y0 + r1, width)
+                    for r0, r1 in _bands(height, width, layout[index], 1):
+                        a[r0:r1] = read([mapping[alpha]], y0 + r0, y0 + r1, width)[0]
             else:
                 rgb = np.empty((height, width, 3), np.float32)
                 a = np.empty((height, width), np.float32) if alpha else None
                 # Band by band, only the channels returned, converted to float32 by the library:
                 # peak memory is the output and one band, whatever else the file holds.
-                for r0, r1 in _bands(height, width, layout[index]):
-                    for k, name in enumerate(colour):
-                        rgb[r0:r1, :, k] = read(mapping[name], y0 + r0, y0 + r1, width)
-                    if len(colour) == 1:
-                        rgb[r0:r1, :, 1:] = rgb[r0:r1, :, :1]
+                wanted = [mapping[n] for n in colour + ([alpha] if alpha else [])]
+                for r0, r1 in _bands(height, width, layout[index], len(wanted)):
+                    planes = read(wanted, y0 + r0, y0 + r1, width)
+                    for k in range(3):
+                        rgb[r0:r1, :, k] = planes[k if len(colour) == 3 else 0]
                     if alpha:
-                        a[r0:r1] = read(mapping[alpha], y0 + r0, y0 + r1, width)
+                        a[r0:r1] = planes[-1]
     except MemoryError as e:
         raise out_of_memory(path, width, height, need, e) from e
     result = HDRImage(rgb=rgb, alpha=a, header=header, layer=layer, part=index, view=view)
     return _display_window(result, header) if window == "display" else result
 
 
-# Bytes of one channel's band read at a time (rounded up to whole chunks): the decoder's buffers
-# stay small beside the output. Reading channel by channel decodes each chunk once per channel
+# Bytes of float32 read at a time, all channels of a band together (rounded up to whole chunks):
+# the decoder's buffers stay small beside the output. Reading channel by channel decodes each chunk once per channel
 # returned; the bindings' whole-file reader decodes every channel of every part at once instead.
 BAND_BYTES = 4 << 20
-_FLOAT = Imath.PixelType(Imath.PixelType.FLOAT)
+_PIXEL_TYPES = {np.float32: Imath.PixelType(Imath.PixelType.FLOAT), np.float16: Imath.PixelType(Imath.PixelType.HALF)}
 
 
-def _bands(height: int, width: int, part) -> list[tuple[int, int]]:
-    """Row ranges [r0, r1) of about BAND_BYTES of float32 per channel, in whole chunks (scan line
-    chunks or tile rows) and an even number of rows (for 2x2-sampled chroma)."""
+def _bands(height: int, width: int, part, channels: int) -> list[tuple[int, int]]:
+    """Row ranges [r0, r1) of about BAND_BYTES of float32 for ``channels`` channels, in whole
+    chunks (scan line chunks or tile rows) and an even number of rows (for 2x2-sampled chroma)."""
     unit = part.tiles[1] if part.tiles else part.lines
     unit = max(1, unit) * (1 if unit % 2 == 0 else 2)
-    rows = max(unit, BAND_BYTES // (4 * width) // unit * unit)
+    rows = max(unit, BAND_BYTES // (4 * width * channels) // unit * unit)
     return [(r, min(height, r + rows)) for r in range(0, height, rows)]
 
 
 @contextmanager
 def _pixel_reader(path: str, version: int, layout: list, index: int):
-    """A function read(channel, first line, end line, samples per line) -> float32 [lines, samples]
-    for part ``index``, through OpenEXR's scanline/tile reader (the bindings' ``InputFile``, which
-    decodes only the channels and lines asked for). That reader opens a file's first part; another
+    """A function read(channels, first line, end line, samples per line) -> float32 planes
+    [lines, samples], one per channel, for part ``index``, through OpenEXR's scanline/tile reader
+    (the bindings' ``InputFile``, which decodes only the channels and lines asked for, each chunk
+    once per call, and converts them to float32). That reader opens a file's first part; another
     part is presented to it as a single-part file (``exr_layout.SinglePartView``). Its failures
     become EXRError naming the file, except running out of memory (MemoryError)."""
 
@@ -836,12 +837,15 @@ def _pixel_reader(path: str, version: int, layout: list, index: int):
             view.close()
         raise failure(e) from e
 
-    def read(name: str, first: int, end: int, samples: int) -> np.ndarray:
-        try:
-            data = f.channel(name, _FLOAT, first, end - 1)
+    def read(names: list[str], first: int, end: int, samples: int, dtype=np.float32) -> list[np.ndarray]:
+        try:  # channel() handles subsampled channels; channels() full-resolution ones
+            if len(names) == 1:
+                data = [f.channel(names[0], _PIXEL_TYPES[dtype], first, end - 1)]
+            else:
+                data = f.channels(names, _PIXEL_TYPES[dtype], first, end - 1)
         except (OSError, TypeError, ValueError) as e:
             raise failure(e) from e
-        return np.frombuffer(data, np.float32).reshape(-1, samples)
+        return [np.frombuffer(d, dtype).reshape(-1, samples) for d in data]
 
     try:
         yield read
@@ -870,12 +874,18 @@ def _yca_rgb(path, read, names, stored, header, origin, shape, bands) -> np.ndar
     rgb = np.empty((height, width, 3), np.float32)
     if not subsampled:  # each pixel on its own: band by band, like RGB
         for r0, r1 in bands:
-            y, ry, by = (read(n, y0 + r0, y0 + r1, width) for n in names)
+            y, ry, by = read(names, y0 + r0, y0 + r1, width)
             yca_to_rgb(y, ry, by, weights, subsampled=False, half=half, out=rgb[r0:r1])
         return rgb
-    # the filter reaches across bands: luminance whole (a third of the output), chroma at 1/4
-    luma = read(names[0], y0, y0 + height, width)
-    ry, by = (read(n, y0, y0 + height, -(-width // 2)) for n in names[1:])
+    # The filter reaches across bands: luminance whole (as half for half files: a sixth of the
+    # output) and chroma (a quarter of the pixels), read band by band into them.
+    dtype = np.float16 if half else np.float32
+    luma = np.empty((height, width), dtype)
+    ry, by = (np.empty((-(-height // 2), -(-width // 2)), dtype) for _ in range(2))
+    for r0, r1 in bands:  # even rows from an even origin: whole chroma rows
+        luma[r0:r1] = read(names[:1], y0 + r0, y0 + r1, width, dtype)[0]
+        for plane, name in ((ry, names[1]), (by, names[2])):
+            plane[r0 // 2 : -(-r1 // 2)] = read([name], y0 + r0, y0 + r1, plane.shape[1], dtype)[0]
     return yca_to_rgb(luma, ry, by, weights, subsampled=True, half=half, out=rgb)
 
 

@@ -154,7 +154,7 @@ def yca_to_rgb(
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """RGB [H, W, 3] float32 from ``y`` [H, W] and chroma ``ry``, ``by`` ([ceil(H/2), ceil(W/2)]
-    when ``subsampled``, else [H, W]). ``weights``: luminance weights (wR, wG, wB) of the file's
+    when ``subsampled``, else [H, W]), half or float32. ``weights``: luminance weights (wR, wG, wB) of the file's
     chromaticities. The data window's origin must be even (OpenEXR requires it for 2x2 sampling),
     so array positions have the parity the C++ library's filter uses. ``half``: round every step
     to half like the C++ reader (the channels are half). ``out``: a float32 [H, W, 3] array to
@@ -163,24 +163,23 @@ def yca_to_rgb(
     q = _rounder(half)
     w = np.asarray(weights, np.float64)
     w = (w / w.sum()).astype(np.float32)  # OpenEXR's computeYw normalises the weights
-    y = np.asarray(y, np.float32)
-    ry, by = np.asarray(ry, np.float32), np.asarray(by, np.float32)
+    y, ry, by = (np.asarray(c) for c in (y, ry, by))  # half or float32: converted as needed
     h, width = y.shape
     if out is None:
         out = np.empty((h, width, 3), np.float32)
     if not subsampled:
         for a in range(0, h, BAND_ROWS):
             b = min(h, a + BAND_ROWS)
-            out[a:b] = _to_rgb(y[a:b], ry[a:b], by[a:b], w, q)
+            out[a:b] = _to_rgb(*(np.asarray(c[a:b], np.float32) for c in (y, ry, by)), w, q)
         return out
-    chroma = np.stack([ry, by], -1)  # [ceil(H/2), ceil(W/2), 2]
+    chroma = np.stack([ry, by], -1).astype(np.float32, copy=False)  # [ceil(H/2), ceil(W/2), 2]
     # The saturation fix also looks at rows -1 and H, which the C++ reader builds from clamped
     # rows: row -1 interpolates over row 0 repeated upwards; row H (even for an even height)
     # copies the last row with chroma, and takes the luminance of row H - 2.
     for a in range(0, h, BAND_ROWS):
         b = min(h, a + BAND_ROWS)
         rows = np.arange(a - 1, b + 1)  # the band and one row either side
-        luma = y[np.where(rows < 0, 0, np.where(rows >= h, max(h - 2, 0), rows))]
+        luma = y[np.where(rows < 0, 0, np.where(rows >= h, max(h - 2, 0), rows))].astype(np.float32)
         c = _chroma_rows(chroma, a - 1, b + 1, h, width, q)
         out[a:b] = _fix_saturation(_to_rgb(luma, c[..., 0], c[..., 1], w, q), w, q)
     return out
