@@ -13,11 +13,9 @@ the ``lediff:dataLayers`` header attribute, so that a reader knows not to conver
 from __future__ import annotations
 
 import errno
-import io
 import os
-import sys
 from collections.abc import Sequence
-from contextlib import contextmanager, redirect_stdout
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -393,51 +391,15 @@ def _write_failure(e: RuntimeError) -> OSError:
         if os.strerror(code) in str(e):
             return OSError(code, os.strerror(code))
     return OSError(f"writing the EXR failed: {e}")
-class _PartFailures(io.TextIOBase):
-    """Stands in for sys.stdout while the bindings decode pixels: they print, not raise, an
-    exception met while reading a part (a MemoryError among them) and return the file without that
-    part. Their lines are kept in ``failures``; anything else goes on to the real stdout."""
-
-    PREFIX = "Warning: Exception raised reading pixel data"
-
-    def __init__(self, stream):
-        self.stream, self.failures, self._capturing = stream, [], False
-
-    def write(self, text: str) -> int:
-        if text.startswith(self.PREFIX):
-            self.failures.append("")
-            self._capturing = True
-        if self._capturing:  # print() writes its arguments, separators and end one by one
-            line, newline, rest = text.partition("\n")
-            self.failures[-1] += line
-            self._capturing = not newline
-            if rest and self.stream is not None:
-                self.stream.write(rest)
-        elif self.stream is not None:
-            self.stream.write(text)
-        return len(text)
-
-    def flush(self):
-        if self.stream is not None:
-            self.stream.flush()
-
-
 @contextmanager
 def _open(path: str, **kwargs):
-    """OpenEXR.File for reading; any failure of the bindings becomes an EXRError naming the file,
-    except running out of memory, which stays a MemoryError. Anything but a regular file (a FIFO, a
-    device) is refused by name before the bindings open it (``access.check_readable``)."""
+    """OpenEXR.File for reading (headers: the pixels are read by ``_pixel_reader``); any failure
+    of the bindings becomes an EXRError naming the file, except running out of memory, which stays
+    a MemoryError. Anything but a regular file (a FIFO, a device) is refused by name before the
+    bindings open it (``access.check_readable``)."""
     check_readable(path)
-    catcher = _PartFailures(sys.stdout)
     try:
-        with redirect_stdout(catcher):
-            f = OpenEXR.File(path, **kwargs)
-        with f:
-            if catcher.failures:  # the bindings name the exception, e.g. "MemoryError: Unable to..."
-                failure = catcher.failures[0]
-                if "MemoryError" in failure:
-                    raise MemoryError(failure)
-                raise ValueError(failure)
+        with OpenEXR.File(path, **kwargs) as f:
             yield f
     except (EXRError, MemoryError):
         raise
@@ -517,10 +479,9 @@ MAX_EXPANSION = {"NO_": 1, "RLE": 64, "ZIPS": 1032, "ZIP_": 1032, "PXR24": 1376,
                  "B44": 11, "DWA": 66048}
 UNBOUNDED_EXPANSION = 66048
 
-# Bytes per channel value, for bounds: the bindings do not report a channel's type before decoding,
-# so the lower bound on what a file must store counts every channel as half (2 bytes) and the
-# memory estimate counts it as float (4 bytes).
-MIN_VALUE_BYTES, MAX_VALUE_BYTES = 2, 4
+# Bytes per channel value, for the file-wide bound (before the layout is read): the bindings do not
+# report a channel's type in a header, so the least a file must store counts every channel as half.
+MIN_VALUE_BYTES = 2
 
 
 def _compression(header: dict) -> str:
@@ -870,8 +831,8 @@ def _yca_rgb(path, read, names, stored, header, origin, shape, bands) -> np.ndar
     height, width = shape
     y0 = origin[1]
     half = all(stored[n].type == 1 for n in names)
+    rgb = np.empty((height, width, 3), np.float32)  # the output first: the largest allocation
     weights = luminance_weights(header.get("chromaticities", REC709_CHROMATICITIES))
-    rgb = np.empty((height, width, 3), np.float32)
     if not subsampled:  # each pixel on its own: band by band, like RGB
         for r0, r1 in bands:
             y, ry, by = read(names, y0 + r0, y0 + r1, width)

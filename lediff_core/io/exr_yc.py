@@ -118,7 +118,7 @@ def _fix_saturation(rows: np.ndarray, weights, q) -> np.ndarray:
 
 # Rows reconstructed at a time: the temporaries (chroma rows, RGB before the saturation fix) stay
 # a few MiB, whatever the image's size, and the result goes straight into the output.
-BAND_ROWS = 64
+BAND_ROWS = 32
 
 
 def _chroma_rows(chroma: np.ndarray, r0: int, r1: int, height: int, width: int, q) -> np.ndarray:
