@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import errno
 import os
+import struct
 from collections.abc import Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
@@ -606,7 +607,7 @@ def _check_chunks(path: str, size: int, parts: int) -> tuple[int, list]:
                         f"({format_bytes(chunk.claimed)}); the file is forged (a decompression "
                         "bomb) or corrupt: refused before decoding"
                     )
-    except (LayoutError, OSError) as e:
+    except (LayoutError, OSError, struct.error) as e:
         raise EXRError(
             f"cannot read {path!r} as OpenEXR ({e}); the file is truncated, corrupt or not an EXR"
         ) from e

@@ -124,14 +124,15 @@ def _header(r: _Reader, limit: int) -> Part | None:
         channels = _channels(attrs["channels"][1])
         compression = attrs["compression"][1][0]
         window = struct.unpack("<4i", attrs["dataWindow"][1])
+        tiles = None
+        if "tiles" in attrs:
+            xs, ys, mode = struct.unpack("<IIB", attrs["tiles"][1][:9])
+            tiles = (xs, ys, mode & 0x0F, mode >> 4)
+        count = struct.unpack("<i", attrs["chunkCount"][1])[0] if "chunkCount" in attrs else None
     except (KeyError, IndexError, ValueError, struct.error) as e:
-        raise LayoutError(f"a header lacks a valid channels, compression or dataWindow ({e})") from e
-    tiles = None
-    if "tiles" in attrs:
-        xs, ys, mode = struct.unpack("<IIB", attrs["tiles"][1][:9])
-        tiles = (xs, ys, mode & 0x0F, mode >> 4)
+        raise LayoutError(f"a header lacks valid channels, compression, dataWindow, tiles or "
+                          f"chunkCount ({e})") from e
     kind = attrs.get("type", ("", b""))[1].rstrip(b"\0").decode("ascii", "replace")
-    count = struct.unpack("<i", attrs["chunkCount"][1])[0] if "chunkCount" in attrs else None
     return Part((start, r.at), channels, compression, window, tiles, "deep" in kind, count)
 
 
@@ -317,7 +318,6 @@ class SinglePartView:
         return self._pos
 
     def read(self, n: int = -1) -> bytes:
-
         n = self._size - self._pos if n is None or n < 0 else min(n, max(0, self._size - self._pos))
         out = []
         while n > 0:
