@@ -281,16 +281,6 @@ def test_valid_files_of_every_compression_pass_the_bound(tmp_path):
         assert np.allclose(read_exr(path).rgb, 0.5, rtol=0.01 if comp.startswith("DWA") else 0), comp
 
 
-def test_a_legitimate_exr_decode_peaks_at_about_twice_its_output(tmp_path):
-    rng = np.random.default_rng(0)
-    rgba = rng.uniform(0, 8, (1536, 2048, 4)).astype(np.float32)
-    path = write_exr(tmp_path / "big.exr", {"RGBA": rgba}, {"compression": OpenEXR.NO_COMPRESSION})
-    result = read_in_child(path)
-    output = 1536 * 2048 * 16
-    assert result["output"] == output, result
-    assert result["grew"] < 2.15 * output, result  # the decoded channels and the output
-
-
 def test_one_tiny_chunk_claiming_a_huge_tile_is_refused_though_the_file_is_big_enough(tmp_path):
     """Two 4096x4096 tiles: the first stored in 200 kB, which the file-wide bound accepts (both
     tiles need 195 kB at ZIP's 1032:1), the second in 8 bytes, which no ZIP stream expands to 96
@@ -345,8 +335,8 @@ def yc_exr(path, y, ry, by):
 
 def test_every_kind_of_exr_peaks_below_twice_its_output(tmp_path):
     """Only the channels returned are decoded, band by band into float32. Before (measured at this
-    size), the bindings decoded every channel of every part: 3 AOV layers or a second part 3.1x,
-    float AOVs 5.1x, YC 4.7-6.1x with its float32 reconstruction; now 1.2-1.7x."""
+    size), the bindings decoded every channel of every part: float RGB(A) 2.06x, 3 AOV layers or a
+    second part 3.1x, float AOVs 5.1x, YC 4.7-6.1x with its float32 reconstruction; now 1.1-1.7x."""
     h, w = 1536, 2048
     rgb = smooth(h, w)
     half = rgb.astype(np.float16)
@@ -360,6 +350,7 @@ def test_every_kind_of_exr_peaks_below_twice_its_output(tmp_path):
         "RGB half": ({"RGB": half}, flat),
         "RGB float": ({"RGB": rgb}, flat),
         "RGBA half": ({"RGBA": np.dstack([half, half[..., :1]])}, flat),
+        "RGBA float": ({"RGBA": np.dstack([rgb, rgb[..., :1]])}, flat),
         "tiled, ZIP": ({"RGB": half}, {"type": OpenEXR.tiledimage, "tiles": tiled}),
         "YC, full chroma": ({"Y": y, "RY": y * 0, "BY": y * 0 + 0.5}, flat),
         "3 AOV layers": ({"RGB": half, **aovs}, flat),
