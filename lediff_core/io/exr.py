@@ -757,10 +757,11 @@ def read_exr(
 
 
 # Bytes of float32 read at a time, all channels of a band together (rounded up to whole chunks):
-# the decoder's buffers stay small beside the output. Reading channel by channel decodes each chunk once per channel
-# returned; the bindings' whole-file reader decodes every channel of every part at once instead.
+# the decoder's buffers stay small beside the output, and each chunk is decoded once. (The
+# bindings' whole-file reader, ``OpenEXR.File``, decodes every channel of every part at once.)
 BAND_BYTES = 4 << 20
-_PIXEL_TYPES = {np.float32: Imath.PixelType(Imath.PixelType.FLOAT), np.float16: Imath.PixelType(Imath.PixelType.HALF)}
+_PIXEL_TYPES = {np.float32: Imath.PixelType(Imath.PixelType.FLOAT),
+                np.float16: Imath.PixelType(Imath.PixelType.HALF)}
 
 
 def _bands(height: int, width: int, part, channels: int) -> list[tuple[int, int]]:

@@ -154,8 +154,8 @@ def yca_to_rgb(
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """RGB [H, W, 3] float32 from ``y`` [H, W] and chroma ``ry``, ``by`` ([ceil(H/2), ceil(W/2)]
-    when ``subsampled``, else [H, W]), half or float32. ``weights``: luminance weights (wR, wG, wB) of the file's
-    chromaticities. The data window's origin must be even (OpenEXR requires it for 2x2 sampling),
+    when ``subsampled``, else [H, W]), half or float32. ``weights``: luminance weights (wR, wG,
+    wB) of the file's chromaticities. The data window's origin must be even (OpenEXR requires it for 2x2 sampling),
     so array positions have the parity the C++ library's filter uses. ``half``: round every step
     to half like the C++ reader (the channels are half). ``out``: a float32 [H, W, 3] array to
     fill (one is allocated otherwise); the work goes BAND_ROWS rows at a time, so memory beyond
