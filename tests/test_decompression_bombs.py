@@ -296,6 +296,47 @@ def test_one_tiny_chunk_claiming_a_huge_tile_is_refused_though_the_file_is_big_e
     assert result["grew"] < 16 * MiB and result["read"] < 64 * 1024, result  # read: headers and prefixes
 
 
+def scanline_exr(width, chunks, compression=3, lines=16):
+    """A single-part scanline EXR of R, G, B half, ``lines`` lines per chunk, one chunk per entry
+    of ``chunks`` (each its stored bytes)."""
+    channels = b"".join(c + b"\0" + struct.pack("<iB3xii", 1, 0, 1, 1) for c in (b"B", b"G", b"R")) + b"\0"
+    box = struct.pack("<4i", 0, 0, width - 1, lines * len(chunks) - 1)
+    header = b"".join([
+        attribute("channels", "chlist", channels),
+        attribute("compression", "compression", bytes([compression])),
+        attribute("dataWindow", "box2i", box),
+        attribute("displayWindow", "box2i", box),
+        attribute("lineOrder", "lineOrder", b"\0"),
+        attribute("pixelAspectRatio", "float", struct.pack("<f", 1)),
+        attribute("screenWindowCenter", "v2f", struct.pack("<2f", 0, 0)),
+        attribute("screenWindowWidth", "float", struct.pack("<f", 1)),
+    ]) + b"\0"
+    start = struct.pack("<ii", 20000630, 2) + header
+    stored = [struct.pack("<ii", k * lines, len(data)) + data for k, data in enumerate(chunks)]
+    offsets = np.cumsum([len(start) + 8 * len(stored)] + [len(c) for c in stored[:-1]])
+    return start + offsets.astype("<u8").tobytes() + b"".join(stored)
+
+
+def test_one_tiny_scanline_chunk_is_refused_by_its_own_claim(tmp_path):
+    """The same attack on a scanline file: 16 lines of 100000 pixels are 9.6 MB; ZIP's first chunk
+    holds 20 kB, its second 8 bytes."""
+    path = tmp_path / "lines.exr"
+    path.write_bytes(scanline_exr(8, [bytes(16 * 8 * 6)] * 2))  # the layout, valid: stored as is
+    assert read_exr(str(path)).rgb.shape == (32, 8, 3)
+    path.write_bytes(scanline_exr(100_000, [os.urandom(20_000), bytes(8)]))
+    with pytest.raises(EXRError, match=r"lines.exr': chunk 1 of part 0 \(lines 16\.\.31\) is stored in 8 "
+                                       r"bytes of ZIP_COMPRESSION, which expands at most 1032:1, but "
+                                       r"claims 9600000 bytes of pixels \(9 MiB\)"):
+        read_exr(str(path))
+    # a chunk table pointing past the file's end is refused as truncated, not decoded
+    data = bytearray(path.read_bytes())
+    at = data.index(b"screenWindowWidth") + len(b"screenWindowWidth\0float\0") + 8 + 1 + 8
+    data[at : at + 8] = struct.pack("<Q", len(data) + 100)
+    path.write_bytes(bytes(data))
+    with pytest.raises(EXRError, match=r"chunk 1's offset \d+ is outside the file .*truncated, corrupt"):
+        read_exr(str(path))
+
+
 def smooth(h, w, seed=0):
     """Linear HDR colour that compresses quickly (smooth gradients with a little noise)."""
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) / max(h, w)
