@@ -30,7 +30,15 @@ from ..color import REC709_CHROMATICITIES, srgb_to_linear
 from ..color.chromaticities import luminance_weights
 from ..color.ocio import CHROMATICITIES, WORKING_SPACE, convert_linear
 from .access import check_readable
-from .exr_layout import MULTI_PART, PIXEL_TYPES, LayoutError, SinglePartView, chunks, read_layout
+from .exr_layout import (
+    MULTI_PART,
+    PIXEL_TYPES,
+    LayoutError,
+    SinglePartView,
+    lines_per_chunk,
+    read_chunks,
+    read_layout,
+)
 from .exr_yc import yca_to_rgb
 from .limits import MAX_PIXELS, format_bytes, out_of_memory
 
@@ -455,9 +463,6 @@ def _part_label(index: int, header: dict) -> str:
     return label
 
 
-# Scan lines per chunk of each compression (OpenEXR file layout); 256, the largest, for others.
-LINES_PER_CHUNK = {"NO_": 1, "RLE": 1, "ZIPS": 1, "ZIP_": 16, "PXR24": 16, "PIZ": 32, "B44": 32,
-                   "DWAA": 32, "DWAB": 256}
 # Every chunk costs at least 16 bytes: its offset-table entry (8), its y or tile coordinates (4+),
 # its data size (4).
 MIN_CHUNK_BYTES = 16
@@ -495,8 +500,7 @@ def _chunks(header: dict, width: int, height: int) -> int:
     if tiles is not None:
         tx, ty = max(1, int(tiles.xSize)), max(1, int(tiles.ySize))
         return -(-width // tx) * -(-height // ty)  # full-resolution level only
-    name = _compression(header)
-    lines = next((n for key, n in LINES_PER_CHUNK.items() if name.startswith(key)), 256)
+    lines = lines_per_chunk(_compression(header))
     return -(-height // lines)
 
 
@@ -598,7 +602,7 @@ def _check_chunks(path: str, size: int, parts: int) -> tuple[int, list]:
             if part.deep:
                 continue  # never decoded: Load EXR refuses deep parts
             ratio = _expansion(part.compression_name)
-            for chunk in chunks(path, bool(version & MULTI_PART), i, part):
+            for chunk in read_chunks(path, bool(version & MULTI_PART), i, part):
                 if chunk.claimed > chunk.stored * ratio:
                     raise EXRError(
                         f"{path!r}: chunk {chunk.index} of part {i} ({chunk.what}) is stored in "
@@ -792,10 +796,9 @@ def _pixel_reader(path: str, version: int, layout: list, index: int):
     view = None
     try:
         if index:
-            view = SinglePartView(path, version, layout[index],
-                                  chunks(path, bool(version & MULTI_PART), index, layout[index]))
+            view = SinglePartView(path, version, layout[index])  # chunks read by _check_chunks
         f = OpenEXR.InputFile(view if view is not None else path)
-    except (OSError, TypeError, ValueError, LayoutError) as e:
+    except (OSError, TypeError, ValueError) as e:
         if view is not None:
             view.close()
         raise failure(e) from e

@@ -28,9 +28,10 @@ PIXEL_TYPES = {0: "uint", 1: "half", 2: "float"}
 COMPRESSION_NAMES = ("NO_COMPRESSION", "RLE_COMPRESSION", "ZIPS_COMPRESSION", "ZIP_COMPRESSION",
                      "PIZ_COMPRESSION", "PXR24_COMPRESSION", "B44_COMPRESSION", "B44A_COMPRESSION",
                      "DWAA_COMPRESSION", "DWAB_COMPRESSION", "HTJ2K256_COMPRESSION",
-                     "HTJ2K32_COMPRESSION", "ZSTD_COMPRESSION")
-# Scan lines per chunk of each compression (by number above); 256, the largest, for others.
-LINES = {0: 1, 1: 1, 2: 1, 3: 16, 4: 32, 5: 16, 6: 32, 7: 32, 8: 32, 9: 256}
+                     "HTJ2K32_COMPRESSION", "LJ2K_COMPRESSION", "ZSTD_COMPRESSION")
+# Scan lines per chunk of each compression (by number above; the JPEG 2000 and ZSTD ones as
+# OpenEXR 3.5 writes them, read back from its chunkCount); MAX_LINES, the most, for others.
+LINES = (1, 1, 1, 16, 32, 16, 32, 32, 32, 256, 256, 32, 256, 1)
 MAX_LINES = 256
 
 
@@ -47,11 +48,23 @@ class Channel:
     y_sampling: int
 
 
+@dataclass(frozen=True)
+class Chunk:
+    """One stored chunk: its place, its stored size, and the decoded bytes it claims."""
+
+    index: int
+    offset: int
+    prefix: int  # bytes before its data (part number, coordinates, size)
+    stored: int
+    claimed: int
+    what: str
+
+
 @dataclass
 class Part:
     """One part's header facts and where its bytes are."""
 
-    header: tuple[int, int]  # byte range of its attributes (with the terminating 0)
+    header_span: tuple[int, int]  # byte range of its attributes (with the terminating 0)
     channels: list[Channel]
     compression: int
     window: tuple[int, int, int, int]  # data window x0, y0, x1, y1
@@ -59,6 +72,7 @@ class Part:
     deep: bool
     chunk_count: int | None  # the chunkCount attribute (multi-part files)
     offsets: list[int] = field(default_factory=list)
+    chunks: list[Chunk] = field(default_factory=list)  # filled by read_chunks
 
     @property
     def compression_name(self) -> str:
@@ -67,7 +81,13 @@ class Part:
 
     @property
     def lines(self) -> int:
-        return LINES.get(self.compression, MAX_LINES)
+        return lines_per_chunk(self.compression_name)
+
+
+def lines_per_chunk(compression: str) -> int:
+    """Scan lines per chunk of ``compression`` (e.g. ZIP_COMPRESSION); MAX_LINES when unknown,
+    which makes a chunk count computed from it a lower bound."""
+    return LINES[COMPRESSION_NAMES.index(compression)] if compression in COMPRESSION_NAMES else MAX_LINES
 
 
 class _Reader:
@@ -211,18 +231,6 @@ def read_layout(path: str, max_chunks: int) -> tuple[int, list[Part]]:
         os.close(fd)
 
 
-@dataclass(frozen=True)
-class Chunk:
-    """One stored chunk: its place, its stored size, and the decoded bytes it claims."""
-
-    index: int
-    offset: int
-    prefix: int  # bytes before its data (part number, coordinates, size)
-    stored: int
-    claimed: int
-    what: str
-
-
 def _pixel_bytes(part: Part, y0: int, y1: int, x_count: int) -> int:
     """Decoded bytes of rows y0..y1 (absolute) of ``x_count`` pixels, every channel."""
     x0 = part.window[0]
@@ -235,8 +243,9 @@ def _pixel_bytes(part: Part, y0: int, y1: int, x_count: int) -> int:
                * PIXEL_BYTES.get(c.type, 4) for c in part.channels)
 
 
-def chunks(path: str, multi_part: bool, index: int, part: Part) -> list[Chunk]:
-    """Every chunk of a flat (not deep) part, read from the prefixes the offset table points at.
+def read_chunks(path: str, multi_part: bool, index: int, part: Part) -> list[Chunk]:
+    """Every chunk of a flat (not deep) part, read from the prefixes the offset table points at,
+    also kept in ``part.chunks``.
     Raises LayoutError for an offset outside the file, a prefix that names another part or
     coordinates outside the part, or a stored size past the file's end."""
     x0, y0, x1, y1 = part.window
@@ -281,6 +290,7 @@ def chunks(path: str, multi_part: bool, index: int, part: Part) -> list[Chunk]:
             out.append(Chunk(i, offset, head, stored, claimed, what))
     finally:
         os.close(fd)
+    part.chunks = out
     return out
 
 
@@ -290,15 +300,16 @@ class SinglePartView:
     rewritten to the new places, then its chunks without their part numbers. Reads go to the
     real file (os.pread); nothing is copied but the header and the table."""
 
-    def __init__(self, path: str, version: int, part: Part, chunk_list: list[Chunk]):
+    def __init__(self, path: str, version: int, part: Part):
+        """``part`` with its chunks read (``read_chunks``)."""
         self._fd = os.open(path, os.O_RDONLY)
-        start, end = part.header
+        start, end = part.header_span
         flags = (version & LONG_NAMES) | (TILED if part.tiles else 0)
         head = struct.pack("<ii", MAGIC, (version & 0xFF) | flags) + os.pread(self._fd, end - start, start)
-        at = len(head) + 8 * len(chunk_list)
+        at = len(head) + 8 * len(part.chunks)
         self._pieces = []  # (virtual start, length, real start)
         table = []
-        for c in chunk_list:
+        for c in part.chunks:
             length = c.prefix - 4 + c.stored
             table.append(at)
             self._pieces.append((at, length, c.offset + 4))
