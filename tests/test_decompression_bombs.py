@@ -29,7 +29,11 @@ CHILD = r"""
 import ctypes, json, re, resource, sys
 from lediff_core.io.readers import read_linear_image
 
-trim = ctypes.CDLL("libc.so.6").malloc_trim  # hand freed heap back, so RSS is the live memory
+# Reads one after another measure alike: large blocks always mmapped (glibc would raise its
+# threshold after the first big free and keep later ones in the heap), freed heap handed back.
+libc = ctypes.CDLL("libc.so.6")
+libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD, fixed
+trim = libc.malloc_trim
 
 def status(key):
     return int(re.search(key + r":\s+(\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
@@ -59,8 +63,9 @@ for path, limit in zip(sys.argv[2::2], map(int, sys.argv[3::2])):
 def read_in_child(*paths, memory_limit=0):
     """Read each of ``paths`` in one fresh process; returns for each its result, how far the peak
     RSS grew during the read, and the bytes read (``memory_limit``: extra data memory allowed,
-    0 = no limit). One result when one path is given."""
-    args = [x for path in paths for x in (str(path), str(memory_limit))]
+    0 = no limit; a list gives one per path). One result when one path is given."""
+    limits = memory_limit if isinstance(memory_limit, list) else [memory_limit] * len(paths)
+    args = [str(x) for path, limit in zip(paths, limits, strict=True) for x in (path, limit)]
     proc = subprocess.run([sys.executable, "-c", CHILD, "-", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -434,6 +439,31 @@ def test_a_real_out_of_memory_is_reported_as_memory_not_as_a_damaged_file(tmp_pa
     assert "valid.hdr': its 1024x1024 image needs about" in results[1]["message"]
     assert "yc.exr': its 2048x1024 image needs about 36 MiB while loading" in results[2]["message"]
     assert "parts.exr': its 2048x1024 image needs about 28 MiB while loading" in results[3]["message"]
+
+
+def test_running_out_inside_the_decoder_is_memory_too(tmp_path):
+    """With room for the output but not for the decoder's buffers, OpenEXR fails in its own words
+    ("Allocation failed", or "Unable to run decoder" with EXR_ERR_OUT_OF_MEMORY on stderr only):
+    still memory, never a damaged file. YC files compute their luminance weights without LAPACK,
+    whose first call makes OpenBLAS allocate, and exit the process when it cannot."""
+    rgb = smooth(1024, 2048).astype(np.float16)
+    y = rgb.mean(-1, dtype=np.float32).astype(np.float16)
+    parts = [OpenEXR.Part({"type": OpenEXR.scanlineimage, "name": n}, c)
+             for n, c in (("depth", {"Z": y}), ("beauty", {"RGB": rgb}))]
+    with OpenEXR.File(parts) as f:
+        f.write(str(tmp_path / "parts.exr"))
+    files = [write_exr(tmp_path / "rgb.exr", {"RGB": rgb}), str(tmp_path / "parts.exr"),
+             yc_exr(tmp_path / "yc.exr", y, y[::2, ::2] * 0, y[::2, ::2] * 0)]
+    output = 2048 * 1024 * 12
+    cases = [(path, output + extra * MiB) for path in files for extra in (1, 4, 8)]
+    results = read_in_child(*(p for p, _ in cases), memory_limit=[limit for _, limit in cases])
+    for (path, limit), result in zip(cases, results, strict=True):
+        if "output" in result:  # the decode fitted: nothing to report
+            assert result["output"] == output and limit > output + 4 * MiB, (path, result)
+            continue
+        assert result["error"] == "MemoryError", (path, limit - output, result)
+        assert "not enough memory to read" in result["message"] and "corrupt" not in result["message"]
+    assert all(r.get("error") == "MemoryError" for r in results[::3])  # 1 MiB beyond the output
 
 
 # ---------------------------------------------------------------- the nodes in ComfyUI

@@ -413,7 +413,7 @@ def _open(path: str, **kwargs):
     except (EXRError, MemoryError):
         raise
     except Exception as e:  # the bindings raise RuntimeError/ValueError with terse messages
-        if "bad_alloc" in str(e) or "out of memory" in str(e).lower():
+        if _out_of_memory(e):
             raise MemoryError(str(e)) from e
         raise EXRError(
             f"cannot read {path!r} as OpenEXR ({e}); the file is truncated, corrupt or not an EXR"
@@ -787,7 +787,7 @@ def _pixel_reader(path: str, version: int, layout: list, index: int):
     become EXRError naming the file, except running out of memory (MemoryError)."""
 
     def failure(e: Exception) -> Exception:
-        if "bad_alloc" in str(e) or "out of memory" in str(e).lower():
+        if _out_of_memory(e):
             return MemoryError(str(e))
         return EXRError(
             f"cannot read {path!r} as OpenEXR ({e}); the file is truncated, corrupt or not an EXR"
@@ -819,6 +819,26 @@ def _pixel_reader(path: str, version: int, layout: list, index: int):
         f.close()
         if view is not None:
             view.close()
+
+
+# What OpenEXR and the bindings say when an allocation fails (std::bad_alloc, the bindings' own
+# buffers, the core's EXR_ERR_OUT_OF_MEMORY); lower case.
+MEMORY_FAILURES = ("bad_alloc", "out of memory", "allocation failed", "unable to allocate")
+# The decoder's own messages often hide the cause ("Unable to run decoder": the core prints
+# EXR_ERR_OUT_OF_MEMORY to stderr only), so a failure is also taken for memory when this much can
+# no longer be allocated right after it: a decode needs a band and its chunks, far less.
+MEMORY_PROBE_BYTES = 4 * BAND_BYTES
+
+
+def _out_of_memory(e: Exception) -> bool:
+    """Whether the reader's failure ``e`` is running out of memory rather than a damaged file."""
+    if any(words in str(e).lower() for words in MEMORY_FAILURES):
+        return True
+    try:
+        np.empty(MEMORY_PROBE_BYTES, np.uint8)  # reserved, never touched: costs nothing
+    except MemoryError:
+        return True
+    return False
 
 
 def _yca_rgb(path, read, names, stored, header, origin, shape, bands) -> np.ndarray:
