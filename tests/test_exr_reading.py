@@ -430,7 +430,12 @@ def test_fuzzed_and_truncated_files_give_clear_errors_without_crashing(tmp_path,
              for n in ("one", "two")]
     with OpenEXR.File(parts) as f:
         f.write(str(tmp_path / "mp.exr"))
-    sources += [str(tmp_path / n) for n in ("mip.exr", "yc.exr", "mp.exr")]
+    # colour in the second part: read through the single-part view of that part
+    parts = [OpenEXR.Part({"name": "depth", "type": OpenEXR.scanlineimage}, {"Z": a[..., 0].astype(np.float32)}),
+             OpenEXR.Part({"name": "beauty", "type": OpenEXR.scanlineimage}, {"RGB": a.astype(np.float32)})]
+    with OpenEXR.File(parts) as f:
+        f.write(str(tmp_path / "mp1.exr"))
+    sources += [str(tmp_path / n) for n in ("mip.exr", "yc.exr", "mp.exr", "mp1.exr")]
     mutants = []
     for src in sources:
         data = np.frombuffer(open(src, "rb").read(), np.uint8)

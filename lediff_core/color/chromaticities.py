@@ -37,10 +37,15 @@ def rgb_to_xyz_matrix(chromaticities) -> np.ndarray:
     # (CIE XYZ's own primaries).
     primaries = np.array([[x, y, 1 - x - y] for x, y in ((rx, ry), (gx, gy), (bx, by))], dtype=np.float64).T
     white = np.array([wx / wy, 1.0, (1 - wx - wy) / wy], dtype=np.float64)
-    try:
-        scale = np.linalg.solve(primaries, white)
-    except np.linalg.LinAlgError as e:
-        raise ValueError(f"chromaticities {chromaticities!r} have collinear primaries") from e
+    # Cramer's rule, not np.linalg.solve: LAPACK's first call makes OpenBLAS allocate its buffers,
+    # and OpenBLAS exits the process when that fails, e.g. when a YC EXR is read with little memory
+    # left (tests/test_decompression_bombs.py).
+    r, g, b = primaries.T
+    det = float(np.sum(r * np.cross(g, b)))
+    if det == 0:
+        raise ValueError(f"chromaticities {chromaticities!r} have collinear primaries")
+    scale = np.array([np.sum(white * np.cross(g, b)), np.sum(r * np.cross(white, b)),
+                      np.sum(r * np.cross(g, white))]) / det
     return primaries * scale
 
 

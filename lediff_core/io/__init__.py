@@ -1,6 +1,7 @@
 """Files in and out: every byte the pack reads or writes goes through here.
 
-Owns OpenEXR reading and writing (``exr``; luminance/chroma reconstruction in ``exr_yc``), Radiance
+Owns OpenEXR reading and writing (``exr``; luminance/chroma reconstruction in ``exr_yc``; the file
+layout read without decoding, for per-chunk bounds and reading one part alone, in ``exr_layout``), Radiance
 ``.hdr`` (``radiance``), reading a linear image by file extension (``readers``), EXR image sequences
 (``sequence``), HDR10/HLG video masters (``video``), which files may be opened (``access``: inside
 their folder after links are followed, regular files only, checked before opening), publishing a

@@ -13,14 +13,14 @@ the ``lediff:dataLayers`` header attribute, so that a reader knows not to conver
 from __future__ import annotations
 
 import errno
-import io
 import os
-import sys
+import struct
 from collections.abc import Sequence
-from contextlib import contextmanager, redirect_stdout
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+import Imath
 import numpy as np
 import OpenEXR
 import torch
@@ -30,6 +30,15 @@ from ..color import REC709_CHROMATICITIES, srgb_to_linear
 from ..color.chromaticities import luminance_weights
 from ..color.ocio import CHROMATICITIES, WORKING_SPACE, convert_linear
 from .access import check_readable
+from .exr_layout import (
+    MULTI_PART,
+    PIXEL_TYPES,
+    LayoutError,
+    SinglePartView,
+    lines_per_chunk,
+    read_chunks,
+    read_layout,
+)
 from .exr_yc import yca_to_rgb
 from .limits import MAX_PIXELS, format_bytes, out_of_memory
 
@@ -391,56 +400,20 @@ def _write_failure(e: RuntimeError) -> OSError:
         if os.strerror(code) in str(e):
             return OSError(code, os.strerror(code))
     return OSError(f"writing the EXR failed: {e}")
-class _PartFailures(io.TextIOBase):
-    """Stands in for sys.stdout while the bindings decode pixels: they print, not raise, an
-    exception met while reading a part (a MemoryError among them) and return the file without that
-    part. Their lines are kept in ``failures``; anything else goes on to the real stdout."""
-
-    PREFIX = "Warning: Exception raised reading pixel data"
-
-    def __init__(self, stream):
-        self.stream, self.failures, self._capturing = stream, [], False
-
-    def write(self, text: str) -> int:
-        if text.startswith(self.PREFIX):
-            self.failures.append("")
-            self._capturing = True
-        if self._capturing:  # print() writes its arguments, separators and end one by one
-            line, newline, rest = text.partition("\n")
-            self.failures[-1] += line
-            self._capturing = not newline
-            if rest and self.stream is not None:
-                self.stream.write(rest)
-        elif self.stream is not None:
-            self.stream.write(text)
-        return len(text)
-
-    def flush(self):
-        if self.stream is not None:
-            self.stream.flush()
-
-
 @contextmanager
 def _open(path: str, **kwargs):
-    """OpenEXR.File for reading; any failure of the bindings becomes an EXRError naming the file,
-    except running out of memory, which stays a MemoryError. Anything but a regular file (a FIFO, a
-    device) is refused by name before the bindings open it (``access.check_readable``)."""
+    """OpenEXR.File for reading (headers: the pixels are read by ``_pixel_reader``); any failure
+    of the bindings becomes an EXRError naming the file, except running out of memory, which stays
+    a MemoryError. Anything but a regular file (a FIFO, a device) is refused by name before the
+    bindings open it (``access.check_readable``)."""
     check_readable(path)
-    catcher = _PartFailures(sys.stdout)
     try:
-        with redirect_stdout(catcher):
-            f = OpenEXR.File(path, **kwargs)
-        with f:
-            if catcher.failures:  # the bindings name the exception, e.g. "MemoryError: Unable to..."
-                failure = catcher.failures[0]
-                if "MemoryError" in failure:
-                    raise MemoryError(failure)
-                raise ValueError(failure)
+        with OpenEXR.File(path, **kwargs) as f:
             yield f
     except (EXRError, MemoryError):
         raise
     except Exception as e:  # the bindings raise RuntimeError/ValueError with terse messages
-        if "bad_alloc" in str(e) or "out of memory" in str(e).lower():
+        if _out_of_memory(e):
             raise MemoryError(str(e)) from e
         raise EXRError(
             f"cannot read {path!r} as OpenEXR ({e}); the file is truncated, corrupt or not an EXR"
@@ -490,9 +463,6 @@ def _part_label(index: int, header: dict) -> str:
     return label
 
 
-# Scan lines per chunk of each compression (OpenEXR file layout); 256, the largest, for others.
-LINES_PER_CHUNK = {"NO_": 1, "RLE": 1, "ZIPS": 1, "ZIP_": 16, "PXR24": 16, "PIZ": 32, "B44": 32,
-                   "DWAA": 32, "DWAB": 256}
 # Every chunk costs at least 16 bytes: its offset-table entry (8), its y or tile coordinates (4+),
 # its data size (4).
 MIN_CHUNK_BYTES = 16
@@ -515,10 +485,9 @@ MAX_EXPANSION = {"NO_": 1, "RLE": 64, "ZIPS": 1032, "ZIP_": 1032, "PXR24": 1376,
                  "B44": 11, "DWA": 66048}
 UNBOUNDED_EXPANSION = 66048
 
-# Bytes per channel value, for bounds: the bindings do not report a channel's type before decoding,
-# so the lower bound on what a file must store counts every channel as half (2 bytes) and the
-# memory estimate counts it as float (4 bytes).
-MIN_VALUE_BYTES, MAX_VALUE_BYTES = 2, 4
+# Bytes per channel value, for the file-wide bound (before the layout is read): the bindings do not
+# report a channel's type in a header, so the least a file must store counts every channel as half.
+MIN_VALUE_BYTES = 2
 
 
 def _compression(header: dict) -> str:
@@ -531,8 +500,7 @@ def _chunks(header: dict, width: int, height: int) -> int:
     if tiles is not None:
         tx, ty = max(1, int(tiles.xSize)), max(1, int(tiles.ySize))
         return -(-width // tx) * -(-height // ty)  # full-resolution level only
-    name = _compression(header)
-    lines = next((n for key, n in LINES_PER_CHUNK.items() if name.startswith(key)), 256)
+    lines = lines_per_chunk(_compression(header))
     return -(-height // lines)
 
 
@@ -549,22 +517,28 @@ def _samples(header: dict) -> int:
 
 def _min_stored_bytes(header: dict) -> tuple[int, int]:
     """The fewest bytes a valid file can store a part's pixels in, and the expansion assumed."""
-    name = _compression(header)
-    ratio = next((r for key, r in MAX_EXPANSION.items() if name.startswith(key)), UNBOUNDED_EXPANSION)
+    ratio = _expansion(_compression(header))
     return -(-_samples(header) * MIN_VALUE_BYTES // ratio), ratio
 
 
-def _check_headers(path: str) -> tuple[list[dict], list[set]]:
-    """Every part's header, read without pixels; refuses windows a hostile header can inflate
-    before the bindings allocate memory for them: sizes beyond MAX_PIXELS, absurd tiles, and
-    images needing more chunks, or more stored bytes (at their compression's largest expansion,
-    MAX_EXPANSION), than the file has bytes for (a truncated, fuzzed or forged file that claims a
-    huge image would otherwise allocate gigabytes before failing)."""
+def _expansion(compression: str) -> int:
+    """The most bytes one stored byte of ``compression`` (e.g. ZIP_COMPRESSION) decodes to."""
+    return next((r for key, r in MAX_EXPANSION.items() if compression.startswith(key)), UNBOUNDED_EXPANSION)
+
+
+def _check_headers(path: str) -> tuple[list[dict], list[set], int, list]:
+    """Every part's header, read without pixels, and the file's layout (version flags and each
+    part's ``exr_layout.Part``); refuses windows a hostile header can inflate before the bindings
+    allocate memory for them: sizes beyond MAX_PIXELS, absurd tiles, images needing more chunks,
+    or more stored bytes (at their compression's largest expansion, MAX_EXPANSION), than the file
+    has bytes for, and any chunk whose stored size cannot expand to the pixels it claims (a
+    truncated, fuzzed or forged file that claims a huge image would otherwise allocate gigabytes
+    before failing)."""
     with _open(path, header_only=True) as f:
         headers = [dict(p.header) for p in f.parts]
         # decode channel names here: a damaged name fails inside _open, as an EXRError
         names = [{c.name for c in h.get("channels", ())} for h in headers]
-    total = chunks = stored = 0
+    chunks = stored = 0
     claims = []
     for i, header in enumerate(headers):
         try:
@@ -591,7 +565,6 @@ def _check_headers(path: str) -> tuple[list[dict], list[set]]:
                     f"{path!r} claims {tiles.xSize}x{tiles.ySize} tiles for a {width}x{height} image "
                     f"in part {i}; the tile description is corrupt"
                 )
-        total += width * height * max(1, len(header.get("channels", ())))
         if "deep" not in str(header.get("type", "")).lower():
             chunks += _chunks(header, width, height)
             least, ratio = _min_stored_bytes(header)
@@ -613,12 +586,36 @@ def _check_headers(path: str) -> tuple[list[dict], list[set]]:
             f"({compression} expands at most {ratio}:1); the file is truncated or forged (a "
             "decompression bomb): refused before decoding"
         )
-    if total > 4 * MAX_PIXELS:
+    version, layout = _check_chunks(path, size, len(headers))
+    return headers, names, version, layout
+
+
+def _check_chunks(path: str, size: int, parts: int) -> tuple[int, list]:
+    """The file's layout, after checking every chunk of every flat part: its stored size, times
+    the most its compression expands (MAX_EXPANSION), must cover the pixels it claims. One tiny
+    chunk claiming a huge tile is refused even when the file's other chunks are big."""
+    try:
+        version, layout = read_layout(path, max_chunks=size // MIN_CHUNK_BYTES)
+        if len(layout) != parts:
+            raise LayoutError(f"{len(layout)} part(s) in the layout, {parts} in the headers")
+        for i, part in enumerate(layout):
+            if part.deep:
+                continue  # never decoded: Load EXR refuses deep parts
+            ratio = _expansion(part.compression_name)
+            for chunk in read_chunks(path, bool(version & MULTI_PART), i, part):
+                if chunk.claimed > chunk.stored * ratio:
+                    raise EXRError(
+                        f"{path!r}: chunk {chunk.index} of part {i} ({chunk.what}) is stored in "
+                        f"{chunk.stored} bytes of {part.compression_name}, which expands at most "
+                        f"{ratio}:1, but claims {chunk.claimed} bytes of pixels "
+                        f"({format_bytes(chunk.claimed)}); the file is forged (a decompression "
+                        "bomb) or corrupt: refused before decoding"
+                    )
+    except (LayoutError, OSError, struct.error) as e:
         raise EXRError(
-            f"{path!r} holds {total} channel values in all its parts; refusing files above "
-            f"{4 * MAX_PIXELS} (the bindings decode every part)"
-        )
-    return headers, names
+            f"cannot read {path!r} as OpenEXR ({e}); the file is truncated, corrupt or not an EXR"
+        ) from e
+    return version, layout
 
 
 def _select_part(path: str, headers: list[dict], names: list[set], part: str, view: str) -> int:
@@ -706,7 +703,7 @@ def read_exr(
     """
     if window not in WINDOWS:
         raise EXRError(f"unknown window {window!r}; choose one of {WINDOWS}")
-    headers, names = _check_headers(path)
+    headers, names, version, layout = _check_headers(path)
     index = _select_part(path, headers, names, part, view)
     header = headers[index]
     if "deep" in str(header.get("type", "")).lower():
@@ -716,32 +713,137 @@ def read_exr(
         )
     x0, y0, x1, y1 = _window(header, "dataWindow")
     width, height = x1 - x0 + 1, y1 - y0 + 1
-    # what the bindings decode (every channel of every part) and our float32 RGB and alpha
-    need = sum(_samples(h) for h in headers) * MAX_VALUE_BYTES + 16 * width * height
+    stored = {c.name: c for c in layout[index].channels}
+    mapping, view = _view_channels(path, list(stored), header, view)
+    colour, alpha, layer = _select_channels(path, set(mapping), layer)
+    yc = len(colour) == 3 and colour[1].endswith("RY")
+    for name in colour + ([alpha] if alpha else []):
+        channel = stored[mapping[name]]
+        if channel.type not in (1, 2):
+            raise EXRError(
+                f"channel {name!r} of {path!r} holds {PIXEL_TYPES.get(channel.type, 'unknown')} "
+                "integers, not colour: choose a layer with half or float channels"
+            )
+        if (channel.x_sampling, channel.y_sampling) != (1, 1) and not (yc and name != colour[0]):
+            raise EXRError(
+                f"channel {name!r} of {path!r} is subsampled ({channel.x_sampling}x"
+                f"{channel.y_sampling} in a {width}x{height} image); subsampled channels are not "
+                "supported"
+            )
+    # the output (float32 RGB and alpha), full-resolution luminance and chroma for YC, a band
+    need = (16 if alpha else 12) * width * height + (4 * width * height if yc else 0) + BAND_BYTES
     try:
-        # The bindings free the pixel arrays when the file closes: copy them out inside the block,
-        # straight into the output (peak: the decoded channels and the output).
-        with _open(path, separate_channels=True) as f:
-            channels = f.parts[index].channels
-            mapping, view = _view_channels(path, list(channels), header, view)
-            colour, alpha, layer = _select_channels(path, set(mapping), layer)
-            raw = {n: channels[mapping[n]] for n in colour + ([alpha] if alpha else [])}
-            if len(colour) == 3 and colour[1].endswith("RY"):
-                rgb = _yca_rgb(path, raw, colour, header, (x0, y0), (height, width))
+        with _pixel_reader(path, version, layout, index) as read:
+            if yc:
+                rgb = _yca_rgb(path, read, [mapping[n] for n in colour], stored, header, (x0, y0),
+                               (height, width), _bands(height, width, layout[index], 3))
+                a = None
+                if alpha:
+                    a = np.empty((height, width), np.float32)
+                    for r0, r1 in _bands(height, width, layout[index], 1):
+                        a[r0:r1] = read([mapping[alpha]], y0 + r0, y0 + r1, width)[0]
             else:
                 rgb = np.empty((height, width, 3), np.float32)
-                for k, name in enumerate(colour * 3 if len(colour) == 1 else colour):
-                    rgb[..., k] = _plane(raw[name], name, path, height, width)
-            a = np.array(_plane(raw[alpha], alpha, path, height, width), np.float32) if alpha else None
+                a = np.empty((height, width), np.float32) if alpha else None
+                # Band by band, only the channels returned, converted to float32 by the library:
+                # peak memory is the output and one band, whatever else the file holds.
+                wanted = [mapping[n] for n in colour + ([alpha] if alpha else [])]
+                for r0, r1 in _bands(height, width, layout[index], len(wanted)):
+                    planes = read(wanted, y0 + r0, y0 + r1, width)
+                    for k in range(3):
+                        rgb[r0:r1, :, k] = planes[k if len(colour) == 3 else 0]
+                    if alpha:
+                        a[r0:r1] = planes[-1]
     except MemoryError as e:
         raise out_of_memory(path, width, height, need, e) from e
     result = HDRImage(rgb=rgb, alpha=a, header=header, layer=layer, part=index, view=view)
     return _display_window(result, header) if window == "display" else result
 
 
-def _yca_rgb(path, raw, names, header, origin, shape) -> np.ndarray:
-    y, ry, by = (raw[n] for n in names)
-    sampling = {(c.xSampling, c.ySampling) for c in (ry, by)}
+# Bytes of float32 read at a time, all channels of a band together (rounded up to whole chunks):
+# the decoder's buffers stay small beside the output, and each chunk is decoded once. (The
+# bindings' whole-file reader, ``OpenEXR.File``, decodes every channel of every part at once.)
+BAND_BYTES = 4 << 20
+_PIXEL_TYPES = {np.float32: Imath.PixelType(Imath.PixelType.FLOAT),
+                np.float16: Imath.PixelType(Imath.PixelType.HALF)}
+
+
+def _bands(height: int, width: int, part, channels: int) -> list[tuple[int, int]]:
+    """Row ranges [r0, r1) of about BAND_BYTES of float32 for ``channels`` channels, in whole
+    chunks (scan line chunks or tile rows) and an even number of rows (for 2x2-sampled chroma)."""
+    unit = part.tiles[1] if part.tiles else part.lines
+    unit = max(1, unit) * (1 if unit % 2 == 0 else 2)
+    rows = max(unit, BAND_BYTES // (4 * width * channels) // unit * unit)
+    return [(r, min(height, r + rows)) for r in range(0, height, rows)]
+
+
+@contextmanager
+def _pixel_reader(path: str, version: int, layout: list, index: int):
+    """A function read(channels, first line, end line, samples per line) -> float32 planes
+    [lines, samples], one per channel, for part ``index``, through OpenEXR's scanline/tile reader
+    (the bindings' ``InputFile``, which decodes only the channels and lines asked for, each chunk
+    once per call, and converts them to float32). That reader opens a file's first part; another
+    part is presented to it as a single-part file (``exr_layout.SinglePartView``). Its failures
+    become EXRError naming the file, except running out of memory (MemoryError)."""
+
+    def failure(e: Exception) -> Exception:
+        if _out_of_memory(e):
+            return MemoryError(str(e))
+        return EXRError(
+            f"cannot read {path!r} as OpenEXR ({e}); the file is truncated, corrupt or not an EXR"
+        )
+
+    view = None
+    try:
+        if index:
+            view = SinglePartView(path, version, layout[index])  # chunks read by _check_chunks
+        f = OpenEXR.InputFile(view if view is not None else path)
+    except (OSError, TypeError, ValueError) as e:
+        if view is not None:
+            view.close()
+        raise failure(e) from e
+
+    def read(names: list[str], first: int, end: int, samples: int, dtype=np.float32) -> list[np.ndarray]:
+        try:  # channel() handles subsampled channels; channels() full-resolution ones
+            if len(names) == 1:
+                data = [f.channel(names[0], _PIXEL_TYPES[dtype], first, end - 1)]
+            else:
+                data = f.channels(names, _PIXEL_TYPES[dtype], first, end - 1)
+        except (OSError, TypeError, ValueError) as e:
+            raise failure(e) from e
+        return [np.frombuffer(d, dtype).reshape(-1, samples) for d in data]
+
+    try:
+        yield read
+    finally:
+        f.close()
+        if view is not None:
+            view.close()
+
+
+# What OpenEXR and the bindings say when an allocation fails (std::bad_alloc, the bindings' own
+# buffers, the core's EXR_ERR_OUT_OF_MEMORY); lower case.
+MEMORY_FAILURES = ("bad_alloc", "out of memory", "allocation failed", "unable to allocate")
+# The decoder's own messages often hide the cause ("Unable to run decoder": the core prints
+# EXR_ERR_OUT_OF_MEMORY to stderr only), so a failure is also taken for memory when this much can
+# no longer be allocated right after it: a decode needs a band and its chunks, far less.
+MEMORY_PROBE_BYTES = 4 * BAND_BYTES
+
+
+def _out_of_memory(e: Exception) -> bool:
+    """Whether the reader's failure ``e`` is running out of memory rather than a damaged file."""
+    if any(words in str(e).lower() for words in MEMORY_FAILURES):
+        return True
+    try:
+        np.empty(MEMORY_PROBE_BYTES, np.uint8)  # reserved, never touched: costs nothing
+    except MemoryError:
+        return True
+    return False
+
+
+def _yca_rgb(path, read, names, stored, header, origin, shape, bands) -> np.ndarray:
+    """RGB from luminance/chroma channels ``names`` (Y, RY, BY as stored in the file)."""
+    sampling = {(stored[n].x_sampling, stored[n].y_sampling) for n in names[1:]}
     if sampling == {(1, 1)}:
         subsampled = False
     elif sampling == {(2, 2)} and origin[0] % 2 == 0 and origin[1] % 2 == 0:
@@ -751,16 +853,26 @@ def _yca_rgb(path, raw, names, header, origin, shape) -> np.ndarray:
             f"{path!r}: chroma channels {names[1:]} are sampled {sorted(sampling)} from origin "
             f"{origin}; only full-resolution or 2x2 chroma (as OpenEXR writes it) is supported"
         )
-    luma = _plane(y, names[0], path, *shape)
-    planes = []
-    for c in (ry, by):
-        pixels = c.pixels
-        if pixels.dtype.kind != "f":
-            raise EXRError(f"chroma channel of {path!r} holds {pixels.dtype} integers, not colour")
-        planes.append(pixels.astype(np.float32))
-    half = all(c.pixels.dtype == np.float16 for c in (y, ry, by))
+    height, width = shape
+    y0 = origin[1]
+    half = all(stored[n].type == 1 for n in names)
+    rgb = np.empty((height, width, 3), np.float32)  # the output first: the largest allocation
     weights = luminance_weights(header.get("chromaticities", REC709_CHROMATICITIES))
-    return yca_to_rgb(luma, planes[0], planes[1], weights, subsampled=subsampled, half=half)
+    if not subsampled:  # each pixel on its own: band by band, like RGB
+        for r0, r1 in bands:
+            y, ry, by = read(names, y0 + r0, y0 + r1, width)
+            yca_to_rgb(y, ry, by, weights, subsampled=False, half=half, out=rgb[r0:r1])
+        return rgb
+    # The filter reaches across bands: luminance whole (as half for half files: a sixth of the
+    # output) and chroma (a quarter of the pixels), read band by band into them.
+    dtype = np.float16 if half else np.float32
+    luma = np.empty((height, width), dtype)
+    ry, by = (np.empty((-(-height // 2), -(-width // 2)), dtype) for _ in range(2))
+    for r0, r1 in bands:  # even rows from an even origin: whole chroma rows
+        luma[r0:r1] = read(names[:1], y0 + r0, y0 + r1, width, dtype)[0]
+        for plane, name in ((ry, names[1]), (by, names[2])):
+            plane[r0 // 2 : -(-r1 // 2)] = read([name], y0 + r0, y0 + r1, plane.shape[1], dtype)[0]
+    return yca_to_rgb(luma, ry, by, weights, subsampled=True, half=half, out=rgb)
 
 
 def _display_window(image: HDRImage, header: dict) -> HDRImage:
@@ -808,18 +920,3 @@ def _select_channels(path: str, names: set, layer: str) -> tuple[list[str], str 
         )
     colour, alpha = _channel_names(ordered[0], names)
     return colour, alpha, ordered[0]
-
-
-def _plane(channel, name: str, path: str, height: int, width: int) -> np.ndarray:
-    pixels = channel.pixels
-    if pixels.dtype.kind != "f":
-        raise EXRError(
-            f"channel {name!r} of {path!r} holds {pixels.dtype} integers, not colour: choose a "
-            "layer with half or float channels"
-        )
-    if pixels.shape != (height, width):
-        raise EXRError(
-            f"channel {name!r} of {path!r} is subsampled ({pixels.shape[1]}x{pixels.shape[0]} in a "
-            f"{width}x{height} image); subsampled channels are not supported"
-        )
-    return pixels  # the bindings' array: copy it before the file closes

@@ -116,6 +116,34 @@ def _fix_saturation(rows: np.ndarray, weights, q) -> np.ndarray:
     return rgb
 
 
+# Rows reconstructed at a time: the temporaries (chroma rows, RGB before the saturation fix) stay
+# a few MiB, whatever the image's size, and the result goes straight into the output.
+BAND_ROWS = 32
+
+
+def _chroma_rows(chroma: np.ndarray, r0: int, r1: int, height: int, width: int, q) -> np.ndarray:
+    """Full-resolution chroma [r1 - r0, W, 2] of image rows r0 .. r1 - 1 (-1 <= r0, r1 <= H + 1)
+    from the stored samples ``chroma`` [ceil(H/2), ceil(W/2), 2]: stored rows kept, missing ones
+    interpolated, rows -1 and H as the C++ reader builds them (see yca_to_rgb). Only the sample
+    rows the filter reaches are interpolated along x, so a band costs what its rows need."""
+    n = chroma.shape[0]
+    lo = (r0 - 1) // 2 - _REACH  # samples reached: k - 6 .. k + 7 around k = (r - 1) // 2
+    hi = (r1 - 1) // 2 + _REACH + 1
+    window = _interpolate(chroma[np.clip(np.arange(lo, hi), 0, n - 1)], width, axis=1, q=q)
+    out = np.empty((r1 - r0, width, 2), np.float32)
+    first_even = max(r0, 0) + (max(r0, 0) % 2)
+    evens = np.arange(first_even, min(r1, height), 2)
+    out[evens - r0] = window[evens // 2 - lo]
+    first_odd = r0 if r0 % 2 else r0 + 1  # row -1 is odd: the same filter at k = -1
+    odds = np.arange(first_odd, min(r1, height), 2)
+    if len(odds):
+        k0 = (int(odds[0]) - 1) // 2
+        out[odds - r0] = _taps(window, k0 - lo - _REACH, len(odds), q)
+    if r1 > height:  # row H copies the last row with chroma
+        out[height - r0] = window[n - 1 - lo]
+    return out
+
+
 def yca_to_rgb(
     y: np.ndarray,
     ry: np.ndarray,
@@ -123,28 +151,35 @@ def yca_to_rgb(
     weights,
     subsampled: bool = True,
     half: bool = True,
+    out: np.ndarray | None = None,
 ) -> np.ndarray:
     """RGB [H, W, 3] float32 from ``y`` [H, W] and chroma ``ry``, ``by`` ([ceil(H/2), ceil(W/2)]
-    when ``subsampled``, else [H, W]). ``weights``: luminance weights (wR, wG, wB) of the file's
-    chromaticities. The data window's origin must be even (OpenEXR requires it for 2x2 sampling),
+    when ``subsampled``, else [H, W]), half or float32. ``weights``: luminance weights (wR, wG,
+    wB) of the file's chromaticities. The data window's origin must be even (OpenEXR requires it for 2x2 sampling),
     so array positions have the parity the C++ library's filter uses. ``half``: round every step
-    to half like the C++ reader (the channels are half)."""
+    to half like the C++ reader (the channels are half). ``out``: a float32 [H, W, 3] array to
+    fill (one is allocated otherwise); the work goes BAND_ROWS rows at a time, so memory beyond
+    the inputs and the output stays a few MiB."""
     q = _rounder(half)
     w = np.asarray(weights, np.float64)
     w = (w / w.sum()).astype(np.float32)  # OpenEXR's computeYw normalises the weights
-    y = np.asarray(y, np.float32)
-    ry, by = np.asarray(ry, np.float32), np.asarray(by, np.float32)
-    if not subsampled:
-        return _to_rgb(y, ry, by, w, q)
+    y, ry, by = (np.asarray(c) for c in (y, ry, by))  # half or float32: converted as needed
     h, width = y.shape
-    chroma = np.stack([ry, by], -1)  # [ceil(H/2), ceil(W/2), 2]
-    chroma = _interpolate(chroma, width, axis=1, q=q)  # the rows that carry samples, full width
-    rows = _interpolate(chroma, h, axis=0, q=q)
+    if out is None:
+        out = np.empty((h, width, 3), np.float32)
+    if not subsampled:
+        for a in range(0, h, BAND_ROWS):
+            b = min(h, a + BAND_ROWS)
+            out[a:b] = _to_rgb(*(np.asarray(c[a:b], np.float32) for c in (y, ry, by)), w, q)
+        return out
+    chroma = np.stack([ry, by], -1).astype(np.float32, copy=False)  # [ceil(H/2), ceil(W/2), 2]
     # The saturation fix also looks at rows -1 and H, which the C++ reader builds from clamped
     # rows: row -1 interpolates over row 0 repeated upwards; row H (even for an even height)
     # copies the last row with chroma, and takes the luminance of row H - 2.
-    above = _taps(_pad(chroma), -1, 1, q)[0]
-    y_ext = np.concatenate([y[:1], y, y[-2:-1] if h > 1 else y[-1:]])
-    c_ext = np.concatenate([above[None], rows, chroma[-1:]])
-    rgb = _to_rgb(y_ext, c_ext[..., 0], c_ext[..., 1], w, q)
-    return _fix_saturation(rgb, w, q)
+    for a in range(0, h, BAND_ROWS):
+        b = min(h, a + BAND_ROWS)
+        rows = np.arange(a - 1, b + 1)  # the band and one row either side
+        luma = y[np.where(rows < 0, 0, np.where(rows >= h, max(h - 2, 0), rows))].astype(np.float32)
+        c = _chroma_rows(chroma, a - 1, b + 1, h, width, q)
+        out[a:b] = _fix_saturation(_to_rgb(luma, c[..., 0], c[..., 1], w, q), w, q)
+    return out
