@@ -59,7 +59,7 @@ def cost(repeat: int) -> None:
 
 
 def peak(workflows, sizes, models: str, steps: int) -> None:
-    from big_photo import run_child
+    from support.big_photo import run_child
 
     for workflow, size in ((wf, size) for wf in workflows for size in sizes):
         w, h = (int(v) for v in size.split("x"))

@@ -9,7 +9,7 @@ import pytest
 @pytest.fixture(scope="session")
 def comfy():
     """A genuine ComfyUI loaded in-process with this pack (session-wide: import costs ~10 s)."""
-    from comfy_harness import ComfyHost
+    from support.comfy_harness import ComfyHost
 
     host = ComfyHost.start()
     yield host
@@ -26,8 +26,8 @@ def host(comfy, tmp_path):
 @pytest.fixture(scope="session")
 def models(comfy, tmp_path_factory):
     """The fixture LEDiff model (official layout) and a CLIP-L, registered in ComfyUI's model
-    folders once per session; returns their paths (see lediff_graphs.register_fixture_models)."""
-    from lediff_graphs import register_fixture_models
+    folders once per session; returns their paths (see graphs.register_fixture_models)."""
+    from support.graphs import register_fixture_models
 
     return register_fixture_models(str(tmp_path_factory.mktemp("models")))
 
@@ -45,12 +45,13 @@ def workflow_models(comfy, tmp_path_factory):
     has 1.1 billion parameters (2.2 GB, minutes per run on a CPU). That workflow only uses the
     checkpoint's decoded IMAGE, which any model makes, so the route under test is the same.
     sdxl_text_to_hdr gets it too (its CLIP gives 768-wide text embeddings and a 768-wide pooled
-    output, the widths the tiny SDXL LEDiff denoisers of lediff_fixtures.SDXL_UNET_CONFIG take), with
+    output, the widths the tiny SDXL LEDiff denoisers of tiny_models.SDXL_UNET_CONFIG take), with
     tiny SDXL LEDiff folders (SDXL's UNet architecture and VAE scale) under the documented SDXL names."""
     import os
 
-    import lediff_fixtures as fx
     from workflow_specs import CHECKPOINT, HIGHLIGHT, SDXL_CHECKPOINT, SDXL_HIGHLIGHT, SDXL_SHADOW, SHADOW
+
+    from support import tiny_models as fx
 
     root = tmp_path_factory.mktemp("workflow_models")
     os.makedirs(root / "models" / "checkpoints")

@@ -1,0 +1,320 @@
+"""Decompression bombs and unlucky large files, written as the attacks they are (issue 25, class 1).
+
+Every reader checks the header against the file's size before it allocates: a Radiance file whose
+scanlines cannot fit in its bytes, and an EXR whose images its compression cannot expand to from
+the file's bytes, are refused at once. Legitimate decodes peak at about their output; trailing bytes
+are not read; a genuine allocation failure is reported as memory. Memory and bytes read are
+measured in a child process (/proc/self/status VmHWM after resetting it, /proc/self/io rchar)."""
+
+from __future__ import annotations
+
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import OpenEXR
+import pytest
+
+from lediff_core.io.exr import EXRError, read_exr
+from lediff_core.io.radiance import min_scanline_bytes, read_hdr
+from support.comfy_harness import GraphError
+from support.common import REPO, require_tool
+
+MiB = 1 << 20
+
+CHILD = r"""
+import json, re, resource, sys
+from lediff_core.io.readers import read_linear_image
+
+def status(key):
+    return int(re.search(key + r":\s+(\d+) kB", open("/proc/self/status").read()).group(1)) * 1024
+
+def rchar():
+    return int(re.search(r"rchar: (\d+)", open("/proc/self/io").read()).group(1))
+
+hard = resource.getrlimit(resource.RLIMIT_DATA)[1]
+for path, limit in zip(sys.argv[2::2], map(int, sys.argv[3::2])):
+    resource.setrlimit(resource.RLIMIT_DATA, (status("VmData") + limit if limit else hard, hard))
+    open("/proc/self/clear_refs", "w").write("5")  # reset VmHWM to the current RSS
+    before = status("VmRSS")
+    read_before = rchar()
+    try:
+        image = read_linear_image(path)
+        result = {"output": image.rgb.nbytes + (0 if image.alpha is None else image.alpha.nbytes)}
+        del image
+    except Exception as e:
+        result = {"error": type(e).__name__, "message": str(e)}
+    read = rchar() - read_before
+    result.update(grew=status("VmHWM") - before, read=read)
+    print(json.dumps(result), flush=True)
+"""
+
+
+def read_in_child(*paths, memory_limit=0):
+    """Read each of ``paths`` in one fresh process; returns for each its result, how far the peak
+    RSS grew during the read, and the bytes read (``memory_limit``: extra data memory allowed,
+    0 = no limit). One result when one path is given."""
+    args = [x for path in paths for x in (str(path), str(memory_limit))]
+    proc = subprocess.run([sys.executable, "-c", CHILD, "-", *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = [json.loads(line) for line in proc.stdout.strip().splitlines() if line.startswith("{")]
+    return results[0] if len(paths) == 1 else results
+
+
+# ---------------------------------------------------------------- Radiance .hdr
+
+def hdr_header(width, height):
+    return b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n" + f"-Y {height} +X {width}\n".encode()
+
+
+def rle_scanline(values):
+    """A new-style run-length scanline: marker, then each component as runs (<= 127) and literals."""
+    width = len(values)
+    out = bytearray([2, 2, width >> 8, width & 255])
+    for c in range(4):
+        comp = values[:, c]
+        x = 0
+        while x < width:
+            run = 1
+            while x + run < width and run < 127 and comp[x + run] == comp[x]:
+                run += 1
+            if run >= 3:
+                out += bytes([128 + run, comp[x]])
+                x += run
+            else:
+                n = min(128, width - x)
+                out += bytes([n]) + comp[x : x + n].tobytes()
+                x += n
+    return bytes(out)
+
+
+def test_a_small_hdr_claiming_16384_squared_is_refused_before_allocating(tmp_path):
+    """The original format's repeat markers ((1, 1, 1, n), consecutive ones shifted 8 bits more)
+    let 12 bytes claim a whole 16384-pixel scanline: 196 kB for 3 GiB of float32. The header and
+    the file's size show the scanlines cannot all be there, with repeats of at most 255."""
+    line = bytes([128, 128, 128, 129, 1, 1, 1, 255, 1, 1, 1, 63])  # 1 + 255 + 63 * 256 = 16384 px
+    path = tmp_path / "bomb.hdr"
+    path.write_bytes(hdr_header(16384, 16384) + line * 16384)
+    assert 190_000 < os.path.getsize(path) < 210_000
+    result = read_in_child(path)
+    assert result["error"] == "RadianceError"
+    assert "bomb.hdr' claims 16384x16384 pixels (3.0 GiB decoded)" in result["message"]
+    assert f"at least {16384 * min_scanline_bytes(16384)} bytes of pixel data" in result["message"]
+    assert "truncated or forged (a decompression bomb): refused before decoding" in result["message"]
+    assert result["grew"] < 16 * MiB and result["read"] < 4096  # nothing big allocated, nothing read
+
+
+def test_the_scanline_bound_is_what_the_encodings_can_reach():
+    # new-style RLE: 4 + 4 components x 2 bytes per run of <= 127
+    assert min_scanline_bytes(127) == min(4 + 8, 8)
+    assert min_scanline_bytes(16384) == min(4 + 8 * 130, 8 * 64) == 512
+    # flat: a pixel and one repeat marker per 256 pixels; 4 bytes for the last single pixel
+    assert min_scanline_bytes(1) == 4 and min_scanline_bytes(257) == 12 and min_scanline_bytes(7) == 8
+
+
+def mixed_hdr(width, height, seed=0):
+    """RGBE bytes of rows alternating flat noise, runs, and run-length literals, and the file."""
+    rng = np.random.default_rng(seed)
+    rgbe = rng.integers(2, 256, (height, width, 4), dtype=np.uint8)
+    rgbe[1::3, :, :] = rng.integers(2, 256, (1, 4), dtype=np.uint8)  # constant rows: runs
+    rgbe[2::3, : width // 2, 3] = 0  # black half rows
+    body = b"".join(rle_scanline(row) if y % 3 else row.tobytes() for y, row in enumerate(rgbe))
+    return rgbe, hdr_header(width, height) + body
+
+
+def reference(rgbe):
+    """The reference decoding (Radiance's colr_color), in float64."""
+    e = rgbe[..., 3].astype(np.int64)
+    scale = np.where(e > 0, np.ldexp(1.0, e - 136), 0.0)
+    return (rgbe[..., :3] + 0.5) * scale[..., None]
+
+
+def test_radiance_decodes_exactly_in_float32_for_every_mantissa_and_exponent(tmp_path):
+    m, e = np.meshgrid(np.arange(256), np.arange(256), indexing="ij")
+    rgbe = np.stack([m, 255 - m, m, e], -1).astype(np.uint8)  # never a (1, 1, 1, n) repeat marker
+    path = tmp_path / "all.hdr"
+    path.write_bytes(hdr_header(256, 256) + rgbe.tobytes())  # flat rows
+    rgb = read_hdr(str(path)).rgb
+    assert rgb.dtype == np.float32 and np.array_equal(rgb, reference(rgbe).astype(np.float32))
+
+
+def test_a_legitimate_decode_peaks_near_its_output_and_trailing_bytes_are_not_read(tmp_path):
+    rgbe, data = mixed_hdr(2048, 1536)
+    path = tmp_path / "big.hdr"
+    path.write_bytes(data + os.urandom(4 * MiB))  # trailing garbage after the last scanline
+    result = read_in_child(path)
+    output = 2048 * 1536 * 12
+    assert result["output"] == output, result
+    assert result["grew"] < 1.25 * output, result  # float64 temporaries made it 4.7x
+    assert result["read"] <= len(data) + 4096, result  # 4 MiB of trailing bytes stay unread
+    assert np.array_equal(read_hdr(str(path)).rgb, reference(rgbe).astype(np.float32))
+
+
+def test_the_last_scanline_is_read_exactly_up_to_its_end(tmp_path):
+    """A run-length last scanline: the reader asks for its packets one by one."""
+    rgbe, data = mixed_hdr(300, 5, seed=1)
+    path = tmp_path / "short.hdr"
+    path.write_bytes(data + b"\x02\x02" + bytes(8 * MiB))
+    result = read_in_child(path)
+    assert "error" not in result and result["read"] <= len(data) + 1024, result
+    assert np.array_equal(read_hdr(str(path)).rgb, reference(rgbe).astype(np.float32))
+
+
+def test_hdr_written_by_oiiotool_decodes_to_the_same_bytes(tmp_path):
+    """OpenImageIO writes run-length scanlines; it decodes m * 2^(e-136) (no + 0.5), so each pixel
+    of ours must be its value plus half a step of the shared exponent: same mantissas, same e."""
+    rng = np.random.default_rng(3)
+    h, w = 120, 333
+    rgb = np.exp2(rng.uniform(-12, 12, (h, w, 3))).astype(np.float32)
+    rgb[20:60, 10:300] = (3.0, 0.25, 1e-3)  # runs
+    rgb[90:] = 0
+    write_exr(tmp_path / "src.exr", {"RGB": rgb})
+    oiiotool = require_tool("oiiotool")
+    subprocess.run([oiiotool, str(tmp_path / "src.exr"), "-o", str(tmp_path / "o.hdr")], check=True)
+    subprocess.run([oiiotool, str(tmp_path / "o.hdr"), "-d", "float", "-o", str(tmp_path / "back.exr")],
+                   check=True)
+    assert open(tmp_path / "o.hdr", "rb").read().count(b"\x02\x02\x01\x4d") == h  # RLE scanlines
+    ours = read_hdr(str(tmp_path / "o.hdr")).rgb.astype(np.float64)
+    with OpenEXR.File(str(tmp_path / "back.exr")) as f:
+        theirs = f.channels()["RGB"].pixels.astype(np.float64)
+    half_step = ours - theirs
+    assert (half_step[..., :1] == half_step).all()  # one shared exponent per pixel
+    step = 2 * half_step[..., 0]
+    black = step == 0
+    assert (ours[black] == 0).all() and (theirs[black] == 0).all()
+    mantissa = theirs[~black] / step[~black][:, None]
+    assert np.array_equal(mantissa, np.round(mantissa)) and mantissa.max() <= 255
+    assert (np.log2(step[~black]) == np.round(np.log2(step[~black]))).all()
+
+
+# ---------------------------------------------------------------- OpenEXR
+
+def write_exr(path, channels, header=None):
+    full = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage}
+    full.update(header or {})
+    with OpenEXR.File(full, channels) as f:
+        f.write(str(path))
+    return str(path)
+
+
+def attribute(name, kind, value):
+    return name.encode() + b"\0" + kind.encode() + b"\0" + struct.pack("<i", len(value)) + value
+
+
+def tiled_exr_bomb(size=16384, compression=3, data=bytes(8)):
+    """A single-part tiled EXR (OpenEXR file layout: magic, version 2 with the tiled flag 0x200,
+    header attributes, offset table, chunks) claiming one size x size tile of R, G, B half."""
+    channels = b"".join(c + b"\0" + struct.pack("<iB3xii", 1, 0, 1, 1) for c in (b"B", b"G", b"R")) + b"\0"
+    box = struct.pack("<4i", 0, 0, size - 1, size - 1)
+    header = b"".join([
+        attribute("channels", "chlist", channels),
+        attribute("compression", "compression", bytes([compression])),
+        attribute("dataWindow", "box2i", box),
+        attribute("displayWindow", "box2i", box),
+        attribute("lineOrder", "lineOrder", b"\0"),
+        attribute("pixelAspectRatio", "float", struct.pack("<f", 1)),
+        attribute("screenWindowCenter", "v2f", struct.pack("<2f", 0, 0)),
+        attribute("screenWindowWidth", "float", struct.pack("<f", 1)),
+        attribute("tiles", "tiledesc", struct.pack("<IIB", size, size, 0)),
+    ]) + b"\0"
+    start = struct.pack("<ii", 20000630, 2 | 0x200) + header
+    chunk_at = len(start) + 8
+    return start + struct.pack("<Q", chunk_at) + struct.pack("<5i", 0, 0, 0, 0, len(data)) + data
+
+
+def test_the_crafted_tiled_layout_is_one_the_library_reads():
+    """The same layout at a size its data can hold is a valid file: the bomb differs only in its claim."""
+    data = bytes(8 * 8 * 6)  # stored as is: ZIP keeps a chunk that does not shrink uncompressed
+    path = os.path.join(os.environ.get("TMPDIR", "/tmp"), f"lediff-tile-{os.getpid()}.exr")
+    try:
+        open(path, "wb").write(tiled_exr_bomb(8, data=data))
+        exrheader = subprocess.run([require_tool("exrheader"), path], capture_output=True, text=True)
+        assert "single level" in exrheader.stdout and "tile size 8 by 8" in exrheader.stdout
+        assert read_exr(path).rgb.shape == (8, 8, 3)
+    finally:
+        os.unlink(path)
+
+
+def test_a_377_byte_tiled_exr_claiming_one_16384_squared_tile_is_refused_at_once(tmp_path):
+    path = tmp_path / "tile-bomb.exr"
+    path.write_bytes(tiled_exr_bomb())
+    assert os.path.getsize(path) == 377
+    result = read_in_child(path)
+    assert result["error"] == "EXRError", result
+    message = result["message"]
+    assert "tile-bomb.exr' is 377 bytes but part 0 claims a 16384x16384 image of 3 channel(s)" in message
+    assert "ZIP_COMPRESSION expands at most 1032:1" in message
+    assert "decompression bomb): refused before decoding" in message
+    assert result["grew"] < 16 * MiB, result  # the library allocated 1.4-2.9 GB before
+
+
+@pytest.mark.parametrize("compression, name, ratio", [
+    (0, "NO_COMPRESSION", 1), (1, "RLE_COMPRESSION", 64), (4, "PIZ_COMPRESSION", 454),
+    (5, "PXR24_COMPRESSION", 1376), (6, "B44_COMPRESSION", 11), (9, "DWAB_COMPRESSION", 66048),
+])
+def test_every_compression_has_its_expansion_bound(tmp_path, compression, name, ratio):
+    path = tmp_path / "bomb.exr"
+    path.write_bytes(tiled_exr_bomb(4096, compression))
+    with pytest.raises(EXRError, match=f"{name} expands at most {ratio}:1"):
+        read_exr(str(path))
+
+
+def test_valid_files_of_every_compression_pass_the_bound(tmp_path):
+    """Files at their compression's best (a constant image) are far inside the bound."""
+    flat = np.full((256, 256, 4), 0.5, np.float16)
+    for comp in ("NO", "RLE", "ZIPS", "ZIP", "PIZ", "PXR24", "B44", "B44A", "DWAA", "DWAB"):
+        path = write_exr(tmp_path / f"{comp}.exr", {"RGBA": flat},
+                         {"compression": getattr(OpenEXR, f"{comp}_COMPRESSION")})
+        assert np.allclose(read_exr(path).rgb, 0.5, rtol=0.01 if comp.startswith("DWA") else 0), comp
+
+
+def test_a_legitimate_exr_decode_peaks_at_about_twice_its_output(tmp_path):
+    rng = np.random.default_rng(0)
+    rgba = rng.uniform(0, 8, (1536, 2048, 4)).astype(np.float32)
+    path = write_exr(tmp_path / "big.exr", {"RGBA": rgba}, {"compression": OpenEXR.NO_COMPRESSION})
+    result = read_in_child(path)
+    output = 1536 * 2048 * 16
+    assert result["output"] == output, result
+    assert result["grew"] < 2.15 * output, result  # the decoded channels and the output
+
+
+def test_a_real_out_of_memory_is_reported_as_memory_not_as_a_damaged_file(tmp_path):
+    rgb = np.random.default_rng(1).uniform(0, 4, (1024, 2048, 3)).astype(np.float16)
+    exr = write_exr(tmp_path / "valid.exr", {"RGB": rgb})
+    _, data = mixed_hdr(1024, 1024, seed=2)
+    (tmp_path / "valid.hdr").write_bytes(data)
+    results = read_in_child(exr, tmp_path / "valid.hdr", memory_limit=8 * MiB)
+    for result in results:
+        assert result["error"] == "MemoryError", result
+        assert "not enough memory to read" in result["message"] and "The file is not damaged" in result["message"]
+        assert "truncated" not in result["message"] and "corrupt" not in result["message"]
+    assert "valid.exr': its 2048x1024 image needs about" in results[0]["message"]
+    assert "valid.hdr': its 1024x1024 image needs about" in results[1]["message"]
+
+
+# ---------------------------------------------------------------- the nodes in ComfyUI
+
+def test_load_exr_and_load_exr_sequence_refuse_bombs_with_the_clear_error(host):
+    open(os.path.join(host.input_dir, "upload.exr"), "wb").write(tiled_exr_bomb())
+    line = bytes([128, 128, 128, 129, 1, 1, 1, 255, 1, 1, 1, 63])
+    open(os.path.join(host.input_dir, "upload.hdr"), "wb").write(hdr_header(16384, 16384) + line * 16384)
+    graph = {"1": {"class_type": "LEDiffLoadEXR", "inputs": {"image": "upload.exr", "layer": ""}},
+             "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+    with pytest.raises(GraphError, match="claims a 16384x16384 image.*decompression bomb"):
+        host.run(graph)
+    graph["1"]["inputs"]["image"] = "upload.hdr"
+    with pytest.raises(GraphError, match="claims 16384x16384 pixels.*decompression bomb"):
+        host.run(graph)
+    folder = os.path.join(host.input_dir, "clip")
+    os.makedirs(folder)
+    for frame in (1001, 1002):
+        open(os.path.join(folder, f"shot.{frame}.exr"), "wb").write(tiled_exr_bomb())
+    seq = {"1": {"class_type": "LEDiffLoadEXRSequence", "inputs": {
+        "sequence": "clip/shot.####.exr", "start": 0, "count": 0, "step": 1, "fps": 24.0, "layer": ""}},
+        "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
+    with pytest.raises(GraphError, match=r"frame 1001 \(shot.1001.exr\).*decompression bomb"):
+        host.run(seq)

@@ -1,0 +1,143 @@
+"""The architecture the tree shows (docs/ARCHITECTURE.md): lediff_core is domain packages only, each
+saying what it owns and may import; imports run one way (nodes -> core, runner -> nodes only
+through ComfyUI, the training recipe -> core and never ComfyUI); importing all of lediff_core loads
+no ComfyUI module, even with ComfyUI importable; the old flat module names say where they went."""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from support.comfy_harness import COMFY_ROOT
+from support.common import REPO
+
+COMFY_MODULES = ("comfy", "comfy_api", "comfy_extras", "comfy_execution", "folder_paths", "nodes", "execution",
+                 "server", "model_management", "node_helpers")
+
+# What each core package may import of lediff_core (its __init__ docstring says the same in words).
+CORE_DEPENDENCIES = {
+    "color": set(),
+    "io": {"color"},
+    "model": {"color", "io"},
+    "qa": {"color"},
+    "panorama": {"color"},
+    "video": {"color", "qa", "io"},
+}
+ROOT = Path(REPO)
+
+PROBE = """
+import importlib, json, pkgutil, sys
+import lediff_core
+names = ["lediff_core"] + [m.name for m in pkgutil.walk_packages(lediff_core.__path__, "lediff_core.")]
+for name in names:
+    importlib.import_module(name)
+loaded = sorted(m for m in sys.modules if m.split(".")[0] in {modules!r})
+print(json.dumps({{"imported": names, "comfy": loaded}}))
+"""
+
+
+def test_importing_lediff_core_loads_no_comfyui_module():
+    # ComfyUI's root on the path too: a stray import would succeed silently, and is caught here
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, COMFY_ROOT])}
+    proc = subprocess.run([sys.executable, "-c", PROBE.format(modules=COMFY_MODULES)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout.strip().splitlines()[-1])
+    expected = {"lediff_core.model.hdr_vae", "lediff_core.model.vae", "lediff_core.model.weights",
+                "lediff_core.io.exr", "lediff_core.io.display.avif", "lediff_core.panorama.equirect"}
+    assert expected <= set(result["imported"])
+    assert result["comfy"] == []
+
+
+def test_lediff_core_is_domain_packages_that_say_what_they_own():
+    entries = {p.name for p in (ROOT / "lediff_core").iterdir() if p.name != "__pycache__"}
+    assert entries == {"__init__.py", *CORE_DEPENDENCIES}, "lediff_core/ holds only domain packages"
+    for package in CORE_DEPENDENCIES:
+        doc = ast.get_docstring(ast.parse((ROOT / "lediff_core" / package / "__init__.py").read_text()))
+        assert doc and len(doc.split()) >= 30, f"lediff_core/{package}/__init__.py needs a paragraph"
+        assert "import" in doc.lower(), f"lediff_core/{package}'s docstring must say what it may import"
+        for other in CORE_DEPENDENCIES[package]:
+            assert f"lediff_core.{other}" in doc or f"``{other}``" in doc, (package, other)
+
+
+def test_nodes_mirror_the_core_packages():
+    packages = {p.name for p in (ROOT / "nodes").iterdir() if (p / "__init__.py").is_file()}
+    loose = {p.name for p in (ROOT / "nodes").glob("*.py")} - {"__init__.py"}
+    assert packages <= set(CORE_DEPENDENCIES) and not loose, (packages, loose)
+
+
+def imports(path: Path) -> set[str]:
+    """Absolute names of the modules a file imports (relative imports resolved against the repo)."""
+    package = list(path.relative_to(ROOT).parts[:-1])  # of a module and of a package's __init__ alike
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module
+            names.add(target)
+            names.update(f"{target}.{alias.name}" for alias in node.names)
+    return names
+
+
+def files(folder: str) -> list[Path]:
+    return sorted((ROOT / folder).rglob("*.py"))
+
+
+@pytest.mark.parametrize("package", sorted(CORE_DEPENDENCIES))
+def test_core_packages_import_only_what_they_declare(package):
+    allowed = {package, *CORE_DEPENDENCIES[package]}
+    for path in files(f"lediff_core/{package}"):
+        for name in imports(path):
+            parts = name.split(".")
+            if parts[0] in ("nodes", "lediff_runner", "lediff_train") or parts[0] in COMFY_MODULES:
+                pytest.fail(f"{path.relative_to(ROOT)} imports {name}: lediff_core never imports ComfyUI, "
+                            "nodes or the runner")
+            if parts[0] == "lediff_core" and len(parts) > 1 and parts[1] in CORE_DEPENDENCIES:
+                assert parts[1] in allowed, f"{path.relative_to(ROOT)} imports {name}; {package} may import {allowed}"
+
+
+def test_imports_run_one_way():
+    for path in files("lediff_core"):
+        assert not {n for n in imports(path) if n.split(".")[0] in ("nodes", "lediff_runner")}, path
+    for path in files("lediff_runner"):
+        # the runner drives ComfyUI, which loads the pack's nodes; it never imports them itself
+        # (its ``import nodes`` is ComfyUI's top-level module)
+        ours = {n for n in imports(path) if n.startswith("nodes.") and n.split(".")[1] in CORE_DEPENDENCIES}
+        assert not ours, (path, ours)
+    for path in files("nodes"):
+        assert not {n for n in imports(path) if n.split(".")[0] in ("lediff_runner", "lediff_train")}, path
+    # the training recipe builds on the core, never on ComfyUI, the nodes or the runner
+    for path in files("lediff_train"):
+        names = {n.split(".")[0] for n in imports(path)}
+        assert not names & {"nodes", "lediff_runner", *COMFY_MODULES}, (path, names)
+    assert "lediff_core" in {n.split(".")[0] for p in files("lediff_train") for n in imports(p)}
+
+
+def test_old_module_names_say_where_they_moved():
+    env = {**os.environ, "PYTHONPATH": REPO}
+    proc = subprocess.run([sys.executable, "-m", "lediff_core.convert", "--help"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0
+    assert "lediff_core.convert moved to lediff_core.model.convert" in proc.stderr
+    assert "python -m lediff_core.model.convert" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "lediff_core.model.convert", "--help"], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and "usage: python -m lediff_core.model.convert" in proc.stdout, proc.stderr
+    import lediff_core
+
+    with pytest.raises(ImportError, match=r"lediff_core\.exr moved to lediff_core\.io\.exr"):
+        import lediff_core.exr  # noqa: F401
+    assert set(lediff_core.MOVED.values()) <= {
+        f"{p}.{m.stem}" for p in CORE_DEPENDENCIES for m in (ROOT / "lediff_core" / p).iterdir()
+        if m.suffix == ".py" or (m / "__init__.py").is_file()}
