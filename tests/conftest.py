@@ -1,9 +1,16 @@
 """Shared fixtures. Core tests need only torch/numpy/OpenEXR; host tests run a genuine ComfyUI
-in-process (see comfy_harness.py), built by scripts/setup.sh."""
+in-process (see support/comfy_harness.py), built by scripts/setup.sh. Nothing here imports ComfyUI
+before a host fixture asks for it: tests/core runs where ComfyUI cannot be imported."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+
 import pytest
+
+from support.attacks import ATTACKS, LIES, attacked_folder
+from support.common import REPO, require_tool
 
 
 @pytest.fixture(scope="session")
@@ -63,3 +70,34 @@ def workflow_models(comfy, tmp_path_factory):
         fx.write_official_folder(str(root / "models" / "lediff"), name, seed=seed, unet_config=fx.SDXL_UNET_CONFIG,
                                  vae_config=fx.SDXL_VAE_CONFIG)
     return root
+
+
+@pytest.fixture(scope="module")
+def exr_rgba(tmp_path_factory):
+    """The C++ helper, built against Debian's OpenEXR (set-up installs g++ and libopenexr-dev)."""
+    gxx, pkgconfig = require_tool("g++"), require_tool("pkg-config")
+    flags = subprocess.run([pkgconfig, "--cflags", "--libs", "OpenEXR"], capture_output=True, text=True)
+    if flags.returncode:
+        pytest.fail("Debian's libopenexr-dev is missing: run scripts/setup.sh")
+    exe = str(tmp_path_factory.mktemp("tool") / "exr_rgba")
+    src = os.path.join(REPO, "tests", "support", "tools", "exr_rgba.cpp")
+    subprocess.run([gxx, "-O1", "-std=c++17", src, "-o", exe, *flags.stdout.split()], check=True)
+    return exe
+
+
+# the attacks of support/attacks.py as files, for the core, training and host tests of issue 25
+@pytest.fixture(scope="module")
+def attacks(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lediff")
+    return root, [attacked_folder(root, part, setting, value, f"{part}_{setting}_{i}")
+                  for i, (part, setting, value, _) in enumerate(ATTACKS)]
+
+
+@pytest.fixture(scope="module")
+def lies(tmp_path_factory):
+    root = tmp_path_factory.mktemp("lies")
+    paths = {}
+    for i, (name, (data, _)) in enumerate(LIES.items()):
+        paths[name] = str(root / f"lie{i}.safetensors")
+        open(paths[name], "wb").write(data)
+    return paths

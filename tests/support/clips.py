@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 
 import numpy as np
@@ -99,3 +100,19 @@ def write_clip(path: str, frames: np.ndarray, fps: int = 24, tone_hz: float | No
                 out.mux(audio.encode(piece))
             out.mux(audio.encode())
     return path
+
+
+H, W, N = 48, 64, 8
+
+
+def clip_frames(n=N, peak=3.5, seed=0):
+    """A moving colour gradient, reference white (1.0) in a patch, brightest about ``peak``."""
+    yy, xx = np.mgrid[0:H, 0:W] / np.array([H, W]).reshape(2, 1, 1)
+    frames = []
+    for i in range(n):
+        lum = np.exp2(-5 + (5 + math.log2(peak)) * xx) * (1 - 0.1 * np.sin(6 * yy + i * 0.7) ** 2)
+        col = np.stack([0.8 + 0.2 * np.sin(3 * yy + i), 0.7 + 0.1 * xx, 0.5 + 0.3 * yy], -1)
+        f = lum[..., None] * col / col.max()
+        f[4:12, 4:12] = 1.0
+        frames.append(f)
+    return np.array(frames, dtype=np.float32)

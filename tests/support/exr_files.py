@@ -33,3 +33,51 @@ def outputs_of(host) -> list[str]:
     """What the pack's savers published in the host's output folder (its LEDiff/ folder), sorted."""
     folder = os.path.join(host.output_dir, "LEDiff")
     return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+def hdr_frames(n, h=48, w=64, seed=0):
+    """Positive linear HDR frames, 2^-8 .. 5000, a different picture per frame."""
+    rng = np.random.default_rng(seed)
+    return [np.exp2(rng.uniform(-8, np.log2(5000), (h, w, 3))).astype(np.float32) for _ in range(n)]
+
+
+def read_rgb(path):
+    with OpenEXR.File(path, separate_channels=True) as f:
+        ch = f.channels()
+        return np.stack([ch[c].pixels for c in "RGB"], -1), dict(f.header())
+
+
+def listing(folder):
+    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+
+
+def write_scanline_exr(path, channels, header=None, origin=(0, 0), display=None):
+    """A scanline EXR with ``channels``; ``origin`` moves the data window, ``display`` is the
+    display window (x0, y0, x1, y1), by default equal to the data window."""
+    h, w = next(iter(channels.values())).shape[:2]
+    data = (np.array(origin, "i4"), np.array((origin[0] + w - 1, origin[1] + h - 1), "i4"))
+    disp = data if display is None else (np.array(display[:2], "i4"), np.array(display[2:], "i4"))
+    full = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage,
+            "dataWindow": data, "displayWindow": disp}
+    full.update(header or {})
+    with OpenEXR.File(full, channels) as f:
+        f.write(str(path))
+    return str(path)
+
+
+def colourful(h=48, w=64, seed=0):
+    """Smooth HDR colours (chroma subsampling keeps them), saturated patches, grey and black."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
+    rgb = np.stack([np.exp2(8 * xx - 2), np.exp2(6 * yy - 3), 0.5 + 0.4 * np.sin(9 * xx * yy)], -1)
+    rgb *= rng.uniform(0.95, 1.05, (h, w, 1))
+    rgb[4:14, 6:22] = (300.0, 2.0, 0.5)  # saturated, bright
+    rgb[20:30, 30:50] = 0.25  # grey: the reader must keep it grey
+    rgb[36:, :8] = 0.0  # black
+    return rgb.astype(np.float16)
+
+
+def half_ulps(a, b):
+    ia = a.astype(np.float16).view(np.int16).astype(np.int64)
+    ib = b.astype(np.float16).view(np.int16).astype(np.int64)
+    return np.abs(ia - ib)

@@ -7,23 +7,10 @@ import json
 import os
 
 import numpy as np
-import OpenEXR
 import pytest
 
 from support.comfy_harness import GraphError
-from support.exr_files import write_exr
-
-
-def hdr_frames(n, h=48, w=64, seed=0):
-    """Positive linear HDR frames, 2^-8 .. 5000, a different picture per frame."""
-    rng = np.random.default_rng(seed)
-    return [np.exp2(rng.uniform(-8, np.log2(5000), (h, w, 3))).astype(np.float32) for _ in range(n)]
-
-
-def read_rgb(path):
-    with OpenEXR.File(path, separate_channels=True) as f:
-        ch = f.channels()
-        return np.stack([ch[c].pixels for c in "RGB"], -1), dict(f.header())
+from support.exr_files import listing, read_rgb, write_exr
 
 
 def batch_graph(host, frames, save=None):
@@ -41,10 +28,6 @@ def batch_graph(host, frames, save=None):
     inputs.update(save or {})
     g["9"] = {"class_type": "LEDiffSaveEXRSequence", "inputs": inputs}
     return g
-
-
-def listing(folder):
-    return sorted(os.listdir(folder)) if os.path.isdir(folder) else []
 
 
 def load_graph(sequence, **inputs):

@@ -207,3 +207,17 @@ def sdxl_conditioning(seed: int, *, context_dim: int = 768, pooled_dim: int = 76
     if pooled:
         extra["pooled_output"] = torch.randn(1, pooled_dim, generator=gen)
     return [[context, extra]]
+
+
+# SDXL base 1.0's published unet/config.json, with LEDiff's 8 input channels
+STOCK_SDXL = {
+    "in_channels": 8, "out_channels": 4, "sample_size": 128, "block_out_channels": [320, 640, 1280],
+    "layers_per_block": 2, "down_block_types": ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+    "up_block_types": ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+    "transformer_layers_per_block": [1, 2, 10], "attention_head_dim": [5, 10, 20], "num_attention_heads": None,
+    "cross_attention_dim": 2048, "use_linear_projection": True, "addition_embed_type": "text_time",
+    "addition_embed_type_num_heads": 64, "addition_time_embed_dim": 256,
+    "projection_class_embeddings_input_dim": 2816, "norm_num_groups": 32, "act_fn": "silu",
+    "center_input_sample": False, "flip_sin_to_cos": True, "freq_shift": 0, "downsample_padding": 1,
+    "mid_block_scale_factor": 1, "norm_eps": 1e-05, "class_embed_type": None, "upcast_attention": None,
+}

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import struct
 import subprocess
 import sys
 
@@ -20,7 +19,7 @@ import pytest
 
 from lediff_core.io.exr import EXRError, read_exr
 from lediff_core.io.radiance import min_scanline_bytes, read_hdr
-from support.comfy_harness import GraphError
+from support.attacks import hdr_header, tiled_exr_bomb
 from support.common import REPO, require_tool
 
 MiB = 1 << 20
@@ -66,9 +65,6 @@ def read_in_child(*paths, memory_limit=0):
 
 
 # ---------------------------------------------------------------- Radiance .hdr
-
-def hdr_header(width, height):
-    return b"#?RADIANCE\nFORMAT=32-bit_rle_rgbe\n\n" + f"-Y {height} +X {width}\n".encode()
 
 
 def rle_scanline(values):
@@ -201,31 +197,6 @@ def write_exr(path, channels, header=None):
     return str(path)
 
 
-def attribute(name, kind, value):
-    return name.encode() + b"\0" + kind.encode() + b"\0" + struct.pack("<i", len(value)) + value
-
-
-def tiled_exr_bomb(size=16384, compression=3, data=bytes(8)):
-    """A single-part tiled EXR (OpenEXR file layout: magic, version 2 with the tiled flag 0x200,
-    header attributes, offset table, chunks) claiming one size x size tile of R, G, B half."""
-    channels = b"".join(c + b"\0" + struct.pack("<iB3xii", 1, 0, 1, 1) for c in (b"B", b"G", b"R")) + b"\0"
-    box = struct.pack("<4i", 0, 0, size - 1, size - 1)
-    header = b"".join([
-        attribute("channels", "chlist", channels),
-        attribute("compression", "compression", bytes([compression])),
-        attribute("dataWindow", "box2i", box),
-        attribute("displayWindow", "box2i", box),
-        attribute("lineOrder", "lineOrder", b"\0"),
-        attribute("pixelAspectRatio", "float", struct.pack("<f", 1)),
-        attribute("screenWindowCenter", "v2f", struct.pack("<2f", 0, 0)),
-        attribute("screenWindowWidth", "float", struct.pack("<f", 1)),
-        attribute("tiles", "tiledesc", struct.pack("<IIB", size, size, 0)),
-    ]) + b"\0"
-    start = struct.pack("<ii", 20000630, 2 | 0x200) + header
-    chunk_at = len(start) + 8
-    return start + struct.pack("<Q", chunk_at) + struct.pack("<5i", 0, 0, 0, 0, len(data)) + data
-
-
 def test_the_crafted_tiled_layout_is_one_the_library_reads():
     """The same layout at a size its data can hold is a valid file: the bomb differs only in its claim."""
     data = bytes(8 * 8 * 6)  # stored as is: ZIP keeps a chunk that does not shrink uncompressed
@@ -298,23 +269,3 @@ def test_a_real_out_of_memory_is_reported_as_memory_not_as_a_damaged_file(tmp_pa
 
 # ---------------------------------------------------------------- the nodes in ComfyUI
 
-def test_load_exr_and_load_exr_sequence_refuse_bombs_with_the_clear_error(host):
-    open(os.path.join(host.input_dir, "upload.exr"), "wb").write(tiled_exr_bomb())
-    line = bytes([128, 128, 128, 129, 1, 1, 1, 255, 1, 1, 1, 63])
-    open(os.path.join(host.input_dir, "upload.hdr"), "wb").write(hdr_header(16384, 16384) + line * 16384)
-    graph = {"1": {"class_type": "LEDiffLoadEXR", "inputs": {"image": "upload.exr", "layer": ""}},
-             "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
-    with pytest.raises(GraphError, match="claims a 16384x16384 image.*decompression bomb"):
-        host.run(graph)
-    graph["1"]["inputs"]["image"] = "upload.hdr"
-    with pytest.raises(GraphError, match="claims 16384x16384 pixels.*decompression bomb"):
-        host.run(graph)
-    folder = os.path.join(host.input_dir, "clip")
-    os.makedirs(folder)
-    for frame in (1001, 1002):
-        open(os.path.join(folder, f"shot.{frame}.exr"), "wb").write(tiled_exr_bomb())
-    seq = {"1": {"class_type": "LEDiffLoadEXRSequence", "inputs": {
-        "sequence": "clip/shot.####.exr", "start": 0, "count": 0, "step": 1, "fps": 24.0, "layer": ""}},
-        "2": {"class_type": "PreviewImage", "inputs": {"images": ["1", 0]}}}
-    with pytest.raises(GraphError, match=r"frame 1001 \(shot.1001.exr\).*decompression bomb"):
-        host.run(seq)

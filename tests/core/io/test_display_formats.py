@@ -36,6 +36,7 @@ from lediff_core.io.display import FORMAT_NAMES, FORMATS, FormatError, Settings
 from lediff_core.io.display.metadata import avif_with_metadata, comfy_exif
 from lediff_core.io.display.ultrahdr import MAX_BOOST
 from lediff_core.io.exr import read_exr
+from support.color import hlg_inverse_oetf, pq_eotf
 from support.common import HDRI_DIR, REPO, require_tool
 
 REC2020 = (0.708, 0.292, 0.170, 0.797, 0.131, 0.046, 0.3127, 0.3290)  # BT.2020 Table 3, D65
@@ -50,18 +51,6 @@ def real_hdri(name="courtyard.exr"):
 
 
 # ---- BT.2100, from the standard's formulas (independent of lediff_core.color.transfer)
-
-def pq_eotf(e):
-    m1, m2 = 2610 / 16384, 2523 / 4096 * 128
-    c1, c2, c3 = 3424 / 4096, 2413 / 4096 * 32, 2392 / 4096 * 32
-    p = np.power(e, 1 / m2)
-    return 10000 * np.power(np.maximum(p - c1, 0) / (c2 - c3 * p), 1 / m1)
-
-
-def hlg_inverse_oetf(e):
-    a, b = 0.17883277, 0.28466892
-    c = 0.5 - a * np.log(4 * a)
-    return np.where(e <= 0.5, e * e / 3, (np.exp((e - c) / a) + b) / 12)
 
 
 def rec2020_to_rec709(rgb):

@@ -18,8 +18,8 @@ import pytest
 
 import lediff_core.io.exr_yc as yca
 from lediff_core.io.exr import EXRError, read_exr
-from support.comfy_harness import GraphError
 from support.common import DATA, REPO, require_tool
+from support.exr_files import colourful, half_ulps, write_scanline_exr
 
 DAMAGED = os.path.join(DATA, "openexr-damaged")
 XYZ = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1 / 3, 1 / 3)  # OpenEXR's XYZ-primaries chromaticities
@@ -27,49 +27,6 @@ AP0 = (0.7347, 0.2653, 0.0, 1.0, 0.0001, -0.077, 0.32168, 0.33767)
 REC709 = (0.64, 0.33, 0.30, 0.60, 0.15, 0.06, 0.3127, 0.3290)
 
 
-@pytest.fixture(scope="module")
-def exr_rgba(tmp_path_factory):
-    """The C++ helper, built against Debian's OpenEXR (set-up installs g++ and libopenexr-dev)."""
-    gxx, pkgconfig = require_tool("g++"), require_tool("pkg-config")
-    flags = subprocess.run([pkgconfig, "--cflags", "--libs", "OpenEXR"], capture_output=True, text=True)
-    if flags.returncode:
-        pytest.fail("Debian's libopenexr-dev is missing: run scripts/setup.sh")
-    exe = str(tmp_path_factory.mktemp("tool") / "exr_rgba")
-    src = os.path.join(REPO, "tests", "tools", "exr_rgba.cpp")
-    subprocess.run([gxx, "-O1", "-std=c++17", src, "-o", exe, *flags.stdout.split()], check=True)
-    return exe
-
-
-def write(path, channels, header=None, origin=(0, 0), display=None):
-    """A scanline EXR with ``channels``; ``origin`` moves the data window, ``display`` is the
-    display window (x0, y0, x1, y1), by default equal to the data window."""
-    h, w = next(iter(channels.values())).shape[:2]
-    data = (np.array(origin, "i4"), np.array((origin[0] + w - 1, origin[1] + h - 1), "i4"))
-    disp = data if display is None else (np.array(display[:2], "i4"), np.array(display[2:], "i4"))
-    full = {"compression": OpenEXR.ZIP_COMPRESSION, "type": OpenEXR.scanlineimage,
-            "dataWindow": data, "displayWindow": disp}
-    full.update(header or {})
-    with OpenEXR.File(full, channels) as f:
-        f.write(str(path))
-    return str(path)
-
-
-def colourful(h=48, w=64, seed=0):
-    """Smooth HDR colours (chroma subsampling keeps them), saturated patches, grey and black."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
-    rgb = np.stack([np.exp2(8 * xx - 2), np.exp2(6 * yy - 3), 0.5 + 0.4 * np.sin(9 * xx * yy)], -1)
-    rgb *= rng.uniform(0.95, 1.05, (h, w, 1))
-    rgb[4:14, 6:22] = (300.0, 2.0, 0.5)  # saturated, bright
-    rgb[20:30, 30:50] = 0.25  # grey: the reader must keep it grey
-    rgb[36:, :8] = 0.0  # black
-    return rgb.astype(np.float16)
-
-
-def half_ulps(a, b):
-    ia = a.astype(np.float16).view(np.int16).astype(np.int64)
-    ib = b.astype(np.float16).view(np.int16).astype(np.int64)
-    return np.abs(ia - ib)
 
 
 # ---------------------------------------------------------------- luminance/chroma (YC)
@@ -85,7 +42,7 @@ def test_yc_files_load_as_the_cpp_rgba_interface_reconstructs_them(
     rgb = colourful()
     a = np.linspace(0, 1, rgb.shape[0] * rgb.shape[1], dtype=np.float16).reshape(rgb.shape[:2])
     header = {"chromaticities": chromaticities} if chromaticities else {}
-    src = write(tmp_path / "src.exr", {"RGBA" if alpha else "RGB": np.dstack([rgb, a]) if alpha else rgb},
+    src = write_scanline_exr(tmp_path / "src.exr", {"RGBA" if alpha else "RGB": np.dstack([rgb, a]) if alpha else rgb},
                 header, origin)
     yc, ref = str(tmp_path / "yc.exr"), str(tmp_path / "ref.exr")
     subprocess.run([exr_rgba, "yc", src, yc], check=True)  # the C++ library writes Y, RY, BY
@@ -115,7 +72,7 @@ def test_grey_yc_images_stay_exactly_grey(tmp_path, exr_rgba):
     """OpenEXR's writer stores grey pixels with zero chroma (and rounds Y to fewer bits), and its
     reader turns zero chroma back into R = G = B = Y exactly."""
     y = np.exp2(np.linspace(-20, 15, 32 * 48)).reshape(32, 48).astype(np.float16)
-    src = write(tmp_path / "src.exr", {"RGB": np.repeat(y[..., None], 3, -1)})
+    src = write_scanline_exr(tmp_path / "src.exr", {"RGB": np.repeat(y[..., None], 3, -1)})
     yc = str(tmp_path / "yc.exr")
     subprocess.run([exr_rgba, "yc", src, yc], check=True)
     with OpenEXR.File(yc, separate_channels=True) as f:
@@ -131,7 +88,7 @@ def test_yc_saturation_fix_matches_the_cpp_reader_on_sharp_hue_edges(tmp_path, e
     rgb = np.full((32, 32, 3), 1.0, np.float16)
     rgb[:, 15] = (40.0, 0.01, 0.01)
     rgb[9, :] = (0.01, 0.01, 30.0)
-    src = write(tmp_path / "src.exr", {"RGB": rgb})
+    src = write_scanline_exr(tmp_path / "src.exr", {"RGB": rgb})
     yc, ref = str(tmp_path / "yc.exr"), str(tmp_path / "ref.exr")
     subprocess.run([exr_rgba, "yc", src, yc], check=True)
     subprocess.run([exr_rgba, "rgba", yc, ref], check=True)
@@ -148,7 +105,7 @@ def test_full_resolution_chroma_in_a_layer_follows_the_published_formula(tmp_pat
     rng = np.random.default_rng(1)
     y = rng.uniform(0.1, 50, (6, 8)).astype(np.float32)
     ry, by = rng.uniform(-0.5, 2, (2, 6, 8)).astype(np.float32)
-    path = write(tmp_path / "l.exr", {"diffuse.Y": y, "diffuse.RY": ry, "diffuse.BY": by,
+    path = write_scanline_exr(tmp_path / "l.exr", {"diffuse.Y": y, "diffuse.RY": ry, "diffuse.BY": by,
                                       "other.R": y, "other.G": y, "other.B": y})
     img = read_exr(path, "diffuse")
     r, b = (ry + 1) * y, (by + 1) * y
@@ -160,10 +117,10 @@ def test_full_resolution_chroma_in_a_layer_follows_the_published_formula(tmp_pat
 
 def test_luminance_only_is_grey_and_one_chroma_channel_is_refused(tmp_path):
     y = np.linspace(0, 9, 12, dtype=np.float32).reshape(3, 4)
-    grey = read_exr(write(tmp_path / "y.exr", {"Y": y})).rgb
+    grey = read_exr(write_scanline_exr(tmp_path / "y.exr", {"Y": y})).rgb
     assert all(np.array_equal(grey[..., i], y) for i in range(3))
     with pytest.raises(EXRError, match="only one of the chroma channels"):
-        read_exr(write(tmp_path / "yr.exr", {"Y": y, "RY": y}))
+        read_exr(write_scanline_exr(tmp_path / "yr.exr", {"Y": y, "RY": y}))
 
 
 # ---------------------------------------------------------------- windows
@@ -171,7 +128,7 @@ def test_luminance_only_is_grey_and_one_chroma_channel_is_refused(tmp_path):
 def test_data_and_display_windows_of_files_written_by_oiiotool(tmp_path):
     oiiotool = require_tool("oiiotool")
     rgb = colourful(40, 48).astype(np.float32)
-    src = write(tmp_path / "src.exr", {"RGB": rgb})
+    src = write_scanline_exr(tmp_path / "src.exr", {"RGB": rgb})
     shifted, overscan = str(tmp_path / "shifted.exr"), str(tmp_path / "overscan.exr")
     # data window (6,-4)-(53,35) inside/outside a 40x30 display window at the origin
     subprocess.run([oiiotool, src, "--origin", "+6-4", "--fullsize", "40x30+0+0", "-o", shifted], check=True)
@@ -200,7 +157,7 @@ def test_data_and_display_windows_of_files_written_by_oiiotool(tmp_path):
 
 def test_display_window_keeps_the_files_alpha(tmp_path):
     rgba = np.random.default_rng(2).uniform(0, 4, (4, 6, 4)).astype(np.float32)
-    path = write(tmp_path / "a.exr", {"RGBA": rgba}, origin=(2, 1), display=(0, 0, 9, 5))
+    path = write_scanline_exr(tmp_path / "a.exr", {"RGBA": rgba}, origin=(2, 1), display=(0, 0, 9, 5))
     img = read_exr(path, window="display")
     assert np.array_equal(img.alpha[1:5, 2:8], rgba[..., 3]) and img.alpha.sum() == rgba[..., 3].sum()
 
@@ -210,7 +167,7 @@ def test_display_window_keeps_the_files_alpha(tmp_path):
 def two_images(tmp_path):
     rng = np.random.default_rng(3)
     a, b = (rng.uniform(0, 100, (6, 8, 3)).astype(np.float32) for _ in range(2))
-    return a, b, write(tmp_path / "a.exr", {"RGB": a}), write(tmp_path / "b.exr", {"RGB": b})
+    return a, b, write_scanline_exr(tmp_path / "a.exr", {"RGB": a}), write_scanline_exr(tmp_path / "b.exr", {"RGB": b})
 
 
 def test_parts_of_a_file_combined_by_exrmultipart(tmp_path):
@@ -290,7 +247,7 @@ def test_blender_multilayer_stereo_layout(tmp_path, prefixed_default):
         chans[f"ViewLayer.Combined.right.{c}"] = np.ascontiguousarray(b[..., i])
     chans["ViewLayer.Depth.Z"] = np.ascontiguousarray(a[..., 0])
     chans["ViewLayer.Depth.right.Z"] = np.ascontiguousarray(b[..., 0])
-    path = write(tmp_path / "blender.exr", chans, {"multiView": ["left", "right"]})
+    path = write_scanline_exr(tmp_path / "blender.exr", chans, {"multiView": ["left", "right"]})
     img = read_exr(path)
     assert img.layer == "ViewLayer.Combined" and np.array_equal(img.rgb, a)
     assert np.array_equal(read_exr(path, view="right").rgb, b)
@@ -315,7 +272,7 @@ def test_channel_names_written_by_oiiotool_in_other_conventions(tmp_path):
 @pytest.mark.parametrize("how", ["exrmaketiled-mipmap", "exrmaketiled-ripmap", "oiiotool-texture"])
 def test_tiled_and_multiresolution_files_give_the_full_resolution_level(tmp_path, how):
     a = colourful(40, 56).astype(np.float32)
-    src = write(tmp_path / "src.exr", {"RGB": a})
+    src = write_scanline_exr(tmp_path / "src.exr", {"RGB": a})
     out = str(tmp_path / "tiled.exr")
     if how.startswith("exrmaketiled"):
         flag = "-m" if how.endswith("mipmap") else "-r"
@@ -383,7 +340,7 @@ def read_in_child(paths, timeout):
 def test_corrupt_tile_descriptions_are_refused_before_decoding(tmp_path):
     """A fuzzed tile size (4 x 16 million pixels for an 8x6 image) made the decoder allocate and
     loop for seconds; the header check refuses it at once."""
-    src = write(tmp_path / "src.exr", {"RGB": np.ones((6, 8, 3), np.float32)})
+    src = write_scanline_exr(tmp_path / "src.exr", {"RGB": np.ones((6, 8, 3), np.float32)})
     tiled = str(tmp_path / "tiled.exr")
     subprocess.run([require_tool("exrmaketiled"), "-m", "-t", "4", "4", src, tiled], check=True)
     data = bytearray(open(tiled, "rb").read())
@@ -398,7 +355,7 @@ def test_corrupt_tile_descriptions_are_refused_before_decoding(tmp_path):
 def test_a_small_file_claiming_a_huge_image_is_refused_before_allocating(tmp_path):
     """16000x16000 RGBA is 3 GB of float32 once decoded; a 1 kB file cannot hold the 1000 chunks
     (16 lines each for ZIP) such an image needs."""
-    path = write(tmp_path / "small.exr", {"RGBA": np.ones((64, 64, 4), np.float32)})
+    path = write_scanline_exr(tmp_path / "small.exr", {"RGBA": np.ones((64, 64, 4), np.float32)})
     data = bytearray(open(path, "rb").read())
     at = data.index(b"dataWindow\0box2i\0") + len(b"dataWindow\0box2i\0") + 4
     data[at + 8 : at + 16] = np.array([15999, 15999], "<i4").tobytes()
@@ -421,7 +378,7 @@ def test_fuzzed_and_truncated_files_give_clear_errors_without_crashing(tmp_path,
     a = colourful(40, 48)
     sources = []
     for comp in ("ZIP", "PIZ", "B44", "DWAA", "RLE", "PXR24"):
-        sources.append(write(tmp_path / f"{comp}.exr", {"RGBA": np.dstack([a, a[..., :1]])},
+        sources.append(write_scanline_exr(tmp_path / f"{comp}.exr", {"RGBA": np.dstack([a, a[..., :1]])},
                              {"compression": getattr(OpenEXR, f"{comp}_COMPRESSION")}))
     subprocess.run([require_tool("exrmaketiled"), "-m", "-t", "16", "16", sources[0],
                     str(tmp_path / "mip.exr")], check=True)
@@ -451,49 +408,4 @@ def test_fuzzed_and_truncated_files_give_clear_errors_without_crashing(tmp_path,
 
 # ---------------------------------------------------------------- the Load EXR node in ComfyUI
 
-def load_save_graph(image, **load_options):
-    return {
-        "1": {"class_type": "LEDiffLoadEXR", "inputs": {"image": image, "layer": "", **load_options}},
-        "9": {"class_type": "LEDiffSaveEXR", "inputs": {
-            "images": ["1", 0], "alpha": ["1", 1], "filename_prefix": "LEDiff/hdr", "precision": "half",
-            "compression": "zip", "input_encoding": "linear", "envmap": "none"}},
-    }
 
-
-def saved(host, index):
-    path = os.path.join(host.output_dir, "LEDiff", f"hdr_{index:05}.exr")
-    with OpenEXR.File(path) as f:  # read back with the bindings, not with our reader
-        return f.channels()["RGBA"].pixels.astype(np.float32).copy()
-
-
-def test_load_exr_node_part_view_window_and_yc_inside_comfyui(host, exr_rgba):
-    node = host.node_class("LEDiffLoadEXR")
-    optional = node.INPUT_TYPES()["optional"]
-    assert {"part", "view", "window"} <= set(optional)
-    assert all(opts[1].get("tooltip") for name, opts in optional.items() if name in ("part", "view", "window"))
-
-    rng = np.random.default_rng(4)
-    a, b = (rng.uniform(0, 50, (8, 10, 3)).astype(np.float16) for _ in range(2))
-    parts = [OpenEXR.Part({"name": n, "type": OpenEXR.scanlineimage}, {"RGB": x})
-             for n, x in (("beauty", a), ("diffuse", b))]
-    with OpenEXR.File(parts) as f:
-        f.write(os.path.join(host.input_dir, "parts.exr"))
-    host.run(load_save_graph("parts.exr"))  # no new inputs: old workflows keep working
-    host.run(load_save_graph("parts.exr", part="diffuse", view="", window="data"))
-    assert np.array_equal(saved(host, 1)[..., :3], a) and np.array_equal(saved(host, 2)[..., :3], b)
-    with pytest.raises(GraphError, match="no part 'spec'.*'beauty', 1 'diffuse'"):
-        host.run(load_save_graph("parts.exr", part="spec"))
-
-    write(os.path.join(host.input_dir, "win.exr"), {"RGB": a}, origin=(2, 0), display=(0, 0, 11, 7))
-    host.run(load_save_graph("win.exr", window="display"))
-    out = saved(host, 3)
-    assert out.shape == (8, 12, 4) and np.array_equal(out[:, 2:, :3], a) and not out[:, :2].any()
-
-    src = write(os.path.join(host.input_dir, "src.exr"), {"RGB": colourful()})
-    subprocess.run([exr_rgba, "yc", src, os.path.join(host.input_dir, "yc.exr")], check=True)
-    subprocess.run([exr_rgba, "rgba", os.path.join(host.input_dir, "yc.exr"), str(host.output_dir) + "/ref.exr"],
-                   check=True)
-    host.run(load_save_graph("yc.exr"))
-    with OpenEXR.File(str(host.output_dir) + "/ref.exr") as f:
-        ref = f.channels()["RGBA"].pixels.astype(np.float32)
-    assert half_ulps(saved(host, 4)[..., :3], ref[..., :3]).max() <= 2
