@@ -11,6 +11,7 @@ import pytest
 
 from support.attacks import ATTACKS, LIES, attacked_folder
 from support.common import REPO, require_tool
+from support.permissions import UMASKS, process_umask
 
 
 @pytest.fixture(scope="session")
@@ -101,3 +102,10 @@ def lies(tmp_path_factory):
         paths[name] = str(root / f"lie{i}.safetensors")
         open(paths[name], "wb").write(data)
     return paths
+
+
+@pytest.fixture(params=UMASKS, ids=lambda m: f"umask{m:03o}")
+def umask(request):
+    """The process umask for one test (process-wide: restored afterwards, whatever happens)."""
+    with process_umask(request.param) as mask:
+        yield mask

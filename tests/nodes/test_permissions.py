@@ -1,18 +1,16 @@
-"""What the pack publishes gets the permissions an ordinary open() / mkdir() gets under the process
-umask (issue 24: files and folders nobody else could open), for every kind of publisher: the savers
-in a genuine ComfyUI (Save EXR, Save HDR Image, Save EXR Sequence, Save HDR Video, their previews),
-a batch item, the evaluation's prepared photos and references, the training data, a checkpoint of a
-real training run, an export, the single-file converter.
+"""What the savers publish in a genuine ComfyUI gets the permissions an ordinary open() / mkdir() gets
+under the process umask (issue 24: files and folders nobody else could open): Save EXR, Save HDR Image,
+Save EXR Sequence, Save HDR Video, their previews, and a batch item of the runner's embedded host. The
+other publishers: test_permissions.py in tests/core/io (the converter), tests/runner and tests/train.
 
 The expected mode is not written here: a file made with plain open() and a folder made with plain
-os.mkdir() in the same folder, under the same umask, are the reference. Umasks 022 and 027 tell
-the umask's mode from the 0600 / 0700 that tempfile and safetensors 0.8 create. And a published EXR
-is read back by another user (nobody, without root's groups) in a process of its own.
+os.mkdir() in the same folder, under the same umask, are the reference (support/permissions.py).
+Umasks 022 and 027 tell the umask's mode from the 0600 / 0700 that tempfile and safetensors 0.8 create.
+And a published EXR is read back by another user (nobody, without root's groups) in a process of its own.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pwd
@@ -26,70 +24,9 @@ import OpenEXR
 import pytest
 import torch
 
-from lediff_core.model.convert import convert
 from support.common import HDRI_DIR, require_tool
 from support.exr_files import write_input
-from support.tiny_models import write_official_folder
-from support.train_models import decoder_weights, denoiser_weights, fake_run, hdri_folder, write_lediff_model
-
-UMASKS = (0o022, 0o027)
-
-
-@contextlib.contextmanager
-def process_umask(mask: int):
-    old = os.umask(mask)
-    try:
-        yield mask
-    finally:
-        os.umask(old)
-
-
-@pytest.fixture(params=UMASKS, ids=lambda m: f"umask{m:03o}")
-def umask(request):
-    """The process umask for one test (process-wide: restored afterwards, whatever happens)."""
-    with process_umask(request.param) as mask:
-        yield mask
-
-
-def ordinary_modes(folder) -> tuple[int, int]:
-    """(file mode, folder mode) that plain open() and os.mkdir() give in ``folder`` right now."""
-    file = os.path.join(folder, ".reference_file")
-    sub = os.path.join(folder, ".reference_folder")
-    with open(file, "x"):
-        pass
-    os.mkdir(sub)
-    try:
-        return stat.S_IMODE(os.stat(file).st_mode), stat.S_IMODE(os.stat(sub).st_mode)
-    finally:
-        os.unlink(file)
-        os.rmdir(sub)
-
-
-def assert_ordinary(*paths) -> int:
-    """Every file and folder at and below ``paths`` has the mode an ordinary open() / mkdir() gets
-    in its folder; returns how many entries were checked."""
-    entries = []
-    for path in paths:
-        entries.append(str(path))
-        if os.path.isdir(path):
-            for folder, dirs, files in os.walk(path):
-                entries += [os.path.join(folder, e) for e in (*dirs, *files)]
-    references, wrong = {}, []
-    for entry in entries:
-        folder = os.path.dirname(entry)
-        if folder not in references:
-            references[folder] = ordinary_modes(folder)
-        st = os.lstat(entry)
-        expected = references[folder][1 if stat.S_ISDIR(st.st_mode) else 0]
-        if stat.S_IMODE(st.st_mode) != expected:
-            wrong.append(f"{entry}: {stat.S_IMODE(st.st_mode):04o}, expected {expected:04o}")
-    assert not wrong, "\n".join(wrong)
-    return len(entries)
-
-
-def published(folder) -> list[str]:
-    """The entries the pack created in ``folder`` (not the folder itself, which the test made)."""
-    return [os.path.join(folder, n) for n in sorted(os.listdir(folder))]
+from support.permissions import assert_ordinary, process_umask, published
 
 
 def savers_graph(host, prefix="LEDiff/perm") -> dict:
@@ -204,76 +141,3 @@ def test_a_batch_item_is_published_with_the_umasks_modes(host, umask, tmp_path):
     assert assert_ordinary(item) == 4
 
 
-def test_a_batch_item_gets_the_umasks_modes_whatever_a_saver_made(umask, tmp_path):
-    # a saver of another pack that creates private files (tempfile does: 0600) inside the item
-    from lediff_runner.batch import publish
-
-    stage = tmp_path / ".stage"
-    os.makedirs(stage / "sub")
-    fd, private = tempfile.mkstemp(dir=stage / "sub")
-    os.close(fd)
-    os.chmod(stage / "sub", 0o700)
-    publish(str(stage), str(tmp_path / "item"))
-    assert assert_ordinary(tmp_path / "item") == 3
-    with pytest.raises(FileExistsError, match="already exists"):
-        os.mkdir(stage)
-        publish(str(stage), str(tmp_path / "item"))
-
-
-def test_the_umask_is_read_without_changing_it(umask):
-    from lediff_core.io.publish import process_umask as read_umask
-
-    assert read_umask() == umask
-    assert os.umask(umask) == umask  # unchanged by reading it
-
-
-def test_evaluation_files_are_published_with_the_umasks_modes(umask, tmp_path):
-    from lediff_runner.evaluate import prepare
-
-    refs = tmp_path / "refs"
-    refs.mkdir()
-    shutil.copy(os.path.join(HDRI_DIR, "city.exr"), refs / "city.exr")
-    out = tmp_path / "eval"
-    out.mkdir()
-    prepare(str(refs), str(out), seed=0, clip_share=None, jpeg=None, factor=8)
-    assert sorted(os.listdir(out / "ldr")) == ["city.png"] and sorted(os.listdir(out / "reference")) == ["city.exr"]
-    assert assert_ordinary(*published(out)) == 4
-
-
-def test_the_converter_publishes_with_the_umasks_modes(umask, tmp_path):
-    with process_umask(0o077):  # the input's own modes do not carry over
-        official = write_official_folder(str(tmp_path), "LEDiff_highlight")
-    out = tmp_path / "converted"
-    out.mkdir()
-    written = convert(official, str(out))
-    assert len(written) == 2
-    assert assert_ordinary(*written) == 2
-
-
-@pytest.fixture(scope="module")
-def training(tmp_path_factory):
-    """A LEDiff MODEL, one HDRI, and fake decoder/denoiser runs (test_train_export's) to export."""
-    root = str(tmp_path_factory.mktemp("perm_train"))
-    model = write_lediff_model(root, "MODEL")
-    return {"root": root, "model": model, "hdr": hdri_folder(os.path.join(root, "hdr"), names=("city",)),
-            "decoder": fake_run(root, "dec", "decoder", model, decoder_weights(model), step=3),
-            "denoiser": fake_run(root, "den", "denoiser", model, denoiser_weights(), direction="highlight", step=4)}
-
-
-def test_training_data_runs_checkpoints_and_exports_get_the_umasks_modes(training, umask, tmp_path):
-    from lediff_train import cli
-    from lediff_train.export import export
-    from lediff_train.prepare import prepare
-
-    data, run = str(tmp_path / "data"), str(tmp_path / "run")
-    prepare(training["hdr"], training["model"], data, size=64, views=1, seed=0, log=lambda *a, **k: None)
-    assert cli.main(["decoder", "--data", data, "--model", training["model"], "--out", run, "--steps", "1",
-                     "--checkpoint-every", "1", "--report-to", "csv", "--validate-every", "0",
-                     "--lpips-weight", "0"]) == 0
-    checkpoint = os.path.join(run, "checkpoints", "step-1")
-    state = sorted(os.listdir(os.path.join(checkpoint, "state")))
-    assert any(f.endswith(".safetensors") for f in state) and any(f.endswith(".pt") for f in state), state
-    out = export(training["decoder"], training["denoiser"], str(tmp_path / "LEDiff_mine"), log=lambda *a: None)
-    assert os.path.isfile(os.path.join(out, "vae", "merge_model.pth"))
-    checked = assert_ordinary(data, run, out)
-    assert checked > 20

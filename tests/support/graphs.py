@@ -141,3 +141,10 @@ LOADERS = {
         "1": {"class_type": "LEDiffLoadHDRVAE", "inputs": {"model_name": name}},
         "2": {"class_type": "VAESave", "inputs": {"vae": ["1", 1], "filename_prefix": "never"}}},
 }
+
+
+def load_exr_graph(image):
+    return {"1": {"class_type": "LEDiffLoadEXR", "inputs": {"image": image, "layer": ""}},
+            "2": {"class_type": "LEDiffSaveEXR", "inputs": {
+                "images": ["1", 0], "filename_prefix": "copy", "precision": "float", "compression": "zip",
+                "input_encoding": "linear", "envmap": "none"}}}

@@ -1,5 +1,6 @@
 """Links and special files, tried as an attacker and as an unlucky user would (issue 25, class 3), in a
-genuine ComfyUI and through the real batch command and recipe.
+genuine ComfyUI (the batch runner's, the recipe's and the weights module's own: tests/runner,
+tests/train and tests/core/model, test_special_files.py).
 
 Every file is checked where it is opened, not only its folder: an EXR sequence's frame that is a
 symbolic link leading outside ComfyUI's input folder is refused by name (a link inside it is fine);
@@ -18,9 +19,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
-import sys
-import time
 
 import numpy as np
 import pytest
@@ -29,44 +27,10 @@ from lediff_core.io.exr import read_exr
 from lediff_core.io.exr import write_exr as write_float_exr
 from support import tiny_models as fx
 from support.comfy_harness import GraphError
-from support.common import REPO
 from support.exr_files import write_exr
-from support.graphs import LOADERS
+from support.fifos import promptly
+from support.graphs import LOADERS, load_exr_graph
 from support.sequences import graph_error, through_save_exr, write_sequence
-
-TIMEOUT = 30  # seconds; the checks take milliseconds, a regression blocks forever
-
-
-# Frees a reader blocked on the FIFOs (argv[2:]) after argv[1] seconds: opening a FIFO for writing
-# wakes a reader waiting in open(), which then reads an empty file. Repeated, for readers that open
-# again. A separate process, because a reader blocked inside a C extension (the OpenEXR bindings)
-# holds the GIL: no thread of the test's own process would get to run.
-WATCHDOG = """
-import os, sys, time
-time.sleep(float(sys.argv[1]))
-end = time.monotonic() + 600
-while time.monotonic() < end:
-    for fifo in sys.argv[2:]:
-        try:
-            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
-        except OSError:
-            pass
-    time.sleep(0.02)
-"""
-
-
-def promptly(call, *fifos):
-    """``call()``'s result (or its exception); the test fails if it took more than TIMEOUT, which a
-    FIFO opened by mistake would make forever but for the watchdog process."""
-    watchdog = subprocess.Popen([sys.executable, "-c", WATCHDOG, str(TIMEOUT), *fifos])
-    start = time.monotonic()
-    try:
-        return call()
-    finally:
-        watchdog.kill()
-        watchdog.wait()
-        if time.monotonic() - start > TIMEOUT:
-            pytest.fail(f"blocked for more than {TIMEOUT} s: a FIFO was opened ({fifos})")
 
 
 def outside_file(host, name="secret.exr"):
@@ -74,13 +38,6 @@ def outside_file(host, name="secret.exr"):
     path = os.path.join(os.path.dirname(host.input_dir), "elsewhere", name)
     write_exr(path, {"RGB": np.full((6, 8, 3), 7.0, np.float32)})
     return path
-
-
-def load_exr_graph(image):
-    return {"1": {"class_type": "LEDiffLoadEXR", "inputs": {"image": image, "layer": ""}},
-            "2": {"class_type": "LEDiffSaveEXR", "inputs": {
-                "images": ["1", 0], "filename_prefix": "copy", "precision": "float", "compression": "zip",
-                "input_encoding": "linear", "envmap": "none"}}}
 
 
 def published(host):
@@ -211,54 +168,6 @@ def failure(host, graph) -> dict:
     return report
 
 
-# ------------------------------------------------------------------------ batch runner, recipe
-def test_the_batch_runner_refuses_a_fifo_by_name_and_follows_its_own_links(tmp_path):
-    inputs = tmp_path / "in"
-    inputs.mkdir()
-    rgb = np.random.default_rng(1).uniform(0, 500, (4, 6, 3)).astype(np.float32)
-    write_float_exr(str(inputs / "good.exr"), rgb, precision="float")
-    (tmp_path / "dataset").mkdir()
-    write_float_exr(str(tmp_path / "dataset" / "kept.exr"), rgb * 2, precision="float")
-    os.symlink(tmp_path / "dataset" / "kept.exr", inputs / "linked.exr")  # the operator's own link
-    os.mkfifo(inputs / "pipe.exr")
-    (workflow := tmp_path / "copy.json").write_text(json.dumps(load_exr_graph("placeholder.exr")))
-    output = tmp_path / "out"
-    cmd = [sys.executable, os.path.join(REPO, "scripts", "batch.py"), "--workflow", str(workflow),
-           "--inputs", str(inputs), "--output", str(output), "--base-directory", str(tmp_path / "base")]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
-    assert result.returncode == 1, result.stdout + result.stderr[-3000:]
-    assert "batch: 2 done, 0 already complete, 1 failed" in result.stdout, result.stdout
-    assert "FAILED pipe.exr: FileAccessError: 'pipe.exr' is a FIFO (named pipe)" in result.stdout, result.stdout
-    assert sorted(os.listdir(output)) == ["good", "linked"]
-    np.testing.assert_array_equal(read_exr(str(output / "good" / "copy_00001.exr")).rgb, rgb)
-    np.testing.assert_array_equal(read_exr(str(output / "linked" / "copy_00001.exr")).rgb, rgb * 2)
-
-
-def test_prepare_lists_a_fifo_as_unreadable_by_name_and_refuses_a_fifo_caption_file(tmp_path):
-    from lediff_train import prepare as prep
-    from support.train_models import write_lediff_model
-
-    model = write_lediff_model(str(tmp_path / "model"))
-    hdr = tmp_path / "hdr"
-    hdr.mkdir()
-    write_float_exr(str(hdr / "good.exr"), np.random.default_rng(2).uniform(0.01, 50, (80, 80, 3)).astype(np.float32),
-                    precision="float")
-    fifo = str(hdr / "pipe.exr")
-    os.mkfifo(fifo)
-    lines = []
-    manifest = promptly(lambda: prep.prepare(str(hdr), model, str(tmp_path / "DATA"), size=64, views=1,
-                                             device="cpu", log=lines.append), fifo)
-    (entry,) = manifest["unreadable"]
-    assert entry["file"] == "pipe.exr" and "is a FIFO (named pipe), not a regular file" in entry["reason"], entry
-    assert any("pipe.exr: unreadable, skipped" in line for line in lines)
-
-    captions = str(tmp_path / "captions.jsonl")
-    os.mkfifo(captions)
-    with pytest.raises(prep.PrepareError, match="--captions: .* is a FIFO"):
-        promptly(lambda: prep.prepare(str(hdr), model, str(tmp_path / "DATA2"), size=64, views=1, device="cpu",
-                                      captions=captions, log=lines.append), fifo, captions)
-
-
 @pytest.mark.parametrize("reader", ["read_exr", "read_hdr", "read_linear_image", "read_sdr_frames", "sha256_file"])
 def test_every_reader_refuses_a_fifo_by_name(tmp_path, reader):
     """The readers behind the nodes, the evaluation (references, pan:FILE, SDR clips, input hashes)
@@ -274,15 +183,3 @@ def test_every_reader_refuses_a_fifo_by_name(tmp_path, reader):
         promptly(lambda: call(fifo), fifo)
 
 
-@pytest.mark.parametrize("part", ["unet/config.json", "vae/diffusion_pytorch_model.safetensors"])
-def test_a_fifo_inside_a_model_folder_is_refused_by_name(tmp_path, part):
-    """The files inside a model folder are opened by the weights module: a FIFO there (a config or
-    weights file replaced by a pipe) is refused by name instead of blocking the loader."""
-    from lediff_core.model.weights import WeightError, load_denoiser, load_hdr_vae
-
-    folder = fx.write_official_folder(str(tmp_path), "LEDiff_piped", seed=61)
-    fifo = os.path.join(folder, part)
-    os.unlink(fifo)
-    os.mkfifo(fifo)
-    with pytest.raises(WeightError, match=r"is a FIFO \(named pipe\), not a regular file"):
-        promptly(lambda: (load_denoiser if part.startswith("unet") else load_hdr_vae)(folder), fifo)
