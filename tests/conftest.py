@@ -41,6 +41,17 @@ def models(comfy, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def sdxl_folder(comfy, models):
+    """A tiny SDXL LEDiff model (SDXL's UNet architecture and VAE scale, official layout) in the session's
+    models/lediff, under the name support.graphs.SDXL_MODEL."""
+    from support import tiny_models as fx
+    from support.graphs import SDXL_MODEL
+
+    return fx.write_official_folder(models["lediff"], SDXL_MODEL, unet_config=fx.SDXL_UNET_CONFIG,
+                                    vae_config=fx.SDXL_VAE_CONFIG, seed=40)
+
+
+@pytest.fixture(scope="session")
 def workflow_models(comfy, tmp_path_factory):
     """Stand-in models under the file names the example workflows use (small random weights in the
     official layouts) in a models/ folder. The checkpoint is built with ComfyUI's own model classes,

@@ -10,16 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from support.comfy_harness import pack_nodes
 from support.common import REPO
 
 ROOT = Path(REPO)
 NODES_MD = ROOT / "docs" / "nodes.md"
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
-
-
-def pack_nodes(comfy) -> dict:
-    package = comfy.node_class("LEDiffSaveEXR").__module__.rsplit(".nodes.", 1)[0]
-    return {nid: cls for nid, cls in comfy.node_classes.items() if cls.__module__.startswith(package + ".")}
 
 
 def sections(text: str) -> list[str]:

@@ -1,13 +1,19 @@
 """The architecture the tree shows (docs/ARCHITECTURE.md): lediff_core is domain packages only, each
 saying what it owns and may import; imports run one way (nodes -> core, runner -> nodes only
 through ComfyUI, the training recipe -> core and never ComfyUI); importing all of lediff_core loads
-no ComfyUI module, even with ComfyUI importable; the old flat module names say where they went."""
+no ComfyUI module, even with ComfyUI importable; the old flat module names say where they went.
+
+The tests mirror the tree (docs/development.md): tests/core/<domain> for each core package, the host
+tests in tests/nodes, tests/train, tests/runner, tests/e2e, helpers in tests/support; tests/core
+imports nothing of ComfyUI, the nodes, the runner or the support modules that drive a host, and is
+collected in a process where none of them can be imported."""
 
 from __future__ import annotations
 
 import ast
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -122,6 +128,87 @@ def test_imports_run_one_way():
         names = {n.split(".")[0] for n in imports(path)}
         assert not names & {"nodes", "lediff_runner", *COMFY_MODULES}, (path, names)
     assert "lediff_core" in {n.split(".")[0] for p in files("lediff_train") for n in imports(p)}
+
+
+TESTS = ROOT / "tests"
+# the support modules that start or drive ComfyUI (or import one that does): host tests only
+HOST_SUPPORT = {"comfy_harness", "comfy_server", "frontends", "graphs", "workflows", "sequences", "big_photo"}
+NOT_IN_CORE_TESTS = {"nodes", "lediff_runner", *COMFY_MODULES}
+
+
+def test_tests_mirror_the_tree():
+    folders = {p.name for p in TESTS.iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders == {"core", "nodes", "train", "runner", "e2e", "support", "data"}, folders
+    assert not [p.name for p in TESTS.glob("test_*.py")], "test files live in the folder of what they test"
+    core = {p.name for p in (TESTS / "core").iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert core == set(CORE_DEPENDENCIES), "tests/core has one folder per lediff_core package"
+    nodes = {p.name for p in (TESTS / "nodes").iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert nodes <= set(CORE_DEPENDENCIES), "tests/nodes mirrors nodes/"
+    helpers = {p.name for p in TESTS.rglob("*.py")
+               if not p.name.startswith("test_") and p.name not in ("conftest.py", "__init__.py")}
+    assert helpers == {p.name for p in (TESTS / "support").glob("*.py")} - {"__init__.py"}, \
+        "helpers live in tests/support (fixtures in a conftest.py)"
+
+
+def module_level_imports(path: Path) -> set[str]:
+    """What importing the module itself imports (not what its functions import when called)."""
+    names = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def host_imports(names) -> set[str]:
+    return {n for n in names if n.split(".")[0] in NOT_IN_CORE_TESTS
+            or (n.startswith("support.") and n.split(".")[1] in HOST_SUPPORT)}
+
+
+def test_core_tests_need_no_comfyui():
+    used = set()
+    for path in files("tests/core"):
+        names = imports(path)  # at any depth: a test's lazy import runs when the test does
+        assert not host_imports(names), f"{path.relative_to(ROOT)} imports {sorted(host_imports(names))}: " \
+            "tests/core imports nothing of ComfyUI, the nodes, the runner or the host helpers; " \
+            "a test that needs them belongs in tests/nodes (or train, runner, e2e)"
+        text = path.read_text()  # child processes' scripts too
+        for word in ("comfy_harness", "ComfyHost", "folder_paths", "lediff_runner"):
+            assert word not in text, f"{path.relative_to(ROOT)} mentions {word}"
+        used |= {n.split(".")[1] for n in names if n.startswith("support.")}
+    # what those support modules and the shared conftest import when loaded, transitively
+    todo, seen = [TESTS / "conftest.py", *(TESTS / "support" / f"{m}.py" for m in used)], set()
+    while todo:
+        path = todo.pop()
+        if path in seen or not path.is_file():
+            continue
+        seen.add(path)
+        names = module_level_imports(path)
+        assert not host_imports(names), f"{path.relative_to(ROOT)} imports {sorted(host_imports(names))} when loaded"
+        todo += [TESTS / "support" / f"{n.split('.')[1]}.py" for n in names if n.startswith("support.")]
+
+
+BLOCKED_COLLECTION = """
+import importlib.abc, sys
+blocked = {blocked!r}
+class NotHere(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in blocked or name in blocked:
+            raise ModuleNotFoundError(f"{{name}} cannot be imported here", name=name)
+sys.meta_path.insert(0, NotHere())
+import pytest
+sys.exit(pytest.main(["tests/core", "--collect-only", "-q", "-p", "no:cacheprovider"]))
+"""
+
+
+def test_core_tests_are_collected_where_comfyui_cannot_be_imported():
+    blocked = sorted(NOT_IN_CORE_TESTS | {f"support.{m}" for m in HOST_SUPPORT})
+    proc = subprocess.run([sys.executable, "-c", BLOCKED_COLLECTION.format(blocked=blocked)], cwd=REPO,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert int(re.search(r"(\d+) tests? collected", proc.stdout).group(1)) > 300, proc.stdout[-500:]
 
 
 def test_old_module_names_say_where_they_moved():

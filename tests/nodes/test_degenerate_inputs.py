@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from support.comfy_harness import GraphError
+from support.comfy_harness import GraphError, pack_nodes
 from support.common import DATA
 from support.graphs import CLIP_NAME, MODEL
 
@@ -53,12 +53,6 @@ def sweep_host(comfy, models):
     if SOURCE not in comfy.node_classes:
         assert asyncio.run(comfy.nodes.load_custom_node(SOURCE_DIR)), "the test source node did not load"
     return comfy
-
-
-def pack_nodes(host) -> dict:
-    package = host.node_class("LEDiffSaveEXR").__module__.rsplit(".nodes.", 1)[0]
-    return {nid: cls for nid, cls in host.node_classes.items()
-            if cls.__module__.startswith(package + ".") and nid not in OWNED_ELSEWHERE}
 
 
 def _providers() -> dict:
@@ -112,7 +106,7 @@ def graph_for(cls, bad_input: str | None = None, shape: str = "", fill: str = "r
 
 def sweep_cases(host) -> list:
     cases = []
-    for nid, cls in sorted(pack_nodes(host).items()):
+    for nid, cls in sorted(pack_nodes(host, OWNED_ELSEWHERE).items()):
         for item in cls.GET_SCHEMA().inputs:
             for label, (shape, fill) in CASES.get(item.get_io_type(), {}).items():
                 cases.append((nid, item.id, label, shape, fill))

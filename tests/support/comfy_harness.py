@@ -10,6 +10,8 @@ from __future__ import annotations
 import importlib
 import os
 
+import pytest
+
 from lediff_runner.host import REPO, EmbeddedComfyUI, GraphError, validate_graph
 
 __all__ = ["COMFY_ROOT", "ComfyHost", "GraphError"]
@@ -35,10 +37,29 @@ class ComfyHost(EmbeddedComfyUI):
     def node_class(self, node_id: str):
         return self.node_classes[node_id]
 
+    @property
+    def pack_package(self) -> str:
+        """The name ComfyUI imported the pack under (its folder's absolute path, dotted)."""
+        return self.node_class("LEDiffSaveEXR").__module__.rsplit(".nodes.", 1)[0]
+
     def pack_module(self, name: str):
         """A module of the pack as ComfyUI imported it (e.g. 'nodes.model.brackets')."""
-        package = self.node_class("LEDiffSaveEXR").__module__.rsplit(".nodes.", 1)[0]
-        return importlib.import_module(f"{package}.{name}")
+        return importlib.import_module(f"{self.pack_package}.{name}")
 
     def validate(self, prompt: dict):
         return validate_graph(self.execution, prompt)
+
+
+def pack_nodes(host, leave_out=()) -> dict:
+    """{node id: class} of every node the pack registered in ``host``, but those in ``leave_out``."""
+    package = host.pack_package
+    return {nid: cls for nid, cls in host.node_classes.items()
+            if cls.__module__.startswith(package + ".") and nid not in leave_out}
+
+
+def failure(host, graph) -> dict:
+    """The one error report of running ``graph``, which must fail."""
+    with pytest.raises(GraphError) as raised:
+        host.run(graph)
+    (report,) = raised.value.report
+    return report

@@ -1,12 +1,17 @@
 """EXR files for the tests, written with the official OpenEXR bindings (an independent writer: not
-the pack's ``lediff_core.io.exr``), and what the savers left in a host's output folder."""
+the pack's ``lediff_core.io.exr``) and read back by Debian's exrheader (an independent reader); HDR
+frames; what the savers left in a host's output folder."""
 
 from __future__ import annotations
 
 import os
+import re
+import subprocess
 
 import numpy as np
 import OpenEXR
+
+from support.common import require_tool
 
 
 def write_exr(path, channels: dict, header=None) -> str:
@@ -81,3 +86,15 @@ def half_ulps(a, b):
     ia = a.astype(np.float16).view(np.int16).astype(np.int64)
     ib = b.astype(np.float16).view(np.int16).astype(np.int64)
     return np.abs(ia - ib)
+
+
+def exrheader(path) -> str:
+    """What Debian's exrheader (OpenEXR 3.1, a separate build of the C++ library) prints of a file."""
+    return subprocess.run([require_tool("exrheader"), path], capture_output=True, text=True, check=True).stdout
+
+
+def exrheader_channels(path) -> tuple[dict[str, str], str]:
+    """{channel: 'half'|'float'} as Debian's exrheader lists them, and its full text."""
+    text = exrheader(path)
+    found = re.findall(r"^ {4}(\S+), (16|32)-bit floating-point, sampling 1 1$", text, re.M)
+    return {name: {"16": "half", "32": "float"}[bits] for name, bits in found}, text

@@ -24,6 +24,7 @@ from support.common import REPO
 
 FRONTENDS_FILE = os.path.join(REPO, "tests", "support", "frontends.txt")
 FRONTENDS_DIR = os.path.join(REPO, ".dev", "frontends")
+ARTIFACTS = os.path.join(REPO, "test-artifacts", "browser")  # screenshots and traces, a folder per frontend
 PACKAGE = "comfyui-frontend-package"
 # the user setting behind "Modern Node Design (Nodes 2.0)": the Vue node renderer
 VUE_NODES = "Comfy.VueNodes.Enabled"

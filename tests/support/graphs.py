@@ -16,6 +16,7 @@ from support.common import HDRI_DIR
 
 CLIP_NAME = "clip_l_random.safetensors"
 MODEL = "LEDiff_highlight"
+SDXL_MODEL = "LEDiff_SDXL_test"  # the ``sdxl_folder`` fixture's tiny SDXL LEDiff model
 
 
 def register_fixture_models(root: str) -> dict:

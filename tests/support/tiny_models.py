@@ -79,13 +79,18 @@ VAE_CONFIG = {
 SDXL_VAE_CONFIG = {**VAE_CONFIG, "scaling_factor": 0.13025, "force_upcast": True}
 
 
-def randomise(module: torch.nn.Module, seed: int, scale: float = 0.05) -> torch.nn.Module:
-    """Every parameter random (diffusers zero-initialises some layers), norms near 1."""
+def randomise(module: torch.nn.Module, seed: int, scale: float = 0.05,
+              norm_scale: float | None = None) -> torch.nn.Module:
+    """Every parameter random (diffusers zero-initialises some layers), norm scales near 1 (spread
+    ``norm_scale``, by default ``scale``)."""
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, p in module.named_parameters():
-            noise = torch.randn(p.shape, generator=gen) * scale
-            p.copy_(1 + noise if "norm" in name and name.endswith("weight") else noise)
+            noise = torch.randn(p.shape, generator=gen)
+            if "norm" in name and name.endswith("weight"):
+                p.copy_(1 + noise * (scale if norm_scale is None else norm_scale))
+            else:
+                p.copy_(noise * scale)
     return module
 
 

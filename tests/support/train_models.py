@@ -16,6 +16,7 @@ are tokenised exactly as SD1.5's are.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -359,3 +360,13 @@ def decoder_weights(model, seed=11) -> dict:
 def denoiser_weights(seed=21, config=None) -> dict:
     config = config or UNET_CONFIG
     return {"unet.safetensors": make_unet(config, seed).state_dict(), "unet_config.json": config}
+
+
+def quiet(*args, **kwargs):
+    """A ``log`` for the recipe's functions that prints nothing."""
+
+
+def logged(run) -> dict:
+    """{(step, metric name): value} of a run's logs/metrics.csv (``--report-to csv``)."""
+    with open(os.path.join(run, "logs", "metrics.csv"), newline="") as f:
+        return {(int(step), name): float(value) for step, name, value in csv.reader(f)}

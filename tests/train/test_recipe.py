@@ -14,7 +14,6 @@ same HDRIs (``train_models.pretrained_vae``), as stage 1 starts from SD's pretra
 
 from __future__ import annotations
 
-import csv
 import json
 import os
 
@@ -32,14 +31,10 @@ from lediff_train.data import LatentData
 from lediff_train.export import export
 from lediff_train.prepare import prepare
 from support.common import DATA
-from support.train_models import pretrained_vae, write_random_lpips_trunk, write_sd15_model
+from support.train_models import logged, pretrained_vae, quiet, write_random_lpips_trunk, write_sd15_model
 
 DECODER_STEPS = 300
 DENOISER_STEPS = 40
-
-
-def quiet(*args, **kwargs):
-    pass
 
 
 @pytest.fixture(scope="module")
@@ -144,11 +139,6 @@ def test_stage2_held_out_denoising_loss_falls(recipe, capsys):
     # what the nodes load is what diffusers loads
     config, sd = load_denoiser(recipe["highlight"])
     assert config["in_channels"] == 8 and torch.equal(sd["conv_in.weight"], trained.conv_in.weight)
-
-
-def logged(run):
-    with open(os.path.join(run, "logs", "metrics.csv"), newline="") as f:
-        return {(int(step), name): float(value) for step, name, value in csv.reader(f)}
 
 
 def test_runs_record_their_config_and_validate_with_real_inference(recipe):

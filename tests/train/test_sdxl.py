@@ -12,7 +12,6 @@ UNet (the widened UNet's extra conv_in weights are zero, so at step 1 it must eq
 
 from __future__ import annotations
 
-import csv
 import filecmp
 import json
 import os
@@ -35,15 +34,11 @@ from lediff_train.data import LatentData
 from lediff_train.denoiser import ddim_sample, size_ids, text_condition
 from lediff_train.export import export
 from support.common import REPO
-from support.train_models import hdri_folder, write_sdxl_model
+from support.train_models import hdri_folder, logged, quiet, write_sdxl_model
 
 SCALE = 0.13025
 SIZE = 64
 CAPTION = "a street in a city at dusk"
-
-
-def quiet(*args, **kwargs):
-    pass
 
 
 @pytest.fixture(scope="module")
@@ -62,11 +57,6 @@ def train(setup, stage, out, *extra):
             "--data", setup["data"], "--model", setup["model"], "--out", str(out), "--report-to", "csv",
             "--batch-size", "2", *extra]
     assert cli.main(argv) == 0
-
-
-def logged(run):
-    with open(os.path.join(run, "logs", "metrics.csv"), newline="") as f:
-        return {(int(step), name): float(value) for step, name, value in csv.reader(f)}
 
 
 def run_weights(run):

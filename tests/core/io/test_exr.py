@@ -15,7 +15,9 @@ from lediff_core.color.ocio import CHROMATICITIES, WORKING_SPACE
 from lediff_core.color.spaces import from_chromaticities
 from lediff_core.io.exr import COMPRESSIONS, HALF_MAX, LOSSLESS, EXRError, EXRLayer, read_exr, write_exr
 from lediff_core.io.publish import write_new_file
+from support.color import ocio_apply
 from support.common import HDRI_DIR, HDRIS, require_tool
+from support.exr_files import exrheader_channels
 
 
 def hdr_noise(h=37, w=53, seed=0):
@@ -193,12 +195,6 @@ def test_write_new_file_never_overwrites_and_leaves_nothing_on_failure(tmp_path)
 
 # ---------------------------------------------------------------- extra layers (EXR Layer)
 
-def exr_channels(path):
-    """{channel: pixel type} as Debian's exrheader (OpenEXR 3.1, a separate build) lists them."""
-    text = subprocess.run([require_tool("exrheader"), path], capture_output=True, text=True, check=True).stdout
-    found = re.findall(r"^ {4}(\S+), (16|32)-bit floating-point, sampling 1 1$", text, re.M)
-    return {name: {"16": "half", "32": "float"}[bits] for name, bits in found}, text
-
 
 def oiio_info(path):
     """(channel list {name: type}, attribute lines) from OpenImageIO's ``oiiotool --info -v``."""
@@ -211,16 +207,6 @@ def oiio_info(path):
 def raw_channels(path):
     with OpenEXR.File(path, separate_channels=True) as f:
         return {k: v.pixels.copy() for k, v in f.channels().items()}, dict(f.header())
-
-
-def ocio_apply(rgb, source, target):
-    """OpenColorIO's own CPU processor on the pixels (not our matrix read-back and torch path)."""
-    import PyOpenColorIO as ocio
-
-    cfg = ocio.Config.CreateFromFile("ocio://default")
-    out = np.ascontiguousarray(rgb, dtype=np.float32).copy()
-    cfg.getProcessor(source, target).getDefaultCPUProcessor().applyRGB(out)
-    return out
 
 
 def float_close(actual, expected):
@@ -251,7 +237,7 @@ def test_layers_are_named_typed_and_tagged_as_independent_tools_read_them(tmp_pa
                 **{f"beauty_copy.{c}": "half" for c in "RGBA"}, **{f"bracket_dark.{c}": "half" for c in "RGB"},
                 **{f"depth.{c}": "float" for c in "RGB"}, "clip_mask.Y": "half",
                 **{f"aov.diffuse.{c}": "half" for c in "RGB"}}
-    channels, text = exr_channels(path)
+    channels, text = exrheader_channels(path)
     assert channels == expected
     assert 'lediff:dataLayers (type stringvector):\n    "depth"\n    "clip_mask"\n' in text
     assert "red   (0.64 0.33)" in text  # the main image's chromaticities are unchanged by layers
@@ -260,7 +246,7 @@ def test_layers_are_named_typed_and_tagged_as_independent_tools_read_them(tmp_pa
     assert 'lediff:dataLayers: "depth", "clip_mask"' in info
     # no data layer: no attribute
     write_exr(str(tmp_path / "colour.exr"), rgb, layers=layers[:2])
-    assert "lediff:dataLayers" not in exr_channels(str(tmp_path / "colour.exr"))[1]
+    assert "lediff:dataLayers" not in exrheader_channels(str(tmp_path / "colour.exr"))[1]
 
 
 def test_float_layers_are_bit_exact_and_half_layers_exact_half_values(tmp_path):

@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from lediff_core.model.vae import AutoencoderKL, Upsample2D, VAEConfigError, WeightKeyError, parse_vae_config
+from support.tiny_models import randomise
 
 TOL = 1e-5
 
@@ -29,19 +30,10 @@ def _config(channels, layers=1, groups=8, **extra):
     }
 
 
-def _randomise(model: torch.nn.Module, seed: int) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            noise = torch.randn(p.shape, generator=gen)
-            # GroupNorm scales near 1 keep activations O(1), so a 1e-5 tolerance is a tight check.
-            is_norm_scale = "norm" in name and name.endswith("weight")
-            p.copy_(1 + 0.1 * noise if is_norm_scale else 0.05 * noise)
-
-
 def _pair(config: dict, seed: int = 0):
     ref = diffusers.AutoencoderKL(**config).eval()
-    _randomise(ref, seed)
+    # GroupNorm scales near 1 keep activations O(1), so a 1e-5 tolerance is a tight check.
+    randomise(ref, seed, norm_scale=0.1)
     ours = AutoencoderKL(dict(ref.config)).eval()
     ours.load_weights(ref.state_dict(), source="reference")
     return ref, ours

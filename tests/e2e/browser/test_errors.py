@@ -10,10 +10,8 @@ import os
 import torch
 from safetensors.torch import save_file
 
-from support.common import REPO
-from support.frontends import load_api_graph, open_frontend
+from support.frontends import ARTIFACTS, load_api_graph, open_frontend
 
-ARTIFACTS = os.path.join(REPO, "test-artifacts", "browser")
 CHECKPOINT = "sd15_in_the_wrong_folder.safetensors"
 EXPECTED = (f"lediff.WeightError: '{CHECKPOINT}' is a Stable Diffusion checkpoint, not a LEDiff model: "
             "it belongs in models/checkpoints/ (Load Checkpoint)")

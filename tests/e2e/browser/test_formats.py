@@ -20,10 +20,9 @@ import pytest
 
 from lediff_core.io.exr import read_exr
 from support.comfy_server import wait_for_app
-from support.common import HDRI_DIR, REPO
-from support.frontends import RENDERERS, load_api_graph, open_frontend, wait_for_previews
+from support.common import HDRI_DIR
+from support.frontends import ARTIFACTS, RENDERERS, load_api_graph, open_frontend, wait_for_previews
 
-ARTIFACTS = os.path.join(REPO, "test-artifacts", "browser")
 FORMATS = {"11": "ultrahdr", "12": "avif_pq", "13": "avif_hlg", "14": "jxl_linear"}
 W, H = 256, 128
 

@@ -35,10 +35,8 @@ from PIL import Image
 from playwright.sync_api import expect
 
 from lediff_core.color import linear_to_srgb
-from support.common import REPO
-from support.frontends import FRONTENDS, load_api_graph, open_frontend, wait_for_previews
+from support.frontends import ARTIFACTS, FRONTENDS, load_api_graph, open_frontend, wait_for_previews
 
-ARTIFACTS = os.path.join(REPO, "test-artifacts", "browser")
 W, H = 96, 48
 # two flat patches, exactly representable in half and float: SDR on the left, HDR (> 1) on the right
 LEFT, RIGHT = (0.25, 0.5, 1.0), (6.0, 3.0, 1.5)

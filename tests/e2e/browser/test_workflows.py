@@ -19,8 +19,7 @@ from pathlib import Path
 import pytest
 
 from lediff_runner.workflow import input_types_from_object_info, to_api
-from support.common import REPO
-from support.frontends import open_frontend, use_renderer
+from support.frontends import ARTIFACTS, open_frontend, use_renderer
 from support.workflows import (
     MIN_ZOOM,
     PREVIEW_HEIGHT,
@@ -37,8 +36,6 @@ from support.workflows import (
     widgets_height,
     write_inputs,
 )
-
-ARTIFACTS = os.path.join(REPO, "test-artifacts", "browser")
 
 # the same scaling as the in-process tests, applied to the loaded graph's widgets
 SCALE_DOWN_JS = """() => {

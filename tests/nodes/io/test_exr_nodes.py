@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import subprocess
 
 import numpy as np
@@ -17,9 +16,10 @@ import OpenEXR
 import pytest
 
 from lediff_core.color import REC709_CHROMATICITIES
+from support.color import ocio_apply
 from support.comfy_harness import GraphError
 from support.common import HDRI_DIR, require_tool
-from support.exr_files import outputs_of, write_input
+from support.exr_files import exrheader_channels, outputs_of, write_input
 
 WORKFLOW = {"workflow": {"nodes": [{"id": 1, "type": "LEDiffLoadEXR"}], "links": []}}
 
@@ -250,22 +250,6 @@ def exr_layer(name, layers=None, encoding="linear", precision="file", image=None
         if value is not None:
             inputs[key] = list(value)
     return {"class_type": "LEDiffEXRLayer", "inputs": inputs}
-
-
-def exrheader_channels(path):
-    """{channel: 'half'|'float'} and the full text, as Debian's exrheader lists them."""
-    text = subprocess.run([require_tool("exrheader"), path], capture_output=True, text=True, check=True).stdout
-    found = re.findall(r"^ {4}(\S+), (16|32)-bit floating-point, sampling 1 1$", text, re.M)
-    return {name: {"16": "half", "32": "float"}[bits] for name, bits in found}, text
-
-
-def ocio_apply(rgb, source, target):
-    """OpenColorIO's own CPU processor (not the pack's matrix read-back)."""
-    import PyOpenColorIO as ocio
-
-    out = np.ascontiguousarray(rgb, dtype=np.float32).copy()
-    ocio.Config.CreateFromFile("ocio://default").getProcessor(source, target).getDefaultCPUProcessor().applyRGB(out)
-    return out
 
 
 def srgb_decode(v):

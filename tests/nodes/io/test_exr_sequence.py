@@ -23,16 +23,12 @@ import pytest
 
 from support.comfy_harness import GraphError
 from support.common import DATA, REPO, require_tool
-from support.exr_files import hdr_frames, listing, read_rgb, write_exr
+from support.exr_files import exrheader, hdr_frames, listing, read_rgb, write_exr
 from support.sequences import batch_graph, graph_error, load_graph, through_save_exr, write_sequence
 
 WORKFLOW = {"workflow": {"nodes": [{"id": 9, "type": "LEDiffSaveEXRSequence"}], "links": []}}
 # a fuzzer finding of OpenEXR's damaged-file collection (tests/data/openexr-damaged/README.md)
 DAMAGED = os.path.join(DATA, "openexr-damaged", "asan_heap-oob_7efd58fcbf3d_356_668b128c27c62e0d8314c503831fde88_exr")
-
-
-def exrheader(path):
-    return subprocess.run([require_tool("exrheader"), path], capture_output=True, text=True, check=True).stdout
 
 
 def ffmpeg_frames(folder, name, n, h, w, start=1001):

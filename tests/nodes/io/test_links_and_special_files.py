@@ -26,7 +26,7 @@ import pytest
 from lediff_core.io.exr import read_exr
 from lediff_core.io.exr import write_exr as write_float_exr
 from support import tiny_models as fx
-from support.comfy_harness import GraphError
+from support.comfy_harness import GraphError, failure
 from support.exr_files import write_exr
 from support.fifos import promptly
 from support.graphs import LOADERS, load_exr_graph
@@ -159,13 +159,6 @@ def test_hidden_staging_names_are_not_listed_and_a_fifo_model_is_refused(host, m
         shutil.rmtree(staging)
         os.unlink(partial)
         os.unlink(fifo)
-
-
-def failure(host, graph) -> dict:
-    with pytest.raises(GraphError) as raised:
-        host.run(graph)
-    (report,) = raised.value.report
-    return report
 
 
 @pytest.mark.parametrize("reader", ["read_exr", "read_hdr", "read_linear_image", "read_sdr_frames", "sha256_file"])

@@ -17,11 +17,10 @@ from safetensors.torch import save_file
 
 import lediff_core
 from support import tiny_models as fx
-from support.comfy_harness import GraphError
+from support.comfy_harness import failure
 from support.common import REPO
-from support.graphs import LOADERS, MODEL, bracket_graph, write_photo
+from support.graphs import LOADERS, MODEL, SDXL_MODEL, bracket_graph, write_photo
 
-SDXL_MODEL = "LEDiff_SDXL_errors_test"
 WRONG = "wrong_files"  # a folder of models/lediff/ holding the crafted files
 
 
@@ -76,13 +75,6 @@ def wrong_files(comfy, models):
     return folder
 
 
-def failure(host, graph) -> dict:
-    with pytest.raises(GraphError) as raised:
-        host.run(graph)
-    (report,) = raised.value.report
-    return report
-
-
 @pytest.mark.parametrize("loader", sorted(LOADERS))
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_a_wrong_file_gets_the_fix_that_fits_it(host, wrong_files, loader, name):
@@ -132,11 +124,6 @@ def test_every_pack_exception_reports_a_short_type():
 
 # --- a backbone mismatch is refused before any sampling ------------------------------------------
 
-@pytest.fixture(scope="module")
-def sdxl_model(comfy, models):
-    return fx.write_official_folder(models["lediff"], SDXL_MODEL, unet_config=fx.SDXL_UNET_CONFIG,
-                                    vae_config=fx.SDXL_VAE_CONFIG, seed=60)
-
 
 @pytest.fixture
 def sampling(monkeypatch):
@@ -161,7 +148,7 @@ def sampling(monkeypatch):
 
 @pytest.mark.parametrize("encoder, denoiser, other, name", [
     (SDXL_MODEL, MODEL, "SDXL", "SD1.5"), (MODEL, SDXL_MODEL, "SD1.5", "SDXL")])
-def test_a_photo_encoded_for_the_other_backbone_is_refused_before_sampling(host, models, sdxl_model, sampling,
+def test_a_photo_encoded_for_the_other_backbone_is_refused_before_sampling(host, models, sdxl_folder, sampling,
                                                                            encoder, denoiser, other, name):
     write_photo(host)
     graph = bracket_graph(steps=1, save_latents=False)
@@ -176,7 +163,7 @@ def test_a_photo_encoded_for_the_other_backbone_is_refused_before_sampling(host,
     assert not [p for p in sampling["progress"] if p[0] == "8"]
 
 
-def test_the_same_backbone_samples_and_the_tag_rides_on_the_tensor(host, models, sdxl_model, sampling):
+def test_the_same_backbone_samples_and_the_tag_rides_on_the_tensor(host, models, sdxl_folder, sampling):
     write_photo(host)
     host.run(bracket_graph(steps=1, save_latents=False))  # SD1.5 encode, SD1.5 denoisers: sampled
     assert sampling["sample"] == 2  # pass A and pass B

@@ -22,10 +22,9 @@ import torch
 
 from lediff_core.model.unet_config import ldm_unet_config
 from support import tiny_models as fx
-from support.graphs import MODEL
+from support.graphs import MODEL, SDXL_MODEL
 from support.tiny_models import STOCK_SDXL
 
-SDXL_MODEL = "sdxl_denoiser_test"
 STEPS, SEED, SCALE = 50, 1234, 0.13025
 # explicit size/crop values, all different, so an order mix-up shows (ComfyUI's default is 768 x 768)
 SIZE = {"height": 832, "width": 1216, "crop_h": 32, "crop_w": 64, "target_height": 896, "target_width": 1152}
@@ -58,12 +57,6 @@ def test_stock_sdxl_translates_to_comfyuis_own_sdxl_ip2p_detection(comfy):
 
 
 # --- the MODEL ---------------------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def sdxl_folder(comfy, models):
-    """The tiny SDXL LEDiff folder (official layout) in the session's models/lediff."""
-    return fx.write_official_folder(models["lediff"], SDXL_MODEL, unet_config=fx.SDXL_UNET_CONFIG,
-                                    vae_config=fx.SDXL_VAE_CONFIG, seed=20)
 
 
 @pytest.fixture(scope="module")

@@ -19,18 +19,10 @@ from lediff_core.model.hdr_vae import HDRVAE
 from lediff_core.model.vae import AutoencoderKL
 from lediff_core.model.weights import load_hdr_vae
 from support import tiny_models as fx
-from support.graphs import MODEL
+from support.graphs import MODEL, SDXL_MODEL
 
-SDXL_MODEL = "LEDiff_SDXL_graph_test"
 SDXL_SCALE, SD15_SCALE = 0.13025, 0.18215
 FLAGS = {"bf16_vae": torch.bfloat16, "fp16_vae": torch.float16}
-
-
-@pytest.fixture(scope="module")
-def sdxl_folder(comfy, models):
-    """A tiny SDXL LEDiff model in the official layout, in the registered models/lediff folder."""
-    return fx.write_official_folder(models["lediff"], SDXL_MODEL, unet_config=fx.SDXL_UNET_CONFIG,
-                                    vae_config=fx.SDXL_VAE_CONFIG, seed=40)
 
 
 @pytest.fixture(params=list(FLAGS))
