@@ -1,7 +1,8 @@
 """The docs tell the truth about the nodes ComfyUI registers: every node of the pack, each of its
 inputs (with its default, and whether it is optional) and outputs has a row in docs/nodes.md, the
-README's node table links to each, and every relative link and anchor in README.md and docs/
-resolves (anchors as GitHub makes them from headings)."""
+README's node table links to each, every relative link and anchor in README.md and docs/ resolves
+(anchors as GitHub makes them from headings), and every test file the docs and the code's comments
+name exists (tests/ moves with the code it tests)."""
 
 from __future__ import annotations
 
@@ -112,6 +113,20 @@ def test_links_and_anchors_resolve(doc):
         elif anchor and file.suffix == ".md" and anchor not in anchors(file):
             broken.append(f"{target}: no heading with anchor #{anchor} in {file.name}")
     assert not broken, "\n".join(broken)
+
+
+TEST_PATH = re.compile(r"\btests/[\w./-]+\.(?:py|txt|md|cpp|exr)\b")
+
+
+def test_the_test_files_the_docs_and_the_code_name_exist():
+    sources = [*DOCS, *(path for folder in ("lediff_core", "lediff_train", "lediff_runner", "nodes", "scripts",
+                                            "benchmarks", "tests")
+                        for path in sorted((ROOT / folder).rglob("*")) if path.suffix in (".py", ".sh", ".md"))]
+    named = {(path, mention) for path in sources for mention in TEST_PATH.findall(path.read_text())}
+    assert len(named) > 20
+    missing = sorted(f"{path.relative_to(ROOT)} names {mention}" for path, mention in named
+                     if not (ROOT / mention).exists())
+    assert not missing, "\n".join(missing)
 
 
 def test_slug_follows_githubs_rules():

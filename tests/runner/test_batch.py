@@ -1,5 +1,5 @@
 """scripts/batch.py end to end: the shipped photo_to_hdr workflow (scaled down as in
-test_workflows.py) over a folder of photos with the fixture models, in an embedded ComfyUI and on a
+tests/e2e/test_workflows.py) over a folder of photos with the fixture models, in an embedded ComfyUI and on a
 local two-worker Ray cluster (loopback only) with a worker killed mid-item. Each run is the real
 command in its own process, as a user starts it."""
 

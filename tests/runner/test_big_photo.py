@@ -1,5 +1,5 @@
 """A photo bigger than the memory, on the defaults: the shipped photo_to_hdr workflow runs in a child
-process whose memory is capped (tests/big_photo.py) a fixed budget above what the host holds after
+process whose memory is capped (tests/support/big_photo.py) a fixed budget above what the host holds after
 start-up. One piece of VAE Encode and of the bracket denoiser would need more than the budget (the
 nodes log their estimate), so the nodes must choose tiles by themselves; the EXR and the Ultra HDR
 JPEG must be written.

@@ -1,5 +1,5 @@
 """scripts/evaluate.py end to end on the fixture models (the CI run): two small references cut from
-real HDRIs, the shipped photo_to_hdr workflow (scaled down like test_workflows.py), the baselines,
+real HDRIs, the shipped photo_to_hdr workflow (scaled down like tests/e2e/test_workflows.py), the baselines,
 all four metrics, and the report files. The scores of the fixture models mean nothing; the checks
 are on the pipeline: the right files are scored, and the exact inverse of the camera beats a
 wrong (sRGB) curve on every metric, as it must."""

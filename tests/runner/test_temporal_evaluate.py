@@ -1,6 +1,6 @@
 """scripts/evaluate.py --clip end to end on the fixture models: a pan across the city HDRI (3 frames
 of 64x48), one camera for the shot, the shipped photo_to_hdr workflow per frame (scaled down as in
-test_workflows.py), per-frame metrics and the warping error of every method. The fixture models'
+tests/e2e/test_workflows.py), per-frame metrics and the warping error of every method. The fixture models'
 scores mean nothing; the checks are on the pipeline and on values recomputed from the files it
 names: the references' own warping error is the flow's floor (near 0 for an exact pan). A real SDR
 video (Big Buck Bunny, clips.REAL_CLIP) as --clip: its frames, as Debian's ffmpeg decodes

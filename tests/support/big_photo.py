@@ -1,7 +1,7 @@
 """Running a shipped photo workflow (or one HDR Decode) on a big photo in a fresh child
 process, optionally under a memory ceiling: ``RLIMIT_DATA`` (heap and anonymous mappings, what
 tensors live in) set a fixed budget above what the host holds once its models are written. Used by
-tests/test_big_photo.py (fixture models) and benchmarks/bench_big_photo.py (SD-sized models).
+tests/runner/test_big_photo.py (fixture models) and benchmarks/bench_big_photo.py (SD-sized models).
 
 The child prints ``LOG <logger> <message>`` for every log record, ``RESULT {json}`` at the end
 (seconds, peak RSS growth) and ``ERROR <message>`` for a MemoryError.

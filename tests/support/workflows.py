@@ -114,7 +114,7 @@ def load_specs():
 # least 220 px tall below the widgets; we require room for a 512-px image, the widgets' height plus
 # 512. The widgets' height follows LiteGraph's rule in the pinned frontend (6 px, 20 per slot row,
 # 24 per single-line widget and 8 below them; the image nodes have no multi-line widget);
-# tests/test_browser.py checks the rule against the frontend's own computeSize, and the sizes after
+# tests/e2e/browser/test_workflows.py checks the rule against the frontend's own computeSize, and the sizes after
 # a real run.
 TITLE_HEIGHT = 30
 PREVIEW_HEIGHT = 512

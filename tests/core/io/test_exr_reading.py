@@ -2,7 +2,7 @@
 data/display windows, parts and views, tiled and mip-mapped files, damaged and fuzzed files.
 
 Independent writers and references: Debian's OpenEXR 3.1 library (a separate build of the C++
-library; tests/tools/exr_rgba.cpp uses its RGBA interface, compiled here against libopenexr-dev,
+library; tests/support/tools/exr_rgba.cpp uses its RGBA interface, compiled here against libopenexr-dev,
 and its tools exrmultipart, exrmultiview, exrmaketiled), OpenImageIO's oiiotool, and OpenEXR's
 public damaged-file collection (tests/data/openexr-damaged, BSD-3)."""
 

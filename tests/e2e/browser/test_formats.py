@@ -1,5 +1,5 @@
 """The display formats in the real ComfyUI frontend, in headless Chromium, in each frontend
-(ComfyUI's pinned one and the newest; see frontends.py): a graph saving every format (and an EXR)
+(ComfyUI's pinned one and the newest; see support/frontends.py): a graph saving every format (and an EXR)
 is loaded and queued by the frontend; each output is then decoded by Chromium at its full size
 (Ultra HDR JPEG and AVIF; what it does with JPEG XL is recorded in formats_decoded.json: Debian's
 Chromium 156 decodes it, other browsers may not, hence the PNG preview listed after it); dropping

@@ -1,5 +1,5 @@
 """Save EXR's output in the real ComfyUI frontend's HDR viewer, in headless Chromium, in each
-frontend (ComfyUI's pinned one and the newest; see frontends.py).
+frontend (ComfyUI's pinned one and the newest; see support/frontends.py).
 
 A graph (Load EXR -> Save EXR) is loaded and queued by the frontend. Save EXR lists the EXR and,
 after it, a small tone-mapped PNG preview (a temp file). What each frontend shows:

@@ -2,7 +2,7 @@
 Playwright; no browser download): each file loads with no missing nodes, the frontend's own Export
 of it has nulls exactly where the file has them, the frontend's own conversion to API format equals
 ours and comfy-test's, it queues without validation errors, and its EXR appears. Each frontend
-(ComfyUI's pinned one and the newest, see frontends.py) runs every workflow in its classic canvas,
+(ComfyUI's pinned one and the newest, see support/frontends.py) runs every workflow in its classic canvas,
 the default of pip installs. Opened as the template browser opens it (fitted to the 1600x1000
 window), a workflow shows at a zoom where titles and widgets are drawn; after the run, with every
 preview shown, no two nodes overlap. Screenshots (after the run, in the template browser's view) are
@@ -103,7 +103,7 @@ def test_workflow_loads_converts_queues_and_writes_an_exr(ui, name):
     assert graph_of(theirs) == graph_of(ours) == graph_of(independent_api(workflow, object_info))
     assert scale_down(json.loads(json.dumps(theirs))) != theirs  # the scaling below really changes something
 
-    # the layout rule of test_workflows.py is the frontend's: an image node's height before its images
+    # the layout rule of tests/e2e/test_workflows.py is the frontend's: an image node's height before its images
     # (Load Image's and Load Video's show already, in a preview widget: the frontend's 220-px preview
     # is within the 512 px kept)
     object_info = server.get("/object_info")

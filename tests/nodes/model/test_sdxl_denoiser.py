@@ -4,7 +4,7 @@ SDXL_instructpix2pix, faithfulness of Highlight/Shadow Bracket against stock dif
 following the official LEDiff loop with SDXL's added_cond_kwargs, UNet evaluations per node equal to
 SD1.5's, and the mismatches each refused with a clear error.
 
-Faithfulness reference (as tests/test_reference_diffusers.py, with SDXL's extra inputs):
+Faithfulness reference (as tests/nodes/model/test_reference_diffusers.py, with SDXL's extra inputs):
   C+ = input latent x 0.13025; pass A: seed s, condition C+ -> C0; pass B: seed s + 22, condition C0
   -> C-; the condition is concatenated after the noisy latent in both CFG branches; the UNet gets
   text_embeds = the pooled output and time_ids = (height, width, crop_h, crop_w, target_height,
@@ -131,7 +131,7 @@ def test_tiles_wrap_and_video_run_unchanged_on_sdxl(comfy, sdxl):
 
 def reference_pass(unet, condition, pos, neg, seed, cfg, time_ids=TIME_IDS):
     """One official LEDiff DDIM pass with stock diffusers parts, in ComfyUI's start/end convention
-    (see tests/test_reference_diffusers.py)."""
+    (see tests/nodes/model/test_reference_diffusers.py)."""
     from diffusers import DDIMScheduler
 
     sched = DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012,

@@ -5,7 +5,7 @@ computes in float16, which SDXL's VAE overflows), bracket LATENTs of the other b
 with an error naming both sides, and five-bracket fusion of SDXL brackets runs end to end.
 
 References: the fusion's closed form (per-channel affine logits of the *scaled* latents, softmax over
-the brackets); the core AutoencoderKL / HDRVAE (tested against diffusers in test_vae.py) run in
+the brackets); the core AutoencoderKL / HDRVAE (tested against diffusers in tests/core/model/test_vae.py) run in
 float32 on the same weights."""
 
 from __future__ import annotations
