@@ -11,7 +11,15 @@ import subprocess
 import numpy as np
 import OpenEXR
 
-from support.common import require_tool
+from support.common import HDRI_DIR, require_tool
+
+
+def read_hdri(name: str, step: int = 1) -> np.ndarray:
+    """One of the CC0 HDRIs of tests/data/hdri (``name`` without .exr) as the official bindings read it,
+    negatives set to 0, every ``step``-th pixel, float32."""
+    with OpenEXR.File(os.path.join(HDRI_DIR, f"{name}.exr")) as f:
+        rgb = np.asarray(f.channels()["RGB"].pixels, dtype=np.float32)
+    return np.ascontiguousarray(np.maximum(rgb, 0.0)[::step, ::step])
 
 
 def write_exr(path, channels: dict, header=None) -> str:

@@ -5,34 +5,25 @@ distortion ladder on real HDR images (tests/data/hdri, CC0)."""
 from __future__ import annotations
 
 import math
-import os
 import sys
 
 import numpy as np
-import OpenEXR
 import pytest
 import torch
 from scipy.ndimage import gaussian_filter
 
 from lediff_core.qa import metrics as qm
 from lediff_core.qa.pu21 import pu21_encode
-from support.common import HDRI_DIR
+from support.exr_files import read_hdri
 
-HDRI = HDRI_DIR
 # HDR.md's Rec.709 luminance (more digits than the pack's constant: an independent spelling)
 Y_WEIGHTS = np.array([0.212656, 0.715158, 0.072186])
-
-
-def load_hdri(name: str, step: int = 1) -> np.ndarray:
-    with OpenEXR.File(os.path.join(HDRI, f"{name}.exr")) as f:
-        rgb = np.asarray(f.channels()["RGB"].pixels, dtype=np.float32)
-    return np.ascontiguousarray(np.maximum(rgb, 0.0)[::step, ::step])
 
 
 @pytest.fixture(scope="module")
 def pair():
     """A real HDRI as reference (cd/m^2 after x100) and a noisy, slightly darker test."""
-    ref = load_hdri("courtyard", 4) * 100.0
+    ref = read_hdri("courtyard", 4) * 100.0
     rng = np.random.default_rng(1)
     test = (ref * (1 + 0.05 * rng.standard_normal(ref.shape))).clip(0).astype(np.float32)
     return test, ref
@@ -124,7 +115,7 @@ def test_cvvdp_is_pycvvdp_on_the_same_inputs(pair):
 
 
 def test_align_recovers_an_arbitrary_exposure_despite_clipping():
-    ref = load_hdri("forest", 4)
+    ref = read_hdri("forest", 4)
     y = ref @ Y_WEIGHTS
     clip_level = np.percentile(y, 90)
     test = np.minimum(ref, clip_level) / 37.0  # a tenth of the pixels clipped, arbitrary scale
@@ -187,7 +178,7 @@ LADDERS = {
 def test_distortion_ladder_is_monotonic(image, distortion):
     """More noise / blur / clipping scores monotonically worse with every metric (the test is also
     given an arbitrary exposure, as LEDiff's output has, and scored with align)."""
-    ref = load_hdri(image, 4)
+    ref = read_hdri(image, 4)
     make, levels = LADDERS[distortion]
     tests = [(make(ref, lv, np.random.default_rng(7)) * 3.3).astype(np.float32) for lv in levels]
     for metric in qm.METRICS:

@@ -9,13 +9,11 @@ import re
 import sys
 
 import numpy as np
-import OpenEXR
 import pytest
 import torch
 from PIL import Image
 
-from support.common import HDRI_DIR
-from support.exr_files import write_input
+from support.exr_files import read_hdri, write_input
 
 Y_WEIGHTS = np.array([0.212656, 0.715158, 0.072186])  # HDR.md's Rec.709 luminance
 
@@ -23,11 +21,6 @@ Y_WEIGHTS = np.array([0.212656, 0.715158, 0.072186])  # HDR.md's Rec.709 luminan
 def srgb(x):
     """IEC 61966-2-1 encoding, written out independently of the pack."""
     return np.where(x <= 0.0031308, 12.92 * x, 1.055 * np.power(np.maximum(x, 0), 1 / 2.4) - 0.055)
-
-
-def hdri(name="courtyard"):
-    with OpenEXR.File(os.path.join(HDRI_DIR, f"{name}.exr")) as f:
-        return np.maximum(np.asarray(f.channels()["RGB"].pixels, dtype=np.float32), 0)
 
 
 def preview_png(host, entry) -> np.ndarray:
@@ -62,7 +55,7 @@ def test_nodes_are_registered_v3_with_tooltips(host):
 
 
 def test_exposure_strip_panels_are_camera_views_with_labels_and_ldr_outline(host):
-    ref = hdri()[:, :512]  # 512x512: panels of 128 are exact 4x4 block means
+    ref = read_hdri("courtyard")[:, :512]  # 512x512: panels of 128 are exact 4x4 block means
     write_input(host, "hdr.exr", ref)
     # the LDR a camera made at EV 0: clipped where any channel exceeds 1
     ldr8 = (np.clip(srgb(np.clip(ref, 0, 1)), 0, 1) * 255 + 0.5).astype(np.uint8)
@@ -99,7 +92,7 @@ def test_exposure_strip_panels_are_camera_views_with_labels_and_ldr_outline(host
 
 
 def test_hdr_stats_numbers_summary_and_plot(host):
-    ref = hdri("sunset")
+    ref = read_hdri("sunset")
     write_input(host, "hdr.exr", ref)
     ldr8 = (np.clip(srgb(np.clip(ref * 4, 0, 1)), 0, 1) * 255 + 0.5).astype(np.uint8)
     Image.fromarray(ldr8).save(os.path.join(host.input_dir, "ldr.png"))
@@ -132,7 +125,7 @@ def test_hdr_stats_numbers_summary_and_plot(host):
 def test_hdr_metrics_node_scores_real_exrs(host):
     from pycvvdp.utils import PU
 
-    ref = hdri("forest")[::2, ::2] * 100
+    ref = read_hdri("forest")[::2, ::2] * 100
     rng = np.random.default_rng(5)
     test = (ref * (1 + 0.1 * rng.standard_normal(ref.shape))).clip(0).astype(np.float32)
     write_input(host, "ref.exr", ref)
@@ -163,7 +156,7 @@ def test_hdr_metrics_node_scores_real_exrs(host):
 def test_missing_metric_library_is_a_clear_error(host, monkeypatch):
     from support.comfy_harness import GraphError
 
-    write_input(host, "a.exr", hdri("night")[::8, ::8])
+    write_input(host, "a.exr", read_hdri("night")[::8, ::8])
     monkeypatch.setitem(sys.modules, "pycvvdp", None)  # as if cvvdp were not installed
     g = {**load("1", "a.exr"),
          "3": {"class_type": "LEDiffHDRMetrics",
