@@ -11,6 +11,7 @@
   FIFOs, the reference modes of issue 24;
 - host helpers: ``comfy_harness`` (the in-process ComfyUI), ``comfy_server`` and ``frontends`` (a real
   server, the frontends the browser tests use), ``graphs``, ``sequences`` and ``workflows`` (API graphs,
-  the example workflows), ``big_photo`` (a memory-capped child process).
+  the example workflows), ``big_photo`` (a memory-capped child process);
+- ``ddp_stage1``: the workers of the two-process training test (spawned processes import them by name).
 
 tests/core imports none of the host helpers (tests/e2e/test_layout.py checks it)."""
