@@ -30,9 +30,9 @@ def prepare(work: str, size: int, steps: int, items: int) -> tuple[str, str, str
     child process so that this process's ComfyUI starts clean for the overhead measurement."""
     code = f"""
 import json, os, sys
-from comfy_harness import ComfyHost
+from support.comfy_harness import ComfyHost
 host = ComfyHost.start()
-import lediff_fixtures as fx
+from support import tiny_models as fx
 import numpy as np
 from PIL import Image
 from lediff_core.io.exr import read_exr

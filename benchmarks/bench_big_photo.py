@@ -14,7 +14,7 @@
    layers, is the fixture's narrow one) or the small fixture models. The nodes' tiling decisions
    are printed as they logged them. --budget-mb N runs each case under a memory ceiling of N MB
    above what the host holds once its model files are written (RLIMIT_DATA, as
-   tests/test_big_photo.py does): a run that completes under 8192 shows that photo fits 8 GB.
+   tests/runner/test_big_photo.py does): a run that completes under 8192 shows that photo fits 8 GB.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ def cost(repeat: int) -> None:
 
 
 def peak(workflows, sizes, models: str, steps: int, budget_mb: int) -> None:
-    from big_photo import run_child
+    from support.big_photo import run_child
 
     for workflow, size in ((wf, size) for wf in workflows for size in sizes):
         w, h = (int(v) for v in size.split("x"))

@@ -26,11 +26,11 @@ import OpenEXR
 import torch
 
 from benchmarks.bench_common import paired_ratio, timed_rounds
-from comfy_harness import ComfyHost
 from lediff_core.io.exr import read_exr, write_exr
 from lediff_core.io.publish import write_new_file
 from lediff_core.io.sequence import save_exr_sequence
-from lediff_testing import HDRI_DIR
+from support.comfy_harness import ComfyHost
+from support.common import HDRI_DIR
 
 CASES = [("half", "zip"), ("half", "piz"), ("float", "zip")]
 

@@ -24,7 +24,7 @@ import torch
 from benchmarks.bench_common import paired_ratio, timed, timed_rounds
 from lediff_core.qa.temporal import warping_error
 from lediff_core.video.flow import _gray8, flow_with_visibility, optical_flow
-from video_testing import synthetic_pan
+from support.clips import synthetic_pan
 
 
 def endpoint_error(flow: np.ndarray, truth: np.ndarray, margin: int = 16) -> float:

@@ -39,8 +39,8 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from benchmarks.bench_common import paired_ratio, timed_rounds  # noqa: E402
-from comfy_harness import ComfyHost  # noqa: E402
 from lediff_core.io import video  # noqa: E402
+from support.comfy_harness import ComfyHost  # noqa: E402
 
 TARGET = 1.15
 H, W = 72, 128

@@ -38,7 +38,7 @@ SDXL_VAE = {**SD_VAE, "sample_size": 1024, "scaling_factor": 0.13025, "force_upc
 
 
 def start_host(work):
-    from comfy_harness import ComfyHost
+    from support.comfy_harness import ComfyHost
 
     host = ComfyHost.start()
     host.use_folders(work)
@@ -48,8 +48,9 @@ def start_host(work):
 def sd_sized_hdr_vae(host, sdxl=False):
     """(LEDIFF_HDR_VAE value, core VAE) with the same random SD-sized weights (``sdxl``: under SDXL's
     VAE config, which must load as an SDXL HDR VAE)."""
-    import lediff_fixtures as fx
     import torch
+
+    from support import tiny_models as fx
 
     models = host.pack_module("nodes.model.runtime")
     hdr_vae_mod = host.pack_module("lediff_core.model.hdr_vae")
@@ -82,7 +83,8 @@ def decode_speed(host, repeat, size=(512, 512), sdxl=False):
 
 def unet_evaluations(host, repeat):
     import torch
-    from lediff_graphs import register_fixture_models
+
+    from support.graphs import register_fixture_models
 
     sampling = host.pack_module("nodes.model.sampling")
     models = register_fixture_models(tempfile.mkdtemp(prefix="lediff_bench_models_"))

@@ -47,9 +47,8 @@ def reset_peak_rss() -> None:
 
 def run_case(case: str, size: tuple[int, int], repeat: int, out_path: str) -> None:
     """In a fresh process: decode one latent ``repeat`` times; save the HDR, print time and memory."""
-    import lediff_fixtures as fx
-
-    from comfy_harness import ComfyHost
+    from support import tiny_models as fx
+    from support.comfy_harness import ComfyHost
 
     host = ComfyHost.start()
     host.use_folders(tempfile.mkdtemp(prefix="lediff_bench_precision_"))

@@ -28,10 +28,10 @@ import OpenEXR
 import torch
 
 from benchmarks.bench_common import timed
-from comfy_harness import ComfyHost
 from lediff_core.io.exr import COMPRESSIONS, read_exr, write_exr
 from lediff_core.io.publish import write_new_file
-from lediff_testing import HDRI_DIR
+from support.comfy_harness import ComfyHost
+from support.common import HDRI_DIR
 
 CASES = [("half", "zip"), ("half", "piz"), ("half", "dwaa"), ("float", "zip"), ("float", "none")]
 

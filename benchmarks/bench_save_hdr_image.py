@@ -32,12 +32,12 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from benchmarks.bench_common import paired_ratio, timed, timed_rounds  # noqa: E402
-from comfy_harness import ComfyHost  # noqa: E402
 from lediff_core.io.display import FORMAT_NAMES, Settings, encoder_threads  # noqa: E402
 from lediff_core.io.display.avif import TRANSFER_HLG, TRANSFER_PQ, avif_options, encode_signal  # noqa: E402
 from lediff_core.io.display.jxl import jxl_options  # noqa: E402
 from lediff_core.io.display.ultrahdr import MAX_BOOST, SDR_WHITE_NITS  # noqa: E402
 from lediff_core.io.exr import read_exr  # noqa: E402
+from support.comfy_harness import ComfyHost  # noqa: E402
 
 TARGET = 1.15
 MIN_RAW_SECONDS = 30.0  # per format: one round's ratio varies by +-10 % here, so take many

@@ -3,7 +3,7 @@
     bash scripts/bench.sh bench_train [--steps 25] [--repeat 3] [--batch-size 4] [--size 64] [--threads 1]
                                       [--unet fixture|wide] [--stages ...] [--skip-processes] [--profile STAGE]
 
-Set-up (a temp folder): the tiny official-layout MODEL of tests/train_fixtures.write_lediff_model
+Set-up (a temp folder): the tiny official-layout MODEL of tests/train_models.write_lediff_model
 (``--unet wide``: the same folder with a wider UNet, 128-256-256 channels, 4x the fixture's step
 time), data prepared from the 8 CC0 HDRIs of tests/data/hdri (``--size`` crops, 2 views each).
 
@@ -64,12 +64,11 @@ STAGES = {
 # ----------------------------------------------------------------------------------------- set-up
 def set_up(work: str, size: int, unet: str) -> tuple[str, str]:
     """(MODEL, DATA) under ``work``."""
-    from train_fixtures import write_lediff_model, write_text_parts
-
     from lediff_train.prepare import prepare
+    from support.train_models import write_lediff_model, write_text_parts
 
     if unet == "wide":
-        from lediff_fixtures import UNET_CONFIG, write_official_folder
+        from support.tiny_models import UNET_CONFIG, write_official_folder
 
         model = write_official_folder(work, "LEDiff_highlight", unet_config={**UNET_CONFIG, **WIDE_UNET})
         write_text_parts(model)

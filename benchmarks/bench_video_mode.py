@@ -37,14 +37,14 @@ def main():
     opts = parser.parse_args()
     width, height = (int(v) for v in opts.size.split("x"))
 
-    import lediff_fixtures as fx
     import torch
-    from lediff_graphs import CLIP_NAME
 
-    from comfy_harness import ComfyHost
     from lediff_core.video.noise import shot_noise
     from lediff_core.video.temporal import shot_motion, temporal_blend
-    from video_testing import synthetic_pan
+    from support import tiny_models as fx
+    from support.clips import synthetic_pan
+    from support.comfy_harness import ComfyHost
+    from support.graphs import CLIP_NAME
 
     torch.set_grad_enabled(False)
     host = ComfyHost.start()

@@ -1,7 +1,7 @@
 """LEDiff HDR core: the pure torch/numpy library under the ComfyUI nodes, with no ComfyUI import.
 
 It is made of domain packages only; each package's docstring says what it owns and what it may
-import (tests/test_layout.py checks both):
+import (tests/e2e/test_layout.py checks both):
 
 - ``color``     colour science: transfer functions, chromaticities, OpenColorIO spaces, PQ/HLG
                 quantisation, tone mapping. Imports nothing else of lediff_core.

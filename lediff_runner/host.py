@@ -3,7 +3,7 @@
 
 The batch runner keeps ComfyUI's output cache across prompts, so loader nodes whose inputs do not
 change (checkpoints, the LEDiff models) run once per process and every later item reuses the
-loaded models; the tests (tests/comfy_harness.py) ask for a fresh uncached executor per graph
+loaded models; the tests (tests/support/comfy_harness.py) ask for a fresh uncached executor per graph
 instead (``cached=False``), so every graph runs in full. Both go through ``run_graph``.
 
 ComfyUI's root holds top-level modules named ``nodes``, ``execution``, ``utils``, ``server``...

@@ -49,7 +49,7 @@ _STEP = re.compile(r"step-(\d+)")
 _STALE = re.compile(r"\..+\.tmp(\.[A-Za-z0-9]+)?")
 
 # The test seam: LEDIFF_TRAIN_TEST_KILL_AT="POINT@STEP" makes the run SIGKILL itself at POINT when it
-# is at STEP (tests/test_train_resume.py kills real runs in each crash window). Unset in real use.
+# is at STEP (tests/train/test_resume.py kills real runs in each crash window). Unset in real use.
 KILL_ENV = "LEDIFF_TRAIN_TEST_KILL_AT"
 
 

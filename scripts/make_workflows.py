@@ -24,8 +24,9 @@ import tempfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from comfy_server import CHROMIUM, CHROMIUM_ARGS, ComfyServer  # noqa: E402
 from workflow_specs import NODE_WIDTH, NOTE_SIZE, PREVIEW_HEIGHT, WORKFLOWS  # noqa: E402
+
+from support.comfy_server import CHROMIUM, CHROMIUM_ARGS, ComfyServer  # noqa: E402
 
 BUILD_JS = """
 async (spec) => {
@@ -138,7 +139,7 @@ def stand_ins(base):
     from PIL import Image
     from workflow_specs import CHECKPOINT, CLIP, HIGHLIGHT, PHOTO, SDXL_CHECKPOINT, SDXL_HIGHLIGHT, SDXL_SHADOW, SHADOW
 
-    from video_testing import synthetic_pan, write_clip
+    from support.clips import synthetic_pan, write_clip
 
     os.makedirs(os.path.join(base, "models", "checkpoints"), exist_ok=True)
     for name in (CHECKPOINT, SDXL_CHECKPOINT):

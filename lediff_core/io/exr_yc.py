@@ -20,7 +20,7 @@ Every intermediate result is rounded to half like the C++ library does (it works
 pixels); files whose Y/RY/BY channels are 32-bit float skip that rounding. OpenEXR only opens
 2x2-sampled files whose data window has an even origin and even width and height; for other
 sizes (which the C++ library refuses) we repeat the last sample at the edge. Measured against
-Debian's libOpenEXR 3.1.5 (tests/test_exr_reading.py and the public OpenEXR sample images):
+Debian's libOpenEXR 3.1.5 (tests/core/io/test_exr_reading.py and the public OpenEXR sample images):
 identical, except for 1-2 half-float ulps in about 1 value in 30000 (float summation order and
 the float32 luminance weights of the C++ code).
 """

@@ -526,7 +526,7 @@ class AutoencoderKL(nn.Module):
         latent pixels (bounded memory). The latent-resolution head (conv_in + mid block, whose
         attention sees the whole image) runs once on the whole latent: cheap at that resolution,
         and it keeps the tiles' global context, which halves the tile seams' error compared with
-        tiling the latent itself (measured in tests/test_panorama.py)."""
+        tiling the latent itself (measured in tests/nodes/panorama/test_panorama.py)."""
         self._check_spatial(z, 1, "decode")
         p = self._param_like()
         z = z.to(device=p.device, dtype=p.dtype)

@@ -51,7 +51,7 @@ def read_header(path: str) -> tuple[dict[str, tuple[int, ...]], dict[str, str]]:
     tensor is read), refusing by name a header that lies about the file.
 
     The length is checked here against the file's size before anything is read. The safetensors
-    library (tests/test_config_fit.py checks it of the installed version) then refuses, before
+    library (tests/core/model/test_config_fit.py checks it of the installed version) then refuses, before
     allocating, offsets outside the file, tensors whose dtype x shape is not their byte span, gaps,
     overlaps and trailing bytes, and shapes whose size overflows: its message is kept, with the file."""
     fix = "the file is truncated, damaged or not a safetensors file: re-download it"

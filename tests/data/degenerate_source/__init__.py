@@ -1,4 +1,4 @@
-"""A test-only custom node, loaded into the genuine host by tests/test_degenerate_inputs.py: it
+"""A test-only custom node, loaded into the genuine host by tests/nodes/test_degenerate_inputs.py: it
 makes the IMAGE, MASK and LATENT that an unlucky upstream node hands on (a crop outside the picture
 gives 0x0, a filter that keeps nothing an empty batch, an overflowing decode NaN/Inf) from a shape
 written as text, so every LEDiff node can be fed them through ComfyUI's own executor."""

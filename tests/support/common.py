@@ -1,0 +1,37 @@
+"""Paths and small helpers every kind of test uses (a plain module: pytest's conftest is not importable
+by name)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import subprocess
+
+import pytest
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DATA = os.path.join(REPO, "tests", "data")
+HDRI_DIR = os.path.join(DATA, "hdri")
+HDRIS = sorted(f for f in os.listdir(HDRI_DIR) if f.endswith(".exr"))
+
+
+def require_tool(name: str) -> str:
+    """Path of a command-line tool the tests rely on; fails (never skips) when it is missing."""
+    path = shutil.which(name)
+    if path is None:
+        pytest.fail(f"{name} not found: run scripts/setup.sh (installs Debian's openexr tools)")
+    return path
+
+
+@contextlib.contextmanager
+def small_disk(path, size_kb):
+    """``path`` as an empty file system of ``size_kb`` (tmpfs); skips where mounting is not allowed."""
+    os.makedirs(path)
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size_kb}k", "tmpfs", path],
+                      capture_output=True).returncode != 0:
+        pytest.skip("mounting a small tmpfs needs root (CAP_SYS_ADMIN)")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", path], check=True)
