@@ -39,7 +39,7 @@ def rgb_to_xyz_matrix(chromaticities) -> np.ndarray:
     white = np.array([wx / wy, 1.0, (1 - wx - wy) / wy], dtype=np.float64)
     # Cramer's rule, not np.linalg.solve: LAPACK's first call makes OpenBLAS allocate its buffers,
     # and OpenBLAS exits the process when that fails, e.g. when a YC EXR is read with little memory
-    # left (tests/test_decompression_bombs.py).
+    # left (tests/core/io/test_decompression_bombs.py).
     r, g, b = primaries.T
     det = float(np.sum(r * np.cross(g, b)))
     if det == 0:
