@@ -242,7 +242,9 @@ def _drop_rows_after(path: str, step: int) -> None:
 class Trainer:
     """Runs one stage (``lediff_train.decoder.DecoderStage`` or ``lediff_train.denoiser.DenoiserStage``).
 
-    A stage provides: ``modules`` (name -> trainable nn.Module), ``optimizer_params()`` (optimizer
+    A stage is built as ``stage_factory(args, model, data, accelerator)``, ``model`` being the MODEL
+    read once (``lediff_train.models.ModelFolder``, already checked to have encoded ``data``).
+    It provides: ``modules`` (name -> trainable nn.Module), ``optimizer_params()`` (optimizer
     name -> (module names, Adam betas)), ``loss(modules, batch, generators, step) -> (loss, logs)``,
     ``export_weights(modules) -> {file name: state dict or JSON-able dict}`` and
     ``validate(modules, data, step, logger) -> logs``.
@@ -252,6 +254,7 @@ class Trainer:
         from accelerate import Accelerator
 
         from .data import LatentData
+        from .models import read_model
 
         self.args = args
         for name in ("steps", "batch_size", "grad_accum", "checkpoint_every"):
@@ -276,14 +279,16 @@ class Trainer:
                 self.val_data = LatentData(args.data, "val")
             except ValueError as e:
                 raise TrainingError(f"{e}; or train without validation: --validate-every 0") from None
+        self.model = read_model(args.model)
+        self.model.check_data(args.data, self.train_data)
         config = {"stage": stage_name, **{k: v for k, v in vars(args).items() if k != "command"},
-                  "model": os.path.abspath(args.model), "data": os.path.abspath(args.data), "out": self.run_dir,
+                  "model": self.model.path, "data": os.path.abspath(args.data), "out": self.run_dir,
                   "data_fingerprint": self.train_data.fingerprint(),
                   "processes": self.acc.num_processes, "mixed_precision_used": self.acc.mixed_precision}
         self.config = config
         self._check_run_folder(config)
         torch.manual_seed(args.seed)  # freshly initialised modules (the discriminator) are the same in every run
-        self.stage = stage_factory(args, self.train_data, self.acc)
+        self.stage = stage_factory(args, self.model, self.train_data, self.acc)
         self._build_optimizers()
         self.ema = None
         if args.ema:

@@ -33,6 +33,7 @@ from lediff_core.model.vae import AutoencoderKL
 from lediff_core.model.weights import WeightError
 
 from . import brackets as br
+from .models import ModelError, ModelFolder, read_model
 from .run_folder import is_stale, remove_stale, write_text_atomic
 
 FORMAT = "lediff-train-data/1"
@@ -142,17 +143,23 @@ def source_rng(seed: int, rel: str) -> np.random.Generator:
 
 
 # ------------------------------------------------------------------------------------------ model
-def load_encoder(model: str, device=None) -> AutoencoderKL:
-    """MODEL's VAE (``lediff_train.models.load_vae``: strict) in float32, eval, frozen, on ``device``.
-    Works for official LEDiff folders and plain SD folders (no merge_model.pth needed)."""
-    from .models import ModelError, load_vae
-
+def read_model_arg(model: str) -> ModelFolder:
+    """--model read once (``lediff_train.models.read_model``), its errors as PrepareError."""
     try:
-        vae = load_vae(model)
-    except (ModelError, WeightError) as e:
+        return read_model(model)
+    except ModelError as e:
         raise PrepareError(f"--model {model!r}: {e}") from e
+
+
+def load_encoder(model: ModelFolder, device=None) -> AutoencoderKL:
+    """MODEL's VAE (``ModelFolder.load_vae``: strict) in float32, eval, frozen, on ``device``.
+    Works for official LEDiff folders and plain SD folders (no merge_model.pth needed)."""
+    try:
+        vae = model.load_vae()
+    except (ModelError, WeightError) as e:
+        raise PrepareError(f"--model {model.path!r}: {e}") from e
     if vae.config["in_channels"] != 3:
-        raise PrepareError(f"--model {model!r}: its VAE takes {vae.config['in_channels']} input channels, "
+        raise PrepareError(f"--model {model.path!r}: its VAE takes {vae.config['in_channels']} input channels, "
                            "not RGB; pass an SD-family VAE")
     return vae.to(device=device, dtype=torch.float32).eval().requires_grad_(False)
 
@@ -167,17 +174,6 @@ def encode_brackets(vae: AutoencoderKL, images: list[np.ndarray], batch_size: in
         x = torch.from_numpy(batch).permute(0, 3, 1, 2) / 127.5 - 1.0
         out.append((vae.encode(x) * vae.scaling_factor).float().cpu())
     return torch.cat(out)
-
-
-def default_size(model: str) -> int:
-    """The crop size for MODEL's backbone (``DEFAULT_SIZES``)."""
-    from .models import ModelError, backbone
-
-    try:
-        return DEFAULT_SIZES[backbone(model)]
-    except ModelError as e:
-        raise PrepareError(f"--model {model!r}: cannot tell its backbone for the default --size ({e}); pass "
-                           "--size (512 for SD1.5, 1024 for SDXL)") from e
 
 
 def default_device():
@@ -277,14 +273,15 @@ def prepare(hdr_dir: str, model: str, out: str, size: int | None = None, views: 
             ev_step="auto", jpeg: int | None = None, val_fraction: float = 0.05, captions: str | None = None,
             device=None, batch_size: int = 4, resume: bool = False, log=print) -> dict:
     """Build (or with ``resume``, complete) the DATA folder ``out``; returns the manifest written
-    to ``out/prepare.json``. ``size`` None: MODEL's backbone's (``default_size``)."""
+    to ``out/prepare.json``. ``size`` None: MODEL's backbone's (``DEFAULT_SIZES``)."""
     step = _parse_ev_step(ev_step)
-    hdr_dir, model, out = os.path.abspath(hdr_dir), os.path.abspath(model), os.path.abspath(out)
+    hdr_dir, out = os.path.abspath(hdr_dir), os.path.abspath(out)
+    model = read_model_arg(model)
     if size is None:
-        size = default_size(model)
+        size = DEFAULT_SIZES[model.backbone]
     _check_args(size, views, jpeg, val_fraction, batch_size)
     captions = None if captions is None else os.path.abspath(captions)
-    args = {"hdr": hdr_dir, "model": model, "size": size, "views": views, "seed": int(seed),
+    args = {"hdr": hdr_dir, "model": model.path, "size": size, "views": views, "seed": int(seed),
             "ev_step": "auto" if step is None else step, "jpeg": jpeg, "val_fraction": float(val_fraction),
             "captions": captions, "batch_size": batch_size}
 
@@ -323,7 +320,7 @@ def prepare(hdr_dir: str, model: str, out: str, size: int | None = None, views: 
     vae = load_encoder(model, device)
 
     manifest = {"format": FORMAT, "args": args,
-                "model": {"path": model, "scaling_factor": vae.scaling_factor,
+                "model": {"path": model.path, "scaling_factor": vae.scaling_factor,
                           "latent_channels": vae.latent_channels, "downscale": vae.downscale_factor},
                 "sources": len(files), "complete": False}
     # the manifest before anything else in OUT: a prepare killed at any instant leaves OUT empty or
