@@ -32,12 +32,13 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from lediff_core.io.publish import replace_file, write_new_folder
+from lediff_core.io.access import FileAccessError, check_readable
+from lediff_core.io.publish import remove_temporaries, replace_file, replace_text_file, write_new_folder
 
 from . import run_folder
-from .run_folder import CHECKPOINTS, TrainingError, kill_point, latest_checkpoint, write_text_atomic
+from .run_folder import CHECKPOINTS, TrainingError, kill_point, latest_checkpoint
 
-__all__ = ["TrainingError", "Trainer", "latest_checkpoint", "add_common_arguments", "write_text_atomic"]
+__all__ = ["TrainingError", "Trainer", "latest_checkpoint", "add_common_arguments"]
 
 CONFIG_NAME = "config.json"
 # arguments that may change when a run is resumed (how long and how it reports, not what it learns)
@@ -156,8 +157,10 @@ class Logger:
                 self.writer = SummaryWriter(os.path.join(run, "logs"), purge_step=purge)
                 return
         path = os.path.join(run, "logs", "metrics.csv")
-        if resumed_at is not None and os.path.isfile(path):
-            _drop_rows_after(path, resumed_at)
+        if os.path.lexists(path):
+            _check_own_file(path, "the run's log")
+            if resumed_at is not None:
+                _drop_rows_after(path, resumed_at)
         self.csv = open(path, "a", newline="")
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
@@ -219,6 +222,15 @@ def check_launch(env) -> None:
 def _has_accelerator() -> bool:
     xpu = getattr(torch, "xpu", None)
     return torch.cuda.is_available() or bool(xpu is not None and xpu.is_available())
+
+
+def _check_own_file(path: str, what: str) -> None:
+    """A file of the run folder must be a regular file before it is opened (links followed: the
+    folder is the user's); a FIFO would block the run forever. TrainingError naming it otherwise."""
+    try:
+        check_readable(path)
+    except FileAccessError as e:
+        raise TrainingError(f"{what}: {e}") from None
 
 
 def _drop_rows_after(path: str, step: int) -> None:
@@ -314,9 +326,10 @@ class Trainer:
     def _check_run_folder(self, config: dict) -> None:
         path = os.path.join(self.run_dir, CONFIG_NAME)
         if self.args.resume:
-            if not os.path.isfile(path):
+            if not os.path.lexists(path):
                 raise TrainingError(f"--resume: {self.run_dir!r} is not a run folder (no {CONFIG_NAME}); start "
                                     "it without --resume")
+            _check_own_file(path, "--resume")
             with open(path, encoding="utf-8") as f:
                 saved = json.load(f)
             changed = sorted(k for k in set(saved) | set(config)
@@ -334,9 +347,9 @@ class Trainer:
         if self.acc.is_main_process:
             os.makedirs(os.path.join(self.run_dir, CHECKPOINTS), exist_ok=True)
             # what a killed run left: staging folders, temporary files, a checkpoint being pruned
-            run_folder.remove_stale(self.run_dir)
-            run_folder.remove_stale(os.path.join(self.run_dir, CHECKPOINTS))
-            write_text_atomic(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+            remove_temporaries(self.run_dir)
+            remove_temporaries(os.path.join(self.run_dir, CHECKPOINTS))
+            replace_text_file(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
         self.acc.wait_for_everyone()
 
     def _build_optimizers(self) -> None:
@@ -445,7 +458,7 @@ class Trainer:
             opt.load_state_dict(_read(path, f"state/optimizer-{name}.pt", lambda f: torch.load(
                 f, map_location=device, weights_only=True)))
         if self.ema is not None:
-            if not os.path.isfile(os.path.join(path, "state", "ema.safetensors")):
+            if not os.path.lexists(os.path.join(path, "state", "ema.safetensors")):
                 raise TrainingError(f"--ema: the checkpoint {path!r} has no EMA (the run started without --ema)")
             self.ema.load_state_dict(_read(path, "state/ema.safetensors", lambda f: load_file(f, device=str(device))))
         return step
@@ -536,6 +549,7 @@ def _read(checkpoint: str, rel: str, load):
     manifests, damaged since) is named with the fix."""
     path = os.path.join(checkpoint, *rel.split("/"))
     try:
+        check_readable(path)  # a FIFO is refused by name, not opened (which would wait forever)
         return load(path)
     except Exception as e:
         raise TrainingError(f"--resume: cannot read {path} ({type(e).__name__}: {e}); the checkpoint is damaged: "

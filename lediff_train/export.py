@@ -273,6 +273,11 @@ def export(decoder_run: str, denoiser_run: str, out: str, log=print) -> str:
         raise ExportError(f"cannot read the text encoders the denoiser run used ({text_model or den_model.path!r}: "
                           f"{e}); restore that file and the run's --tokenizer folder") from e
     text_parts = [p for p in TEXT_PARTS[family] if p in present]
+    try:  # what fill() copies: a FIFO there would block the copy forever
+        for part in text_parts if text_encoder is None else ():
+            models.check_files(os.path.join(text_from, part), f"the text part {part}/")
+    except models.ModelError as e:
+        raise ExportError(f"cannot copy the text encoders the denoiser run used: {e}") from e
     if family == SDXL and text_parts and len(text_parts) != len(TEXT_PARTS[SDXL]):
         raise ExportError(f"{text_from!r} holds {', '.join(text_parts)} but not all of "
                           f"{', '.join(TEXT_PARTS[SDXL])}: an SDXL denoiser's captions need both text encoders "

@@ -91,11 +91,12 @@ def _checked(path: str, what: str) -> str:
 
 
 def check_files(folder: str, what: str) -> None:
-    """Every file directly in ``folder`` (a tokenizer's, a text encoder's) is a regular file, checked
-    before a library opens them: transformers' loaders would block on a FIFO."""
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if not entry.is_dir():
-            _checked(entry.path, what)
+    """Every file under ``folder`` (a tokenizer's, a text encoder's) is a regular file, checked
+    before a library opens or copies them: transformers' loaders and shutil would block on a FIFO."""
+    for root, dirs, names in os.walk(folder):
+        dirs.sort()
+        for name in sorted(names):
+            _checked(os.path.join(root, name), what)
 
 
 @dataclass(frozen=True)
@@ -327,7 +328,7 @@ TEXT_PART_NAMES = TEXT_PARTS[SDXL]
 
 
 def check_tokenizer(folder: str) -> None:
-    missing = [f for f in ("vocab.json", "merges.txt") if not os.path.isfile(os.path.join(folder, f))]
+    missing = [f for f in ("vocab.json", "merges.txt") if not os.path.lexists(os.path.join(folder, f))]
     if missing:
         raise ModelError(f"--tokenizer {folder!r} is not a CLIP tokenizer folder (no {', '.join(missing)}): give "
                          "one such as ComfyUI's ComfyUI/comfy/sd1_tokenizer, or an SD pipeline's tokenizer/")

@@ -129,10 +129,10 @@ def test_prepare_encodes_with_sdxls_vae_and_scale_and_defaults_to_1024(setup, tm
     ours = torch.cat([got[k] for k in ("c_minus", "c0", "c_plus")])
     torch.testing.assert_close(ours, ref, atol=1e-4, rtol=1e-4)
     # the crop size follows the backbone when not given: SDXL's 1024, SD1.5's 512
-    assert prep.default_size(setup["model"]) == 1024
+    assert prep.default_size(models.read_model(setup["model"])) == 1024
     from train_fixtures import write_sd15_model
 
-    assert prep.default_size(write_sd15_model(str(tmp_path))) == 512
+    assert prep.default_size(models.read_model(write_sd15_model(str(tmp_path)))) == 512
     import argparse
 
     parser = argparse.ArgumentParser()
