@@ -451,16 +451,19 @@ class Trainer:
             return 0
         self.checkpoint = path
         step = run_folder.read_trainer_json(path)["step"]
-        device = self.acc.device
+        # Everything is read to the CPU and copied onto the modules' devices by their load_state_dict
+        # (the optimizers move their state to each parameter's device, keeping Adam's step on the CPU,
+        # where a fresh one has it). Not map_location=accelerator.device: with several CPU processes
+        # that is "cpu:0", which torch.load cannot restore to.
         for name, module in self._unwrapped().items():
             module.load_state_dict(_read(path, f"state/model-{name}.safetensors", load_file), strict=True)
         for name, opt in self.optimizers.items():
             opt.load_state_dict(_read(path, f"state/optimizer-{name}.pt", lambda f: torch.load(
-                f, map_location=device, weights_only=True)))
+                f, map_location="cpu", weights_only=True)))
         if self.ema is not None:
             if not os.path.lexists(os.path.join(path, "state", "ema.safetensors")):
                 raise TrainingError(f"--ema: the checkpoint {path!r} has no EMA (the run started without --ema)")
-            self.ema.load_state_dict(_read(path, "state/ema.safetensors", lambda f: load_file(f, device=str(device))))
+            self.ema.load_state_dict(_read(path, "state/ema.safetensors", load_file))
         return step
 
     # -- the loop -------------------------------------------------------------------------------

@@ -189,3 +189,30 @@ def test_a_run_whose_every_checkpoint_is_damaged_is_refused_with_the_files_and_t
     assert "no intact checkpoint" in err and "step-1" in err and "step-2" in err and "trainer.json is truncated" in err
     assert "delete the damaged step-N folders to start the run over" in err
     assert sorted(os.listdir(run / "checkpoints")) == before  # nothing moved or deleted
+
+
+def two_processes(setup, out, *extra, kill: str | None = None):
+    """The run as two processes (torchrun, gloo on CPU, one thread each); ``kill``: the test seam's
+    POINT@STEP, at which every process that reaches it SIGKILLs itself."""
+    env = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"}
+    env.pop(run_folder.KILL_ENV, None)
+    if kill:
+        env[run_folder.KILL_ENV] = kill
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "lediff_train", *argv(setup, out, *extra)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+
+
+def test_two_processes_killed_mid_step_resume_to_the_uninterrupted_two_process_result(setup, tmp_path):
+    straight = two_processes(setup, tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    run = tmp_path / "run"
+    killed = two_processes(setup, run, kill="step@2")
+    assert killed.returncode != 0 and sorted(os.listdir(run / "checkpoints")) == ["latest", "step-1"], \
+        killed.stderr[-3000:]
+    resumed = two_processes(setup, run, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((run / "config.json").read_text())["processes"] == 2
+    final = os.path.join(run, "checkpoints", f"step-{STEPS}")
+    assert run_folder.checkpoint_problem(final) is None
+    assert_identical(snapshot(final), snapshot(tmp_path / "straight" / "checkpoints" / f"step-{STEPS}"))
