@@ -313,23 +313,8 @@ def _check_args(size, views, jpeg, val_fraction, batch_size) -> None:
         raise PrepareError(f"batch size must be at least 1, got {batch_size!r}")
 
 
-# -------------------------------------------------------------------------------------------- run
-def prepare(hdr_dir: str, model: str, out: str, size: int | None = None, views: int = 4, seed: int = 0,
-            ev_step="auto", jpeg: int | None = None, val_fraction: float = 0.05, captions: str | None = None,
-            device=None, batch_size: int = 4, resume: bool = False, log=print) -> dict:
-    """Build (or with ``resume``, complete) the DATA folder ``out``; returns the manifest written
-    to ``out/prepare.json``. ``size`` None: MODEL's backbone's (``default_size``)."""
-    step = _parse_ev_step(ev_step)
-    hdr_dir, out = os.path.abspath(hdr_dir), os.path.abspath(out)
-    model = read_model_arg(model)
-    if size is None:
-        size = default_size(model)
-    _check_args(size, views, jpeg, val_fraction, batch_size)
-    captions = None if captions is None else os.path.abspath(captions)
-    args = {"hdr": hdr_dir, "model": model.path, "size": size, "views": views, "seed": int(seed),
-            "ev_step": "auto" if step is None else step, "jpeg": jpeg, "val_fraction": float(val_fraction),
-            "captions": captions, "batch_size": batch_size}
-
+def _check_out(out: str, args: dict, resume: bool) -> None:
+    """OUT must be new, or (``resume``) a prepare output of the same ``args``; PrepareError otherwise."""
     # (a temporary file a killed prepare left does not make OUT a prepare output)
     existing = os.path.isdir(out) and any(not is_temporary(n) for n in os.listdir(out))
     if os.path.exists(out) and not os.path.isdir(out):
@@ -353,6 +338,26 @@ def prepare(hdr_dir: str, model: str, out: str, size: int | None = None, views: 
             detail = ", ".join(f"{k}: {recorded.get(k)!r} -> {args.get(k)!r}" for k in changed)
             raise PrepareError(f"cannot resume {out!r} with different arguments ({detail}); rerun with the "
                                "recorded arguments, or prepare into a new --out folder")
+
+
+# -------------------------------------------------------------------------------------------- run
+def prepare(hdr_dir: str, model: str, out: str, size: int | None = None, views: int = 4, seed: int = 0,
+            ev_step="auto", jpeg: int | None = None, val_fraction: float = 0.05, captions: str | None = None,
+            device=None, batch_size: int = 4, resume: bool = False, log=print) -> dict:
+    """Build (or with ``resume``, complete) the DATA folder ``out``; returns the manifest written
+    to ``out/prepare.json``. ``size`` None: MODEL's backbone's (``default_size``)."""
+    step = _parse_ev_step(ev_step)
+    hdr_dir, out = os.path.abspath(hdr_dir), os.path.abspath(out)
+    model = read_model_arg(model)
+    if size is None:
+        size = default_size(model)
+    _check_args(size, views, jpeg, val_fraction, batch_size)
+    captions = None if captions is None else os.path.abspath(captions)
+    args = {"hdr": hdr_dir, "model": model.path, "size": size, "views": views, "seed": int(seed),
+            "ev_step": "auto" if step is None else step, "jpeg": jpeg, "val_fraction": float(val_fraction),
+            "captions": captions, "batch_size": batch_size}
+
+    _check_out(out, args, resume)
 
     files = list_hdr_files(hdr_dir)
     if not files:
