@@ -214,8 +214,9 @@ def plain_child(spec: dict) -> None:
         from lediff_train import losses
         from lediff_train.decoder import BETAS, HDRDecoderModel
 
-        vae = models.load_vae(model)
-        net = HDRDecoderModel(vae, models.load_fusion(model, vae.latent_channels)).to(device)
+        folder = models.read_model(model)
+        vae = folder.load_vae()
+        net = HDRDecoderModel(vae, folder.load_fusion(vae.latent_channels)).to(device)
         opts = [torch.optim.Adam([p for p in net.parameters() if p.requires_grad], lr=1e-6, betas=BETAS)]
         disc = None
         if spec["stage"] == "decoder_gan":
@@ -237,11 +238,12 @@ def plain_child(spec: dict) -> None:
     else:
         import torch.nn.functional as F
 
-        unet, _ = models.load_unet(model)
+        folder = models.read_model(model)
+        unet, _ = folder.load_unet()
         unet.to(device)
-        text = models.CaptionEncoder(models.text_parts_folder(model))
+        text = models.CaptionEncoder(folder.text_source())
         text.model.to(device)
-        schedule = models.noise_schedule(model)
+        schedule = folder.noise_schedule()
         alphas = schedule.alphas_cumprod.to(device)
         n_t = schedule.config.num_train_timesteps
         opts = [torch.optim.Adam(unet.parameters(), lr=1e-5)]

@@ -29,9 +29,9 @@ one from ``--tokenizer`` (ComfyUI ships SD's CLIP tokenizer as ``comfy/sd1_token
 
 from __future__ import annotations
 
-import functools
 import os
 import re
+from dataclasses import dataclass
 from types import SimpleNamespace
 
 import torch
@@ -57,16 +57,21 @@ class CheckpointError(ValueError):
     """A file that is not a single-file SD1.5/SDXL checkpoint; the message names the file and what was expected."""
 
 
-def is_single_file(path: str) -> bool:
-    return os.path.isfile(path)
+@dataclass(frozen=True)
+class SingleFile:
+    """A single-file checkpoint read once (``read``): its path, the shape of every tensor (from the
+    header; no tensor loaded) and its backbone. The functions below take it instead of a path."""
+
+    path: str
+    shapes: dict[str, tuple[int, ...]]
+    backbone: str
 
 
-@functools.lru_cache(maxsize=8)
-def _header(path: str, mtime: float, size: int) -> dict[str, tuple[int, ...]]:
-    try:  # the header alone, refused by name where it lies about the file (lediff_core's reader)
-        return read_header(path)[0]
-    except WeightError as e:
-        raise CheckpointError(f"{e}; expected {EXPECTED}") from e
+def read(path: str) -> SingleFile:
+    """The file's header and backbone; CheckpointError naming the file for anything else."""
+    path = os.path.abspath(path)
+    keys = shapes(path)
+    return SingleFile(path, keys, backbone(path, keys))
 
 
 def shapes(path: str) -> dict[str, tuple[int, ...]]:
@@ -74,8 +79,10 @@ def shapes(path: str) -> dict[str, tuple[int, ...]]:
     if not path.endswith(".safetensors"):
         raise CheckpointError(f"{path!r} is not a .safetensors file: expected {EXPECTED}. Pickled checkpoints "
                               "(.ckpt) are not loaded (they can run code); use the .safetensors download")
-    st = os.stat(path)
-    return _header(os.path.abspath(path), st.st_mtime, st.st_size)
+    try:  # the header alone, refused by name where it lies about the file (lediff_core's reader)
+        return read_header(path)[0]
+    except WeightError as e:
+        raise CheckpointError(f"{e}; expected {EXPECTED}") from e
 
 
 def tensors(path: str, prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
@@ -84,10 +91,9 @@ def tensors(path: str, prefixes: tuple[str, ...]) -> dict[str, torch.Tensor]:
         return {k: f.get_tensor(k) for k in f.keys() if k.startswith(prefixes)}
 
 
-def backbone(path: str) -> str:
-    """The name of the file's backbone (``"sd15"`` or ``"sdxl"``) from its keys; anything else is a
-    CheckpointError."""
-    keys = shapes(path)
+def backbone(path: str, keys: dict[str, tuple[int, ...]]) -> str:
+    """The name of the file's backbone (``"sd15"`` or ``"sdxl"``) from its keys (``shapes``); anything
+    else is a CheckpointError."""
     has = lambda prefix: any(k.startswith(prefix) for k in keys)  # noqa: E731
     found = sorted({".".join(k.split(".")[:2]) for k in keys})[:6]
     if not has(UNET) or not has(VAE):
@@ -120,9 +126,9 @@ def _count(keys, pattern: str) -> int:
     return len({m.group(1) for k in keys if (m := rx.match(k))})
 
 
-def unet_config(path: str) -> dict:
+def unet_config(f: SingleFile) -> dict:
     """A diffusers UNet2DConditionModel config for the file's UNet, from its shapes and family."""
-    family, s = NAMED[backbone(path)], shapes(path)
+    path, family, s = f.path, NAMED[f.backbone], f.shapes
     keys = [k[len(UNET):] for k in s if k.startswith(UNET)]
     u = {k: s[UNET + k] for k in keys}
     model_channels, in_channels = u["input_blocks.0.0.weight"][:2]
@@ -177,17 +183,17 @@ def unet_config(path: str) -> dict:
     return config
 
 
-def unet_state_dict(path: str, config: dict) -> dict[str, torch.Tensor]:
+def unet_state_dict(f: SingleFile, config: dict) -> dict[str, torch.Tensor]:
     """The file's UNet in diffusers' names (diffusers' key map), float32."""
     from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint
 
-    return {k: v.float() for k, v in convert_ldm_unet_checkpoint(tensors(path, (UNET,)), config).items()}
+    return {k: v.float() for k, v in convert_ldm_unet_checkpoint(tensors(f.path, (UNET,)), config).items()}
 
 
 # ------------------------------------------------------------------------------------------------ VAE
-def vae_config(path: str) -> dict:
+def vae_config(f: SingleFile) -> dict:
     """A diffusers AutoencoderKL config for the file's VAE, from its shapes and family."""
-    family, s = NAMED[backbone(path)], shapes(path)
+    family, s = NAMED[f.backbone], f.shapes
     v = {k[len(VAE):]: shape for k, shape in s.items() if k.startswith(VAE)}
     levels = _count(v, r"encoder\.down\.(\d+)\.")
     config = {
@@ -209,11 +215,11 @@ def vae_config(path: str) -> dict:
     return config
 
 
-def vae_state_dict(path: str, config: dict) -> dict[str, torch.Tensor]:
+def vae_state_dict(f: SingleFile, config: dict) -> dict[str, torch.Tensor]:
     """The file's VAE in diffusers' names (diffusers' key map: attention convs become linears), float32."""
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
-    return {k: v.float() for k, v in convert_ldm_vae_checkpoint(tensors(path, (VAE,)), config).items()}
+    return {k: v.float() for k, v in convert_ldm_vae_checkpoint(tensors(f.path, (VAE,)), config).items()}
 
 
 # ------------------------------------------------------------------------------------- text encoders
@@ -247,12 +253,12 @@ def _load_strict(build, state: dict, path: str, what: str):
     return model.requires_grad_(False).eval()
 
 
-def text_encoders(path: str):
+def text_encoders(f: SingleFile):
     """(CLIP-L as transformers' CLIPTextModel, SDXL's CLIP-G as CLIPTextModelWithProjection or None)."""
     from diffusers.loaders.single_file_utils import convert_ldm_clip_checkpoint, convert_open_clip_checkpoint
     from transformers import CLIPTextModel, CLIPTextModelWithProjection
 
-    family, s = NAMED[backbone(path)], shapes(path)
+    path, family, s = f.path, NAMED[f.backbone], f.shapes
     prefix = SD15_CLIP if family == SD15 else SDXL_CLIP_L
     t = {k[len(prefix):]: v for k, v in s.items() if k.startswith(prefix)}
     vocab, width = t["text_model.embeddings.token_embedding.weight"]

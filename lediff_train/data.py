@@ -16,6 +16,8 @@ from collections import OrderedDict
 import torch
 from safetensors import safe_open
 
+from lediff_core.io.access import FileAccessError, check_readable
+
 from .prepare import FORMAT, MANIFEST, SHARDS
 
 LATENTS = ("c_minus", "c0", "c_plus")
@@ -23,6 +25,15 @@ LATENTS = ("c_minus", "c0", "c_plus")
 
 class DataError(ValueError):
     """A DATA folder that cannot be trained on; the message says how to fix it."""
+
+
+def _check_file(path: str, fix: str) -> None:
+    """A DATA file must be a regular file (links followed) before anything opens it: a FIFO under a
+    shard's name would block the run forever. DataError naming it and ``fix`` otherwise."""
+    try:
+        check_readable(path)
+    except FileAccessError as e:
+        raise DataError(f"{e}; or {fix}") from None
 
 
 class LatentData:
@@ -37,9 +48,10 @@ class LatentData:
         if not os.path.isdir(self.folder):
             raise DataError(f"DATA folder {self.folder!r} does not exist: make it with "
                             f"`python -m lediff_train prepare --hdr DIR --model MODEL --out {folder}`")
-        if not os.path.isfile(manifest_path):
+        if not os.path.lexists(manifest_path):
             raise DataError(f"{self.folder!r} has no {MANIFEST}: it is not a prepare output; make it with "
                             "`python -m lediff_train prepare` (or finish it with the same command and --resume)")
+        _check_file(manifest_path, "rerun prepare into a new folder")
         with open(manifest_path, "rb") as f:
             self._manifest_bytes = f.read()
         try:
@@ -57,9 +69,10 @@ class LatentData:
         total = 0
         for s in self.shards:
             path = os.path.join(self.folder, SHARDS, s["name"])
-            if not os.path.isfile(path):
+            if not os.path.lexists(path):
                 raise DataError(f"shard {path!r} listed in {MANIFEST} is missing: rerun the same prepare "
                                 "command with --resume to rewrite it")
+            _check_file(path, "delete it and rerun the same prepare command with --resume to rewrite it")
             self._starts.append(total)
             total += s["views"]
         self._len = total

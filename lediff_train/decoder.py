@@ -19,7 +19,6 @@ from torch import nn
 from lediff_core.model.fusion import ExposureFusion
 from lediff_core.model.vae import AutoencoderKL
 
-from . import models
 from .engine import Trainer, add_common_arguments
 from .validate import hdr_validation, validation_indices
 
@@ -55,16 +54,15 @@ def checkpoint_blocks(blocks: nn.ModuleList) -> None:
 
 
 class DecoderStage:
-    def __init__(self, args: argparse.Namespace, data, accelerator):
+    def __init__(self, args: argparse.Namespace, model, data, accelerator):
         from .losses import Stage1Loss
 
-        models.check_same_vae(args.data, data, args.model)
         self.args, self.acc = args, accelerator
         # the losses first: a missing LPIPS backbone fails before any weights are loaded
         self.criterion = Stage1Loss(args.lpips_weight, args.gan_weight, args.gan_start, args.lpips_net)
-        vae = models.load_vae(args.model)
-        model = HDRDecoderModel(vae, models.load_fusion(args.model, vae.latent_channels),
-                                upcast=bool(models.vae_config(args.model).get("force_upcast")))
+        vae = model.load_vae()
+        model = HDRDecoderModel(vae, model.load_fusion(vae.latent_channels),
+                                upcast=bool(model.vae_config.get("force_upcast")))
         if args.gradient_checkpointing:
             checkpoint_blocks(vae.decoder.up_blocks)
         device = accelerator.device

@@ -7,7 +7,7 @@ C- -> C0. Captions (empty when there are none) are encoded by MODEL's frozen CLI
 dropped to the empty prompt with ``--caption-dropout`` so that classifier-free guidance works;
 the condition is never dropped (LEDiff's inference concatenates it in both CFG branches).
 
-SDXL MODELs (``models.backbone``): captions go through both text encoders (``models.CaptionEncoder``)
+SDXL MODELs (``ModelFolder.backbone``): captions go through both text encoders (``models.CaptionEncoder``)
 and the UNet also gets SDXL's ``added_cond_kwargs``: ``text_embeds`` (the pooled embedding of the
 same caption, dropped with it) and ``time_ids`` (original height, width, crop top, crop left,
 target height, width). The ids are ``(S, S, 0, 0, S, S)`` for an S-pixel sample (the latent's size
@@ -108,24 +108,23 @@ def ddim_sample(unet, condition, context, uncond, schedule_config, steps: int, c
 
 
 class DenoiserStage:
-    def __init__(self, args: argparse.Namespace, data, accelerator):
-        models.check_same_vae(args.data, data, args.model)
+    def __init__(self, args: argparse.Namespace, model, data, accelerator):
         device = accelerator.device
         if not 0 <= args.caption_dropout <= 1:
             raise ValueError("--caption-dropout must be between 0 and 1")
-        self.args = args
-        self.backbone = models.backbone(args.model)
+        self.args, self.model = args, model
+        self.backbone = model.backbone
         self.downscale = int(data.manifest["model"]["downscale"])
         # the text encoders first: they are checked against the UNet's config before its weights load
-        source = models.text_parts_folder(args.model, args.text_model, self.backbone, args.tokenizer)
-        self.text = models.CaptionEncoder(source, self.backbone, args.tokenizer)
-        models.check_text_fits(args.model, models.unet_config(args.model), self.text)
-        unet, self.widened = models.load_unet(args.model)
+        self.text = models.CaptionEncoder(model.text_source(args.text_model, args.tokenizer), self.backbone,
+                                          args.tokenizer)
+        model.check_text_fits(self.text)
+        unet, self.widened = model.load_unet()
         if args.gradient_checkpointing:
             unet.enable_gradient_checkpointing()
         self.modules = {"unet": unet.to(device)}
         self.text.to(device)
-        self.schedule = models.noise_schedule(args.model)
+        self.schedule = model.noise_schedule()
         self.alphas = self.schedule.alphas_cumprod.to(device)
         self.condition_key, self.target_key = PAIRS[args.direction]
         self.hdr_vae = None  # MODEL's fusion + decoder, loaded at the first validation
@@ -167,8 +166,8 @@ class DenoiserStage:
         if self.hdr_vae is None:
             from .decoder import HDRDecoderModel
 
-            vae = models.load_vae(self.args.model)
-            self.hdr_vae = HDRDecoderModel(vae, models.load_fusion(self.args.model, vae.latent_channels)).to(device)
+            vae = self.model.load_vae()
+            self.hdr_vae = HDRDecoderModel(vae, self.model.load_fusion(vae.latent_channels)).to(device)
         return self.hdr_vae
 
     def validate(self, modules: dict, data, step: int, logger) -> dict:

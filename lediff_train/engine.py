@@ -32,13 +32,14 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from lediff_core.io.publish import replace_file, write_new_folder
+from lediff_core.io.access import FileAccessError, check_readable
+from lediff_core.io.publish import remove_temporaries, replace_file, replace_text_file, write_new_folder
 from lediff_core.model.weights import check_torch_file
 
 from . import run_folder
-from .run_folder import CHECKPOINTS, TrainingError, kill_point, latest_checkpoint, write_text_atomic
+from .run_folder import CHECKPOINTS, TrainingError, kill_point, latest_checkpoint
 
-__all__ = ["TrainingError", "Trainer", "latest_checkpoint", "add_common_arguments", "write_text_atomic"]
+__all__ = ["TrainingError", "Trainer", "latest_checkpoint", "add_common_arguments"]
 
 CONFIG_NAME = "config.json"
 # arguments that may change when a run is resumed (how long and how it reports, not what it learns)
@@ -157,8 +158,10 @@ class Logger:
                 self.writer = SummaryWriter(os.path.join(run, "logs"), purge_step=purge)
                 return
         path = os.path.join(run, "logs", "metrics.csv")
-        if resumed_at is not None and os.path.isfile(path):
-            _drop_rows_after(path, resumed_at)
+        if os.path.lexists(path):
+            _check_own_file(path, "the run's log")
+            if resumed_at is not None:
+                _drop_rows_after(path, resumed_at)
         self.csv = open(path, "a", newline="")
 
     def scalars(self, step: int, values: dict[str, float]) -> None:
@@ -222,6 +225,15 @@ def _has_accelerator() -> bool:
     return torch.cuda.is_available() or bool(xpu is not None and xpu.is_available())
 
 
+def _check_own_file(path: str, what: str) -> None:
+    """A file of the run folder must be a regular file before it is opened (links followed: the
+    folder is the user's); a FIFO would block the run forever. TrainingError naming it otherwise."""
+    try:
+        check_readable(path)
+    except FileAccessError as e:
+        raise TrainingError(f"{what}: {e}") from None
+
+
 def _drop_rows_after(path: str, step: int) -> None:
     """Rewrite metrics.csv (step, name, value rows) without the rows of steps after ``step`` and
     without a last line a kill cut short."""
@@ -243,7 +255,9 @@ def _drop_rows_after(path: str, step: int) -> None:
 class Trainer:
     """Runs one stage (``lediff_train.decoder.DecoderStage`` or ``lediff_train.denoiser.DenoiserStage``).
 
-    A stage provides: ``modules`` (name -> trainable nn.Module), ``optimizer_params()`` (optimizer
+    A stage is built as ``stage_factory(args, model, data, accelerator)``, ``model`` being the MODEL
+    read once (``lediff_train.models.ModelFolder``, already checked to have encoded ``data``).
+    It provides: ``modules`` (name -> trainable nn.Module), ``optimizer_params()`` (optimizer
     name -> (module names, Adam betas)), ``loss(modules, batch, generators, step) -> (loss, logs)``,
     ``export_weights(modules) -> {file name: state dict or JSON-able dict}`` and
     ``validate(modules, data, step, logger) -> logs``.
@@ -253,6 +267,7 @@ class Trainer:
         from accelerate import Accelerator
 
         from .data import LatentData
+        from .models import read_model
 
         self.args = args
         for name in ("steps", "batch_size", "grad_accum", "checkpoint_every"):
@@ -277,14 +292,16 @@ class Trainer:
                 self.val_data = LatentData(args.data, "val")
             except ValueError as e:
                 raise TrainingError(f"{e}; or train without validation: --validate-every 0") from None
+        self.model = read_model(args.model)
+        self.model.check_data(args.data, self.train_data)
         config = {"stage": stage_name, **{k: v for k, v in vars(args).items() if k != "command"},
-                  "model": os.path.abspath(args.model), "data": os.path.abspath(args.data), "out": self.run_dir,
+                  "model": self.model.path, "data": os.path.abspath(args.data), "out": self.run_dir,
                   "data_fingerprint": self.train_data.fingerprint(),
                   "processes": self.acc.num_processes, "mixed_precision_used": self.acc.mixed_precision}
         self.config = config
         self._check_run_folder(config)
         torch.manual_seed(args.seed)  # freshly initialised modules (the discriminator) are the same in every run
-        self.stage = stage_factory(args, self.train_data, self.acc)
+        self.stage = stage_factory(args, self.model, self.train_data, self.acc)
         self._build_optimizers()
         self.ema = None
         if args.ema:
@@ -310,9 +327,10 @@ class Trainer:
     def _check_run_folder(self, config: dict) -> None:
         path = os.path.join(self.run_dir, CONFIG_NAME)
         if self.args.resume:
-            if not os.path.isfile(path):
+            if not os.path.lexists(path):
                 raise TrainingError(f"--resume: {self.run_dir!r} is not a run folder (no {CONFIG_NAME}); start "
                                     "it without --resume")
+            _check_own_file(path, "--resume")
             with open(path, encoding="utf-8") as f:
                 saved = json.load(f)
             changed = sorted(k for k in set(saved) | set(config)
@@ -330,9 +348,9 @@ class Trainer:
         if self.acc.is_main_process:
             os.makedirs(os.path.join(self.run_dir, CHECKPOINTS), exist_ok=True)
             # what a killed run left: staging folders, temporary files, a checkpoint being pruned
-            run_folder.remove_stale(self.run_dir)
-            run_folder.remove_stale(os.path.join(self.run_dir, CHECKPOINTS))
-            write_text_atomic(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
+            remove_temporaries(self.run_dir)
+            remove_temporaries(os.path.join(self.run_dir, CHECKPOINTS))
+            replace_text_file(path, json.dumps(config, indent=2, sort_keys=True) + "\n")
         self.acc.wait_for_everyone()
 
     def _build_optimizers(self) -> None:
@@ -434,15 +452,18 @@ class Trainer:
             return 0
         self.checkpoint = path
         step = run_folder.read_trainer_json(path)["step"]
-        device = self.acc.device
+        # Everything is read to the CPU and copied onto the modules' devices by their load_state_dict
+        # (the optimizers move their state to each parameter's device, keeping Adam's step on the CPU,
+        # where a fresh one has it). Not map_location=accelerator.device: with several CPU processes
+        # that is "cpu:0", which torch.load cannot restore to.
         for name, module in self._unwrapped().items():
             module.load_state_dict(_read(path, f"state/model-{name}.safetensors", load_file), strict=True)
         for name, opt in self.optimizers.items():
-            opt.load_state_dict(_read(path, f"state/optimizer-{name}.pt", lambda f: _load_torch(f, device)))
+            opt.load_state_dict(_read(path, f"state/optimizer-{name}.pt", _load_torch))
         if self.ema is not None:
-            if not os.path.isfile(os.path.join(path, "state", "ema.safetensors")):
+            if not os.path.lexists(os.path.join(path, "state", "ema.safetensors")):
                 raise TrainingError(f"--ema: the checkpoint {path!r} has no EMA (the run started without --ema)")
-            self.ema.load_state_dict(_read(path, "state/ema.safetensors", lambda f: load_file(f, device=str(device))))
+            self.ema.load_state_dict(_read(path, "state/ema.safetensors", load_file))
         return step
 
     # -- the loop -------------------------------------------------------------------------------
@@ -526,11 +547,11 @@ class Trainer:
         return self.checkpoint
 
 
-def _load_torch(path: str, device) -> dict:
+def _load_torch(path: str) -> dict:
     """A torch.save file of this recipe (an optimizer's state), bounded by its size before torch.load
-    (``check_torch_file``: a legacy-format or compressed file is refused by name)."""
+    (``check_torch_file``: a legacy-format or compressed file is refused by name), read to the CPU."""
     check_torch_file(path)
-    return torch.load(path, map_location=device, weights_only=True)
+    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def _read(checkpoint: str, rel: str, load):
@@ -538,6 +559,7 @@ def _read(checkpoint: str, rel: str, load):
     manifests, damaged since) is named with the fix."""
     path = os.path.join(checkpoint, *rel.split("/"))
     try:
+        check_readable(path)  # a FIFO is refused by name, not opened (which would wait forever)
         return load(path)
     except Exception as e:
         raise TrainingError(f"--resume: cannot read {path} ({type(e).__name__}: {e}); the checkpoint is damaged: "

@@ -107,8 +107,12 @@ def _read_run(run: str, stage: str, option: str) -> dict:
     except TrainingError as e:
         raise ExportError(f"{option} {run!r}: {e}") from e
     step = read_trainer_json(checkpoint)["step"]  # (read and checked by latest_checkpoint)
-    return {"run": os.path.abspath(run), "config": config, "checkpoint": checkpoint, "step": step,
-            "model": os.path.abspath(config["model"])}
+    try:  # the MODEL the run was trained from, read once
+        model = models.read_model(config["model"])
+    except models.ModelError as e:
+        raise ExportError(f"cannot read MODEL {config['model']!r} the {stage} run was trained from ({e}); restore "
+                          "the MODEL at that path") from e
+    return {"run": os.path.abspath(run), "config": config, "checkpoint": checkpoint, "step": step, "model": model}
 
 
 def _json(path: str, what: str) -> dict:
@@ -125,13 +129,13 @@ def _weights(path: str, what: str) -> dict[str, torch.Tensor]:
         raise ExportError(f"{what}: {e}. Resume the run to write a new checkpoint") from e
 
 
-def _model_vae(model: str) -> tuple[dict, dict]:
-    """(vae config, state dict) of a MODEL folder: loaded strictly, keys in today's diffusers names
-    (older files' attention names renamed, as the trainer's decoder names them), float32."""
+def _model_vae(model: models.ModelFolder) -> tuple[dict, dict]:
+    """(vae config, state dict) of a MODEL: loaded strictly, keys in today's diffusers names (older
+    files' attention names renamed, as the trainer's decoder names them), float32."""
     try:
-        return models.vae_config(model), models.load_vae(model).state_dict()
+        return model.vae_config, model.load_vae().state_dict()
     except (WeightError, models.ModelError, ValueError) as e:
-        raise ExportError(f"cannot read the VAE of MODEL {model!r} the run was trained from ({e}); restore the "
+        raise ExportError(f"cannot read the VAE of MODEL {model.path!r} the run was trained from ({e}); restore the "
                           "MODEL folder at that path") from e
 
 
@@ -141,7 +145,7 @@ def _encoder(sd: dict) -> dict:
 
 def _check_same_vae(decoder: dict, denoiser: dict, dec_config: dict, dec_sd: dict) -> None:
     """The denoiser's latents must be the decoder's latents: same VAE config, same encoder tensors."""
-    if os.path.realpath(decoder["model"]) == os.path.realpath(denoiser["model"]):
+    if os.path.realpath(decoder["model"].path) == os.path.realpath(denoiser["model"].path):
         return
     den_config, den_sd = _model_vae(denoiser["model"])
     # a field written as null in one file and left out of the other means the same (diffusers' default)
@@ -149,16 +153,17 @@ def _check_same_vae(decoder: dict, denoiser: dict, dec_config: dict, dec_sd: dic
                     if k not in _VAE_META_FIELDS and dec_config.get(k) != den_config.get(k))
     if fields:
         raise ExportError(f"the two runs use different VAEs ({', '.join(fields)} differ between "
-                          f"{decoder['model']!r} and {denoiser['model']!r}): the denoiser's latents must be the "
-                          "decoder's latents; train both stages from MODELs with the same SD encoder")
+                          f"{decoder['model'].path!r} and {denoiser['model'].path!r}): the denoiser's latents must be "
+                          "the decoder's latents; train both stages from MODELs with the same SD encoder")
     mine, theirs = _encoder(dec_sd), _encoder(den_sd)
     differ = sorted(k for k in set(mine) | set(theirs)
                     if k not in mine or k not in theirs or mine[k].shape != theirs[k].shape
                     or not torch.equal(mine[k].float(), theirs[k].float()))
     if differ:
         raise ExportError(f"the two runs use different VAE encoders ({len(differ)} tensor(s) differ, e.g. "
-                          f"{differ[0]}) in {decoder['model']!r} and {denoiser['model']!r}: the denoiser's latents "
-                          "must be the decoder's latents; train both stages from MODELs with the same SD encoder")
+                          f"{differ[0]}) in {decoder['model'].path!r} and {denoiser['model'].path!r}: the denoiser's "
+                          "latents must be the decoder's latents; train both stages from MODELs with the same SD "
+                          "encoder")
 
 
 def _merged_vae(decoder: dict, model_sd: dict) -> dict:
@@ -205,19 +210,19 @@ def _unet(denoiser: dict) -> tuple[dict, str]:
     return {"_class_name": "UNet2DConditionModel", **config}, path
 
 
-def _scheduler(model: str) -> tuple[dict, str]:
+def _scheduler(model: models.ModelFolder) -> tuple[dict, str]:
     """DDIM with the schedule the denoiser was trained on (its MODEL's), or SD's when MODEL has none."""
-    path = os.path.join(model, "scheduler", "scheduler_config.json")
-    if not os.path.isfile(path):
+    if model.schedule_from is None:
         return dict(DDIM_SCHEDULER), "standard SD 1.x schedule"
-    source = _json(path, f"MODEL {model!r}")
-    return {**DDIM_SCHEDULER, **{k: source[k] for k in _SCHEDULE_FIELDS if k in source}}, path
+    return {**DDIM_SCHEDULER, **{k: model.schedule[k] for k in _SCHEDULE_FIELDS if k in model.schedule}}, \
+        model.schedule_from
 
 
-def _model_index(model: str, parts: list[str], family: str = SD15.name) -> dict:
+def _model_index(model: models.ModelFolder, parts: list[str], family: str = SD15.name) -> dict:
     """The denoiser MODEL's model_index.json (or SD1.5's / SDXL's), naming only the parts OUT holds."""
-    path = os.path.join(model, "model_index.json")
-    index = _json(path, f"MODEL {model!r}") if os.path.isfile(path) else {"_class_name": PIPELINES[family]}
+    path = os.path.join(model.path, "model_index.json")
+    own = model.single is None and os.path.lexists(path)  # (a FIFO there is refused by name: read_json)
+    index = _json(path, f"MODEL {model.path!r}") if own else {"_class_name": PIPELINES[family]}
     classes = {"unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
                "scheduler": ["diffusers", "DDIMScheduler"]}
     for key, value in list(index.items()):
@@ -257,17 +262,23 @@ def export(decoder_run: str, denoiser_run: str, out: str, log=print) -> str:
     family = identify(unet_config, "unet").name  # _unet checked that it is one
     scheduler, scheduler_from = _scheduler(denoiser["model"])
     # the text encoders that encoded the denoiser's captions: --text-model's, else its MODEL's
-    text_from = os.path.abspath(denoiser["config"].get("text_model") or denoiser["model"])
-    text_encoder = None
-    if os.path.isfile(text_from):  # a single-file checkpoint: its encoders converted, --tokenizer's tokenizer
-        try:
-            text_encoder = models.CaptionEncoder(text_from, family, denoiser["config"].get("tokenizer"))
-        except (models.ModelError, OSError, ValueError) as e:
-            raise ExportError(f"cannot read the text encoders the denoiser run used ({text_from!r}: {e}); restore "
-                              "that file and the run's --tokenizer folder") from e
-        text_parts = list(TEXT_PARTS[family])
-    else:
-        text_parts = [p for p in TEXT_PARTS[family] if os.path.isdir(os.path.join(text_from, p))]
+    den_model, text_model = denoiser["model"], denoiser["config"].get("text_model")
+    try:
+        source, present = (models.read_text_model(os.path.abspath(text_model)) if text_model
+                           else (den_model.single or den_model.path, den_model.text_parts))
+        text_from = source if isinstance(source, str) else source.path
+        text_encoder = None
+        if not isinstance(source, str):  # a single-file checkpoint: its encoders converted, --tokenizer's tokenizer
+            text_encoder = models.CaptionEncoder(source, family, denoiser["config"].get("tokenizer"))
+    except (models.ModelError, OSError, ValueError) as e:
+        raise ExportError(f"cannot read the text encoders the denoiser run used ({text_model or den_model.path!r}: "
+                          f"{e}); restore that file and the run's --tokenizer folder") from e
+    text_parts = [p for p in TEXT_PARTS[family] if p in present]
+    try:  # what fill() copies: a FIFO there would block the copy forever
+        for part in text_parts if text_encoder is None else ():
+            models.check_files(os.path.join(text_from, part), f"the text part {part}/")
+    except models.ModelError as e:
+        raise ExportError(f"cannot copy the text encoders the denoiser run used: {e}") from e
     if family == SDXL.name and text_parts and len(text_parts) != len(SDXL.text_parts):
         raise ExportError(f"{text_from!r} holds {', '.join(text_parts)} but not all of "
                           f"{', '.join(SDXL.text_parts)}: an SDXL denoiser's captions need both text encoders "
@@ -293,10 +304,10 @@ def export(decoder_run: str, denoiser_run: str, out: str, log=print) -> str:
             "format": FORMAT,
             "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "direction": denoiser["config"].get("direction"), "backbone": family,
-            "vae_from": decoder["model"], "text_from": text_from if text_parts else None,
+            "vae_from": decoder["model"].path, "text_from": text_from if text_parts else None,
             "scheduler_from": scheduler_from,
             **{stage: {"run": r["run"], "checkpoint": os.path.basename(r["checkpoint"]), "step": r["step"],
-                       "model": r["model"], "data": r["config"].get("data"),
+                       "model": r["model"].path, "data": r["config"].get("data"),
                        "data_fingerprint": r["config"].get("data_fingerprint"), "config": r["config"]}
                for stage, r in (("decoder", decoder), ("denoiser", denoiser))},
         })

@@ -20,6 +20,7 @@ import hashlib
 import json
 import os
 import posixpath
+import stat
 import zlib
 
 import numpy as np
@@ -28,14 +29,14 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from lediff_core.io.access import FileAccessError, check_readable
-from lediff_core.io.publish import write_new_file
+from lediff_core.io.publish import is_temporary, remove_temporaries, replace_text_file, write_new_file
 from lediff_core.io.readers import EXTENSIONS, read_linear_image
 from lediff_core.model.backbones import BACKBONES
 from lediff_core.model.vae import AutoencoderKL
 from lediff_core.model.weights import WeightError
 
 from . import brackets as br
-from .run_folder import is_stale, remove_stale, write_text_atomic
+from .models import ModelError, ModelFolder, read_model
 
 FORMAT = "lediff-train-data/1"
 MANIFEST = "prepare.json"
@@ -52,20 +53,62 @@ class PrepareError(ValueError):
 
 
 # ----------------------------------------------------------------------------------------- inputs
+def dataset_files(hdr_dir: str, keep) -> list[str]:
+    """Relative paths ('/'-separated, sorted) of the files under ``hdr_dir`` whose name ``keep(name)``
+    accepts, following symbolic links to folders and files wherever they point (the data set is the
+    user's choice, as a MODEL is), each file listed once.
+
+    A folder reached twice (a link loop, a link to a folder of the data set or to a folder another
+    link already reached) is walked once: at its own place in the data set, else through the first
+    link in sorted order. A file reached twice (a file link beside its target, two links to one
+    file) is listed once, the same way. Anything that is not a regular file (a FIFO, a device, a
+    dangling link) is listed by its name, to be reported when read."""
+    seen: set[str] = set()  # real paths of the folders walked
+    candidates: list[tuple[int, str, tuple[int, int] | None]] = []  # (through a link, rel, identity)
+    linked: list[str] = []
+
+    def walk(top: str, through_link: bool) -> None:
+        for dirpath, dirnames, filenames in os.walk(top, followlinks=through_link):
+            real = os.path.realpath(dirpath)
+            if real in seen:  # (only a followed link gets here twice)
+                dirnames[:] = []
+                continue
+            seen.add(real)
+            dirnames.sort()
+            if not through_link:  # links to folders wait until the data set's own folders are known
+                linked.extend(os.path.join(dirpath, d) for d in dirnames if os.path.islink(os.path.join(dirpath, d)))
+            dirnames[:] = [d for d in dirnames if os.path.realpath(os.path.join(dirpath, d)) not in seen]
+            for name in filenames:
+                if not keep(name):
+                    continue
+                path = os.path.join(dirpath, name)
+                try:
+                    st = os.stat(path)
+                    identity = (st.st_dev, st.st_ino) if stat.S_ISREG(st.st_mode) else None
+                except OSError:
+                    identity = None
+                rel = os.path.relpath(path, hdr_dir).replace(os.sep, "/")
+                candidates.append((int(through_link or os.path.islink(path)), rel, identity))
+
+    walk(hdr_dir, False)
+    for link in sorted(linked):
+        walk(link, True)
+    listed, found = set(), []
+    for _, rel, identity in sorted(candidates):
+        if identity is None or identity not in listed:
+            listed.add(identity)
+            found.append(rel)
+    return sorted(found)
+
+
 def list_hdr_files(hdr_dir: str) -> list[str]:
     """Relative paths ('/'-separated) of every HDR file under ``hdr_dir``, sorted (hidden names left
-    out). Anything under an HDR file's name is listed, so a FIFO, a device or a dangling link is
-    reported by name as unreadable when read (the readers refuse it before opening it,
-    ``lediff_core.io.access``), not silently dropped."""
+    out; links followed, each file once: ``dataset_files``). Anything under an HDR file's name is
+    listed, so a FIFO, a device or a dangling link is reported by name as unreadable when read (the
+    readers refuse it before opening it, ``lediff_core.io.access``), not silently dropped."""
     if not os.path.isdir(hdr_dir):
         raise PrepareError(f"--hdr {hdr_dir!r} is not a folder; pass the folder holding the .exr/.hdr files")
-    found = []
-    for dirpath, dirnames, filenames in os.walk(hdr_dir):
-        dirnames.sort()
-        for name in filenames:
-            if name.lower().endswith(EXTENSIONS) and not name.startswith("."):
-                found.append(os.path.relpath(os.path.join(dirpath, name), hdr_dir).replace(os.sep, "/"))
-    return sorted(found)
+    return dataset_files(hdr_dir, lambda name: name.lower().endswith(EXTENSIONS) and not name.startswith("."))
 
 
 def read_captions(hdr_dir: str, files: list[str], captions: str | None) -> tuple[dict[str, str], list[str]]:
@@ -82,12 +125,8 @@ def read_captions(hdr_dir: str, files: list[str], captions: str | None) -> tuple
             with open(sidecar, encoding="utf-8") as f:
                 result[rel] = f.read().strip()
     stems = {os.path.splitext(rel)[0] for rel in files}
-    for dirpath, _, filenames in os.walk(hdr_dir):
-        for name in filenames:
-            if name.endswith(".txt"):
-                rel = os.path.relpath(os.path.join(dirpath, name), hdr_dir).replace(os.sep, "/")
-                if os.path.splitext(rel)[0] not in stems:
-                    orphans.append(rel)
+    orphans.extend(rel for rel in dataset_files(hdr_dir, lambda name: name.endswith(".txt"))
+                   if os.path.splitext(rel)[0] not in stems)
     if captions is None and os.path.lexists(os.path.join(hdr_dir, "captions.jsonl")):
         captions = os.path.join(hdr_dir, "captions.jsonl")
     if captions is not None:
@@ -145,19 +184,30 @@ def source_rng(seed: int, rel: str) -> np.random.Generator:
 
 
 # ------------------------------------------------------------------------------------------ model
-def load_encoder(model: str, device=None) -> AutoencoderKL:
-    """MODEL's VAE (``lediff_train.models.load_vae``: strict) in float32, eval, frozen, on ``device``.
-    Works for official LEDiff folders and plain SD folders (no merge_model.pth needed)."""
-    from .models import ModelError, load_vae
-
+def read_model_arg(model: str) -> ModelFolder:
+    """--model read once (``lediff_train.models.read_model``), its errors as PrepareError."""
     try:
-        vae = load_vae(model)
-    except (ModelError, WeightError) as e:
+        return read_model(model)
+    except ModelError as e:
         raise PrepareError(f"--model {model!r}: {e}") from e
+
+
+def load_encoder(model: ModelFolder, device=None) -> AutoencoderKL:
+    """MODEL's VAE (``ModelFolder.load_vae``: strict) in float32, eval, frozen, on ``device``.
+    Works for official LEDiff folders and plain SD folders (no merge_model.pth needed)."""
+    try:
+        vae = model.load_vae()
+    except (ModelError, WeightError) as e:
+        raise PrepareError(f"--model {model.path!r}: {e}") from e
     if vae.config["in_channels"] != 3:
-        raise PrepareError(f"--model {model!r}: its VAE takes {vae.config['in_channels']} input channels, "
+        raise PrepareError(f"--model {model.path!r}: its VAE takes {vae.config['in_channels']} input channels, "
                            "not RGB; pass an SD-family VAE")
     return vae.to(device=device, dtype=torch.float32).eval().requires_grad_(False)
+
+
+def default_size(model: ModelFolder) -> int:
+    """The crop size for MODEL's backbone (``DEFAULT_SIZES``)."""
+    return DEFAULT_SIZES[model.backbone]
 
 
 @torch.no_grad()
@@ -170,17 +220,6 @@ def encode_brackets(vae: AutoencoderKL, images: list[np.ndarray], batch_size: in
         x = torch.from_numpy(batch).permute(0, 3, 1, 2) / 127.5 - 1.0
         out.append((vae.encode(x) * vae.scaling_factor).float().cpu())
     return torch.cat(out)
-
-
-def default_size(model: str) -> int:
-    """The crop size for MODEL's backbone (``DEFAULT_SIZES``)."""
-    from .models import ModelError, backbone
-
-    try:
-        return DEFAULT_SIZES[backbone(model)]
-    except ModelError as e:
-        raise PrepareError(f"--model {model!r}: cannot tell its backbone for the default --size ({e}); pass "
-                           f"--size ({_SIZES_TEXT})") from e
 
 
 def default_device():
@@ -199,7 +238,9 @@ def shard_name(index: int) -> str:
 
 
 def read_shard_meta(path: str) -> dict:
-    """The JSON metadata of a shard; raises when the file is missing or damaged."""
+    """The JSON metadata of a shard; raises when the file is missing or damaged, or is not a regular
+    file (a FIFO is refused by name, not opened)."""
+    check_readable(path)
     with safe_open(path, framework="pt") as f:
         meta = json.loads((f.metadata() or {})[META_KEY])
         views = f.get_slice("c0").get_shape()[0]
@@ -247,7 +288,7 @@ def shard_tensors(vae: AutoencoderKL, kept: list[dict], batch_size: int) -> dict
 
 # --------------------------------------------------------------------------------------- manifest
 def _write_manifest(out: str, manifest: dict) -> None:
-    write_text_atomic(os.path.join(out, MANIFEST), json.dumps(manifest, indent=2))
+    replace_text_file(os.path.join(out, MANIFEST), json.dumps(manifest, indent=2))
 
 
 def _parse_ev_step(ev_step) -> float | None:
@@ -275,24 +316,10 @@ def _check_args(size, views, jpeg, val_fraction, batch_size) -> None:
         raise PrepareError(f"batch size must be at least 1, got {batch_size!r}")
 
 
-# -------------------------------------------------------------------------------------------- run
-def prepare(hdr_dir: str, model: str, out: str, size: int | None = None, views: int = 4, seed: int = 0,
-            ev_step="auto", jpeg: int | None = None, val_fraction: float = 0.05, captions: str | None = None,
-            device=None, batch_size: int = 4, resume: bool = False, log=print) -> dict:
-    """Build (or with ``resume``, complete) the DATA folder ``out``; returns the manifest written
-    to ``out/prepare.json``. ``size`` None: MODEL's backbone's (``default_size``)."""
-    step = _parse_ev_step(ev_step)
-    hdr_dir, model, out = os.path.abspath(hdr_dir), os.path.abspath(model), os.path.abspath(out)
-    if size is None:
-        size = default_size(model)
-    _check_args(size, views, jpeg, val_fraction, batch_size)
-    captions = None if captions is None else os.path.abspath(captions)
-    args = {"hdr": hdr_dir, "model": model, "size": size, "views": views, "seed": int(seed),
-            "ev_step": "auto" if step is None else step, "jpeg": jpeg, "val_fraction": float(val_fraction),
-            "captions": captions, "batch_size": batch_size}
-
+def _check_out(out: str, args: dict, resume: bool) -> None:
+    """OUT must be new, or (``resume``) a prepare output of the same ``args``; PrepareError otherwise."""
     # (a temporary file a killed prepare left does not make OUT a prepare output)
-    existing = os.path.isdir(out) and any(not is_stale(n) for n in os.listdir(out))
+    existing = os.path.isdir(out) and any(not is_temporary(n) for n in os.listdir(out))
     if os.path.exists(out) and not os.path.isdir(out):
         raise PrepareError(f"--out {out!r} exists and is not a folder; choose a new folder name")
     if existing and not resume:
@@ -300,10 +327,11 @@ def prepare(hdr_dir: str, model: str, out: str, size: int | None = None, views: 
                            "--resume to complete an interrupted prepare with the same arguments")
     if existing:
         manifest_path = os.path.join(out, MANIFEST)
-        if not os.path.isfile(manifest_path):
+        if not os.path.lexists(manifest_path):
             raise PrepareError(f"cannot resume {out!r}: it has no {MANIFEST}, so it is not a prepare output; "
                                "choose a new --out folder")
         try:
+            check_readable(manifest_path)  # a FIFO is refused by name, not opened
             with open(manifest_path, encoding="utf-8") as f:
                 recorded = json.load(f)["args"]
         except (OSError, ValueError, KeyError, TypeError) as e:
@@ -313,6 +341,26 @@ def prepare(hdr_dir: str, model: str, out: str, size: int | None = None, views: 
             detail = ", ".join(f"{k}: {recorded.get(k)!r} -> {args.get(k)!r}" for k in changed)
             raise PrepareError(f"cannot resume {out!r} with different arguments ({detail}); rerun with the "
                                "recorded arguments, or prepare into a new --out folder")
+
+
+# -------------------------------------------------------------------------------------------- run
+def prepare(hdr_dir: str, model: str, out: str, size: int | None = None, views: int = 4, seed: int = 0,
+            ev_step="auto", jpeg: int | None = None, val_fraction: float = 0.05, captions: str | None = None,
+            device=None, batch_size: int = 4, resume: bool = False, log=print) -> dict:
+    """Build (or with ``resume``, complete) the DATA folder ``out``; returns the manifest written
+    to ``out/prepare.json``. ``size`` None: MODEL's backbone's (``default_size``)."""
+    step = _parse_ev_step(ev_step)
+    hdr_dir, out = os.path.abspath(hdr_dir), os.path.abspath(out)
+    model = read_model_arg(model)
+    if size is None:
+        size = default_size(model)
+    _check_args(size, views, jpeg, val_fraction, batch_size)
+    captions = None if captions is None else os.path.abspath(captions)
+    args = {"hdr": hdr_dir, "model": model.path, "size": size, "views": views, "seed": int(seed),
+            "ev_step": "auto" if step is None else step, "jpeg": jpeg, "val_fraction": float(val_fraction),
+            "captions": captions, "batch_size": batch_size}
+
+    _check_out(out, args, resume)
 
     files = list_hdr_files(hdr_dir)
     if not files:
@@ -326,24 +374,24 @@ def prepare(hdr_dir: str, model: str, out: str, size: int | None = None, views: 
     vae = load_encoder(model, device)
 
     manifest = {"format": FORMAT, "args": args,
-                "model": {"path": model, "scaling_factor": vae.scaling_factor,
+                "model": {"path": model.path, "scaling_factor": vae.scaling_factor,
                           "latent_channels": vae.latent_channels, "downscale": vae.downscale_factor},
                 "sources": len(files), "complete": False}
     # the manifest before anything else in OUT: a prepare killed at any instant leaves OUT empty or
     # resumable (a folder holding only shards/ would be refused as "not a prepare output")
     os.makedirs(out, exist_ok=True)
-    remove_stale(out)
+    remove_temporaries(out)
     _write_manifest(out, manifest)
     shard_dir = os.path.join(out, SHARDS)
     os.makedirs(shard_dir, exist_ok=True)
-    remove_stale(shard_dir)  # shards a killed prepare was writing
+    remove_temporaries(shard_dir)  # shards a killed prepare was writing
 
     skipped = dict.fromkeys(SKIP_REASONS, 0)
     unreadable, shards = [], []
     for index, rel in enumerate(files):
         name = shard_name(index)
         shard_path = os.path.join(shard_dir, name)
-        if os.path.exists(shard_path):
+        if os.path.lexists(shard_path):
             try:
                 meta = read_shard_meta(shard_path)
             except Exception as e:  # a damaged shard is redone

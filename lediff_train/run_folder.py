@@ -13,7 +13,7 @@ scan finds (``--resume`` says so and moves the pointer).
 Every crash window of the writers here leaves the folders in a state the scan reads right:
 
 - during a step, or while a checkpoint is written: only a hidden ``.step-N.<random>.tmp`` staging
-  folder, removed at the next start (``remove_stale``);
+  folder, removed at the next start (``publish.remove_temporaries``);
 - between the rename and the pointer's move: a complete ``step-N/`` newer than ``latest``;
 - during pruning: an old checkpoint is first renamed to a hidden ``.tmp`` name, then deleted, so a
   ``step-N/`` is either whole or gone;
@@ -21,6 +21,10 @@ Every crash window of the writers here leaves the folders in a state the scan re
   no longer matches; ``--resume`` names the file, moves that checkpoint aside as
   ``step-N.damaged`` and continues from the newest intact one, redoing the steps exactly; ``export``
   refuses, naming the file and the fix.
+
+Every file of a checkpoint (and the pointer) is checked to be a regular file before it is opened
+(``lediff_core.io.access.check_readable``): a FIFO or device under a checkpoint's file name is
+reported by name like any other damage, never opened (opening a FIFO waits forever).
 
 Checkpoints written before the manifest existed (a trainer.json without ``files``) are accepted as
 they are; a damaged file in one is reported when it is loaded.
@@ -36,7 +40,8 @@ import secrets
 import shutil
 import signal
 
-from lediff_core.io.publish import replace_file
+from lediff_core.io.access import FileAccessError, check_readable
+from lediff_core.io.publish import rename_new, replace_text_file
 
 CHECKPOINTS = "checkpoints"
 LATEST = "latest"
@@ -44,9 +49,6 @@ TRAINER = "trainer.json"
 MANIFEST_KEY = "files"
 DAMAGED_SUFFIX = ".damaged"
 _STEP = re.compile(r"step-(\d+)")
-# hidden temporary names the publishing helpers use beside their target: staging folders
-# (.NAME.<random>.tmp) and temporary files (.NAME.<random>.tmp or .NAME.<random>.tmp.EXT)
-_STALE = re.compile(r"\..+\.tmp(\.[A-Za-z0-9]+)?")
 
 # The test seam: LEDIFF_TRAIN_TEST_KILL_AT="POINT@STEP" makes the run SIGKILL itself at POINT when it
 # is at STEP (tests/train/test_resume.py kills real runs in each crash window). Unset in real use.
@@ -109,10 +111,13 @@ def read_trainer_json(folder: str) -> dict:
     """trainer.json of a checkpoint folder; CheckpointError naming the file when it is missing or damaged."""
     path = os.path.join(folder, TRAINER)
     try:
+        check_readable(path, name=TRAINER)
         with open(path, encoding="utf-8") as f:
             trainer = json.load(f)
     except FileNotFoundError:
         raise CheckpointError(f"{TRAINER} is missing") from None
+    except FileAccessError as e:
+        raise CheckpointError(str(e)) from None
     except (ValueError, UnicodeDecodeError) as e:
         raise CheckpointError(f"{TRAINER} is truncated or damaged (not valid JSON: {e})") from None
     if not isinstance(trainer, dict) or not isinstance(trainer.get("step"), int):
@@ -138,7 +143,9 @@ def checkpoint_problem(folder: str, only: tuple[str, ...] = ()) -> str | None:
             continue
         path = os.path.join(folder, *rel.split("/"))
         try:
-            size = os.path.getsize(path)
+            size = check_readable(path, name=rel).st_size
+        except FileAccessError as e:
+            return str(e)
         except OSError:
             return f"{rel} is missing"
         if size != want["size"]:
@@ -163,30 +170,19 @@ def newest_checkpoint(run: str, only: tuple[str, ...] = ()) -> tuple[str | None,
 
 def pointer(run: str) -> str | None:
     """The checkpoint ``checkpoints/latest`` names, or None."""
+    path = os.path.join(run, CHECKPOINTS, LATEST)
     try:
-        with open(os.path.join(run, CHECKPOINTS, LATEST), encoding="utf-8") as f:
+        check_readable(path)  # a FIFO there is no pointer (and is replaced by the next write_pointer)
+        with open(path, encoding="utf-8") as f:
             return f.read().strip() or None
-    except (FileNotFoundError, UnicodeDecodeError):
+    except (FileNotFoundError, FileAccessError, UnicodeDecodeError):
         return None
 
 
-def write_text_atomic(path: str, text: str) -> None:
-    """Replace the run's or data's own small file (a pointer, a manifest) in one step: written to a
-    temporary name beside it, synced, renamed over it (``publish.replace_file``: replacing our own
-    pointer or manifest is the point); a failed write leaves the old file."""
-
-    def write(tmp: str) -> None:
-        with open(tmp, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-
-    replace_file(path, write)
-
-
 def write_pointer(run: str, name: str) -> None:
-    """Move ``checkpoints/latest`` to ``name`` in one step."""
-    write_text_atomic(os.path.join(run, CHECKPOINTS, LATEST), name + "\n")
+    """Move ``checkpoints/latest`` to ``name`` in one step (``publish.replace_text_file``: replacing
+    our own pointer is the point; a failed write leaves the old one)."""
+    replace_text_file(os.path.join(run, CHECKPOINTS, LATEST), name + "\n")
 
 
 def damaged_message(run: str, damaged: list[tuple[str, str]]) -> str:
@@ -247,10 +243,11 @@ def _move_aside(path: str) -> str:
     base, k = path + DAMAGED_SUFFIX, 1
     while True:
         aside = base if k == 1 else f"{base}-{k}"
-        if not os.path.lexists(aside):
-            os.rename(path, aside)
+        try:
+            rename_new(path, aside)  # refuses an existing name atomically (a plain rename replaces an empty folder)
             return aside
-        k += 1
+        except FileExistsError:
+            k += 1
 
 
 def prune(run: str, keep: int, step: int) -> None:
@@ -261,29 +258,6 @@ def prune(run: str, keep: int, step: int) -> None:
         return
     for _, path in step_folders(run)[keep:]:
         doomed = os.path.join(os.path.dirname(path), f".{os.path.basename(path)}.{secrets.token_hex(4)}.tmp")
-        os.rename(path, doomed)
+        rename_new(path, doomed)
         kill_point("pruning", step)
         shutil.rmtree(doomed, ignore_errors=True)
-
-
-def is_stale(name: str) -> bool:
-    """Whether a folder entry is a publishing helper's hidden temporary file or staging folder."""
-    return bool(_STALE.fullmatch(name))
-
-
-def remove_stale(folder: str) -> None:
-    """Remove the hidden temporary files and staging folders a killed run left in ``folder``."""
-    try:
-        names = os.listdir(folder)
-    except FileNotFoundError:
-        return
-    for name in names:
-        if is_stale(name):
-            path = os.path.join(folder, name)
-            if os.path.isdir(path) and not os.path.islink(path):
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                try:
-                    os.unlink(path)
-                except FileNotFoundError:
-                    pass

@@ -50,8 +50,10 @@ def rgb_to_xyz_matrix(chromaticities) -> np.ndarray:
 
 
 def xyz_to_rgb_matrix(chromaticities) -> np.ndarray:
-    """Inverse of ``rgb_to_xyz_matrix``."""
-    return np.linalg.inv(rgb_to_xyz_matrix(chromaticities))
+    """Inverse of ``rgb_to_xyz_matrix``: the adjugate over the determinant (rows: cross products of
+    the columns), not np.linalg.inv, for the reason given above."""
+    c0, c1, c2 = rgb_to_xyz_matrix(chromaticities).T
+    return np.stack([np.cross(c1, c2), np.cross(c2, c0), np.cross(c0, c1)]) / float(np.dot(c0, np.cross(c1, c2)))
 
 
 def luminance_weights(chromaticities) -> np.ndarray:

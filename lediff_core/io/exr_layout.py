@@ -21,6 +21,8 @@ import os
 import struct
 from dataclasses import dataclass, field
 
+from .. import LEDiffError
+
 MAGIC = 20000630
 TILED, LONG_NAMES, DEEP, MULTI_PART = 0x200, 0x400, 0x800, 0x1000
 PIXEL_BYTES = {0: 4, 1: 2, 2: 4}  # UINT, HALF, FLOAT
@@ -35,7 +37,7 @@ LINES = (1, 1, 1, 16, 32, 16, 32, 32, 32, 256, 256, 32, 256, 1)
 MAX_LINES = 256
 
 
-class LayoutError(ValueError):
+class LayoutError(LEDiffError, ValueError):
     """The file's layout (headers, offset tables, chunk prefixes) is inconsistent; the message says
     what, for the caller to wrap with the file's name."""
 

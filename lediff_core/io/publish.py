@@ -6,7 +6,10 @@ a failed write leaves only the temporary file, which is removed. A batch of file
 (``write_numbered_files``) is written whole under temporary names before the first is published:
 all of it appears, or none. A folder (an image sequence) is
 filled under a hidden staging name beside its final place and renamed in one step that refuses an
-existing name (``write_numbered_folder``, or ``write_new_folder`` for one fixed name).
+existing name (``write_numbered_folder``, or ``write_new_folder`` for one fixed name). A program's
+own small file that is meant to change (a pointer, a manifest) is replaced in one rename
+(``replace_file``, ``replace_text_file``). Every temporary name is hidden and ends in ``.tmp``
+(``is_temporary``): what a killed process left is recognised and removed (``remove_temporaries``).
 
 What is published has the permissions an ordinary ``open()`` / ``mkdir()`` gets under the process
 umask (0644 files and 0755 folders under umask 022, 0600 / 0700 under 077), whoever wrote it:
@@ -23,6 +26,7 @@ from __future__ import annotations
 import ctypes
 import errno
 import os
+import re
 import secrets
 import shutil
 import stat
@@ -35,6 +39,9 @@ from typing import TypeVar
 T = TypeVar("T")
 
 _UMASK_LOCK = threading.Lock()
+# the hidden names used beside a target while it is written: staging folders (.NAME.<random>.tmp)
+# and temporary files (.NAME.<random>.tmp or .NAME.<random>.tmp.EXT)
+_TEMPORARY = re.compile(r"\..+\.tmp(\.[A-Za-z0-9]+)?")
 
 
 def process_umask() -> int:
@@ -97,6 +104,43 @@ def replace_file(path: str, write: Callable[[str], T]) -> T:
     written under a temporary name beside ``path`` and renamed over it in one step, so a failed
     write leaves the previous version. It gets the umask's mode (``publish_modes``)."""
     return _write_then(path, write, os.replace)
+
+
+def replace_text_file(path: str, text: str) -> None:
+    """``replace_file`` for a small UTF-8 text file (a pointer, a manifest, a run's settings), synced
+    to disk before the rename: a kill or a power cut leaves the previous version or the new one."""
+
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+
+    replace_file(path, write)
+
+
+def is_temporary(name: str) -> bool:
+    """Whether a folder entry's name is one of this module's hidden temporary files or staging folders."""
+    return bool(_TEMPORARY.fullmatch(name))
+
+
+def remove_temporaries(folder: str) -> None:
+    """Remove the temporary files and staging folders a killed writer left in ``folder`` (only
+    names ``is_temporary`` recognises; a link is removed, never followed)."""
+    try:
+        names = os.listdir(folder)
+    except FileNotFoundError:
+        return
+    for name in names:
+        if is_temporary(name):
+            path = os.path.join(folder, name)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(path)
+                except FileNotFoundError:
+                    pass
 
 
 def _write_then(final_path: str, write: Callable[[str], T], publish: Callable[[str, str], None]) -> T:
@@ -218,7 +262,7 @@ def write_numbered_folder(
         while True:
             name = name_for(counter)
             try:
-                _rename_new(staging, os.path.join(parent, name))
+                rename_new(staging, os.path.join(parent, name))
                 return name, counter, result
             except FileExistsError:
                 counter += 1
@@ -257,7 +301,7 @@ def publish_folder(staging: str, path: str) -> None:
     (``publish_modes``). For a caller that fills and cleans up its own staging folder (the batch
     runner); ``write_new_folder`` does all of it."""
     publish_modes(staging)
-    _rename_new(staging, path)
+    rename_new(staging, path)
 
 
 def _new_staging(parent: str, name: str) -> str:
@@ -274,7 +318,7 @@ _RENAME_NOREPLACE = 1  # linux/fs.h
 _AT_FDCWD = -100
 
 
-def _rename_new(src: str, dst: str) -> None:
+def rename_new(src: str, dst: str) -> None:
     """Rename ``src`` to ``dst``, raising FileExistsError if ``dst`` exists.
 
     A plain POSIX rename replaces an empty directory at ``dst``; Linux's renameat2 with

@@ -12,7 +12,8 @@ TRAIN_CHILD = MEASURE + r"""
 from diffusers import UNet2DConditionModel  # imported before measuring: the reads are measured, not imports
 from lediff_train import models
 from lediff_core.model.weights import load_state_dict
-readers = {"unet": models.load_unet, "vae": models.load_vae, "weights": load_state_dict}
+readers = {"unet": lambda p: models.read_model(p).load_unet(), "vae": lambda p: models.read_model(p).load_vae(),
+           "weights": load_state_dict}
 for reader, path in zip(sys.argv[2::2], sys.argv[3::2]):
     measured(lambda: readers[reader](path), int(sys.argv[1]))
 """
@@ -38,7 +39,7 @@ def test_a_config_that_differs_in_any_parameter_is_refused_with_the_tensor(tmp_p
     folder = attacked_folder(tmp_path, "unet", "use_linear_projection", True)
     with pytest.raises(ConfigMismatchError, match=r"unet/config.json' does not match the weights.*proj_in.weight: "
                        r"the config gives \[32, 32\], the weights hold \[32, 32, 1, 1\]"):
-        models.load_unet(folder)
+        models.read_model(folder).load_unet()
 
 
 def test_lying_headers_allocate_nothing_big(lies):

@@ -68,7 +68,7 @@ def test_a_widened_sd_unet_starts_as_the_sd_unet(tmp_path):
     from diffusers import UNet2DConditionModel
 
     sd = write_sd15_model(str(tmp_path))
-    wide, widened = models.load_unet(sd)
+    wide, widened = models.read_model(sd).load_unet()
     assert widened and wide.config.in_channels == 8
     reference = UNet2DConditionModel.from_pretrained(os.path.join(sd, "unet")).eval()  # diffusers' own loader
     wide.eval()
@@ -87,18 +87,18 @@ def test_model_folders_with_the_wrong_parts_are_refused(tmp_path, setup):
     cfg = json.loads((bad / "unet" / "config.json").read_text())
     (bad / "unet" / "config.json").write_text(json.dumps({**cfg, "in_channels": 9}))
     with pytest.raises(models.ModelError, match="in_channels=9"):
-        models.load_unet(str(bad))
-    shutil.rmtree(bad / "vae")
-    with pytest.raises(models.ModelError, match="no vae/ folder"):
-        models.load_vae(str(bad))
+        models.read_model(str(bad)).load_unet()
     shutil.rmtree(bad / "text_encoder")
     with pytest.raises(models.ModelError, match="--text-model"):
-        models.text_parts_folder(str(bad))
+        models.read_model(str(bad)).text_source()
     cfg["in_channels"] = 8
     (bad / "unet" / "config.json").write_text(json.dumps({**cfg, "block_out_channels": [32, 64, 32]}))
     with pytest.raises(ValueError, match=r"config.json' does not match the weights.*block_out_channels is "
                        r"\[32, 64, 32\] where the weights have"):
-        models.load_unet(str(bad))
+        models.read_model(str(bad)).load_unet()
+    shutil.rmtree(bad / "vae")
+    with pytest.raises(models.ModelError, match="no vae/ folder"):
+        models.read_model(str(bad))
 
 
 def test_resume_continues_exactly(setup, tmp_path):
@@ -171,8 +171,8 @@ def decode(setup, run):
     from lediff_train.data import LatentData
     from lediff_train.decoder import HDRDecoderModel
 
-    vae = models.load_vae(setup["model"])
-    model = HDRDecoderModel(vae, models.load_fusion(setup["model"])).eval()
+    folder = models.read_model(setup["model"])
+    model = HDRDecoderModel(folder.load_vae(), folder.load_fusion()).eval()
     if run is not None:
         w = weights(run)
         model.fusion.load_state_dict(w["fusion.safetensors"])

@@ -86,12 +86,12 @@ def test_export_loads_strictly_and_holds_exactly_the_runs_weights(runs, tmp_path
     # the scheduler: DDIM (as released) over exactly the noise schedule the trainer used
     from diffusers import DDIMScheduler
 
-    from lediff_train.models import noise_schedule
+    from lediff_train.models import read_model
 
     scheduler = DDIMScheduler.from_pretrained(os.path.join(out, "scheduler"))
     assert (scheduler.config.clip_sample, scheduler.config.set_alpha_to_one, scheduler.config.steps_offset,
             scheduler.config.prediction_type) == (False, False, 1, "epsilon")
-    assert torch.equal(scheduler.alphas_cumprod, noise_schedule(runs["model"]).alphas_cumprod)
+    assert torch.equal(scheduler.alphas_cumprod, read_model(runs["model"]).noise_schedule().alphas_cumprod)
 
     # text parts copied as they are; model_index names exactly the parts present
     for part in ("text_encoder", "tokenizer"):

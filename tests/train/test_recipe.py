@@ -128,7 +128,7 @@ def test_stage2_held_out_denoising_loss_falls(recipe, capsys):
 
     val = LatentData(recipe["data"], "val")
     text = models.CaptionEncoder(recipe["model"])
-    start, widened = models.load_unet(recipe["model"])
+    start, widened = models.read_model(recipe["model"]).load_unet()
     assert widened
     trained = UNet2DConditionModel.from_pretrained(os.path.join(recipe["highlight"], "unet"))
     before = held_out_denoising_loss(start.eval(), val, text)

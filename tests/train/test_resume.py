@@ -207,3 +207,30 @@ def test_a_legacy_format_optimizer_state_is_refused_by_name_before_torch_load(se
     assert "optimizer-discriminator.pt' is a legacy PyTorch file (the format torch.save wrote before PyTorch 1.6)" \
         in err, err
     assert "re-save trusted weights with a current torch.save" in err and "the checkpoint is damaged" in err, err
+
+
+def two_processes(setup, out, *extra, kill: str | None = None):
+    """The run as two processes (torchrun, gloo on CPU, one thread each); ``kill``: the test seam's
+    POINT@STEP, at which every process that reaches it SIGKILLs itself."""
+    env = {**os.environ, "PYTHONPATH": REPO, "OMP_NUM_THREADS": "1"}
+    env.pop(run_folder.KILL_ENV, None)
+    if kill:
+        env[run_folder.KILL_ENV] = kill
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
+           "-m", "lediff_train", *argv(setup, out, *extra)]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, timeout=300)
+
+
+def test_two_processes_killed_mid_step_resume_to_the_uninterrupted_two_process_result(setup, tmp_path):
+    straight = two_processes(setup, tmp_path / "straight")
+    assert straight.returncode == 0, straight.stderr[-3000:]
+    run = tmp_path / "run"
+    killed = two_processes(setup, run, kill="step@2")
+    assert killed.returncode != 0 and sorted(os.listdir(run / "checkpoints")) == ["latest", "step-1"], \
+        killed.stderr[-3000:]
+    resumed = two_processes(setup, run, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((run / "config.json").read_text())["processes"] == 2
+    final = os.path.join(run, "checkpoints", f"step-{STEPS}")
+    assert run_folder.checkpoint_problem(final) is None
+    assert_identical(snapshot(final), snapshot(tmp_path / "straight" / "checkpoints" / f"step-{STEPS}"))

@@ -18,6 +18,7 @@ import os
 import shutil
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -101,7 +102,7 @@ def exported(setup, runs):
 def test_prepare_encodes_with_sdxls_vae_and_scale_and_defaults_to_1024(setup, tmp_path):
     from diffusers import AutoencoderKL
 
-    assert models.backbone(setup["model"]) == "sdxl"
+    assert models.read_model(setup["model"]).backbone == "sdxl"
     manifest = json.loads(open(os.path.join(setup["data"], "prepare.json")).read())
     assert manifest["model"]["scaling_factor"] == SCALE and manifest["args"]["size"] == SIZE
     # the cached latents are diffusers' own encoding of the same brackets (posterior mode x 0.13025)
@@ -118,10 +119,10 @@ def test_prepare_encodes_with_sdxls_vae_and_scale_and_defaults_to_1024(setup, tm
     ours = torch.cat([got[k] for k in ("c_minus", "c0", "c_plus")])
     torch.testing.assert_close(ours, ref, atol=1e-4, rtol=1e-4)
     # the crop size follows the backbone when not given: SDXL's 1024, SD1.5's 512
-    assert prep.default_size(setup["model"]) == 1024
+    assert prep.default_size(models.read_model(setup["model"])) == 1024
     from support.train_models import write_sd15_model
 
-    assert prep.default_size(write_sd15_model(str(tmp_path))) == 512
+    assert prep.default_size(models.read_model(write_sd15_model(str(tmp_path)))) == 512
     import argparse
 
     parser = argparse.ArgumentParser()
@@ -188,7 +189,7 @@ def test_validation_samples_with_sdxl_conditioning_in_both_branches(setup, runs)
     # scale gives the CFG-1 result; another pooled embedding in the unconditional branch changes it
     from diffusers import UNet2DConditionModel
 
-    unet = UNet2DConditionModel.from_config({**models.unet_config(setup["model"]), "in_channels": 8})
+    unet = UNet2DConditionModel.from_config({**models.read_model(setup["model"]).unet_config, "in_channels": 8})
     unet.load_state_dict(run_weights(runs["highlight"])["unet.safetensors"])
     unet.eval()
     gen = torch.Generator().manual_seed(3)
@@ -196,7 +197,7 @@ def test_validation_samples_with_sdxl_conditioning_in_both_branches(setup, runs)
     text = text_condition(torch.randn(1, 77, 768, generator=gen), torch.randn(1, 768, generator=gen),
                           size_ids(1, SIZE, SIZE))
     other = text_condition(text["context"], torch.randn(1, 768, generator=gen), text["time_ids"])
-    config = models.noise_schedule(setup["model"]).config
+    config = models.read_model(setup["model"]).noise_schedule().config
     with torch.no_grad():
         one = ddim_sample(unet, cond, text, text, config, 2, 1.0, 0)
         same = ddim_sample(unet, cond, text, text, config, 2, 7.5, 0)
@@ -207,16 +208,17 @@ def test_validation_samples_with_sdxl_conditioning_in_both_branches(setup, runs)
 
 def test_mismatched_text_encoders_are_refused(setup, tmp_path):
     text = models.CaptionEncoder(setup["model"], "sdxl")
-    config = models.unet_config(setup["model"])
-    models.check_text_fits(setup["model"], config, text)
+    model = models.read_model(setup["model"])
+    config = model.unet_config
+    model.check_text_fits(text)
     with pytest.raises(models.ModelError, match="projection_class_embeddings_input_dim"):
-        models.check_text_fits(setup["model"], {**config, "projection_class_embeddings_input_dim": 2816}, text)
+        replace(model, unet_config={**config, "projection_class_embeddings_input_dim": 2816}).check_text_fits(text)
     with pytest.raises(models.ModelError, match="cross_attention_dim is 2048"):
-        models.check_text_fits(setup["model"], {**config, "cross_attention_dim": 2048}, text)
+        replace(model, unet_config={**config, "cross_attention_dim": 2048}).check_text_fits(text)
     bad = shutil.copytree(setup["model"], tmp_path / "no_g")
     shutil.rmtree(bad / "text_encoder_2")
     with pytest.raises(models.ModelError, match="text_encoder_2/.*SDXL"):
-        models.text_parts_folder(str(bad), None, "sdxl")
+        models.read_model(str(bad)).text_source()
 
 
 def test_resume_continues_exactly(runs):

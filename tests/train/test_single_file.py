@@ -6,6 +6,7 @@ checked against an independent map; ComfyUI's model detection checks the inferre
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import socket
 
@@ -47,27 +48,28 @@ def test_the_conversion_gives_the_diffusers_folders_model(checkpoints, offline, 
     import comfy.model_detection
 
     path, folder = checkpoints[backbone]
-    assert models.backbone(path) == models.backbone(folder) == backbone
+    single, diffusers_folder = models.read_model(path), models.read_model(folder)
+    assert single.backbone == diffusers_folder.backbone == backbone
     # the UNet: the architecture of the folder's config, every tensor equal (widened to 8 channels alike)
-    config = models.unet_config(path)
-    assert ldm_unet_config(config, None) == ldm_unet_config(models.unet_config(folder), None)
+    config = single.unet_config
+    assert ldm_unet_config(config, None) == ldm_unet_config(diffusers_folder.unet_config, None)
     detected = comfy.model_detection.detect_unet_config(load_file(path), "model.diffusion_model.")
     mine = ldm_unet_config(config, None)
     for key in ("in_channels", "model_channels", "channel_mult", "num_res_blocks", "transformer_depth",
                 "transformer_depth_output", "transformer_depth_middle", "context_dim", "use_linear_in_transformer"):
         assert mine[key] == detected[key], key
     assert detected.get("adm_in_channels") == (config.get("projection_class_embeddings_input_dim"))
-    (unet, widened), (ref, _) = models.load_unet(path), models.load_unet(folder)
+    (unet, widened), (ref, _) = single.load_unet(), diffusers_folder.load_unet()
     assert widened
     a, b = unet.state_dict(), ref.state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     # the VAE
-    assert parse_vae_config(models.vae_config(path)) == parse_vae_config(models.vae_config(folder))
-    assert models.scaling_factor(path) == {"sd15": 0.18215, "sdxl": 0.13025}[backbone]
-    a, b = models.load_vae(path).state_dict(), models.load_vae(folder).state_dict()
+    assert parse_vae_config(single.vae_config) == parse_vae_config(diffusers_folder.vae_config)
+    assert single.scaling_factor == {"sd15": 0.18215, "sdxl": 0.13025}[backbone]
+    a, b = single.load_vae().state_dict(), diffusers_folder.load_vae().state_dict()
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    assert not models.has_fusion(path)
-    assert models.noise_schedule(path).config.beta_schedule == "scaled_linear"
+    assert single.fusion is None
+    assert single.noise_schedule().config.beta_schedule == "scaled_linear"
     # the text encoders, with the host's CLIP tokenizer (the folder's tokenizers are copies of it)
     text = models.CaptionEncoder(path, backbone, HOST_TOKENIZER)
     reference = models.CaptionEncoder(folder, backbone)
@@ -78,7 +80,7 @@ def test_the_conversion_gives_the_diffusers_folders_model(checkpoints, offline, 
             torch.testing.assert_close(got[1], want[1], atol=1e-5, rtol=0)
         else:
             assert got[1] is None
-    models.check_text_fits(path, config, text)
+    single.check_text_fits(text)
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
@@ -109,7 +111,8 @@ def test_both_stages_from_a_single_file_export_what_the_loaders_load(checkpoints
     ldm_unet_config(config)  # what Load Bracket Denoiser builds
     vae_config, vae_sd, fusion = load_hdr_vae(out)
     HDRVAE(vae_config, vae_sd, fusion, out)
-    encoder = {k: v for k, v in models.load_vae(path).state_dict().items() if k.startswith("encoder.")}
+    encoder = {k: v for k, v in models.read_model(path).load_vae().state_dict().items()
+               if k.startswith("encoder.")}
     assert all(torch.equal(vae_sd[k], v) for k, v in encoder.items())
     # the text parts the captions were encoded with, as a pipeline folder holds them
     parts = ["text_encoder", "tokenizer"] + (["text_encoder_2", "tokenizer_2"] if backbone == "sdxl" else [])
@@ -122,14 +125,15 @@ def test_both_stages_from_a_single_file_export_what_the_loaders_load(checkpoints
 
 def test_refusals_name_the_file_and_the_fix(checkpoints, offline, tmp_path, capsys):
     path, folder = checkpoints["sd15"]
+    single, diffusers_folder = models.read_model(path), models.read_model(folder)
     with pytest.raises(models.ModelError, match="--tokenizer .*comfy/sd1_tokenizer"):
-        models.text_parts_folder(path, None, "sd15")
+        single.text_source()
     with pytest.raises(models.ModelError, match="leave --tokenizer out"):
-        models.text_parts_folder(folder, None, "sd15", HOST_TOKENIZER)
+        diffusers_folder.text_source(None, HOST_TOKENIZER)
     with pytest.raises(models.ModelError, match="single-file sd15 checkpoint, but the UNet is sdxl"):
-        models.text_parts_folder(folder, path, "sdxl", HOST_TOKENIZER)
+        dataclasses.replace(diffusers_folder, backbone="sdxl").text_source(path, HOST_TOKENIZER)
     with pytest.raises(models.ModelError, match="not a CLIP tokenizer folder"):
-        models.text_parts_folder(path, None, "sd15", str(tmp_path))
+        single.text_source(None, str(tmp_path))
     # a .safetensors that is no SD checkpoint (a LoRA-like file), and a pickled one
     lora = str(tmp_path / "style_lora.safetensors")
     save_file({"lora_unet_down_blocks_0.alpha": torch.ones(())}, lora)
@@ -137,14 +141,14 @@ def test_refusals_name_the_file_and_the_fix(checkpoints, offline, tmp_path, caps
     for bad, expected in ((lora, "is not a Stable Diffusion checkpoint"), (ckpt, "not a .safetensors")):
         open(bad, "ab").close()
         with pytest.raises(models.ModelError) as err:
-            models.load_vae(bad)
+            models.read_model(bad)
         message = str(err.value)
         assert bad in message and expected in message and "model.diffusion_model.*" in message
     # an SD1.5 file without its text encoder
     partial = str(tmp_path / "unet_and_vae.safetensors")
     save_file({k: v for k, v in load_file(path).items() if not k.startswith("cond_stage_model.")}, partial)
     with pytest.raises(checkpoint.CheckpointError, match="without the text encoders"):
-        checkpoint.backbone(partial)
+        checkpoint.read(partial)
     # on the command line: exit code 2, the file and what was expected, nothing written
     hdr = hdri_folder(str(tmp_path / "hdr"), ("city",))
     assert cli.main(["prepare", "--hdr", hdr, "--model", lora, "--out", str(tmp_path / "data"), "--size", "64"]) == 2

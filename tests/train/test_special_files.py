@@ -13,9 +13,8 @@ from support.fifos import promptly
 
 
 def test_prepare_lists_a_fifo_as_unreadable_by_name_and_refuses_a_fifo_caption_file(tmp_path):
-    from support.train_models import write_lediff_model
-
     from lediff_train import prepare as prep
+    from support.train_models import write_lediff_model
 
     model = write_lediff_model(str(tmp_path / "model"))
     hdr = tmp_path / "hdr"

@@ -30,8 +30,8 @@ from ...color.transfer import (
     hlg_decode,
     pq_decode,
 )
-from . import DisplayFormat, Encoded, FormatError, Settings, check_image, encoder_threads, register
 from .metadata import avif_with_metadata, clli_box, mdcv_box
+from .registry import DisplayFormat, Encoded, FormatError, Settings, check_image, encoder_threads, register
 
 REC2020 = "Linear Rec.2020"
 # H.273 code points

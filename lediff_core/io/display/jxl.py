@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import DisplayFormat, Encoded, Settings, check_image, encoder_threads, register
 from .metadata import jxl_with_exif
+from .registry import DisplayFormat, Encoded, Settings, check_image, encoder_threads, register
 
 
 def jxl_options(quality: int) -> dict:

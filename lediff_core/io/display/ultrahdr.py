@@ -14,8 +14,8 @@ import math
 import numpy as np
 import torch
 
-from . import DisplayFormat, Encoded, FormatError, Settings, check_image, count_above, register
 from .metadata import jpeg_with_exif
+from .registry import DisplayFormat, Encoded, FormatError, Settings, check_image, count_above, register
 
 SDR_WHITE_NITS = 203.0  # BT.2408 reference white; libultrahdr's SDR white for linear input
 MAX_BOOST = 10000.0 / SDR_WHITE_NITS  # libultrahdr's maximum content boost for linear input

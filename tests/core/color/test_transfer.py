@@ -50,3 +50,9 @@ def test_chromaticity_matrices_against_published_values():
     xyz_primaries = (1, 0, 0, 1, 0, 0, 1 / 3, 1 / 3)  # CIE XYZ as RGB primaries, equal-energy white
     np.testing.assert_allclose(rgb_to_xyz_matrix(xyz_primaries), np.eye(3), atol=1e-12)
     np.testing.assert_allclose(xyz_to_rgb_matrix(REC709_CHROMATICITIES) @ srgb, np.eye(3), atol=1e-3)
+    # the inverse is written out (no LAPACK, which can exit the process when memory is short):
+    # LAPACK's own inverse agrees on random primaries and whites
+    rng = np.random.default_rng(7)
+    for _ in range(200):
+        c = tuple(rng.uniform(0.02, 0.7, 8))
+        np.testing.assert_allclose(xyz_to_rgb_matrix(c), np.linalg.inv(rgb_to_xyz_matrix(c)), rtol=1e-9, atol=1e-9)

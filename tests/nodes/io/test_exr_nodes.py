@@ -393,7 +393,8 @@ def test_layer_errors_name_the_fix_and_write_nothing(host, caplog):
     with pytest.raises(GraphError, match="two EXR layers are named 'depth'.*rename one"):
         host.run(with_layer(**{"5": exr_layer("depth", mask=("1", 1)),
                                "6": exr_layer("depth", ("5", 0), image=("1", 0))}))
-    with pytest.raises(GraphError, match=r"layer 'depth': 1 pixel\(s\) contain NaN"):
+    with pytest.raises(GraphError, match=r"image 1 of 1: 1 of 960 pixel\(s\) NaN/Inf \(1 NaN, 0 Inf\): EXR layer "
+                                         r"'depth' cannot hold them"):
         host.run(with_layer(**{"6": exr_layer("depth", image=("3", 0), encoding="data")}))
     with pytest.raises(GraphError, match="neither an image nor a mask"):
         host.run(with_layer(**{"6": exr_layer("depth")}))

@@ -81,9 +81,13 @@ def container_cicp(path, container):
         assert i > 0, "no colr nclx box"
         p, t, m = (int.from_bytes(data[i + 8 + 2 * k:i + 10 + 2 * k], "big") for k in range(3))
         return p, t, m, "limited" if data[i + 14] >> 7 == 0 else "full"
-    i = data.find(bytes.fromhex("55b0"))
-    assert i > 0, "no Matroska Colour element"
-    block = data[i:i + 64]
+    # the Colour master is the 0x55B0 followed by its four children; the two id bytes alone may also
+    # occur by chance earlier (in the codec's private data, a seek table)
+    ids = [bytes.fromhex(e) for e in ("55bb", "55ba", "55b1", "55b9")]
+    starts = [i for i in range(len(data)) if data.startswith(bytes.fromhex("55b0"), i)]
+    blocks = [data[i:i + 64] for i in starts if all(e in data[i:i + 64] for e in ids)]
+    assert blocks, "no Matroska Colour element"
+    block = blocks[0]
 
     def uint(eid):
         j = block.find(bytes.fromhex(eid))
