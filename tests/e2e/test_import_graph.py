@@ -9,10 +9,9 @@ module, the module imports names from the half-initialised package)."""
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
-from support.common import REPO
+from support.common import REPO, imports
 
 PACKAGES = ("lediff_core", "nodes", "lediff_train", "lediff_runner")
 
@@ -34,19 +33,7 @@ def import_graph(root: Path, packages=PACKAGES) -> dict[str, set[str]]:
     modules = modules_of(root, packages)
     graph = {}
     for name, path in modules.items():
-        package = name.split(".") if path.name == "__init__.py" else name.split(".")[:-1]
-        named = set()
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
-            if isinstance(node, ast.Import):
-                named.update(alias.name for alias in node.names)
-            elif isinstance(node, ast.ImportFrom):
-                if node.level:
-                    base = package[: len(package) - (node.level - 1)]
-                    target = ".".join(base + ([node.module] if node.module else []))
-                else:
-                    target = node.module
-                named.add(target)
-                named.update(f"{target}.{alias.name}" for alias in node.names)
+        named = imports(path, root)
         graph[name] = {m for m in named if m in modules and m != name}
     return graph
 

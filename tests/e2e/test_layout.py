@@ -22,7 +22,7 @@ import pytest
 
 from lediff_core.model.backbones import BACKBONES
 from support.comfy_harness import COMFY_ROOT
-from support.common import REPO
+from support.common import REPO, imports
 
 COMFY_MODULES = ("comfy", "comfy_api", "comfy_extras", "comfy_execution", "folder_paths", "nodes", "execution",
                  "server", "model_management", "node_helpers")
@@ -77,24 +77,6 @@ def test_nodes_mirror_the_core_packages():
     packages = {p.name for p in (ROOT / "nodes").iterdir() if (p / "__init__.py").is_file()}
     loose = {p.name for p in (ROOT / "nodes").glob("*.py")} - {"__init__.py"}
     assert packages <= set(CORE_DEPENDENCIES) and not loose, (packages, loose)
-
-
-def imports(path: Path) -> set[str]:
-    """Absolute names of the modules a file imports (relative imports resolved against the repo)."""
-    package = list(path.relative_to(ROOT).parts[:-1])  # of a module and of a package's __init__ alike
-    names = set()
-    for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.Import):
-            names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = package[: len(package) - (node.level - 1)]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module
-            names.add(target)
-            names.update(f"{target}.{alias.name}" for alias in node.names)
-    return names
 
 
 def files(folder: str) -> list[Path]:

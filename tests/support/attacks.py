@@ -26,13 +26,15 @@ def attribute(name, kind, value):
     return name.encode() + b"\0" + kind.encode() + b"\0" + struct.pack("<i", len(value)) + value
 
 
-def tiled_exr_bomb(size=16384, compression=3, data=bytes(8), tiles=None):
-    """A single-part tiled EXR (OpenEXR file layout: magic, version 2 with the tiled flag 0x200,
-    header attributes, offset table, chunks) claiming one size x size tile of R, G, B half, or a
-    row of size x size tiles, one per entry of ``tiles`` (each its stored bytes)."""
-    tiles = [data] if tiles is None else tiles
-    channels = b"".join(c + b"\0" + struct.pack("<iB3xii", 1, 0, 1, 1) for c in (b"B", b"G", b"R")) + b"\0"
-    box = struct.pack("<4i", 0, 0, size * len(tiles) - 1, size - 1)
+RGB_HALF = b"".join(c + b"\0" + struct.pack("<iB3xii", 1, 0, 1, 1) for c in (b"B", b"G", b"R")) + b"\0"
+
+
+def exr_header(width: int, height: int, compression: int = 3, channels: bytes = RGB_HALF,
+               tile: int | None = None) -> bytes:
+    """The magic, version and header of a single-part EXR (the OpenEXR file layout) of ``channels``
+    (a chlist, R, G, B half by default) over a ``width`` x ``height`` data window; tiled in
+    ``tile`` x ``tile`` tiles of one level when ``tile`` is given, else scanline."""
+    box = struct.pack("<4i", 0, 0, width - 1, height - 1)
     header = b"".join([
         attribute("channels", "chlist", channels),
         attribute("compression", "compression", bytes([compression])),
@@ -42,13 +44,18 @@ def tiled_exr_bomb(size=16384, compression=3, data=bytes(8), tiles=None):
         attribute("pixelAspectRatio", "float", struct.pack("<f", 1)),
         attribute("screenWindowCenter", "v2f", struct.pack("<2f", 0, 0)),
         attribute("screenWindowWidth", "float", struct.pack("<f", 1)),
-        attribute("tiles", "tiledesc", struct.pack("<IIB", size, size, 0)),
+        *([attribute("tiles", "tiledesc", struct.pack("<IIB", tile, tile, 0))] if tile else []),
     ]) + b"\0"
-    start = struct.pack("<ii", 20000630, 2 | 0x200) + header
-    chunks, at = [], len(start) + 8 * len(tiles)
-    for x, stored in enumerate(tiles):
-        chunks.append(struct.pack("<5i", x, 0, 0, 0, len(stored)) + stored)
-        at += len(chunks[-1])
+    return struct.pack("<ii", 20000630, 2 | (0x200 if tile else 0)) + header
+
+
+def tiled_exr_bomb(size=16384, compression=3, data=bytes(8), tiles=None):
+    """A single-part tiled EXR (OpenEXR file layout: magic, version 2 with the tiled flag 0x200,
+    header attributes, offset table, chunks) claiming one size x size tile of R, G, B half, or a
+    row of size x size tiles, one per entry of ``tiles`` (each its stored bytes)."""
+    tiles = [data] if tiles is None else tiles
+    start = exr_header(size * len(tiles), size, compression, tile=size)
+    chunks = [struct.pack("<5i", x, 0, 0, 0, len(stored)) + stored for x, stored in enumerate(tiles)]
     offsets = np.cumsum([len(start) + 8 * len(tiles)] + [len(c) for c in chunks[:-1]])
     return start + struct.pack(f"<{len(tiles)}Q", *offsets) + b"".join(chunks)
 

@@ -3,10 +3,12 @@ by name)."""
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import os
 import shutil
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -35,3 +37,22 @@ def small_disk(path, size_kb):
         yield path
     finally:
         subprocess.run(["umount", path], check=True)
+
+
+def imports(path, root: str = REPO) -> set[str]:
+    """Absolute names of the modules a file imports, at any depth (function-local imports too;
+    relative imports resolved against ``root``, the repository by default)."""
+    package = list(Path(path).relative_to(root).parts[:-1])  # of a module and of a package's __init__ alike
+    names = set()
+    for node in ast.walk(ast.parse(Path(path).read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package[: len(package) - (node.level - 1)]
+                target = ".".join(base + ([node.module] if node.module else []))
+            else:
+                target = node.module
+            names.add(target)
+            names.update(f"{target}.{alias.name}" for alias in node.names)
+    return names

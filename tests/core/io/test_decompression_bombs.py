@@ -20,7 +20,7 @@ import pytest
 
 from lediff_core.io.exr import EXRError, read_exr
 from lediff_core.io.radiance import min_scanline_bytes, read_hdr
-from support.attacks import attribute, hdr_header, tiled_exr_bomb
+from support.attacks import exr_header, hdr_header, tiled_exr_bomb
 from support.common import REPO, require_tool
 
 MiB = 1 << 20
@@ -272,19 +272,7 @@ def test_one_tiny_chunk_claiming_a_huge_tile_is_refused_though_the_file_is_big_e
 def scanline_exr(width, chunks, compression=3, lines=16):
     """A single-part scanline EXR of R, G, B half, ``lines`` lines per chunk, one chunk per entry
     of ``chunks`` (each its stored bytes)."""
-    channels = b"".join(c + b"\0" + struct.pack("<iB3xii", 1, 0, 1, 1) for c in (b"B", b"G", b"R")) + b"\0"
-    box = struct.pack("<4i", 0, 0, width - 1, lines * len(chunks) - 1)
-    header = b"".join([
-        attribute("channels", "chlist", channels),
-        attribute("compression", "compression", bytes([compression])),
-        attribute("dataWindow", "box2i", box),
-        attribute("displayWindow", "box2i", box),
-        attribute("lineOrder", "lineOrder", b"\0"),
-        attribute("pixelAspectRatio", "float", struct.pack("<f", 1)),
-        attribute("screenWindowCenter", "v2f", struct.pack("<2f", 0, 0)),
-        attribute("screenWindowWidth", "float", struct.pack("<f", 1)),
-    ]) + b"\0"
-    start = struct.pack("<ii", 20000630, 2) + header
+    start = exr_header(width, lines * len(chunks), compression)
     stored = [struct.pack("<ii", k * lines, len(data)) + data for k, data in enumerate(chunks)]
     offsets = np.cumsum([len(start) + 8 * len(stored)] + [len(c) for c in stored[:-1]])
     return start + offsets.astype("<u8").tobytes() + b"".join(stored)
@@ -325,18 +313,7 @@ def yc_exr(path, y, ry, by):
     h, w = y.shape
     chlist = b"".join(name + b"\0" + struct.pack("<iB3xii", 1, 0, s, s)
                       for name, s in ((b"BY", 2), (b"RY", 2), (b"Y", 1))) + b"\0"
-    box = struct.pack("<4i", 0, 0, w - 1, h - 1)
-    header = b"".join([
-        attribute("channels", "chlist", chlist),
-        attribute("compression", "compression", b"\0"),
-        attribute("dataWindow", "box2i", box),
-        attribute("displayWindow", "box2i", box),
-        attribute("lineOrder", "lineOrder", b"\0"),
-        attribute("pixelAspectRatio", "float", struct.pack("<f", 1)),
-        attribute("screenWindowCenter", "v2f", struct.pack("<2f", 0, 0)),
-        attribute("screenWindowWidth", "float", struct.pack("<f", 1)),
-    ]) + b"\0"
-    start = struct.pack("<ii", 20000630, 2) + header
+    start = exr_header(w, h, 0, chlist)
     lines = []
     for row in range(h):
         data = (by[row // 2].tobytes() + ry[row // 2].tobytes() if row % 2 == 0 else b"") + y[row].tobytes()
