@@ -9,21 +9,25 @@ and ffmpeg (``name.%04d.exr``) read, starting at 1001 by default (the VFX conven
 room for handles before the cut).
 
 Reading: a folder or a ``name.####.exr`` / ``name.%04d.exr`` pattern, frames in numeric order
-(``name.998.exr`` before ``name.1000.exr``), a span picked by position, count and step; a missing
-frame, a damaged file or a frame whose size or channels differ from the first is an error naming
-the frame's file. Every frame is checked as it is opened (``access.check_readable``), not only its
+(``name.998.exr`` before ``name.1000.exr``), a span picked by position, count and step. A frame of
+the span with no file (a hole) is an error naming it, or is filled by a policy (``MISSING_FRAMES``:
+black, hold, nearest, like the missing-frame choice of Nuke's Read node); a damaged file or a frame
+whose size or channels differ from the first is an error naming the frame's file under every
+policy. Every frame is checked as it is opened (``access.check_readable``), not only its
 folder: a frame that is a symbolic link leading outside the input folder, or a FIFO, device or
 folder under a frame's name, is refused by name without being opened.
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -43,6 +47,13 @@ NTSC_TOLERANCE = 0.005
 MAX_FPS_DENOMINATOR = 1001
 # how deep below the input folder find_sequences looks (0 = the folder itself)
 MAX_DEPTH = 3
+# what Load EXR Sequence does with a frame of the span that has no file (select_frames)
+MISSING_FRAMES = {
+    "error": "stop, naming the missing frame's file",
+    "black": "a frame of zeros (every channel, alpha too) of the sequence's size",
+    "hold": "the previous frame on disk",
+    "nearest": "the closest frame on disk by number (the earlier one on a tie)",
+}
 
 _FRAME_FILE = re.compile(r"^(?P<head>.*?)(?P<digits>\d+)(?P<tail>\.exr)$", re.IGNORECASE)
 _PATTERN = re.compile(r"^(?P<head>.*?)(?:(?P<hashes>#+)|%(?P<width>0?\d*)d)(?P<tail>\.exr)$", re.IGNORECASE)
@@ -282,12 +293,37 @@ def resolve_sequence(root: str, spec: str) -> EXRSequence:
     raise SequenceError(f"no frames match {spec!r} in the input folder")
 
 
-def select_frames(sequence: EXRSequence, start: int = 0, count: int = 0, step: int = 1) -> list[tuple[int, str]]:
-    """(frame number, path) of the frames to load: positions ``start``, ``start + step``, ... from
-    the sequence's first frame (position 0), at most ``count`` of them (0: up to the last frame).
-    A frame missing from the span is an error naming its file."""
+class SelectedFrame(NamedTuple):
+    """One frame of the batch to load: its number, the file read for it (None: a black frame) and
+    the number of the frame that file holds (``frame`` itself, another frame's number when it fills
+    a hole, None for black)."""
+
+    frame: int
+    path: str | None
+    source: int | None
+
+    @property
+    def filled(self) -> bool:
+        return self.source != self.frame
+
+
+def select_frames(sequence: EXRSequence, start: int = 0, count: int = 0, step: int = 1,
+                  missing: str = "error") -> list[SelectedFrame]:
+    """The frames to load: positions ``start``, ``start + step``, ... from the sequence's first
+    frame (position 0), at most ``count`` of them (0: up to the last frame). The span is known only
+    from the files: it lies within the sequence's first..last frame found, so frames dropped before
+    the first file or after the last one are not holes (the clip is shorter).
+
+    A frame of the span with no file is a hole, filled by ``missing`` (``MISSING_FRAMES``):
+    ``error`` raises naming its file; ``black`` reads nothing for it; ``hold`` reads the previous
+    frame on disk (any frame of the sequence, also one outside the span or off the step; the first
+    one after it where none comes before); ``nearest`` the closest frame on disk by number, the
+    earlier one on a tie. A span in which no frame exists is an error under every policy."""
     if start < 0 or count < 0 or step < 1:
         raise SequenceError(f"start ({start}) and count ({count}) must be 0 or more and step ({step}) 1 or more")
+    if missing not in MISSING_FRAMES:
+        raise SequenceError(f"missing-frame policy {missing!r} is not one of {', '.join(MISSING_FRAMES)}; "
+                            "choose one of them")
     numbers = sequence.numbers
     first, last = numbers[0], numbers[-1]
     frame0 = first + start
@@ -299,16 +335,62 @@ def select_frames(sequence: EXRSequence, start: int = 0, count: int = 0, step: i
     wanted = range(frame0, last + 1, step)
     if count:
         wanted = wanted[:count]
+    holes = [frame for frame in wanted if frame not in sequence.frames]
+    if missing == "error" and holes:
+        frame = holes[0]
+        before = max((n for n in numbers if n < frame), default=None)
+        after = min((n for n in numbers if n > frame), default=None)
+        raise SequenceError(
+            f"frame {frame} ({sequence.file_for(frame)}) is missing from {sequence.pattern} in "
+            f"{sequence.folder!r}, between {sequence.frames.get(before)} and {sequence.frames.get(after)}; "
+            "restore the frame, or set start/count to load around the gap"
+        )
+    if len(holes) == len(wanted):
+        raise SequenceError(
+            f"none of the frames asked for ({frame_ranges(holes, step)}) exists in {sequence.pattern} in "
+            f"{sequence.folder!r} (frames found: {frame_ranges(numbers)}): no frame to fill them from; set "
+            "start/count/step to take in at least one existing frame"
+        )
+    selected = []
     for frame in wanted:
-        if frame not in sequence.frames:
-            before = max((n for n in numbers if n < frame), default=None)
-            after = min((n for n in numbers if n > frame), default=None)
-            raise SequenceError(
-                f"frame {frame} ({sequence.file_for(frame)}) is missing from {sequence.pattern} in "
-                f"{sequence.folder!r}, between {sequence.frames.get(before)} and {sequence.frames.get(after)}; "
-                "restore the frame, or set start/count to load around the gap"
-            )
-    return [(frame, os.path.join(sequence.folder, sequence.frames[frame])) for frame in wanted]
+        source = frame if frame in sequence.frames else _fill_source(numbers, frame, missing)
+        path = None if source is None else os.path.join(sequence.folder, sequence.frames[source])
+        selected.append(SelectedFrame(frame, path, source))
+    return selected
+
+
+def _fill_source(numbers: list[int], frame: int, missing: str) -> int | None:
+    """The frame on disk that fills the hole ``frame`` under ``missing`` (None: black)."""
+    if missing == "black":
+        return None
+    i = bisect.bisect_left(numbers, frame)
+    before = numbers[i - 1] if i > 0 else None
+    after = numbers[i] if i < len(numbers) else None
+    if missing == "hold" or after is None:
+        return before if before is not None else after
+    if before is None:
+        return after
+    return before if frame - before <= after - frame else after  # a tie goes to the earlier frame
+
+
+def frame_ranges(numbers: Iterable[int], step: int = 1) -> str:
+    """``12-14, 20``: the frame numbers with runs ``step`` apart written first-last (``5-9x2``, Nuke's
+    frame-range notation, when ``step`` is above 1)."""
+    runs: list[list[int]] = []
+    for n in numbers:
+        if runs and n - runs[-1][1] == step:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    every = f"x{step}" if step > 1 else ""
+    return ", ".join(str(a) if a == b else f"{a}-{b}{every}" for a, b in runs)
+
+
+def describe_filled(frames: list[SelectedFrame], missing: str, step: int = 1) -> str | None:
+    """``filled 12-14, 20 (hold)``: the holes of ``select_frames``' result and the policy that filled
+    them, or None when nothing was filled."""
+    holes = [f.frame for f in frames if f.filled]
+    return f"filled {frame_ranges(holes, step)} ({missing})" if holes else None
 
 
 def _channel_names(header: dict) -> list[str]:
@@ -339,7 +421,7 @@ class LoadedSequence:
 
 
 def read_exr_sequence(
-    frames: list[tuple[int, str]],
+    frames: list[SelectedFrame],
     layer: str = "",
     part: str = "",
     view: str = "",
@@ -352,54 +434,78 @@ def read_exr_sequence(
     """Read ``frames`` (``select_frames``) like ``read_exr`` (layer, part, view, window), converted
     from each frame's chromaticities to ``colorspace`` (None or a data layer: as stored). Every
     frame must match the first one's size, channels and layer; a mismatch or a damaged file
-    raises SequenceError naming the frame's file. With ``root`` (the folder the sequence was named
-    in, called ``folder`` in messages) each frame must resolve inside it, links followed; every
-    frame must be a regular file (``access.check_readable``, before it is opened). Pixels go
-    straight into one preallocated batch."""
+    raises SequenceError naming the frame's file, also when that frame would only fill a hole. With
+    ``root`` (the folder the sequence was named in, called ``folder`` in messages) each frame must
+    resolve inside it, links followed; every frame must be a regular file
+    (``access.check_readable``, before it is opened). Pixels go straight into one preallocated
+    batch; a file that fills several holes is read once and copied, a black hole is zeros in
+    every channel (alpha 0 where the frames have alpha; without it the alpha output stays 1)."""
     rgb = alpha = None
-    first = None
+    first = first_file = None
     read_as = None
-    for i, (frame, path) in enumerate(frames):
-        file = os.path.basename(path)
-        try:
-            check_readable(path, root, name=file, folder=folder)
-            image = read_exr(path, layer, part=part, view=view, window=window)
-        except (EXRError, FileAccessError, FileNotFoundError) as e:
-            raise SequenceError(f"frame {frame} ({file}) cannot be read: {e}") from e
-        if first is None:
-            first = image
-            h, w = image.rgb.shape[:2]
-            try:
-                rgb = torch.empty((len(frames), h, w, 3), dtype=torch.float32)
-                alpha = torch.ones((len(frames), h, w), dtype=torch.float32)
-            except (MemoryError, RuntimeError) as e:  # torch's CPU allocator raises RuntimeError
-                raise SequenceError(
-                    f"not enough memory for {len(frames)} frames of {w}x{h} ({file} first): they need "
-                    f"about {format_bytes(16 * len(frames) * h * w)} ({e}); load fewer frames (count, "
-                    "step) or free memory"
-                ) from e
+    slots: dict[str, int] = {}  # file -> the batch index it was read into
+    copies, blacks = [], []
+    for i, (frame, path, source) in enumerate(frames):
+        if path is None:
+            blacks.append(i)
+        elif path in slots:
+            copies.append((i, slots[path]))
         else:
-            ref = os.path.basename(frames[0][1])
-            if image.rgb.shape != first.rgb.shape:
-                raise SequenceError(
-                    f"frame {frame} ({file}) is {image.rgb.shape[1]}x{image.rgb.shape[0]} but the first "
-                    f"frame ({ref}) is {first.rgb.shape[1]}x{first.rgb.shape[0]}: every frame must have the same size"
-                )
-            ours, theirs = _channel_names(image.header), _channel_names(first.header)
-            if ours != theirs or image.layer != first.layer or (image.alpha is None) != (first.alpha is None):
-                raise SequenceError(
-                    f"frame {frame} ({file}) has channels {ours} (layer {image.layer or 'default'!r}), the "
-                    f"first frame ({ref}) {theirs} (layer {first.layer or 'default'!r}): every frame must "
-                    "have the same channels"
-                )
-        pixels = image.rgb
-        if colorspace is not None and not first.is_data:
-            pixels, read_as = from_chromaticities(pixels, image.header.get("chromaticities"), colorspace)
-        rgb[i] = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))
-        if image.alpha is not None:
-            alpha[i] = torch.from_numpy(image.alpha)
+            slots[path] = i
+            image = _read_frame(path, frame, source, layer, part, view, window, root, folder)
+            file = os.path.basename(path)
+            if first is None:
+                first, first_file = image, file
+                h, w = image.rgb.shape[:2]
+                try:
+                    rgb = torch.empty((len(frames), h, w, 3), dtype=torch.float32)
+                    alpha = torch.ones((len(frames), h, w), dtype=torch.float32)
+                except (MemoryError, RuntimeError) as e:  # torch's CPU allocator raises RuntimeError
+                    raise SequenceError(
+                        f"not enough memory for {len(frames)} frames of {w}x{h} ({file} first): they need "
+                        f"about {format_bytes(16 * len(frames) * h * w)} ({e}); load fewer frames (count, "
+                        "step) or free memory"
+                    ) from e
+            else:
+                _check_like_first(image, first, source, file, first_file)
+            pixels = image.rgb
+            if colorspace is not None and not first.is_data:
+                pixels, read_as = from_chromaticities(pixels, image.header.get("chromaticities"), colorspace)
+            rgb[i] = torch.from_numpy(np.ascontiguousarray(pixels, dtype=np.float32))
+            if image.alpha is not None:
+                alpha[i] = torch.from_numpy(image.alpha)
         if on_frame is not None:
             on_frame(i)
     if first is None:
         raise SequenceError("no frames to read")
-    return LoadedSequence(rgb, alpha, [f for f, _ in frames], first.header, first.is_data, read_as)
+    for i, j in copies:
+        rgb[i], alpha[i] = rgb[j], alpha[j]
+    for i in blacks:
+        rgb[i] = 0.0
+        alpha[i] = 0.0 if first.alpha is not None else 1.0
+    return LoadedSequence(rgb, alpha, [f.frame for f in frames], first.header, first.is_data, read_as)
+
+
+def _read_frame(path, frame, source, layer, part, view, window, root, folder):
+    file = os.path.basename(path)
+    try:
+        check_readable(path, root, name=file, folder=folder)
+        return read_exr(path, layer, part=part, view=view, window=window)
+    except (EXRError, FileAccessError, FileNotFoundError) as e:
+        filling = f", read to fill missing frame {frame}" if source != frame else ""
+        raise SequenceError(f"frame {source} ({file}) cannot be read{filling}: {e}") from e
+
+
+def _check_like_first(image, first, frame: int, file: str, ref: str) -> None:
+    if image.rgb.shape != first.rgb.shape:
+        raise SequenceError(
+            f"frame {frame} ({file}) is {image.rgb.shape[1]}x{image.rgb.shape[0]} but the first "
+            f"frame ({ref}) is {first.rgb.shape[1]}x{first.rgb.shape[0]}: every frame must have the same size"
+        )
+    ours, theirs = _channel_names(image.header), _channel_names(first.header)
+    if ours != theirs or image.layer != first.layer or (image.alpha is None) != (first.alpha is None):
+        raise SequenceError(
+            f"frame {frame} ({file}) has channels {ours} (layer {image.layer or 'default'!r}), the "
+            f"first frame ({ref}) {theirs} (layer {first.layer or 'default'!r}): every frame must "
+            "have the same channels"
+        )

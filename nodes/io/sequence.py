@@ -15,7 +15,9 @@ from ...lediff_core.color.ocio import WORKING_SPACE
 from ...lediff_core.color.spaces import exr_color_tags
 from ...lediff_core.io.sequence import (
     DEFAULT_START_FRAME,
+    MISSING_FRAMES,
     SequenceError,
+    describe_filled,
     find_sequences,
     frame_file_name,
     frames_per_second,
@@ -163,6 +165,16 @@ class LoadEXRSequence(io.ComfyNode):
                                tooltip="Frame rate when the first frame has no framesPerSecond attribute; "
                                "a file's own rate wins."),
                 *_inputs_of(LoadEXR, "layer", "part", "view", "window", "colorspace"),
+                # last, so that saved workflows' widget values keep their places
+                io.Combo.Input(
+                    "missing_frames",
+                    options=list(MISSING_FRAMES),
+                    default="error",
+                    optional=True,
+                    tooltip="A frame inside the span loaded (the sequence's first to last file, start/count/"
+                    "step) with no file: " + "; ".join(f"{k}: {v}" for k, v in MISSING_FRAMES.items())
+                    + ". The filled frames are logged. A damaged frame is an error whatever this says.",
+                ),
             ],
             outputs=[
                 io.Image.Output("images", tooltip="The frames, linear HDR in the chosen colour space (default "
@@ -178,12 +190,15 @@ class LoadEXRSequence(io.ComfyNode):
 
     @classmethod
     def execute(cls, sequence, start, count, step, fps, layer, part="", view="", window="data",
-                colorspace=WORKING_SPACE) -> io.NodeOutput:
-        frames = select_frames(_resolve(sequence), start, count, step)
+                colorspace=WORKING_SPACE, missing_frames="error") -> io.NodeOutput:
+        frames = select_frames(_resolve(sequence), start, count, step, missing_frames)
         # every frame is checked as it is opened: inside the input folder (links followed), a regular file
         loaded = read_exr_sequence(frames, layer.strip(), part=part.strip(), view=view.strip(), window=window,
                                    colorspace=colorspace, on_frame=frame_progress(len(frames)),
                                    root=folder_paths.get_input_directory())
+        filled = describe_filled(frames, missing_frames, step)
+        if filled:
+            log.warning("Load EXR Sequence: %s: %s", sequence, filled)
         if loaded.is_data:
             log.info("Load EXR Sequence: layer %r of %s is data (lediff:dataLayers): loaded unconverted",
                      layer, sequence)
@@ -191,19 +206,20 @@ class LoadEXRSequence(io.ComfyNode):
             log.info("Load EXR Sequence: %s read as %s, converted to %s", sequence, loaded.read_as, colorspace)
         rate = read_fps(loaded.header) or float(fps)
         rate /= step  # the frames loaded span the same time
-        return io.NodeOutput(loaded.rgb, loaded.alpha, rate, len(frames), frames[0][0])
+        return io.NodeOutput(loaded.rgb, loaded.alpha, rate, len(frames), frames[0].frame)
 
     @classmethod
     def fingerprint_inputs(cls, sequence, start, count, step, fps, layer, part="", view="", window="data",
-                           colorspace=WORKING_SPACE):
+                           colorspace=WORKING_SPACE, missing_frames="error"):
         # stat, not a hash of the contents: a clip is gigabytes, queued again and again; a dangling
-        # link or a FIFO among the frames is named when the node runs
+        # link or a FIFO among the frames is named when the node runs. Every file is stamped, so a
+        # hole filled later (a new file) changes it, as does a frame outside the span that fills one.
         try:
             stats = _resolve(sequence).stamp()
         except SequenceError as e:
             return str(e)
         return "|".join((*stats, str(start), str(count), str(step), str(fps), layer, part, view, window,
-                         colorspace))
+                         colorspace, missing_frames))
 
     @classmethod
     def validate_inputs(cls, sequence):
