@@ -9,6 +9,7 @@ saver's tests do not depend on Load EXR Sequence.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -320,3 +321,71 @@ def test_a_rewritten_frame_changes_the_fingerprint(host):
     assert node.fingerprint_inputs(**args) == before
     write_sequence(host, "fp", [2], shape=(6, 9))
     assert node.fingerprint_inputs(**args) != before
+
+
+# --- missing frames ------------------------------------------------------------------------------
+
+def input_frame(host, folder, frame):
+    return read_rgb(os.path.join(host.input_dir, folder, f"plate.{frame:04d}.exr"))[0]
+
+
+@pytest.mark.parametrize("missing, start, count, sources, line", [
+    # holes at the start of the span (start lands in 2-3), the middle (5) and the end (count stops in 8-9)
+    ("hold", 1, 8, [1, 1, 4, 4, 6, 7, 7, 7], "filled 2-3, 5, 8-9 (hold)"),
+    ("nearest", 1, 8, [1, 4, 4, 4, 6, 7, 7, 10], "filled 2-3, 5, 8-9 (nearest)"),  # 5: 4 and 6 tie, 4 wins
+    ("black", 1, 8, [None, None, 4, None, 6, 7, None, None], "filled 2-3, 5, 8-9 (black)"),
+    ("hold", 0, 4, [1, 1, 1, 4], "filled 2-3 (hold)"),
+])
+def test_missing_frames_are_filled_by_the_policy_and_logged(host, caplog, missing, start, count, sources, line):
+    write_sequence(host, "holes", [1, 4, 6, 7, 10])
+    with caplog.at_level(logging.INFO, logger="lediff"):
+        back = through_save_exr(host, "holes", start=start, count=count, missing_frames=missing)
+    expected = [np.zeros((6, 8, 3), np.float32) if s is None else input_frame(host, "holes", s) for s in sources]
+    assert len(back) == len(expected)
+    for i, (b, e) in enumerate(zip(back, expected, strict=True)):
+        assert np.array_equal(b, e), (i, b[1, 1], e[1, 1])
+    logged = [r.getMessage() for r in caplog.records if "filled" in r.getMessage()]
+    assert logged == [f"Load EXR Sequence: holes: {line}"], logged
+    count_out, _, first, _ = loader_outputs(host, "holes", start=start, count=count, missing_frames=missing)
+    assert (count_out, first) == (len(sources), 1 + start)
+
+
+def test_missing_frames_default_is_the_error_of_before_and_damage_is_never_filled(host):
+    write_sequence(host, "gap", [1, 2, 4])
+    message = graph_error(host, "gap")  # no missing_frames input: as graphs saved before it existed
+    assert "frame 3 (plate.0003.exr) is missing from plate.####.exr" in message, message
+    assert json.loads(message)[0]["exception_message"] == \
+        json.loads(graph_error(host, "gap", missing_frames="error"))[0]["exception_message"]
+    shutil.copy(DAMAGED, os.path.join(host.input_dir, "gap", "plate.0002.exr"))
+    for missing in ("black", "hold", "nearest"):
+        message = graph_error(host, "gap", missing_frames=missing)
+        assert "frame 2 (plate.0002.exr) cannot be read" in message, message
+    write_sequence(host, "sparse", [1, 9])
+    for missing in ("error", "black", "hold", "nearest"):
+        message = graph_error(host, "sparse", start=1, count=3, missing_frames=missing)
+        assert "is missing" in message or "none of the frames asked for (2-4) exists" in message, message
+
+
+def test_an_unknown_missing_frames_policy_is_refused_at_queue_time(host):
+    write_sequence(host, "gap", [1, 3])
+    valid, _, _, node_errors = host.validate({"1": load_graph("gap", missing_frames="freeze"), "2": {
+        "class_type": "LEDiffSaveEXRSequence", "inputs": {"images": ["1", 0], "filename_prefix": "x", "fps": 24.0,
+                                                         "start_frame": 1, "precision": "half", "compression": "zip"}}})
+    assert not valid and "freeze" in json.dumps(node_errors["1"]), node_errors
+
+
+def test_the_fingerprint_changes_with_the_policy_and_when_a_hole_is_filled(host):
+    write_sequence(host, "fp", [1, 3])
+    node = host.node_class("LEDiffLoadEXRSequence")
+    args = {"sequence": "fp", "start": 0, "count": 0, "step": 1, "fps": 24.0, "layer": ""}
+    default = node.fingerprint_inputs(**args)
+    assert node.fingerprint_inputs(**args, missing_frames="error") == default
+    hold = node.fingerprint_inputs(**args, missing_frames="hold")
+    assert len({default, hold, node.fingerprint_inputs(**args, missing_frames="nearest"),
+                node.fingerprint_inputs(**args, missing_frames="black")}) == 4
+    assert np.array_equal(through_save_exr(host, "fp", missing_frames="hold")[1], input_frame(host, "fp", 1))
+    write_sequence(host, "fp", [2], value=42.0)  # the missing frame arrives
+    assert node.fingerprint_inputs(**args, missing_frames="hold") != hold
+    shutil.rmtree(os.path.join(host.output_dir, "check"))
+    # the same graph queued again now loads the new frame, not the cached fill
+    assert np.array_equal(through_save_exr(host, "fp", missing_frames="hold")[1], input_frame(host, "fp", 2))
