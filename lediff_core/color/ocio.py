@@ -286,6 +286,9 @@ def lut_file_processor(path: str, interpolation: str = "best", direction: str = 
         direction=getattr(ocio, f"TRANSFORM_DIR_{direction.upper()}"))
     try:
         return ocio.Config.CreateRaw().getProcessor(transform).getDefaultCPUProcessor()
+    except ocio.ExceptionMissingFile:
+        raise LUTFileError(f"no LUT file {os.path.basename(path)!r} (looked for {path!r}): put the LUT file "
+                           "in ComfyUI's input folder and pick it again") from None
     except ocio.Exception as e:
         reason = " ".join(str(e).split())
         raise LUTFileError(
