@@ -271,7 +271,7 @@ def display_view_processor(cfg, display: str, view: str, looks: str = "", source
                               "choose another display, view or look") from None
 
 
-def lut_file_processor(path: str, interpolation: str = "best", direction: str = "forward"):
+def lut_file_processor(path: str, interpolation: str = "linear", direction: str = "forward"):
     """OCIO's CPU processor for the LUT file ``path`` (any format of ``lut_extensions``) through a
     FileTransform. The file is read afresh each call (OCIO's file cache cleared), so an edited LUT
     is seen. Raises LUTFileError with OCIO's reason (malformed, wrong number of entries)."""
