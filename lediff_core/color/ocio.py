@@ -1,4 +1,6 @@
-"""The one path for conversions between linear colour spaces: OpenColorIO's built-in ACES config.
+"""The one OpenColorIO helper: conversions between linear colour spaces (OCIO's built-in ACES
+config), a config's display/view transforms with looks (``display_view_processor``, by default the
+built-in ACES 2.0 studio config), and LUT files through OCIO's FileTransform (``lut_file_processor``).
 
 ``opencolorio`` (PyPI, BSD-3) ships the ACES "CG" config in its wheel as ``ocio://default``, so the
 matrices (including the Bradford-adapted D65 <-> ACES white conversions) are OCIO's own, not ours.
