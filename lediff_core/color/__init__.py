@@ -2,7 +2,8 @@
 
 Owns the pack's working space (linear Rec.709/sRGB primaries, D65) and, here, its sRGB transfer
 function and luminance; chromaticities and RGB/XYZ matrices (``chromaticities``); every conversion
-between linear colour spaces, through one OpenColorIO helper (``ocio``); ComfyUI's HLG and PQ image
+between linear colour spaces, a config's display/view transforms and looks, and LUT files, through
+one OpenColorIO helper (``ocio``); ComfyUI's HLG and PQ image
 conventions (``spaces``, ``transfer``); exact PQ/HLG code quantisation (``quantize``) and tone
 mapping for previews (``tonemap``). Torch tensors or numpy arrays, never clamped. Also, here, the
 checks every image gets before anything computes on it: its size (``check_image_size``: an empty

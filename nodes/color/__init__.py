@@ -1,5 +1,6 @@
-"""Colour nodes: HDR Color Space (``spaces``) and Tone Map (``tonemap``). Over ``lediff_core.color``."""
+"""Colour nodes: HDR Color Space (``spaces``), Tone Map (``tonemap``), OCIO Display/View and File
+LUT (``ocio``). Over ``lediff_core.color``."""
 
-from . import spaces, tonemap
+from . import ocio, spaces, tonemap
 
-NODES = [*tonemap.NODES, *spaces.NODES]
+NODES = [*tonemap.NODES, *spaces.NODES, *ocio.NODES]

@@ -29,7 +29,8 @@ SOURCE_DIR = os.path.join(DATA, "degenerate_source")
 
 # covered by the savers', readers' and video tests (issue 25, their own classes)
 OWNED_ELSEWHERE = {"LEDiffSaveEXR", "LEDiffSaveHDRImage", "LEDiffSaveEXRSequence", "LEDiffSaveHDRVideo",
-                   "LEDiffLoadEXR", "LEDiffLoadEXRSequence"}
+                   "LEDiffLoadEXR", "LEDiffLoadEXRSequence",
+                   "LEDiffFileLUT"}  # needs a LUT file: tests/nodes/color/test_ocio_nodes.py
 
 # what each non-tensor input gets (the fixture models and a short sampling run)
 WIDGETS = {"steps": 1, "size": 32, "panel_width": 64, "model_name": MODEL, "name": "depth"}  # name: EXR Layer's
