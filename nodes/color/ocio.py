@@ -22,19 +22,23 @@ from ...lediff_core.color.ocio import (
     lut_file_processor,
     view_names,
 )
-from ...lediff_core.io.access import check_readable
+from ...lediff_core.io.access import check_readable, path_inside
 
 _DEFAULT_DISPLAY = "sRGB - Display"
 _DEFAULT_VIEW = "ACES 2.0 - SDR 100 nits (Rec.709)"
 
 
 def _config(config: str):
-    """The config the node uses; a file is checked like every file the pack opens (a FIFO is refused
-    before OCIO would block on it). Relative paths are from ComfyUI's input folder."""
-    name = config_source(config, folder_paths.get_input_directory())
-    if not name.startswith("ocio://") and os.path.lexists(name):
-        check_readable(name, name=f"OCIO config {name}")
-    return load_config(config, folder_paths.get_input_directory())
+    """The config the node uses; a file is checked like every file the pack opens: a typed path must
+    stay inside ComfyUI's input folder after links (relative paths are from there), and a FIFO is
+    refused before OCIO would block on it. ``$OCIO`` is the server's own setting: not confined."""
+    inputs = folder_paths.get_input_directory()
+    name = config_source(config, inputs)
+    if not name.startswith("ocio://"):
+        root = None if config.strip() == "$OCIO" else inputs
+        if os.path.lexists(name) or (root is not None and not path_inside(root, name)):
+            check_readable(name, root, name=f"OCIO config {name}", folder="ComfyUI's input folder")
+    return load_config(config, inputs)
 
 
 class OCIODisplay(io.ComfyNode):
@@ -69,7 +73,7 @@ class OCIODisplay(io.ComfyNode):
                 io.String.Input(
                     "config", default="", optional=True,
                     tooltip="Empty: OCIO's built-in ACES 2.0 studio config (" + STUDIO_CONFIG + "). Or the "
-                    "path of a config.ocio (absolute, or relative to ComfyUI's input folder), $OCIO for "
+                    "path of a config.ocio in ComfyUI's input folder (relative to it; paths leading out are refused), $OCIO for "
                     "the config the OCIO environment variable names, or another built-in ocio:// config.",
                 ),
                 io.String.Input(

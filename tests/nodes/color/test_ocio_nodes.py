@@ -113,6 +113,19 @@ def test_display_errors_name_the_problem_and_the_fix(host, picture, inputs, mess
     assert re.search(message, report["exception_message"], re.S), report["exception_message"]
 
 
+def test_a_config_outside_the_input_folder_is_refused_without_reading_it(host, picture, tmp_path):
+    """A typed config path follows the rule of every file a node reads (a config names the LUT files
+    OCIO then reads): inside ComfyUI's input folder after links, or refused by name."""
+    outside = tmp_path / "elsewhere" / "show.ocio"
+    outside.parent.mkdir()
+    outside.write_text(ocio.Config.CreateFromFile("ocio://cg-config-v2.2.0_aces-v1.3_ocio-v2.4").serialize())
+    os.symlink(outside, os.path.join(host.input_dir, "linked.ocio"))
+    for config in (str(outside), "../" * 8 + str(outside).lstrip("/"), "linked.ocio"):
+        report = failure(host, through("LEDiffOCIODisplay", {"display": SDR[0], "view": SDR[1], "config": config}))
+        assert report["exception_type"].endswith("FileAccessError"), report
+        assert "leads outside ComfyUI's input folder" in report["exception_message"], report["exception_message"]
+
+
 def write_cube(path, size=7):
     """A curved, channel-mixing .cube 3D LUT (red varies fastest)."""
     axis = np.linspace(0, 1, size)
