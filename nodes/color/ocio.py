@@ -73,8 +73,9 @@ class OCIODisplay(io.ComfyNode):
                 io.String.Input(
                     "config", default="", optional=True,
                     tooltip="Empty: OCIO's built-in ACES 2.0 studio config (" + STUDIO_CONFIG + "). Or the "
-                    "path of a config.ocio in ComfyUI's input folder (relative to it; paths leading out are refused), $OCIO for "
-                    "the config the OCIO environment variable names, or another built-in ocio:// config.",
+                    "path of a config.ocio in ComfyUI's input folder (relative to it; paths leading out are "
+                    "refused), $OCIO for the config the OCIO environment variable names, or another built-in "
+                    "ocio:// config.",
                 ),
                 io.String.Input(
                     "custom_display", default="", optional=True,
