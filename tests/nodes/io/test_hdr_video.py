@@ -440,3 +440,18 @@ def test_fps_above_the_encoders_maximum_is_refused_by_name(host):
     host.run(graph(host, clip_frames(n=1), codec="av1", fps=240.0, container="mkv"))
     host.run(graph(host, clip_frames(n=2), codec="hevc", fps=1000.0))
     assert outputs_of(host) == ["hdr_video_00001.mkv", "hdr_video_00002.mp4"]
+
+
+def test_444_masters_take_odd_sizes_and_prores_only_goes_in_mov(host):
+    """4:4:4 has no chroma blocks: a 23x17 clip saves as ProRes 4444 and HEVC 4:4:4 at its size.
+    ProRes in MP4 is refused by name before anything is written."""
+    frames = np.random.default_rng(2).random((2, 17, 23, 3), dtype=np.float32) * 3
+    with pytest.raises(GraphError, match=r"prores_4444 is written in mov, not mp4: choose container mov"):
+        host.run(graph(host, frames, codec="prores_4444", container="mp4"))
+    assert outputs_of(host) == []
+    host.run(graph(host, frames, codec="prores_4444", container="mov"))
+    host.run(graph(host, frames, codec="hevc_444_12", container="mkv"))
+    assert outputs_of(host) == ["hdr_video_00001.mov", "hdr_video_00002.mkv"]
+    for name, fmt in (("hdr_video_00001.mov", "yuv444p12le"), ("hdr_video_00002.mkv", "yuv444p12le")):
+        (v,) = ffprobe(os.path.join(host.output_dir, "LEDiff", name), "-count_frames", "-show_streams")["streams"]
+        assert (v["width"], v["height"], v["pix_fmt"], int(v["nb_read_frames"])) == (23, 17, fmt, 2), name
