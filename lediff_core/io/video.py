@@ -1,4 +1,9 @@
-"""HDR video masters: HDR10 (PQ) and HLG as 10-bit HEVC (libx265) or AV1 (libsvtav1), through PyAV.
+"""HDR video masters: HDR10 (PQ) and HLG, through PyAV: 10-bit 4:2:0 HEVC (libx265) or AV1
+(libsvtav1) for delivery; HEVC Main 4:4:4 10/12 (libx265) or ProRes 4444 / 4444 XQ (prores_ks, 10-bit
+4:4:4, MOV only) as grading masters (``CODEC_SPECS``). 4:4:4 takes each pixel's chroma and any size;
+ProRes carries the colour code points in its frame header but no HDR10 metadata (its header has no
+field for it, and PyAV cannot give MOV its ``mdcv``/``clli`` boxes). What follows describes 4:2:0
+10-bit; the 4:4:4 and 12-bit paths are the same steps at their depth and without the averaging.
 
 The signal is the one of the AVIF PQ/HLG files (``display.avif.signal_range``): linear HDR in the
 working space goes to BT.2020 through the pack's OCIO path, ``reference_white`` lands on BT.2408's
