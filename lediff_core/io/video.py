@@ -1,4 +1,9 @@
-"""HDR video masters: HDR10 (PQ) and HLG as 10-bit HEVC (libx265) or AV1 (libsvtav1), through PyAV.
+"""HDR video masters: HDR10 (PQ) and HLG, through PyAV: 10-bit 4:2:0 HEVC (libx265) or AV1
+(libsvtav1) for delivery; HEVC Main 4:4:4 10/12 (libx265) or ProRes 4444 / 4444 XQ (prores_ks, 10-bit
+4:4:4, MOV only) as grading masters (``CODEC_SPECS``). 4:4:4 takes each pixel's chroma and any size;
+ProRes carries the colour code points in its frame header but no HDR10 metadata (its header has no
+field for it, and PyAV cannot give MOV its ``mdcv``/``clli`` boxes). What follows describes 4:2:0
+10-bit; the 4:4:4 and 12-bit paths are the same steps at their depth and without the averaging.
 
 The signal is the one of the AVIF PQ/HLG files (``display.avif.signal_range``): linear HDR in the
 working space goes to BT.2020 through the pack's OCIO path, ``reference_white`` lands on BT.2408's
@@ -50,7 +55,6 @@ from ..color.transfer import pq_decode
 from .access import check_readable
 from .display import FormatError
 from .display.avif import (
-    BITS,
     BT2020_PRIMARIES,
     D65_WHITE,
     MASTERING_MIN_NITS,
@@ -61,22 +65,58 @@ from .display.avif import (
 )
 from .opencv import opencv
 
-CODECS = {"hevc": "libx265", "av1": "libsvtav1"}
+
+@dataclass(frozen=True)
+class Codec:
+    """One choice of Save HDR Video's ``codec``: the encoder, the planes it gets and what it takes."""
+
+    encoder: str  # PyAV's (FFmpeg's) encoder
+    pix_fmt: str  # the planes it is given (limited-range BT.2020 NCL Y'CbCr)
+    bits: int  # of the R'G'B' codes and of the planes
+    chroma: str  # "420" (each 2x2 block's mean) or "444"
+    containers: tuple[str, ...]
+    quality: tuple[int, int] | None  # the CRF range; None: the codec has no CRF (ProRes)
+    min_size: int  # the smallest width and height the encoder opens with
+    max_rate: Fraction  # the highest frame rate it opens with
+    options: tuple[tuple[str, str], ...] = ()  # profile, preset
+    hdr10_metadata: bool = True  # the bitstream carries ST 2086 / CTA-861.3 (PQ only)
+
+
+# The smallest sizes were measured on PyAV's bundled builds: libx265 refuses 14 px or less on either
+# side (4:2:0 and 4:4:4 alike), libsvtav1 says "Source Width/Height must be at least 4", prores_ks
+# opens (and encodes) 1x1; smaller frames are refused by name before the encoder is asked (it would
+# only say "Invalid argument"). The highest rates: libsvtav1 "The maximum allowed frame rate is 240
+# fps"; libx265 took 1000, the node's maximum, and so does prores_ks (ProRes has no rate limit).
+# CRF: lower is better. x265 takes 0..51, SVT-AV1 1..63; presets: x265's default, SVT-AV1 preset 6
+# (what core's Save WEBM uses). ProRes is a fixed-quality intra codec: each profile is one data rate
+# (Apple ProRes White Paper: 4444 about 12 bits/pixel at 1080p, 4444 XQ about 18), no CRF.
+_X265 = dict(encoder="libx265", containers=("mp4", "mkv", "mov"), quality=(0, 51), min_size=16,
+             max_rate=Fraction(1000))
+_PRORES = dict(encoder="prores_ks", pix_fmt="yuv444p10le", bits=10, chroma="444", containers=("mov",),
+               quality=None, min_size=1, max_rate=Fraction(1000), hdr10_metadata=False)
+CODEC_SPECS = {
+    "hevc": Codec(**_X265, pix_fmt="yuv420p10le", bits=10, chroma="420",
+                  options=(("profile", "main10"), ("preset", "medium"))),
+    "av1": Codec("libsvtav1", "yuv420p10le", 10, "420", ("mp4", "mkv"), (1, 63), 4, Fraction(240),
+                 options=(("preset", "6"),)),
+    "hevc_444_10": Codec(**_X265, pix_fmt="yuv444p10le", bits=10, chroma="444",
+                         options=(("profile", "main444-10"), ("preset", "medium"))),
+    "hevc_444_12": Codec(**_X265, pix_fmt="yuv444p12le", bits=12, chroma="444",
+                         options=(("profile", "main444-12"), ("preset", "medium"))),
+    # prores_ks's profiles: 4 = "4444", 5 = "4444xq" (FFmpeg libavcodec/proresenc_kostya.c)
+    "prores_4444": Codec(**_PRORES, options=(("profile", "4444"),)),
+    "prores_4444xq": Codec(**_PRORES, options=(("profile", "4444xq"),)),
+}
+CODECS = {name: c.encoder for name, c in CODEC_SPECS.items()}
 TRANSFERS = {"pq": TRANSFER_PQ, "hlg": TRANSFER_HLG}
-CONTAINERS = {"mp4": "mp4", "mkv": "matroska"}
-# CRF: lower is better. x265 takes 0..51, SVT-AV1 1..63. 18 is a high-quality master for both
-# (x265's "visually lossless" region; for SVT-AV1 well above its default of 35).
-QUALITY_RANGE = {"hevc": (0, 51), "av1": (1, 63)}
+# MOV is QuickTime: its ``colr`` box is the older ``nclc`` (primaries, transfer, matrix; no range)
+CONTAINERS = {"mp4": "mp4", "mkv": "matroska", "mov": "mov"}
+QUALITY_RANGE = {name: c.quality for name, c in CODEC_SPECS.items() if c.quality is not None}
+# 18 is a high-quality master for x265 and SVT-AV1 (x265's "visually lossless" region; for SVT-AV1
+# well above its default of 35)
 DEFAULT_QUALITY = 18
-# encoder speed: x265's default preset; SVT-AV1 preset 6 (what core's Save WEBM uses)
-PRESETS = {"hevc": "medium", "av1": "6"}
-# The smallest width and height each encoder opens with (measured on PyAV's bundled builds: libx265
-# refuses 14 px or less on either side, libsvtav1 says "Source Width/Height must be at least 4");
-# smaller frames are refused by name before the encoder is asked (it would only say "Invalid argument").
-MIN_SIZE = {"hevc": 16, "av1": 4}
-# the highest frame rate each encoder opens with (libsvtav1: "The maximum allowed frame rate is 240
-# fps"; libx265 took 1000, the node's maximum)
-MAX_RATE = {"hevc": Fraction(1000), "av1": Fraction(240)}
+MIN_SIZE = {name: c.min_size for name, c in CODEC_SPECS.items()}
+MAX_RATE = {name: c.max_rate for name, c in CODEC_SPECS.items()}
 # x265 gives its first packets the decode time stamp pts - (pts of frame D - pts of frame 0), with D
 # its B-frame delay (2 with preset medium's B-pyramid), and computes that difference only when frame
 # D arrives: a clip of D frames or fewer gets whatever the uninitialised member held (seen: -130198,
@@ -90,7 +130,6 @@ AUDIO_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
 # ITU-R BT.2020-2 Table 4 (non-constant luminance)
 KR, KB = 0.2627, 0.0593
 KG = 1.0 - KR - KB
-CODE_MAX = (1 << BITS) - 1
 # H.273 code points the files carry, and FFmpeg's names for them (what ffprobe prints)
 PRIMARIES_BT2020, MATRIX_BT2020_NCL, RANGE_LIMITED = 9, 9, 1
 
@@ -142,9 +181,15 @@ def check_settings(s: VideoSettings) -> None:
         raise VideoError(f"unknown transfer {s.transfer!r}; choose one of {list(TRANSFERS)}")
     if s.container not in CONTAINERS:
         raise VideoError(f"unknown container {s.container!r}; choose one of {list(CONTAINERS)}")
-    lo, hi = QUALITY_RANGE[s.codec]
-    if not lo <= s.quality <= hi:
-        raise VideoError(f"quality (CRF) for {s.codec} must be in {lo}..{hi}, got {s.quality}")
+    spec = CODEC_SPECS[s.codec]
+    if s.container not in spec.containers:
+        takers = [name for name, c in CODEC_SPECS.items() if s.container in c.containers]
+        raise VideoError(f"{s.codec} is written in {' or '.join(spec.containers)}, not {s.container}: choose "
+                         f"container {spec.containers[0]}, or for {s.container} a codec among {takers}")
+    if spec.quality is not None:
+        lo, hi = spec.quality
+        if not lo <= s.quality <= hi:
+            raise VideoError(f"quality (CRF) for {s.codec} must be in {lo}..{hi}, got {s.quality}")
     rate = frame_rate(s.fps)
     if rate > MAX_RATE[s.codec]:
         raise VideoError(
@@ -161,7 +206,7 @@ def check_settings(s: VideoSettings) -> None:
 
 def check_frames(frames, codec: str = "hevc") -> tuple[int, int, int]:
     """(frames, height, width) of a batch ``codec`` can encode, else a VideoError naming the size and
-    the minimum: at least one frame, at least ``MIN_SIZE[codec]`` pixels a side, even sizes."""
+    the minimum: at least one frame, at least ``MIN_SIZE[codec]`` pixels a side, even sizes for 4:2:0."""
     shape = tuple(frames.shape)
     if len(shape) != 4 or shape[3] != 3:
         raise VideoError(f"expected RGB frames of shape [frames, H, W, 3], got {list(shape)}")
@@ -175,11 +220,13 @@ def check_frames(frames, codec: str = "hevc") -> tuple[int, int, int]:
             f"the frames are {w}x{h}, and {codec} ({CODECS[codec]}) encodes frames of at least "
             f"{least}x{least} pixels; scale or pad them up first (e.g. an upscale or pad node)"
             + "".join(f", or choose {other}, which takes them from {m}x{m}" for other, m in MIN_SIZE.items()
-                      if m <= min(w, h) and m % 2 == 0))
-    if h % 2 or w % 2:
+                      if m <= min(w, h)))
+    if CODEC_SPECS[codec].chroma == "420" and (h % 2 or w % 2):
+        takers = [name for name, c in CODEC_SPECS.items() if c.chroma == "444" and c.min_size <= min(w, h)]
         raise VideoError(
-            f"4:2:0 video needs an even width and height, the frames are {w}x{h}; crop or pad them "
-            "by one pixel first (e.g. with an image crop or pad node)")
+            f"4:2:0 video ({codec}) needs an even width and height, the frames are {w}x{h}; crop or pad "
+            f"them by one pixel first (e.g. with an image crop or pad node), or choose a 4:4:4 codec "
+            f"({', '.join(takers)}), which takes any size")
     return n, h, w
 
 
@@ -197,10 +244,11 @@ def _frame(frames, i: int) -> np.ndarray:
     return np.ascontiguousarray(f, dtype=np.float32)
 
 
-@lru_cache(maxsize=1)
-def _pq_code_nits() -> np.ndarray:
-    """cd/m2 of every 10-bit PQ code (float64)."""
-    return pq_decode(torch.arange(CODE_MAX + 1, dtype=torch.float64) / CODE_MAX).numpy()
+@lru_cache(maxsize=2)
+def _pq_code_nits(bits: int) -> np.ndarray:
+    """cd/m2 of every ``bits``-bit PQ code (float64)."""
+    code_max = (1 << bits) - 1
+    return pq_decode(torch.arange(code_max + 1, dtype=torch.float64) / code_max).numpy()
 
 
 def _round_up(nits: float) -> int:
@@ -233,7 +281,8 @@ def _workers(pixels: int) -> int:
 
 def _frame_stats(rgb: np.ndarray, settings: VideoSettings) -> tuple[int, int, float, float] | None:
     """One frame of the first pass: (pixels above the peak, pixels with a negative BT.2020
-    component, MaxCLL and frame-average light of the PQ codes in cd/m2, 0 for HLG), or None when
+    component, MaxCLL and frame-average light of the PQ codes (at the codec's bit depth) in cd/m2, 0
+    for HLG), or None when
     the frame holds NaN or Inf."""
     if not np.isfinite(rgb).all():
         return None
@@ -246,15 +295,16 @@ def _frame_stats(rgb: np.ndarray, settings: VideoSettings) -> tuple[int, int, fl
     if settings.transfer != "pq":
         return over, negative, 0.0, 0.0
     # the brightest component's code is the largest code of the pixel (the curve is monotone)
-    codes = curve_codes(brightest, m.decode, BITS, m.scale, m.limit).reshape(-1)
-    nits = _pq_code_nits()
-    average = float(np.bincount(codes, minlength=CODE_MAX + 1) @ nits) / codes.size
+    bits = CODEC_SPECS[settings.codec].bits
+    codes = curve_codes(brightest, m.decode, bits, m.scale, m.limit).reshape(-1)
+    nits = _pq_code_nits(bits)
+    average = float(np.bincount(codes, minlength=nits.size) @ nits) / codes.size
     return over, negative, float(nits[codes.max()]), average
 
 
 def analyse(frames, settings: VideoSettings) -> ClipReport:
     """The first pass: refuse NaN/Inf (counting them over the clip), count the pixels the signal
-    clips, and for PQ measure MaxCLL/MaxFALL from the 10-bit codes the frames will be encoded with.
+    clips, and for PQ measure MaxCLL/MaxFALL from the codes the frames will be encoded with.
     Frames are measured on ``_workers`` threads, each taking a run of frames; each frame's numbers
     are its own, so the report does not depend on the number of threads."""
     check_settings(settings)
@@ -283,45 +333,54 @@ def analyse(frames, settings: VideoSettings) -> ClipReport:
 
 
 def rgb_codes(rgb: np.ndarray, settings: VideoSettings) -> np.ndarray:
-    """Working-space linear RGB [H, W, 3] -> the 10-bit BT.2100 R'G'B' codes (uint16, 0..1023)."""
+    """Working-space linear RGB [H, W, 3] -> the BT.2100 R'G'B' codes at the codec's bit depth
+    (uint16, 0..1023 or 0..4095)."""
     m = signal_range(TRANSFERS[settings.transfer], settings.mastering_peak)
-    return curve_codes(_rec2020(np.ascontiguousarray(rgb, dtype=np.float32), settings), m.decode, BITS,
-                       m.scale, m.limit)
+    return curve_codes(_rec2020(np.ascontiguousarray(rgb, dtype=np.float32), settings), m.decode,
+                       CODEC_SPECS[settings.codec].bits, m.scale, m.limit)
 
 
-def yuv420_from_codes(codes: np.ndarray) -> np.ndarray:
-    """10-bit R'G'B' codes [H, W, 3] -> limited-range BT.2020 NCL Y'CbCr 4:2:0 in PyAV's
-    ``yuv420p10le`` ndarray layout: [H * 3/2, W] uint16, the Y plane, then Cb, then Cr.
+def ycbcr_from_codes(codes: np.ndarray, bits: int, chroma: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``bits``-bit R'G'B' codes [H, W, 3] -> the limited-range BT.2020 NCL Y'CbCr planes (Y' [H, W],
+    Cb and Cr [H/2, W/2] for ``chroma`` "420", [H, W] for "444"), uint16.
 
     Each plane is one weighted sum of the channels with the offset folded in, through OpenCV's
-    ``transform`` (one thread, rounded to nearest): Y' from each pixel's codes, Cb and Cr from
-    each 2x2 block's mean codes (``resize`` with ``INTER_AREA`` halving is exactly that mean)."""
+    ``transform`` (one thread, rounded to nearest): Y' from each pixel's codes, Cb and Cr from each
+    pixel's codes (4:4:4) or from each 2x2 block's mean codes (4:2:0: ``resize`` with ``INTER_AREA``
+    halving is exactly that mean)."""
     cv2 = opencv("Save HDR Video")
     h, w, _ = codes.shape
-    out = np.empty((h * 3 // 2, w), np.uint16)
-    y = cv2.transform(codes, _Y_MATRIX, dst=out[:h])
-    if not np.shares_memory(y, out):  # OpenCV allocated its own output instead of filling ours
-        out[:h] = y
-    mean = cv2.resize(codes.astype(np.float32), (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-    flat = out.reshape(-1)
-    n, m = h * w, h * w // 4
-    for start, matrix in ((n, _CB_MATRIX), (n + m, _CR_MATRIX)):
-        plane = cv2.transform(mean, matrix)
-        np.copyto(flat[start:start + m].reshape(h // 2, w // 2), np.rint(plane, out=plane), casting="unsafe")
-    return out
+    y_matrix, cb_matrix, cr_matrix = _ycbcr_matrices(bits)
+    y = np.empty((h, w), np.uint16)
+    out = cv2.transform(codes, y_matrix, dst=y)
+    if not np.shares_memory(out, y):  # OpenCV allocated its own output instead of filling ours
+        y[:] = out.reshape(h, w)
+    source = codes.astype(np.float32)
+    if chroma == "420":
+        source = cv2.resize(source, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    planes = [y]
+    for matrix in (cb_matrix, cr_matrix):
+        plane = cv2.transform(source, matrix).reshape(source.shape[:2])
+        planes.append(np.rint(plane, out=plane).astype(np.uint16))
+    return tuple(planes)
 
 
-# each plane's weights per code of R', G', B' and its offset: 876 (Y') and 896 (Cb, Cr) code steps
-# per unit signal, the signal being codes / CODE_MAX
-_Y_MATRIX = np.array([[KR, KG, KB, 0]], np.float64) * 876 / CODE_MAX + [[0, 0, 0, 64]]
-_CB_MATRIX = np.array([[-KR, -KG, 1 - KB, 0]]) / (2 * (1 - KB)) * 896 / CODE_MAX + [[0, 0, 0, 512]]
-_CR_MATRIX = np.array([[1 - KR, -KG, -KB, 0]]) / (2 * (1 - KR)) * 896 / CODE_MAX + [[0, 0, 0, 512]]
-_Y_MATRIX, _CB_MATRIX, _CR_MATRIX = (a.astype(np.float32) for a in (_Y_MATRIX, _CB_MATRIX, _CR_MATRIX))
+@lru_cache(maxsize=2)
+def _ycbcr_matrices(bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each plane's weights per code of R', G', B' and its offset (float32 [1, 4]): BT.2100 Table 9,
+    D = round((219 E'y + 16) 2^(n-8)) and round((224 E'c + 128) 2^(n-8)): at 10 bits 876 code steps
+    per unit signal and offset 64 (Y'), 896 and 512 (Cb, Cr); the signal is codes / (2^n - 1)."""
+    code_max, step = (1 << bits) - 1, 1 << (bits - 8)
+    y = np.array([[KR, KG, KB, 0]], np.float64) * 219 * step / code_max + [[0, 0, 0, 16 * step]]
+    cb = np.array([[-KR, -KG, 1 - KB, 0]]) / (2 * (1 - KB)) * 224 * step / code_max + [[0, 0, 0, 128 * step]]
+    cr = np.array([[1 - KR, -KG, -KB, 0]]) / (2 * (1 - KR)) * 224 * step / code_max + [[0, 0, 0, 128 * step]]
+    return tuple(a.astype(np.float32) for a in (y, cb, cr))
 
 
-def yuv420_frame(rgb: np.ndarray, settings: VideoSettings) -> np.ndarray:
-    """Working-space linear RGB [H, W, 3] -> the ``yuv420p10le`` planes the encoder gets."""
-    return yuv420_from_codes(rgb_codes(rgb, settings))
+def ycbcr_frame(rgb: np.ndarray, settings: VideoSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Working-space linear RGB [H, W, 3] -> the Y', Cb, Cr planes the encoder gets (its ``pix_fmt``)."""
+    spec = CODEC_SPECS[settings.codec]
+    return ycbcr_from_codes(rgb_codes(rgb, settings), spec.bits, spec.chroma)
 
 
 def _x265_xy(xy) -> str:
@@ -329,14 +388,21 @@ def _x265_xy(xy) -> str:
 
 
 def encoder_options(settings: VideoSettings, report: ClipReport) -> dict[str, str]:
-    """The codec options (PyAV ``stream.options``) of a master: CRF, preset, colour signalling
-    and, for PQ, the HDR10 static metadata."""
+    """The codec options (PyAV ``stream.options``) of a master: profile, CRF, preset, colour
+    signalling and, for PQ, the HDR10 static metadata where the bitstream carries it (HEVC SEI, AV1
+    metadata OBUs; a ProRes frame header has the colour code points only: prores_ks writes the
+    stream's primaries, transfer and matrix there)."""
     pq = settings.transfer == "pq"
     (rx, ry), (gx, gy), (bx, by) = BT2020_PRIMARIES
-    options = {"crf": str(settings.quality), "preset": PRESETS[settings.codec]}
-    if settings.codec == "hevc":
+    spec = CODEC_SPECS[settings.codec]
+    options = dict(spec.options)
+    if spec.quality is not None:
+        options["crf"] = str(settings.quality)
+    if spec.encoder == "libx265":
         params = ["colorprim=bt2020", f"transfer={'smpte2084' if pq else 'arib-std-b67'}",
-                  "colormatrix=bt2020nc", "range=limited", "chromaloc=1", "log-level=error"]
+                  "colormatrix=bt2020nc", "range=limited", "log-level=error"]
+        if spec.chroma == "420":
+            params.append("chromaloc=1")
         if pq:
             # ST 2086 in x265's units: chromaticity 0.00002, luminance 0.0001 cd/m2
             params += ["hdr10=1",
@@ -347,7 +413,7 @@ def encoder_options(settings: VideoSettings, report: ClipReport) -> dict[str, st
         if report.frames <= X265_BFRAME_DELAY:
             params.append("bframes=0")
         options["x265-params"] = ":".join(params)
-    elif pq:
+    elif spec.encoder == "libsvtav1" and pq:
         wx, wy = D65_WHITE
         options["svtav1-params"] = ":".join([
             f"mastering-display=G({gx},{gy})B({bx},{by})R({rx},{ry})WP({wx},{wy})"
@@ -359,25 +425,32 @@ def encoder_options(settings: VideoSettings, report: ClipReport) -> dict[str, st
 def add_video_stream(container, settings: VideoSettings, report: ClipReport):
     """The master's video stream on an open PyAV output ``container`` (shared with the benchmark's
     plain PyAV baseline, so both encode with the same options)."""
-    stream = container.add_stream(CODECS[settings.codec], rate=report.rate)
+    spec = CODEC_SPECS[settings.codec]
+    stream = container.add_stream(spec.encoder, rate=report.rate)
     stream.width, stream.height = report.width, report.height
-    stream.pix_fmt = "yuv420p10le"
+    stream.pix_fmt = spec.pix_fmt
     cc = stream.codec_context
     cc.color_primaries = PRIMARIES_BT2020
     cc.color_trc = TRANSFERS[settings.transfer]
     cc.colorspace = MATRIX_BT2020_NCL
     cc.color_range = RANGE_LIMITED
-    if settings.codec == "hevc" and settings.container == "mp4":
+    if spec.encoder == "libx265" and settings.container in ("mp4", "mov"):
         cc.codec_tag = "hvc1"  # parameter sets in the sample entry: what Apple's players require
     stream.options = encoder_options(settings, report)
     return stream
 
 
-def video_frame(planes: np.ndarray, settings: VideoSettings, index: int, rate: Fraction):
-    """A PyAV frame of ``yuv420p10le`` planes, tagged like the stream."""
+def video_frame(planes: tuple[np.ndarray, ...], settings: VideoSettings, index: int, rate: Fraction):
+    """A PyAV frame of ``ycbcr_frame``'s planes in the codec's ``pix_fmt``, tagged like the stream.
+    The planes are copied row by row into the frame's buffers (whose rows may be padded): PyAV's
+    ``from_ndarray`` knows no 4:4:4 10/12-bit layout."""
     import av
 
-    frame = av.VideoFrame.from_ndarray(planes, format="yuv420p10le")
+    height, width = planes[0].shape
+    frame = av.VideoFrame(width, height, CODEC_SPECS[settings.codec].pix_fmt)
+    for target, plane in zip(frame.planes, planes, strict=True):
+        rows = np.frombuffer(memoryview(target), np.uint16).reshape(-1, target.line_size // 2)
+        rows[:plane.shape[0], :plane.shape[1]] = plane
     frame.color_primaries = PRIMARIES_BT2020
     frame.color_trc = TRANSFERS[settings.transfer]
     frame.colorspace = MATRIX_BT2020_NCL
@@ -474,7 +547,8 @@ def write_video(path: str, frames, settings: VideoSettings, audio: dict | None =
     if report is None:
         report = analyse(frames, settings)
     with av.open(path, mode="w", format=CONTAINERS[settings.container],
-                 options={"movflags": "use_metadata_tags+faststart"} if settings.container == "mp4" else {}) as out:
+                 options={"movflags": "use_metadata_tags+faststart"} if settings.container in ("mp4", "mov")
+                 else {}) as out:
         for key, value in (metadata or {}).items():
             out.metadata[key] = value
         stream = add_video_stream(out, settings, report)
@@ -484,7 +558,7 @@ def write_video(path: str, frames, settings: VideoSettings, audio: dict | None =
         # it; a converter thread one frame ahead was slower on a 2-CPU host, where the encoder
         # already keeps both busy (docs/benchmarks.md)
         for i in range(report.frames):
-            planes = yuv420_frame(_frame(frames, i), settings)
+            planes = ycbcr_frame(_frame(frames, i), settings)
             packets.mux(stream.encode(video_frame(planes, settings, i, report.rate)))
             if sound is not None:
                 sound.send_until(i + 1)

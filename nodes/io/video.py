@@ -1,4 +1,5 @@
-"""Save HDR Video: an IMAGE batch as an HDR10 (PQ) or HLG master, 10-bit HEVC or AV1 in MP4/MKV."""
+"""Save HDR Video: an IMAGE batch as an HDR10 (PQ) or HLG master: 10-bit 4:2:0 HEVC or AV1 in MP4/MKV
+for delivery, HEVC 4:4:4 10/12-bit or ProRes 4444 (XQ) in MOV for grading and compositing."""
 
 from __future__ import annotations
 
@@ -20,13 +21,15 @@ class SaveHDRVideo(io.ComfyNode):
             node_id="LEDiffSaveHDRVideo",
             display_name="Save HDR Video",
             category="LEDiff/image",
-            description="Saves an IMAGE batch (the frames) as an HDR video master: 10-bit 4:2:0 "
-            "BT.2020 HEVC or AV1 with the PQ curve (HDR10, with mastering display and "
-            "MaxCLL/MaxFALL) or HLG, in MP4 or MKV, with optional audio.",
+            description="Saves an IMAGE batch (the frames) as an HDR video master, BT.2020 with the "
+            "PQ curve (HDR10) or HLG: 10-bit 4:2:0 HEVC or AV1 (MP4/MKV) for delivery, HEVC 4:4:4 "
+            "10/12-bit (MP4/MKV/MOV) or ProRes 4444 / 4444 XQ (MOV) for grading and compositing; "
+            "optional audio.",
             inputs=[
                 io.Image.Input("images", tooltip="The frames: linear HDR in the working space (linear "
-                               "Rec.709), as HDR Decode or Blend with LDR give them. Width and "
-                               "height must be even, and at least 16 (hevc) or 4 (av1)."),
+                               "Rec.709), as HDR Decode or Blend with LDR give them. At least 16 "
+                               "pixels a side for the HEVC codecs, 4 for av1; even width and height "
+                               "for the 4:2:0 codecs (hevc, av1)."),
                 io.String.Input(
                     "filename_prefix", default="LEDiff/hdr_video",
                     tooltip="Prefix of the file name, relative to the output folder; may contain "
@@ -36,20 +39,24 @@ class SaveHDRVideo(io.ComfyNode):
                                tooltip="Frames per second; 23.976, 29.97 and 59.94 are written as "
                                "24000/1001, 30000/1001 and 60000/1001."),
                 io.Combo.Input("codec", options=list(video.CODECS), default="hevc",
-                               tooltip="hevc: HEVC Main 10 (libx265), what TVs and YouTube take for "
-                               "HDR10. av1: AV1 10-bit (libsvtav1), smaller files, newer players."),
+                               tooltip="hevc: HEVC Main 10 4:2:0 (libx265), what TVs and YouTube take "
+                               "for HDR10. av1: AV1 10-bit 4:2:0 (libsvtav1), smaller files, newer "
+                               "players. hevc_444_10 / hevc_444_12: HEVC Main 4:4:4 10 / 12 (full "
+                               "chroma, grading masters). prores_4444 / prores_4444xq: Apple ProRes "
+                               "4444 / 4444 XQ, 10-bit 4:4:4 in MOV (what Resolve, Nuke and editors "
+                               "exchange; no HDR10 metadata in the file)."),
                 io.Combo.Input("transfer", options=list(video.TRANSFERS), default="pq",
                                tooltip="pq: HDR10, absolute (reference white at 203 cd/m2, clipped at "
                                "mastering_peak), with HDR10 metadata. hlg: broadcast HLG, relative to "
                                "the display's peak (reference white at 75 % signal), no metadata."),
                 io.Combo.Input("container", options=list(video.CONTAINERS), default="mp4",
-                               tooltip="mp4 (plays in browsers, phones, TVs) or mkv (Matroska). "
-                               "Audio is AAC in both."),
+                               tooltip="mp4 (plays in browsers, phones, TVs), mkv (Matroska) or mov "
+                               "(QuickTime: ProRes needs it; HEVC too). Audio is AAC in all."),
                 io.Int.Input(
                     "quality", default=video.DEFAULT_QUALITY, min=0, max=63,
                     tooltip="CRF: lower is better and larger. hevc 0..51 (18 ~ visually "
                     "transparent, 22-28 for delivery), av1 1..63 (18 is a high-quality master, "
-                    "25-35 for delivery).",
+                    "25-35 for delivery). Ignored for ProRes, whose profile sets the data rate.",
                 ),
                 io.Float.Input(
                     "reference_white", default=1.0, min=1e-6, max=1e6, step=0.01,
@@ -104,6 +111,8 @@ class SaveHDRVideo(io.ComfyNode):
                                       report.height, "." + container, write)
         light = (f", MaxCLL {report.max_cll} cd/m2, MaxFALL {report.max_fall} cd/m2"
                  if report.max_cll is not None else "")
+        if light and not video.CODEC_SPECS[codec].hdr10_metadata:
+            light += f" (measured; {codec} files carry no HDR10 metadata)"
         log.info("Save HDR Video: %s, %d frame(s) at %s fps, %s %s%s; %d pixel(s) above the peak "
                  "of %s%s, %d pixel(s) with negative BT.2020 components%s", result.filename,
                  report.frames, report.rate, codec, transfer, light, report.over, report.peak,

@@ -72,10 +72,15 @@ def frac(s):
 
 def container_cicp(path, container):
     """(primaries, transfer, matrix, range) as the container stores them, read from its bytes:
-    MP4's ``colr`` box of type ``nclx`` (ISO/IEC 14496-12; full-range flag 0 = limited) or
+    MP4's ``colr`` box of type ``nclx`` (ISO/IEC 14496-12; full-range flag 0 = limited), MOV's of
+    type ``nclc`` (QuickTime File Format: three 16-bit code points, no range: None), or
     Matroska's ``Colour`` master (EBML ids 0x55BB primaries, 0x55BA transfer, 0x55B1 matrix,
     0x55B9 range: 1 = broadcast/limited)."""
     data = open(path, "rb").read()
+    if container == "mov":
+        i = data.find(b"colrnclc")
+        assert i > 0, "no colr nclc box"
+        return (*(int.from_bytes(data[i + 8 + 2 * k:i + 10 + 2 * k], "big") for k in range(3)), None)
     if container == "mp4":
         i = data.find(b"colrnclx")
         assert i > 0, "no colr nclx box"
@@ -98,18 +103,29 @@ def container_cicp(path, container):
     return uint("55bb"), uint("55ba"), uint("55b1"), {1: "limited", 2: "full"}[uint("55b9")]
 
 
+def prores_header_cicp(path):
+    """(primaries, transfer, matrix) of the first ProRes frame header (Apple ProRes RDD 36: after the
+    frame identifier 'icpf', header size 2, version 2, creator 4, width 2, height 2, flags 1,
+    reserved 1 bytes, then one byte each)."""
+    data = open(path, "rb").read()
+    i = data.find(b"icpf")
+    assert i > 0, "no ProRes frame"
+    return tuple(data[i + 18:i + 21])
+
+
 def logged(caplog):
     msgs = [r.getMessage() for r in caplog.records if r.getMessage().startswith("Save HDR Video:")]
     assert msgs, "no Save HDR Video log line"
     return msgs[-1]
 
 
-def independent_light_levels(frames, reference_white, peak):
+def independent_light_levels(frames, reference_white, peak, bits=10):
     """MaxCLL / MaxFALL from the input with the formulas above: BT.2020 light, 203 cd/m2 white,
-    clipped at the peak, each pixel's brightest component as a 10-bit PQ code and back."""
+    clipped at the peak, each pixel's brightest component as a ``bits``-bit PQ code and back."""
     nits = np.clip(frames.astype(np.float64) @ REC709_TO_2020.T * (203 / reference_white), 0, peak)
-    code = np.rint(pq_inverse_eotf(nits.max(-1)) * 1023)
-    light = pq_eotf(code / 1023)
+    top = (1 << bits) - 1
+    code = np.rint(pq_inverse_eotf(nits.max(-1)) * top)
+    light = pq_eotf(code / top)
     return light.max(), light.reshape(len(frames), -1).mean(-1).max()
 
 
@@ -120,20 +136,34 @@ def test_schema(host):
     assert schema.display_name == "Save HDR Video"
     inputs = {i.id: i for i in schema.inputs}
     assert all(i.tooltip for i in schema.inputs)
-    assert inputs["codec"].options == ["hevc", "av1"] and inputs["transfer"].options == ["pq", "hlg"]
-    assert inputs["container"].options == ["mp4", "mkv"] and inputs["audio"].optional
+    assert inputs["codec"].options == ["hevc", "av1", "hevc_444_10", "hevc_444_12", "prores_4444",
+                                       "prores_4444xq"]
+    assert inputs["transfer"].options == ["pq", "hlg"]
+    assert inputs["container"].options == ["mp4", "mkv", "mov"] and inputs["audio"].optional
     assert inputs["filename_prefix"].default == "LEDiff/hdr_video" and inputs["fps"].default == 24.0
     assert inputs["reference_white"].default == 1.0 and inputs["mastering_peak"].default == 1000.0
 
 
 # (codec, transfer, container, fps, expected r_frame_rate, median and p99 relative error bounds of
-# the decoded display light at quality 4; measured here: hevc 0.85 % / 3.6 %, av1 1.0 % / 5.0 %)
+# the decoded display light at quality 4 (ProRes: its profile's rate); measured here: hevc 0.85 % /
+# 3.6 % (1.0 % / 5.4 % in a later run), av1 1.0 % / 5.0 %, hevc_444_12 PQ 0.67 % / 4.2 %,
+# hevc_444_10 HLG 0.77 % / 4.8 %, prores_4444 PQ 0.35 % / 1.7 %, prores_4444xq HLG 0.24 % / 1.6 %)
 CASES = [
     ("hevc", "pq", "mp4", 24.0, "24/1", 0.015, 0.06),
     ("hevc", "hlg", "mkv", 23.976, "24000/1001", 0.015, 0.06),
     ("av1", "pq", "mkv", 23.976, "24000/1001", 0.015, 0.08),
     ("av1", "hlg", "mp4", 30.0, "30/1", 0.015, 0.08),
+    ("hevc_444_12", "pq", "mov", 24.0, "24/1", 0.015, 0.06),
+    ("hevc_444_10", "hlg", "mp4", 25.0, "25/1", 0.015, 0.06),
+    ("prores_4444", "pq", "mov", 24.0, "24/1", 0.006, 0.03),
+    ("prores_4444xq", "hlg", "mov", 23.976, "24000/1001", 0.006, 0.03),
 ]
+# what Debian's ffprobe (FFmpeg 5.1) reports: the codec, its profile (HEVC's range extensions,
+# Main 4:4:4 10/12 among them, are all "Rext"), and the pixel format of the decoded frames (its
+# ProRes decoder gives 4444 as 12-bit 4:4:4 whatever the encoder's depth)
+PROBED = {"hevc": ("hevc", "Main 10", "yuv420p10le"), "av1": ("av1", "Main", "yuv420p10le"),
+          "hevc_444_10": ("hevc", "Rext", "yuv444p10le"), "hevc_444_12": ("hevc", "Rext", "yuv444p12le"),
+          "prores_4444": ("prores", "4444", "yuv444p12le"), "prores_4444xq": ("prores", "XQ", "yuv444p12le")}
 
 
 @pytest.mark.parametrize("codec,transfer,container,fps,rate,median_bound,p99_bound", CASES,
@@ -154,12 +184,15 @@ def test_master_is_tagged_measured_and_decodes_to_the_input(host, caplog, codec,
 
     info = ffprobe(path, "-count_frames", "-show_streams", "-show_format")
     (v,) = [s for s in info["streams"] if s["codec_type"] == "video"]
-    assert v["codec_name"] == codec and v["pix_fmt"] == "yuv420p10le"
+    assert (v["codec_name"], v["profile"], v["pix_fmt"]) == PROBED[codec]
     assert (v["color_primaries"], v["color_space"], v["color_range"]) == ("bt2020", "bt2020nc", "tv")
     assert v["color_transfer"] == {"pq": "smpte2084", "hlg": "arib-std-b67"}[transfer]
     assert int(v["nb_read_frames"]) == N and v["r_frame_rate"] == rate
     assert (v["width"], v["height"]) == (W, H)
-    assert container_cicp(path, container) == (9, {"pq": 16, "hlg": 18}[transfer], 9, "limited")
+    tc = {"pq": 16, "hlg": 18}[transfer]
+    assert container_cicp(path, container) == (9, tc, 9, None if container == "mov" else "limited")
+    if codec.startswith("prores"):
+        assert prores_header_cicp(path) == (9, tc, 9)
     tags = {k.lower(): val for k, val in info["format"].get("tags", {}).items()}
     assert json.loads(tags["prompt"]) == prompt
     assert json.loads(tags["workflow"]) == WORKFLOW["workflow"]
@@ -167,7 +200,14 @@ def test_master_is_tagged_measured_and_decodes_to_the_input(host, caplog, codec,
     message = logged(caplog)
     assert f"{N} frame(s)" in message
     sd = side_data(path)
+    if transfer == "pq" and codec.startswith("prores"):
+        assert "Mastering display metadata" not in sd and "Content light level metadata" not in sd
+        assert f"(measured; {codec} files carry no HDR10 metadata)" in message
     if transfer == "pq":
+        max_cll, max_fall = (int(x) for x in re.search(r"MaxCLL (\d+) cd/m2, MaxFALL (\d+)", message).groups())
+        cll_in, fall_in = independent_light_levels(frames, white, peak, 12 if codec == "hevc_444_12" else 10)
+        assert max_cll == math.ceil(cll_in - 1e-9) and max_fall == math.ceil(fall_in - 1e-9)
+    if transfer == "pq" and not codec.startswith("prores"):
         mdm, cll = sd["Mastering display metadata"], sd["Content light level metadata"]
         assert frac(mdm["max_luminance"]) == pytest.approx(peak)
         assert frac(mdm["min_luminance"]) == pytest.approx(0.0001, abs=1 / 16384)
@@ -175,11 +215,8 @@ def test_master_is_tagged_measured_and_decodes_to_the_input(host, caplog, codec,
                            ("blue_x", 0.131), ("blue_y", 0.046), ("white_point_x", 0.3127),
                            ("white_point_y", 0.3290)):
             assert frac(mdm[key]) == pytest.approx(value, abs=2e-5), key
-        max_cll, max_fall = (int(x) for x in re.search(r"MaxCLL (\d+) cd/m2, MaxFALL (\d+)", message).groups())
         assert (cll["max_content"], cll["max_average"]) == (max_cll, max_fall)
-        cll_in, fall_in = independent_light_levels(frames, white, peak)
-        assert max_cll == math.ceil(cll_in - 1e-9) and max_fall == math.ceil(fall_in - 1e-9)
-    else:
+    elif transfer == "hlg":
         assert "Mastering display metadata" not in sd and "Content light level metadata" not in sd
         assert "MaxCLL" not in message
 
@@ -196,6 +233,8 @@ def test_master_is_tagged_measured_and_decodes_to_the_input(host, caplog, codec,
         decoded = hlg_ootf(hlg_inverse_oetf(signal))
         expected = hlg_ootf(rec2020 * (HLG_WHITE_SCENE / white))
     rel = np.abs(decoded - expected) / np.maximum(expected, 0.01 * 203)
+    print(f"{codec} {transfer}: decoded light vs input, median {np.median(rel):.4%}, p99 "
+          f"{np.percentile(rel, 99):.4%}")
     assert np.median(rel) < median_bound and np.percentile(rel, 99) < p99_bound, (
         np.median(rel), np.percentile(rel, 99))
     # BT.2408: reference white shows at 203 cd/m2 (PQ; HLG on its nominal 1000 cd/m2 display)
@@ -401,3 +440,18 @@ def test_fps_above_the_encoders_maximum_is_refused_by_name(host):
     host.run(graph(host, clip_frames(n=1), codec="av1", fps=240.0, container="mkv"))
     host.run(graph(host, clip_frames(n=2), codec="hevc", fps=1000.0))
     assert outputs_of(host) == ["hdr_video_00001.mkv", "hdr_video_00002.mp4"]
+
+
+def test_444_masters_take_odd_sizes_and_prores_only_goes_in_mov(host):
+    """4:4:4 has no chroma blocks: a 23x17 clip saves as ProRes 4444 and HEVC 4:4:4 at its size.
+    ProRes in MP4 is refused by name before anything is written."""
+    frames = np.random.default_rng(2).random((2, 17, 23, 3), dtype=np.float32) * 3
+    with pytest.raises(GraphError, match=r"prores_4444 is written in mov, not mp4: choose container mov"):
+        host.run(graph(host, frames, codec="prores_4444", container="mp4"))
+    assert outputs_of(host) == []
+    host.run(graph(host, frames, codec="prores_4444", container="mov"))
+    host.run(graph(host, frames, codec="hevc_444_12", container="mkv"))
+    assert outputs_of(host) == ["hdr_video_00001.mov", "hdr_video_00002.mkv"]
+    for name, fmt in (("hdr_video_00001.mov", "yuv444p12le"), ("hdr_video_00002.mkv", "yuv444p12le")):
+        (v,) = ffprobe(os.path.join(host.output_dir, "LEDiff", name), "-count_frames", "-show_streams")["streams"]
+        assert (v["width"], v["height"], v["pix_fmt"], int(v["nb_read_frames"])) == (23, 17, fmt, 2), name
