@@ -22,8 +22,8 @@ every curve (callers count them).
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 
@@ -214,7 +214,8 @@ LOG_ENCODINGS = {
                     "S-Gamut3.Cine", _TOE.format(cut="linear 0.01125"),
                     'Sony, "Technical Summary for S-Gamut3.Cine/S-Log3 and S-Gamut3/S-Log3"'),
         LogEncoding("PU21 (X2HDR, Rec.709)", pu21_signal_encode, pu21_signal_decode, "Linear Rec.709 (sRGB)",
-                    "Rec.709/sRGB (D65), the working space", "straight-line toe below 0.005 cd/m2; clipped at 10000 cd/m2 (signal 1)",
+                    "Rec.709/sRGB (D65), the working space",
+                    "straight-line toe below 0.005 cd/m2; clipped at 10000 cd/m2 (signal 1)",
                     "Mantiuk & Azimi, PCS 2021 (banding_glare), per RGB channel / PU21(10000)", absolute=True),
     )
 }

@@ -3,8 +3,8 @@ perceptually uniform encoding for adapting existing quality metrics for HDR", PC
 
 Only the ``banding_glare`` variant, the one recommended for HDR quality metrics. Input is absolute
 luminance (or a linear colour channel) in cd/m^2; 100 cd/m^2 encodes to about 256, the value an
-8-bit SDR metric would give to white, so PSNR uses a peak of 256. The curve and its parameters live in ``lediff_core.color.log``, which
-also offers PU21 as an invertible image encoding (HDR Color Space).
+8-bit SDR metric would give to white, so PSNR uses a peak of 256. The curve and its parameters
+live in ``lediff_core.color.log``, which also offers PU21 as an invertible image encoding.
 """
 
 from __future__ import annotations

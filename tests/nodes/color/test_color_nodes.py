@@ -13,8 +13,8 @@ import OpenEXR
 import pytest
 import torch
 
-from lediff_core.color.ocio import CHROMATICITIES, LINEAR_SPACES, WORKING_SPACE
 from lediff_core.color.log import LOG_ENCODINGS
+from lediff_core.color.ocio import CHROMATICITIES, LINEAR_SPACES, WORKING_SPACE
 from lediff_core.color.spaces import COLOR_SPACES, HLG_SPACE, LOG_SPACES, PQ_SPACE
 from support.color import XYZ_PRIMARIES, hdr_pixels, ocio_apply, rel_error, rp177
 from support.common import require_tool
