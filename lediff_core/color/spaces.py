@@ -1,8 +1,11 @@
-"""Whole-image colour-space conversions: the seven spaces of the HDR Color Space node, and EXR
+"""Whole-image colour-space conversions: the spaces of the HDR Color Space node, and EXR
 pixels tagged with any ``chromaticities`` into a linear space.
 
-Linear spaces convert through ``ocio.convert_linear`` (OCIO's own matrices), never clamped. The two
-encoded spaces are BT.2100 signals on Rec.2020 primaries, with the curves of ``transfer.py``:
+Linear spaces convert through ``ocio.convert_linear`` (OCIO's own matrices), never clamped. The log
+encodings (``LOG_SPACES``: ACEScct, ARRI LogC3 and LogC4, Sony S-Log3, PU21) are the records of
+``log.py``, each on its own gamut; their out-of-range behaviour is described there and counted in
+the notes (signals outside 0..1 that a clamping node would cut). The two BT.2100 encoded spaces are
+signals on Rec.2020 primaries, with the curves of ``transfer.py``:
 
 - ``HLG Rec.2020 (ComfyUI HDR)``: the convention of ComfyUI core's Save Image (Advanced) with
   colorspace ``HDR``: the signal decodes (inverse OETF, no OOTF) to scene light E where E = 1 is
@@ -32,6 +35,7 @@ import torch
 
 from . import REC709_CHROMATICITIES
 from .chromaticities import as_chromaticities, rgb_to_xyz_matrix, xyz_to_rgb_matrix
+from .log import LOG_ENCODINGS, PU21_L_MAX, LogEncoding
 from .ocio import CHROMATICITIES, LINEAR_SPACES, WORKING_SPACE, convert_linear, space_of_chromaticities
 from .transfer import (
     HLG_REFERENCE_WHITE_SCENE,
@@ -45,7 +49,8 @@ from .transfer import (
 
 HLG_SPACE = "HLG Rec.2020 (ComfyUI HDR)"
 PQ_SPACE = "PQ Rec.2020"
-ENCODED_SPACES = (HLG_SPACE, PQ_SPACE)
+LOG_SPACES = tuple(LOG_ENCODINGS)
+ENCODED_SPACES = (HLG_SPACE, PQ_SPACE, *LOG_SPACES)
 COLOR_SPACES = (*LINEAR_SPACES, *ENCODED_SPACES)
 # the linear space under both BT.2100 encodings
 BT2100_PRIMARIES = "Linear Rec.2020"
@@ -64,6 +69,66 @@ def _check(source: str, target: str, reference_white: float) -> None:
 def _count(mask: torch.Tensor) -> int:
     """Pixels with at least one flagged component (mask [..., 3])."""
     return int(mask.any(dim=-1).sum())
+
+
+def gamut_matrix(encoding: LogEncoding, to_working: bool = True) -> np.ndarray:
+    """Linear RGB in a log encoding's D65 gamut -> the working space (Rec.709, D65), or back
+    (``to_working`` False), through XYZ from the published primaries: the whites are the same, so
+    there is nothing to adapt."""
+    if to_working:
+        return xyz_to_rgb_matrix(REC709_CHROMATICITIES) @ rgb_to_xyz_matrix(encoding.gamut)
+    return xyz_to_rgb_matrix(encoding.gamut) @ rgb_to_xyz_matrix(REC709_CHROMATICITIES)
+
+
+def _to_linear(rgb: torch.Tensor, source: str, reference_white: float,
+               notes: list[str]) -> tuple[torch.Tensor, str]:
+    """An encoded signal -> linear light and the linear space (of LINEAR_SPACES) it is in."""
+    if source in LOG_ENCODINGS:
+        encoding = LOG_ENCODINGS[source]
+        if encoding.absolute:
+            above = _count(rgb > 1)
+            linear = encoding.decode(rgb.clamp(max=1.0)) * (reference_white / PQ_REFERENCE_WHITE_NITS)
+            if above:
+                notes.append(f"{above} pixel(s) above {source}'s peak (signal > 1): read as signal 1 (10000 cd/m2)")
+        else:
+            linear = encoding.decode(rgb)
+        if isinstance(encoding.gamut, str):
+            return linear, encoding.gamut
+        m = torch.as_tensor(gamut_matrix(encoding), dtype=linear.dtype, device=linear.device)
+        return linear @ m.T, WORKING_SPACE
+    return _decode(rgb, source, reference_white, notes), BT2100_PRIMARIES
+
+
+def _from_linear(linear: torch.Tensor, space: str, target: str, reference_white: float,
+                 notes: list[str]) -> torch.Tensor:
+    """Linear light in ``space`` (of LINEAR_SPACES) -> the signal of the encoded ``target``."""
+    if target not in LOG_ENCODINGS:
+        return _encode(convert_linear(linear, space, BT2100_PRIMARIES), target, reference_white, notes)
+    encoding = LOG_ENCODINGS[target]
+    if isinstance(encoding.gamut, str):
+        linear = convert_linear(linear, space, encoding.gamut)
+    else:
+        m = torch.as_tensor(gamut_matrix(encoding, to_working=False), dtype=linear.dtype, device=linear.device)
+        linear = convert_linear(linear, space, WORKING_SPACE) @ m.T
+    if encoding.absolute:
+        nits = linear * (PQ_REFERENCE_WHITE_NITS / reference_white)
+        above = _count(nits > PU21_L_MAX)
+        if above:
+            notes.append(f"{above} pixel(s) beyond {target}'s 10000 cd/m2 (linear > "
+                         f"{reference_white * PU21_L_MAX / PQ_REFERENCE_WHITE_NITS:.4g}): clipped to signal 1; "
+                         "raise reference_white to keep them")
+        signal = encoding.encode(nits.clamp(max=PU21_L_MAX))
+    else:
+        signal = encoding.encode(linear)
+        above = _count(signal > 1)
+        if above:
+            notes.append(f"{above} pixel(s) encode above signal 1 (linear > {encoding.peak:.4g} in "
+                         f"{encoding.gamut_name}): kept, but a node that clamps to 0..1 will cut them")
+    negative = _count(signal < 0)
+    if negative:
+        notes.append(f"{negative} pixel(s) encode below signal 0 (far below black or outside "
+                     f"{encoding.gamut_name}): kept along the straight toe; a node that clamps to 0..1 will cut them")
+    return signal
 
 
 def _decode(rgb: torch.Tensor, source: str, reference_white: float, notes: list[str]) -> torch.Tensor:
@@ -135,15 +200,18 @@ def convert_image(image: torch.Tensor, source: str, target: str,
         return convert_linear(x, source, target), notes
     # PQ's curve cancels digits near black (p - c1): float32 would lose about 1e-4 relative there
     work = x.to(_curve_dtype(x.device))
+    nonfinite = _count(~torch.isfinite(work[..., :3]))
+    if nonfinite:
+        notes.append(f"{nonfinite} pixel(s) with NaN/Inf components: passed through the curves unchanged "
+                     "(NaN stays NaN); find the node that made them")
+    rgb, alpha = work[..., :3], work[..., 3:]
     if source in ENCODED_SPACES:
-        work = torch.cat([_decode(work[..., :3], source, reference_white, notes), work[..., 3:]], dim=-1)
-        source = BT2100_PRIMARIES
+        rgb, source = _to_linear(rgb, source, reference_white, notes)
     if target in ENCODED_SPACES:
-        linear = convert_linear(work, source, BT2100_PRIMARIES)
-        work = torch.cat([_encode(linear[..., :3], target, reference_white, notes), linear[..., 3:]], dim=-1)
+        rgb = _from_linear(rgb, source, target, reference_white, notes)
     else:
-        work = convert_linear(work, source, target)
-    return work.to(dtype), notes
+        rgb = convert_linear(rgb, source, target)
+    return torch.cat([rgb, alpha], dim=-1).to(dtype), notes
 
 
 def _curve_dtype(device: torch.device) -> torch.dtype:

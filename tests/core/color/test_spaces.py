@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import torch
 
+from lediff_core.color.log import LOG_ENCODINGS
 from lediff_core.color.ocio import CHROMATICITIES, LINEAR_SPACES, WORKING_SPACE, space_of_chromaticities
 from lediff_core.color.spaces import (
     COLOR_SPACES,
     HLG_SPACE,
+    LOG_SPACES,
     PQ_SPACE,
     convert_image,
     exr_color_tags,
@@ -70,7 +72,10 @@ def test_round_trips_through_every_space(space, reference_white):
     there, notes = convert_image(image, WORKING_SPACE, space, reference_white)
     back, notes_back = convert_image(there, space, WORKING_SPACE, reference_white)
     assert notes == notes_back == []
-    assert rel_error(back.numpy(), image.numpy()) < 1e-5
+    # camera logs ignore reference_white: at 0.05 the darkest pixels sit 16 stops down, on the
+    # toe, where a float32 signal holds linear light to about 5e-5 of a pixel's largest component
+    camera_log = space in LOG_SPACES and not LOG_ENCODINGS[space].absolute
+    assert rel_error(back.numpy(), image.numpy()) < (1e-4 if camera_log and reference_white < 1 else 1e-5)
     # alpha passes through untouched
     rgba = torch.cat([image, torch.rand(1, 64, 64, 1)], dim=-1)
     out, _ = convert_image(rgba, WORKING_SPACE, space, reference_white)
