@@ -1,0 +1,95 @@
+"""Save HDR Image's master formats (lediff_core/io/display: radiance_hdr, png_pq, tiff_*), read back
+by decoders we did not write: OpenImageIO's oiiotool (Debian's openimageio-tools) and OpenCV for the
+Radiance file, a PNG chunk reader written here plus Pillow and OpenCV for the 16-bit PQ PNG, and
+oiiotool plus tifffile for the TIFFs; the pack's own readers for the round trips. Expected values
+come from the formats' definitions written here (RGBE: ``m * 2**(e - 136)``; ST 2084 from
+tests/support/color.py), not from the encoders."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import cv2
+import numpy as np
+import pytest
+
+from lediff_core.io.display import FORMATS, FormatError, Settings
+from lediff_core.io.radiance import read_hdr
+from support.common import require_tool
+
+
+def write(tmp_path, name, data) -> str:
+    path = str(tmp_path / name)
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+def oiio_pixels(path) -> np.ndarray:
+    """[H, W, C] float64 from ``oiiotool --dumpdata`` (its own decoder, as text)."""
+    text = subprocess.run([require_tool("oiiotool"), "--dumpdata", path], capture_output=True, text=True,
+                          check=True).stdout
+    width, height, channels = map(int, re.search(r":\s+(\d+) x\s+(\d+), (\d+) channel", text).groups())
+    values = [[float(v) for v in line.split(":", 1)[1].split()]
+              for line in text.splitlines() if line.strip().startswith("Pixel (")]
+    return np.array(values).reshape(height, width, channels)
+
+
+def hdr_image(h, w, seed=0):
+    """Noise over seven decades, flat patches (runs for the RLE), a black row and values far above 1."""
+    rng = np.random.default_rng(seed)
+    rgb = (10.0 ** rng.uniform(-3, 4, (h, w, 3))).astype(np.float32)
+    rgb[:, w // 3: w // 2] = (2.5, 40.0, 0.25)
+    rgb[min(1, h - 1)] = 0
+    rgb[0, 0] = (8000.0, 20000.0, 3.0)
+    return rgb
+
+
+# ---- Radiance .hdr
+
+@pytest.mark.parametrize("h,w", [(6, 8), (5, 300), (3, 5), (2, 32768)])  # RLE widths and flat ones
+def test_radiance_read_back_by_oiiotool_opencv_and_the_pack(tmp_path, h, w):
+    rgb = hdr_image(h, w)
+    encoded = FORMATS["radiance_hdr"].encode(rgb, Settings(), None)
+    path = write(tmp_path, "x.hdr", encoded.data)
+    assert encoded.over_peak == 0
+    # independent decoders (m * 2**(e - 136), no centring): each component truncated to the
+    # pixel's shared exponent, so it lies in [value - step, value] with step = 2**(e - 136) <= max / 128
+    oiio = oiio_pixels(path)
+    ocv = cv2.imread(path, cv2.IMREAD_UNCHANGED)[..., ::-1].astype(np.float64)
+    assert np.allclose(oiio, ocv, rtol=1e-8, atol=1e-9)  # oiiotool prints 9 decimals
+    step = rgb.max(-1, keepdims=True) / 128
+    assert np.all(ocv <= rgb) and np.all((rgb - ocv < step) | (rgb == 0))
+    assert ocv[0, 0, 1] > 19000  # far above reference white, kept
+    # the pack's reader centres each mantissa (+ 0.5 step): within half a step of the input
+    ours = read_hdr(path).rgb
+    assert np.all(np.abs(ours - rgb) <= step / 2 + 1e-7 * rgb)
+    assert np.all(ours[min(1, h - 1)] == 0)
+    assert read_hdr(path).header["PRIMARIES"] == "0.640 0.330 0.300 0.600 0.150 0.060 0.3127 0.3290"
+
+
+def test_radiance_scanlines_are_run_length_encoded(tmp_path):
+    rgb = np.zeros((16, 256, 3), np.float32)
+    rgb[:, 100:] = (1.0, 0.5, 0.25)
+    data = FORMATS["radiance_hdr"].encode(rgb, Settings(), None).data
+    pixels = data[data.index(b"-Y 16 +X 256\n") + len(b"-Y 16 +X 256\n"):]
+    assert pixels.count(b"\x02\x02\x01\x00") == 16  # a new-style marker per scanline
+    assert len(pixels) < 16 * 256 * 4 / 20  # flat would be 4 bytes a pixel
+    assert np.array_equal(oiio_pixels(write(tmp_path, "r.hdr", data)), rgb)  # exact: powers of two
+
+
+def test_radiance_reference_white_and_negatives(tmp_path):
+    rgb = np.array([[[2.0, 4.0, 8.0], [-1.0, 0.5, 3.0]]], np.float32).repeat(4, 0)
+    encoded = FORMATS["radiance_hdr"].encode(rgb, Settings(reference_white=2.0), None)
+    assert "4 pixel(s) with negative components" in encoded.peak
+    decoded = oiio_pixels(write(tmp_path, "n.hdr", encoded.data))
+    assert np.allclose(decoded[0, 0], [1, 2, 4]) and decoded[0, 1, 0] == 0
+    assert np.allclose(decoded[0, 1, 1:], [0.25, 1.5], rtol=1 / 128)
+
+
+def test_radiance_refuses_nan():
+    rgb = np.ones((4, 4, 3), np.float32)
+    rgb[1, 1] = np.nan
+    with pytest.raises(FormatError, match="1 pixel"):
+        FORMATS["radiance_hdr"].encode(rgb, Settings(), None)
