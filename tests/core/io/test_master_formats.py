@@ -8,6 +8,7 @@ tests/support/color.py), not from the encoders."""
 from __future__ import annotations
 
 import re
+import struct
 import subprocess
 
 import cv2
@@ -93,3 +94,66 @@ def test_radiance_refuses_nan():
     rgb[1, 1] = np.nan
     with pytest.raises(FormatError, match="1 pixel"):
         FORMATS["radiance_hdr"].encode(rgb, Settings(), None)
+
+
+# ---- 16-bit PQ PNG
+
+def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(type, body) of every chunk, CRCs checked (PNG spec section 5)."""
+    import zlib
+
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    chunks, i = [], 8
+    while i < len(data):
+        (length,) = struct.unpack(">I", data[i:i + 4])
+        kind, body = data[i + 4:i + 8], data[i + 8:i + 8 + length]
+        assert struct.unpack(">I", data[i + 8 + length:i + 12 + length])[0] == zlib.crc32(kind + body)
+        chunks.append((kind, body))
+        i += 12 + length
+    return chunks
+
+
+def test_png_pq_chunks_and_pixels_through_opencv_and_pillow(tmp_path):
+    from PIL import Image
+
+    from lediff_core.color import REC709_CHROMATICITIES
+    from lediff_core.color.chromaticities import rgb_to_xyz_matrix, xyz_to_rgb_matrix
+    from support.color import pq_eotf
+
+    rng = np.random.default_rng(3)
+    rgb = (10.0 ** rng.uniform(-2, 0.6, (24, 40, 3))).astype(np.float32)  # up to 4x white: 812 cd/m2
+    rgb[0, 0] = (20.0, 20.0, 20.0)  # above the peak: clipped and counted
+    encoded = FORMATS["png_pq"].encode(rgb, Settings(), b"II*\x00\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00")
+    assert encoded.over_peak == 1
+    chunks = dict(png_chunks(encoded.data))
+    assert list(dict(png_chunks(encoded.data)))[0] == b"IHDR" and b"eXIf" in chunks
+    assert struct.unpack(">IIBB", chunks[b"IHDR"][:10]) == (40, 24, 16, 2)
+    assert chunks[b"cICP"] == bytes((9, 16, 0, 1))
+    xy = struct.unpack(">8H2I", chunks[b"mDCV"])
+    assert xy[:8] == (35400, 14600, 8500, 39850, 6550, 2300, 15635, 16450)  # BT.2020 R, G, B, D65
+    assert xy[8:] == (1000 * 10000, 1)
+    # BT.2020 linear light from the input (matrix from both sets of primaries, built here)
+    rec2020 = (0.708, 0.292, 0.170, 0.797, 0.131, 0.046, 0.3127, 0.3290)
+    to2020 = xyz_to_rgb_matrix(rec2020) @ rgb_to_xyz_matrix(REC709_CHROMATICITIES)
+    nits = np.clip(rgb.astype(np.float64) @ to2020.T * 203, 0, 1000)
+    max_cll, max_fall = struct.unpack(">2I", chunks[b"cLLI"])
+    assert max_cll == 1000 * 10000
+    assert max_fall / 10000 == np.ceil(nits.max(-1).mean())
+    path = write(tmp_path, "p.png", encoded.data)
+    codes = cv2.imread(path, cv2.IMREAD_UNCHANGED)[..., ::-1]
+    assert codes.dtype == np.uint16
+    with Image.open(path) as image:  # Pillow parses the file too (it decodes 16-bit RGB to 8 bits)
+        assert image.size == (40, 24)
+        image.load()
+    decoded = pq_eotf(codes / 65535.0)
+    rel = np.abs(decoded - nits)[nits > 1] / nits[nits > 1]
+    assert rel.max() < 2e-3  # a 16-bit PQ step is under 0.03 % at these levels; the matrix in float32
+
+
+def test_png_pq_refuses_nan_and_bad_peaks():
+    rgb = np.ones((4, 4, 3), np.float32)
+    with pytest.raises(FormatError, match="mastering_peak"):
+        FORMATS["png_pq"].encode(rgb, Settings(mastering_peak=20000.0), None)
+    rgb[0, 0, 0] = np.nan
+    with pytest.raises(FormatError, match="1 pixel"):
+        FORMATS["png_pq"].encode(rgb, Settings(), None)

@@ -17,7 +17,7 @@ from support.common import require_tool
 from support.exr_files import outputs_of, write_input
 
 WORKFLOW = {"workflow": {"nodes": [{"id": 1, "type": "LEDiffLoadEXR"}], "links": []}}
-EXTENSIONS = {"ultrahdr": ".jpg", "avif_pq": ".avif", "avif_hlg": ".avif", "jxl_linear": ".jxl"}
+EXTENSIONS = {"ultrahdr": ".jpg", "avif_pq": ".avif", "avif_hlg": ".avif", "jxl_linear": ".jxl", "png_pq": ".png"}
 
 
 def hdr_ramp(h=32, w=48):
@@ -43,7 +43,7 @@ def test_schema(host):
     assert schema.display_name == "Save HDR Image"
     inputs = {i.id: i for i in schema.inputs}
     assert all(i.tooltip for i in schema.inputs)
-    assert inputs["format"].options == ["ultrahdr", "avif_pq", "avif_hlg", "jxl_linear", "radiance_hdr"]
+    assert inputs["format"].options == ["ultrahdr", "avif_pq", "avif_hlg", "jxl_linear", "png_pq", "radiance_hdr"]
     assert inputs["filename_prefix"].default == "LEDiff/hdr" and inputs["reference_white"].default == 1.0
 
 
