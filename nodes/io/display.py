@@ -28,7 +28,7 @@ class SaveHDRImage(io.ComfyNode):
             category="LEDiff/image",
             description="Saves linear HDR as a display format that phones, browsers and viewers "
             "show as HDR: Ultra HDR JPEG (gain map), AVIF PQ/HLG or JPEG XL; or as a master for other "
-            "tools: 16-bit PQ PNG, Radiance .hdr.",
+            "tools: 16-bit PQ PNG, TIFF, Radiance .hdr.",
             inputs=[
                 io.Image.Input("images", tooltip="Linear HDR images in the working space (linear "
                                "Rec.709), as HDR Decode or Blend with LDR give them."),
@@ -42,7 +42,8 @@ class SaveHDRImage(io.ComfyNode):
                     tooltip="ultrahdr: JPEG + gain map (.jpg), SDR on any screen, HDR on phones and "
                     "Chrome. avif_pq / avif_hlg: 10-bit BT.2020 AVIF with the PQ or HLG curve. "
                     "jxl_linear: float JPEG XL, linear Rec.709, no peak. png_pq: 16-bit PNG, BT.2020 PQ "
-                    "(cICP, mDCV, cLLI). radiance_hdr: Radiance RGBE "
+                    "(cICP, mDCV, cLLI). tiff_half / tiff_float: float TIFF, linear Rec.709. tiff_16bit: "
+                    "16-bit sRGB TIFF (SDR print master, clipped at reference white). radiance_hdr: Radiance RGBE "
                     "(.hdr), linear Rec.709, for IBL/HDRI tools (no workflow in the file).",
                 ),
                 io.Float.Input(

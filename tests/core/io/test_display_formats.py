@@ -330,6 +330,10 @@ def test_workflow_metadata_is_read_by_exiftool_and_the_image_still_decodes(tmp_p
         run("djxl", path, str(tmp_path / "a.pfm"))
         run("djxl", plain_path, str(tmp_path / "b.pfm"))
         assert np.array_equal(read_pfm(str(tmp_path / "a.pfm")), read_pfm(str(tmp_path / "b.pfm")))
+    elif name.startswith("tiff"):  # tifffile decodes both to the same samples
+        import tifffile
+
+        assert np.array_equal(tifffile.imread(path), tifffile.imread(plain_path))
     elif name == "png_pq":  # OpenCV's libpng decodes both to the same 16-bit codes
         import cv2
 
@@ -424,6 +428,9 @@ def test_the_documented_colour_space_is_the_one_each_file_carries(tmp_path):
         elif name == "png_pq":
             at = data.index(b"cICP") + 4
             assert value == "/".join(str(b) for b in data[at:at + 4]) and "full range" in cell, cell
+        elif name.startswith("tiff"):
+            info = run("oiiotool", "--info", write(tmp_path, "x.tif", data))
+            assert f"3 channel, {value} tiff" in info, (cell, info)
         elif name == "radiance_hdr":
             header = data[:data.index(b"\n\n")].decode("latin-1").splitlines()
             assert value in header and "linear" in cell, (cell, header)

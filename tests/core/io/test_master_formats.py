@@ -32,7 +32,8 @@ def oiio_pixels(path) -> np.ndarray:
     text = subprocess.run([require_tool("oiiotool"), "--dumpdata", path], capture_output=True, text=True,
                           check=True).stdout
     width, height, channels = map(int, re.search(r":\s+(\d+) x\s+(\d+), (\d+) channel", text).groups())
-    values = [[float(v) for v in line.split(":", 1)[1].split()]
+    # integer files: "codes (normalised values)"; the codes are taken
+    values = [[float(v) for v in line.split(":", 1)[1].split("(")[0].split()]
               for line in text.splitlines() if line.strip().startswith("Pixel (")]
     return np.array(values).reshape(height, width, channels)
 
@@ -157,3 +158,40 @@ def test_png_pq_refuses_nan_and_bad_peaks():
     rgb[0, 0, 0] = np.nan
     with pytest.raises(FormatError, match="1 pixel"):
         FORMATS["png_pq"].encode(rgb, Settings(), None)
+
+
+# ---- TIFF
+
+@pytest.mark.parametrize("name", ["tiff_16bit", "tiff_half", "tiff_float"])
+def test_tiff_read_back_by_oiiotool_and_tifffile(tmp_path, name):
+    import tifffile
+
+    rgb = hdr_image(6, 10)[..., :] / 100
+    rgb[2, 3] = (-0.5, 0.25, 1.0)
+    encoded = FORMATS[name].encode(rgb, Settings(), None)
+    path = write(tmp_path, "t.tif", encoded.data)
+    oiio = oiio_pixels(path)
+    with tifffile.TiffFile(path) as tif:
+        page = tif.pages[0]
+        pixels = page.asarray().astype(np.float64)
+        assert page.photometric == tifffile.PHOTOMETRIC.RGB
+        icc_tag = page.tags.get("InterColorProfile")
+        icc_bytes = bytes(icc_tag.value) if icc_tag is not None else None
+    if name == "tiff_16bit":  # sRGB curve (IEC 61966-2-1, written here) of the clipped input
+        x = np.clip(rgb.astype(np.float64), 0, 1)
+        expected = np.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1 / 2.4) - 0.055) * 65535
+        assert np.abs(pixels - expected).max() <= 0.5 + 1e-6
+        assert np.array_equal(oiio, pixels)
+        import io
+
+        from PIL import ImageCms
+
+        icc = ImageCms.ImageCmsProfile(io.BytesIO(icc_bytes))
+        assert "sRGB" in ImageCms.getProfileDescription(icc)
+        assert encoded.over_peak == int(((rgb > 1) | (rgb < 0)).any(-1).sum())
+    else:
+        tolerance = 2.0 ** -11 if name == "tiff_half" else 1e-7
+        assert np.allclose(pixels, rgb, rtol=tolerance, atol=1e-7)
+        assert np.allclose(oiio, pixels, rtol=1e-8, atol=1e-9)
+        assert pixels.max() > 150 and pixels[2, 3, 0] == -0.5  # above 1 and negatives kept
+        assert icc_bytes is None
