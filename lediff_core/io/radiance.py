@@ -1,4 +1,4 @@
-"""Reading Radiance RGBE (``.hdr`` / ``.pic``) images.
+"""Reading and writing Radiance RGBE (``.hdr`` / ``.pic``) images.
 
 Format facts (Greg Ward's RGBE, as documented with Radiance): a text header starting with ``#?``,
 ``KEY=value`` lines (``FORMAT=32-bit_rle_rgbe``), a blank line, a resolution line such as
@@ -13,6 +13,12 @@ there), so a small file claiming a huge image is refused. Pixels are then decode
 at a time straight into the float32 output (peak memory about the output plus a megabyte), and the
 file is read forward only as far as the rest of the image must reach, so bytes after the last
 scanline are never read.
+
+Writing (``encode_hdr``) produces what Radiance's own ``fwritecolrs`` does: each pixel scaled so
+its largest component's mantissa is in 128..255 (``frexp``, mantissas truncated, the reader's
+``+ 0.5`` centring them), new-style run-length scanlines for widths 8..32767 (runs of 4 or more
+equal bytes as ``128 + n, byte``, the rest as literals of at most 128) and flat scanlines for other
+widths. A flat pixel can never look like a marker: its largest mantissa is at least 128.
 """
 
 from __future__ import annotations
@@ -245,3 +251,86 @@ def read_hdr(path: str) -> HDRImage:
         except MemoryError as e:
             raise out_of_memory(path, width, height, 12 * width * height + 16 * OUTPUT_BLOCK, e) from e
     return HDRImage(rgb=rgb, header=header)
+
+
+MIN_RUN = 4  # Radiance's MINRUN: shorter repeats are cheaper as literals
+MAX_RUN, MAX_LITERAL = 127, 128
+# the largest value RGBE holds: mantissa 255 at exponent byte 255, decoded (255 + 0.5) * 2**119
+RGBE_MAX = float(np.ldexp(np.float64(255.5), 255 - 136))
+# Rec.709 / sRGB primaries and D65 white (ITU-R BT.709 Table 1), as Radiance's PRIMARIES= line
+# writes them (red, green, blue, white x y); without it a reader assumes Radiance's own defaults
+REC709_PRIMARIES_LINE = "PRIMARIES= 0.640 0.330 0.300 0.600 0.150 0.060 0.3127 0.3290"
+
+
+def float_to_rgbe(rgb: np.ndarray) -> np.ndarray:
+    """[..., 3] float linear RGB (>= 0, finite) -> [..., 4] uint8 RGBE: the exponent of the largest
+    component, mantissas truncated (Radiance's ``setcolr``); values below 1e-32 become black,
+    values above ``RGBE_MAX`` its largest code."""
+    rgb = np.minimum(np.asarray(rgb, np.float64), RGBE_MAX)
+    v = rgb.max(axis=-1)
+    mantissa, exponent = np.frexp(v)
+    out = np.zeros((*rgb.shape[:-1], 4), np.uint8)
+    lit = v >= 1e-32
+    scale = np.zeros_like(v)
+    scale[lit] = mantissa[lit] * 256.0 / v[lit]
+    out[..., :3] = np.clip(rgb * scale[..., None], 0, 255).astype(np.uint8)
+    out[..., 3] = np.where(lit, exponent + 128, 0).astype(np.uint8)
+    return out
+
+
+def _rle_scanlines(rgbe: np.ndarray) -> bytes:
+    """New-style run-length scanlines of [H, W, 4] RGBE (8 <= W <= 32767), for the whole image at
+    once: every (scanline, component) is a sequence; runs of ``MIN_RUN`` or more equal bytes become
+    run packets (at most 127 long), the stretches between them literal packets (at most 128)."""
+    height, width = rgbe.shape[:2]
+    data = np.ascontiguousarray(rgbe.transpose(0, 2, 1)).reshape(-1)  # [H, 4, W]: sequences of W
+    n = data.size
+    starts = np.ones(n, bool)  # where a run of equal bytes starts (every sequence starts one)
+    starts[1:] = data[1:] != data[:-1]
+    starts[::width] = True
+    run_at = np.flatnonzero(starts)
+    run_len = np.diff(np.append(run_at, n))
+    long = run_len >= MIN_RUN
+    # segments: each long run, and each maximal stretch of short runs inside one sequence
+    seg_first = long.copy()
+    seg_first[0] = True
+    seg_first[1:] |= long[:-1] | (run_at[1:] % width == 0)
+    seg_at = run_at[seg_first]
+    seg_len = np.diff(np.append(seg_at, n))
+    seg_long = long[seg_first]
+    chunk = np.where(seg_long, MAX_RUN, MAX_LITERAL)
+    packets_per_seg = -(-seg_len // chunk)
+    # packets: start in the data, length, kind
+    seg_of = np.repeat(np.arange(seg_at.size), packets_per_seg)
+    k = np.arange(seg_of.size) - np.repeat(np.cumsum(packets_per_seg) - packets_per_seg, packets_per_seg)
+    pk_at = seg_at[seg_of] + k * chunk[seg_of]
+    pk_len = np.minimum(chunk[seg_of], seg_at[seg_of] + seg_len[seg_of] - pk_at)
+    pk_long = seg_long[seg_of]
+    pk_size = np.where(pk_long, 2, 1 + pk_len)
+    # where each packet lands: after the packets before it and the 4-byte marker of every scanline
+    # up to its own
+    pk_row = pk_at // (4 * width)
+    pk_out = np.cumsum(pk_size) - pk_size + 4 * (pk_row + 1)
+    out = np.empty(int(pk_size.sum()) + 4 * height, np.uint8)
+    row_first = np.searchsorted(pk_row, np.arange(height))  # the first packet of each scanline
+    marker = pk_out[row_first] - 4
+    out[marker[:, None] + np.arange(4)] = (2, 2, width >> 8, width & 0xFF)
+    out[pk_out] = np.where(pk_long, 128 + pk_len, pk_len)
+    out[pk_out[pk_long] + 1] = data[pk_at[pk_long]]
+    lit_len = pk_len[~pk_long]
+    offset = np.arange(int(lit_len.sum())) - np.repeat(np.cumsum(lit_len) - lit_len, lit_len)
+    out[np.repeat(pk_out[~pk_long] + 1, lit_len) + offset] = data[np.repeat(pk_at[~pk_long], lit_len) + offset]
+    return out.tobytes()
+
+
+def encode_hdr(rgb: np.ndarray, header: tuple[str, ...] = ()) -> bytes:
+    """Linear RGB [H, W, 3] (finite, >= 0: RGBE holds neither negatives nor NaN) -> the bytes of a
+    Radiance file, rows top to bottom (``-Y H +X W``), ``header`` lines (``KEY=value``) after
+    ``FORMAT=``. Run-length scanlines where the format allows them (8 <= W <= 32767)."""
+    height, width = rgb.shape[:2]
+    rgbe = float_to_rgbe(rgb)
+    lines = ["#?RADIANCE", "FORMAT=32-bit_rle_rgbe", *header, "", f"-Y {height} +X {width}", ""]
+    head = "\n".join(lines).encode("latin-1")
+    if MIN_RLE_WIDTH <= width <= MAX_RLE_WIDTH:
+        return head + _rle_scanlines(rgbe)
+    return head + rgbe.tobytes()

@@ -1,4 +1,5 @@
-"""Save HDR Image: linear HDR as Ultra HDR JPEG, AVIF (PQ/HLG) or JPEG XL, for HDR screens."""
+"""Save HDR Image: linear HDR as Ultra HDR JPEG, AVIF (PQ/HLG) or JPEG XL, for HDR screens, or as
+a master (16-bit PQ PNG, Radiance .hdr) for other tools."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ log = logging.getLogger("lediff")
 
 # Every current browser engine shows these itself; JPEG XL (not decoded by Firefox, for one)
 # gets a tone-mapped preview beside it.
-BROWSER_FORMATS = ("ultrahdr", "avif_pq", "avif_hlg")
+BROWSER_FORMATS = ("ultrahdr", "avif_pq", "avif_hlg", "png_pq")
 
 
 class SaveHDRImage(io.ComfyNode):
@@ -26,7 +27,8 @@ class SaveHDRImage(io.ComfyNode):
             display_name="Save HDR Image",
             category="LEDiff/image",
             description="Saves linear HDR as a display format that phones, browsers and viewers "
-            "show as HDR: Ultra HDR JPEG (gain map), AVIF PQ/HLG or JPEG XL.",
+            "show as HDR: Ultra HDR JPEG (gain map), AVIF PQ/HLG or JPEG XL; or as a master for other "
+            "tools: 16-bit PQ PNG, TIFF, Radiance .hdr.",
             inputs=[
                 io.Image.Input("images", tooltip="Linear HDR images in the working space (linear "
                                "Rec.709), as HDR Decode or Blend with LDR give them."),
@@ -39,7 +41,10 @@ class SaveHDRImage(io.ComfyNode):
                     "format", options=list(FORMAT_NAMES), default="ultrahdr",
                     tooltip="ultrahdr: JPEG + gain map (.jpg), SDR on any screen, HDR on phones and "
                     "Chrome. avif_pq / avif_hlg: 10-bit BT.2020 AVIF with the PQ or HLG curve. "
-                    "jxl_linear: float JPEG XL, linear Rec.709, no peak.",
+                    "jxl_linear: float JPEG XL, linear Rec.709, no peak. png_pq: 16-bit PNG, BT.2020 PQ "
+                    "(cICP, mDCV, cLLI). tiff_half / tiff_float: float TIFF, linear Rec.709. tiff_16bit: "
+                    "16-bit sRGB TIFF (SDR print master, clipped at reference white). radiance_hdr: Radiance RGBE "
+                    "(.hdr), linear Rec.709, for IBL/HDRI tools (no workflow in the file).",
                 ),
                 io.Float.Input(
                     "reference_white", default=1.0, min=1e-6, max=1e6, step=0.01,
@@ -61,7 +66,7 @@ class SaveHDRImage(io.ComfyNode):
                 ),
                 io.Float.Input(
                     "mastering_peak", default=1000.0, min=100.0, max=10000.0, step=10.0,
-                    tooltip="avif_pq only: peak luminance in cd/m2; brighter values are clipped "
+                    tooltip="avif_pq and png_pq only: peak luminance in cd/m2; brighter values are clipped "
                     "to it (1000 suits most HDR displays; 10000 keeps everything PQ can hold).",
                 ),
             ],
@@ -85,6 +90,9 @@ class SaveHDRImage(io.ComfyNode):
             raise FormatError(f"Save HDR Image ({format}): {e}") from None
         rgb = images[..., :3].float().cpu()
         exif = _exif(fmt.extension, *workflow_metadata(cls.hidden.prompt, cls.hidden.extra_pnginfo))
+        if exif is not None and not fmt.workflow:
+            log.info("Save HDR Image: %s files carry no workflow; save a PNG, AVIF or EXR alongside to keep it",
+                     format)
 
         def write(i, path):
             encoded = fmt.encode(rgb[i].numpy(), settings, exif)

@@ -29,6 +29,7 @@ __all__ = ["FORMATS", "FORMAT_NAMES", "DisplayFormat", "Encoded", "FormatError",
            "check_settings", "count_above", "encoder_threads", "register"]
 
 # the formats register themselves on import; keep this list in the order the node offers them
-from . import avif, jxl, ultrahdr  # noqa: E402,F401
+from . import avif, jxl, png_pq, radiance_hdr, tiff, ultrahdr  # noqa: E402,F401
 
-FORMAT_NAMES = ("ultrahdr", "avif_pq", "avif_hlg", "jxl_linear")
+FORMAT_NAMES = ("ultrahdr", "avif_pq", "avif_hlg", "jxl_linear", "png_pq", "tiff_16bit", "tiff_half", "tiff_float",
+                "radiance_hdr")

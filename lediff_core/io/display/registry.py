@@ -43,6 +43,7 @@ class DisplayFormat:
     min_size: int = 1  # the smallest width and height the encoder takes
     min_size_reason: str = ""  # who says so, for the error
     check_options: Callable[[Settings], None] | None = None  # refuses options this format cannot use
+    workflow: bool = True  # whether the file carries the workflow (the ``exif`` argument)
 
 
 class FormatError(LEDiffError, ValueError):

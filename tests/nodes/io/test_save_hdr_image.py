@@ -17,7 +17,8 @@ from support.common import require_tool
 from support.exr_files import outputs_of, write_input
 
 WORKFLOW = {"workflow": {"nodes": [{"id": 1, "type": "LEDiffLoadEXR"}], "links": []}}
-EXTENSIONS = {"ultrahdr": ".jpg", "avif_pq": ".avif", "avif_hlg": ".avif", "jxl_linear": ".jxl"}
+EXTENSIONS = {"ultrahdr": ".jpg", "avif_pq": ".avif", "avif_hlg": ".avif", "jxl_linear": ".jxl", "png_pq": ".png",
+              "tiff_16bit": ".tif", "tiff_float": ".tif"}
 
 
 def hdr_ramp(h=32, w=48):
@@ -43,7 +44,8 @@ def test_schema(host):
     assert schema.display_name == "Save HDR Image"
     inputs = {i.id: i for i in schema.inputs}
     assert all(i.tooltip for i in schema.inputs)
-    assert inputs["format"].options == ["ultrahdr", "avif_pq", "avif_hlg", "jxl_linear"]
+    assert inputs["format"].options == ["ultrahdr", "avif_pq", "avif_hlg", "jxl_linear", "png_pq", "tiff_16bit",
+                                        "tiff_half", "tiff_float", "radiance_hdr"]
     assert inputs["filename_prefix"].default == "LEDiff/hdr" and inputs["reference_white"].default == 1.0
 
 
@@ -56,7 +58,7 @@ def test_each_format_saves_lists_and_carries_the_workflow(host, fmt):
     assert outputs_of(host) == [name]
     images = ui["9"]["images"]
     assert images[0] == {"filename": name, "subfolder": "LEDiff", "type": "output"}
-    if fmt == "jxl_linear":  # browsers do not show JPEG XL: a tone-mapped PNG preview comes with it
+    if fmt in ("jxl_linear", "tiff_16bit", "tiff_float"):  # browsers do not show these: a tone-mapped preview
         assert len(images) == 2 and images[1]["type"] == "temp"
     else:
         assert len(images) == 1
@@ -66,6 +68,20 @@ def test_each_format_saves_lists_and_carries_the_workflow(host, fmt):
     assert json.loads(tags["Model"].removeprefix("prompt:")) == prompt
     assert json.loads(tags["Make"].removeprefix("workflow:")) == WORKFLOW["workflow"]
     assert not [f for f in os.listdir(os.path.dirname(path)) if f.startswith(".")]
+
+
+def test_radiance_master_is_saved_listed_with_a_preview_and_read_back(host):
+    from lediff_core.io.radiance import read_hdr
+
+    write_input(host, "in.exr", hdr_ramp())
+    ui = host.run(graph("in.exr", format="radiance_hdr", reference_white=0.5), WORKFLOW)
+    assert outputs_of(host) == ["hdr_00001.hdr"]
+    images = ui["9"]["images"]  # browsers do not show .hdr: a tone-mapped PNG preview comes with it
+    assert images[0] == {"filename": "hdr_00001.hdr", "subfolder": "LEDiff", "type": "output"}
+    assert len(images) == 2 and images[1]["type"] == "temp"
+    rgb = read_hdr(os.path.join(host.output_dir, "LEDiff", "hdr_00001.hdr")).rgb
+    # half an RGBE step of the largest component (blue is 0.6 of it); values up to 256 kept
+    assert np.allclose(rgb, hdr_ramp() / 0.5, rtol=1 / 128)
 
 
 def test_disable_metadata_leaves_the_workflow_out(host, monkeypatch):

@@ -1,0 +1,79 @@
+"""TIFF masters through ``tifffile`` (zlib/Deflate compression by ``imagecodecs``):
+
+- ``tiff_float`` / ``tiff_half``: 32- or 16-bit IEEE float samples (SampleFormat 3), linear
+  Rec.709 primaries, D65, 1.0 = reference white: the working space as it is, values above 1 and
+  negative components kept (half floats: up to 65504, about 0.05 % precision). No ICC profile:
+  readers take float TIFF as scene-linear (OpenImageIO, Nuke, Resolve, Photoshop's 32-bit mode).
+- ``tiff_16bit``: 16-bit integers, the sRGB transfer (IEC 61966-2-1) with Rec.709 primaries, D65,
+  and an embedded sRGB ICC profile (Little CMS's, through Pillow): an SDR print/stock master.
+  Reference white lands on code 65535; brighter values and negative components are clipped and
+  counted (tone map first, e.g. with Tone Map, to keep highlights in an SDR master).
+
+The workflow goes in the baseline TIFF tags Make/Model (and ImageDescription for a third entry), as
+the Exif block of the other formats carries it, so exiftool reads it the same way.
+"""
+
+from __future__ import annotations
+
+import io
+from functools import lru_cache, partial
+
+import numpy as np
+import torch
+
+from ...color import linear_to_srgb
+from .registry import DisplayFormat, Encoded, FormatError, Settings, check_image, count_above, register
+
+MAX_BYTES = 2**32 - 2**20  # classic TIFF's 32-bit offsets; BigTIFF is not read everywhere
+
+
+@lru_cache(maxsize=1)
+def srgb_icc() -> bytes:
+    from PIL import ImageCms
+
+    return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+
+
+def _workflow_tags(exif: bytes | None) -> list[tuple]:
+    """The Exif block's ASCII entries as tifffile ``extratags`` (same tag numbers: they are baseline TIFF tags)."""
+    if not exif:
+        return []
+    from PIL import Image
+
+    entries = Image.Exif()
+    entries.load(exif if exif.startswith(b"Exif") else b"Exif\x00\x00" + exif)
+    return [(tag, "s", 0, value, True) for tag, value in sorted(entries.items()) if isinstance(value, str)]
+
+
+def encode(rgb: np.ndarray, settings: Settings, exif: bytes | None = None, *, dtype: str) -> Encoded:
+    import tifffile
+
+    t = check_image(rgb, settings)
+    size = t.numel() * (2 if dtype in ("uint16", "float16") else 4)
+    if size > MAX_BYTES:
+        raise FormatError(f"the image is {t.shape[1]}x{t.shape[0]} ({size} bytes of samples); a classic TIFF "
+                          "holds under 4 GB: save an EXR instead, or a smaller image")
+    over, peak, icc = 0, "none (float)", None
+    if dtype == "uint16":
+        over = count_above(t, 1.0) + int((t.amin(dim=-1) < 0).sum())
+        codes = torch.round(linear_to_srgb(t.double().clamp(0, 1)) * 65535).to(torch.int32)
+        pixels, icc = codes.numpy().astype(np.uint16), srgb_icc()
+        peak = "reference white (SDR: code 65535; negative components also clipped, counted here)"
+    elif dtype == "float16":
+        over = count_above(t.abs(), 65504.0)
+        pixels = t.clamp(-65504, 65504).numpy().astype(np.float16)
+        peak = "65504x reference white (half float's largest)"
+    else:
+        pixels = t.numpy()
+    buf = io.BytesIO()
+    tifffile.imwrite(buf, pixels, photometric="rgb", compression="zlib", predictor=dtype == "uint16",
+                     metadata=None, iccprofile=icc, extratags=_workflow_tags(exif))
+    return Encoded(buf.getvalue(), over, peak)
+
+
+register(DisplayFormat("tiff_16bit", ".tif", partial(encode, dtype="uint16"),
+                       "16-bit integer TIFF, sRGB curve and primaries (ICC): SDR print/stock master"))
+register(DisplayFormat("tiff_half", ".tif", partial(encode, dtype="float16"),
+                       "16-bit float TIFF, linear Rec.709: HDR master"))
+register(DisplayFormat("tiff_float", ".tif", partial(encode, dtype="float32"),
+                       "32-bit float TIFF, linear Rec.709: HDR master, exact"))
