@@ -8,6 +8,8 @@ import math
 import numpy as np
 import PyOpenColorIO as ocio
 
+from lediff_core.color.ocio import WORKING_SPACE
+
 XYZ_PRIMARIES = (1.0, 0.0, 0.0, 1.0, 0.0, 0.0, 1 / 3, 1 / 3)
 
 
@@ -74,3 +76,20 @@ def hlg_ootf(scene):
 
 
 HLG_WHITE_SCENE = float(hlg_inverse_oetf(np.array(0.75)))  # BT.2408: 75 % signal
+
+
+def ocio_display(cfg, pixels, display, view, looks=""):
+    """OCIO's own display path, built in the test (the pack's working space in):
+    Config.getProcessor(src, display, view) or, with looks, OCIO's viewing pipeline with a looks
+    override."""
+    out = np.ascontiguousarray(pixels, dtype=np.float32).copy()
+    if looks:
+        pipeline = ocio.LegacyViewingPipeline()
+        pipeline.setDisplayViewTransform(ocio.DisplayViewTransform(src=WORKING_SPACE, display=display, view=view))
+        pipeline.setLooksOverrideEnabled(True)
+        pipeline.setLooksOverride(looks)
+        processor = pipeline.getProcessor(cfg)
+    else:
+        processor = cfg.getProcessor(WORKING_SPACE, display, view, ocio.TRANSFORM_DIR_FORWARD)
+    processor.getDefaultCPUProcessor().applyRGB(out.reshape(-1, 3))
+    return out

@@ -11,6 +11,7 @@ import torch
 
 from lediff_core.color import ocio as ocio_helper
 from lediff_core.color.ocio import LINEAR_SPACES, WORKING_SPACE, convert_linear, linear_matrix
+from support.color import ocio_display
 
 
 def test_matrix_equals_ocio_processor_on_hdr_pixels():
@@ -48,22 +49,6 @@ def hdr_rgb(n=512, seed=1):
     return np.exp2(rng.uniform(-10, 6, (n, 3))).astype(np.float32)
 
 
-def direct(cfg, pixels, display, view, looks=""):
-    """OCIO's own display path, built here: Config.getProcessor(src, display, view) or, with looks,
-    OCIO's viewing pipeline with a looks override."""
-    out = np.ascontiguousarray(pixels, dtype=np.float32).copy()
-    if looks:
-        pipeline = ocio.LegacyViewingPipeline()
-        pipeline.setDisplayViewTransform(ocio.DisplayViewTransform(src=WORKING_SPACE, display=display, view=view))
-        pipeline.setLooksOverrideEnabled(True)
-        pipeline.setLooksOverride(looks)
-        processor = pipeline.getProcessor(cfg)
-    else:
-        processor = cfg.getProcessor(WORKING_SPACE, display, view, ocio.TRANSFORM_DIR_FORWARD)
-    processor.getDefaultCPUProcessor().applyRGB(out)
-    return out
-
-
 def test_default_config_is_the_aces2_studio_config():
     cfg = ocio_helper.load_config()
     assert ocio_helper.STUDIO_CONFIG == ACES2_STUDIO
@@ -78,7 +63,7 @@ def test_default_config_is_the_aces2_studio_config():
 def test_display_view_equals_ocio_direct(display, view):
     cfg = ocio.Config.CreateFromFile(ACES2_STUDIO)
     pixels = hdr_rgb()
-    want = direct(cfg, pixels, display, view)
+    want = ocio_display(cfg, pixels, display, view)
     processor = ocio_helper.display_view_processor(ocio_helper.load_config(), display, view)
     got = ocio_helper.apply_processor(processor, torch.from_numpy(pixels.reshape(1, 16, 32, 3)))
     assert isinstance(got, torch.Tensor) and got.dtype == torch.float32
@@ -106,7 +91,7 @@ def test_looks_equal_ocio_viewing_pipeline_and_change_the_picture():
     pixels = np.concatenate([hdr_rgb(256), rng.uniform(-0.5, 2, (256, 3)).astype(np.float32)])
     got = ocio_helper.apply_processor(
         ocio_helper.display_view_processor(ocio_helper.load_config(), *SDR, looks=GAMUT_COMPRESSION), pixels)
-    np.testing.assert_allclose(got, direct(cfg, pixels, *SDR, looks=GAMUT_COMPRESSION), rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(got, ocio_display(cfg, pixels, *SDR, looks=GAMUT_COMPRESSION), rtol=1e-5, atol=1e-5)
     plain = ocio_helper.apply_processor(ocio_helper.display_view_processor(ocio_helper.load_config(), *SDR), pixels)
     assert np.abs(got - plain).max() > 1e-3
 
@@ -133,7 +118,7 @@ def test_user_config_from_a_path_relative_path_and_ocio_variable(tmp_path, monke
     display = cfg.getDefaultDisplay()
     view = cfg.getDefaultView(display)
     pixels = hdr_rgb()
-    want = direct(cfg, pixels, display, view)
+    want = ocio_display(cfg, pixels, display, view)
     monkeypatch.setenv("OCIO", path)
     for source, base in ((path, None), ("config.ocio", str(tmp_path)), ("$OCIO", None)):
         loaded = ocio_helper.load_config(source, base)

@@ -12,8 +12,7 @@ import OpenEXR
 import PyOpenColorIO as ocio
 import pytest
 
-from lediff_core.color.ocio import WORKING_SPACE
-from support.color import hdr_pixels
+from support.color import hdr_pixels, ocio_display
 from support.comfy_harness import failure
 from support.exr_files import write_input
 
@@ -37,20 +36,6 @@ def through(node: str, inputs: dict) -> dict:
 def saved(host) -> np.ndarray:
     with OpenEXR.File(os.path.join(host.output_dir, "out", "x_00001.exr")) as f:
         return f.channels()["RGB"].pixels.copy()
-
-
-def ocio_display(cfg, pixels, display, view, looks=""):
-    out = np.ascontiguousarray(pixels, np.float32).copy()
-    if looks:
-        pipeline = ocio.LegacyViewingPipeline()
-        pipeline.setDisplayViewTransform(ocio.DisplayViewTransform(src=WORKING_SPACE, display=display, view=view))
-        pipeline.setLooksOverrideEnabled(True)
-        pipeline.setLooksOverride(looks)
-        processor = pipeline.getProcessor(cfg)
-    else:
-        processor = cfg.getProcessor(WORKING_SPACE, display, view, ocio.TRANSFORM_DIR_FORWARD)
-    processor.getDefaultCPUProcessor().applyRGB(out.reshape(-1, 3))
-    return out
 
 
 @pytest.fixture
