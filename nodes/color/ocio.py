@@ -140,8 +140,8 @@ class FileLUT(io.ComfyNode):
             "folder through OpenColorIO's FileTransform.",
             inputs=[
                 io.Image.Input("image", tooltip="The image, in the encoding the LUT expects (most 3D LUTs "
-                               "take a log or display-encoded signal in 0..1, not linear HDR: put Log Encode "
-                               "or OCIO Display/View before it). Alpha passes through."),
+                               "take a log or display-encoded signal in 0..1, not linear HDR: put HDR Color Space "
+                               "(a log encoding) or OCIO Display/View before it). Alpha passes through."),
                 io.Combo.Input(
                     "lut", options=_lut_files(),
                     tooltip="A LUT file in ComfyUI's input folder (or a subfolder), any format OCIO reads. "
