@@ -23,6 +23,7 @@ from ...lediff_core.color.ocio import (
     view_names,
 )
 from ...lediff_core.io.access import check_readable, path_inside
+from ..io.exr import input_path
 
 _DEFAULT_DISPLAY = "sRGB - Display"
 _DEFAULT_VIEW = "ACES 2.0 - SDR 100 nits (Rec.709)"
@@ -120,15 +121,6 @@ def _lut_files() -> list[str]:
     return sorted(found)
 
 
-def _lut_path(lut: str) -> str:
-    """The LUT file for ``lut``, checked before OCIO opens it: inside the input folder after links,
-    a regular file. Raises FileAccessError or FileNotFoundError naming it."""
-    folder = folder_paths.get_input_directory()
-    path = os.path.abspath(os.path.join(folder, lut))
-    check_readable(path, folder, name=lut, folder="ComfyUI's input folder")
-    return path
-
-
 class FileLUT(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -167,13 +159,13 @@ class FileLUT(io.ComfyNode):
     @classmethod
     def execute(cls, image, lut, interpolation, direction) -> io.NodeOutput:
         check_image_size(image, "image")
-        processor = lut_file_processor(_lut_path(lut), interpolation, direction)
+        processor = lut_file_processor(input_path(lut), interpolation, direction)
         return io.NodeOutput(apply_processor(processor, image))
 
     @classmethod
     def fingerprint_inputs(cls, image, lut, interpolation, direction):
         try:
-            st = os.stat(_lut_path(lut))  # checked first: stat only, nothing opened
+            st = os.stat(input_path(lut))  # checked first: stat only, nothing opened
         except (OSError, ValueError) as e:
             return f"File LUT: {e}"  # the run reports it
         return "|".join((lut, str(st.st_mtime_ns), str(st.st_size), interpolation, direction))
@@ -181,7 +173,7 @@ class FileLUT(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, lut):
         try:
-            _lut_path(lut)
+            input_path(lut)
         except FileNotFoundError:
             return f"File LUT: no file {lut!r} in ComfyUI's input folder: put the LUT there and pick it again"
         except (OSError, ValueError) as e:

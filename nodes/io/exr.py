@@ -267,11 +267,12 @@ def _input_files() -> list[str]:
     )
 
 
-def _input_path(image: str) -> str:
-    """The file Load EXR reads for ``image`` (``name``, ``sub/name``, or ComfyUI's annotated
-    ``name [output]``), checked before anything opens it: inside the folder it is named in after links
-    are followed (ComfyUI's own rule for Load Image), and a regular file (a FIFO would hang the
-    read and the change fingerprint). Raises FileAccessError or FileNotFoundError naming it."""
+def input_path(image: str) -> str:
+    """The file a node reads from ComfyUI's folders for ``image`` (Load EXR's image, File LUT's LUT:
+    ``name``, ``sub/name``, or ComfyUI's annotated ``name [output]``), checked before anything opens
+    it: inside the folder it is named in after links are followed (ComfyUI's own rule for Load
+    Image), and a regular file (a FIFO would hang the read and the change fingerprint). Raises
+    FileAccessError or FileNotFoundError naming it."""
     name, base = folder_paths.annotated_filepath(image)
     kind = image[len(name):].strip(" []") or "input"  # "x.exr [output]": ComfyUI's output folder
     base = base or folder_paths.get_input_directory()
@@ -353,7 +354,7 @@ class LoadEXR(io.ComfyNode):
     @classmethod
     def execute(cls, image, layer, part="", view="", window="data", colorspace=WORKING_SPACE) -> io.NodeOutput:
         loaded = read_linear_image(
-            _input_path(image), layer.strip(), part=part.strip(), view=view.strip(), window=window,
+            input_path(image), layer.strip(), part=part.strip(), view=view.strip(), window=window,
         )
         if loaded.is_data:
             pixels = loaded.rgb
@@ -371,7 +372,7 @@ class LoadEXR(io.ComfyNode):
     def fingerprint_inputs(cls, image, layer, part="", view="", window="data", colorspace=WORKING_SPACE):
         digest = hashlib.sha256()
         try:
-            path = _input_path(image)  # before opening: a FIFO named x.exr would block the hash forever
+            path = input_path(image)  # before opening: a FIFO named x.exr would block the hash forever
         except (FileAccessError, OSError) as e:
             return f"Load EXR: {e}"  # the run reports it
         with open(path, "rb") as f:
@@ -382,7 +383,7 @@ class LoadEXR(io.ComfyNode):
     @classmethod
     def validate_inputs(cls, image, layer, part="", view="", window="data", colorspace=WORKING_SPACE):
         try:
-            _input_path(image)
+            input_path(image)
         except FileAccessError as e:
             return f"Load EXR: {e}"
         except OSError:
