@@ -17,6 +17,7 @@ from lediff_core.color.log import LOG_ENCODINGS
 from lediff_core.color.ocio import CHROMATICITIES, LINEAR_SPACES, WORKING_SPACE
 from lediff_core.color.spaces import COLOR_SPACES, HLG_SPACE, LOG_SPACES, PQ_SPACE, convert_image
 from support.color import XYZ_PRIMARIES, hdr_pixels, ocio_apply, rel_error, rp177
+from support.comfy_harness import failure
 from support.common import require_tool
 from support.exr_files import write_input
 
@@ -290,3 +291,20 @@ def test_hdr_survives_cores_clamping_nodes_inside_a_log_encoding(host, space):
     assert rel.max() < 1.5 * step, (space, rel.max(axis=1), step)
     assert got[-1].max() > 0.9 * top  # up to 50 x above 1 survived the clamps
 
+
+
+def test_nan_into_a_log_encoding_is_an_error_that_names_the_pixels_and_the_fix(host):
+    """A log signal is for a node that clamps to 0..1, which would make NaN/Inf ordinary codes: the
+    graph stops at HDR Color Space with the count and where to look, before any SDR node runs."""
+    rgb = image_of(seed=12)
+    rgb[2, 3] = np.nan
+    rgb[4, 5, 1] = np.inf
+    write_input(host, "nan.exr", rgb)
+    report = failure(host, load_save("nan.exr", between=[
+        ("LEDiffColorSpace", {"source": WORKING_SPACE, "target": "DiffHDR log-gamma (Rec.709)"}),
+        ("ImageScaleBy", {"upscale_method": "lanczos", "scale_by": 2.0})]))
+    assert (report["node_id"], report["node_type"]) == ("2", "LEDiffColorSpace")
+    message = report["exception_message"]
+    assert "image 1 of 1: 2 of 384 pixel(s) NaN/Inf (1 NaN, 1 Inf)" in message
+    assert "DiffHDR log-gamma (Rec.709) (the target) is a 0..1 signal that has no code for them" in message
+    assert "Find the node that made them" in message
