@@ -213,13 +213,30 @@ def convert_image(image: torch.Tensor, source: str, target: str,
         notes.append(f"{nonfinite} pixel(s) with NaN/Inf components: passed through the curves unchanged "
                      "(NaN stays NaN); find the node that made them")
     rgb, alpha = work[..., :3], work[..., 3:]
+    linear_space = source
     if source in ENCODED_SPACES:
-        rgb, source = _to_linear(rgb, source, reference_white, notes)
+        rgb, linear_space = _to_linear(rgb, source, reference_white, notes)
     if target in ENCODED_SPACES:
-        rgb = _from_linear(rgb, source, target, reference_white, notes)
+        rgb = _from_linear(rgb, linear_space, target, reference_white, notes)
     else:
-        rgb = convert_linear(rgb, source, target)
-    return torch.cat([rgb, alpha], dim=-1).to(dtype), notes
+        rgb = convert_linear(rgb, linear_space, target)
+    out = torch.cat([rgb, alpha], dim=-1).to(dtype)
+    if source in LOG_ENCODINGS:
+        _check_decoded(out[..., :3], work[..., :3], source)
+    return out, notes
+
+
+def _check_decoded(linear: torch.Tensor, signal: torch.Tensor, source: str) -> None:
+    """Finite log signals (checked before) decode to finite light unless they are far above 1,
+    where the exponential leaves float range: the usual cause is an image that is not that signal."""
+    overflow = ~torch.isfinite(linear).all(dim=-1)
+    if overflow.any():
+        raise ValueError(
+            f"{int(overflow.sum())} pixel(s) decode beyond float range as {source} (signals up to "
+            f"{float(signal[overflow].max()):.4g}, where the signal's 1 is linear {LOG_ENCODINGS[source].peak:.4g}): "
+            f"the image is probably not in {source} (a linear or display image decoded as a log signal "
+            "explodes); set source to the space it is in"
+        )
 
 
 def _curve_dtype(device: torch.device) -> torch.dtype:

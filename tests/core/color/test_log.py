@@ -4,6 +4,8 @@ transforms against OpenColorIO's studio config, round trips, and the behaviour o
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import PyOpenColorIO as ocio
 import pytest
@@ -248,3 +250,15 @@ def test_x2hdr_quadratic_is_not_the_papers_pu21():
     nits = torch.from_numpy(np.exp2(np.linspace(np.log2(PU21_L_MIN), np.log2(10000), 2000)))
     gap = (LOG_ENCODINGS[X2HDR].encode(nits) - LOG_ENCODINGS[PU21].encode(nits)).abs()
     assert 0.11 < float(gap.max()) < 0.12
+
+
+@pytest.mark.parametrize("name", [ACESCCT, LOGC3, LOGC4, SLOG3, LTX, DIFFHDR])
+def test_a_signal_that_decodes_beyond_float_range_is_an_error_naming_the_likely_mistake(name):
+    """Finite signals a little above 1 decode (no ceiling), but a linear image read as a log signal
+    (values of 50 here) leaves float range: an error that says so, not a picture of Inf."""
+    image = torch.tensor([[[[50.0, 1.0, 1.0], [0.5, 0.5, 0.5]]]])
+    with pytest.raises(ValueError, match=rf"1 pixel\(s\) decode beyond float range as {re.escape(name)} \(signals "
+                       r"up to 50, .*probably not in .*set source to the space it is in"):
+        convert_image(image, name, WORKING_SPACE)
+    back, _ = convert_image(torch.tensor([[[[1.2, 1.0, 0.5]]]]), name, WORKING_SPACE)
+    assert torch.isfinite(back).all() and float(back.max()) > LOG_ENCODINGS[name].peak
