@@ -51,6 +51,7 @@ SAVERS = {
     "hdr_panorama": [("LEDiffSaveEXR", {**SAVE, "envmap": "latlong"})],
     "any_model_to_hdr": [("LEDiffSaveEXR", SAVE), ("LEDiffSaveHDRImage", ULTRAHDR)],
     "sdxl_text_to_hdr": [("LEDiffSaveEXR", SAVE), ("LEDiffSaveHDRImage", ULTRAHDR)],
+    "hdr_through_sdr_node": [("LEDiffSaveEXR", SAVE)],
     # fps (and the master's audio) come from Get Video Components
     "video_to_hdr": [("LEDiffSaveEXRSequence", {"filename_prefix": "LEDiff/video_to_hdr/shot", "start_frame": 1001,
                                                 "precision": "half", "compression": "zip"}),
@@ -78,6 +79,7 @@ EXR_LAYERS = {
     "any_model_to_hdr": [*(f"bracket_{b}" for b in FIVE_BRACKETS), "clip_mask"],
     "sdxl_text_to_hdr": [f"bracket_{b}" for b in FIVE_BRACKETS],
     "video_to_hdr": [],  # an EXR sequence: one image per frame
+    "hdr_through_sdr_node": [],  # the upscaled HDR; the brackets are at the photo's size
 }
 
 # The brackets are decoded tiled (core VAE Decode (Tiled), 512-pixel tiles): its memory does not
@@ -470,9 +472,62 @@ def video_to_hdr():
     return nodes, links, layout
 
 
+# the log encoding hdr_through_sdr_node carries the HDR in: ACEScct keeps linear up to 222.9 under
+# signal 1 (docs/color.md#log-encodings)
+SDR_NODE_ENCODING = "ACEScct (AP1)"
+
+
+def hdr_through_sdr_node():
+    """HDR through a node that only knows 0..1: the photo path's linear HDR -> HDR Color Space into a
+    log signal (ACEScct) -> core's Upscale Image By (Lanczos, which clamps to 0..1 and quantises to 8
+    bits) -> HDR Color Space back to linear -> EXR. Without the encoding the upscale would clip every
+    highlight to 1."""
+    save_nodes, save_links, outputs = _savers("hdr_through_sdr_node", ("decode_log", "image"))
+    to_log = {"source": "Linear Rec.709 (sRGB)", "target": SDR_NODE_ENCODING}
+    nodes = [
+        _note(PHOTO_DOWNLOADS.replace(", VAE for the bracket layers", "") +
+              "\nHDR through a node that only knows 0..1 (upscalers, inpainting, face restorers clamp to 0..1; "
+              "core's Lanczos upscale also keeps 8 bits): photo -> Highlight Bracket -> fusion -> linear HDR -> "
+              f"HDR Color Space to {SDR_NODE_ENCODING} (a log signal: linear up to 222.9 fits in 0..1) -> "
+              "Upscale Image By (core, any SDR-only node goes here) -> HDR Color Space back to linear -> EXR in "
+              "output/LEDiff/, highlights far above 1 kept (within 5 % per 8-bit code). Other encodings "
+              "(LogC3, S-Log3, the HDR LoRAs' signals...) and how far each reaches: docs/color.md."),
+        ("ckpt", "CheckpointLoaderSimple", {"ckpt_name": CHECKPOINT}, "SD1.5 checkpoint"),
+        ("photo", "LoadImage", {"image": PHOTO}, "Your photo"),
+        ("pos", "CLIPTextEncode", {"text": ""}, "Prompt (empty)"),
+        ("neg", "CLIPTextEncode", {"text": ""}, "Negative (unused)"),
+        ("hdrvae", "LEDiffLoadHDRVAE", {"model_name": HIGHLIGHT}, None),
+        ("model", "LEDiffLoadDenoiser", {"model_name": HIGHLIGHT}, "Highlight denoiser"),
+        ("encode", "VAEEncode", {}, None),
+        ("bracket", "LEDiffHighlightBracket", {**BRACKET, "cfg": 1.0}, None),
+        ("fuse", "LEDiffLatentExposureFusion", {}, "Fusion"),
+        ("decode", "LEDiffHDRDecode", {}, None),
+        ("encode_log", "LEDiffColorSpace", to_log, "To log (ACEScct)"),
+        ("upscale", "ImageScaleBy", {"upscale_method": "lanczos", "scale_by": 2.0}, "Upscale (SDR-only)"),
+        ("decode_log", "LEDiffColorSpace", {"source": to_log["target"], "target": to_log["source"]},
+         "Back to linear"),
+        *save_nodes,
+    ]
+    links = [
+        ("ckpt", "CLIP", "pos", "clip"), ("ckpt", "CLIP", "neg", "clip"),
+        *_one_bracket(("photo", "IMAGE")),
+        ("decode", "hdr", "encode_log", "image"), ("encode_log", "image", "upscale", "image"),
+        ("upscale", "IMAGE", "decode_log", "image"),
+        *save_links,
+    ]
+    layout = [
+        [[("Input: your photo", [["note", "ckpt"], ["photo"], ["pos", "neg"]]),
+          ("Brackets", [["model", "hdrvae", "encode"], ["bracket"]]),
+          ("HDR", [["fuse", "decode"]]),
+          ("SDR node, in log", [["encode_log", "upscale", "decode_log"]]),
+          outputs]],
+    ]
+    return nodes, links, layout
+
+
 WORKFLOWS = {"text_to_hdr": text_to_hdr, "photo_to_hdr": photo_to_hdr, "shadow_recovery": shadow_recovery,
              "hdr_panorama": hdr_panorama, "any_model_to_hdr": any_model_to_hdr, "video_to_hdr": video_to_hdr,
-             "sdxl_text_to_hdr": sdxl_text_to_hdr}
+             "sdxl_text_to_hdr": sdxl_text_to_hdr, "hdr_through_sdr_node": hdr_through_sdr_node}
 
 
 def placed_ids(layout) -> list[str]:

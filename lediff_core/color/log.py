@@ -1,5 +1,7 @@
-"""Camera log encodings and PU21: reversible 0..1 signals for carrying scene-linear HDR through
-nodes that clamp to 0..1 (upscalers, inpainting, face restorers), and back.
+"""Camera log encodings, the log encodings of HDR generators, and PU21: reversible 0..1 signals for
+carrying scene-linear HDR through nodes that clamp to 0..1 (upscalers, inpainting, face restorers),
+and back, and for the signals HDR LoRAs generate in (LTX-2.3's HDR IC-LoRA: LogC3 on Rec.709;
+DiffHDR: log-gamma; X2HDR: its quadratic PU21).
 
 One ``LogEncoding`` record per encoding: its node name, curve and inverse, linear gamut and what
 it does outside its domain. The curves work on torch tensors (float64 recommended: callers in
@@ -7,16 +9,20 @@ it does outside its domain. The curves work on torch tensors (float64 recommende
 
 Scene-linear scale: for the camera encodings the pack's linear values are taken as they are (0.18
 is 18 % grey, 1.0 a 100 % reflector), as OpenColorIO's studio config and the cameras' own
-transforms do. PU21 encodes absolute luminance: ``reference_white`` (the linear value of diffuse
-white) maps to BT.2408's 203 cd/m2, as for PQ.
+transforms do; so do LTX-2's and DiffHDR's (1.0 is the white of the SDR frames they start from).
+The PU21 curves encode absolute luminance: ``reference_white`` (the linear value of diffuse white)
+maps to BT.2408's 203 cd/m2, as for PQ.
 
 Domain: every camera curve here has a straight-line toe below its cut, and the line continues
 below 0, so negative light (noise below black, colours outside the gamut) encodes to a finite
-signal below the encoding's black and decodes back exactly; no curve here has a ceiling, so values
-above the signal's nominal 1 encode above 1 (an SDR node will clamp those: ``peak`` says which
-linear value reaches signal 1). PU21 has the same straight-line toe below its 0.005 cd/m2 floor,
-and stops at its 10000 cd/m2 peak (signal 1), like PQ. NaN stays NaN and +-Inf stays +-Inf through
-every curve (callers count them).
+signal below the encoding's black and decodes back exactly; DiffHDR's curve (infinitely steep at 0)
+is mirrored below 0 instead. None of them has a ceiling, so values above the signal's nominal 1
+encode above 1 (an SDR node will clamp those: ``peak`` says which linear value reaches signal 1).
+The PU21 curves have the same straight-line toe below their 0.005 cd/m2 floor, and stop at
+10000 cd/m2, like PQ. So every finite input has a finite signal and every finite signal a light:
+nothing is out of the domain. NaN stays NaN and +-Inf stays +-Inf through every curve;
+``spaces.convert_image`` refuses them for these encodings (a clamping node would turn them into
+ordinary codes).
 """
 
 from __future__ import annotations
@@ -165,6 +171,55 @@ def pu21_signal_decode(signal: torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------------------------------------
+# X2HDR's "PU21" (X2HDR/X2HDR on GitHub, utils/util_hdr.py and train/text2hdr/library/hdr_utils.py,
+# commit 5002bc1f): not the paper's rational curve above but a quadratic in log2 luminance,
+# V = a x^2 + b x with x = log2(L / 0.005), a = 0.001908, b = 0.0078, per RGB channel of absolute
+# light clipped to [0.005, 10000] cd/m2 (V(10000) = 0.99922); its decode clips V to 0..1 and the light
+# to [0.005, 10000]. Training scales each HDR image so its maximum is 4000 cd/m2 (scale_to_L_peak).
+X2HDR_A = 0.001908
+X2HDR_B = 0.0078
+X2HDR_TOE_SLOPE = X2HDR_B / (PU21_L_MIN * math.log(2))  # dV/dL at the 0.005 cd/m2 floor
+
+
+def x2hdr_pu21_encode(nits: torch.Tensor) -> torch.Tensor:
+    """Absolute light (cd/m2, <= 10000: the caller clips) -> X2HDR's quadratic PU21 signal; below
+    0.005 cd/m2 (where X2HDR clips to 0) a straight line continues with the curve's slope there."""
+    x = torch.log2(nits.clamp(min=PU21_L_MIN) / PU21_L_MIN)
+    return torch.where(nits >= PU21_L_MIN, X2HDR_A * x * x + X2HDR_B * x, X2HDR_TOE_SLOPE * (nits - PU21_L_MIN))
+
+
+def x2hdr_pu21_decode(signal: torch.Tensor) -> torch.Tensor:
+    """Inverse of ``x2hdr_pu21_encode`` for signals <= 1 (the caller clips); like X2HDR's decode, the
+    light is clipped to 10000 cd/m2 (signals 0.99922..1 would reach 10061)."""
+    x = (torch.sqrt(X2HDR_B * X2HDR_B + 4 * X2HDR_A * signal.clamp(min=0.0)) - X2HDR_B) / (2 * X2HDR_A)
+    curve = (PU21_L_MIN * torch.exp2(x)).clamp(max=PU21_L_MAX)
+    return torch.where(signal >= 0, curve, PU21_L_MIN + signal / X2HDR_TOE_SLOPE)
+
+
+# ---------------------------------------------------------------------------------------------
+# DiffHDR's log-gamma (Yu et al., "DiffHDR: Re-Exposing LDR Videos with Video Diffusion Models",
+# ECCV 2026, arXiv:2604.06161; Eyeline-Labs/DiffHDR on GitHub, utils/color_utils.py Lin_to_Log /
+# Log_to_Lin, commit 989e0c58, and the ComfyUI port claussteinmassl/ComfyUI-DiffHDR, diffhdr/color.py):
+# y = (ln(g x + 1) / ln(g M + 1))^(1/g), g = 2.2, M = 65536, on linear Rec.709 where the LDR
+# frames' sRGB white is 1.0; DiffHDR clips x to M (signal 1) and takes x >= 0.
+DIFFHDR_GAMMA = 2.2
+DIFFHDR_MAX = 65536.0
+DIFFHDR_NORM = math.log(DIFFHDR_GAMMA * DIFFHDR_MAX + 1.0)
+
+
+def diffhdr_encode(x: torch.Tensor) -> torch.Tensor:
+    # log1p keeps the digits near black; the curve is mirrored below 0 (its slope is infinite at 0,
+    # so no straight toe fits), which keeps negative light invertible
+    y = (torch.log1p(DIFFHDR_GAMMA * x.abs()) / DIFFHDR_NORM) ** (1 / DIFFHDR_GAMMA)
+    return torch.copysign(y, x)
+
+
+def diffhdr_decode(y: torch.Tensor) -> torch.Tensor:
+    x = torch.expm1(y.abs() ** DIFFHDR_GAMMA * DIFFHDR_NORM) / DIFFHDR_GAMMA
+    return torch.copysign(x, y)
+
+
+# ---------------------------------------------------------------------------------------------
 # Gamuts: published primaries, D65 white (x, y as an EXR chromaticities attribute stores them).
 D65 = (0.3127, 0.3290)
 # ARRI, "ALEXA Log C Curve - Usage in VFX", ARRI Wide Gamut (3)
@@ -213,9 +268,26 @@ LOG_ENCODINGS = {
         LogEncoding("Sony S-Log3 (S-Gamut3.Cine)", slog3_encode, slog3_decode, SGAMUT3_CINE_CHROMATICITIES,
                     "S-Gamut3.Cine", _TOE.format(cut="linear 0.01125"),
                     'Sony, "Technical Summary for S-Gamut3.Cine/S-Log3 and S-Gamut3/S-Log3"'),
-        LogEncoding("PU21 (X2HDR, Rec.709)", pu21_signal_encode, pu21_signal_decode, "Linear Rec.709 (sRGB)",
+        LogEncoding("PU21 (banding_glare, Rec.709)", pu21_signal_encode, pu21_signal_decode, "Linear Rec.709 (sRGB)",
                     "Rec.709/sRGB (D65), the working space",
                     "straight-line toe below 0.005 cd/m2; clipped at 10000 cd/m2 (signal 1)",
                     "Mantiuk & Azimi, PCS 2021 (banding_glare), per RGB channel / PU21(10000)", absolute=True),
+        LogEncoding("X2HDR PU21 (Rec.709)", x2hdr_pu21_encode, x2hdr_pu21_decode, "Linear Rec.709 (sRGB)",
+                    "Rec.709/sRGB (D65), the working space",
+                    "straight-line toe below 0.005 cd/m2 (X2HDR clips there); clipped at 10000 cd/m2 (signal 0.99922)",
+                    "X2HDR/X2HDR utils/util_hdr.py (commit 5002bc1f): a x^2 + b x of log2(L/0.005), per RGB channel",
+                    absolute=True),
+        # LTX-2's HDR IC-LoRA (Lightricks/LTX-2, packages/ltx-core/src/ltx_core/hdr.py, commit 400fd310;
+        # ComfyUI-LTXVideo hdr.py, LTXVHDRDecodePostprocess): ARRI's LogC3 EI 800 constants on linear
+        # Rec.709 primaries (no ARRI Wide Gamut), input clipped to >= 0 and the signal to 0..1, the
+        # signal mapped to the VAE's -1..1 (ComfyUI's VAE Decode hands it back as 0..1).
+        LogEncoding("LTX-2.3 HDR LoRA (LogC3 EI 800, Rec.709)", logc3_encode, logc3_decode, "Linear Rec.709 (sRGB)",
+                    "Rec.709/sRGB (D65), the working space", _TOE.format(cut="linear 0.010591"),
+                    "Lightricks LTX-2 ltx_core/hdr.py (commit 400fd310): ARRI LogC3 EI 800 on Rec.709"),
+        LogEncoding("DiffHDR log-gamma (Rec.709)", diffhdr_encode, diffhdr_decode, "Linear Rec.709 (sRGB)",
+                    "Rec.709/sRGB (D65), the working space",
+                    "mirrored below 0 (negative light encodes below black, invertibly); no ceiling (DiffHDR "
+                    "clips at 65536, signal 1)",
+                    "Yu et al., DiffHDR (ECCV 2026); Eyeline-Labs/DiffHDR utils/color_utils.py (commit 989e0c58)"),
     )
 }

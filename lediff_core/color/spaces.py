@@ -2,10 +2,12 @@
 pixels tagged with any ``chromaticities`` into a linear space.
 
 Linear spaces convert through ``ocio.convert_linear`` (OCIO's own matrices), never clamped. The log
-encodings (``LOG_SPACES``: ACEScct, ARRI LogC3 and LogC4, Sony S-Log3, PU21) are the records of
-``log.py``, each on its own gamut; their out-of-range behaviour is described there and counted in
-the notes (signals outside 0..1 that a clamping node would cut). The two BT.2100 encoded spaces are
-signals on Rec.2020 primaries, with the curves of ``transfer.py``:
+encodings (``LOG_SPACES``: ACEScct, ARRI LogC3 and LogC4, Sony S-Log3, PU21, and those of LTX-2.3's
+HDR LoRA, DiffHDR and X2HDR) are the records of ``log.py``, each on its own gamut; their out-of-range
+behaviour is described there and counted in the notes (signals outside 0..1 that a clamping node
+would cut). NaN/Inf in or out of a log encoding are refused with an error: a 0..1 signal has no
+code for them, and the clamping node the encoding is for would quietly make them ordinary values.
+The two BT.2100 encoded spaces are signals on Rec.2020 primaries, with the curves of ``transfer.py``:
 
 - ``HLG Rec.2020 (ComfyUI HDR)``: the convention of ComfyUI core's Save Image (Advanced) with
   colorspace ``HDR``: the signal decodes (inverse OETF, no OOTF) to scene light E where E = 1 is
@@ -33,7 +35,7 @@ import math
 import numpy as np
 import torch
 
-from . import REC709_CHROMATICITIES
+from . import REC709_CHROMATICITIES, check_finite
 from .chromaticities import as_chromaticities, rgb_to_xyz_matrix, xyz_to_rgb_matrix
 from .log import LOG_ENCODINGS, PU21_L_MAX, LogEncoding
 from .ocio import CHROMATICITIES, LINEAR_SPACES, WORKING_SPACE, convert_linear, space_of_chromaticities
@@ -127,7 +129,8 @@ def _from_linear(linear: torch.Tensor, space: str, target: str, reference_white:
     negative = _count(signal < 0)
     if negative:
         notes.append(f"{negative} pixel(s) encode below signal 0 (far below black or outside "
-                     f"{encoding.gamut_name}): kept along the straight toe; a node that clamps to 0..1 will cut them")
+                     f"{encoding.gamut_name}): kept (the curve continues below black, invertibly); a node that clamps "
+                     "to 0..1 will cut them")
     return signal
 
 
@@ -200,18 +203,40 @@ def convert_image(image: torch.Tensor, source: str, target: str,
         return convert_linear(x, source, target), notes
     # PQ's curve cancels digits near black (p - c1): float32 would lose about 1e-4 relative there
     work = x.to(_curve_dtype(x.device))
+    batch = work if work.ndim == 4 else work.reshape(1, 1, -1, work.shape[-1])  # check_finite reads [B, H, W, C]
+    for role, name in (("source", source), ("target", target)):
+        if name in LOG_ENCODINGS:
+            check_finite(batch, "image", f"{name} (the {role}) is a 0..1 signal that has no code for "
+                         "them, and the clamping node it is for would turn them into ordinary values")
     nonfinite = _count(~torch.isfinite(work[..., :3]))
     if nonfinite:
         notes.append(f"{nonfinite} pixel(s) with NaN/Inf components: passed through the curves unchanged "
                      "(NaN stays NaN); find the node that made them")
     rgb, alpha = work[..., :3], work[..., 3:]
+    linear_space = source
     if source in ENCODED_SPACES:
-        rgb, source = _to_linear(rgb, source, reference_white, notes)
+        rgb, linear_space = _to_linear(rgb, source, reference_white, notes)
     if target in ENCODED_SPACES:
-        rgb = _from_linear(rgb, source, target, reference_white, notes)
+        rgb = _from_linear(rgb, linear_space, target, reference_white, notes)
     else:
-        rgb = convert_linear(rgb, source, target)
-    return torch.cat([rgb, alpha], dim=-1).to(dtype), notes
+        rgb = convert_linear(rgb, linear_space, target)
+    out = torch.cat([rgb, alpha], dim=-1).to(dtype)
+    if source in LOG_ENCODINGS:
+        _check_decoded(out[..., :3], work[..., :3], source)
+    return out, notes
+
+
+def _check_decoded(linear: torch.Tensor, signal: torch.Tensor, source: str) -> None:
+    """Finite log signals (checked before) decode to finite light unless they are far above 1,
+    where the exponential leaves float range: the usual cause is an image that is not that signal."""
+    overflow = ~torch.isfinite(linear).all(dim=-1)
+    if overflow.any():
+        raise ValueError(
+            f"{int(overflow.sum())} pixel(s) decode beyond float range as {source} (signals up to "
+            f"{float(signal[overflow].max()):.4g}, where the signal's 1 is linear {LOG_ENCODINGS[source].peak:.4g}): "
+            f"the image is probably not in {source} (a linear or display image decoded as a log signal "
+            "explodes); set source to the space it is in"
+        )
 
 
 def _curve_dtype(device: torch.device) -> torch.dtype:

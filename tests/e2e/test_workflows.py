@@ -86,7 +86,8 @@ def test_workflow_runs_and_writes_its_exr(prepared, name):
     with OpenEXR.File(path) as f:
         rgb = f.channels()["RGB"].pixels
         header = f.header()
-        assert np.isfinite(rgb).all() and rgb.shape[0] in (48, 64)
+        # hdr_through_sdr_node upscales the photo's 48 rows 2x inside a log signal
+        assert np.isfinite(rgb).all() and rgb.shape[0] in ((96,) if name == "hdr_through_sdr_node" else (48, 64))
         assert json.loads(header["workflow"]) == workflow  # the workflow travels in the file
         if name == "hdr_panorama":
             assert str(header["envmap"]).endswith("LATLONG")

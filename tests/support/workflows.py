@@ -16,7 +16,7 @@ from support.common import REPO
 from support.graphs import write_photo
 
 WORKFLOWS = ("text_to_hdr", "photo_to_hdr", "shadow_recovery", "hdr_panorama", "any_model_to_hdr", "video_to_hdr",
-             "sdxl_text_to_hdr")
+             "sdxl_text_to_hdr", "hdr_through_sdr_node")
 # the workflows that need SDXL LEDiff models (models/lediff/LEDiff_SDXL_*); the others need SD1.5 ones
 SDXL_WORKFLOWS = ("sdxl_text_to_hdr",)
 WORKFLOW_DIR = os.path.join(REPO, "workflows")

@@ -4,6 +4,8 @@ transforms against OpenColorIO's studio config, round trips, and the behaviour o
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import PyOpenColorIO as ocio
 import pytest
@@ -17,7 +19,7 @@ from support.color import hdr_pixels, rel_error
 
 colour = pytest.importorskip("colour")  # requirements-dev.txt
 
-ACESCCT, LOGC3, LOGC4, SLOG3, PU21 = LOG_SPACES
+ACESCCT, LOGC3, LOGC4, SLOG3, PU21, X2HDR, LTX, DIFFHDR = LOG_SPACES
 F64 = torch.float64
 
 # colour-science's own curves, with the parameters our records claim
@@ -136,20 +138,127 @@ def test_signal_range_and_notes():
     assert any("1 pixel(s) encode below signal 0" in n for n in notes)
     # PU21 stops at 10000 cd/m2: 300 x (203 cd/m2) is clipped to signal 1, like PQ
     signal, notes = convert_image(hot, WORKING_SPACE, PU21, reference_white=1.0)
-    assert any("beyond PU21 (X2HDR, Rec.709)'s 10000 cd/m2 (linear > 49.26)" in n for n in notes)
+    assert any("beyond PU21 (banding_glare, Rec.709)'s 10000 cd/m2 (linear > 49.26)" in n for n in notes)
     assert float(signal[0, 0, 1].max()) == pytest.approx(1.0)
     _, notes = convert_image(hot, WORKING_SPACE, PU21, reference_white=10.0)
     assert not any("10000" in n for n in notes)
 
 
-def test_nonfinite_pixels_pass_through_and_are_noted():
-    image = torch.tensor([[[[float("nan"), 0.2, 0.2], [0.18, 0.18, 0.18]]]])
-    signal, notes = convert_image(image, WORKING_SPACE, SLOG3)
-    assert any("1 pixel(s) with NaN/Inf" in n for n in notes)
-    assert torch.isnan(signal[0, 0, 0]).any() and torch.isfinite(signal[0, 0, 1]).all()
+@pytest.mark.parametrize("name", LOG_SPACES)
+def test_nonfinite_pixels_are_refused_in_and_out_of_a_log_encoding(name):
+    """NaN/Inf have no code in a 0..1 signal, and the clamping node it is for would make them
+    ordinary values: an error that says where they are and what to do (finite values of any size
+    have a signal and back, so nothing else is out of the domain)."""
+    image = torch.tensor([[[[float("nan"), 0.2, 0.2], [0.18, 0.18, 0.18], [float("inf"), 1, 1]]]])
+    for source, target in ((WORKING_SPACE, name), (name, WORKING_SPACE), (name, "ACEScg")):
+        with pytest.raises(ValueError, match=r"image 1 of 1: 2 of 3 pixel\(s\) NaN/Inf \(1 NaN, 1 Inf\).*"
+                           "has no code for them.*Find the node that made them"):
+            convert_image(image, source, target)
+    # HLG/PQ keep passing them through with a note
+    signal, notes = convert_image(image, WORKING_SPACE, "PQ Rec.2020")
+    assert any("2 pixel(s) with NaN/Inf" in n for n in notes) and torch.isfinite(signal[0, 0, 1]).all()
 
 
 def test_log_spaces_are_color_space_choices_and_peaks_are_documented():
     assert COLOR_SPACES[-len(LOG_SPACES):] == LOG_SPACES
     peaks = {name: round(e.peak, 2) for name, e in LOG_ENCODINGS.items()}
-    assert peaks == {ACESCCT: 222.86, LOGC3: 55.08, LOGC4: 469.8, SLOG3: 38.42, PU21: 49.26}
+    assert peaks == {ACESCCT: 222.86, LOGC3: 55.08, LOGC4: 469.8, SLOG3: 38.42, PU21: 49.26, X2HDR: 49.26,
+                     LTX: 55.08, DIFFHDR: 65536.0}
+
+
+# --- the signals HDR LoRAs generate in, against their publishers' formulas, written here in numpy ---
+
+def test_ltx_hdr_lora_is_arri_logc3_on_rec709():
+    """Lightricks LTX-2 (packages/ltx-core/src/ltx_core/hdr.py, commit 400fd310): ARRI's LogC3 EI 800
+    constants applied to linear Rec.709 with no gamut conversion (its native primaries are Rec.709),
+    input clipped to >= 0 and the signal to 0..1. Checked: colour-science's LogC3 (SUP 3.x, EI 800)
+    of the working-space RGB as it is, and the publisher's clipping on 0..55.08."""
+    rgb = np.concatenate([hdr_pixels(2000, seed=6, lo=-12, hi=5.7), [[0.0, 0.18, 55.0]]])
+    signal, notes = convert_image(torch.from_numpy(rgb).to(F64), WORKING_SPACE, LTX)
+    want = colour.models.log_encoding_ARRILogC3(rgb.astype(np.float64), firmware="SUP 3.x", EI=800)
+    np.testing.assert_allclose(signal.numpy(), want, rtol=1e-12, atol=1e-13)
+    assert not notes and float(signal.max()) <= 1.0 and float(signal.min()) >= 0.0
+    back, _ = convert_image(signal, LTX, WORKING_SPACE)
+    np.testing.assert_allclose(back.numpy(), rgb, rtol=1e-9, atol=1e-12)
+    # the same curve and numbers as the camera's LogC3 entry, without ARRI Wide Gamut 3
+    assert LOG_ENCODINGS[LTX].encode is LOG_ENCODINGS[LOGC3].encode
+    assert LOG_ENCODINGS[LTX].gamut == WORKING_SPACE
+
+
+def diffhdr_published(x):
+    """DiffHDR's Lin_to_Log (Eyeline-Labs/DiffHDR utils/color_utils.py): clip at 65536, then
+    (ln(2.2 x + 1) / ln(2.2 * 65536 + 1))^(1 / 2.2)."""
+    x = np.minimum(x, 65536.0)
+    return (np.log(2.2 * x + 1.0) / np.log(2.2 * 65536.0 + 1.0)) ** (1 / 2.2)
+
+
+def test_diffhdr_log_gamma_matches_its_published_formula():
+    x = np.concatenate([[0.0, 1e-9, 0.18, 1.0, 50.0, 65536.0], np.exp2(np.linspace(-20, 16, 500))])
+    signal, notes = convert_image(torch.from_numpy(np.repeat(x[:, None], 3, axis=1)), WORKING_SPACE, DIFFHDR)
+    np.testing.assert_allclose(signal[:, 0].numpy(), diffhdr_published(x), rtol=1e-6, atol=1e-9)
+    assert not notes
+    # reference points of the formula: black 0, the LDR's white 1.0 -> 0.34778, the clip 65536 -> 1
+    got = LOG_ENCODINGS[DIFFHDR].encode(torch.tensor([0.0, 1.0, 65536.0], dtype=F64)).numpy()
+    np.testing.assert_allclose(got, [0.0, 0.3477773169, 1.0], atol=1e-10)
+    # its Log_to_Lin, (exp(y^2.2 * ln(2.2 * 65536 + 1)) - 1) / 2.2, on the whole signal range
+    y = np.linspace(0, 1, 1001)
+    published = (np.exp(y**2.2 * np.log(2.2 * 65536.0 + 1.0)) - 1.0) / 2.2
+    np.testing.assert_allclose(LOG_ENCODINGS[DIFFHDR].decode(torch.from_numpy(y)).numpy(), published, rtol=1e-9)
+    # below 0 the curve is mirrored: negative light round-trips and encodes below signal 0
+    neg = torch.tensor([-3.0, -1e-6], dtype=F64)
+    assert (LOG_ENCODINGS[DIFFHDR].encode(neg) < 0).all()
+    torch.testing.assert_close(LOG_ENCODINGS[DIFFHDR].decode(LOG_ENCODINGS[DIFFHDR].encode(neg)), neg)
+
+
+def x2hdr_published(nits):
+    """X2HDR's pu21_encode (X2HDR/X2HDR utils/util_hdr.py): clip to [0.005, 10000] cd/m2, then
+    a x^2 + b x with x = log2(L) - log2(0.005), a = 0.001908, b = 0.0078."""
+    x = np.log2(np.clip(nits, 0.005, 10000.0)) - np.log2(0.005)
+    return 0.001908 * x * x + 0.0078 * x
+
+
+def x2hdr_published_inverse(v):
+    """X2HDR's pu21_decode: V clipped to 0..1, L = 2^((2 a log2(0.005) - b + sqrt(b^2 + 4 a V)) / (2 a)),
+    clipped to [0.005, 10000]."""
+    a, b = 0.001908, 0.0078
+    v = np.clip(v, 0.0, 1.0)
+    return np.clip(2.0 ** ((2 * a * np.log2(0.005) - b + np.sqrt(b * b + 4 * a * v)) / (2 * a)), 0.005, 10000.0)
+
+
+@pytest.mark.parametrize("reference_white", [1.0, 4000 / 203])
+def test_x2hdr_pu21_matches_its_published_formula(reference_white):
+    """Per RGB channel of absolute light: linear x reference_white -> 203 cd/m2 (X2HDR scales each
+    training image so that its maximum is 4000 cd/m2: reference_white = max / 19.7 does the same)."""
+    nits = np.concatenate([[0.005, 1.0, 203.0, 4000.0, 10000.0], np.exp2(np.linspace(-7.6, 13.28, 400))])
+    linear = nits / 203.0 * reference_white
+    signal, notes = convert_image(torch.from_numpy(np.repeat(linear[:, None], 3, axis=1)), WORKING_SPACE, X2HDR,
+                                  reference_white=reference_white)
+    np.testing.assert_allclose(signal[:, 0].numpy(), x2hdr_published(nits), rtol=1e-9, atol=1e-12)
+    assert not notes and float(signal.max()) == pytest.approx(0.9992193486, abs=1e-9)  # X2HDR's V(10000)
+    back, _ = convert_image(signal, X2HDR, WORKING_SPACE, reference_white=reference_white)
+    np.testing.assert_allclose(back[:, 0].numpy() * 203.0 / reference_white,
+                               x2hdr_published_inverse(x2hdr_published(nits)), rtol=1e-9)
+    # X2HDR's decode of the top of the signal: clipped to 10000 cd/m2, as ours
+    top = np.array([0.9995, 1.0])
+    np.testing.assert_allclose(LOG_ENCODINGS[X2HDR].decode(torch.from_numpy(top)).numpy(),
+                               x2hdr_published_inverse(top), rtol=1e-12)
+
+
+def test_x2hdr_quadratic_is_not_the_papers_pu21():
+    """X2HDR's curve is its own fit, not PU21/PU21(10000): up to 0.116 apart (around 2.7 cd/m2), so
+    the two are separate choices and a signal must be decoded with the curve that made it."""
+    nits = torch.from_numpy(np.exp2(np.linspace(np.log2(PU21_L_MIN), np.log2(10000), 2000)))
+    gap = (LOG_ENCODINGS[X2HDR].encode(nits) - LOG_ENCODINGS[PU21].encode(nits)).abs()
+    assert 0.11 < float(gap.max()) < 0.12
+
+
+@pytest.mark.parametrize("name", [ACESCCT, LOGC3, LOGC4, SLOG3, LTX, DIFFHDR])
+def test_a_signal_that_decodes_beyond_float_range_is_an_error_naming_the_likely_mistake(name):
+    """Finite signals a little above 1 decode (no ceiling), but a linear image read as a log signal
+    (values of 50 here) leaves float range: an error that says so, not a picture of Inf."""
+    image = torch.tensor([[[[50.0, 1.0, 1.0], [0.5, 0.5, 0.5]]]])
+    with pytest.raises(ValueError, match=rf"1 pixel\(s\) decode beyond float range as {re.escape(name)} \(signals "
+                       r"up to 50, .*probably not in .*set source to the space it is in"):
+        convert_image(image, name, WORKING_SPACE)
+    back, _ = convert_image(torch.tensor([[[[1.2, 1.0, 0.5]]]]), name, WORKING_SPACE)
+    assert torch.isfinite(back).all() and float(back.max()) > LOG_ENCODINGS[name].peak
