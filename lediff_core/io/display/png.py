@@ -20,7 +20,6 @@ data is split into ``IDAT`` chunks of ``IDAT_SIZE`` bytes (a chunk holds at most
 
 from __future__ import annotations
 
-import math
 import struct
 import zlib
 from functools import partial
@@ -28,7 +27,7 @@ from functools import partial
 import numpy as np
 import torch
 
-from ...color.transfer import PQ_PEAK_NITS, PQ_REFERENCE_WHITE_NITS, hlg_encode, pq_encode
+from ...color.transfer import PQ_PEAK_NITS, hlg_encode, pq_encode
 from .avif import (
     BT2020_PRIMARIES,
     D65_WHITE,
@@ -36,6 +35,7 @@ from .avif import (
     PRIMARIES_BT2020,
     TRANSFER_HLG,
     TRANSFER_PQ,
+    light_levels,
     signal_range,
     to_rec2020,
 )
@@ -59,12 +59,9 @@ def _chunk(kind: bytes, body: bytes) -> bytes:
 
 def _light_levels(brightest: torch.Tensor, peak_nits: float) -> bytes:
     """``mDCV`` and ``cLLI`` (PNG 3rd edition: chromaticities of R, G, B, then white, in units of
-    0.00002; luminances in units of 0.0001 cd/m2). MaxCLL is the brightest pixel's largest
-    component, MaxFALL the average over pixels of the largest component (CTA-861.3), in cd/m2
-    after clipping to the peak, rounded up to whole cd/m2 as HDR10 states them."""
-    light = brightest.clamp(0, peak_nits / PQ_REFERENCE_WHITE_NITS)
-    max_cll = math.ceil(float(light.max()) * PQ_REFERENCE_WHITE_NITS)
-    max_fall = math.ceil(float(light.mean()) * PQ_REFERENCE_WHITE_NITS)
+    0.00002; luminances in units of 0.0001 cd/m2), with the AVIF files' MaxCLL/MaxFALL
+    (``avif.light_levels``)."""
+    max_cll, max_fall = light_levels(brightest, peak_nits)
     xy = [round(v / 0.00002) for pair in (*BT2020_PRIMARIES, D65_WHITE) for v in pair]
     return (_chunk(b"mDCV", struct.pack(">8H2I", *xy, round(peak_nits * 10000), round(MASTERING_MIN_NITS * 10000)))
             + _chunk(b"cLLI", struct.pack(">2I", max_cll * 10000, max_fall * 10000)))
