@@ -7,9 +7,10 @@ of the PNG specification (W3C, 2025) allows:
 - ``png_hlg``: ``cICP`` 9/18/0/1 (HLG) and nothing else: HLG is relative to the display's own peak,
   and carries no light levels (as the pack's HLG AVIF and video do not).
 
-Both carry the workflow in an ``eXIf`` chunk. Chromium reads all three chunks (by these final,
-upper-case names; the drafts' ``mDCv``/``cLLi`` it ignores) and tone-maps the file for the screen
-from them (``tests/e2e/browser/test_hdr_png.py``).
+Both carry the workflow in an ``eXIf`` chunk and, as ComfyUI's PNGs do, in ``tEXt`` chunks
+(``prompt``, ``workflow``: dropped on the frontend, the file restores its graph). Chromium reads
+the three HDR chunks (by these final, upper-case names; the drafts' ``mDCv``/``cLLi`` it ignores)
+and tone-maps the file for the screen from them (``tests/e2e/browser/test_hdr_png.py``).
 
 The signals are the AVIF files' (``avif.signal_range``: reference white on 203 cd/m2 for PQ, clipped
 at ``mastering_peak``; on the HLG signal 0.75, clipped at HLG's peak), quantised at 16 bits from the
@@ -39,6 +40,7 @@ from .avif import (
     signal_range,
     to_rec2020,
 )
+from .metadata import exif_text
 from .registry import DisplayFormat, Encoded, FormatError, Settings, register
 
 MAX_SIDE = 2**31 - 1  # PNG's width and height are 31-bit
@@ -67,6 +69,18 @@ def _light_levels(brightest: torch.Tensor, peak_nits: float) -> bytes:
             + _chunk(b"cLLI", struct.pack(">2I", max_cll * 10000, max_fall * 10000)))
 
 
+def _text_chunks(exif: bytes) -> list[bytes]:
+    """The workflow as ComfyUI's own PNGs carry it, so that dropping the file on the frontend restores
+    the graph: a ``tEXt`` chunk per entry (keyword ``prompt``, ``workflow``, ...; the JSON as text,
+    ASCII as ``json.dumps`` writes it)."""
+    out = []
+    for entry in exif_text(exif).values():
+        key, sep, text = entry.partition(":")
+        if sep and 1 <= len(key) <= 79:
+            out.append(_chunk(b"tEXt", key.encode("latin-1") + b"\x00" + text.encode("latin-1", "replace")))
+    return out
+
+
 def encode(rgb: np.ndarray, settings: Settings, exif: bytes | None = None, *, transfer: int) -> Encoded:
     height, width = rgb.shape[:2]
     check_size(width, height)
@@ -85,6 +99,7 @@ def encode(rgb: np.ndarray, settings: Settings, exif: bytes | None = None, *, tr
         _chunk(b"cICP", bytes((PRIMARIES_BT2020, transfer, MATRIX_IDENTITY, FULL_RANGE))),
         _light_levels(brightest, settings.mastering_peak) if transfer == TRANSFER_PQ else b"",
         _chunk(b"eXIf", exif) if exif else b"",
+        *(_text_chunks(exif) if exif else ()),
         *(_chunk(b"IDAT", pixels[i:i + IDAT_SIZE]) for i in range(0, len(pixels), IDAT_SIZE)),
         _chunk(b"IEND", b""),
     ))

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ...color import linear_to_srgb
+from .metadata import exif_text
 from .registry import DisplayFormat, Encoded, FormatError, Settings, check_image, count_above, register
 
 # classic TIFF's 32-bit offsets, less room for the tags and the workflow; BigTIFF is not read
@@ -39,13 +40,7 @@ def srgb_icc() -> bytes:
 
 def _workflow_tags(exif: bytes | None) -> list[tuple]:
     """The Exif block's ASCII entries as tifffile ``extratags`` (same tag numbers: they are baseline TIFF tags)."""
-    if not exif:
-        return []
-    from PIL import Image
-
-    entries = Image.Exif()
-    entries.load(exif if exif.startswith(b"Exif") else b"Exif\x00\x00" + exif)
-    return [(tag, "s", 0, value, True) for tag, value in sorted(entries.items()) if isinstance(value, str)]
+    return [(tag, "s", 0, value, True) for tag, value in exif_text(exif).items()] if exif else []
 
 
 def check_size(width: int, height: int, *, dtype: str) -> None:

@@ -192,6 +192,30 @@ def test_png_hlg_chunks_and_pixels_against_bt2100(tmp_path):
     assert np.array_equal(oiio_pixels(path), codes)
 
 
+@pytest.mark.parametrize("name", ["png_pq", "png_hlg"])
+def test_png_carries_the_workflow_as_comfyui_pngs_do(tmp_path, name):
+    """``tEXt`` chunks ``prompt`` and ``workflow`` (what ComfyUI's frontend reads from a dropped
+    PNG), read by Pillow's PNG parser, besides the ``eXIf`` chunk exiftool reads."""
+    import json
+
+    from PIL import Image
+
+    from lediff_core.io.display.metadata import comfy_exif
+
+    prompt = {"1": {"class_type": "LEDiffLoadEXR", "inputs": {"image": "städte.exr"}}}
+    workflow = {"nodes": [{"id": 1, "type": "LEDiffLoadEXR"}], "links": []}
+    data = FORMATS[name].encode(png_image("within"), Settings(), comfy_exif(prompt, {"workflow": workflow})).data
+    path = write(tmp_path, "w.png", data)
+    with Image.open(path) as image:
+        assert json.loads(image.info["prompt"]) == prompt
+        assert json.loads(image.info["workflow"]) == workflow
+    from support.png import read_info
+
+    order = read_info(data).order
+    assert order.count(b"tEXt") == 2 and order.index(b"tEXt") < order.index(b"IDAT")
+    assert b"tEXt" not in read_info(FORMATS[name].encode(png_image("within"), Settings(), None).data).order
+
+
 def test_png_image_data_spans_several_idat_chunks(tmp_path, monkeypatch):
     from lediff_core.io.display import png
     from support.png import chunks
