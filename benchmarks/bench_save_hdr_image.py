@@ -61,7 +61,7 @@ def raw_encoder(fmt: str, rgb: np.ndarray, settings: Settings):
     if fmt == "jxl_linear":
         return lambda: imagecodecs.jpegxl_encode(rgb, **jxl_options(settings.quality))
     # the masters the pack writes itself (PNG, TIFF, Radiance): their encoder on the linear input
-    return lambda: FORMATS[fmt].encode(rgb, settings, None)
+    return lambda: FORMATS[fmt].encode(rgb, settings, None).data
 
 
 def main():
