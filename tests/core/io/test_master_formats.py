@@ -1,7 +1,8 @@
 """Save HDR Image's master formats (lediff_core/io/display: radiance_hdr, png_pq, tiff_*), read back
 by decoders we did not write: OpenImageIO's oiiotool (Debian's openimageio-tools) and OpenCV for the
 Radiance file, the tests' PNG chunk reader (support/png.py) plus OpenCV, oiiotool and Pillow for the
-16-bit PQ and HLG PNGs, and oiiotool plus tifffile for the TIFFs; the pack's own readers for the
+16-bit PQ and HLG PNGs, and oiiotool, libtiff's tiffinfo (Debian's libtiff-tools) and tifffile for
+the TIFFs; the pack's own readers for the
 round trips. Expected values come from the formats' definitions written in the tests (RGBE:
 ``m * 2**(e - 136)``; ST 2084 and BT.2100 HLG, RP 177 matrices from tests/support/color.py;
 CTA-861.3's MaxCLL/MaxFALL), not from the encoders. (Chromium's reading of the PNGs:
@@ -256,6 +257,15 @@ def test_tiff_read_back_by_oiiotool_and_tifffile(tmp_path, name):
     encoded = FORMATS[name].encode(rgb, Settings(), None)
     path = write(tmp_path, "t.tif", encoded.data)
     oiio = oiio_pixels(path)
+    # libtiff's own reading of the directory (Debian's libtiff-tools)
+    info = subprocess.run([require_tool("tiffinfo"), path], capture_output=True, text=True, check=True).stdout
+    fields = dict(line.strip().split(": ", 1) for line in info.splitlines() if ": " in line)
+    assert fields["Image Width"] == "10 Image Length: 6" and fields["Samples/Pixel"] == "3"
+    assert fields["Bits/Sample"] == ("32" if name == "tiff_float" else "16")
+    assert fields.get("Sample Format") == (None if name == "tiff_16bit" else "IEEE floating point")
+    assert fields["Photometric Interpretation"] == "RGB color"
+    assert fields["Compression Scheme"] == "AdobeDeflate"
+    assert ("ICC Profile" in fields) == (name == "tiff_16bit")
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
         pixels = page.asarray().astype(np.float64)
