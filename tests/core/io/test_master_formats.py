@@ -1,12 +1,11 @@
-"""Save HDR Image's master formats (lediff_core/io/display: radiance_hdr, png_pq, tiff_*), read back
-by decoders we did not write: OpenImageIO's oiiotool (Debian's openimageio-tools) and OpenCV for the
-Radiance file, the tests' PNG chunk reader (support/png.py) plus OpenCV, oiiotool and Pillow for the
-16-bit PQ and HLG PNGs, and oiiotool, libtiff's tiffinfo (Debian's libtiff-tools) and tifffile for
-the TIFFs; the pack's own readers for the
-round trips. Expected values come from the formats' definitions written in the tests (RGBE:
-``m * 2**(e - 136)``; ST 2084 and BT.2100 HLG, RP 177 matrices from tests/support/color.py;
-CTA-861.3's MaxCLL/MaxFALL), not from the encoders. (Chromium's reading of the PNGs:
-tests/e2e/browser/test_hdr_png.py.)"""
+"""Save HDR Image's master formats (lediff_core/io/display: radiance_hdr, png_pq, png_hlg, tiff_*),
+read back by decoders we did not write: OpenImageIO's oiiotool (Debian's openimageio-tools) and
+OpenCV for the Radiance file; the tests' PNG chunk reader (support/png.py) plus OpenCV, oiiotool and
+Pillow for the 16-bit PQ and HLG PNGs; oiiotool, libtiff's tiffinfo (Debian's libtiff-tools) and
+tifffile for the TIFFs; the pack's own readers for the round trips. Expected values come from the
+formats' definitions written in the tests (RGBE: ``m * 2**(e - 136)``; ST 2084 and BT.2100 HLG, RP
+177 matrices from tests/support/color.py; CTA-861.3's MaxCLL/MaxFALL), not from the encoders.
+(Chromium's reading of the PNGs: tests/e2e/browser/test_hdr_png.py.)"""
 
 from __future__ import annotations
 
