@@ -76,7 +76,8 @@ def _text_chunks(exif: bytes) -> list[bytes]:
     out = []
     for entry in exif_text(exif).values():
         key, sep, text = entry.partition(":")
-        if sep and 1 <= len(key) <= 79:
+        # a keyword is 1..79 Latin-1 characters (another extension's key may not be: Exif keeps it)
+        if sep and 1 <= len(key) <= 79 and key.isascii():
             out.append(_chunk(b"tEXt", key.encode("latin-1") + b"\x00" + text.encode("latin-1", "replace")))
     return out
 
