@@ -112,9 +112,9 @@ def light_levels(brightest: torch.Tensor, peak_nits: float) -> tuple[int, int]:
     average over pixels of the largest component), in cd/m2 after clipping to the peak, rounded up
     to whole cd/m2 as HDR10 states them. ``brightest``: each pixel's largest BT.2020 component,
     reference white = 1.0. Shared with the PQ PNG."""
-    light = brightest.clamp(0, peak_nits / PQ_REFERENCE_WHITE_NITS)
-    return (math.ceil(float(light.max()) * PQ_REFERENCE_WHITE_NITS),
-            math.ceil(float(light.mean(dtype=torch.float64)) * PQ_REFERENCE_WHITE_NITS))
+    # clipped in cd/m2, in float64: a clip at peak / 203 would round the peak itself up a step
+    nits = (brightest.double() * PQ_REFERENCE_WHITE_NITS).clamp(0, peak_nits)
+    return math.ceil(float(nits.max())), math.ceil(float(nits.mean()))
 
 
 def _pq_light_levels(brightest: torch.Tensor, peak_nits: float) -> tuple[bytes, bytes]:

@@ -16,7 +16,8 @@ The signals are the AVIF files' (``avif.signal_range``: reference white on 203 c
 at ``mastering_peak``; on the HLG signal 0.75, clipped at HLG's peak), quantised at 16 bits from the
 BT.2100 curves evaluated in float64 (the 10-bit lookup tables of ``curve_codes`` are too coarse for
 16-bit steps). The file is written here (``zlib``): Pillow cannot write 16-bit RGB PNGs. The image
-data is split into ``IDAT`` chunks of ``IDAT_SIZE`` bytes (a chunk holds at most 2**31 - 1).
+data is converted a band of rows at a time into one zlib stream (memory stays near the float32
+image's) and split into ``IDAT`` chunks of ``IDAT_SIZE`` bytes (a chunk holds at most 2**31 - 1).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from .registry import DisplayFormat, Encoded, FormatError, Settings, register
 
 MAX_SIDE = 2**31 - 1  # PNG's width and height are 31-bit
 IDAT_SIZE = 1 << 20  # compressed bytes per IDAT chunk
+BAND_PIXELS = 1 << 18  # pixels converted at a time
 MATRIX_IDENTITY, FULL_RANGE = 0, 1  # cICP: RGB samples (no YCbCr matrix), full range
 ENCODE = {TRANSFER_PQ: pq_encode, TRANSFER_HLG: hlg_encode}
 
@@ -86,14 +88,21 @@ def encode(rgb: np.ndarray, settings: Settings, exif: bytes | None = None, *, tr
     height, width = rgb.shape[:2]
     check_size(width, height)
     m = signal_range(transfer, settings.mastering_peak)
-    t = to_rec2020(rgb, settings).double()
-    brightest = t.amax(dim=-1)
+    t = to_rec2020(rgb, settings)
+    brightest = t.amax(dim=-1)  # each pixel's largest component (exact in float32)
     over = int((brightest > m.limit / m.scale).sum())
-    light = (t * m.scale).clamp(0, m.limit)
-    codes = torch.round(ENCODE[transfer](light) * 65535).to(torch.int32).numpy().astype(">u2")
-    rows = np.zeros((height, 1 + 6 * width), np.uint8)  # filter type 0 before each row
-    rows[:, 1:] = codes.view(np.uint8).reshape(height, 6 * width)
-    pixels = zlib.compress(rows.tobytes(), 6)
+    # the curve in float64 and the rows, a band of about BAND_PIXELS at a time, into one zlib
+    # stream: memory stays that of the float32 image (the whole image in float64 and its
+    # temporaries took 1.4 GB above the input for 4096x2048)
+    compressor, pixels = zlib.compressobj(6), []
+    rows_per_band = max(1, BAND_PIXELS // width)
+    for top in range(0, height, rows_per_band):
+        light = (t[top:top + rows_per_band].double() * m.scale).clamp(0, m.limit)
+        codes = torch.round(ENCODE[transfer](light) * 65535).to(torch.int32).numpy().astype(">u2")
+        rows = np.zeros((codes.shape[0], 1 + 6 * width), np.uint8)  # filter type 0 before each row
+        rows[:, 1:] = codes.view(np.uint8).reshape(codes.shape[0], 6 * width)
+        pixels.append(compressor.compress(rows.tobytes()))
+    pixels = b"".join(pixels) + compressor.flush()
     data = b"".join((
         b"\x89PNG\r\n\x1a\n",
         _chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 16, 2, 0, 0, 0)),
