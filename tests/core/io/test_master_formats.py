@@ -216,11 +216,13 @@ def test_png_carries_the_workflow_as_comfyui_pngs_do(tmp_path, name):
     assert b"tEXt" not in read_info(FORMATS[name].encode(png_image("within"), Settings(), None).data).order
 
 
-def test_png_image_data_spans_several_idat_chunks(tmp_path, monkeypatch):
+def test_png_image_data_spans_several_idat_chunks_and_bands(tmp_path, monkeypatch):
+    """Small IDAT chunks and one-row conversion bands give the same pixels as the defaults."""
     from lediff_core.io.display import png
     from support.png import chunks
 
     monkeypatch.setattr(png, "IDAT_SIZE", 500)
+    monkeypatch.setattr(png, "BAND_PIXELS", 7)  # under the width: a row at a time
     rgb = png_image("within")
     data = FORMATS["png_pq"].encode(rgb, Settings(), None).data
     kinds = [kind for kind, _ in chunks(data)]
