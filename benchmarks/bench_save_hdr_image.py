@@ -9,7 +9,8 @@ take MIN_RAW_SECONDS of raw encodes; node/raw is the median of each round's rati
 back to back, because this shared 2-core host's speed drifts by up to 1.5x for seconds at a time):
   raw   - imagecodecs' encoder alone on the pixels already in the encoder's input form (half RGBA
           for ultrahdr, 10-bit BT.2100 codes for AVIF, float32 for JPEG XL), same options, plus
-          writing the bytes to a file: the floor any saver of this format pays
+          writing the bytes to a file: the floor any saver of this format pays; for the masters the
+          pack writes itself (PNG, TIFF, Radiance), the format's encoder on the linear input
   node  - LEDiffSaveHDRImage's execute on the IMAGE tensor: checks, colour conversion and transfer
           curve, the encode, the workflow Exif, numbering, temp file + link, UI listing
 Target: node / raw <= 1.15 for every format.
@@ -32,7 +33,7 @@ import torch
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 from benchmarks.bench_common import paired_ratio, timed, timed_rounds  # noqa: E402
-from lediff_core.io.display import FORMAT_NAMES, Settings, encoder_threads  # noqa: E402
+from lediff_core.io.display import FORMAT_NAMES, FORMATS, Settings, encoder_threads  # noqa: E402
 from lediff_core.io.display.avif import TRANSFER_HLG, TRANSFER_PQ, avif_options, encode_signal  # noqa: E402
 from lediff_core.io.display.jxl import jxl_options  # noqa: E402
 from lediff_core.io.display.ultrahdr import MAX_BOOST, SDR_WHITE_NITS  # noqa: E402
@@ -57,7 +58,10 @@ def raw_encoder(fmt: str, rgb: np.ndarray, settings: Settings):
         transfer = TRANSFER_PQ if fmt == "avif_pq" else TRANSFER_HLG
         codes = encode_signal(rgb, settings, transfer).codes
         return lambda: imagecodecs.avif_encode(codes, **avif_options(transfer, settings.quality))
-    return lambda: imagecodecs.jpegxl_encode(rgb, **jxl_options(settings.quality))
+    if fmt == "jxl_linear":
+        return lambda: imagecodecs.jpegxl_encode(rgb, **jxl_options(settings.quality))
+    # the masters the pack writes itself (PNG, TIFF, Radiance): their encoder on the linear input
+    return lambda: FORMATS[fmt].encode(rgb, settings, None).data
 
 
 def main():

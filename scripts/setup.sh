@@ -165,6 +165,7 @@ need chromium chromium
 need libavif-bin avifdec
 need libjxl-tools djxl jxlinfo
 need openimageio-tools oiiotool
+need libtiff-tools tiffinfo
 need g++ g++
 need pkg-config pkg-config
 need_file libopenexr-dev /usr/include/OpenEXR/ImfRgbaFile.h

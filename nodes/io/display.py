@@ -1,5 +1,5 @@
 """Save HDR Image: linear HDR as Ultra HDR JPEG, AVIF (PQ/HLG) or JPEG XL, for HDR screens, or as
-a master (16-bit PQ PNG, Radiance .hdr) for other tools."""
+a master (16-bit PQ/HLG PNG, TIFF, Radiance .hdr) for other tools."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ log = logging.getLogger("lediff")
 
 # Every current browser engine shows these itself; JPEG XL (not decoded by Firefox, for one)
 # gets a tone-mapped preview beside it.
-BROWSER_FORMATS = ("ultrahdr", "avif_pq", "avif_hlg", "png_pq")
+BROWSER_FORMATS = ("ultrahdr", "avif_pq", "avif_hlg", "png_pq", "png_hlg")
 
 
 class SaveHDRImage(io.ComfyNode):
@@ -28,7 +28,7 @@ class SaveHDRImage(io.ComfyNode):
             category="LEDiff/image",
             description="Saves linear HDR as a display format that phones, browsers and viewers "
             "show as HDR: Ultra HDR JPEG (gain map), AVIF PQ/HLG or JPEG XL; or as a master for other "
-            "tools: 16-bit PQ PNG, TIFF, Radiance .hdr.",
+            "tools: 16-bit PQ or HLG PNG, TIFF, Radiance .hdr.",
             inputs=[
                 io.Image.Input("images", tooltip="Linear HDR images in the working space (linear "
                                "Rec.709), as HDR Decode or Blend with LDR give them."),
@@ -41,10 +41,11 @@ class SaveHDRImage(io.ComfyNode):
                     "format", options=list(FORMAT_NAMES), default="ultrahdr",
                     tooltip="ultrahdr: JPEG + gain map (.jpg), SDR on any screen, HDR on phones and "
                     "Chrome. avif_pq / avif_hlg: 10-bit BT.2020 AVIF with the PQ or HLG curve. "
-                    "jxl_linear: float JPEG XL, linear Rec.709, no peak. png_pq: 16-bit PNG, BT.2020 PQ "
-                    "(cICP, mDCV, cLLI). tiff_half / tiff_float: float TIFF, linear Rec.709. tiff_16bit: "
-                    "16-bit sRGB TIFF (SDR print master, clipped at reference white). radiance_hdr: Radiance RGBE "
-                    "(.hdr), linear Rec.709, for IBL/HDRI tools (no workflow in the file).",
+                    "jxl_linear: float JPEG XL, linear Rec.709, no peak. png_pq / png_hlg: 16-bit PNG, "
+                    "BT.2020 PQ (cICP, mDCV, cLLI) or HLG (cICP). tiff_half / tiff_float: float TIFF, "
+                    "linear Rec.709. tiff_16bit: 16-bit sRGB TIFF (SDR print master, clipped at reference "
+                    "white). radiance_hdr: Radiance RGBE (.hdr), linear Rec.709, for IBL/HDRI tools (no "
+                    "workflow in the file).",
                 ),
                 io.Float.Input(
                     "reference_white", default=1.0, min=1e-6, max=1e6, step=0.01,
@@ -86,6 +87,8 @@ class SaveHDRImage(io.ComfyNode):
                             headroom_stops=headroom_stops, mastering_peak=mastering_peak)
         try:  # before the output folder (the prefix's subfolders) is created
             check_settings(settings, fmt)
+            if fmt.check_size is not None:  # a size the file cannot hold, before any pixel is converted
+                fmt.check_size(images.shape[2], images.shape[1])
         except FormatError as e:
             raise FormatError(f"Save HDR Image ({format}): {e}") from None
         rgb = images[..., :3].float().cpu()

@@ -68,6 +68,12 @@ def hlg_inverse_oetf(e):
     return np.where(e <= 0.5, e * e / 3, (np.exp((e - HC) / HA) + HB) / 12)
 
 
+def hlg_oetf(scene):
+    """Scene light E (0..1) -> HLG signal E', the BT.2100 OETF (Table 5)."""
+    e = np.clip(scene, 0, None)
+    return np.where(e <= 1 / 12, np.sqrt(3 * e), HA * np.log(np.maximum(12 * e - HB, 1e-12)) + HC)
+
+
 def hlg_ootf(scene):
     """Scene light E (BT.2020 RGB, 0..1) -> display light in cd/m2 on the nominal 1000 cd/m2 HLG
     display (BT.2100: F_D = Lw * Ys^(gamma-1) * E, black level 0)."""

@@ -107,15 +107,20 @@ def encode_signal(rgb: np.ndarray, settings: Settings, transfer: int) -> Signal:
     return Signal(curve_codes(t.numpy(), m.decode, BITS, m.scale, m.limit), over, m.peak, properties)
 
 
+def light_levels(brightest: torch.Tensor, peak_nits: float) -> tuple[int, int]:
+    """(MaxCLL, MaxFALL) of a PQ image (CTA-861.3: the brightest pixel's largest component, and the
+    average over pixels of the largest component), in cd/m2 after clipping to the peak, rounded up
+    to whole cd/m2 as HDR10 states them. ``brightest``: each pixel's largest BT.2020 component,
+    reference white = 1.0. Shared with the PQ PNG."""
+    # clipped in cd/m2, in float64: a clip at peak / 203 would round the peak itself up a step
+    nits = (brightest.double() * PQ_REFERENCE_WHITE_NITS).clamp(0, peak_nits)
+    return math.ceil(float(nits.max())), math.ceil(float(nits.mean()))
+
+
 def _pq_light_levels(brightest: torch.Tensor, peak_nits: float) -> tuple[bytes, bytes]:
-    """``clli`` (CTA-861.3: MaxCLL = the brightest pixel's largest component, MaxFALL = the
-    average over pixels of the largest component, in cd/m2 after clipping to the peak, rounded
-    up) and ``mdcv`` (the mastering display: BT.2020 primaries - the file's container - D65,
-    ``mastering_peak`` down to MASTERING_MIN_NITS)."""
-    light = brightest.clamp(0, peak_nits / PQ_REFERENCE_WHITE_NITS)
-    max_cll = math.ceil(float(light.max()) * PQ_REFERENCE_WHITE_NITS)
-    max_fall = math.ceil(float(light.mean(dtype=torch.float64)) * PQ_REFERENCE_WHITE_NITS)
-    return (clli_box(max_cll, max_fall),
+    """``clli`` (``light_levels``) and ``mdcv`` (the mastering display: BT.2020 primaries - the
+    file's container - D65, ``mastering_peak`` down to MASTERING_MIN_NITS)."""
+    return (clli_box(*light_levels(brightest, peak_nits)),
             mdcv_box(BT2020_PRIMARIES, D65_WHITE, peak_nits, MASTERING_MIN_NITS))
 
 

@@ -44,6 +44,16 @@ def comfy_exif(prompt: dict | None, extra_pnginfo: dict | None) -> bytes | None:
     return data[6:] if data.startswith(b"Exif\x00\x00") else data
 
 
+def exif_text(tiff: bytes) -> dict[int, str]:
+    """The ASCII entries of an Exif (TIFF) block by tag, in tag order: what ``comfy_exif`` wrote
+    (``<key>:<json>``), for the formats that carry the workflow elsewhere too (TIFF tags, PNG text)."""
+    from PIL import Image
+
+    entries = Image.Exif()
+    entries.load(tiff if tiff.startswith(b"Exif") else b"Exif\x00\x00" + tiff)
+    return {tag: value for tag, value in sorted(entries.items()) if isinstance(value, str)}
+
+
 class MetadataError(LEDiffError, ValueError):
     pass
 

@@ -43,6 +43,8 @@ class DisplayFormat:
     min_size: int = 1  # the smallest width and height the encoder takes
     min_size_reason: str = ""  # who says so, for the error
     check_options: Callable[[Settings], None] | None = None  # refuses options this format cannot use
+    # refuses a width x height the file cannot hold, before anything is encoded or created
+    check_size: Callable[[int, int], None] | None = None
     workflow: bool = True  # whether the file carries the workflow (the ``exif`` argument)
 
 
@@ -81,9 +83,9 @@ def check_settings(settings: Settings, fmt: DisplayFormat | None = None) -> None
 
 
 def check_image(rgb: np.ndarray, settings: Settings, fmt: DisplayFormat | None = None) -> torch.Tensor:
-    """The common input checks (``fmt``: the format's smallest size too); returns the image as a
-    float32 torch tensor scaled so that the reference white is 1.0 (no copy of the caller's array
-    is modified)."""
+    """The common input checks (``fmt``: the format's smallest and largest sizes too); returns the
+    image as a float32 torch tensor scaled so that the reference white is 1.0 (no copy of the
+    caller's array is modified)."""
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise FormatError(f"expected an RGB image of shape [H, W, 3], got {list(rgb.shape)}")
     smallest = fmt.min_size if fmt is not None else 1
@@ -91,6 +93,8 @@ def check_image(rgb: np.ndarray, settings: Settings, fmt: DisplayFormat | None =
         why = f" for {fmt.name} ({fmt.min_size_reason})" if smallest > 1 else ""
         raise FormatError(f"the image is {rgb.shape[1]}x{rgb.shape[0]} pixels; the minimum is "
                           f"{smallest}x{smallest}{why}: upscale or pad it")
+    if fmt is not None and fmt.check_size is not None:
+        fmt.check_size(rgb.shape[1], rgb.shape[0])
     check_settings(settings, fmt)
     t = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32))
     # one pass: NaN propagates through min/max and Inf shows; the count only on failure

@@ -22,9 +22,13 @@ import numpy as np
 import torch
 
 from ...color import linear_to_srgb
+from .metadata import exif_text
 from .registry import DisplayFormat, Encoded, FormatError, Settings, check_image, count_above, register
 
-MAX_BYTES = 2**32 - 2**20  # classic TIFF's 32-bit offsets; BigTIFF is not read everywhere
+# classic TIFF's 32-bit offsets, less room for the tags and the workflow; BigTIFF is not read
+# everywhere (Photoshop before CC, many print RIPs), so a larger image is refused, not made BigTIFF
+MAX_BYTES = 2**32 - 2**26
+SAMPLE_BYTES = {"uint16": 2, "float16": 2, "float32": 4}
 
 
 @lru_cache(maxsize=1)
@@ -36,23 +40,25 @@ def srgb_icc() -> bytes:
 
 def _workflow_tags(exif: bytes | None) -> list[tuple]:
     """The Exif block's ASCII entries as tifffile ``extratags`` (same tag numbers: they are baseline TIFF tags)."""
-    if not exif:
-        return []
-    from PIL import Image
+    return [(tag, "s", 0, value, True) for tag, value in exif_text(exif).items()] if exif else []
 
-    entries = Image.Exif()
-    entries.load(exif if exif.startswith(b"Exif") else b"Exif\x00\x00" + exif)
-    return [(tag, "s", 0, value, True) for tag, value in sorted(entries.items()) if isinstance(value, str)]
+
+def check_size(width: int, height: int, *, dtype: str) -> None:
+    """Refuses, from the size alone, an image whose samples (uncompressed: Deflate may not shrink
+    noise) would not fit a classic TIFF."""
+    size = width * height * 3 * SAMPLE_BYTES[dtype]
+    if size > MAX_BYTES:
+        smaller = " or tiff_half (half the bytes)" if dtype == "float32" else ""
+        raise FormatError(f"the image is {width}x{height}: {size / 2**30:.1f} GiB of {dtype} samples, more than "
+                          f"a classic TIFF holds ({MAX_BYTES / 2**30:.2f} GiB). Save an EXR (Save EXR){smaller} "
+                          "instead, or crop or downscale the image")
 
 
 def encode(rgb: np.ndarray, settings: Settings, exif: bytes | None = None, *, dtype: str) -> Encoded:
     import tifffile
 
+    check_size(rgb.shape[1], rgb.shape[0], dtype=dtype)
     t = check_image(rgb, settings)
-    size = t.numel() * (2 if dtype in ("uint16", "float16") else 4)
-    if size > MAX_BYTES:
-        raise FormatError(f"the image is {t.shape[1]}x{t.shape[0]} ({size} bytes of samples); a classic TIFF "
-                          "holds under 4 GB: save an EXR instead, or a smaller image")
     over, peak, icc = 0, "none (float)", None
     if dtype == "uint16":
         over = count_above(t, 1.0) + int((t.amin(dim=-1) < 0).sum())
@@ -72,8 +78,11 @@ def encode(rgb: np.ndarray, settings: Settings, exif: bytes | None = None, *, dt
 
 
 register(DisplayFormat("tiff_16bit", ".tif", partial(encode, dtype="uint16"),
-                       "16-bit integer TIFF, sRGB curve and primaries (ICC): SDR print/stock master"))
+                       "16-bit integer TIFF, sRGB curve and primaries (ICC): SDR print/stock master",
+                       check_size=partial(check_size, dtype="uint16")))
 register(DisplayFormat("tiff_half", ".tif", partial(encode, dtype="float16"),
-                       "16-bit float TIFF, linear Rec.709: HDR master"))
+                       "16-bit float TIFF, linear Rec.709: HDR master",
+                       check_size=partial(check_size, dtype="float16")))
 register(DisplayFormat("tiff_float", ".tif", partial(encode, dtype="float32"),
-                       "32-bit float TIFF, linear Rec.709: HDR master, exact"))
+                       "32-bit float TIFF, linear Rec.709: HDR master, exact",
+                       check_size=partial(check_size, dtype="float32")))

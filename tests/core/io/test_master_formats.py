@@ -1,14 +1,15 @@
-"""Save HDR Image's master formats (lediff_core/io/display: radiance_hdr, png_pq, tiff_*), read back
-by decoders we did not write: OpenImageIO's oiiotool (Debian's openimageio-tools) and OpenCV for the
-Radiance file, a PNG chunk reader written here plus Pillow and OpenCV for the 16-bit PQ PNG, and
-oiiotool plus tifffile for the TIFFs; the pack's own readers for the round trips. Expected values
-come from the formats' definitions written here (RGBE: ``m * 2**(e - 136)``; ST 2084 from
-tests/support/color.py), not from the encoders."""
+"""Save HDR Image's master formats (lediff_core/io/display: radiance_hdr, png_pq, png_hlg, tiff_*),
+read back by decoders we did not write: OpenImageIO's oiiotool (Debian's openimageio-tools) and
+OpenCV for the Radiance file; the tests' PNG chunk reader (support/png.py) plus OpenCV, oiiotool and
+Pillow for the 16-bit PQ and HLG PNGs; oiiotool, libtiff's tiffinfo (Debian's libtiff-tools) and
+tifffile for the TIFFs; the pack's own readers for the round trips. Expected values come from the
+formats' definitions written in the tests (RGBE: ``m * 2**(e - 136)``; ST 2084 and BT.2100 HLG, RP
+177 matrices from tests/support/color.py; CTA-861.3's MaxCLL/MaxFALL), not from the encoders.
+(Chromium's reading of the PNGs: tests/e2e/browser/test_hdr_png.py.)"""
 
 from __future__ import annotations
 
 import re
-import struct
 import subprocess
 
 import cv2
@@ -97,67 +98,153 @@ def test_radiance_refuses_nan():
         FORMATS["radiance_hdr"].encode(rgb, Settings(), None)
 
 
-# ---- 16-bit PQ PNG
+# ---- 16-bit PQ and HLG PNG
 
-def png_chunks(data: bytes) -> list[tuple[bytes, bytes]]:
-    """(type, body) of every chunk, CRCs checked (PNG spec section 5)."""
-    import zlib
-
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    chunks, i = [], 8
-    while i < len(data):
-        (length,) = struct.unpack(">I", data[i:i + 4])
-        kind, body = data[i + 4:i + 8], data[i + 8:i + 8 + length]
-        assert struct.unpack(">I", data[i + 8 + length:i + 12 + length])[0] == zlib.crc32(kind + body)
-        chunks.append((kind, body))
-        i += 12 + length
-    return chunks
+REC709 = (0.64, 0.33, 0.30, 0.60, 0.15, 0.06, 0.3127, 0.3290)  # ITU-R BT.709, D65
+BT2020 = (0.708, 0.292, 0.170, 0.797, 0.131, 0.046, 0.3127, 0.3290)  # ITU-R BT.2020, D65
 
 
-def test_png_pq_chunks_and_pixels_through_opencv_and_pillow(tmp_path):
+def rec2020_light(rgb, reference_white=1.0):
+    """BT.2020 linear light, reference white = 1.0, from linear Rec.709 (RP 177 matrices built in
+    support/color.py from the primaries above, not the pack's OCIO path)."""
+    from support.color import rp177
+
+    matrix = np.linalg.inv(rp177(BT2020)) @ rp177(REC709)
+    return rgb.astype(np.float64) @ matrix.T / reference_white
+
+
+def png_image(kind):
+    rng = np.random.default_rng(3)
+    rgb = (10.0 ** rng.uniform(-2, 0.5, (24, 40, 3))).astype(np.float32)  # up to 3.2x white: 640 cd/m2
+    rgb[2] = 0
+    rgb[3, :4] = (-0.05, 0.5, 1.0)  # outside Rec.709's gamut, inside BT.2020's
+    rgb[4, :4] = 1.0  # reference white
+    if kind == "clipped":
+        rgb[0, 0] = (20.0, 20.0, 20.0)  # above a 1000 cd/m2 peak
+    return rgb
+
+
+def opencv_codes(path) -> np.ndarray:
+    codes = cv2.imread(path, cv2.IMREAD_UNCHANGED)  # libpng, through OpenCV
+    assert codes.dtype == np.uint16 and codes.shape[2] == 3
+    return codes[..., ::-1].astype(np.int64)
+
+
+def assert_codes(got, expected):
+    """16-bit codes equal to the test's, but for a rare rounding tie moved by the float32 matrix."""
+    diff = np.abs(got - expected)
+    assert diff.max() <= 1 and (diff > 0).mean() < 0.01, (diff.max(), (diff > 0).mean())
+
+
+@pytest.mark.parametrize("kind, reference_white, peak", [("within", 1.0, 1000.0), ("clipped", 1.0, 1000.0),
+                                                         ("within", 0.5, 4000.0)])
+def test_png_pq_chunks_and_pixels_against_st2084_and_cta861(tmp_path, kind, reference_white, peak):
     from PIL import Image
 
-    from lediff_core.color import REC709_CHROMATICITIES
-    from lediff_core.color.chromaticities import rgb_to_xyz_matrix, xyz_to_rgb_matrix
-    from support.color import pq_eotf
+    from support.color import pq_inverse_eotf
+    from support.png import read_info
 
-    rng = np.random.default_rng(3)
-    rgb = (10.0 ** rng.uniform(-2, 0.6, (24, 40, 3))).astype(np.float32)  # up to 4x white: 812 cd/m2
-    rgb[0, 0] = (20.0, 20.0, 20.0)  # above the peak: clipped and counted
-    encoded = FORMATS["png_pq"].encode(rgb, Settings(), b"II*\x00\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00")
-    assert encoded.over_peak == 1
-    chunks = dict(png_chunks(encoded.data))
-    assert list(dict(png_chunks(encoded.data)))[0] == b"IHDR" and b"eXIf" in chunks
-    assert struct.unpack(">IIBB", chunks[b"IHDR"][:10]) == (40, 24, 16, 2)
-    assert chunks[b"cICP"] == bytes((9, 16, 0, 1))
-    xy = struct.unpack(">8H2I", chunks[b"mDCV"])
-    assert xy[:8] == (35400, 14600, 8500, 39850, 6550, 2300, 15635, 16450)  # BT.2020 R, G, B, D65
-    assert xy[8:] == (1000 * 10000, 1)
-    # BT.2020 linear light from the input (matrix from both sets of primaries, built here)
-    rec2020 = (0.708, 0.292, 0.170, 0.797, 0.131, 0.046, 0.3127, 0.3290)
-    to2020 = xyz_to_rgb_matrix(rec2020) @ rgb_to_xyz_matrix(REC709_CHROMATICITIES)
-    nits = np.clip(rgb.astype(np.float64) @ to2020.T * 203, 0, 1000)
-    max_cll, max_fall = struct.unpack(">2I", chunks[b"cLLI"])
-    assert max_cll == 1000 * 10000
-    assert max_fall / 10000 == np.ceil(nits.max(-1).mean())
+    rgb = png_image(kind)
+    exif = b"II*\x00\x08\x00\x00\x00\x00\x00\x00\x00\x00\x00"
+    encoded = FORMATS["png_pq"].encode(rgb, Settings(reference_white=reference_white, mastering_peak=peak), exif)
+    info = read_info(encoded.data)
+    assert (info.width, info.height, info.bit_depth, info.colour_type) == (40, 24, 16, 2)
+    assert info.cicp == (9, 16, 0, 1)  # BT.2020, PQ, identity (RGB), full range
+    assert b"eXIf" in info.order and info.order.index(b"eXIf") < info.order.index(b"IDAT")
+    # the mastering display: BT.2020's primaries and D65, the chosen peak down to 0.0001 cd/m2
+    assert np.allclose(info.primaries, np.reshape(BT2020[:6], (3, 2)), atol=1e-9)
+    assert np.allclose(info.white, BT2020[6:], atol=1e-9)
+    assert info.mastering_nits == pytest.approx((peak, 0.0001))
+    # the light each pixel has on the mastering display: PQ's 203 cd/m2 reference white, clipped at the peak
+    nits = np.clip(rec2020_light(rgb, reference_white) * 203, 0, peak)
+    brightest = nits.max(axis=-1)  # CTA-861.3: a pixel's light level is its largest component
+    assert encoded.over_peak == int((rec2020_light(rgb, reference_white).max(-1) * 203 > peak).sum())
+    assert info.max_cll == pytest.approx(np.ceil(brightest.max()), abs=1e-6)  # rounded up to whole cd/m2
+    assert info.max_fall == pytest.approx(np.ceil(brightest.mean()), abs=1e-6)
+    assert (info.max_cll == peak) == (kind == "clipped")
     path = write(tmp_path, "p.png", encoded.data)
-    codes = cv2.imread(path, cv2.IMREAD_UNCHANGED)[..., ::-1]
-    assert codes.dtype == np.uint16
-    with Image.open(path) as image:  # Pillow parses the file too (it decodes 16-bit RGB to 8 bits)
+    expected = np.round(pq_inverse_eotf(nits) * 65535).astype(np.int64)  # SMPTE ST 2084, 16 bits
+    codes = opencv_codes(path)
+    assert_codes(codes, expected)
+    assert np.array_equal(oiio_pixels(path), codes)  # OpenImageIO reads the same 16-bit codes
+    with Image.open(path) as image:  # Pillow's own PNG parser reads it too (to 8 bits a sample)
         assert image.size == (40, 24)
         image.load()
-    decoded = pq_eotf(codes / 65535.0)
-    rel = np.abs(decoded - nits)[nits > 1] / nits[nits > 1]
-    assert rel.max() < 2e-3  # a 16-bit PQ step is under 0.03 % at these levels; the matrix in float32
 
 
-def test_png_pq_refuses_nan_and_bad_peaks():
+def test_png_hlg_chunks_and_pixels_against_bt2100(tmp_path):
+    from support.color import HLG_WHITE_SCENE, hlg_oetf
+    from support.png import read_info
+
+    rgb = png_image("within")
+    rgb[0, 0] = (8.0, 8.0, 8.0)  # above HLG's peak (3.77x reference white)
+    encoded = FORMATS["png_hlg"].encode(rgb, Settings(), None)
+    info = read_info(encoded.data)
+    assert info.cicp == (9, 18, 0, 1)  # BT.2020, HLG, identity (RGB), full range
+    assert (info.primaries, info.max_cll) == (None, None)  # relative: no mastering display, no light levels
+    assert b"eXIf" not in info.order
+    scene = np.clip(rec2020_light(rgb) * HLG_WHITE_SCENE, 0, 1)  # BT.2408: white at signal 0.75
+    assert encoded.over_peak == int((rec2020_light(rgb).max(-1) * HLG_WHITE_SCENE > 1).sum()) == 1
+    path = write(tmp_path, "h.png", encoded.data)
+    codes = opencv_codes(path)
+    assert_codes(codes, np.round(hlg_oetf(scene) * 65535).astype(np.int64))
+    assert np.all(codes[4, :4] == round(0.75 * 65535)) and np.all(codes[0, 0] == 65535)
+    assert np.array_equal(oiio_pixels(path), codes)
+
+
+@pytest.mark.parametrize("name", ["png_pq", "png_hlg"])
+def test_png_carries_the_workflow_as_comfyui_pngs_do(tmp_path, name):
+    """``tEXt`` chunks ``prompt`` and ``workflow`` (what ComfyUI's frontend reads from a dropped
+    PNG), read by Pillow's PNG parser, besides the ``eXIf`` chunk exiftool reads."""
+    import json
+
+    from PIL import Image
+
+    from lediff_core.io.display.metadata import comfy_exif
+
+    prompt = {"1": {"class_type": "LEDiffLoadEXR", "inputs": {"image": "städte.exr"}}}
+    workflow = {"nodes": [{"id": 1, "type": "LEDiffLoadEXR"}], "links": []}
+    data = FORMATS[name].encode(png_image("within"), Settings(), comfy_exif(prompt, {"workflow": workflow})).data
+    path = write(tmp_path, "w.png", data)
+    with Image.open(path) as image:
+        assert json.loads(image.info["prompt"]) == prompt
+        assert json.loads(image.info["workflow"]) == workflow
+    from support.png import read_info
+
+    order = read_info(data).order
+    assert order.count(b"tEXt") == 2 and order.index(b"tEXt") < order.index(b"IDAT")
+    assert b"tEXt" not in read_info(FORMATS[name].encode(png_image("within"), Settings(), None).data).order
+
+
+def test_png_image_data_spans_several_idat_chunks_and_bands(tmp_path, monkeypatch):
+    """Small IDAT chunks and one-row conversion bands give the same pixels as the defaults."""
+    from lediff_core.io.display import png
+    from support.png import chunks
+
+    monkeypatch.setattr(png, "IDAT_SIZE", 500)
+    monkeypatch.setattr(png, "BAND_PIXELS", 7)  # under the width: a row at a time
+    rgb = png_image("within")
+    data = FORMATS["png_pq"].encode(rgb, Settings(), None).data
+    kinds = [kind for kind, _ in chunks(data)]
+    assert kinds.count(b"IDAT") > 3 and kinds[-1] == b"IEND"
+    monkeypatch.undo()
+    whole = FORMATS["png_pq"].encode(rgb, Settings(), None).data
+    assert [kind for kind, _ in chunks(whole)].count(b"IDAT") == 1
+    assert np.array_equal(opencv_codes(write(tmp_path, "split.png", data)),
+                          opencv_codes(write(tmp_path, "whole.png", whole)))
+
+
+@pytest.mark.parametrize("name", ["png_pq", "png_hlg"])
+def test_png_refuses_nan_bad_peaks_and_sizes_it_cannot_hold(name):
     rgb = np.ones((4, 4, 3), np.float32)
-    with pytest.raises(FormatError, match="mastering_peak"):
-        FORMATS["png_pq"].encode(rgb, Settings(mastering_peak=20000.0), None)
+    if name == "png_pq":
+        with pytest.raises(FormatError, match="mastering_peak"):
+            FORMATS[name].encode(rgb, Settings(mastering_peak=20000.0), None)
+    with pytest.raises(FormatError, match=r"2147483648x1; a PNG holds at most 2147483647 pixels a side: save an EXR"):
+        FORMATS[name].check_size(2**31, 1)
     rgb[0, 0, 0] = np.nan
     with pytest.raises(FormatError, match="1 pixel"):
-        FORMATS["png_pq"].encode(rgb, Settings(), None)
+        FORMATS[name].encode(rgb, Settings(), None)
 
 
 # ---- TIFF
@@ -171,6 +258,15 @@ def test_tiff_read_back_by_oiiotool_and_tifffile(tmp_path, name):
     encoded = FORMATS[name].encode(rgb, Settings(), None)
     path = write(tmp_path, "t.tif", encoded.data)
     oiio = oiio_pixels(path)
+    # libtiff's own reading of the directory (Debian's libtiff-tools)
+    info = subprocess.run([require_tool("tiffinfo"), path], capture_output=True, text=True, check=True).stdout
+    fields = dict(line.strip().split(": ", 1) for line in info.splitlines() if ": " in line)
+    assert fields["Image Width"] == "10 Image Length: 6" and fields["Samples/Pixel"] == "3"
+    assert fields["Bits/Sample"] == ("32" if name == "tiff_float" else "16")
+    assert fields.get("Sample Format") == (None if name == "tiff_16bit" else "IEEE floating point")
+    assert fields["Photometric Interpretation"] == "RGB color"
+    assert fields["Compression Scheme"] == "AdobeDeflate"
+    assert ("ICC Profile" in fields) == (name == "tiff_16bit")
     with tifffile.TiffFile(path) as tif:
         page = tif.pages[0]
         pixels = page.asarray().astype(np.float64)

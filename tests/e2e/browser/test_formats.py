@@ -1,12 +1,13 @@
 """The display formats in the real ComfyUI frontend, in headless Chromium, in each frontend
 (ComfyUI's pinned one and the newest; see support/frontends.py): a graph saving every format (and an EXR)
 is loaded and queued by the frontend; each output is then decoded by Chromium at its full size
-(Ultra HDR JPEG and AVIF; what it does with JPEG XL is recorded in formats_decoded.json: Debian's
-Chromium 156 decodes it, other browsers may not, hence the PNG preview listed after it); dropping
-the AVIF back onto the frontend restores the graph through the frontend's own file handler; and
-the node previews load, in the classic canvas and in Nodes 2.0 (the Vue node renderer), which
-shows them as its image grid or gallery. Screenshots are saved under
-test-artifacts/browser/FRONTEND/."""
+(Ultra HDR JPEG, AVIF, 16-bit PQ and HLG PNG; what it does with JPEG XL is recorded in
+formats_decoded.json: Debian's Chromium 156 decodes it, other browsers may not, hence the PNG
+preview listed after it); dropping the AVIF or the PQ PNG back onto the frontend restores the graph
+through the frontend's own file handler; and the node previews load, in the classic canvas and in
+Nodes 2.0 (the Vue node renderer), which shows them as its image grid or gallery. Screenshots are
+saved under test-artifacts/browser/FRONTEND/. (How Chromium renders the PNGs' HDR tags:
+test_hdr_png.py.)"""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from support.comfy_server import wait_for_app
 from support.common import HDRI_DIR
 from support.frontends import ARTIFACTS, RENDERERS, load_api_graph, open_frontend, wait_for_previews
 
-FORMATS = {"11": "ultrahdr", "12": "avif_pq", "13": "avif_hlg", "14": "jxl_linear"}
+FORMATS = {"11": "ultrahdr", "12": "avif_pq", "13": "avif_hlg", "14": "jxl_linear", "15": "png_pq", "16": "png_hlg"}
+SHOWN_AS_SAVED = ("11", "12", "13", "15", "16")  # the files themselves are the previews
 W, H = 256, 128
 
 DECODE_JS = """async (url) => {
@@ -105,7 +107,8 @@ def test_frontend_queues_decodes_and_restores_the_display_formats(ui):
         json.dump(decoded, f, indent=1)  # what Chromium did with each file, JPEG XL included
     assert not ours(errors), ours(errors)
 
-    # dropping the AVIF restores the graph (the frontend reads its Exif item); a JPEG does not
+    # dropping the AVIF or the PQ PNG restores the graph (the frontend reads the AVIF's Exif item and
+    # the PNG's tEXt chunks); a JPEG does not
     # (the frontend takes workflows from PNG, WebP, AVIF, audio and video files only): it becomes
     # a Load Image node of the uploaded file, like any image without a workflow
     avif = outputs["12"]["images"][0]
@@ -113,6 +116,10 @@ def test_frontend_queues_decodes_and_restores_the_display_formats(ui):
     nodes = page.evaluate(DROP_JS, [view_url(avif), avif["filename"], "image/avif"])
     assert sorted(t for t, _ in nodes) == sorted(v["class_type"] for v in api_graph("decoded").values())
     assert sorted(f for t, f in nodes if t == "LEDiffSaveHDRImage") == sorted(FORMATS.values())
+    png = outputs["15"]["images"][0]
+    page.evaluate("() => app.graph.clear()")
+    nodes = page.evaluate(DROP_JS, [view_url(png), png["filename"], "image/png"])
+    assert sorted(f for t, f in nodes if t == "LEDiffSaveHDRImage") == sorted(FORMATS.values()), nodes
     jpg = outputs["11"]["images"][0]
     page.evaluate("() => app.graph.clear()")
     nodes = page.evaluate(DROP_JS, [view_url(jpg), jpg["filename"], "image/jpeg"])
@@ -143,7 +150,7 @@ def test_node_previews_show_the_display_formats(ui, renderer):
     loaded = wait_for_previews(page, renderer, files)
     with open(os.path.join(ui["artifacts"], f"formats_previews_{renderer}.json"), "w") as f:
         json.dump(loaded, f, indent=1)
-    for node_id in ("11", "12", "13"):  # Ultra HDR JPEG, AVIF PQ, AVIF HLG: the files themselves
+    for node_id in SHOWN_AS_SAVED:  # Ultra HDR JPEG, AVIFs, PNGs: the files themselves
         [(_, width, height, _)] = loaded[node_id]
         assert width > 0 and height > 0, loaded
     (_, jxl_width, _, jxl), (_, png_width, png_height, _) = loaded["14"]

@@ -18,7 +18,7 @@ from support.exr_files import outputs_of, write_input
 
 WORKFLOW = {"workflow": {"nodes": [{"id": 1, "type": "LEDiffLoadEXR"}], "links": []}}
 EXTENSIONS = {"ultrahdr": ".jpg", "avif_pq": ".avif", "avif_hlg": ".avif", "jxl_linear": ".jxl", "png_pq": ".png",
-              "tiff_16bit": ".tif", "tiff_float": ".tif"}
+              "png_hlg": ".png", "tiff_16bit": ".tif", "tiff_float": ".tif"}
 
 
 def hdr_ramp(h=32, w=48):
@@ -44,8 +44,8 @@ def test_schema(host):
     assert schema.display_name == "Save HDR Image"
     inputs = {i.id: i for i in schema.inputs}
     assert all(i.tooltip for i in schema.inputs)
-    assert inputs["format"].options == ["ultrahdr", "avif_pq", "avif_hlg", "jxl_linear", "png_pq", "tiff_16bit",
-                                        "tiff_half", "tiff_float", "radiance_hdr"]
+    assert inputs["format"].options == ["ultrahdr", "avif_pq", "avif_hlg", "jxl_linear", "png_pq", "png_hlg",
+                                        "tiff_16bit", "tiff_half", "tiff_float", "radiance_hdr"]
     assert inputs["filename_prefix"].default == "LEDiff/hdr" and inputs["reference_white"].default == 1.0
 
 
@@ -179,3 +179,27 @@ def test_a_linked_setting_out_of_range_is_refused_before_the_output_folder_chang
     with pytest.raises(GraphError, match=rf"Save HDR Image[^:]*: {message}"):
         host.run(prompt)
     assert tree(host.output_dir) == before
+
+
+@pytest.mark.parametrize("fmt, unit", [("tiff_float", "float32"), ("tiff_16bit", "uint16")])
+def test_a_tiff_too_large_for_classic_tiff_is_refused_before_anything_is_written(host, monkeypatch, fmt, unit):
+    """Classic TIFF's 32-bit offsets cap a file near 4 GiB; an image whose samples would not fit is
+    refused from its size alone, naming the fix, before the output folder changes or any pixel is
+    converted. (The limit is lowered here to a 32x48 image's size: a 4 GiB image does not fit this
+    machine's test budget; the arithmetic is the same.)"""
+    tiff = host.pack_module("lediff_core.io.display.tiff")
+    monkeypatch.setattr(tiff, "MAX_BYTES", 32 * 48 * 3 * tiff.SAMPLE_BYTES[unit] - 1)
+    write_input(host, "in.exr", hdr_ramp())
+    g = graph("in.exr", format=fmt, filename_prefix="LEDiff/big/hdr")
+    g["5"] = {"class_type": "RepeatImageBatch", "inputs": {"image": ["1", 0], "amount": 3}}
+    g["9"]["inputs"]["images"] = ["5", 0]
+    before = tree(host.output_dir)
+    fix = r"Save an EXR \(Save EXR\)" + (" or tiff_half" if fmt == "tiff_float" else "")
+    with pytest.raises(GraphError, match=rf"Save HDR Image \({fmt}\): the image is 48x32: .* GiB of {unit} samples, "
+                                         rf"more than a classic TIFF holds .*{fix}"):
+        host.run(g)
+    assert tree(host.output_dir) == before
+    monkeypatch.undo()
+    host.run(g)  # at the real limit the same batch is saved, whole
+    assert sorted(os.listdir(os.path.join(host.output_dir, "LEDiff", "big"))) == [
+        "hdr_00001.tif", "hdr_00002.tif", "hdr_00003.tif"]
