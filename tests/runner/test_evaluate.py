@@ -27,6 +27,7 @@ from support.common import HDRI_DIR, REPO, small_disk
 from support.workflows import load_workflow, scale_down
 
 HIGHER_IS_BETTER = {"pu21_psnr": True, "pu21_ssim": True, "hdr_flip": False, "cvvdp": True}
+REPORT_FILES = ["results.csv", "results.md", "results.png", "run.json", "summary.csv"]
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def test_evaluation_writes_table_plot_and_provenance(evaluation):
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     # the report is one folder of exactly its four files; no staging folder or temporary file is left
     assert sorted(os.listdir(output)) == ["baselines", "ldr", "lediff", "reference", "report"]
-    assert sorted(os.listdir(output / "report")) == ["results.csv", "results.md", "results.png", "run.json"]
+    assert sorted(os.listdir(output / "report")) == REPORT_FILES
     with open(output / "report" / "results.csv") as f:
         rows = list(csv.DictReader(f))
     methods = {"lediff", "inverse_camera", "banterle2006", "srgb"}
@@ -65,10 +66,13 @@ def test_evaluation_writes_table_plot_and_provenance(evaluation):
     with Image.open(output / "report" / "results.png") as plot:
         assert plot.format == "PNG" and plot.width > 300
     run = json.loads((output / "report" / "run.json").read_text())
-    assert run["seed"] == 3 and run["failed"] == {}
+    assert run["protocol"]["cameras"]["seed"] == 3 and run["failed"] == {}
+    # a --workflow FILE without NAME= is the method "lediff", as before there were several
     canonical = json.dumps(json.loads(evaluation["workflow"].read_text()), sort_keys=True, separators=(",", ":"))
-    assert run["workflow_sha256"] == hashlib.sha256(canonical.encode()).hexdigest()
-    assert run["versions"]["comfyui"] == "0.30.0" and run["versions"]["torch"].startswith("2.")
+    assert run["methods"]["lediff"]["workflow_sha256"] == hashlib.sha256(canonical.encode()).hexdigest()
+    assert run["methods"]["lediff"]["status"] == "ok" and run["methods"]["srgb"]["kind"] == "baseline"
+    versions = run["protocol"]["versions"]
+    assert versions["comfyui"] == "0.30.0" and versions["torch"].startswith("2.")
     for ref in run["references"]:
         data = (evaluation["refs"] / f"{ref['name']}.exr").read_bytes()
         assert ref["reference_sha256"] == hashlib.sha256(data).hexdigest()
@@ -116,8 +120,8 @@ def test_a_disk_full_at_the_figure_publishes_no_report_and_a_rerun_writes_it_who
         shutil.copytree(finished, output, ignore=shutil.ignore_patterns("report"))  # an evaluation up to its report
         st = os.statvfs(disk)
         used_kb = (st.f_blocks - st.f_bfree) * st.f_frsize // 1024
-        # room for two pages: results.csv and results.md (one page each here), not the figure
-        subprocess.run(["mount", "-o", f"remount,size={used_kb + 8}k", disk], check=True)
+        # room for three pages: results.csv, summary.csv and results.md (one page each here), not the figure
+        subprocess.run(["mount", "-o", f"remount,size={used_kb + 12}k", disk], check=True)
         cmd = [output if arg == str(finished) else arg for arg in evaluation["cmd"]]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
         assert result.returncode != 0
@@ -130,11 +134,11 @@ def test_a_disk_full_at_the_figure_publishes_no_report_and_a_rerun_writes_it_who
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
         assert result.returncode == 0, result.stdout + result.stderr[-3000:]
         report = os.path.join(output, "report")
-        assert sorted(os.listdir(report)) == ["results.csv", "results.md", "results.png", "run.json"]
+        assert sorted(os.listdir(report)) == REPORT_FILES
         with open(os.path.join(report, "results.csv")) as f, open(finished / "report" / "results.csv") as g:
             assert ([(r["image"], r["method"], r["metric"], r["score"]) for r in csv.DictReader(f)]
                     == [(r["image"], r["method"], r["metric"], r["score"]) for r in csv.DictReader(g)])
-        assert json.loads(open(os.path.join(report, "run.json")).read())["seed"] == 3
+        assert json.loads(open(os.path.join(report, "run.json")).read())["protocol"]["cameras"]["seed"] == 3
 
 
 def test_refused_references_leave_no_output_folder(tmp_path):
