@@ -460,6 +460,18 @@ def method_info(kind: str, failed: dict[str, str], seconds: dict[str, float], re
             "seconds_per_megapixel": median_seconds_per_megapixel(seconds, sizes)}
 
 
+def lediff_model_files(base_directory: str | None) -> dict[str, int]:
+    """The LEDiff model files under ``BASE/models/lediff`` and their sizes."""
+    found = {}
+    if base_directory:
+        lediff_dir = os.path.join(base_directory, "models", "lediff")
+        for d, _, fs in os.walk(lediff_dir):
+            for f in fs:
+                if f.endswith((".safetensors", ".bin", ".pth")):
+                    found[os.path.relpath(os.path.join(d, f), lediff_dir)] = os.path.getsize(os.path.join(d, f))
+    return found
+
+
 def check_arguments(args) -> tuple[list[str], str]:
     """--metrics and --scaling, refused before anything is created when unknown."""
     from lediff_core.qa.metrics import METRICS, SCALINGS
@@ -521,21 +533,14 @@ def evaluate(args) -> int:
     for m in methods:
         infos[m.name].update(workflow=m.workflow, workflow_sha256=m.sha256,
                              workflow_file_sha256=sha256_file(m.workflow))
-    model_files = {}
-    if args.base_directory:
-        lediff_dir = os.path.join(args.base_directory, "models", "lediff")
-        for d, _, fs in os.walk(lediff_dir):
-            for f in fs:
-                if f.endswith((".safetensors", ".bin", ".pth")):
-                    p = os.path.join(d, f)
-                    model_files[os.path.relpath(p, lediff_dir)] = os.path.getsize(p)
     regions = list(dict.fromkeys(region_of(r) for r in rows)) or ["whole"]
     provenance = {
         "command": ["python", "-m", "lediff_runner", *sys.argv[1:]],
         "protocol": protocol(args, metrics, scaling, regions, clip_info),
         "methods": infos, "references": records, "clip": clip_info,
         "failed": {name: info["failed"] for name, info in infos.items() if info["failed"]},
-        "lediff_model_files": model_files, "ray": args.ray, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "lediff_model_files": lediff_model_files(args.base_directory), "ray": args.ray,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
     text = write_report(output, rows, records, provenance)
     print(text)
