@@ -132,8 +132,12 @@ class ItemRunner:
         torch.set_num_threads(config.threads)
         self.workflow = load_workflow_file(config.workflow)
         self.host = EmbeddedComfyUI(config.comfyui, config.base_directory, config.cpu)
-        self.prompt = self.host.to_api(self.workflow)
-        self.loader, self.loader_input, self.extensions = find_loader(self.prompt, config.input_node)
+        try:
+            self.prompt = self.host.to_api(self.workflow)
+            self.loader, self.loader_input, self.extensions = find_loader(self.prompt, config.input_node)
+        except BaseException:  # a workflow that cannot run here: the host's private temp folder goes too
+            self.host.close()
+            raise
         self.workflow_sha256 = workflow_hash(self.workflow)
         self.host.set_folders(input_dir=config.inputs)
 
@@ -238,7 +242,9 @@ def run_local(config: BatchConfig, items: list[Item] | None = None, runner: Item
 
 
 def _describe(e: BaseException) -> str:
-    text = f"{type(e).__name__}: {e}"
+    from .host import GraphError
+
+    text = f"{type(e).__name__}: {e.brief if isinstance(e, GraphError) else e}"
     if os.environ.get("LEDIFF_BATCH_TRACEBACK"):
         text += "\n" + "".join(traceback.format_exception(e))
     return text

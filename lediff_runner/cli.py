@@ -1,5 +1,5 @@
 """``python -m lediff_runner {batch,evaluate}``: a workflow over a folder of inputs, or the evaluation
-of a photo-to-HDR workflow against HDR references, in an embedded ComfyUI or on Ray.
+of photo-to-HDR workflows against HDR references, in an embedded ComfyUI or on Ray.
 
 Run it from the pack's folder (where ``lediff_runner/`` is), as ``python -m lediff_train``.
 """
@@ -23,25 +23,30 @@ items are skipped, so running the same command again does only what is missing. 
 when any item failed (the failures are listed at the end). See docs/batch.md.
 """
 
-EVALUATE = """Evaluate a photo-to-HDR workflow against HDR references with a simulated camera.
+EVALUATE = """Evaluate photo-to-HDR workflows against HDR references with a simulated camera.
 
   python -m lediff_runner evaluate --references refs/ --output eval/ --seed 0
   python -m lediff_runner evaluate --references refs/ --output eval/ --workflow my_photo_to_hdr.json --ray
+  python -m lediff_runner evaluate --references refs/ --output eval/ \\
+      --workflow steps50=workflows/photo_to_hdr.json --workflow steps20=photo_to_hdr_20_steps.json
   python -m lediff_runner evaluate --clip pan:tests/data/hdri/city.exr --output eval-clip/ --clip-frames 8
   python -m lediff_runner evaluate --clip frames/ --output eval-clip/      # a folder of HDR frames
   python -m lediff_runner evaluate --clip shot.mp4 --output eval-shot/ --clip-frames 24 --downscale 4
 
 Each reference (.exr/.hdr) becomes an 8-bit photo (seeded random camera: exposure so that a share
-of pixels clips, a sigmoid response curve, optional JPEG); the workflow (default: the shipped
-photo_to_hdr) runs on every photo as a batch job, next to the baselines (the inverse camera curve,
-Banterle 2006's inverse Reinhard, plain sRGB decoding); every result is scored with PU21-PSNR,
-PU21-SSIM, HDR-FLIP and ColorVideoVDP. With --clip the references are the frames of one shot, filmed
-by one camera, and each method's frames also get the warping error (temporal flicker; Lai et al.
-2018) along the optical flow of the photos. An SDR video file as --clip gives the photos itself:
-only the warping error is scored (there is no HDR reference), for LEDiff and the camera-free
-baselines. Writes the report, results.csv, results.md, results.png and run.json (seeds, cameras,
-versions, workflow hash), as one folder --output/report/ that appears whole or not at all. See
-docs/batch.md.
+of pixels clips, a sigmoid response curve, optional JPEG); every workflow (--workflow NAME=FILE,
+repeatable; a FILE without NAME= is the method "lediff"; default: the shipped photo_to_hdr) runs on
+the same photos as a batch job, next to the baselines (the inverse camera curve, Banterle 2006's
+inverse Reinhard, plain sRGB decoding); every result is scored with PU21-PSNR, PU21-SSIM, HDR-FLIP
+and ColorVideoVDP. A method that fails is reported, the others go on (exit status 1). With --clip
+the references are the frames of one shot, filmed by one camera, and each method's frames also get
+the warping error (temporal flicker; Lai et al. 2018) along the optical flow of the photos. An SDR
+video file as --clip gives the photos itself: only the warping error is scored (there is no HDR
+reference), for the workflows and the camera-free baselines. Writes the report: one table and one
+plot with every method and baseline as rows (mean and 95 % interval over images per region and
+metric, seconds per megapixel), results.csv, summary.csv, results.md, results.png and run.json (the
+protocol card: scaling, display model, regions, cameras, metrics, versions; workflow hashes), as
+one folder --output/report/ that appears whole or not at all. See docs/batch.md.
 """
 
 
@@ -104,16 +109,21 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                         "pan:FILE to pan across the equirect HDRI FILE, or an SDR video file (its frames are "
                         "the photos; warping error only); adds the warping error")
     parser.add_argument("--output", required=True, help="folder for photos, results and the report (new)")
-    parser.add_argument("--workflow", default=None, help="UI- or API-format workflow whose Load Image node "
-                        "receives the photo (default: the shipped workflows/photo_to_hdr.json)")
-    parser.add_argument("--input-node", default=None, help="id of the node that receives the photo, when the "
-                        "workflow has several loaders")
+    parser.add_argument("--workflow", action="append", default=None, metavar="[NAME=]FILE",
+                        help="a method: a UI- or API-format workflow whose Load Image node receives the photo, "
+                        "named NAME (letters, digits, _ . + -; its folder in --output and its rows in the report). "
+                        "Repeat for several methods, all on the same photos; a FILE without NAME= is the method "
+                        "'lediff' (default: the shipped workflows/photo_to_hdr.json as 'lediff')")
+    parser.add_argument("--input-node", default=None, help="id of the node that receives the photo, when a "
+                        "workflow has several loaders (the same id in every --workflow)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the simulated cameras (default 0)")
     parser.add_argument("--clip-share", type=float, default=None, help="share of pixels the exposure clips "
                         "(default: drawn per image from 5-15 %%, as HDRCNN)")
     parser.add_argument("--jpeg", type=int, default=None, metavar="QUALITY", help="JPEG-compress the photos")
     parser.add_argument("--downscale", type=int, default=1, help="box-downscale references by this factor first")
     parser.add_argument("--metrics", nargs="+", default=None, help="subset of the four metrics (default: all)")
+    parser.add_argument("--scaling", default=None, help="how a result is scaled to its reference before scoring: "
+                        "one of lediff_core.qa.metrics' scalings (default: align; see docs/batch.md)")
     parser.add_argument("--clip-frames", type=int, default=None, help="frames of the clip (default: 8 for a pan "
                         "or a video, every frame of a folder)")
     parser.add_argument("--clip-start", type=int, default=0, help="a video's first frame (default 0)")
@@ -150,7 +160,7 @@ def run_batch(args) -> int:
 COMMANDS = {
     "batch": ("run a workflow once per input file (OUTPUT/<input name>/, resumable; in-process or on Ray)",
               BATCH, add_batch_arguments, run_batch),
-    "evaluate": ("score a photo-to-HDR workflow against HDR references with a simulated camera",
+    "evaluate": ("score photo-to-HDR workflows (one or several) and baselines against HDR references",
                  EVALUATE, add_evaluate_arguments, run_evaluate),
 }
 

@@ -1,34 +1,46 @@
-"""The evaluation: linear HDR references -> simulated camera photos -> the workflow (a batch job on
-the shared runner) and the baselines -> four full-reference HDR metrics -> CSV, Markdown, plot and
-a record of everything used.
+"""The evaluation: linear HDR references -> simulated camera photos -> every method (each ``--workflow``,
+a batch job on the shared runner, and the baselines) on the same photos -> full-reference HDR
+metrics -> one report (report.py: table, plot, protocol card).
 
 Layout of ``--output``:
-  ldr/<name>.png                 the simulated photos (the workflow's inputs)
+  ldr/<name>.png                 the simulated photos (every method's inputs)
   reference/<name>.exr           the references as scored (cropped/downscaled)
-  lediff/<name>/...              the workflow's outputs per photo (a batch output folder)
+  <method>/<name>/...            a workflow's outputs per photo (a batch output folder), one folder per
+                                 ``--workflow NAME=FILE`` (``lediff/`` for a FILE without a name)
   baselines/<method>/<name>.exr  the baselines' reconstructions
-  report/                        results.csv, results.md, results.png, run.json: published together
+  report/                        results.csv, summary.csv, results.md, results.png, run.json: published together
+
+Methods: ``--workflow NAME=FILE`` (repeatable) names each workflow; a FILE without ``NAME=`` is the
+method ``lediff`` (the only name an evaluation had before), and no ``--workflow`` at all is the
+shipped photo_to_hdr as ``lediff``. The workflows run one after the other, each in its own
+embedded ComfyUI executor (its models load once, on its first photo, and no method reuses another's
+loaded models, so their seconds compare). A method that fails (on some photos or all: a missing
+model, a node ComfyUI lacks, no EXR saved, an output of another size or with NaN) is reported in
+the table, the summary and run.json, and the others go on; the exit status is then 1.
 
 With ``--clip`` the references are the frames of one shot (a folder of HDR frames, or a pan across
 an equirect HDRI, ``pan:FILE``): one camera (exposure, curve) films the whole shot, every frame is
 scored as above, and the warping error of each method's frames (Lai et al. 2018, on log2
 luminance, along the DIS flow of the LDR photos; docs/batch.md) is added as the image ``clip``.
 ``--clip`` may also be an SDR video file: its frames are the photos (no simulated camera, no HDR
-reference), so only the warping errors are scored, for LEDiff and the baselines that need no camera.
+reference), so only the warping errors are scored, for the workflows and the baselines that need
+no camera.
 
-Intermediate files are reused when present (an interrupted evaluation resumes). The report is one
+Intermediate files are reused when present (an interrupted evaluation resumes; a method's photos
+made by another workflow under the same name are refused before anything runs). The report is one
 folder, filled under a hidden staging name and renamed into place in one step (``write_new_folder``):
 it appears whole or not at all, so results never stand without the run.json that says how they were
 made, and it is written once (a finished evaluation is never overwritten). Inputs are checked
-(workflow, references) before any folder is created.
+(workflows, their names, references, ComfyUI) before any folder is created.
 """
 
 from __future__ import annotations
 
-import csv
+import dataclasses
 import json
 import os
 import platform
+import re
 import sys
 import time
 from importlib import metadata
@@ -36,20 +48,23 @@ from importlib import metadata
 import numpy as np
 
 from lediff_core.io.exr import read_exr, write_exr
-from lediff_core.io.publish import write_new_file, write_new_folder
+from lediff_core.io.publish import write_new_file
 from lediff_core.io.readers import EXTENSIONS as HDR_EXTENSIONS
 from lediff_core.io.readers import read_linear_image
 from lediff_core.qa.baselines import BASELINES, CAMERA_BASELINES
 from lediff_core.qa.camera import capture, crop_to_multiple, downscale, sample_camera
 
-from .batch import MANIFEST, BatchConfig, sha256_file
+from .batch import MANIFEST, BatchConfig, _describe, sha256_file
 from .ray_pool import execute
+from .report import REPORT, region_of, write_report
 from .workflow import VIDEO_EXTENSIONS, load_workflow_file, workflow_hash
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 DEFAULT_WORKFLOW = os.path.join(REPO, "workflows", "photo_to_hdr.json")
-METHOD = "lediff"
-REPORT = "report"  # the folder of the report files (results.csv, .md, .png, run.json), published together
+METHOD = "lediff"  # the method of a --workflow FILE without NAME=, and of the default workflow
+SCALING = "align"  # compute_metric's scaling unless --scaling says
+METHOD_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
+TAKEN = ("ldr", "reference", "baselines", REPORT, *BASELINES)  # folders of --output, and the baselines' names
 DEFAULT_CLIP_FRAMES = 8  # of a pan or a video file
 PAN_FACTOR = 4  # a pan's frames are crops of the panorama this many times larger, unless --downscale says
 
@@ -123,14 +138,111 @@ def _write_once(path, write, same) -> None:
     write_new_file(path, write)
 
 
-def lediff_result(output: str, key: str) -> str:
-    """The first EXR the workflow saved for one photo (from the batch item's manifest)."""
-    folder = os.path.join(output, "lediff", key)
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """One ``--workflow``: its name (the folder of its outputs, its rows in the report) and file."""
+
+    name: str
+    workflow: str  # absolute path
+    sha256: str  # of the workflow's canonical JSON (workflow.workflow_hash), as its batch items record it
+
+
+def parse_methods(specs: list[str] | None) -> list[Method]:
+    """The methods of ``--workflow [NAME=]FILE`` (repeatable), checked before anything is created: each
+    file readable as a workflow, each name a folder name of its own. A spec whose part before the
+    first ``=`` is no method name (or that names an existing file) is a FILE without a name: the
+    method ``lediff``. No ``--workflow``: the shipped photo_to_hdr as ``lediff``."""
+    methods = []
+    for spec in specs or [DEFAULT_WORKFLOW]:
+        name, sep, path = spec.partition("=")
+        if not sep or not METHOD_NAME.fullmatch(name) or os.path.lexists(spec):
+            name, path = METHOD, spec
+        if name.lower() in {t.lower() for t in TAKEN}:
+            raise SystemExit(f"--workflow {spec}: {name!r} is taken (the folders of --output and the baselines are "
+                             f"{', '.join(TAKEN)}): name the method otherwise, e.g. --workflow {name}_mine={path}")
+        clash = [m for m in methods if m.name.lower() == name.lower()]
+        if clash:
+            raise SystemExit(f"--workflow {spec}: two workflows are named {name!r} ({clash[0].workflow} and {path}): "
+                             "name each one, e.g. --workflow steps50=FILE --workflow steps20=FILE2 (letters, digits, "
+                             "_ . + -)")
+        try:
+            workflow = load_workflow_file(path)
+        except (OSError, ValueError) as e:
+            detail = e if isinstance(e, ValueError) else f"{e.strerror or e}: {path}"
+            raise SystemExit(f"--workflow {spec}: {detail} (NAME=FILE names a method; NAME is letters, digits, "
+                             "_ . + -)") from None
+        methods.append(Method(name, os.path.abspath(path), workflow_hash(workflow)))
+    return methods
+
+
+def check_resumable(output: str, methods: list[Method]) -> None:
+    """Refuse, before anything runs, to reuse a method's finished photos that another workflow made
+    (an interrupted evaluation resumed with another FILE under the same NAME)."""
+    for method in methods:
+        folder = os.path.join(output, method.name)
+        if not os.path.isdir(folder):
+            continue
+        for key in sorted(os.listdir(folder)):
+            manifest = os.path.join(folder, key, MANIFEST)
+            if not os.path.isfile(manifest):
+                continue
+            with open(manifest) as f:
+                made_by = json.load(f).get("workflow_sha256")
+            if made_by != method.sha256:
+                raise SystemExit(f"{os.path.join(folder, key)} was made by another workflow (sha256 "
+                                 f"{str(made_by)[:12]}), not {method.workflow} (sha256 {method.sha256[:12]}): "
+                                 f"give this method another name (--workflow NEWNAME={method.workflow}) or use "
+                                 "a new --output")
+
+
+def run_method(method: Method, output: str, records: list[dict], args) -> dict[str, str]:
+    """Run one workflow on every photo (a batch job, resumable); returns the photos it failed on
+    (name -> reason). A workflow that cannot start (no loader node, a node type ComfyUI lacks, Ray
+    workers that fail) fails on every photo; only a missing Ray stops the evaluation."""
+    config = BatchConfig(workflow=method.workflow, inputs=os.path.join(output, "ldr"),
+                         output=os.path.join(output, method.name), comfyui=args.comfyui,
+                         base_directory=args.base_directory, input_node=args.input_node, threads=args.threads)
+    os.makedirs(config.output, exist_ok=True)
+    try:
+        outcomes = execute(config, args.ray, args.workers)
+    except Exception as e:  # the method's failure, not the evaluation's (SystemExit and interrupts go through)
+        return {r["name"]: f"the workflow could not run: {_describe(e)}" for r in records}
+    return {o.item.key: o.message for o in outcomes if not o.ok}
+
+
+def method_result(output: str, method: str, key: str) -> str:
+    """The first EXR a workflow saved for one photo (from the batch item's manifest)."""
+    folder = os.path.join(output, method, key)
     with open(os.path.join(folder, MANIFEST)) as f:
         exrs = [p for p in json.load(f)["outputs"] if p.lower().endswith(".exr")]
     if not exrs:
         raise RuntimeError(f"the workflow saved no EXR for {key}: it needs a LEDiff Save EXR node")
     return os.path.join(folder, exrs[0])
+
+
+def lediff_result(output: str, key: str) -> str:
+    """The first EXR the method ``lediff`` saved for one photo."""
+    return method_result(output, METHOD, key)
+
+
+def workflow_results(output: str, methods: list[Method], records: list[dict],
+                     failed: dict[str, dict[str, str]]) -> tuple[dict, dict]:
+    """({method: {photo: its EXR}}, {method: {photo: seconds}}) of the photos each workflow did; a
+    photo without an EXR joins ``failed``."""
+    tests, seconds = {}, {}
+    for method in methods:
+        tests[method.name], seconds[method.name] = {}, {}
+        for r in records:
+            if r["name"] in failed[method.name]:
+                continue
+            try:
+                tests[method.name][r["name"]] = method_result(output, method.name, r["name"])
+            except RuntimeError as e:
+                failed[method.name][r["name"]] = str(e)
+                continue
+            with open(os.path.join(output, method.name, r["name"], MANIFEST)) as f:
+                seconds[method.name][r["name"]] = json.load(f)["seconds"]
+    return tests, seconds
 
 
 def baseline_methods(records: list[dict]) -> list[str]:
@@ -140,21 +252,33 @@ def baseline_methods(records: list[dict]) -> list[str]:
     return [m for m in BASELINES if known or m not in CAMERA_BASELINES]
 
 
-def baselines(output: str, records: list[dict]) -> None:
+def baselines(output: str, records: list[dict]) -> tuple[dict, dict]:
+    """Every baseline on every photo (computed each time, written once); returns, as
+    workflow_results, {baseline: {photo: its EXR}} and {baseline: {photo: seconds of the function}}."""
     from lediff_core.qa.camera import Camera
 
+    tests, seconds = {}, {}
     for method in baseline_methods(records):
         fn = BASELINES[method]
         os.makedirs(os.path.join(output, "baselines", method), exist_ok=True)
+        tests[method], seconds[method] = {}, {}
         for r in records:
             ldr = _load_png(os.path.join(output, "ldr", f"{r['name']}.png"))
+            start = time.perf_counter()
             hdr = fn(ldr, Camera(**r["camera"]) if r["camera"] else None)
-            _write_once(os.path.join(output, "baselines", method, f"{r['name']}.exr"),
-                        lambda p, hdr=hdr: write_exr(p, hdr, precision="float"),
+            seconds[method][r["name"]] = round(time.perf_counter() - start, 4)
+            path = os.path.join(output, "baselines", method, f"{r['name']}.exr")
+            _write_once(path, lambda p, hdr=hdr: write_exr(p, hdr, precision="float"),
                         lambda p, hdr=hdr: np.array_equal(read_exr(p).rgb, hdr))
+            tests[method][r["name"]] = path
+    return tests, seconds
 
 
-def score(output: str, records: list[dict], metrics: list[str], failed: set[str]) -> list[dict]:
+def score(output: str, records: list[dict], metrics: list[str], tests: dict[str, dict[str, str]],
+          failed: dict[str, dict[str, str]], scaling: str = SCALING) -> list[dict]:
+    """Per-image rows ``{image, method, region, metric, score, seconds}`` of every method in ``tests``
+    ({method: {photo: EXR}}). A method's photo that cannot be scored (another size than the
+    reference, NaN or Inf, nothing to align) has no rows and joins ``failed`` with the reason."""
     from lediff_core.qa.metrics import compute_metric
 
     rows = []
@@ -162,25 +286,30 @@ def score(output: str, records: list[dict], metrics: list[str], failed: set[str]
         if r["reference"] is None:
             continue  # an SDR video's frame: nothing to compare with
         reference = read_exr(os.path.join(output, "reference", f"{r['name']}.exr")).rgb
-        tests = {} if r["name"] in failed else {METHOD: lediff_result(output, r["name"])}
-        tests.update({m: os.path.join(output, "baselines", m, f"{r['name']}.exr") for m in BASELINES})
-        for method, path in tests.items():
-            test = read_exr(path).rgb
-            if test.shape != reference.shape:
-                raise ValueError(f"{method} gave {test.shape[1]}x{test.shape[0]} for {r['name']}, the reference "
-                                 f"is {reference.shape[1]}x{reference.shape[0]}: the workflow must keep the "
-                                 "photo's size")
-            for metric in metrics:
-                start = time.perf_counter()
-                result = compute_metric(test, reference, metric, scaling="align")
-                rows.append({"image": r["name"], "method": method, "metric": metric, "score": result.score,
-                             "seconds": round(time.perf_counter() - start, 3)})
+        for method, paths in tests.items():
+            if r["name"] not in paths:
+                continue
+            scored = []
+            try:
+                test = read_exr(paths[r["name"]]).rgb
+                if test.shape != reference.shape:
+                    raise ValueError(f"it gave {test.shape[1]}x{test.shape[0]} for {r['name']}, the reference is "
+                                     f"{reference.shape[1]}x{reference.shape[0]}: the workflow must keep the "
+                                     "photo's size")
+                for metric in metrics:
+                    start = time.perf_counter()
+                    result = compute_metric(test, reference, metric, scaling=scaling)
+                    scored.append({"image": r["name"], "method": method, "region": "whole", "metric": metric,
+                                   "score": result.score, "seconds": round(time.perf_counter() - start, 3)})
+            except ValueError as e:
+                failed.setdefault(method, {})[r["name"]] = f"not scored: {e}"
+                continue
+            rows += scored
     return rows
 
 
 CLIP = "clip"  # the image name of the rows that score a whole clip
-CLIP_METRICS = ("warping_error", "warping_error_clipped")
-LOWER_IS_BETTER = {"warping_error", "warping_error_clipped"}
+CLIP_METRICS = ("warping_error", "warping_error_clipped")  # lower is better, in stops²
 
 
 def load_clip(spec: str, factor: int, frames: int | None, size: tuple[int, int], step: int,
@@ -222,9 +351,12 @@ def load_clip(spec: str, factor: int, frames: int | None, size: tuple[int, int],
     return out, {"source": "frames", "folder": os.path.abspath(spec), "frames": len(out), "factor": factor}
 
 
-def score_clip(output: str, records: list[dict], failed: set[str], clip_threshold: float = 0.99) -> list[dict]:
-    """Warping error of every method's frames (and of the references themselves) along the flow of the
-    LDR photos, with the forward-backward visibility test; the second score in the photos' clipped pixels."""
+def score_clip(output: str, records: list[dict], tests: dict[str, dict[str, str]], failed: dict[str, dict[str, str]],
+               clip_threshold: float = 0.99) -> list[dict]:
+    """Warping error of the frames of every method in ``tests`` that has them all (and of the references
+    themselves) along the flow of the LDR photos, with the forward-backward visibility test; the
+    second score in the photos' clipped pixels. A method whose frames cannot be scored joins
+    ``failed`` (image ``clip``)."""
     import torch
 
     from lediff_core.qa.temporal import warping_error
@@ -236,95 +368,27 @@ def score_clip(output: str, records: list[dict], failed: set[str], clip_threshol
     methods = {}
     if all(r["reference"] is not None for r in records):
         methods["reference"] = [os.path.join(output, "reference", f"{r['name']}.exr") for r in records]
-    if not failed:
-        methods[METHOD] = [lediff_result(output, r["name"]) for r in records]
-    methods.update({m: [os.path.join(output, "baselines", m, f"{r['name']}.exr") for r in records]
-                    for m in baseline_methods(records)})
+    methods.update({m: [paths[r["name"]] for r in records] for m, paths in tests.items()
+                    if all(r["name"] in paths for r in records)})
     rows = []
     for method, paths in methods.items():
         start = time.perf_counter()
-        result = warping_error(np.stack([read_exr(p).rgb for p in paths]), flow, valid=valid, region=region)
+        try:
+            result = warping_error(np.stack([read_exr(p).rgb for p in paths]), flow, valid=valid, region=region)
+        except ValueError as e:  # frames of another size, NaN
+            failed.setdefault(method, {})[CLIP] = f"not scored: {e}"
+            continue
         seconds = round(time.perf_counter() - start, 3)
-        rows += [{"image": CLIP, "method": method, "metric": "warping_error", "score": result["overall"],
-                  "seconds": seconds},
-                 {"image": CLIP, "method": method, "metric": "warping_error_clipped", "score": result["region"],
-                  "seconds": seconds}]
+        rows += [{"image": CLIP, "method": method, "region": "whole", "metric": "warping_error",
+                  "score": result["overall"], "seconds": seconds},
+                 {"image": CLIP, "method": method, "region": "whole", "metric": "warping_error_clipped",
+                  "score": result["region"], "seconds": seconds}]
     return rows
-
-
-def summary(rows: list[dict], metrics: list[str]) -> tuple[list[str], dict]:
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    means = {}
-    for m in methods:
-        for k in metrics:
-            values = [r["score"] for r in rows if r["method"] == m and r["metric"] == k]
-            if values:
-                means[(m, k)] = float(np.mean(values))
-    return methods, means
-
-
-def markdown(rows, metrics, records, provenance) -> str:
-    from lediff_core.qa import metrics as qa
-
-    better = {**getattr(qa, "HIGHER_IS_BETTER", {}), **{k: False for k in LOWER_IS_BETTER}}
-    clip_metrics = [k for k in CLIP_METRICS if any(r["metric"] == k for r in rows)]
-    frame_metrics, metrics = metrics, [*metrics, *clip_metrics]
-    methods, means = summary(rows, metrics)
-    head = [f"{k} ({'higher' if better.get(k, True) else 'lower'} is better)" for k in metrics]
-    what = f"a clip of {len(records)} frames" if provenance.get("clip") else f"{len(records)} references"
-    lines = [f"# Evaluation: {what}, seed {provenance['seed']}", "",
-             f"Mean over images; scaling `align`. Workflow `{os.path.basename(provenance['workflow'])}` "
-             f"(sha256 {provenance['workflow_sha256'][:12]}).", "",
-             "| method | " + " | ".join(head) + " |", "|---|" + "---:|" * len(metrics)]
-    for m in methods:
-        lines.append(f"| {m} | " + " | ".join(f"{means[(m, k)]:.4f}" if (m, k) in means else "–"
-                                             for k in metrics) + " |")
-    if clip_metrics:
-        floor = ("; `reference` is the references' own (the flow's floor)" if "reference" in methods
-                 else "; an SDR video has no HDR reference, so no frame is scored against one")
-        lines += ["", f"{', '.join(clip_metrics)}: stops² of log2 luminance between each frame and the previous one "
-                  f"warped along the DIS flow of the LDR photos (Lai et al. 2018), over the whole clip{floor}."]
-    if frame_metrics:
-        lines += ["", "Per image:", "", "| image | method | " + " | ".join(frame_metrics) + " |",
-                  "|---|---|" + "---:|" * len(frame_metrics)]
-    for r in records:  # an SDR video's frames have no rows of their own
-        for m in methods:
-            vals = {x["metric"]: x["score"] for x in rows if x["image"] == r["name"] and x["method"] == m}
-            if vals:
-                lines.append(f"| {r['name']} | {m} | " + " | ".join(f"{vals[k]:.4f}" for k in frame_metrics) + " |")
-    if provenance["failed"]:
-        lines += ["", "Workflow failed on: " + ", ".join(provenance["failed"])]
-    return "\n".join(lines) + "\n"
-
-
-def plot(path: str, rows, metrics) -> None:
-    """The figure of the means and per-image scores as a PNG at ``path`` (in the report's staging folder)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    metrics = [*metrics, *(k for k in CLIP_METRICS if any(r["metric"] == k for r in rows))]
-    methods, means = summary(rows, metrics)
-    fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.2), squeeze=False)
-    for ax, k in zip(axes[0], metrics, strict=True):
-        per_image = [[r["score"] for r in rows if r["method"] == m and r["metric"] == k] for m in methods]
-        ax.bar(range(len(methods)), [means.get((m, k), np.nan) for m in methods], color="#4c72b0")
-        for i, values in enumerate(per_image):
-            ax.plot([i] * len(values), values, "k.", markersize=4)
-        ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right", fontsize=8)
-        ax.set_title(k, fontsize=9)
-    fig.suptitle("mean (bars) and per image (dots)", fontsize=9)
-    try:
-        fig.tight_layout()
-        fig.savefig(path, format="png", dpi=110)
-    finally:
-        plt.close(fig)
 
 
 def versions() -> dict:
     found = {"python": platform.python_version(), "platform": platform.platform()}
-    for dist in ("torch", "numpy", "OpenEXR", "cvvdp", "flip-evaluator", "ray", "Pillow", "matplotlib"):
+    for dist in ("torch", "numpy", "scipy", "OpenEXR", "cvvdp", "flip-evaluator", "ray", "Pillow", "matplotlib"):
         try:
             found[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -350,15 +414,90 @@ def pack_version() -> str | None:
         return tomllib.load(f)["project"]["version"]
 
 
-def evaluate(args) -> int:
-    from lediff_core.qa.metrics import METRICS
+def protocol(args, metrics: list[str], scaling: str, regions: list[str], clip_info: dict | None) -> dict:
+    """The protocol card: what it takes to reproduce the table (run.json's ``protocol``, results.md's
+    Protocol section): scaling, display model, regions, cameras, metrics, interval, speed, versions."""
+    from lediff_core.qa import metrics as qa
+    from lediff_core.qa.camera import A_MEAN, A_STD, CLIP_SHARE_RANGE, N_MEAN, N_STD
+    from lediff_core.qa.pu21 import PU21_L_MAX, PU21_L_MIN
 
-    metrics = args.metrics or list(METRICS)
+    from .report import INTERVAL, SPEED
+
+    video = bool(clip_info and clip_info["source"] == "video")
+    share = (f"{args.clip_share:g}" if args.clip_share is not None
+             else f"uniform {CLIP_SHARE_RANGE[0]:.0%}-{CLIP_SHARE_RANGE[1]:.0%} per photo")
+    cameras = {"seed": args.seed, "model": "none: the frames of an SDR video are the photos" if video else
+               f"HDRCNN sigmoid (1+a)E^n/(E^n+a), n~N({N_MEAN},{N_STD}), a~N({A_MEAN},{A_STD}), 8-bit; "
+               "each photo's exposure and curve: run.json references[].camera",
+               "clip_share": None if video else share, "jpeg_quality": args.jpeg, "downscale": args.downscale,
+               "crop": "centre, to a multiple of 8 pixels", "one_camera_per_clip": bool(clip_info)}
+    frame = [{"name": k, "higher_is_better": qa.HIGHER_IS_BETTER[k], "unit": qa.UNITS[k]} for k in metrics]
+    clip = [{"name": k, "higher_is_better": False, "unit": "stops²", "clip": True} for k in CLIP_METRICS] \
+        if clip_info else []
+    return {
+        "scaling": {"name": scaling, "defined_in": "lediff_core/qa/metrics.py (compute_metric)",
+                    **({"reference_percentile_at_peak": qa.ALIGN_PERCENTILE} if scaling == "align" else {})},
+        "display": {"peak_cd_m2": qa.DISPLAY_PEAK_NITS, "pu21_variant": "banding_glare",
+                    "pu21_range_cd_m2": [PU21_L_MIN, PU21_L_MAX], "cvvdp_display": qa.CVVDP_DISPLAY},
+        "regions": regions, "cameras": cameras, "metrics": frame + clip, "interval": INTERVAL, "speed": SPEED,
+        "versions": {**versions(), "comfyui": comfyui_version(args.comfyui), "lediff_hdr": pack_version()},
+    }
+
+
+def method_info(kind: str, failed: dict[str, str], seconds: dict[str, float], records: list[dict],
+                scored: set[str]) -> dict:
+    """A method's entry in run.json's ``methods``: status ``ok``, ``partial`` (failed on some images)
+    or ``failed`` (scored on none), the reason, the failures and seconds per photo, seconds per megapixel."""
+    from .report import median_seconds_per_megapixel
+
+    status = "ok" if not failed else ("partial" if scored else "failed")
+    reasons = list(dict.fromkeys(failed.values()))
+    reason = "" if not failed else (reasons[0] if len(reasons) == 1 else f"{reasons[0]} (and {len(reasons) - 1} more)")
+    if status == "partial":
+        reason = f"failed on {len(failed)} of the images: {reason}"
+    sizes = {r["name"]: r["size"] for r in records}
+    return {"kind": kind, "status": status, "reason": reason, "failed": failed, "seconds": seconds,
+            "seconds_per_megapixel": median_seconds_per_megapixel(seconds, sizes)}
+
+
+def lediff_model_files(base_directory: str | None) -> dict[str, int]:
+    """The LEDiff model files under ``BASE/models/lediff`` and their sizes."""
+    found = {}
+    if base_directory:
+        lediff_dir = os.path.join(base_directory, "models", "lediff")
+        for d, _, fs in os.walk(lediff_dir):
+            for f in fs:
+                if f.endswith((".safetensors", ".bin", ".pth")):
+                    found[os.path.relpath(os.path.join(d, f), lediff_dir)] = os.path.getsize(os.path.join(d, f))
+    return found
+
+
+def check_arguments(args) -> tuple[list[str], str]:
+    """--metrics and --scaling, refused before anything is created when unknown."""
+    from lediff_core.qa.metrics import METRICS, SCALINGS
+
+    unknown = [k for k in args.metrics or () if k not in METRICS]
+    if unknown:
+        raise SystemExit(f"--metrics {' '.join(unknown)}: no such metric; choose from {', '.join(METRICS)}")
+    scaling = getattr(args, "scaling", None) or SCALING
+    if scaling not in SCALINGS:
+        raise SystemExit(f"--scaling {scaling}: no such scaling; choose from {', '.join(SCALINGS)}")
+    return list(args.metrics or METRICS), scaling
+
+
+def evaluate(args) -> int:
+    from .host import default_comfyui
+
+    metrics, scaling = check_arguments(args)
     output = os.path.abspath(args.output)
     if os.path.lexists(os.path.join(output, REPORT)):
         raise SystemExit(f"{output} already holds a finished evaluation ({REPORT}/): choose a new --output")
-    workflow_path = os.path.abspath(args.workflow or DEFAULT_WORKFLOW)
-    workflow = load_workflow_file(workflow_path)
+    methods = parse_methods(args.workflow)
+    comfyui = args.comfyui or default_comfyui()
+    if not os.path.isfile(os.path.join(comfyui, "main.py")):  # every method would fail the same way
+        raise SystemExit(f"no ComfyUI at {comfyui} (no main.py there): pass --comfyui DIR with the folder of your "
+                         "ComfyUI install")
+    check_resumable(output, methods)
     clip = getattr(args, "clip", None)
     if not clip:
         reference_files(args.references)  # no reference is refused before any folder is made
@@ -377,86 +516,35 @@ def evaluate(args) -> int:
         records = prepare(clip, output, args.seed, args.clip_share, args.jpeg, factor, frames=frames)
     else:
         records = prepare(args.references, output, args.seed, args.clip_share, args.jpeg, args.downscale)
-    config = BatchConfig(workflow=workflow_path, inputs=os.path.join(output, "ldr"),
-                         output=os.path.join(output, "lediff"), comfyui=args.comfyui,
-                         base_directory=args.base_directory, input_node=args.input_node, threads=args.threads)
-    os.makedirs(config.output, exist_ok=True)
-    outcomes = execute(config, args.ray, args.workers)
-    failed = {o.item.key: o.message for o in outcomes if not o.ok}
-    baselines(output, records)
-    rows = score(output, records, metrics, set(failed))
+    failed = {}
+    for number, method in enumerate(methods, 1):
+        print(f"evaluate: method {method.name} ({number} of {len(methods)}): {method.workflow}", file=sys.stderr)
+        failed[method.name] = run_method(method, output, records, args)
+    tests, seconds = workflow_results(output, methods, records, failed)
+    baseline_tests, baseline_seconds = baselines(output, records)
+    tests, seconds = {**tests, **baseline_tests}, {**seconds, **baseline_seconds}
+    rows = score(output, records, metrics, tests, failed, scaling)
     if clip:
-        rows += score_clip(output, records, set(failed))
-    model_files = {}
-    if args.base_directory:
-        lediff_dir = os.path.join(args.base_directory, "models", "lediff")
-        for d, _, fs in os.walk(lediff_dir):
-            for f in fs:
-                if f.endswith((".safetensors", ".bin", ".pth")):
-                    p = os.path.join(d, f)
-                    model_files[os.path.relpath(p, lediff_dir)] = os.path.getsize(p)
+        rows += score_clip(output, records, tests, failed)
+    kinds = {**{m.name: "workflow" for m in methods}, **{m: "baseline" for m in baseline_tests},
+             **({"reference": "reference"} if any(r["method"] == "reference" for r in rows) else {})}
+    infos = {name: method_info(kind, failed.get(name, {}), seconds.get(name, {}), records,
+                               {r["image"] for r in rows if r["method"] == name}) for name, kind in kinds.items()}
+    for m in methods:
+        infos[m.name].update(workflow=m.workflow, workflow_sha256=m.sha256,
+                             workflow_file_sha256=sha256_file(m.workflow))
+    regions = list(dict.fromkeys(region_of(r) for r in rows)) or ["whole"]
     provenance = {
-        "command": ["python", "-m", "lediff_runner", *sys.argv[1:]], "seed": args.seed,
-        "camera": {"clip_share": args.clip_share if args.clip_share is not None else "uniform 5-15 %",
-                   "jpeg_quality": args.jpeg, "downscale": args.downscale, "model": "sigmoid (1+a)E^n/(E^n+a), "
-                   "n~N(0.9,0.1), a~N(0.6,0.1), 8-bit"},
-        "workflow": workflow_path, "workflow_sha256": workflow_hash(workflow),
-        "workflow_file_sha256": sha256_file(workflow_path), "metrics": metrics, "scaling": "align",
-        "baselines": list(BASELINES), "references": records, "failed": failed, "clip": clip_info,
-        "versions": {**versions(), "comfyui": comfyui_version(args.comfyui), "lediff_hdr": pack_version()},
-        "lediff_model_files": model_files, "ray": args.ray, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": ["python", "-m", "lediff_runner", *sys.argv[1:]],
+        "protocol": protocol(args, metrics, scaling, regions, clip_info),
+        "methods": infos, "references": records, "clip": clip_info,
+        "failed": {name: info["failed"] for name, info in infos.items() if info["failed"]},
+        "lediff_model_files": lediff_model_files(args.base_directory), "ray": args.ray,
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    text = write_report(output, rows, metrics, records, provenance)
+    text = write_report(output, rows, records, provenance)
     print(text)
-    for key, message in failed.items():
-        print(f"  FAILED {key}: {message}", file=sys.stderr)
-    return 1 if failed else 0
-
-
-def write_report(output: str, rows: list[dict], metrics: list[str], records: list[dict], provenance: dict) -> str:
-    """Publish ``OUTPUT/report/`` (results.csv, results.md, results.png, run.json) whole or not at
-    all; returns the Markdown table.
-
-    The files are written into a hidden staging folder beside it, which is renamed into place in
-    one step that never replaces an existing folder, with the umask's permissions
-    (``publish.write_new_folder``). A failure while writing any of them (a full disk at the figure)
-    removes the staging folder and publishes nothing: the error says what failed and that running
-    the same command again, with the intermediates reused, writes the report.
-    """
-    path = os.path.join(output, REPORT)
-    text = markdown(rows, metrics, records, provenance)
-
-    def write_csv(p):
-        with open(p, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["image", "method", "metric", "score", "seconds"])
-            writer.writeheader()
-            writer.writerows(rows)
-
-    writers = {"results.csv": write_csv, "results.md": lambda p: _write_text(p, text),
-               "results.png": lambda p: plot(p, rows, metrics),
-               "run.json": lambda p: _write_text(p, json.dumps(provenance, indent=1, default=str))}
-    writing = None
-
-    def fill(staging):
-        nonlocal writing
-        for writing, write in writers.items():
-            write(os.path.join(staging, writing))
-        writing = None
-
-    try:
-        write_new_folder(path, fill)
-    except FileExistsError:
-        raise SystemExit(f"{path} appeared while this evaluation ran (another run finished it): kept it, "
-                         "discarded this report; choose a new --output to keep both") from None
-    except OSError as e:
-        what = f"{REPORT}/{writing}" if writing else f"{REPORT}/"
-        raise SystemExit(f"could not write {what} in {output} ({e.strerror or e}); nothing of the report was "
-                         f"published ({REPORT}/ holds {', '.join(writers)}, all together). Free space there "
-                         "(or make it writable) and run the same command again: the photos, the workflow's "
-                         "outputs and the baselines are reused") from e
-    return text
-
-
-def _write_text(path: str, text: str) -> None:
-    with open(path, "w") as f:
-        f.write(text)
+    for name, photos in provenance["failed"].items():
+        for key, message in photos.items():
+            print(f"  FAILED {name} on {key}: {message}", file=sys.stderr)
+    return 1 if provenance["failed"] else 0

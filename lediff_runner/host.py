@@ -45,6 +45,24 @@ class GraphError(AssertionError):
     def __reduce__(self):  # crosses process boundaries (Ray returns a worker's exception to the driver)
         return (type(self), (self.message, self.report))
 
+    @property
+    def brief(self) -> str:
+        """The message with ComfyUI's words for each failing node (id, type, what is wrong), without
+        the rest of the report (input specs, tooltips): what a batch's failure line shows."""
+        parts = []
+        if isinstance(self.report, dict):
+            for node_id, entry in (self.report.get("node_errors") or {}).items():
+                parts += [f"node {node_id} ({entry.get('class_type')}): {e.get('message')}: {e.get('details')}"
+                          for e in entry.get("errors", [])]
+            error = self.report.get("error")
+            if not parts and isinstance(error, dict):
+                parts.append(f"{error.get('message')}: {error.get('details')}")
+        elif isinstance(self.report, list):
+            parts += [f"node {e.get('node_id')} ({e.get('node_type')}): {e.get('exception_type')}: "
+                      f"{str(e.get('exception_message')).strip()}" for e in self.report
+                      if isinstance(e, dict) and "exception_message" in e]
+        return f"{self.message}: {'; '.join(parts)}" if parts else str(self)
+
 
 class MessageSink:
     """What the executor talks to instead of the websocket server: keeps its latest messages (a

@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import os
 import shutil
 import subprocess
@@ -27,19 +28,32 @@ from support.common import HDRI_DIR, REPO, small_disk
 from support.workflows import load_workflow, scale_down
 
 HIGHER_IS_BETTER = {"pu21_psnr": True, "pu21_ssim": True, "hdr_flip": False, "cvvdp": True}
+REPORT_FILES = ["results.csv", "results.md", "results.png", "run.json", "summary.csv"]
 
 
-@pytest.fixture(scope="module")
-def evaluation(comfy, workflow_models, tmp_path_factory):
-    root = tmp_path_factory.mktemp("evaluate")
+def write_references(root):
     refs = root / "references"
     refs.mkdir()
     for name in ("city", "sunset"):  # 1024x512 -> 128x64 (box filter), then a 120x64 crop (not /8: cropped)
         hdr = downscale(np.maximum(read_exr(os.path.join(HDRI_DIR, f"{name}.exr")).rgb, 0), 8)[:, :124]
         write_exr(str(refs / f"{name}.exr"), np.ascontiguousarray(hdr), precision="float")
+    return refs
+
+
+def write_workflow(comfy, path, **inputs):
+    """The shipped photo_to_hdr scaled down, with ``inputs`` (name: value) set on every node that has them."""
     prompt = scale_down(to_api(load_workflow("photo_to_hdr"), input_types_from_host(comfy.nodes.NODE_CLASS_MAPPINGS)))
-    workflow = root / "photo_to_hdr_api.json"
-    workflow.write_text(json.dumps(prompt))
+    for node in prompt.values():
+        node["inputs"].update({k: v for k, v in inputs.items() if k in node["inputs"]})
+    path.write_text(json.dumps(prompt))
+    return path
+
+
+@pytest.fixture(scope="module")
+def evaluation(comfy, workflow_models, tmp_path_factory):
+    root = tmp_path_factory.mktemp("evaluate")
+    refs = write_references(root)
+    workflow = write_workflow(comfy, root / "photo_to_hdr_api.json")
     output = root / "eval"
     cmd = [sys.executable, "-m", "lediff_runner", "evaluate", "--references", str(refs),
            "--output", str(output), "--workflow", str(workflow), "--base-directory", str(workflow_models),
@@ -53,7 +67,7 @@ def test_evaluation_writes_table_plot_and_provenance(evaluation):
     assert result.returncode == 0, result.stdout + result.stderr[-3000:]
     # the report is one folder of exactly its four files; no staging folder or temporary file is left
     assert sorted(os.listdir(output)) == ["baselines", "ldr", "lediff", "reference", "report"]
-    assert sorted(os.listdir(output / "report")) == ["results.csv", "results.md", "results.png", "run.json"]
+    assert sorted(os.listdir(output / "report")) == REPORT_FILES
     with open(output / "report" / "results.csv") as f:
         rows = list(csv.DictReader(f))
     methods = {"lediff", "inverse_camera", "banterle2006", "srgb"}
@@ -65,10 +79,13 @@ def test_evaluation_writes_table_plot_and_provenance(evaluation):
     with Image.open(output / "report" / "results.png") as plot:
         assert plot.format == "PNG" and plot.width > 300
     run = json.loads((output / "report" / "run.json").read_text())
-    assert run["seed"] == 3 and run["failed"] == {}
+    assert run["protocol"]["cameras"]["seed"] == 3 and run["failed"] == {}
+    # a --workflow FILE without NAME= is the method "lediff", as before there were several
     canonical = json.dumps(json.loads(evaluation["workflow"].read_text()), sort_keys=True, separators=(",", ":"))
-    assert run["workflow_sha256"] == hashlib.sha256(canonical.encode()).hexdigest()
-    assert run["versions"]["comfyui"] == "0.30.0" and run["versions"]["torch"].startswith("2.")
+    assert run["methods"]["lediff"]["workflow_sha256"] == hashlib.sha256(canonical.encode()).hexdigest()
+    assert run["methods"]["lediff"]["status"] == "ok" and run["methods"]["srgb"]["kind"] == "baseline"
+    versions = run["protocol"]["versions"]
+    assert versions["comfyui"] == "0.30.0" and versions["torch"].startswith("2.")
     for ref in run["references"]:
         data = (evaluation["refs"] / f"{ref['name']}.exr").read_bytes()
         assert ref["reference_sha256"] == hashlib.sha256(data).hexdigest()
@@ -116,8 +133,8 @@ def test_a_disk_full_at_the_figure_publishes_no_report_and_a_rerun_writes_it_who
         shutil.copytree(finished, output, ignore=shutil.ignore_patterns("report"))  # an evaluation up to its report
         st = os.statvfs(disk)
         used_kb = (st.f_blocks - st.f_bfree) * st.f_frsize // 1024
-        # room for two pages: results.csv and results.md (one page each here), not the figure
-        subprocess.run(["mount", "-o", f"remount,size={used_kb + 8}k", disk], check=True)
+        # room for three pages: results.csv, summary.csv and results.md (one page each here), not the figure
+        subprocess.run(["mount", "-o", f"remount,size={used_kb + 12}k", disk], check=True)
         cmd = [output if arg == str(finished) else arg for arg in evaluation["cmd"]]
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
         assert result.returncode != 0
@@ -130,11 +147,11 @@ def test_a_disk_full_at_the_figure_publishes_no_report_and_a_rerun_writes_it_who
         result = subprocess.run(cmd, capture_output=True, text=True, timeout=600, cwd=REPO)
         assert result.returncode == 0, result.stdout + result.stderr[-3000:]
         report = os.path.join(output, "report")
-        assert sorted(os.listdir(report)) == ["results.csv", "results.md", "results.png", "run.json"]
+        assert sorted(os.listdir(report)) == REPORT_FILES
         with open(os.path.join(report, "results.csv")) as f, open(finished / "report" / "results.csv") as g:
             assert ([(r["image"], r["method"], r["metric"], r["score"]) for r in csv.DictReader(f)]
                     == [(r["image"], r["method"], r["metric"], r["score"]) for r in csv.DictReader(g)])
-        assert json.loads(open(os.path.join(report, "run.json")).read())["seed"] == 3
+        assert json.loads(open(os.path.join(report, "run.json")).read())["protocol"]["cameras"]["seed"] == 3
 
 
 def test_refused_references_leave_no_output_folder(tmp_path):
@@ -148,3 +165,116 @@ def test_refused_references_leave_no_output_folder(tmp_path):
                             cwd=REPO)
     assert result.returncode != 0 and "no .exr/.hdr/.pic files" in result.stderr, result.stderr[-2000:]
     assert not output.exists()
+
+
+@pytest.fixture(scope="module")
+def methods_evaluation(comfy, workflow_models, tmp_path_factory):
+    """Four methods in one run: the workflow with two settings (2 and 1 sampling steps), one whose
+    denoiser is not installed (fails on every photo, in ComfyUI's validation) and one without a Load
+    Image node (cannot start)."""
+    root = tmp_path_factory.mktemp("evaluate_methods")
+    refs = write_references(root)
+    workflows = {"steps2": write_workflow(comfy, root / "steps2.json"),
+                 "steps1": write_workflow(comfy, root / "steps1.json", steps=1),
+                 "missing": write_workflow(comfy, root / "missing.json", model_name="LEDiff_not_installed"),
+                 "noloader": root / "noloader.json"}
+    workflows["noloader"].write_text(json.dumps({"1": {"class_type": "EmptyImage", "inputs": {
+        "width": 64, "height": 64, "batch_size": 1, "color": 0}}}))
+    output = root / "eval"
+    cmd = [sys.executable, "-m", "lediff_runner", "evaluate", "--references", str(refs), "--output", str(output),
+           *(arg for name, path in workflows.items() for arg in ("--workflow", f"{name}={path}")),
+           "--base-directory", str(workflow_models), "--seed", "4", "--metrics", "pu21_psnr", "hdr_flip"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900, cwd=REPO)
+    with open(output / "report" / "summary.csv") as f:
+        summary = {(r["method"], r["region"], r["metric"]): r for r in csv.DictReader(f)}
+    with open(output / "report" / "results.csv") as f:
+        rows = list(csv.DictReader(f))
+    return {"result": result, "output": output, "workflows": workflows, "cmd": cmd, "summary": summary,
+            "rows": rows, "run": json.loads((output / "report" / "run.json").read_text())}
+
+
+def test_every_method_sees_the_same_photos_and_a_failed_one_is_reported(methods_evaluation):
+    result, output, run = methods_evaluation["result"], methods_evaluation["output"], methods_evaluation["run"]
+    # the failed methods make the exit status 1; the others ran and are in the report
+    assert result.returncode == 1, result.stdout + result.stderr[-3000:]
+    assert "FAILED missing on city" in result.stderr and "FAILED noloader on sunset" in result.stderr
+    assert sorted(os.listdir(output)) == ["baselines", "ldr", "missing", "noloader", "reference", "report",
+                                          "steps1", "steps2"]
+    assert list(run["methods"]) == ["steps2", "steps1", "missing", "noloader", "inverse_camera", "banterle2006",
+                                    "srgb"]
+    # the same photos: every method's batch item read the one photo of ldr/ (sha256)
+    for image in ("city", "sunset"):
+        photo = hashlib.sha256((output / "ldr" / f"{image}.png").read_bytes()).hexdigest()
+        for method in ("steps2", "steps1"):
+            manifest = json.loads((output / method / image / "batch_item.json").read_text())
+            assert manifest["input_sha256"] == photo
+            assert manifest["workflow_sha256"] == run["methods"][method]["workflow_sha256"]
+    scored = {(r["image"], r["method"], r["metric"]) for r in methods_evaluation["rows"]}
+    assert scored == {(i, m, k) for i in ("city", "sunset") for m in ("steps2", "steps1", "inverse_camera",
+                                                                       "banterle2006", "srgb")
+                      for k in ("pu21_psnr", "hdr_flip")}
+    # two settings of one workflow: two different results
+    rows = {(r["image"], r["method"], r["metric"]): float(r["score"]) for r in methods_evaluation["rows"]}
+    assert rows[("city", "steps2", "pu21_psnr")] != rows[("city", "steps1", "pu21_psnr")]
+    # the failed methods' rows say failed and why
+    missing, noloader = run["methods"]["missing"], run["methods"]["noloader"]
+    assert missing["status"] == noloader["status"] == "failed" and set(missing["failed"]) == {"city", "sunset"}
+    # ComfyUI's own words for the failing node, without the rest of its report
+    assert missing["reason"].startswith("GraphError: graph failed validation: node ")
+    for node in ("6 (LEDiffLoadHDRVAE)", "7 (LEDiffLoadDenoiser)"):
+        assert f"node {node}: Value not in list: model_name: 'LEDiff_not_installed' not in" in missing["reason"]
+    assert "input_config" not in missing["reason"]
+    assert "the workflow could not run" in noloader["reason"] and "image-loading nodes" in noloader["reason"]
+    summary = methods_evaluation["summary"]
+    for key in (("missing", "whole", "pu21_psnr"), ("noloader", "whole", "hdr_flip")):
+        assert summary[key]["status"] == "failed" and summary[key]["mean"] == "" and summary[key]["images"] == "0"
+    table = (output / "report" / "results.md").read_text()
+    assert "| missing | failed: " in table and "| noloader | failed: the workflow could not run" in table
+    assert run["failed"].keys() == {"missing", "noloader"}
+
+
+def test_the_table_holds_the_mean_its_interval_and_seconds_per_megapixel(methods_evaluation):
+    output, summary, run = methods_evaluation["output"], methods_evaluation["summary"], methods_evaluation["run"]
+    rows = {(r["image"], r["method"], r["metric"]): float(r["score"]) for r in methods_evaluation["rows"]}
+    t = math.tan(math.pi * 0.475)  # t(0.975, 1), the closed form of one degree of freedom
+    for method in ("steps2", "steps1", "inverse_camera", "srgb"):
+        for metric in ("pu21_psnr", "hdr_flip"):
+            a, b = rows[("city", method, metric)], rows[("sunset", method, metric)]
+            got = summary[(method, "whole", metric)]
+            assert got["status"] == "ok" and got["images"] == "2"
+            assert float(got["mean"]) == pytest.approx((a + b) / 2, rel=1e-9)
+            # two images: s = |a - b| / sqrt(2), so the half-width t s / sqrt(2) is t |a - b| / 2
+            assert float(got["ci95_high"]) - float(got["mean"]) == pytest.approx(t * abs(a - b) / 2, rel=1e-9)
+    for method in ("steps2", "steps1"):
+        per_mp = [json.loads((output / method / i / "batch_item.json").read_text())["seconds"] / (120 * 64 / 1e6)
+                  for i in ("city", "sunset")]
+        assert run["methods"][method]["seconds_per_megapixel"] == pytest.approx(np.median(per_mp), rel=1e-9)
+        assert float(summary[(method, "whole", "pu21_psnr")]["seconds_per_megapixel"]) == pytest.approx(
+            np.median(per_mp), rel=1e-9)
+    assert 0 < run["methods"]["srgb"]["seconds_per_megapixel"] < run["methods"]["steps2"]["seconds_per_megapixel"]
+    table = (output / "report" / "results.md").read_text()
+    line = next(x for x in table.splitlines() if x.startswith("| steps2 |"))
+    mean, half = (float(summary[("steps2", "whole", "pu21_psnr")][k]) for k in ("mean", "ci95_high"))
+    assert f"| {mean:.4f} ± {half - mean:.4f} |" in line
+    with Image.open(output / "report" / "results.png") as plot:
+        assert plot.format == "PNG" and plot.height > 200
+    # the protocol card: enough to reproduce the table
+    card = run["protocol"]
+    assert card["scaling"]["name"] == "align" and card["display"]["pu21_variant"] == "banding_glare"
+    assert card["regions"] == ["whole"] and card["cameras"]["seed"] == 4
+    assert [m["name"] for m in card["metrics"]] == ["pu21_psnr", "hdr_flip"]
+    assert "## Protocol" in table and "peak_cd_m2 1000.0" in table and "comfyui `0.30.0`" in table
+
+
+def test_a_method_name_reused_for_another_workflow_is_refused_before_anything_runs(methods_evaluation, tmp_path):
+    """Resuming an interrupted evaluation with another FILE under a NAME whose photos are done would
+    mix two workflows in one row: refused, naming the fix, before anything is created or run."""
+    output = tmp_path / "eval"
+    shutil.copytree(methods_evaluation["output"], output, ignore=shutil.ignore_patterns("report"))
+    workflows = methods_evaluation["workflows"]
+    before = sorted(os.listdir(output))
+    cmd = [str(output) if arg == str(methods_evaluation["output"]) else arg for arg in methods_evaluation["cmd"]]
+    cmd[cmd.index(f"steps2={workflows['steps2']}")] = f"steps2={workflows['steps1']}"
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode != 0 and "was made by another workflow" in result.stderr, result.stderr[-2000:]
+    assert "give this method another name" in result.stderr and sorted(os.listdir(output)) == before
