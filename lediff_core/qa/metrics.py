@@ -439,29 +439,36 @@ def compute_metric_regions(
     test: np.ndarray,
     reference: np.ndarray,
     metric: str,
-    ldr,
+    ldr=None,
     scaling: str = "align",
     device=None,
     regions=REGIONS,
+    piqe_factor: float | None = None,
 ) -> dict[str, MetricResult]:
     """:func:`compute_metric` over each of ``regions`` of the LDR photo ``ldr`` (HxWx3, see
     :func:`region_masks`), side by side: {region: MetricResult}. The scaling (and CRF fit) is done
-    once, on the whole image; a no-reference metric scores ``image`` only (NaN elsewhere)."""
+    once, on the whole image; a no-reference metric scores ``image`` only (NaN elsewhere).
+    ``ldr`` may be None when ``regions`` is just ("image",)."""
     _check(test, reference, metric)
+    regions = tuple(regions)
     unknown = set(regions) - set(REGIONS)
     if unknown:
         raise ValueError(f"regions must be among {REGIONS}, got {sorted(unknown)}")
+    if ldr is None and set(regions) - {"image"}:
+        raise ValueError("the highlight and shadow regions come from the LDR photo the method was given: pass it "
+                         "(ldr), or ask for the image region only")
     if metric in NO_REFERENCE:
-        whole = _no_reference(test, reference, metric, None)
+        whole = _no_reference(test, reference, metric, piqe_factor)
         return {name: whole if name == "image" else
                 MetricResult(math.nan, None, _line(metric, math.nan, "no reference: no region scores", name))
                 for name in regions}
-    masks = region_masks(ldr)
     t, r, note = to_display(test, reference, scaling)
+    masks = region_masks(ldr) if ldr is not None else {"image": np.ones(t.shape[:2], bool)}
     scorer = _Scorer(metric, t, r, device)
     out = {}
     for name in regions:
-        score, dmap = scorer.score(_mask(masks[name], t))
-        pixels = int(masks[name].sum())
-        out[name] = MetricResult(float(score), dmap, _line(metric, score, f"{note}; {pixels} pixels", name))
+        mask = _mask(masks[name], t)
+        score, dmap = scorer.score(mask)
+        where = f"; {int(mask.sum())} pixels" if name != "image" else ""
+        out[name] = MetricResult(float(score), dmap, _line(metric, score, note + where, name))
     return out

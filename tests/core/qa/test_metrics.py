@@ -186,3 +186,56 @@ def test_distortion_ladder_is_monotonic(image, distortion):
         if not qm.HIGHER_IS_BETTER[metric]:
             scores = [-s for s in scores]
         assert scores[0] > scores[1] > scores[2], (metric, image, distortion, scores)
+
+
+def test_pu21_piqe_is_pypiqe_on_the_recipe_arrays(pair):
+    """The recipe written out here (DiffHDR's PU21-PIQE): the mean 99.9th percentile of luminance to
+    1000 cd/m^2, PU21 banding_glare (pycvvdp's encoder) of luminance, / 600, clipped to 0..1, three
+    channels; then pypiqe on that array."""
+    import pypiqe
+    from pycvvdp.utils import PU
+
+    test, ref = pair
+    pu = PU(type="banding_glare")
+    images = [test, ref]
+    k = 1000 / np.mean([np.percentile(i @ Y_WEIGHTS, 99.9) for i in images])
+    for image in images:
+        y = np.clip(pu.encode(torch.from_numpy(image @ Y_WEIGHTS * k)).numpy() / 600, 0, 1).astype(np.float32)
+        expected = pypiqe.piqe(np.repeat(y[..., None], 3, -1))[0]
+        got = qm.compute_metric(image, ref, "pu21_piqe", piqe_factor=qm.piqe_scale(images))
+        assert got.score == pytest.approx(expected, abs=1e-3)
+        assert 0 < got.score < 100 and got.map.shape == ref.shape[:2]
+        assert got.line.startswith("pu21_piqe = ") and "no reference" in got.line
+    # one image alone is its own set; the reference and the scaling do not matter
+    alone = qm.compute_metric(test, test * 0 + 1, "pu21_piqe", "absolute").score
+    k1 = 1000 / np.percentile(test @ Y_WEIGHTS, 99.9)
+    y = np.clip(pu.encode(torch.from_numpy(test @ Y_WEIGHTS * k1)).numpy() / 600, 0, 1).astype(np.float32)
+    assert alone == pytest.approx(pypiqe.piqe(np.repeat(y[..., None], 3, -1))[0], abs=1e-3)
+
+
+def test_fvvdp_is_pyfvvdp_on_the_same_inputs(pair):
+    import pyfvvdp
+
+    test, ref = pair
+    metric = pyfvvdp.fvvdp(display_name="standard_hdr_linear", quiet=True, device=torch.device("cpu"))
+    jod, _ = metric.predict(torch.from_numpy(test), torch.from_numpy(ref), dim_order="HWC")
+    got = qm.compute_metric(test, ref, "fvvdp", "absolute")
+    assert got.score == pytest.approx(float(jod), abs=1e-4)
+    assert 5 < got.score < 10 and got.map.shape == ref.shape[:2]
+    assert qm.compute_metric(ref, ref, "fvvdp", "absolute").score == pytest.approx(10.0, abs=1e-3)
+
+
+def test_fvvdp_and_cvvdp_of_a_clip_are_the_libraries_on_the_frames():
+    """A clip (frames x H x W x 3) at a frame rate is scored as a video, as calling each library on
+    the same frames does."""
+    import pycvvdp
+    import pyfvvdp
+
+    ref = np.stack([read_hdri("night", 8)[:, i:i + 48] * 100 for i in range(0, 16, 4)])
+    rng = np.random.default_rng(4)
+    test = (ref * (1 + 0.1 * rng.standard_normal(ref.shape))).clip(0).astype(np.float32)
+    t, r = torch.from_numpy(test), torch.from_numpy(ref)
+    for name, model in (("fvvdp", pyfvvdp.fvvdp(display_name="standard_hdr_linear", quiet=True)),
+                        ("cvvdp", pycvvdp.cvvdp(display_name="standard_hdr_linear", quiet=True))):
+        jod, _ = model.predict(t, r, dim_order="FHWC", frames_per_second=24)
+        assert qm.vdp(test, ref, name, fps=24)[0] == pytest.approx(float(jod), abs=1e-4), name
