@@ -103,7 +103,9 @@ def _fit(terms: np.ndarray, target: np.ndarray, lam: float, identity: np.ndarray
     n, p = terms.shape
     s = lam * n / p
     gram = terms.T @ terms + s * np.eye(p)
-    return np.linalg.solve(gram, terms.T @ target + s * identity)
+    # lstsq, not solve: a flat image (one grey level) leaves the unregularised system singular, and
+    # then the minimum-norm fit is as good as any
+    return np.linalg.lstsq(gram, terms.T @ target + s * identity, rcond=None)[0]
 
 
 def fit_crf(test: np.ndarray, reference: np.ndarray) -> CRFFit:

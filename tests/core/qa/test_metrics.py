@@ -149,7 +149,8 @@ def test_bad_inputs_name_the_problem():
         qm.compute_metric(ref, ref * 0, "pu21_psnr")
 
 
-@pytest.mark.parametrize(("metric", "module"), [("hdr_flip", "flip_evaluator"), ("cvvdp", "pycvvdp")])
+@pytest.mark.parametrize(("metric", "module"), [("hdr_flip", "flip_evaluator"), ("cvvdp", "pycvvdp"),
+                                                ("fvvdp", "pyfvvdp"), ("pu21_piqe", "pypiqe")])
 def test_missing_library_names_the_pip_command(monkeypatch, metric, module):
     monkeypatch.setitem(sys.modules, module, None)  # what Python does for an absent package
     ref = np.ones((32, 32, 3), np.float32)
