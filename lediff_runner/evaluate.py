@@ -154,17 +154,26 @@ def baselines(output: str, records: list[dict]) -> None:
                         lambda p, hdr=hdr: np.array_equal(read_exr(p).rgb, hdr))
 
 
-def score(output: str, records: list[dict], metrics: list[str], failed: set[str]) -> list[dict]:
-    from lediff_core.qa.metrics import compute_metric
+def score(output: str, records: list[dict], metrics: list[str], failed: set[str], scaling: str = "align",
+          regions=("image",)) -> list[dict]:
+    """One row per image, method, metric and region (``qa.metrics.region_key``: ``pu21_psnr`` for
+    the whole image, ``pu21_psnr@highlights`` ...; the regions come from the photo in ldr/)."""
+    from lediff_core.qa.metrics import NO_REFERENCE, compute_metric_regions, piqe_scale, region_key
 
+    scored = [r for r in records if r["reference"] is not None]  # an SDR video's frames: nothing to compare with
+    tests = {r["name"]: {**({} if r["name"] in failed else {METHOD: lediff_result(output, r["name"])}),
+                         **{m: os.path.join(output, "baselines", m, f"{r['name']}.exr") for m in BASELINES}}
+             for r in scored}
+    # PU21-PIQE scales a method's images as one set (the mean of their 99.9th percentiles)
+    factors = {}
+    if set(metrics) & set(NO_REFERENCE):
+        for method in dict.fromkeys(m for t in tests.values() for m in t):
+            factors[method] = piqe_scale([read_exr(t[method]).rgb for t in tests.values() if method in t])
     rows = []
-    for r in records:
-        if r["reference"] is None:
-            continue  # an SDR video's frame: nothing to compare with
+    for r in scored:
         reference = read_exr(os.path.join(output, "reference", f"{r['name']}.exr")).rgb
-        tests = {} if r["name"] in failed else {METHOD: lediff_result(output, r["name"])}
-        tests.update({m: os.path.join(output, "baselines", m, f"{r['name']}.exr") for m in BASELINES})
-        for method, path in tests.items():
+        ldr = _load_png(os.path.join(output, "ldr", f"{r['name']}.png")) if set(regions) - {"image"} else None
+        for method, path in tests[r["name"]].items():
             test = read_exr(path).rgb
             if test.shape != reference.shape:
                 raise ValueError(f"{method} gave {test.shape[1]}x{test.shape[0]} for {r['name']}, the reference "
@@ -172,14 +181,17 @@ def score(output: str, records: list[dict], metrics: list[str], failed: set[str]
                                  "photo's size")
             for metric in metrics:
                 start = time.perf_counter()
-                result = compute_metric(test, reference, metric, scaling="align")
-                rows.append({"image": r["name"], "method": method, "metric": metric, "score": result.score,
-                             "seconds": round(time.perf_counter() - start, 3)})
+                results = compute_metric_regions(test, reference, metric, ldr, scaling=scaling, regions=regions,
+                                                 piqe_factor=factors.get(method))
+                seconds = round(time.perf_counter() - start, 3)
+                rows += [{"image": r["name"], "method": method, "metric": region_key(metric, region),
+                          "score": result.score, "seconds": seconds} for region, result in results.items()]
     return rows
 
 
 CLIP = "clip"  # the image name of the rows that score a whole clip
-CLIP_METRICS = ("warping_error", "warping_error_clipped")
+CLIP_METRICS = ("warping_error", "warping_error_clipped", "cvvdp_video", "fvvdp_video")
+CLIP_FPS = 24.0  # the frame rate a pan or a folder of frames is shown at, for the video metrics
 LOWER_IS_BETTER = {"warping_error", "warping_error_clipped"}
 
 
@@ -222,11 +234,15 @@ def load_clip(spec: str, factor: int, frames: int | None, size: tuple[int, int],
     return out, {"source": "frames", "folder": os.path.abspath(spec), "frames": len(out), "factor": factor}
 
 
-def score_clip(output: str, records: list[dict], failed: set[str], clip_threshold: float = 0.99) -> list[dict]:
+def score_clip(output: str, records: list[dict], failed: set[str], clip_threshold: float = 0.99,
+               metrics=(), scaling: str = "align") -> list[dict]:
     """Warping error of every method's frames (and of the references themselves) along the flow of the
-    LDR photos, with the forward-backward visibility test; the second score in the photos' clipped pixels."""
+    LDR photos, with the forward-backward visibility test; the second score in the photos' clipped pixels.
+    With references, ``cvvdp``/``fvvdp`` in ``metrics`` also score each method's frames as one video
+    (``<metric>_video``, at CLIP_FPS)."""
     import torch
 
+    from lediff_core.qa.metrics import VIDEO_METRICS, compute_clip_metric
     from lediff_core.qa.temporal import warping_error
     from lediff_core.video.flow import flow_with_visibility
 
@@ -243,12 +259,19 @@ def score_clip(output: str, records: list[dict], failed: set[str], clip_threshol
     rows = []
     for method, paths in methods.items():
         start = time.perf_counter()
-        result = warping_error(np.stack([read_exr(p).rgb for p in paths]), flow, valid=valid, region=region)
+        frames = np.stack([read_exr(p).rgb for p in paths])
+        result = warping_error(frames, flow, valid=valid, region=region)
         seconds = round(time.perf_counter() - start, 3)
         rows += [{"image": CLIP, "method": method, "metric": "warping_error", "score": result["overall"],
                   "seconds": seconds},
                  {"image": CLIP, "method": method, "metric": "warping_error_clipped", "score": result["region"],
                   "seconds": seconds}]
+        for metric in (m for m in VIDEO_METRICS if m in metrics and "reference" in methods and method != "reference"):
+            start = time.perf_counter()
+            references = np.stack([read_exr(p).rgb for p in methods["reference"]])
+            video = compute_clip_metric(frames, references, metric, CLIP_FPS, scaling)
+            rows.append({"image": CLIP, "method": method, "metric": f"{metric}_video", "score": video.score,
+                         "seconds": round(time.perf_counter() - start, 3)})
     return rows
 
 
@@ -273,7 +296,8 @@ def markdown(rows, metrics, records, provenance) -> str:
     head = [f"{k} ({'higher' if better.get(k, True) else 'lower'} is better)" for k in metrics]
     what = f"a clip of {len(records)} frames" if provenance.get("clip") else f"{len(records)} references"
     lines = [f"# Evaluation: {what}, seed {provenance['seed']}", "",
-             f"Mean over images; scaling `align`. Workflow `{os.path.basename(provenance['workflow'])}` "
+             f"Mean over images; scaling `{provenance['scaling']}`. "
+             f"Workflow `{os.path.basename(provenance['workflow'])}` "
              f"(sha256 {provenance['workflow_sha256'][:12]}).", "",
              "| method | " + " | ".join(head) + " |", "|---|" + "---:|" * len(metrics)]
     for m in methods:
@@ -384,9 +408,15 @@ def evaluate(args) -> int:
     outcomes = execute(config, args.ray, args.workers)
     failed = {o.item.key: o.message for o in outcomes if not o.ok}
     baselines(output, records)
-    rows = score(output, records, metrics, set(failed))
+    scaling = getattr(args, "scaling", None) or "align"
+    regions = tuple(getattr(args, "regions", None) or ("image",))
+    rows = score(output, records, metrics, set(failed), scaling, regions)
     if clip:
-        rows += score_clip(output, records, set(failed))
+        rows += score_clip(output, records, set(failed), metrics=metrics, scaling=scaling)
+    if regions != ("image",):  # the report's columns: every region of every metric, side by side
+        from lediff_core.qa.metrics import NO_REFERENCE, region_key
+
+        metrics = [region_key(m, g) for m in metrics for g in regions if g == "image" or m not in NO_REFERENCE]
     model_files = {}
     if args.base_directory:
         lediff_dir = os.path.join(args.base_directory, "models", "lediff")
@@ -401,7 +431,7 @@ def evaluate(args) -> int:
                    "jpeg_quality": args.jpeg, "downscale": args.downscale, "model": "sigmoid (1+a)E^n/(E^n+a), "
                    "n~N(0.9,0.1), a~N(0.6,0.1), 8-bit"},
         "workflow": workflow_path, "workflow_sha256": workflow_hash(workflow),
-        "workflow_file_sha256": sha256_file(workflow_path), "metrics": metrics, "scaling": "align",
+        "workflow_file_sha256": sha256_file(workflow_path), "metrics": metrics, "scaling": scaling,
         "baselines": list(BASELINES), "references": records, "failed": failed, "clip": clip_info,
         "versions": {**versions(), "comfyui": comfyui_version(args.comfyui), "lediff_hdr": pack_version()},
         "lediff_model_files": model_files, "ray": args.ray, "finished": time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -81,11 +81,23 @@ from .pu21 import PU21_PEAK, pu21_encode
 
 METRICS = ("pu21_psnr", "pu21_ssim", "hdr_flip", "cvvdp", "fvvdp", "pu21_piqe")
 NO_REFERENCE = ("pu21_piqe",)
+VIDEO_METRICS = ("cvvdp", "fvvdp")  # also score a clip as one video (compute_clip_metric)
 SCALINGS = ("align", "absolute", "crf")
 REGIONS = ("image", "highlights", "shadows")
 HIGHER_IS_BETTER = {"pu21_psnr": True, "pu21_ssim": True, "hdr_flip": False, "cvvdp": True, "fvvdp": True,
                     "pu21_piqe": False}
 UNITS = {"pu21_psnr": "dB", "pu21_ssim": "", "hdr_flip": "", "cvvdp": "JOD", "fvvdp": "JOD", "pu21_piqe": ""}
+
+
+
+def region_key(metric: str, region: str) -> str:
+    """The name a region's score goes by in a table: ``metric`` for the whole image, else
+    ``metric@region`` (e.g. ``pu21_psnr@highlights``); HIGHER_IS_BETTER and UNITS know them all."""
+    return metric if region == "image" else f"{metric}@{region}"
+
+
+HIGHER_IS_BETTER.update({region_key(m, r): HIGHER_IS_BETTER[m] for m in METRICS for r in REGIONS[1:]})
+UNITS.update({region_key(m, r): UNITS[m] for m in METRICS for r in REGIONS[1:]})
 
 HIGHLIGHT_THRESHOLD = 0.99  # a channel at or above this (display-encoded 0..1) is clipped
 SHADOW_THRESHOLD = 0.01  # every channel at or below this is crushed to black
@@ -472,3 +484,20 @@ def compute_metric_regions(
         where = f"; {int(mask.sum())} pixels" if name != "image" else ""
         out[name] = MetricResult(float(score), dmap, _line(metric, score, note + where, name))
     return out
+
+
+def compute_clip_metric(test: np.ndarray, reference: np.ndarray, metric: str, fps: float, scaling: str = "align",
+                        device=None) -> MetricResult:
+    """cvvdp or fvvdp of a clip (F x H x W x 3 linear Rec.709, test and reference) as one video at
+    ``fps`` frames a second. The scaling is the clip's: one exposure, one display factor and one
+    CRF fit over all its frames, as if they were one image."""
+    if metric not in VIDEO_METRICS:
+        raise ValueError(f"a clip is scored as a video by {VIDEO_METRICS}, not {metric!r}")
+    test, reference = np.asarray(test), np.asarray(reference)
+    if test.ndim != 4 or test.shape != reference.shape:
+        raise ValueError(f"a clip is F x H x W x 3 for test and reference alike, got {test.shape} and "
+                         f"{reference.shape}: give both clips the same frames and size")
+    f, h, w, c = test.shape
+    t, r, note = to_display(test.reshape(f * h, w, c), reference.reshape(f * h, w, c), scaling)
+    score, heat = vdp(t.reshape(f, h, w, c), r.reshape(f, h, w, c), metric, device, fps)
+    return MetricResult(score, heat, _line(metric, score, f"{f} frames at {fps:g} fps as one video; {note}"))
