@@ -4,7 +4,8 @@ library (or reference implementation) called directly on the same arrays in the 
     .dev/venv/bin/python benchmarks/bench_metrics.py [--repeat N] [--metrics pu21_psnr,hdr_flip,...]
 
 Pair: a real CC0 HDRI (tests/data/hdri/courtyard.exr, 1024x512) as reference and a noisy copy at
-another exposure as test. Rows (median of N runs, seconds):
+another exposure as test. Rows (median of N runs, seconds; the ratio is the median of the
+rounds' ratios, each round timing both back to back):
   ours      - lediff_core.qa.metrics.compute_metric(test, ref, metric) with scaling=align
               (alignment + display mapping + the metric + its map)
   baseline  - the same metric called directly on the already display-mapped arrays:
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 
 import numpy as np
 import OpenEXR
@@ -29,7 +31,7 @@ import torch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-from benchmarks.bench_common import timed  # noqa: E402
+from benchmarks.bench_common import paired_ratio, timed_rounds  # noqa: E402
 from lediff_core.qa import metrics as qm  # noqa: E402
 from lediff_core.qa.pu21 import pu21_encode  # noqa: E402
 
@@ -118,8 +120,9 @@ def main():
         else:
             ours = lambda m=metric: qm.compute_metric(test, ref, m)  # noqa: E731
         ours(), base[metric]()  # warm-up: imports, cvvdp's set-up
-        s_ours, s_base = timed([ours, base[metric]], args.repeat)
-        print(f"{metric:<10} {s_ours:>9.3f} {s_base:>11.3f} {s_ours / s_base:>6.2f}")
+        t_ours, t_base = timed_rounds([ours, base[metric]], args.repeat)
+        ratio = paired_ratio(t_ours, t_base)  # per round, back to back: a shared machine's slow phases cancel
+        print(f"{metric:<10} {statistics.median(t_ours):>9.3f} {statistics.median(t_base):>11.3f} {ratio:>6.2f}")
 
 
 if __name__ == "__main__":

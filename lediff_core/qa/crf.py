@@ -22,7 +22,7 @@ the test is mapped onto the reference by a smooth monotone-ish function fitted b
   (XYZ kept within 1e-4..1e8 as the description does; negative RGB set to 0, which every metric
   does anyway).
 
-numpy/torch only (PQ from ``lediff_core.color.transfer``, the RGB/XYZ matrix from
+torch float64 inside, numpy arrays in and out (PQ from ``lediff_core.color.transfer``, the RGB/XYZ matrix from
 ``lediff_core.color.chromaticities``).
 """
 
@@ -58,76 +58,91 @@ class CRFFit:
         return f"crf: PQ luminance {a3:+.3g}x^3 {a2:+.3g}x^2 {a1:+.3g}x {a0:+.3g}"
 
 
-def _pq(nits: np.ndarray) -> np.ndarray:
-    return pq_encode(torch.from_numpy(np.ascontiguousarray(nits, dtype=np.float64))).numpy()
+# All the work is in torch float64 (one thread pool: numpy's BLAS and torch's OpenMP threads
+# taking turns on a small machine cost more than the arithmetic); arrays in and out are numpy.
 
 
-def _pq_inverse(signal: np.ndarray) -> np.ndarray:
-    return pq_decode(torch.from_numpy(np.ascontiguousarray(signal, dtype=np.float64))).numpy()
+def _tensor(a) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(a, dtype=np.float64))
 
 
-def rgb_to_luv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(Y, uv) of linear Rec.709 RGB in cd/m^2: Y luminance (N), uv = (u', v') x 410/255 (N x 2)."""
-    xyz = np.clip(np.asarray(rgb, np.float64).reshape(-1, 3) @ _RGB_TO_XYZ.T, *XYZ_RANGE)
+def rgb_to_luv(rgb: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(Y, uv) of linear Rec.709 RGB in cd/m^2 (float64 tensor ..x3): Y luminance (N), uv = (u', v')
+    x 410/255 (N x 2); XYZ kept within XYZ_RANGE."""
+    xyz = (rgb.reshape(-1, 3) @ _tensor(_RGB_TO_XYZ.T)).clamp_(*XYZ_RANGE)
     d = xyz[:, 0] + 15.0 * xyz[:, 1] + 3.0 * xyz[:, 2]
-    uv = np.stack([4.0 * xyz[:, 0] / d, 9.0 * xyz[:, 1] / d], axis=-1) * UV_SCALE
+    uv = torch.stack([4.0 * xyz[:, 0] / d, 9.0 * xyz[:, 1] / d], dim=-1).mul_(UV_SCALE)
     return xyz[:, 1], uv
 
 
-def luv_to_rgb(y: np.ndarray, uv: np.ndarray) -> np.ndarray:
+def luv_to_rgb(y: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     """Linear Rec.709 RGB (N x 3, negatives set to 0) from rgb_to_luv's (Y, uv)."""
     u, v = uv[:, 0] / UV_SCALE, uv[:, 1] / UV_SCALE
     # X/Y = 9u / 4v and Z/Y = (12 - 3u - 20v) / 4v follow from u' = 4X/(X+15Y+3Z), v' = 9Y/(X+15Y+3Z)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        x_over_y = 9.0 * u / (4.0 * v)
-        z_over_y = (12.0 - 3.0 * u - 20.0 * v) / (4.0 * v)
     lo, hi = XYZ_RANGE
-    big_y = np.clip(y, lo, hi)
-    xyz = np.stack([np.nan_to_num(x_over_y * y, nan=lo), big_y, np.nan_to_num(z_over_y * y, nan=lo)], axis=-1)
-    return np.maximum(np.clip(xyz, lo, hi) @ _XYZ_TO_RGB.T, 0.0)
+    x = torch.nan_to_num(9.0 * u / (4.0 * v) * y, nan=lo)
+    z = torch.nan_to_num((12.0 - 3.0 * u - 20.0 * v) / (4.0 * v) * y, nan=lo)
+    xyz = torch.stack([x, y, z], dim=-1).clamp_(lo, hi)
+    return (xyz @ _tensor(_XYZ_TO_RGB.T)).clamp_(min=0.0)
 
 
-def chroma_terms(uv: np.ndarray) -> np.ndarray:
+def chroma_terms(uv: torch.Tensor) -> torch.Tensor:
     """The chroma polynomial's terms (N x 8): u^3, v^3, u^2, v^2, u v, u, v, 1."""
     u, v = uv[:, 0], uv[:, 1]
-    return np.stack([u**3, v**3, u * u, v * v, u * v, u, v, np.ones_like(u)], axis=-1)
+    uu, vv = u * u, v * v
+    return torch.stack([uu * u, vv * v, uu, vv, u * v, u, v, torch.ones_like(u)], dim=-1)
 
 
-def luminance_terms(x: np.ndarray) -> np.ndarray:
+def luminance_terms(x: torch.Tensor) -> torch.Tensor:
     """The luminance polynomial's terms (N x 4): x^3, x^2, x, 1."""
-    return np.stack([x**3, x * x, x, np.ones_like(x)], axis=-1)
+    xx = x * x
+    return torch.stack([xx * x, xx, x, torch.ones_like(x)], dim=-1)
 
 
-def _fit(terms: np.ndarray, target: np.ndarray, lam: float, identity: np.ndarray) -> np.ndarray:
+def _fit(terms: torch.Tensor, target: torch.Tensor, lam: float, identity: torch.Tensor) -> torch.Tensor:
     """argmin_W |terms W - target|^2 + s |W - identity|^2 with s = lam * N / P (normal equations)."""
     n, p = terms.shape
     s = lam * n / p
-    gram = terms.T @ terms + s * np.eye(p)
+    gram = terms.T @ terms + s * torch.eye(p, dtype=terms.dtype)
+    rhs = terms.T @ target.reshape(n, -1) + s * identity.reshape(p, -1)
     # lstsq, not solve: a flat image (one grey level) leaves the unregularised system singular, and
-    # then the minimum-norm fit is as good as any
-    return np.linalg.lstsq(gram, terms.T @ target + s * identity, rcond=None)[0]
+    # then the minimum-norm fit is as good as any (gelsd: the one CPU driver that handles rank loss)
+    return torch.linalg.lstsq(gram, rhs, driver="gelsd").solution.reshape(identity.shape)
+
+
+def _luv(rgb) -> tuple[torch.Tensor, torch.Tensor]:
+    """(PQ of luminance, uv) of an HxWx3 image in cd/m^2, floored at CRF_FLOOR_NITS."""
+    y, uv = rgb_to_luv(_tensor(rgb).clamp_(min=CRF_FLOOR_NITS))
+    return pq_encode(y), uv
+
+
+def _fit_luv(test: tuple, reference: tuple) -> CRFFit:
+    (xt, uvt), (xr, uvr) = test, reference
+    lum = _fit(luminance_terms(xt), xr, 0.0, torch.zeros(CRF_DEGREE + 1, dtype=torch.float64))
+    identity = torch.zeros(8, 2, dtype=torch.float64)
+    identity[5, 0] = identity[6, 1] = 1.0  # the u and v terms
+    return CRFFit(lum.numpy(), _fit(chroma_terms(uvt), uvr, CRF_CHROMA_LAMBDA, identity).numpy())
+
+
+def _apply_luv(test: tuple, fit: CRFFit, shape) -> np.ndarray:
+    x, uv = test
+    floor = float(pq_encode(torch.tensor(CRF_FLOOR_NITS, dtype=torch.float64)))
+    signal = (luminance_terms(x) @ _tensor(fit.luminance)).clamp_(floor, 1.0)
+    return luv_to_rgb(pq_decode(signal), chroma_terms(uv) @ _tensor(fit.chroma)).numpy().reshape(shape)
 
 
 def fit_crf(test: np.ndarray, reference: np.ndarray) -> CRFFit:
     """The CRF correction's polynomials mapping ``test`` onto ``reference`` (HxWx3, cd/m^2)."""
-    yt, uvt = rgb_to_luv(np.maximum(test, CRF_FLOOR_NITS))
-    yr, uvr = rgb_to_luv(np.maximum(reference, CRF_FLOOR_NITS))
-    lum = _fit(luminance_terms(_pq(yt)), _pq(yr), 0.0, np.zeros(CRF_DEGREE + 1))
-    identity = np.zeros((8, 2))
-    identity[5, 0] = identity[6, 1] = 1.0  # the u and v terms
-    chroma = _fit(chroma_terms(uvt), uvr, CRF_CHROMA_LAMBDA, identity)
-    return CRFFit(lum, chroma)
+    return _fit_luv(_luv(test), _luv(reference))
 
 
 def apply_crf(test: np.ndarray, fit: CRFFit) -> np.ndarray:
     """``test`` (HxWx3, cd/m^2) through a fitted CRF correction; float64 HxWx3."""
-    shape = np.shape(test)
-    y, uv = rgb_to_luv(np.maximum(test, CRF_FLOOR_NITS))
-    signal = np.clip(luminance_terms(_pq(y)) @ fit.luminance, _pq(np.array(CRF_FLOOR_NITS)), 1.0)
-    return luv_to_rgb(_pq_inverse(signal), chroma_terms(uv) @ fit.chroma).reshape(shape)
+    return _apply_luv(_luv(test), fit, np.shape(test))
 
 
 def crf_correct(test: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, CRFFit]:
     """``test`` corrected onto ``reference`` (both HxWx3 linear Rec.709 in cd/m^2) and the fit."""
-    fit = fit_crf(test, reference)
-    return apply_crf(test, fit), fit
+    luv = _luv(test)
+    fit = _fit_luv(luv, _luv(reference))
+    return _apply_luv(luv, fit, np.shape(test)), fit

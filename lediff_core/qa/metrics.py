@@ -151,30 +151,31 @@ def luminance(rgb: np.ndarray) -> np.ndarray:
     return np.asarray(rgb, dtype=np.float64) @ w
 
 
+def _checked(name: str, a) -> np.ndarray:
+    """One HxWx3 image as float64 with negatives set to 0, or an error naming what is wrong."""
+    a = np.asarray(a)
+    if a.ndim != 3 or a.shape[-1] != 3:
+        raise ValueError(
+            f"{name} image must be HxWx3 linear RGB, got shape {tuple(a.shape)}: pass one image "
+            "(not a batch) with three colour channels"
+        )
+    bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+    if bad:
+        raise ValueError(
+            f"{name} image has {bad} non-finite values (NaN/inf): fix the decode or replace them before scoring"
+        )
+    # Negative values are out-of-gamut noise for a luminance metric; none of the metrics accepts them.
+    return np.maximum(a.astype(np.float64), 0.0)
+
+
 def _check_pair(test: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    test = np.asarray(test)
-    reference = np.asarray(reference)
-    for name, a in (("test", test), ("reference", reference)):
-        if a.ndim != 3 or a.shape[-1] != 3:
-            raise ValueError(
-                f"{name} image must be HxWx3 linear RGB, got shape {tuple(a.shape)}: pass one image "
-                "(not a batch) with three colour channels"
-            )
-        bad = int(a.size - np.count_nonzero(np.isfinite(a)))
-        if bad:
-            raise ValueError(
-                f"{name} image has {bad} non-finite values (NaN/inf): fix the decode or replace them before scoring"
-            )
+    test, reference = _checked("test", test), _checked("reference", reference)
     if test.shape != reference.shape:
         raise ValueError(
             f"test {test.shape[1]}x{test.shape[0]} and reference {reference.shape[1]}x"
             f"{reference.shape[0]} differ in size: resize or crop the test to the reference first"
         )
-    # Negative values are out-of-gamut noise for a luminance metric; none of the metrics accepts them.
-    return (
-        np.maximum(test.astype(np.float64), 0.0),
-        np.maximum(reference.astype(np.float64), 0.0),
-    )
+    return test, reference
 
 
 def align_scale(test: np.ndarray, reference: np.ndarray) -> float:
@@ -307,32 +308,41 @@ def vdp(test: np.ndarray, reference: np.ndarray, metric: str = "cvvdp", device=N
     return float(jod), heat
 
 
-def piqe_scale(images) -> float:
-    """PU21-PIQE's factor: PIQE_PEAK_NITS over the mean of the images' 99.9th percentiles of
-    luminance (one image or a sequence of HxWx3 linear arrays)."""
-    images = [images] if np.ndim(images) == 3 else list(images)
-    level = float(np.mean([np.percentile(luminance(np.maximum(i, 0.0)), ALIGN_PERCENTILE) for i in images]))
+def _piqe_factor(levels) -> float:
+    level = float(np.mean(levels))
     if not level > 0:
         raise ValueError(f"pu21_piqe: the {ALIGN_PERCENTILE}th percentile of luminance is {level} (a black image "
                          "has no quality to judge): check the decode")
     return PIQE_PEAK_NITS / level
 
 
-def pu21_piqe_input(image: np.ndarray, scale: float) -> np.ndarray:
-    """What PIQE sees in PU21-PIQE: PU21 of the scaled luminance / 600, clipped to 0..1, as three
-    equal float32 channels (HxWx3)."""
-    y = pu21_encode(luminance(np.maximum(image, 0.0)) * scale) / PIQE_PU21_DIVISOR
-    y = np.clip(y, 0.0, 1.0).astype(np.float32)
+def piqe_scale(images) -> float:
+    """PU21-PIQE's factor: PIQE_PEAK_NITS over the mean of the images' 99.9th percentiles of
+    luminance (one image or a sequence of HxWx3 linear arrays)."""
+    images = [images] if np.ndim(images) == 3 else list(images)
+    return _piqe_factor([np.percentile(luminance(np.maximum(i, 0.0)), ALIGN_PERCENTILE) for i in images])
+
+
+def _piqe_input(y: np.ndarray, scale: float) -> np.ndarray:
+    y = np.clip(pu21_encode(y * scale) / PIQE_PU21_DIVISOR, 0.0, 1.0).astype(np.float32)
     return np.repeat(y[..., None], 3, axis=-1)
 
 
-def pu21_piqe(image: np.ndarray, scale: float | None = None) -> tuple[float, np.ndarray]:
+def pu21_piqe_input(image: np.ndarray, scale: float) -> np.ndarray:
+    """What PIQE sees in PU21-PIQE: PU21 of the scaled luminance / 600, clipped to 0..1, as three
+    equal float32 channels (HxWx3)."""
+    return _piqe_input(luminance(np.maximum(image, 0.0)), scale)
+
+
+def pu21_piqe(image: np.ndarray, scale: float | None = None) -> tuple[float, np.ndarray, float]:
     """PU21-PIQE of one linear image (lower is better); ``scale`` from :func:`piqe_scale` (of this
-    image when None). Map: 1 on the blocks PIQE finds distorted (artifacts or noise)."""
+    image when None). Returns (score, map, scale); map: 1 on the blocks PIQE finds distorted
+    (artifacts or noise)."""
     library = _import("pu21_piqe")
-    scale = piqe_scale(image) if scale is None else scale
-    score, artifacts, noise, _activity = library.piqe(pu21_piqe_input(image, scale))
-    return float(score), (np.asarray(artifacts) | np.asarray(noise)).astype(np.float32)
+    y = luminance(np.maximum(image, 0.0))
+    scale = _piqe_factor([np.percentile(y, ALIGN_PERCENTILE)]) if scale is None else scale
+    score, artifacts, noise, _activity = library.piqe(_piqe_input(y, scale))
+    return float(score), (np.asarray(artifacts) | np.asarray(noise)).astype(np.float32), scale
 
 
 def region_masks(ldr, highlight_threshold: float = HIGHLIGHT_THRESHOLD, shadow_threshold: float = SHADOW_THRESHOLD,
@@ -408,9 +418,8 @@ def _check(test, reference, metric):
 
 
 def _no_reference(test, reference, metric, piqe_factor):
-    test, _ = _check_pair(test, reference)
-    score, dmap = pu21_piqe(test, piqe_factor)
-    note = f"no reference: x{piqe_factor or piqe_scale(test):.4g} to {PIQE_PEAK_NITS:g} cd/m^2 at the 99.9th percentile"
+    score, dmap, scale = pu21_piqe(_checked("test", test), piqe_factor)  # the reference is not looked at
+    note = f"no reference: x{scale:.4g} to {PIQE_PEAK_NITS:g} cd/m^2 at the {ALIGN_PERCENTILE}th percentile"
     return MetricResult(score=score, map=dmap, line=_line(metric, score, note))
 
 
