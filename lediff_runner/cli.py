@@ -121,9 +121,15 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
                         "(default: drawn per image from 5-15 %%, as HDRCNN)")
     parser.add_argument("--jpeg", type=int, default=None, metavar="QUALITY", help="JPEG-compress the photos")
     parser.add_argument("--downscale", type=int, default=1, help="box-downscale references by this factor first")
-    parser.add_argument("--metrics", nargs="+", default=None, help="subset of the four metrics (default: all)")
-    parser.add_argument("--scaling", default=None, help="how a result is scaled to its reference before scoring: "
-                        "one of lediff_core.qa.metrics' scalings (default: align; see docs/batch.md)")
+    parser.add_argument("--metrics", nargs="+", default=None, help="subset of the metrics (default: all; "
+                        "lediff_core.qa.metrics.METRICS)")
+    parser.add_argument("--scaling", choices=("align", "absolute", "crf"), default=None,
+                        help="how results and references become cd/m^2 before "
+                        "scoring: align (default), absolute or crf (align, then the SI-HDR CRF correction); "
+                        "docs/nodes.md, HDR Metrics")
+    parser.add_argument("--regions", nargs="+", choices=("image", "highlights", "shadows"), default=None,
+                        help="score each full-reference metric over these regions of the photo, side by side: "
+                        "image, highlights (clipped pixels), shadows (crushed pixels) (default: image)")
     parser.add_argument("--clip-frames", type=int, default=None, help="frames of the clip (default: 8 for a pan "
                         "or a video, every frame of a folder)")
     parser.add_argument("--clip-start", type=int, default=0, help="a video's first frame (default 0)")

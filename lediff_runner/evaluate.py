@@ -56,7 +56,7 @@ from lediff_core.qa.camera import capture, crop_to_multiple, downscale, sample_c
 
 from .batch import MANIFEST, BatchConfig, _describe, sha256_file
 from .ray_pool import execute
-from .report import REPORT, region_of, write_report
+from .report import REPORT, write_report
 from .workflow import VIDEO_EXTENSIONS, load_workflow_file, workflow_hash
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -275,17 +275,25 @@ def baselines(output: str, records: list[dict]) -> tuple[dict, dict]:
 
 
 def score(output: str, records: list[dict], metrics: list[str], tests: dict[str, dict[str, str]],
-          failed: dict[str, dict[str, str]], scaling: str = SCALING) -> list[dict]:
+          failed: dict[str, dict[str, str]], scaling: str = SCALING, regions=("image",)) -> list[dict]:
     """Per-image rows ``{image, method, region, metric, score, seconds}`` of every method in ``tests``
-    ({method: {photo: EXR}}). A method's photo that cannot be scored (another size than the
-    reference, NaN or Inf, nothing to align) has no rows and joins ``failed`` with the reason."""
-    from lediff_core.qa.metrics import compute_metric
+    ({method: {photo: EXR}}), one per region of ``regions`` (qa.metrics.REGIONS: the highlights and
+    shadows come from the photo in ldr/; a photo without such pixels has no row for that region; a
+    no-reference metric scores the image only). PU21-PIQE scales a method's images as one set (the
+    mean of their 99.9th percentiles). A method's photo that cannot be scored (another size than
+    the reference, NaN or Inf, nothing to align) has no rows and joins ``failed`` with the reason."""
+    from lediff_core.qa.metrics import NO_REFERENCE, compute_metric_regions, piqe_scale
 
+    scored_records = [r for r in records if r["reference"] is not None]  # an SDR video's frames: no reference
+    factors = {}
+    if set(metrics) & set(NO_REFERENCE):
+        for method, paths in tests.items():
+            images = [read_exr(paths[r["name"]]).rgb for r in scored_records if r["name"] in paths]
+            factors[method] = piqe_scale(images) if images else None
     rows = []
-    for r in records:
-        if r["reference"] is None:
-            continue  # an SDR video's frame: nothing to compare with
+    for r in scored_records:
         reference = read_exr(os.path.join(output, "reference", f"{r['name']}.exr")).rgb
+        ldr = _load_png(os.path.join(output, "ldr", f"{r['name']}.png")) if set(regions) - {"image"} else None
         for method, paths in tests.items():
             if r["name"] not in paths:
                 continue
@@ -298,9 +306,12 @@ def score(output: str, records: list[dict], metrics: list[str], tests: dict[str,
                                      "photo's size")
                 for metric in metrics:
                     start = time.perf_counter()
-                    result = compute_metric(test, reference, metric, scaling=scaling)
-                    scored.append({"image": r["name"], "method": method, "region": "whole", "metric": metric,
-                                   "score": result.score, "seconds": round(time.perf_counter() - start, 3)})
+                    results = compute_metric_regions(test, reference, metric, ldr, scaling=scaling, regions=regions,
+                                                     piqe_factor=factors.get(method))
+                    seconds = round(time.perf_counter() - start, 3)
+                    scored += [{"image": r["name"], "method": method, "region": region, "metric": metric,
+                                "score": result.score, "seconds": seconds} for region, result in results.items()
+                               if region == "image" or not np.isnan(result.score)]
             except ValueError as e:
                 failed.setdefault(method, {})[r["name"]] = f"not scored: {e}"
                 continue
@@ -310,6 +321,7 @@ def score(output: str, records: list[dict], metrics: list[str], tests: dict[str,
 
 CLIP = "clip"  # the image name of the rows that score a whole clip
 CLIP_METRICS = ("warping_error", "warping_error_clipped")  # lower is better, in stops²
+CLIP_FPS = 24.0  # the frame rate a pan or a folder of frames is shown at, for the video metrics
 
 
 def load_clip(spec: str, factor: int, frames: int | None, size: tuple[int, int], step: int,
@@ -352,13 +364,15 @@ def load_clip(spec: str, factor: int, frames: int | None, size: tuple[int, int],
 
 
 def score_clip(output: str, records: list[dict], tests: dict[str, dict[str, str]], failed: dict[str, dict[str, str]],
-               clip_threshold: float = 0.99) -> list[dict]:
+               clip_threshold: float = 0.99, metrics=(), scaling: str = SCALING) -> list[dict]:
     """Warping error of the frames of every method in ``tests`` that has them all (and of the references
     themselves) along the flow of the LDR photos, with the forward-backward visibility test; the
-    second score in the photos' clipped pixels. A method whose frames cannot be scored joins
-    ``failed`` (image ``clip``)."""
+    second score in the photos' clipped pixels. With references, ``cvvdp``/``fvvdp`` in ``metrics``
+    also score each method's frames as one video (``cvvdp_video``, ``fvvdp_video``, at CLIP_FPS). A
+    method whose frames cannot be scored joins ``failed`` (image ``clip``)."""
     import torch
 
+    from lediff_core.qa.metrics import VIDEO_METRICS, compute_clip_metric
     from lediff_core.qa.temporal import warping_error
     from lediff_core.video.flow import flow_with_visibility
 
@@ -370,25 +384,33 @@ def score_clip(output: str, records: list[dict], tests: dict[str, dict[str, str]
         methods["reference"] = [os.path.join(output, "reference", f"{r['name']}.exr") for r in records]
     methods.update({m: [paths[r["name"]] for r in records] for m, paths in tests.items()
                     if all(r["name"] in paths for r in records)})
+    video = [m for m in metrics if m in VIDEO_METRICS] if "reference" in methods else []
+    references = np.stack([read_exr(p).rgb for p in methods["reference"]]) if video else None
     rows = []
     for method, paths in methods.items():
         start = time.perf_counter()
         try:
-            result = warping_error(np.stack([read_exr(p).rgb for p in paths]), flow, valid=valid, region=region)
+            frames = np.stack([read_exr(p).rgb for p in paths])
+            result = warping_error(frames, flow, valid=valid, region=region)
+            seconds = round(time.perf_counter() - start, 3)
+            rows += [{"image": CLIP, "method": method, "region": "image", "metric": "warping_error",
+                      "score": result["overall"], "seconds": seconds},
+                     {"image": CLIP, "method": method, "region": "image", "metric": "warping_error_clipped",
+                      "score": result["region"], "seconds": seconds}]
+            for metric in video if method != "reference" else ():
+                start = time.perf_counter()
+                got = compute_clip_metric(frames, references, metric, CLIP_FPS, scaling)
+                rows.append({"image": CLIP, "method": method, "region": "image", "metric": f"{metric}_video",
+                             "score": got.score, "seconds": round(time.perf_counter() - start, 3)})
         except ValueError as e:  # frames of another size, NaN
             failed.setdefault(method, {})[CLIP] = f"not scored: {e}"
-            continue
-        seconds = round(time.perf_counter() - start, 3)
-        rows += [{"image": CLIP, "method": method, "region": "whole", "metric": "warping_error",
-                  "score": result["overall"], "seconds": seconds},
-                 {"image": CLIP, "method": method, "region": "whole", "metric": "warping_error_clipped",
-                  "score": result["region"], "seconds": seconds}]
     return rows
 
 
 def versions() -> dict:
     found = {"python": platform.python_version(), "platform": platform.platform()}
-    for dist in ("torch", "numpy", "scipy", "OpenEXR", "cvvdp", "flip-evaluator", "ray", "Pillow", "matplotlib"):
+    for dist in ("torch", "numpy", "scipy", "OpenEXR", "cvvdp", "pyfvvdp", "pypiqe", "flip-evaluator", "ray", "Pillow",
+                 "matplotlib"):
         try:
             found[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -434,12 +456,24 @@ def protocol(args, metrics: list[str], scaling: str, regions: list[str], clip_in
     frame = [{"name": k, "higher_is_better": qa.HIGHER_IS_BETTER[k], "unit": qa.UNITS[k]} for k in metrics]
     clip = [{"name": k, "higher_is_better": False, "unit": "stops²", "clip": True} for k in CLIP_METRICS] \
         if clip_info else []
+    clip += [{"name": f"{k}_video", "higher_is_better": True, "unit": qa.UNITS[k], "clip": True,
+              "fps": CLIP_FPS} for k in metrics if clip_info and k in qa.VIDEO_METRICS]
+    defined = {"image": "every pixel",
+               "highlights": f"pixels of the photo with a channel >= {qa.HIGHLIGHT_THRESHOLD} (clipped), grown by "
+                             f"{qa.REGION_DILATION} px",
+               "shadows": f"pixels of the photo with every channel <= {qa.SHADOW_THRESHOLD} (crushed), grown by "
+                          f"{qa.REGION_DILATION} px"}
     return {
         "scaling": {"name": scaling, "defined_in": "lediff_core/qa/metrics.py (compute_metric)",
-                    **({"reference_percentile_at_peak": qa.ALIGN_PERCENTILE} if scaling == "align" else {})},
+                    **({"reference_percentile_at_peak": qa.ALIGN_PERCENTILE} if scaling in ("align", "crf") else {}),
+                    **({"crf_correction": "after align: SI-HDR's CRF correction (Hanji et al. 2022), a cubic of PQ "
+                        "luminance (unregularised) and of u'v' chroma (lambda 0.01), lediff_core/qa/crf.py"}
+                       if scaling == "crf" else {})},
         "display": {"peak_cd_m2": qa.DISPLAY_PEAK_NITS, "pu21_variant": "banding_glare",
-                    "pu21_range_cd_m2": [PU21_L_MIN, PU21_L_MAX], "cvvdp_display": qa.CVVDP_DISPLAY},
-        "regions": regions, "cameras": cameras, "metrics": frame + clip, "interval": INTERVAL, "speed": SPEED,
+                    "pu21_range_cd_m2": [PU21_L_MIN, PU21_L_MAX], "cvvdp_display": qa.CVVDP_DISPLAY,
+                    "pu21_piqe_scale": "mean 99.9th percentile luminance of a method's images at 1000 cd/m2"},
+        "regions": {g: defined[g] for g in regions}, "cameras": cameras, "metrics": frame + clip,
+        "interval": INTERVAL, "speed": SPEED,
         "versions": {**versions(), "comfyui": comfyui_version(args.comfyui), "lediff_hdr": pack_version()},
     }
 
@@ -472,9 +506,9 @@ def lediff_model_files(base_directory: str | None) -> dict[str, int]:
     return found
 
 
-def check_arguments(args) -> tuple[list[str], str]:
-    """--metrics and --scaling, refused before anything is created when unknown."""
-    from lediff_core.qa.metrics import METRICS, SCALINGS
+def check_arguments(args) -> tuple[list[str], str, tuple[str, ...]]:
+    """--metrics, --scaling and --regions, refused before anything is created when unknown."""
+    from lediff_core.qa.metrics import METRICS, REGIONS, SCALINGS
 
     unknown = [k for k in args.metrics or () if k not in METRICS]
     if unknown:
@@ -482,13 +516,17 @@ def check_arguments(args) -> tuple[list[str], str]:
     scaling = getattr(args, "scaling", None) or SCALING
     if scaling not in SCALINGS:
         raise SystemExit(f"--scaling {scaling}: no such scaling; choose from {', '.join(SCALINGS)}")
-    return list(args.metrics or METRICS), scaling
+    regions = tuple(dict.fromkeys(getattr(args, "regions", None) or ("image",)))
+    unknown = [g for g in regions if g not in REGIONS]
+    if unknown:
+        raise SystemExit(f"--regions {' '.join(unknown)}: no such region; choose from {', '.join(REGIONS)}")
+    return list(args.metrics or METRICS), scaling, regions
 
 
 def evaluate(args) -> int:
     from .host import default_comfyui
 
-    metrics, scaling = check_arguments(args)
+    metrics, scaling, regions = check_arguments(args)
     output = os.path.abspath(args.output)
     if os.path.lexists(os.path.join(output, REPORT)):
         raise SystemExit(f"{output} already holds a finished evaluation ({REPORT}/): choose a new --output")
@@ -523,9 +561,9 @@ def evaluate(args) -> int:
     tests, seconds = workflow_results(output, methods, records, failed)
     baseline_tests, baseline_seconds = baselines(output, records)
     tests, seconds = {**tests, **baseline_tests}, {**seconds, **baseline_seconds}
-    rows = score(output, records, metrics, tests, failed, scaling)
+    rows = score(output, records, metrics, tests, failed, scaling, regions)
     if clip:
-        rows += score_clip(output, records, tests, failed)
+        rows += score_clip(output, records, tests, failed, metrics=metrics, scaling=scaling)
     kinds = {**{m.name: "workflow" for m in methods}, **{m: "baseline" for m in baseline_tests},
              **({"reference": "reference"} if any(r["method"] == "reference" for r in rows) else {})}
     infos = {name: method_info(kind, failed.get(name, {}), seconds.get(name, {}), records,
@@ -533,7 +571,6 @@ def evaluate(args) -> int:
     for m in methods:
         infos[m.name].update(workflow=m.workflow, workflow_sha256=m.sha256,
                              workflow_file_sha256=sha256_file(m.workflow))
-    regions = list(dict.fromkeys(region_of(r) for r in rows)) or ["whole"]
     provenance = {
         "command": ["python", "-m", "lediff_runner", *sys.argv[1:]],
         "protocol": protocol(args, metrics, scaling, regions, clip_info),

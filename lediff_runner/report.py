@@ -29,7 +29,7 @@ import numpy as np
 from lediff_core.io.publish import write_new_folder
 
 REPORT = "report"  # the folder of the report files, published together
-WHOLE = "whole"  # the region of a row that scores the whole image
+WHOLE = "image"  # the region of a row that scores the whole image (lediff_core.qa.metrics.REGIONS[0])
 LEVEL = 0.95
 ROW_FIELDS = ("image", "method", "region", "metric", "score", "seconds")
 SUMMARY_FIELDS = ("method", "kind", "status", "region", "metric", "images", "mean", "ci95_low", "ci95_high",
@@ -158,7 +158,8 @@ def markdown(rows: list[dict], records: list[dict], provenance: dict) -> str:
         scored = max((summary[(m, g, k)]["images"] for g, k in cols), default=0)
         lines.append(f"| {m} | {_status(info)} | {scored} | {_speed(info.get('seconds_per_megapixel'))} | "
                      + " | ".join(_estimate(summary[(m, g, k)]) for g, k in cols) + " |")
-    clip_metrics = [k for k in metric_info if metric_info[k].get("clip") and any(r["metric"] == k for r in rows)]
+    clip_metrics = [k for k in metric_info if metric_info[k].get("clip") and metric_info[k]["unit"] == "stops²"
+                    and any(r["metric"] == k for r in rows)]
     if clip_metrics:
         floor = ("; `reference` is the references' own (the flow's floor)" if "reference" in order
                  else "; an SDR video has no HDR reference, so no frame is scored against one")

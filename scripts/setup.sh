@@ -73,7 +73,8 @@ if [ "$(cat "$DEV/stamps/requirements" 2>/dev/null)" != "$req_hash" ]; then
   echo "$req_hash" > "$DEV/stamps/requirements"
 fi
 
-# 4b. optional metric libraries (cvvdp) the way docs/nodes.md (HDR Metrics) tells users (--no-deps) and the
+# 4b. optional metric libraries (cvvdp, pyfvvdp, pypiqe) the way docs/nodes.md (HDR Metrics) tells users
+#     (--no-deps) and the
 #     training recipe's (requirements-train.txt, docs/training.md), after pip's resolver has confirmed
 #     that no requirements file would replace the host's torch stack or pins
 metrics_hash="$(cat "$HOST/requirements.txt" "$ROOT/requirements.txt" "$ROOT/requirements-metrics.txt" \

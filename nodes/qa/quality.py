@@ -11,7 +11,16 @@ from comfy_api.latest import io
 
 from ...lediff_core.color import check_finite, check_image_size, nonfinite_warning
 from ...lediff_core.qa.exposure import ev_steps, exposure_strip
-from ...lediff_core.qa.metrics import METRICS, SCALINGS, compute_metric
+from ...lediff_core.qa.metrics import (
+    HIGHLIGHT_THRESHOLD,
+    METRICS,
+    NO_REFERENCE,
+    REGION_DILATION,
+    SCALINGS,
+    SHADOW_THRESHOLD,
+    compute_metric_regions,
+    piqe_scale,
+)
 from ...lediff_core.qa.stats import image_stats
 from ...lediff_core.video.consistency import clip_warping_error
 from ..io.savers import preview_images, workflow_metadata
@@ -159,6 +168,10 @@ class HDRStats(io.ComfyNode):
                              *temporal, ui=shown)
 
 
+REGION_TOOLTIP = (f"the pixels of the LDR photo with a channel at or above {HIGHLIGHT_THRESHOLD} (clipped)"
+                  f", grown by {REGION_DILATION} pixels")
+
+
 class HDRMetrics(io.ComfyNode):
     @classmethod
     def define_schema(cls):
@@ -166,41 +179,70 @@ class HDRMetrics(io.ComfyNode):
             node_id="LEDiffHDRMetrics",
             display_name="HDR Metrics",
             category="LEDiff/qa",
-            description="Full-reference HDR quality: PU21-PSNR, PU21-SSIM, HDR-FLIP (flip-evaluator) or "
-            "ColorVideoVDP (cvvdp) of a linear HDR test image against a linear HDR reference.",
+            description="HDR quality of a linear HDR test image against a linear HDR reference: PU21-PSNR, "
+            "PU21-SSIM, HDR-FLIP (flip-evaluator), ColorVideoVDP (cvvdp) or FovVideoVDP (pyfvvdp), over the whole "
+            "image and, given the LDR photo, over its clipped highlights and crushed shadows; or PU21-PIQE of the "
+            "test alone (no reference, pypiqe).",
             is_output_node=True,
             inputs=[
                 io.Image.Input("test", tooltip="Linear HDR image to score (e.g. LEDiff's output)."),
                 io.Image.Input("reference", tooltip="Linear HDR reference of the same size (e.g. from Load EXR)."),
                 io.Combo.Input("metric", options=list(METRICS), default="pu21_psnr",
                                tooltip="pu21_psnr (dB, higher is better), pu21_ssim (higher is better), hdr_flip "
-                               "(lower is better), cvvdp (JOD, higher is better; needs requirements-metrics.txt)."),
+                               "(lower is better), cvvdp and fvvdp (JOD, higher is better), pu21_piqe (no "
+                               "reference, lower is better); cvvdp, fvvdp and pu21_piqe need "
+                               "requirements-metrics.txt."),
                 io.Combo.Input("scaling", options=list(SCALINGS), default="align",
                                tooltip="align: scale the test to the reference (median log-luminance ratio), then "
                                "map the reference's 99.9th percentile to 1000 cd/m^2; absolute: both are "
-                               "already in cd/m^2."),
+                               "already in cd/m^2; crf: align, then the SI-HDR CRF correction (a cubic of PQ "
+                               "luminance and a regularised one of chroma fitted to the reference), recommended "
+                               "for comparing single-image HDR methods. pu21_piqe ignores it."),
+                io.Image.Input("ldr", optional=True,
+                               tooltip="Optional: the LDR photo the method was given (display-encoded, e.g. from "
+                               f"Load Image). Adds the scores over its highlights ({REGION_TOOLTIP}) and shadows "
+                               f"(every channel at or below {SHADOW_THRESHOLD}, grown the same)."),
             ],
             outputs=[
-                io.Float.Output("score", tooltip="The metric's score (the mean over pairs for a batch)."),
+                io.Float.Output("score", tooltip="The metric's score over the whole image (the mean over pairs for "
+                                "a batch)."),
                 io.Image.Output("map", tooltip="Per-pixel difference/visibility map (0 = no difference), grey."),
-                io.String.Output("line", tooltip="One line per pair for a log: metric, score, scaling used."),
+                io.String.Output("line", tooltip="One line per pair and region for a log: metric, score, scaling "
+                                 "used."),
+                io.Float.Output("highlights", tooltip="The score over the highlights of the ldr photo (NaN without "
+                                "ldr, for pu21_piqe, or when no pixel is clipped)."),
+                io.Float.Output("shadows", tooltip="The score over the shadows of the ldr photo (NaN without ldr, "
+                                "for pu21_piqe, or when no pixel is crushed)."),
             ],
         )
 
     @classmethod
-    def execute(cls, test, reference, metric, scaling) -> io.NodeOutput:
+    def execute(cls, test, reference, metric, scaling, ldr=None) -> io.NodeOutput:
         _check_batches(test, reference, "test and reference")
+        if ldr is not None:
+            _check_batches(test, ldr, "test and ldr")
         device = mm.get_torch_device()
+        tests = [test[i, ..., :3].float().cpu().numpy() for i in range(test.shape[0])]
+        # PU21-PIQE scales a set by the mean of its 99.9th percentiles: the batch is the set
+        factor = piqe_scale(tests) if metric in NO_REFERENCE else None
+        regions = ("image", "highlights", "shadows") if ldr is not None else ("image",)
         results = [
-            compute_metric(test[i, ..., :3].float().cpu().numpy(), _pick(reference, i)[..., :3].float().cpu().numpy(),
-                           metric, scaling, device=device)
-            for i in range(test.shape[0])
+            compute_metric_regions(t, _pick(reference, i)[..., :3].float().cpu().numpy(), metric,
+                                   None if ldr is None else _pick(ldr, i)[..., :3].float().cpu().numpy(),
+                                   scaling, device=device, regions=regions, piqe_factor=factor)
+            for i, t in enumerate(tests)
         ]
-        score = float(np.mean([r.score for r in results]))
-        maps = [r.map if r.map is not None else np.zeros(test.shape[1:3], np.float32) for r in results]
-        lines = [r.line if len(results) == 1 else f"[{i}] {r.line}" for i, r in enumerate(results)]
+
+        def mean(region):
+            values = [r[region].score for r in results if region in r]
+            return float(np.mean(values)) if values else float("nan")
+
+        maps = [r["image"].map if r["image"].map is not None else np.zeros(test.shape[1:3], np.float32)
+                for r in results]
+        lines = [r[k].line if len(results) == 1 else f"[{i}] {r[k].line}" for i, r in enumerate(results) for k in r]
         line = "\n".join(lines)
-        return io.NodeOutput(score, _to_image(maps), line, ui={"text": (line,)})
+        return io.NodeOutput(mean("image"), _to_image(maps), line, mean("highlights"), mean("shadows"),
+                             ui={"text": (line,)})
 
 
 NODES = [ExposureStrip, HDRStats, HDRMetrics]

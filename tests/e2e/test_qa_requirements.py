@@ -27,7 +27,10 @@ def test_requirements_never_name_the_torch_stack():
     for path in ("requirements.txt", "requirements-metrics.txt", "requirements-train.txt"):
         assert not {"torch", "torchvision", "torchaudio"} & set(names(path)), path
     assert "flip-evaluator" in names("requirements.txt")
-    assert "cvvdp" in names("requirements-metrics.txt") and "cvvdp" not in names("requirements.txt")
+    for optional in ("cvvdp", "pyfvvdp", "pypiqe"):
+        assert optional in names("requirements-metrics.txt") and optional not in names("requirements.txt")
+    # pypiqe's own metadata asks for opencv-python: beside install.py's opencv-python-headless it breaks cv2
+    assert not {n for n in names("requirements-metrics.txt") if n.startswith("opencv")}
     # the PyPI package "ffmpeg" would shadow ffmpeg-python's module of the same name
     assert "ffmpeg" not in names("requirements-metrics.txt")
 

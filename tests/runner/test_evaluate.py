@@ -22,12 +22,12 @@ from PIL import Image
 
 from lediff_core.io.exr import read_exr, write_exr
 from lediff_core.qa.camera import downscale
-from lediff_core.qa.metrics import METRICS, compute_metric
+from lediff_core.qa.metrics import METRICS, NO_REFERENCE, compute_metric
 from lediff_runner.workflow import input_types_from_host, to_api
 from support.common import HDRI_DIR, REPO, small_disk
 from support.workflows import load_workflow, scale_down
 
-HIGHER_IS_BETTER = {"pu21_psnr": True, "pu21_ssim": True, "hdr_flip": False, "cvvdp": True}
+HIGHER_IS_BETTER = {"pu21_psnr": True, "pu21_ssim": True, "hdr_flip": False, "cvvdp": True, "fvvdp": True}
 REPORT_FILES = ["results.csv", "results.md", "results.png", "run.json", "summary.csv"]
 
 
@@ -109,7 +109,7 @@ def test_evaluation_scores_the_files_it_names(evaluation):
             lediff = f.channels()["RGB"].pixels.astype(np.float32)
         assert rows[(image, "lediff", "pu21_psnr")] == pytest.approx(
             compute_metric(lediff, reference, "pu21_psnr").score, rel=1e-6)
-        for metric in METRICS:
+        for metric in (m for m in METRICS if m not in NO_REFERENCE):  # PIQE judges each result alone
             exact, wrong = rows[(image, "inverse_camera", metric)], rows[(image, "srgb", metric)]
             assert (exact > wrong) if HIGHER_IS_BETTER[metric] else (exact < wrong), (image, metric)
 
@@ -226,7 +226,7 @@ def test_every_method_sees_the_same_photos_and_a_failed_one_is_reported(methods_
     assert "input_config" not in missing["reason"]
     assert "the workflow could not run" in noloader["reason"] and "image-loading nodes" in noloader["reason"]
     summary = methods_evaluation["summary"]
-    for key in (("missing", "whole", "pu21_psnr"), ("noloader", "whole", "hdr_flip")):
+    for key in (("missing", "image", "pu21_psnr"), ("noloader", "image", "hdr_flip")):
         assert summary[key]["status"] == "failed" and summary[key]["mean"] == "" and summary[key]["images"] == "0"
     table = (output / "report" / "results.md").read_text()
     assert "| missing | failed: " in table and "| noloader | failed: the workflow could not run" in table
@@ -240,7 +240,7 @@ def test_the_table_holds_the_mean_its_interval_and_seconds_per_megapixel(methods
     for method in ("steps2", "steps1", "inverse_camera", "srgb"):
         for metric in ("pu21_psnr", "hdr_flip"):
             a, b = rows[("city", method, metric)], rows[("sunset", method, metric)]
-            got = summary[(method, "whole", metric)]
+            got = summary[(method, "image", metric)]
             assert got["status"] == "ok" and got["images"] == "2"
             assert float(got["mean"]) == pytest.approx((a + b) / 2, rel=1e-9)
             # two images: s = |a - b| / sqrt(2), so the half-width t s / sqrt(2) is t |a - b| / 2
@@ -249,19 +249,19 @@ def test_the_table_holds_the_mean_its_interval_and_seconds_per_megapixel(methods
         per_mp = [json.loads((output / method / i / "batch_item.json").read_text())["seconds"] / (120 * 64 / 1e6)
                   for i in ("city", "sunset")]
         assert run["methods"][method]["seconds_per_megapixel"] == pytest.approx(np.median(per_mp), rel=1e-9)
-        assert float(summary[(method, "whole", "pu21_psnr")]["seconds_per_megapixel"]) == pytest.approx(
+        assert float(summary[(method, "image", "pu21_psnr")]["seconds_per_megapixel"]) == pytest.approx(
             np.median(per_mp), rel=1e-9)
     assert 0 < run["methods"]["srgb"]["seconds_per_megapixel"] < run["methods"]["steps2"]["seconds_per_megapixel"]
     table = (output / "report" / "results.md").read_text()
     line = next(x for x in table.splitlines() if x.startswith("| steps2 |"))
-    mean, half = (float(summary[("steps2", "whole", "pu21_psnr")][k]) for k in ("mean", "ci95_high"))
+    mean, half = (float(summary[("steps2", "image", "pu21_psnr")][k]) for k in ("mean", "ci95_high"))
     assert f"| {mean:.4f} ± {half - mean:.4f} |" in line
     with Image.open(output / "report" / "results.png") as plot:
         assert plot.format == "PNG" and plot.height > 200
     # the protocol card: enough to reproduce the table
     card = run["protocol"]
     assert card["scaling"]["name"] == "align" and card["display"]["pu21_variant"] == "banding_glare"
-    assert card["regions"] == ["whole"] and card["cameras"]["seed"] == 4
+    assert list(card["regions"]) == ["image"] and card["cameras"]["seed"] == 4
     assert [m["name"] for m in card["metrics"]] == ["pu21_psnr", "hdr_flip"]
     assert "## Protocol" in table and "peak_cd_m2 1000.0" in table and "comfyui `0.30.0`" in table
 

@@ -49,7 +49,7 @@ def test_seconds_per_megapixel_is_the_median_over_photos():
 
 def card(metrics=("pu21_psnr", "hdr_flip")):
     args = argparse.Namespace(clip_share=None, seed=7, jpeg=None, downscale=2, comfyui=None)
-    return protocol(args, list(metrics), "align", ["whole", "highlight"], None)
+    return protocol(args, list(metrics), "align", ["image", "highlights"], None)
 
 
 def provenance(methods):
@@ -64,7 +64,7 @@ def test_regions_and_failures_are_rows_of_the_one_table(tmp_path):
             rows += [{"image": image, "method": method, "metric": "pu21_psnr", "score": base + i, "seconds": 0.1},
                      {"image": image, "method": method, "region": "highlight", "metric": "pu21_psnr",
                       "score": base - 10 + 2 * i, "seconds": 0.1},
-                     {"image": image, "method": method, "region": "whole", "metric": "hdr_flip",
+                     {"image": image, "method": method, "region": "image", "metric": "hdr_flip",
                       "score": 0.1 * (i + 1), "seconds": 0.1}]
     methods = {
         "steps50": {"kind": "workflow", "status": "ok", "reason": "", "failed": {}, "seconds_per_megapixel": 12.5,
@@ -74,14 +74,14 @@ def test_regions_and_failures_are_rows_of_the_one_table(tmp_path):
                    "workflow": "/w/b.json", "workflow_sha256": "cd" * 32},
         "srgb": {"kind": "baseline", "status": "ok", "reason": "", "failed": {}, "seconds_per_megapixel": 0.01},
     }
-    assert columns(rows, ["pu21_psnr", "hdr_flip"]) == [("whole", "pu21_psnr"), ("whole", "hdr_flip"),
+    assert columns(rows, ["pu21_psnr", "hdr_flip"]) == [("image", "pu21_psnr"), ("image", "hdr_flip"),
                                                          ("highlight", "pu21_psnr")]
     summary = {(s["method"], s["region"], s["metric"]): s for s in summarize(rows, provenance(methods))}
     assert len(summary) == 3 * 3  # every method, failed or not, per (region, metric)
     s = summary[("steps50", "highlight", "pu21_psnr")]
     assert s["images"] == 2 and s["mean"] == 21.0 and s["seconds_per_megapixel"] == 12.5
     assert (s["ci95_high"] - s["ci95_low"]) / 2 == pytest.approx(math.tan(math.pi * 0.475))  # s = sqrt(2), n = 2
-    failed = summary[("broken", "whole", "pu21_psnr")]
+    failed = summary[("broken", "image", "pu21_psnr")]
     assert failed["status"] == "failed" and failed["mean"] is None and failed["reason"].startswith("GraphError")
 
     text = write_report(str(tmp_path), rows, records, provenance(methods))
@@ -100,12 +100,12 @@ def test_regions_and_failures_are_rows_of_the_one_table(tmp_path):
     assert "**display**" in text and "banding_glare" in text and "peak_cd_m2 1000.0" in text
     with open(report / "results.csv") as f:
         got = list(csv.DictReader(f))
-    assert {r["region"] for r in got} == {"whole", "highlight"}  # a row without a region is the whole image
+    assert {r["region"] for r in got} == {"image", "highlight"}  # a row without a region is the whole image
     with open(report / "summary.csv") as f:
         got = {(r["method"], r["region"], r["metric"]): r for r in csv.DictReader(f)}
     assert got[("broken", "highlight", "pu21_psnr")]["status"] == "failed" and got[("broken", "highlight",
                                                                                      "pu21_psnr")]["mean"] == ""
-    assert float(got[("srgb", "whole", "hdr_flip")]["mean"]) == pytest.approx(0.15)
+    assert float(got[("srgb", "image", "hdr_flip")]["mean"]) == pytest.approx(0.15)
     assert json.loads((report / "run.json").read_text())["protocol"]["cameras"]["seed"] == 7
     with Image.open(report / "results.png") as plot:
         assert plot.format == "PNG" and plot.width > 600
@@ -118,7 +118,7 @@ def test_the_protocol_card_says_how_to_reproduce_the_table():
     assert got["scaling"] == {"name": "align", "defined_in": "lediff_core/qa/metrics.py (compute_metric)",
                               "reference_percentile_at_peak": qa.ALIGN_PERCENTILE}
     assert got["display"]["peak_cd_m2"] == qa.DISPLAY_PEAK_NITS and got["display"]["pu21_variant"] == "banding_glare"
-    assert got["regions"] == ["whole", "highlight"] and got["cameras"]["seed"] == 7
+    assert list(got["regions"]) == ["image", "highlights"] and got["cameras"]["seed"] == 7
     assert got["cameras"]["downscale"] == 2
     assert [m["name"] for m in got["metrics"]] == ["pu21_psnr", "hdr_flip"]
     assert got["metrics"][1] == {"name": "hdr_flip", "higher_is_better": False, "unit": ""}

@@ -18,6 +18,9 @@ from support.exr_files import read_hdri
 
 # HDR.md's Rec.709 luminance (more digits than the pack's constant: an independent spelling)
 Y_WEIGHTS = np.array([0.212656, 0.715158, 0.072186])
+# BT.709-6 item 3.2 as published (4 digits): the luminance PU21-PIQE encodes. PIQE thresholds blocks, so
+# the 4th digit of a weight can move its score by about 1 (measured): the arrays must be the same
+BT709_Y = np.array([0.2126, 0.7152, 0.0722])
 
 
 @pytest.fixture(scope="module")
@@ -100,17 +103,19 @@ def test_hdr_flip_is_flip_evaluator_on_the_same_inputs(pair):
     assert qm.compute_metric(clipped, ref, "hdr_flip", "absolute").score == pytest.approx(right, rel=1e-6)
 
 
-def test_cvvdp_is_pycvvdp_on_the_same_inputs(pair):
-    import pycvvdp
+@pytest.mark.parametrize(("metric", "module"), [("cvvdp", "pycvvdp"), ("fvvdp", "pyfvvdp")])
+def test_vdp_metrics_are_their_libraries_on_the_same_inputs(pair, metric, module):
+    import importlib
 
     test, ref = pair
-    metric = pycvvdp.cvvdp(display_name="standard_hdr_linear", quiet=True, device=torch.device("cpu"))
-    jod, _ = metric.predict(torch.from_numpy(test), torch.from_numpy(ref), dim_order="HWC")
-    got = qm.compute_metric(test, ref, "cvvdp", "absolute")
+    library = importlib.import_module(module)
+    model = getattr(library, metric)(display_name="standard_hdr_linear", quiet=True, device=torch.device("cpu"))
+    jod, _ = model.predict(torch.from_numpy(test), torch.from_numpy(ref), dim_order="HWC")
+    got = qm.compute_metric(test, ref, metric, "absolute")
     assert got.score == pytest.approx(float(jod), abs=1e-4)
     assert 5 < got.score < 10
     assert got.map.shape == ref.shape[:2]
-    same = qm.compute_metric(ref, ref, "cvvdp", "absolute")
+    same = qm.compute_metric(ref, ref, metric, "absolute")
     assert same.score == pytest.approx(10.0, abs=1e-3)
 
 
@@ -146,7 +151,8 @@ def test_bad_inputs_name_the_problem():
         qm.compute_metric(ref, ref * 0, "pu21_psnr")
 
 
-@pytest.mark.parametrize(("metric", "module"), [("hdr_flip", "flip_evaluator"), ("cvvdp", "pycvvdp")])
+@pytest.mark.parametrize(("metric", "module"), [("hdr_flip", "flip_evaluator"), ("cvvdp", "pycvvdp"),
+                                                ("fvvdp", "pyfvvdp"), ("pu21_piqe", "pypiqe")])
 def test_missing_library_names_the_pip_command(monkeypatch, metric, module):
     monkeypatch.setitem(sys.modules, module, None)  # what Python does for an absent package
     ref = np.ones((32, 32, 3), np.float32)
@@ -181,8 +187,49 @@ def test_distortion_ladder_is_monotonic(image, distortion):
     ref = read_hdri(image, 4)
     make, levels = LADDERS[distortion]
     tests = [(make(ref, lv, np.random.default_rng(7)) * 3.3).astype(np.float32) for lv in levels]
-    for metric in qm.METRICS:
+    for metric in (m for m in qm.METRICS if m not in qm.NO_REFERENCE):  # PIQE judges the test alone
         scores = [qm.compute_metric(t, ref, metric).score for t in tests]
         if not qm.HIGHER_IS_BETTER[metric]:
             scores = [-s for s in scores]
         assert scores[0] > scores[1] > scores[2], (metric, image, distortion, scores)
+
+
+def test_pu21_piqe_is_pypiqe_on_the_recipe_arrays(pair):
+    """The recipe written out here (DiffHDR's PU21-PIQE): the mean 99.9th percentile of luminance to
+    1000 cd/m^2, PU21 banding_glare (pycvvdp's encoder) of luminance, / 600, clipped to 0..1, three
+    channels; then pypiqe on that array."""
+    import pypiqe
+    from pycvvdp.utils import PU
+
+    test, ref = pair
+    pu = PU(type="banding_glare")
+    images = [test, ref]
+    k = 1000 / np.mean([np.percentile(i @ BT709_Y, 99.9) for i in images])
+    for image in images:
+        y = np.clip(pu.encode(torch.from_numpy(image @ BT709_Y * k)).numpy() / 600, 0, 1).astype(np.float32)
+        expected = pypiqe.piqe(np.repeat(y[..., None], 3, -1))[0]
+        got = qm.compute_metric(image, ref, "pu21_piqe", piqe_factor=qm.piqe_scale(images))
+        assert got.score == pytest.approx(expected, abs=1e-3)
+        assert 0 < got.score < 100 and got.map.shape == ref.shape[:2]
+        assert got.line.startswith("pu21_piqe = ") and "no reference" in got.line
+    # one image alone is its own set; the reference and the scaling do not matter
+    alone = qm.compute_metric(test, test * 0 + 1, "pu21_piqe", "absolute").score
+    k1 = 1000 / np.percentile(test @ BT709_Y, 99.9)
+    y = np.clip(pu.encode(torch.from_numpy(test @ BT709_Y * k1)).numpy() / 600, 0, 1).astype(np.float32)
+    assert alone == pytest.approx(pypiqe.piqe(np.repeat(y[..., None], 3, -1))[0], abs=1e-3)
+
+
+def test_fvvdp_and_cvvdp_of_a_clip_are_the_libraries_on_the_frames():
+    """A clip (frames x H x W x 3) at a frame rate is scored as a video, as calling each library on
+    the same frames does."""
+    import pycvvdp
+    import pyfvvdp
+
+    ref = np.stack([read_hdri("night", 8)[:, i:i + 48] * 100 for i in range(0, 16, 4)])
+    rng = np.random.default_rng(4)
+    test = (ref * (1 + 0.1 * rng.standard_normal(ref.shape))).clip(0).astype(np.float32)
+    t, r = torch.from_numpy(test), torch.from_numpy(ref)
+    for name, model in (("fvvdp", pyfvvdp.fvvdp(display_name="standard_hdr_linear", quiet=True)),
+                        ("cvvdp", pycvvdp.cvvdp(display_name="standard_hdr_linear", quiet=True))):
+        jod, _ = model.predict(t, r, dim_order="FHWC", frames_per_second=24)
+        assert qm.vdp(test, ref, name, fps=24)[0] == pytest.approx(float(jod), abs=1e-4), name

@@ -16,6 +16,9 @@ from PIL import Image
 from support.exr_files import read_hdri, write_input
 
 Y_WEIGHTS = np.array([0.212656, 0.715158, 0.072186])  # HDR.md's Rec.709 luminance
+# BT.709-6 item 3.2 as published (4 digits): the luminance PU21-PIQE encodes. PIQE thresholds blocks, so
+# the 4th digit of a weight can move its score by about 1 (measured): the arrays must be the same
+BT709_Y = np.array([0.2126, 0.7152, 0.0722])
 
 
 def srgb(x):
@@ -48,8 +51,9 @@ def test_nodes_are_registered_v3_with_tooltips(host):
         assert schema.category == "LEDiff/qa" and schema.display_name == display
         assert all(i.tooltip for i in schema.inputs) and all(o.tooltip for o in schema.outputs), node_id
     metric = {i.id: i for i in host.node_class("LEDiffHDRMetrics").GET_SCHEMA().inputs}
-    assert metric["metric"].options == ["pu21_psnr", "pu21_ssim", "hdr_flip", "cvvdp"]
-    assert metric["scaling"].default == "align" and set(metric["scaling"].options) == {"align", "absolute"}
+    assert metric["metric"].options == ["pu21_psnr", "pu21_ssim", "hdr_flip", "cvvdp", "fvvdp", "pu21_piqe"]
+    assert metric["scaling"].default == "align" and set(metric["scaling"].options) == {"align", "absolute", "crf"}
+    assert metric["ldr"].optional
     strip = {i.id: i for i in host.node_class("LEDiffExposureStrip").GET_SCHEMA().inputs}
     assert (strip["ev_min"].default, strip["ev_max"].default, strip["ev_step"].default) == (-4, 4, 2)
 
@@ -166,3 +170,65 @@ def test_missing_metric_library_is_a_clear_error(host, monkeypatch):
     assert "pip install --no-deps -r requirements-metrics.txt" in str(err.value.report)
 
 
+
+
+def test_hdr_metrics_node_scores_highlights_and_shadows_of_the_photo(host):
+    """The photo through core's Load Image: the scores over its clipped and crushed pixels come out
+    beside the whole image's (expected: PU21 MSE over a 5x5-grown mask written here); crf forgives a
+    tone curve; pu21_piqe scores a batch with one factor from the batch's mean 99.9th percentile."""
+    import pypiqe
+    from pycvvdp.utils import PU
+    from scipy.ndimage import maximum_filter
+
+    from lediff_core.qa.camera import Camera, capture
+
+    ref = read_hdri("sunset")[::4, ::4] * 100
+    photo = capture(ref, Camera(exposure=1 / np.quantile(ref.max(-1), 0.9), n=0.9, a=0.6, clip_share=0.1))
+    Image.fromarray(photo).save(os.path.join(host.input_dir, "photo.png"))
+    hi = maximum_filter((photo.max(-1) >= 253).astype(np.uint8), size=5) > 0
+    lo = maximum_filter((photo.max(-1) <= 2).astype(np.uint8), size=5) > 0
+    rng = np.random.default_rng(8)
+    test = (ref * (1 + 0.05 * rng.standard_normal(ref.shape))).clip(0).astype(np.float32)
+    write_input(host, "ref.exr", ref)
+    write_input(host, "test.exr", test)
+    g = {**load("1", "test.exr"), **load("2", "ref.exr"),
+         "6": {"class_type": "LoadImage", "inputs": {"image": "photo.png"}},
+         "3": {"class_type": "LEDiffHDRMetrics",
+               "inputs": {"test": ["1", 0], "reference": ["2", 0], "metric": "pu21_psnr", "scaling": "absolute",
+                          "ldr": ["6", 0]}},
+         **text("4", ["3", 0]), **text("7", ["3", 3]), **text("8", ["3", 4])}
+    out = host.run(g)
+    pu = PU(type="banding_glare")
+    d2 = ((pu.encode(torch.from_numpy(test.astype(np.float64))) - pu.encode(torch.from_numpy(ref.astype(np.float64))))
+          .numpy() ** 2).mean(-1)
+    assert hi.any() and lo.any()
+    for node, mask in (("4", np.ones_like(hi)), ("7", hi), ("8", lo)):
+        assert float(out[node]["text"][0]) == pytest.approx(20 * np.log10(256 / np.sqrt(d2[mask].mean())), abs=1e-6)
+    shown = out["3"]["text"][0]
+    assert "[highlights]" in shown and "[shadows]" in shown
+
+    # a tone curve on the test: crf scores it far better than align
+    curved = (1000 * (test / 1000) ** 0.7).astype(np.float32)
+    write_input(host, "curved.exr", curved)
+    g["1"]["inputs"]["image"] = "curved.exr"
+    g["3"]["inputs"].update(scaling="align")
+    aligned = float(host.run(g)["4"]["text"][0])
+    g["3"]["inputs"].update(scaling="crf")
+    corrected = host.run(g)
+    assert float(corrected["4"]["text"][0]) > aligned + 5
+    assert "crf: PQ luminance" in corrected["3"]["text"][0]
+
+    # pu21_piqe of a batch of two: one factor for both; no region scores
+    g = {**load("1", "test.exr"), **load("2", "ref.exr"),
+         "5": {"class_type": "ImageBatch", "inputs": {"image1": ["1", 0], "image2": ["2", 0]}},
+         "3": {"class_type": "LEDiffHDRMetrics",
+               "inputs": {"test": ["5", 0], "reference": ["2", 0], "metric": "pu21_piqe", "scaling": "align"}},
+         **text("4", ["3", 0]), **text("7", ["3", 3])}
+    out = host.run(g)
+    k = 1000 / np.mean([np.percentile(i @ BT709_Y, 99.9) for i in (test, ref)])
+    expected = []
+    for image in (test, ref):
+        y = np.clip(pu.encode(torch.from_numpy(image.astype(np.float64) @ BT709_Y * k)).numpy() / 600, 0, 1)
+        expected.append(pypiqe.piqe(np.repeat(y[..., None], 3, -1).astype(np.float32))[0])
+    assert float(out["4"]["text"][0]) == pytest.approx(np.mean(expected), abs=1e-3)
+    assert out["7"]["text"][0] == "nan"
