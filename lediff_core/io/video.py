@@ -38,9 +38,7 @@ way for SDR clips (``python -m lediff_runner evaluate --clip FILE``). No ComfyUI
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
@@ -63,7 +61,6 @@ from .display.avif import (
     TRANSFER_PQ,
     signal_range,
 )
-from .opencv import opencv
 
 
 @dataclass(frozen=True)
@@ -236,19 +233,19 @@ def min_size_note(codec: str) -> str:
     return f" for {codec} ({'; '.join([CODECS[codec], *smaller])})"
 
 
-def _frame(frames, i: int) -> np.ndarray:
-    """Frame ``i`` as a C-contiguous float32 numpy array (a view where it already is one)."""
+def _frame(frames, i: int, device: torch.device | str) -> torch.Tensor:
+    """Frame ``i`` as a float32 [H, W, 3] tensor on ``device``."""
     f = frames[i]
-    if isinstance(f, torch.Tensor):
-        f = f.detach().to("cpu", torch.float32).numpy()
-    return np.ascontiguousarray(f, dtype=np.float32)
+    if not isinstance(f, torch.Tensor):
+        f = torch.from_numpy(np.ascontiguousarray(f, dtype=np.float32))
+    return f.to(device=device, dtype=torch.float32)
 
 
 @lru_cache(maxsize=2)
-def _pq_code_nits(bits: int) -> np.ndarray:
-    """cd/m2 of every ``bits``-bit PQ code (float64)."""
+def _pq_code_nits(bits: int, device: torch.device) -> torch.Tensor:
+    """cd/m2 of every ``bits``-bit PQ code (float64), on ``device``."""
     code_max = (1 << bits) - 1
-    return pq_decode(torch.arange(code_max + 1, dtype=torch.float64) / code_max).numpy()
+    return pq_decode(torch.arange(code_max + 1, dtype=torch.float64) / code_max).to(device)
 
 
 def _round_up(nits: float) -> int:
@@ -256,69 +253,60 @@ def _round_up(nits: float) -> int:
 
 
 @lru_cache(maxsize=8)
-def _to_rec2020_matrix(reference_white: float) -> np.ndarray:
-    """Working space -> BT.2020 linear light with reference white at 1.0, one 3x3 float32 matrix."""
-    return (linear_matrix(WORKING_SPACE, REC2020) / reference_white).astype(np.float32)
+def _to_rec2020_rows(reference_white: float) -> tuple[tuple[float, float, float], ...]:
+    """Working space -> BT.2020 linear light with reference white at 1.0: the 3x3 matrix's rows."""
+    m = linear_matrix(WORKING_SPACE, REC2020) / reference_white
+    return tuple(tuple(float(v) for v in row) for row in m)
 
 
-def _rec2020(rgb: np.ndarray, settings: VideoSettings) -> np.ndarray:
-    """[H, W, 3] working-space linear RGB -> BT.2020 linear light, reference white 1.0. OpenCV's
-    ``transform`` (one thread, SIMD): numpy's matmul of an [N, 3] array goes through BLAS threads
-    that spin against the encoder's."""
-    return opencv("Save HDR Video").transform(rgb, _to_rec2020_matrix(settings.reference_white))
+def rec2020(rgb: torch.Tensor, settings: VideoSettings) -> torch.Tensor:
+    """[H, W, 3] working-space linear RGB (float32, any device) -> the BT.2020 linear light planes
+    [3, H, W], reference white 1.0, float32. Each is ``(m0 R + m1 G) + m2 B`` in float64, one IEEE
+    operation at a time (no BLAS, no fused multiply-add), rounded once to float32: the same bits on
+    every device, within float64's rounding of the exactly rounded matrix product."""
+    r, g, b = rgb.to(torch.float64).unbind(-1)
+    return torch.stack([(r * m0 + g * m1) + b * m2
+                        for m0, m1, m2 in _to_rec2020_rows(settings.reference_white)]).to(torch.float32)
 
 
-def _workers(pixels: int) -> int:
-    """Threads of the first pass, which runs before the encoder starts: the CPUs this process may
-    use, at most 4, and one per million pixels of the clip (a thread costs more than it saves on a
-    few small frames)."""
-    try:
-        cpus = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cpus = os.cpu_count() or 1
-    return max(1, min(4, cpus, pixels >> 20))
-
-
-def _frame_stats(rgb: np.ndarray, settings: VideoSettings) -> tuple[int, int, float, float] | None:
+def _frame_stats(rgb: torch.Tensor, settings: VideoSettings) -> tuple[int, int, float, float] | None:
     """One frame of the first pass: (pixels above the peak, pixels with a negative BT.2020
     component, MaxCLL and frame-average light of the PQ codes (at the codec's bit depth) in cd/m2, 0
-    for HLG), or None when
-    the frame holds NaN or Inf."""
-    if not np.isfinite(rgb).all():
+    for HLG), or None when the frame holds NaN or Inf."""
+    if not bool(torch.isfinite(rgb).all()):
         return None
-    cv2 = opencv("Save HDR Video")
     m = signal_range(TRANSFERS[settings.transfer], settings.mastering_peak)
-    r, g, b = cv2.split(_rec2020(rgb, settings))
-    brightest = cv2.max(cv2.max(r, g), b)
-    over = int(np.count_nonzero(brightest > m.limit / m.scale))
-    negative = int(np.count_nonzero(cv2.min(cv2.min(r, g), b) < 0))
+    planes = rec2020(rgb, settings)
+    brightest = planes.amax(0)
+    over = int((brightest > m.limit / m.scale).sum())  # compared in float32, as the tensor
+    negative = int((planes.amin(0) < 0).sum())
     if settings.transfer != "pq":
         return over, negative, 0.0, 0.0
     # the brightest component's code is the largest code of the pixel (the curve is monotone)
     bits = CODEC_SPECS[settings.codec].bits
-    codes = curve_codes(brightest, m.decode, bits, m.scale, m.limit).reshape(-1)
-    nits = _pq_code_nits(bits)
-    average = float(np.bincount(codes, minlength=nits.size) @ nits) / codes.size
-    return over, negative, float(nits[codes.max()]), average
+    codes = curve_codes(brightest, m.decode, bits, m.scale, m.limit).reshape(-1).long()
+    nits = _pq_code_nits(bits, codes.device)
+    count = torch.bincount(codes, minlength=nits.numel()).to(torch.float64)
+    return over, negative, float(nits[codes.max()]), float(count @ nits) / codes.numel()
 
 
-def analyse(frames, settings: VideoSettings) -> ClipReport:
+def analyse(frames, settings: VideoSettings, device: torch.device | str = "cpu",
+            on_frame: Callable[[int], None] | None = None) -> ClipReport:
     """The first pass: refuse NaN/Inf (counting them over the clip), count the pixels the signal
-    clips, and for PQ measure MaxCLL/MaxFALL from the codes the frames will be encoded with.
-    Frames are measured on ``_workers`` threads, each taking a run of frames; each frame's numbers
-    are its own, so the report does not depend on the number of threads."""
+    clips, and for PQ measure MaxCLL/MaxFALL from the codes the frames will be encoded with, one
+    frame at a time on ``device`` (``on_frame(i)`` after each: interrupts)."""
     check_settings(settings)
     n, h, w = check_frames(frames, settings.codec)
     report = ClipReport(n, w, h, peak=signal_range(TRANSFERS[settings.transfer], settings.mastering_peak).peak,
                         rate=frame_rate(settings.fps))
-    workers = _workers(n * h * w)
-    runs = [range(k * n // workers, (k + 1) * n // workers) for k in range(workers)]
-    with ThreadPoolExecutor(workers) as pool:
-        stats = [s for run in pool.map(lambda run: [_frame_stats(_frame(frames, i), settings) for i in run], runs)
-                 for s in run]
+    stats = []
+    for i in range(n):
+        stats.append(_frame_stats(_frame(frames, i, device), settings))
+        if on_frame is not None:
+            on_frame(i)
     bad_frames = [i for i, s in enumerate(stats) if s is None]
     if bad_frames:
-        bad_pixels = sum(int((~np.isfinite(_frame(frames, i))).any(axis=-1).sum()) for i in bad_frames)
+        bad_pixels = sum(int((~torch.isfinite(_frame(frames, i, "cpu"))).any(-1).sum()) for i in bad_frames)
         first = ", ".join(str(i) for i in bad_frames[:5]) + (", ..." if len(bad_frames) > 5 else "")
         raise VideoError(
             f"{len(bad_frames)} of {n} frame(s) (frame {first}, counting from 0) contain "
@@ -332,55 +320,58 @@ def analyse(frames, settings: VideoSettings) -> ClipReport:
     return report
 
 
-def rgb_codes(rgb: np.ndarray, settings: VideoSettings) -> np.ndarray:
-    """Working-space linear RGB [H, W, 3] -> the BT.2100 R'G'B' codes at the codec's bit depth
-    (uint16, 0..1023 or 0..4095)."""
+def rgb_codes(rgb: torch.Tensor, settings: VideoSettings) -> torch.Tensor:
+    """Working-space linear RGB [H, W, 3] (float32, any device) -> the BT.2100 R'G'B' code planes
+    [3, H, W] at the codec's bit depth (int16, 0..1023 or 0..4095), on the same device."""
     m = signal_range(TRANSFERS[settings.transfer], settings.mastering_peak)
-    return curve_codes(_rec2020(np.ascontiguousarray(rgb, dtype=np.float32), settings), m.decode,
-                       CODEC_SPECS[settings.codec].bits, m.scale, m.limit)
+    return curve_codes(rec2020(rgb, settings), m.decode, CODEC_SPECS[settings.codec].bits, m.scale, m.limit)
 
 
-def ycbcr_from_codes(codes: np.ndarray, bits: int, chroma: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``bits``-bit R'G'B' codes [H, W, 3] -> the limited-range BT.2020 NCL Y'CbCr planes (Y' [H, W],
-    Cb and Cr [H/2, W/2] for ``chroma`` "420", [H, W] for "444"), uint16.
-
-    Each plane is one weighted sum of the channels with the offset folded in, through OpenCV's
-    ``transform`` (one thread, rounded to nearest): Y' from each pixel's codes, Cb and Cr from each
-    pixel's codes (4:4:4) or from each 2x2 block's mean codes (4:2:0: ``resize`` with ``INTER_AREA``
-    halving is exactly that mean)."""
-    cv2 = opencv("Save HDR Video")
-    h, w, _ = codes.shape
-    y_matrix, cb_matrix, cr_matrix = _ycbcr_matrices(bits)
-    y = np.empty((h, w), np.uint16)
-    out = cv2.transform(codes, y_matrix, dst=y)
-    if not np.shares_memory(out, y):  # OpenCV allocated its own output instead of filling ours
-        y[:] = out.reshape(h, w)
-    source = codes.astype(np.float32)
-    if chroma == "420":
-        source = cv2.resize(source, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-    planes = [y]
-    for matrix in (cb_matrix, cr_matrix):
-        plane = cv2.transform(source, matrix).reshape(source.shape[:2])
-        planes.append(np.rint(plane, out=plane).astype(np.uint16))
-    return tuple(planes)
+# BT.2020's luma weights as exact fractions of 10000, and 10000 (1 - Kb), 10000 (1 - Kr)
+_KR, _KG, _KB = 2627, 6780, 593
+_CB_SCALE, _CR_SCALE = 10000 - _KB, 10000 - _KR
 
 
-@lru_cache(maxsize=2)
-def _ycbcr_matrices(bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each plane's weights per code of R', G', B' and its offset (float32 [1, 4]): BT.2100 Table 9,
-    D = round((219 E'y + 16) 2^(n-8)) and round((224 E'c + 128) 2^(n-8)): at 10 bits 876 code steps
-    per unit signal and offset 64 (Y'), 896 and 512 (Cb, Cr); the signal is codes / (2^n - 1)."""
+def _round_div(num: torch.Tensor, den: int) -> torch.Tensor:
+    """BT.2100's Round (floor(x + 0.5)) of num / den, exactly, for integer tensors and den > 0."""
+    return torch.div(2 * num + den, 2 * den, rounding_mode="floor")
+
+
+def ycbcr_from_codes(codes: torch.Tensor, bits: int, chroma: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``bits``-bit R'G'B' code planes [3, H, W] -> the limited-range BT.2020 NCL Y'CbCr planes (Y'
+    [H, W], Cb and Cr [H/2, W/2] for ``chroma`` "420", [H, W] for "444"), int64, same device.
+
+    BT.2100 Table 9 with E' = code / (2^n - 1): D = Round((219 E'y + 16) 2^(n-8)) and
+    Round((224 E'c + 128) 2^(n-8)), E'y = Kr E'r + Kg E'g + Kb E'b, E'cb = (E'b - E'y) / (2 (1 - Kb)),
+    E'cr = (E'r - E'y) / (2 (1 - Kr)) (BT.2020-2 Table 4 for Kr, Kb), computed in integers: Kr and
+    Kb are exact decimals, so every plane value is one exact fraction, rounded exactly (halves up,
+    as Round says) on every device. 4:2:0 takes each 2x2 block's mean codes (sums over 4)."""
     code_max, step = (1 << bits) - 1, 1 << (bits - 8)
-    y = np.array([[KR, KG, KB, 0]], np.float64) * 219 * step / code_max + [[0, 0, 0, 16 * step]]
-    cb = np.array([[-KR, -KG, 1 - KB, 0]]) / (2 * (1 - KB)) * 224 * step / code_max + [[0, 0, 0, 128 * step]]
-    cr = np.array([[1 - KR, -KG, -KB, 0]]) / (2 * (1 - KR)) * 224 * step / code_max + [[0, 0, 0, 128 * step]]
-    return tuple(a.astype(np.float32) for a in (y, cb, cr))
+    r, g, b = codes.long().unbind(0)
+    luma = _KR * r + _KG * g + _KB * b  # 10000 E'y (2^n - 1)
+    y = 16 * step + _round_div(219 * step * luma, 10000 * code_max)
+    count = 1
+    if chroma == "420":
+        h, w = luma.shape
+        r, b, luma = (p.reshape(h // 2, 2, w // 2, 2).sum((1, 3)) for p in (r, b, luma))
+        count = 4
+    # 224 step E'c = 224 step (10000 X - luma) / (2 (10000 - 10000 K) code_max), over ``count`` pixels
+    cb = 128 * step + _round_div(112 * step * (10000 * b - luma), _CB_SCALE * code_max * count)
+    cr = 128 * step + _round_div(112 * step * (10000 * r - luma), _CR_SCALE * code_max * count)
+    return y, cb, cr
 
 
-def ycbcr_frame(rgb: np.ndarray, settings: VideoSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Working-space linear RGB [H, W, 3] -> the Y', Cb, Cr planes the encoder gets (its ``pix_fmt``)."""
+def ycbcr_frame(rgb, settings: VideoSettings, device: torch.device | str = "cpu") -> tuple[np.ndarray, ...]:
+    """Working-space linear RGB [H, W, 3] (numpy or torch) -> the Y', Cb, Cr planes the encoder gets
+    (its ``pix_fmt``), converted on ``device`` and returned as uint16 numpy arrays."""
+    if not isinstance(rgb, torch.Tensor):
+        rgb = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32))
     spec = CODEC_SPECS[settings.codec]
-    return ycbcr_from_codes(rgb_codes(rgb, settings), spec.bits, spec.chroma)
+    planes = ycbcr_from_codes(rgb_codes(rgb.to(device=device, dtype=torch.float32), settings), spec.bits, spec.chroma)
+    # one copy back to the CPU for the three planes
+    flat = torch.cat([p.reshape(-1) for p in planes]).to(torch.int16).cpu().numpy().view(np.uint16)
+    sizes = np.cumsum([p.numel() for p in planes])[:-1]
+    return tuple(part.reshape(p.shape) for part, p in zip(np.split(flat, sizes), planes, strict=True))
 
 
 def _x265_xy(xy) -> str:
@@ -537,15 +528,17 @@ class _VideoPackets:
 
 def write_video(path: str, frames, settings: VideoSettings, audio: dict | None = None,
                 metadata: dict[str, str] | None = None, report: ClipReport | None = None,
-                on_frame: Callable[[int], None] | None = None) -> ClipReport:
+                on_frame: Callable[[int], None] | None = None,
+                device: torch.device | str = "cpu") -> ClipReport:
     """Encode ``frames`` ([N, H, W, 3] linear HDR in the working space, torch or numpy, indexable
-    by frame) to ``path``, a new file. ``report`` is ``analyse``'s (computed here when None);
-    ``metadata`` goes into the container's tags (strings); ``on_frame(i)`` is called after each
-    frame (progress, interrupts: an exception there stops the encode). Returns the report."""
+    by frame) to ``path``, a new file, converting each frame on ``device``. ``report`` is
+    ``analyse``'s (computed here when None); ``metadata`` goes into the container's tags (strings);
+    ``on_frame(i)`` is called after each frame (progress, interrupts: an exception there stops the
+    encode). Returns the report."""
     import av
 
     if report is None:
-        report = analyse(frames, settings)
+        report = analyse(frames, settings, device)
     with av.open(path, mode="w", format=CONTAINERS[settings.container],
                  options={"movflags": "use_metadata_tags+faststart"} if settings.container in ("mp4", "mov")
                  else {}) as out:
@@ -558,7 +551,7 @@ def write_video(path: str, frames, settings: VideoSettings, audio: dict | None =
         # it; a converter thread one frame ahead was slower on a 2-CPU host, where the encoder
         # already keeps both busy (docs/benchmarks.md)
         for i in range(report.frames):
-            planes = ycbcr_frame(_frame(frames, i), settings)
+            planes = ycbcr_frame(frames[i], settings, device)
             packets.mux(stream.encode(video_frame(planes, settings, i, report.rate)))
             if sound is not None:
                 sound.send_until(i + 1)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 
+import comfy.model_management as mm
 from comfy_api.latest import io, ui
 
 from ...lediff_core.io import video
@@ -88,9 +89,12 @@ class SaveHDRVideo(io.ComfyNode):
         settings = video.VideoSettings(fps=fps, codec=codec, transfer=transfer, container=container,
                                        quality=quality, reference_white=reference_white,
                                        mastering_peak=mastering_peak)
-        frames = images[..., :3].float().cpu()  # a view when the batch already is float32 RGB on the CPU
+        frames = images[..., :3]  # each frame goes to the device as float32 when its turn comes
+        device = mm.get_torch_device()  # the per-frame colour conversion runs there
         try:
-            report = video.analyse(frames, settings)  # refuses bad input before anything is written
+            # refuses bad input before anything is written
+            report = video.analyse(frames, settings, device,
+                                   on_frame=lambda _i: mm.throw_exception_if_processing_interrupted())
         except video.VideoError as e:
             raise ValueError(f"Save HDR Video: {e}") from None
         prompt, info = workflow_metadata(cls.hidden.prompt, cls.hidden.extra_pnginfo)
@@ -100,7 +104,8 @@ class SaveHDRVideo(io.ComfyNode):
         def write(_, path):
             try:
                 return video.write_video(path, frames, settings, audio=audio, metadata=metadata,
-                                         report=report, on_frame=frame_progress(report.frames))
+                                         report=report, on_frame=frame_progress(report.frames),
+                                         device=device)
             except video.VideoError as e:
                 raise ValueError(f"Save HDR Video: {e}") from None
             except OSError as e:
