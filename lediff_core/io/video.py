@@ -38,7 +38,10 @@ way for SDR clips (``python -m lediff_runner evaluate --clip FILE``). No ComfyUI
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
@@ -262,11 +265,48 @@ def _to_rec2020_rows(reference_white: float) -> tuple[tuple[float, float, float]
 def rec2020(rgb: torch.Tensor, settings: VideoSettings) -> torch.Tensor:
     """[H, W, 3] working-space linear RGB (float32, any device) -> the BT.2020 linear light planes
     [3, H, W], reference white 1.0, float32. Each is ``(m0 R + m1 G) + m2 B`` in float64, one IEEE
-    operation at a time (no BLAS, no fused multiply-add), rounded once to float32: the same bits on
-    every device, within float64's rounding of the exactly rounded matrix product."""
-    r, g, b = rgb.to(torch.float64).unbind(-1)
-    return torch.stack([(r * m0 + g * m1) + b * m2
-                        for m0, m1, m2 in _to_rec2020_rows(settings.reference_white)]).to(torch.float32)
+    operation at a time (no BLAS, no fused multiply-add: a kernel computing ``a + m b`` may fuse it),
+    rounded once to float32: the same bits on every device, within float64's rounding of the
+    exactly rounded matrix product."""
+    x = rgb.permute(2, 0, 1).to(torch.float64, memory_format=torch.contiguous_format)
+    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    total, term = torch.empty_like(x[0]), torch.empty_like(x[0])
+    for plane, row in zip(out, _to_rec2020_rows(settings.reference_white), strict=True):
+        torch.mul(x[0], row[0], out=total)
+        for channel, weight in zip(x[1:], row[1:], strict=True):
+            total += torch.mul(channel, weight, out=term)
+        plane.copy_(total)
+    return out
+
+
+@contextmanager
+def _one_thread_per_call(device: torch.device | str):
+    """On the CPU, torch's operations run single-threaded inside (restored after): each one is a pass
+    over memory, and with OpenMP threads on a 2-CPU host that is also running x265 (or other
+    work) they waited on each other: a 720p frame took 0.6-2.5 s on 2 threads against 0.09 s on 1.
+    The first pass spreads frames over threads of its own instead (``_workers``)."""
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _workers(pixels: int, device: torch.device | str) -> int:
+    """Threads of the first pass, which runs before the encoder starts: one on a GPU (it works
+    through the frames on its own); on the CPU, the CPUs this process may use, at most 4, and one
+    per million pixels of the clip (a thread costs more than it saves on a few small frames)."""
+    if torch.device(device).type != "cpu":
+        return 1
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus, pixels >> 20))
 
 
 def _frame_stats(rgb: torch.Tensor, settings: VideoSettings) -> tuple[int, int, float, float] | None:
@@ -293,17 +333,20 @@ def _frame_stats(rgb: torch.Tensor, settings: VideoSettings) -> tuple[int, int, 
 def analyse(frames, settings: VideoSettings, device: torch.device | str = "cpu",
             on_frame: Callable[[int], None] | None = None) -> ClipReport:
     """The first pass: refuse NaN/Inf (counting them over the clip), count the pixels the signal
-    clips, and for PQ measure MaxCLL/MaxFALL from the codes the frames will be encoded with, one
-    frame at a time on ``device`` (``on_frame(i)`` after each: interrupts)."""
+    clips, and for PQ measure MaxCLL/MaxFALL from the codes the frames will be encoded with, on
+    ``device`` (``on_frame(i)`` before frame ``i``: interrupts). Each frame's numbers are its own, so
+    the report does not depend on the number of threads."""
     check_settings(settings)
     n, h, w = check_frames(frames, settings.codec)
     report = ClipReport(n, w, h, peak=signal_range(TRANSFERS[settings.transfer], settings.mastering_peak).peak,
                         rate=frame_rate(settings.fps))
-    stats = []
-    for i in range(n):
-        stats.append(_frame_stats(_frame(frames, i, device), settings))
+    def measure(i):
         if on_frame is not None:
             on_frame(i)
+        return _frame_stats(_frame(frames, i, device), settings)
+
+    with _one_thread_per_call(device), ThreadPoolExecutor(_workers(n * h * w, device)) as pool:
+        stats = list(pool.map(measure, range(n)))
     bad_frames = [i for i, s in enumerate(stats) if s is None]
     if bad_frames:
         bad_pixels = sum(int((~torch.isfinite(_frame(frames, i, "cpu"))).any(-1).sum()) for i in bad_frames)
@@ -332,33 +375,52 @@ _KR, _KG, _KB = 2627, 6780, 593
 _CB_SCALE, _CR_SCALE = 10000 - _KB, 10000 - _KR
 
 
-def _round_div(num: torch.Tensor, den: int) -> torch.Tensor:
-    """BT.2100's Round (floor(x + 0.5)) of num / den, exactly, for integer tensors and den > 0."""
-    return torch.div(2 * num + den, 2 * den, rounding_mode="floor")
+@lru_cache(maxsize=4)
+def _ycbcr_numerators(bits: int, count: int) -> tuple[tuple[int, ...], ...]:
+    """Integer weights of [R', G', B' (codes, summed over ``count`` pixels), 1] and the
+    denominator of each plane: Y' = floor(num / den) + offset, exactly BT.2100's
+    Round((219 E'y + 16) 2^(n-8)) and Round((224 E'c + 128) 2^(n-8)) (``ycbcr_from_codes``)."""
+    code_max, step = (1 << bits) - 1, 1 << (bits - 8)
+    # 219 step E'y = 219 step (Kr R + Kg G + Kb B) / (10000 code_max); Round(x) = floor((2 p + q) / 2q)
+    y_den = 10000 * code_max
+    y = tuple(2 * 219 * step * k for k in (_KR, _KG, _KB)) + (y_den,)
+    # 224 step E'c = 224 step (10000 X - luma) / (2 (10000 - 10000 K) code_max), over ``count`` pixels
+    cb_den, cr_den = _CB_SCALE * code_max * count, _CR_SCALE * code_max * count
+    cb = tuple(2 * 112 * step * (10000 * (c == 2) - k) for c, k in enumerate((_KR, _KG, _KB))) + (cb_den,)
+    cr = tuple(2 * 112 * step * (10000 * (c == 0) - k) for c, k in enumerate((_KR, _KG, _KB))) + (cr_den,)
+    return y, cb, cr, (2 * y_den, 2 * cb_den, 2 * cr_den), (16 * step, 128 * step, 128 * step)
 
 
 def ycbcr_from_codes(codes: torch.Tensor, bits: int, chroma: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``bits``-bit R'G'B' code planes [3, H, W] -> the limited-range BT.2020 NCL Y'CbCr planes (Y'
-    [H, W], Cb and Cr [H/2, W/2] for ``chroma`` "420", [H, W] for "444"), int64, same device.
+    [H, W], Cb and Cr [H/2, W/2] for ``chroma`` "420", [H, W] for "444"), float64 holding
+    integers, same device.
 
     BT.2100 Table 9 with E' = code / (2^n - 1): D = Round((219 E'y + 16) 2^(n-8)) and
     Round((224 E'c + 128) 2^(n-8)), E'y = Kr E'r + Kg E'g + Kb E'b, E'cb = (E'b - E'y) / (2 (1 - Kb)),
-    E'cr = (E'r - E'y) / (2 (1 - Kr)) (BT.2020-2 Table 4 for Kr, Kb), computed in integers: Kr and
-    Kb are exact decimals, so every plane value is one exact fraction, rounded exactly (halves up,
-    as Round says) on every device. 4:2:0 takes each 2x2 block's mean codes (sums over 4)."""
-    code_max, step = (1 << bits) - 1, 1 << (bits - 8)
-    r, g, b = codes.long().unbind(0)
-    luma = _KR * r + _KG * g + _KB * b  # 10000 E'y (2^n - 1)
-    y = 16 * step + _round_div(219 * step * luma, 10000 * code_max)
-    count = 1
+    E'cr = (E'r - E'y) / (2 (1 - Kr)) (BT.2020-2 Table 4 for Kr, Kb). Kr and Kb are exact decimals,
+    so each plane value is a fraction of integers p / q, and Round(p / q) = floor((2p + q) / 2q):
+    Y' can land on a half (rounded up, as Round says), Cb and Cr cannot (odd q). The numerators are
+    sums of integer weights times codes (exact in float64 in any order, fused or not: every
+    partial sum is an integer below 2^40); the division is IEEE's correctly rounded one on every device, and a
+    quotient that is not an integer lies at least 1 / 2q (> 3e-9 here) below the next one, far
+    more than float64's rounding (< 1e-12 at these sizes), so floor cannot go wrong. 4:2:0 takes
+    each 2x2 block's mean codes (sums over 4)."""
+    x = codes.to(torch.float64)
+    y_w, cb_w, cr_w, dens, offsets = _ycbcr_numerators(bits, 4 if chroma == "420" else 1)
+    chroma_source = x
     if chroma == "420":
-        h, w = luma.shape
-        r, b, luma = (p.reshape(h // 2, 2, w // 2, 2).sum((1, 3)) for p in (r, b, luma))
-        count = 4
-    # 224 step E'c = 224 step (10000 X - luma) / (2 (10000 - 10000 K) code_max), over ``count`` pixels
-    cb = 128 * step + _round_div(112 * step * (10000 * b - luma), _CB_SCALE * code_max * count)
-    cr = 128 * step + _round_div(112 * step * (10000 * r - luma), _CR_SCALE * code_max * count)
-    return y, cb, cr
+        pairs = x[:, 0::2] + x[:, 1::2]  # rows of each block, then its columns
+        chroma_source = pairs[:, :, 0::2] + pairs[:, :, 1::2]
+    planes = []
+    for source, (wr, wg, wb, constant), den, offset in zip(
+            (x, chroma_source, chroma_source), (y_w, cb_w, cr_w), dens, offsets, strict=True):
+        num = source[0] * wr
+        num += source[1] * wg
+        num += source[2] * wb
+        num += constant
+        planes.append(torch.floor_(num.div_(den)).add_(offset))
+    return tuple(planes)
 
 
 def ycbcr_frame(rgb, settings: VideoSettings, device: torch.device | str = "cpu") -> tuple[np.ndarray, ...]:
@@ -539,7 +601,7 @@ def write_video(path: str, frames, settings: VideoSettings, audio: dict | None =
 
     if report is None:
         report = analyse(frames, settings, device)
-    with av.open(path, mode="w", format=CONTAINERS[settings.container],
+    with _one_thread_per_call(device), av.open(path, mode="w", format=CONTAINERS[settings.container],
                  options={"movflags": "use_metadata_tags+faststart"} if settings.container in ("mp4", "mov")
                  else {}) as out:
         for key, value in (metadata or {}).items():

@@ -1,0 +1,607 @@
+"""HDR video masters: HDR10 (PQ) and HLG, through PyAV: 10-bit 4:2:0 HEVC (libx265) or AV1
+(libsvtav1) for delivery; HEVC Main 4:4:4 10/12 (libx265) or ProRes 4444 / 4444 XQ (prores_ks, 10-bit
+4:4:4, MOV only) as grading masters (``CODEC_SPECS``). 4:4:4 takes each pixel's chroma and any size;
+ProRes carries the colour code points in its frame header but no HDR10 metadata (its header has no
+field for it, and PyAV cannot give MOV its ``mdcv``/``clli`` boxes). What follows describes 4:2:0
+10-bit; the 4:4:4 and 12-bit paths are the same steps at their depth and without the averaging.
+
+The signal is the one of the AVIF PQ/HLG files (``display.avif.signal_range``): linear HDR in the
+working space goes to BT.2020 through the pack's OCIO path, ``reference_white`` lands on BT.2408's
+reference white (203 cd/m2 for PQ, HLG signal 0.75), PQ is clipped at ``mastering_peak`` and HLG at
+its nominal peak, negative components at 0 (all counted), and each component becomes the exactly
+rounded 10-bit code of the curve (``color.quantize.curve_codes``). Those R'G'B' codes are then
+turned into Y'CbCr ourselves, so nothing in FFmpeg guesses a matrix or range:
+
+- BT.2020 non-constant luminance (ITU-R BT.2020-2 Table 4: Kr = 0.2627, Kb = 0.0593), limited
+  ("tv") range at 10 bits (BT.2100 Table 9: Y' = 64 + 876 E'y, Cb/Cr = 512 + 896 E'c, rounded);
+- 4:2:0 by averaging each 2x2 block (chroma sited at the block's centre, which HEVC files signal as
+  chroma location 1; AV1 has no code for it and says "unknown");
+- width and height must be even: an odd size is refused (no silent crop, no padding).
+
+Tagging: CICP 9/16/9 (PQ) or 9/18/9 (HLG), range limited, in the bitstream (HEVC VUI, AV1 sequence
+header) and in the container (MP4 ``colr`` nclx, Matroska ``Colour``). PQ files carry HDR10 static
+metadata in the bitstream (HEVC SEI, AV1 metadata OBUs): the mastering display (SMPTE ST 2086:
+BT.2020 primaries, D65, ``mastering_peak`` down to 0.0001 cd/m2, as the AVIF files) and the content
+light level (CTA-861.3) MaxCLL / MaxFALL, computed from the frames *as encoded*: the brightest
+component's 10-bit PQ code of each pixel decoded back to cd/m2, MaxCLL the largest over the clip,
+MaxFALL the largest frame average, both rounded up. That takes a first pass over the frames (the
+IMAGE batch is in memory anyway); the encode is a second pass that converts and sends one frame at
+a time, so memory does not grow with the clip. HLG files carry neither (HLG is relative to the
+display's peak). PyAV cannot attach stream-level side data, so the container has no ``mdcv`` /
+``clli`` boxes (MP4) or ``MasteringMetadata`` (Matroska); players and TVs read the bitstream's.
+
+Audio (ComfyUI's AUDIO dict, first item of its batch) is AAC in both containers, cut to the video's
+length (as core's Save Video) and interleaved with the frames. ``read_sdr_frames`` goes the other
+way for SDR clips (``python -m lediff_runner evaluate --clip FILE``). No ComfyUI imports.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import lru_cache
+
+import numpy as np
+import torch
+
+from .. import LEDiffError
+from ..color.ocio import WORKING_SPACE, linear_matrix
+from ..color.quantize import curve_codes
+from ..color.transfer import pq_decode
+from .access import check_readable
+from .display import FormatError
+from .display.avif import (
+    BT2020_PRIMARIES,
+    D65_WHITE,
+    MASTERING_MIN_NITS,
+    REC2020,
+    TRANSFER_HLG,
+    TRANSFER_PQ,
+    signal_range,
+)
+from .opencv import opencv
+
+
+@dataclass(frozen=True)
+class Codec:
+    """One choice of Save HDR Video's ``codec``: the encoder, the planes it gets and what it takes."""
+
+    encoder: str  # PyAV's (FFmpeg's) encoder
+    pix_fmt: str  # the planes it is given (limited-range BT.2020 NCL Y'CbCr)
+    bits: int  # of the R'G'B' codes and of the planes
+    chroma: str  # "420" (each 2x2 block's mean) or "444"
+    containers: tuple[str, ...]
+    quality: tuple[int, int] | None  # the CRF range; None: the codec has no CRF (ProRes)
+    min_size: int  # the smallest width and height the encoder opens with
+    max_rate: Fraction  # the highest frame rate it opens with
+    options: tuple[tuple[str, str], ...] = ()  # profile, preset
+    hdr10_metadata: bool = True  # the bitstream carries ST 2086 / CTA-861.3 (PQ only)
+
+
+# The smallest sizes were measured on PyAV's bundled builds: libx265 refuses 14 px or less on either
+# side (4:2:0 and 4:4:4 alike), libsvtav1 says "Source Width/Height must be at least 4", prores_ks
+# opens (and encodes) 1x1; smaller frames are refused by name before the encoder is asked (it would
+# only say "Invalid argument"). The highest rates: libsvtav1 "The maximum allowed frame rate is 240
+# fps"; libx265 took 1000, the node's maximum, and so does prores_ks (ProRes has no rate limit).
+# CRF: lower is better. x265 takes 0..51, SVT-AV1 1..63; presets: x265's default, SVT-AV1 preset 6
+# (what core's Save WEBM uses). ProRes is a fixed-quality intra codec: each profile is one data rate
+# (Apple ProRes White Paper: 4444 about 12 bits/pixel at 1080p, 4444 XQ about 18), no CRF.
+_X265 = dict(encoder="libx265", containers=("mp4", "mkv", "mov"), quality=(0, 51), min_size=16,
+             max_rate=Fraction(1000))
+_PRORES = dict(encoder="prores_ks", pix_fmt="yuv444p10le", bits=10, chroma="444", containers=("mov",),
+               quality=None, min_size=1, max_rate=Fraction(1000), hdr10_metadata=False)
+CODEC_SPECS = {
+    "hevc": Codec(**_X265, pix_fmt="yuv420p10le", bits=10, chroma="420",
+                  options=(("profile", "main10"), ("preset", "medium"))),
+    "av1": Codec("libsvtav1", "yuv420p10le", 10, "420", ("mp4", "mkv"), (1, 63), 4, Fraction(240),
+                 options=(("preset", "6"),)),
+    "hevc_444_10": Codec(**_X265, pix_fmt="yuv444p10le", bits=10, chroma="444",
+                         options=(("profile", "main444-10"), ("preset", "medium"))),
+    "hevc_444_12": Codec(**_X265, pix_fmt="yuv444p12le", bits=12, chroma="444",
+                         options=(("profile", "main444-12"), ("preset", "medium"))),
+    # prores_ks's profiles: 4 = "4444", 5 = "4444xq" (FFmpeg libavcodec/proresenc_kostya.c)
+    "prores_4444": Codec(**_PRORES, options=(("profile", "4444"),)),
+    "prores_4444xq": Codec(**_PRORES, options=(("profile", "4444xq"),)),
+}
+CODECS = {name: c.encoder for name, c in CODEC_SPECS.items()}
+TRANSFERS = {"pq": TRANSFER_PQ, "hlg": TRANSFER_HLG}
+# MOV is QuickTime: its ``colr`` box is the older ``nclc`` (primaries, transfer, matrix; no range)
+CONTAINERS = {"mp4": "mp4", "mkv": "matroska", "mov": "mov"}
+QUALITY_RANGE = {name: c.quality for name, c in CODEC_SPECS.items() if c.quality is not None}
+# 18 is a high-quality master for x265 and SVT-AV1 (x265's "visually lossless" region; for SVT-AV1
+# well above its default of 35)
+DEFAULT_QUALITY = 18
+MIN_SIZE = {name: c.min_size for name, c in CODEC_SPECS.items()}
+MAX_RATE = {name: c.max_rate for name, c in CODEC_SPECS.items()}
+# x265 gives its first packets the decode time stamp pts - (pts of frame D - pts of frame 0), with D
+# its B-frame delay (2 with preset medium's B-pyramid), and computes that difference only when frame
+# D arrives: a clip of D frames or fewer gets whatever the uninitialised member held (seen: -130198,
+# -549876073101465 frames), which the MP4 muxer refuses at the flush ("Not yet implemented in FFmpeg,
+# patches welcome") or writes as a composition offset of hours. Without B-frames x265's DTS is the
+# PTS, so such clips are encoded without them (x265 source/encoder/encoder.cpp: m_bframeDelay,
+# m_bframeDelayTime).
+X265_BFRAME_DELAY = 2
+AUDIO_LAYOUTS = {1: "mono", 2: "stereo", 6: "5.1"}
+
+# ITU-R BT.2020-2 Table 4 (non-constant luminance)
+KR, KB = 0.2627, 0.0593
+KG = 1.0 - KR - KB
+# H.273 code points the files carry, and FFmpeg's names for them (what ffprobe prints)
+PRIMARIES_BT2020, MATRIX_BT2020_NCL, RANGE_LIMITED = 9, 9, 1
+
+
+class VideoError(LEDiffError, ValueError):
+    """Input an HDR video master cannot be made from; the message names the fix."""
+
+
+@dataclass(frozen=True)
+class VideoSettings:
+    fps: float = 24.0
+    codec: str = "hevc"
+    transfer: str = "pq"
+    container: str = "mp4"
+    quality: int = DEFAULT_QUALITY
+    reference_white: float = 1.0  # the linear value of diffuse white (BT.2408 reference white)
+    mastering_peak: float = 1000.0  # PQ: the mastering display's peak, cd/m2; brighter is clipped
+
+
+@dataclass
+class ClipReport:
+    """What the first pass found, for the log and the HDR10 metadata."""
+
+    frames: int
+    width: int
+    height: int
+    over: int = 0  # pixels (over all frames) with a component above the peak: clipped
+    negative: int = 0  # pixels with a negative BT.2020 component: clipped to 0
+    peak: str = ""  # the peak, in words
+    max_cll: int | None = None  # PQ only, cd/m2
+    max_fall: int | None = None
+    rate: Fraction = field(default_factory=lambda: Fraction(24))
+
+
+def frame_rate(fps: float) -> Fraction:
+    """The stream's rate: NTSC rates (23.976, 29.97, 59.94, ...) as k*1000/1001, others to 1/1000."""
+    if not (math.isfinite(fps) and fps > 0):
+        raise VideoError(f"fps must be a positive number of frames per second, got {fps}")
+    k = round(fps * 1.001)
+    if k > 0 and abs(fps - k * 1000 / 1001) < 5e-4 and abs(fps - k) > 5e-4:
+        return Fraction(k * 1000, 1001)
+    return Fraction(round(fps * 1000), 1000)
+
+
+def check_settings(s: VideoSettings) -> None:
+    if s.codec not in CODECS:
+        raise VideoError(f"unknown codec {s.codec!r}; choose one of {list(CODECS)}")
+    if s.transfer not in TRANSFERS:
+        raise VideoError(f"unknown transfer {s.transfer!r}; choose one of {list(TRANSFERS)}")
+    if s.container not in CONTAINERS:
+        raise VideoError(f"unknown container {s.container!r}; choose one of {list(CONTAINERS)}")
+    spec = CODEC_SPECS[s.codec]
+    if s.container not in spec.containers:
+        takers = [name for name, c in CODEC_SPECS.items() if s.container in c.containers]
+        raise VideoError(f"{s.codec} is written in {' or '.join(spec.containers)}, not {s.container}: choose "
+                         f"container {spec.containers[0]}, or for {s.container} a codec among {takers}")
+    if spec.quality is not None:
+        lo, hi = spec.quality
+        if not lo <= s.quality <= hi:
+            raise VideoError(f"quality (CRF) for {s.codec} must be in {lo}..{hi}, got {s.quality}")
+    rate = frame_rate(s.fps)
+    if rate > MAX_RATE[s.codec]:
+        raise VideoError(
+            f"{s.codec} ({CODECS[s.codec]}) encodes at most {MAX_RATE[s.codec]} frames per second, fps is "
+            f"{s.fps:g}; lower it" + "".join(f", or choose {other}, which takes up to {top}" for other, top
+                                            in MAX_RATE.items() if top >= rate and other != s.codec))
+    if not (math.isfinite(s.reference_white) and s.reference_white > 0):
+        raise VideoError(f"reference_white must be a positive number, got {s.reference_white}")
+    try:
+        signal_range(TRANSFERS[s.transfer], s.mastering_peak)
+    except FormatError as e:
+        raise VideoError(str(e)) from None
+
+
+def check_frames(frames, codec: str = "hevc") -> tuple[int, int, int]:
+    """(frames, height, width) of a batch ``codec`` can encode, else a VideoError naming the size and
+    the minimum: at least one frame, at least ``MIN_SIZE[codec]`` pixels a side, even sizes for 4:2:0."""
+    shape = tuple(frames.shape)
+    if len(shape) != 4 or shape[3] != 3:
+        raise VideoError(f"expected RGB frames of shape [frames, H, W, 3], got {list(shape)}")
+    n, h, w, _ = shape
+    if n < 1:
+        raise VideoError(f"the batch holds no frames ({w}x{h}, 0 frames): a video needs at least 1; check "
+                         "the node that made the batch")
+    least = MIN_SIZE[codec]
+    if w < least or h < least:
+        raise VideoError(
+            f"the frames are {w}x{h}, and {codec} ({CODECS[codec]}) encodes frames of at least "
+            f"{least}x{least} pixels; scale or pad them up first (e.g. an upscale or pad node)"
+            + "".join(f", or choose {other}, which takes them from {m}x{m}" for other, m in MIN_SIZE.items()
+                      if m <= min(w, h)))
+    if CODEC_SPECS[codec].chroma == "420" and (h % 2 or w % 2):
+        takers = [name for name, c in CODEC_SPECS.items() if c.chroma == "444" and c.min_size <= min(w, h)]
+        raise VideoError(
+            f"4:2:0 video ({codec}) needs an even width and height, the frames are {w}x{h}; crop or pad "
+            f"them by one pixel first (e.g. with an image crop or pad node), or choose a 4:4:4 codec "
+            f"({', '.join(takers)}), which takes any size")
+    return n, h, w
+
+
+def min_size_note(codec: str) -> str:
+    """Who needs ``MIN_SIZE[codec]``, and the codecs that take less: `` for hevc (libx265; av1 takes 4x4)``."""
+    smaller = [f"{c} takes {MIN_SIZE[c]}x{MIN_SIZE[c]}" for c in MIN_SIZE if MIN_SIZE[c] < MIN_SIZE[codec]]
+    return f" for {codec} ({'; '.join([CODECS[codec], *smaller])})"
+
+
+def _frame(frames, i: int) -> np.ndarray:
+    """Frame ``i`` as a C-contiguous float32 numpy array (a view where it already is one)."""
+    f = frames[i]
+    if isinstance(f, torch.Tensor):
+        f = f.detach().to("cpu", torch.float32).numpy()
+    return np.ascontiguousarray(f, dtype=np.float32)
+
+
+@lru_cache(maxsize=2)
+def _pq_code_nits(bits: int) -> np.ndarray:
+    """cd/m2 of every ``bits``-bit PQ code (float64)."""
+    code_max = (1 << bits) - 1
+    return pq_decode(torch.arange(code_max + 1, dtype=torch.float64) / code_max).numpy()
+
+
+def _round_up(nits: float) -> int:
+    return math.ceil(nits * (1 - 1e-12))  # a code that decodes to 1000.0000000001 is 1000
+
+
+@lru_cache(maxsize=8)
+def _to_rec2020_matrix(reference_white: float) -> np.ndarray:
+    """Working space -> BT.2020 linear light with reference white at 1.0, one 3x3 float32 matrix."""
+    return (linear_matrix(WORKING_SPACE, REC2020) / reference_white).astype(np.float32)
+
+
+def _rec2020(rgb: np.ndarray, settings: VideoSettings) -> np.ndarray:
+    """[H, W, 3] working-space linear RGB -> BT.2020 linear light, reference white 1.0. OpenCV's
+    ``transform`` (one thread, SIMD): numpy's matmul of an [N, 3] array goes through BLAS threads
+    that spin against the encoder's."""
+    return opencv("Save HDR Video").transform(rgb, _to_rec2020_matrix(settings.reference_white))
+
+
+def _workers(pixels: int) -> int:
+    """Threads of the first pass, which runs before the encoder starts: the CPUs this process may
+    use, at most 4, and one per million pixels of the clip (a thread costs more than it saves on a
+    few small frames)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(4, cpus, pixels >> 20))
+
+
+def _frame_stats(rgb: np.ndarray, settings: VideoSettings) -> tuple[int, int, float, float] | None:
+    """One frame of the first pass: (pixels above the peak, pixels with a negative BT.2020
+    component, MaxCLL and frame-average light of the PQ codes (at the codec's bit depth) in cd/m2, 0
+    for HLG), or None when
+    the frame holds NaN or Inf."""
+    if not np.isfinite(rgb).all():
+        return None
+    cv2 = opencv("Save HDR Video")
+    m = signal_range(TRANSFERS[settings.transfer], settings.mastering_peak)
+    r, g, b = cv2.split(_rec2020(rgb, settings))
+    brightest = cv2.max(cv2.max(r, g), b)
+    over = int(np.count_nonzero(brightest > m.limit / m.scale))
+    negative = int(np.count_nonzero(cv2.min(cv2.min(r, g), b) < 0))
+    if settings.transfer != "pq":
+        return over, negative, 0.0, 0.0
+    # the brightest component's code is the largest code of the pixel (the curve is monotone)
+    bits = CODEC_SPECS[settings.codec].bits
+    codes = curve_codes(brightest, m.decode, bits, m.scale, m.limit).reshape(-1)
+    nits = _pq_code_nits(bits)
+    average = float(np.bincount(codes, minlength=nits.size) @ nits) / codes.size
+    return over, negative, float(nits[codes.max()]), average
+
+
+def analyse(frames, settings: VideoSettings) -> ClipReport:
+    """The first pass: refuse NaN/Inf (counting them over the clip), count the pixels the signal
+    clips, and for PQ measure MaxCLL/MaxFALL from the codes the frames will be encoded with.
+    Frames are measured on ``_workers`` threads, each taking a run of frames; each frame's numbers
+    are its own, so the report does not depend on the number of threads."""
+    check_settings(settings)
+    n, h, w = check_frames(frames, settings.codec)
+    report = ClipReport(n, w, h, peak=signal_range(TRANSFERS[settings.transfer], settings.mastering_peak).peak,
+                        rate=frame_rate(settings.fps))
+    workers = _workers(n * h * w)
+    runs = [range(k * n // workers, (k + 1) * n // workers) for k in range(workers)]
+    with ThreadPoolExecutor(workers) as pool:
+        stats = [s for run in pool.map(lambda run: [_frame_stats(_frame(frames, i), settings) for i in run], runs)
+                 for s in run]
+    bad_frames = [i for i, s in enumerate(stats) if s is None]
+    if bad_frames:
+        bad_pixels = sum(int((~np.isfinite(_frame(frames, i))).any(axis=-1).sum()) for i in bad_frames)
+        first = ", ".join(str(i) for i in bad_frames[:5]) + (", ..." if len(bad_frames) > 5 else "")
+        raise VideoError(
+            f"{len(bad_frames)} of {n} frame(s) (frame {first}, counting from 0) contain "
+            f"{bad_pixels} pixel(s) with NaN or Inf; a video cannot hold them. Fix the node that "
+            "produced them (e.g. a division by zero) or replace them before saving.")
+    report.over = sum(s[0] for s in stats)
+    report.negative = sum(s[1] for s in stats)
+    if settings.transfer == "pq":
+        report.max_cll = _round_up(max(s[2] for s in stats))
+        report.max_fall = _round_up(max(s[3] for s in stats))
+    return report
+
+
+def rgb_codes(rgb: np.ndarray, settings: VideoSettings) -> np.ndarray:
+    """Working-space linear RGB [H, W, 3] -> the BT.2100 R'G'B' codes at the codec's bit depth
+    (uint16, 0..1023 or 0..4095)."""
+    m = signal_range(TRANSFERS[settings.transfer], settings.mastering_peak)
+    return curve_codes(_rec2020(np.ascontiguousarray(rgb, dtype=np.float32), settings), m.decode,
+                       CODEC_SPECS[settings.codec].bits, m.scale, m.limit)
+
+
+def ycbcr_from_codes(codes: np.ndarray, bits: int, chroma: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``bits``-bit R'G'B' codes [H, W, 3] -> the limited-range BT.2020 NCL Y'CbCr planes (Y' [H, W],
+    Cb and Cr [H/2, W/2] for ``chroma`` "420", [H, W] for "444"), uint16.
+
+    Each plane is one weighted sum of the channels with the offset folded in, through OpenCV's
+    ``transform`` (one thread, rounded to nearest): Y' from each pixel's codes, Cb and Cr from each
+    pixel's codes (4:4:4) or from each 2x2 block's mean codes (4:2:0: ``resize`` with ``INTER_AREA``
+    halving is exactly that mean)."""
+    cv2 = opencv("Save HDR Video")
+    h, w, _ = codes.shape
+    y_matrix, cb_matrix, cr_matrix = _ycbcr_matrices(bits)
+    y = np.empty((h, w), np.uint16)
+    out = cv2.transform(codes, y_matrix, dst=y)
+    if not np.shares_memory(out, y):  # OpenCV allocated its own output instead of filling ours
+        y[:] = out.reshape(h, w)
+    source = codes.astype(np.float32)
+    if chroma == "420":
+        source = cv2.resize(source, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+    planes = [y]
+    for matrix in (cb_matrix, cr_matrix):
+        plane = cv2.transform(source, matrix).reshape(source.shape[:2])
+        planes.append(np.rint(plane, out=plane).astype(np.uint16))
+    return tuple(planes)
+
+
+@lru_cache(maxsize=2)
+def _ycbcr_matrices(bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each plane's weights per code of R', G', B' and its offset (float32 [1, 4]): BT.2100 Table 9,
+    D = round((219 E'y + 16) 2^(n-8)) and round((224 E'c + 128) 2^(n-8)): at 10 bits 876 code steps
+    per unit signal and offset 64 (Y'), 896 and 512 (Cb, Cr); the signal is codes / (2^n - 1)."""
+    code_max, step = (1 << bits) - 1, 1 << (bits - 8)
+    y = np.array([[KR, KG, KB, 0]], np.float64) * 219 * step / code_max + [[0, 0, 0, 16 * step]]
+    cb = np.array([[-KR, -KG, 1 - KB, 0]]) / (2 * (1 - KB)) * 224 * step / code_max + [[0, 0, 0, 128 * step]]
+    cr = np.array([[1 - KR, -KG, -KB, 0]]) / (2 * (1 - KR)) * 224 * step / code_max + [[0, 0, 0, 128 * step]]
+    return tuple(a.astype(np.float32) for a in (y, cb, cr))
+
+
+def ycbcr_frame(rgb: np.ndarray, settings: VideoSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Working-space linear RGB [H, W, 3] -> the Y', Cb, Cr planes the encoder gets (its ``pix_fmt``)."""
+    spec = CODEC_SPECS[settings.codec]
+    return ycbcr_from_codes(rgb_codes(rgb, settings), spec.bits, spec.chroma)
+
+
+def _x265_xy(xy) -> str:
+    return f"({round(xy[0] / 0.00002)},{round(xy[1] / 0.00002)})"
+
+
+def encoder_options(settings: VideoSettings, report: ClipReport) -> dict[str, str]:
+    """The codec options (PyAV ``stream.options``) of a master: profile, CRF, preset, colour
+    signalling and, for PQ, the HDR10 static metadata where the bitstream carries it (HEVC SEI, AV1
+    metadata OBUs; a ProRes frame header has the colour code points only: prores_ks writes the
+    stream's primaries, transfer and matrix there)."""
+    pq = settings.transfer == "pq"
+    (rx, ry), (gx, gy), (bx, by) = BT2020_PRIMARIES
+    spec = CODEC_SPECS[settings.codec]
+    options = dict(spec.options)
+    if spec.quality is not None:
+        options["crf"] = str(settings.quality)
+    if spec.encoder == "libx265":
+        params = ["colorprim=bt2020", f"transfer={'smpte2084' if pq else 'arib-std-b67'}",
+                  "colormatrix=bt2020nc", "range=limited", "log-level=error"]
+        if spec.chroma == "420":
+            params.append("chromaloc=1")
+        if pq:
+            # ST 2086 in x265's units: chromaticity 0.00002, luminance 0.0001 cd/m2
+            params += ["hdr10=1",
+                       "master-display=G" + _x265_xy((gx, gy)) + "B" + _x265_xy((bx, by))
+                       + "R" + _x265_xy((rx, ry)) + "WP" + _x265_xy(D65_WHITE)
+                       + f"L({round(settings.mastering_peak * 10000)},{round(MASTERING_MIN_NITS * 10000)})",
+                       f"max-cll={report.max_cll},{report.max_fall}"]
+        if report.frames <= X265_BFRAME_DELAY:
+            params.append("bframes=0")
+        options["x265-params"] = ":".join(params)
+    elif spec.encoder == "libsvtav1" and pq:
+        wx, wy = D65_WHITE
+        options["svtav1-params"] = ":".join([
+            f"mastering-display=G({gx},{gy})B({bx},{by})R({rx},{ry})WP({wx},{wy})"
+            f"L({settings.mastering_peak:g},{MASTERING_MIN_NITS:g})",
+            f"content-light={report.max_cll},{report.max_fall}"])
+    return options
+
+
+def add_video_stream(container, settings: VideoSettings, report: ClipReport):
+    """The master's video stream on an open PyAV output ``container`` (shared with the benchmark's
+    plain PyAV baseline, so both encode with the same options)."""
+    spec = CODEC_SPECS[settings.codec]
+    stream = container.add_stream(spec.encoder, rate=report.rate)
+    stream.width, stream.height = report.width, report.height
+    stream.pix_fmt = spec.pix_fmt
+    cc = stream.codec_context
+    cc.color_primaries = PRIMARIES_BT2020
+    cc.color_trc = TRANSFERS[settings.transfer]
+    cc.colorspace = MATRIX_BT2020_NCL
+    cc.color_range = RANGE_LIMITED
+    if spec.encoder == "libx265" and settings.container in ("mp4", "mov"):
+        cc.codec_tag = "hvc1"  # parameter sets in the sample entry: what Apple's players require
+    stream.options = encoder_options(settings, report)
+    return stream
+
+
+def video_frame(planes: tuple[np.ndarray, ...], settings: VideoSettings, index: int, rate: Fraction):
+    """A PyAV frame of ``ycbcr_frame``'s planes in the codec's ``pix_fmt``, tagged like the stream.
+    The planes are copied row by row into the frame's buffers (whose rows may be padded): PyAV's
+    ``from_ndarray`` knows no 4:4:4 10/12-bit layout."""
+    import av
+
+    height, width = planes[0].shape
+    frame = av.VideoFrame(width, height, CODEC_SPECS[settings.codec].pix_fmt)
+    for target, plane in zip(frame.planes, planes, strict=True):
+        rows = np.frombuffer(memoryview(target), np.uint16).reshape(-1, target.line_size // 2)
+        rows[:plane.shape[0], :plane.shape[1]] = plane
+    frame.color_primaries = PRIMARIES_BT2020
+    frame.color_trc = TRANSFERS[settings.transfer]
+    frame.colorspace = MATRIX_BT2020_NCL
+    frame.color_range = RANGE_LIMITED
+    frame.pts = index
+    frame.time_base = 1 / rate
+    return frame
+
+
+class _Audio:
+    """AAC from ComfyUI's AUDIO dict, sent in step with the frames (cut to the video's length)."""
+
+    def __init__(self, container, audio: dict, frames: int, rate: Fraction):
+        waveform = audio["waveform"]
+        if waveform.ndim != 3 or waveform.shape[0] < 1:
+            raise VideoError(f"audio waveform must be [batch, channels, samples], got {list(waveform.shape)}")
+        channels = int(waveform.shape[1])
+        if channels not in AUDIO_LAYOUTS:
+            raise VideoError(f"audio has {channels} channels; mono, stereo or 5.1 can be muxed. Mix "
+                             "it down to stereo first.")
+        self.sample_rate = int(audio["sample_rate"])
+        if self.sample_rate <= 0:
+            raise VideoError(f"audio sample_rate must be positive, got {self.sample_rate}")
+        self.samples = waveform[0].detach().to("cpu", torch.float32)
+        self.layout = AUDIO_LAYOUTS[channels]
+        self.rate = rate
+        self.end = min(self.samples.shape[1], math.ceil(self.sample_rate / rate * frames))
+        self.sent = 0
+        self.container = container
+        self.stream = container.add_stream("aac", rate=self.sample_rate, layout=self.layout)
+
+    def send_until(self, frames_done: int) -> None:
+        """Encode the samples up to the end of frame ``frames_done`` (or all with a huge value)."""
+        import av
+
+        stop = min(self.end, math.ceil(self.sample_rate / self.rate * frames_done))
+        if stop <= self.sent:
+            return
+        chunk = np.ascontiguousarray(self.samples[:, self.sent:stop].numpy())
+        frame = av.AudioFrame.from_ndarray(chunk, format="fltp", layout=self.layout)
+        frame.sample_rate = self.sample_rate
+        frame.pts = self.sent
+        frame.time_base = Fraction(1, self.sample_rate)
+        self.container.mux(self.stream.encode(frame))
+        self.sent = stop
+
+    def finish(self) -> None:
+        self.send_until(1 << 62)
+        self.container.mux(self.stream.encode(None))
+
+
+class _VideoPackets:
+    """Muxes the video encoder's packets after checking their time stamps, so that an encoder that
+    gets them wrong (as x265 did for clips shorter than its B-frame delay) is reported as what it
+    is, with nothing published, instead of as a muxer error at the flush or a file whose decode
+    times lie hours before the first frame."""
+
+    def __init__(self, container, settings: VideoSettings, report: ClipReport):
+        self.container, self.settings, self.report = container, settings, report
+        self.count, self.last_dts = 0, None
+
+    def mux(self, packets) -> None:
+        for packet in packets:
+            self._check(packet)
+        self.container.mux(packets)
+
+    def _check(self, packet) -> None:
+        # in frames: the frames' pts are 0..n-1, and a decoder can only hold so many back, so a
+        # valid decode time lies between -n and the packet's pts, and grows from packet to packet
+        n = self.report.frames
+        unit = packet.time_base * self.report.rate if packet.time_base else None
+        pts = None if packet.pts is None or unit is None else packet.pts * unit
+        dts = None if packet.dts is None or unit is None else packet.dts * unit
+        self.count += 1
+        if (pts is None or dts is None or not (-n <= dts <= pts < n)
+                or (self.last_dts is not None and dts <= self.last_dts)):
+            raise VideoError(
+                f"the {self.settings.codec} encoder ({CODECS[self.settings.codec]}) gave packet "
+                f"{self.count} of a {n}-frame clip the decode time {dts} and presentation time {pts} "
+                f"(in frames, after {self.last_dts}), which no file can hold; nothing was saved. This "
+                "is an encoder bug: choose the other codec for this clip, and please report it")
+        self.last_dts = dts
+
+
+def write_video(path: str, frames, settings: VideoSettings, audio: dict | None = None,
+                metadata: dict[str, str] | None = None, report: ClipReport | None = None,
+                on_frame: Callable[[int], None] | None = None) -> ClipReport:
+    """Encode ``frames`` ([N, H, W, 3] linear HDR in the working space, torch or numpy, indexable
+    by frame) to ``path``, a new file. ``report`` is ``analyse``'s (computed here when None);
+    ``metadata`` goes into the container's tags (strings); ``on_frame(i)`` is called after each
+    frame (progress, interrupts: an exception there stops the encode). Returns the report."""
+    import av
+
+    if report is None:
+        report = analyse(frames, settings)
+    with av.open(path, mode="w", format=CONTAINERS[settings.container],
+                 options={"movflags": "use_metadata_tags+faststart"} if settings.container in ("mp4", "mov")
+                 else {}) as out:
+        for key, value in (metadata or {}).items():
+            out.metadata[key] = value
+        stream = add_video_stream(out, settings, report)
+        packets = _VideoPackets(out, settings, report)
+        sound = _Audio(out, audio, report.frames, report.rate) if audio is not None else None
+        # one frame converted at a time, while the encoder's own threads work on the frames before
+        # it; a converter thread one frame ahead was slower on a 2-CPU host, where the encoder
+        # already keeps both busy (docs/benchmarks.md)
+        for i in range(report.frames):
+            planes = ycbcr_frame(_frame(frames, i), settings)
+            packets.mux(stream.encode(video_frame(planes, settings, i, report.rate)))
+            if sound is not None:
+                sound.send_until(i + 1)
+            if on_frame is not None:
+                on_frame(i)
+        packets.mux(stream.encode(None))
+        if sound is not None:
+            sound.finish()
+    return report
+
+
+HDR_TRANSFERS = {16: "PQ (SMPTE ST 2084)", 18: "HLG (ARIB STD-B67)"}  # H.273 transfer codes
+
+
+def read_sdr_frames(path: str, start: int = 0, count: int | None = None,
+                    stride: int = 1) -> tuple[np.ndarray, Fraction]:
+    """Frames ``start``, ``start + stride``, ... (``count`` of them, or to the end) of an SDR video
+    file's first video stream, as 8-bit RGB [T, H, W, 3] uint8 (FFmpeg's conversion, what ComfyUI's
+    Load Video decodes through PyAV too), and the stream's frame rate. Only the kept frames are
+    held. An HDR (PQ/HLG) stream, a file without video, or fewer frames than ``count`` is refused."""
+    import av
+
+    if start < 0 or stride < 1 or (count is not None and count < 1):
+        raise VideoError(f"start must be >= 0, stride >= 1 and count >= 1, got {start}, {stride}, {count}")
+    check_readable(path)  # a FIFO or device is refused by name before PyAV opens it
+    out = []
+    try:
+        with av.open(path) as container:
+            if not container.streams.video:
+                raise VideoError(f"{path} has no video stream")
+            stream = container.streams.video[0]
+            rate = Fraction(stream.average_rate or stream.guessed_rate or 0)
+            for i, frame in enumerate(container.decode(stream)):
+                if frame.color_trc in HDR_TRANSFERS:
+                    raise VideoError(f"{path} is an HDR video ({HDR_TRANSFERS[frame.color_trc]}); this reads "
+                                     "SDR clips (8-bit photos of a scene), load HDR frames as EXR instead")
+                if i >= start and (i - start) % stride == 0:
+                    out.append(frame.to_ndarray(format="rgb24"))
+                    if len(out) == count:
+                        break
+    except av.FFmpegError as e:
+        raise VideoError(f"{path}: not a readable video ({e})") from None
+    if not out or (count is not None and len(out) < count):
+        raise VideoError(f"{path} has {len(out)} frames from frame {start} every {stride}"
+                         + (f", not {count}" if count else "") + ": use a smaller start or count")
+    return np.stack(out), rate
