@@ -2,33 +2,46 @@
 (libsvtav1) for delivery; HEVC Main 4:4:4 10/12 (libx265) or ProRes 4444 / 4444 XQ (prores_ks, 10-bit
 4:4:4, MOV only) as grading masters (``CODEC_SPECS``). 4:4:4 takes each pixel's chroma and any size;
 ProRes carries the colour code points in its frame header but no HDR10 metadata (its header has no
-field for it, and PyAV cannot give MOV its ``mdcv``/``clli`` boxes). What follows describes 4:2:0
-10-bit; the 4:4:4 and 12-bit paths are the same steps at their depth and without the averaging.
+field for it; see below for the MOV boxes). What follows describes 4:2:0 10-bit; the 4:4:4 and
+12-bit paths are the same steps at their depth and without the averaging.
 
 The signal is the one of the AVIF PQ/HLG files (``display.avif.signal_range``): linear HDR in the
-working space goes to BT.2020 through the pack's OCIO path, ``reference_white`` lands on BT.2408's
+working space goes to BT.2020 through the pack's OCIO matrix, ``reference_white`` lands on BT.2408's
 reference white (203 cd/m2 for PQ, HLG signal 0.75), PQ is clipped at ``mastering_peak`` and HLG at
 its nominal peak, negative components at 0 (all counted), and each component becomes the exactly
 rounded 10-bit code of the curve (``color.quantize.curve_codes``). Those R'G'B' codes are then
 turned into Y'CbCr ourselves, so nothing in FFmpeg guesses a matrix or range:
 
 - BT.2020 non-constant luminance (ITU-R BT.2020-2 Table 4: Kr = 0.2627, Kb = 0.0593), limited
-  ("tv") range at 10 bits (BT.2100 Table 9: Y' = 64 + 876 E'y, Cb/Cr = 512 + 896 E'c, rounded);
+  ("tv") range at 10 bits (BT.2100 Table 9: Y' = 64 + 876 E'y, Cb/Cr = 512 + 896 E'c, Round);
 - 4:2:0 by averaging each 2x2 block (chroma sited at the block's centre, which HEVC files signal as
   chroma location 1; AV1 has no code for it and says "unknown");
 - width and height must be even: an odd size is refused (no silent crop, no padding).
 
+The conversion runs in torch on the device the caller names (the node: ComfyUI's), one frame at a
+time, and gives the same codes on every device: the matrix in float64 one IEEE operation at a time
+(no BLAS, no fused multiply-add) rounded once to float32, the curve through ``curve_codes``' tables
+(integer and float32 comparisons), Y'CbCr as exact fractions of integers (Kr and Kb are exact
+decimals) rounded as BT.2100's Round says, halves up. The OpenCV float32 arithmetic it replaced gave
+the same values except where float32 could not place a value on one side of a rounding step (5 of
+92160 test values, one code each; tests/core/io/test_video.py). On the CPU the conversion runs on
+one torch thread (``one_torch_thread``).
+
 Tagging: CICP 9/16/9 (PQ) or 9/18/9 (HLG), range limited, in the bitstream (HEVC VUI, AV1 sequence
-header) and in the container (MP4 ``colr`` nclx, Matroska ``Colour``). PQ files carry HDR10 static
-metadata in the bitstream (HEVC SEI, AV1 metadata OBUs): the mastering display (SMPTE ST 2086:
-BT.2020 primaries, D65, ``mastering_peak`` down to 0.0001 cd/m2, as the AVIF files) and the content
-light level (CTA-861.3) MaxCLL / MaxFALL, computed from the frames *as encoded*: the brightest
-component's 10-bit PQ code of each pixel decoded back to cd/m2, MaxCLL the largest over the clip,
-MaxFALL the largest frame average, both rounded up. That takes a first pass over the frames (the
-IMAGE batch is in memory anyway); the encode is a second pass that converts and sends one frame at
-a time, so memory does not grow with the clip. HLG files carry neither (HLG is relative to the
-display's peak). PyAV cannot attach stream-level side data, so the container has no ``mdcv`` /
-``clli`` boxes (MP4) or ``MasteringMetadata`` (Matroska); players and TVs read the bitstream's.
+header, ProRes frame header) and in the container (MP4 ``colr`` nclx, MOV ``colr`` nclc, Matroska
+``Colour``). PQ files carry HDR10 static metadata in the bitstream where the codec has a place for
+it (HEVC SEI, AV1 metadata OBUs): the mastering display (SMPTE ST 2086: BT.2020 primaries, D65,
+``mastering_peak`` down to 0.0001 cd/m2, as the AVIF files) and the content light level
+(CTA-861.3) MaxCLL / MaxFALL, computed from the frames *as encoded*: the brightest component's PQ
+code of each pixel decoded back to cd/m2, MaxCLL the largest over the clip, MaxFALL the largest
+frame average, both rounded up. That takes a first pass over the frames (the IMAGE batch is in
+memory anyway); the encode is a second pass that converts and sends one frame at a time, so memory
+does not grow with the clip. HLG files carry neither (HLG is relative to the display's peak).
+Container boxes (MP4/MOV ``mdcv`` / ``clli``, Matroska ``MasteringMetadata``) are not written:
+FFmpeg's muxers write them only from the stream's coded side data, and PyAV 18 lets a program put
+nothing there but a display matrix (``VideoStream.set_display_matrix``; no way to set the encoder's
+global side data, and ``Frame.side_data`` is read-only). So ProRes files carry no HDR10 metadata at
+all, and HEVC/AV1 players and TVs read the bitstream's.
 
 Audio (ComfyUI's AUDIO dict, first item of its batch) is AAC in both containers, cut to the video's
 length (as core's Save Video) and interleaved with the frames. ``read_sdr_frames`` goes the other
@@ -280,7 +293,7 @@ def rec2020(rgb: torch.Tensor, settings: VideoSettings) -> torch.Tensor:
 
 
 @contextmanager
-def _one_thread_per_call(device: torch.device | str):
+def one_torch_thread(device: torch.device | str):
     """On the CPU, torch's operations run single-threaded inside (restored after): each one is a pass
     over memory, and with OpenMP threads on a 2-CPU host that is also running x265 (or other
     work) they waited on each other: a 720p frame took 0.6-2.5 s on 2 threads against 0.09 s on 1.
@@ -345,7 +358,7 @@ def analyse(frames, settings: VideoSettings, device: torch.device | str = "cpu",
             on_frame(i)
         return _frame_stats(_frame(frames, i, device), settings)
 
-    with _one_thread_per_call(device), ThreadPoolExecutor(_workers(n * h * w, device)) as pool:
+    with one_torch_thread(device), ThreadPoolExecutor(_workers(n * h * w, device)) as pool:
         stats = list(pool.map(measure, range(n)))
     bad_frames = [i for i, s in enumerate(stats) if s is None]
     if bad_frames:
@@ -601,7 +614,7 @@ def write_video(path: str, frames, settings: VideoSettings, audio: dict | None =
 
     if report is None:
         report = analyse(frames, settings, device)
-    with _one_thread_per_call(device), av.open(path, mode="w", format=CONTAINERS[settings.container],
+    with one_torch_thread(device), av.open(path, mode="w", format=CONTAINERS[settings.container],
                  options={"movflags": "use_metadata_tags+faststart"} if settings.container in ("mp4", "mov")
                  else {}) as out:
         for key, value in (metadata or {}).items():

@@ -305,6 +305,39 @@ def test_nan_frames_are_refused_with_a_count_and_nothing_is_written(host):
     assert outputs_of(host) == []
 
 
+@pytest.mark.parametrize("when", ["first pass", "encode"])
+def test_cancel_stops_the_node_and_publishes_nothing(host, when):
+    """ComfyUI's Cancel (its interrupt flag) is honoured per frame: pressed before the node runs, the
+    first pass stops at frame 0; pressed when the encode's progress bar first reports (frame 1 of
+    4: ComfyUI throttles the later reports), the encode stops there. Either way ComfyUI's
+    InterruptProcessingException comes out and no file (nor its temporary) is left."""
+    import comfy.model_management as mm
+    import comfy.utils
+
+    hidden = {"hidden_inputs": {"PROMPT": {"1": {"class_type": "LEDiffSaveHDRVideo", "inputs": {}}},
+                                "EXTRA_PNGINFO": {"workflow": {"nodes": []}}}}
+    saver = host.node_class("LEDiffSaveHDRVideo").PREPARE_CLASS_CLONE(hidden)
+    seen = []
+
+    def hook(value, total, preview=None, node_id=None):
+        seen.append(value)
+        mm.interrupt_current_processing(True)
+
+    before = comfy.utils.PROGRESS_BAR_HOOK
+    comfy.utils.set_progress_bar_global_hook(hook)
+    if when == "first pass":
+        mm.interrupt_current_processing(True)
+    try:
+        with pytest.raises(mm.InterruptProcessingException):
+            saver.execute(__import__("torch").from_numpy(clip_frames(n=4)), "LEDiff/cancel", 24.0, "hevc", "pq",
+                          "mp4", 18, 1.0, 1000.0)
+    finally:
+        mm.interrupt_current_processing(False)
+        comfy.utils.set_progress_bar_global_hook(before)
+    assert seen == ([] if when == "first pass" else [1])
+    assert outputs_of(host) == []
+
+
 @pytest.mark.parametrize("change,match", [
     ({"filename_prefix": "../escape/v"}, "outside the output folder"),
     ({"fps": 0.0}, "fps"),
