@@ -622,16 +622,26 @@ def write_video(path: str, frames, settings: VideoSettings, audio: dict | None =
         stream = add_video_stream(out, settings, report)
         packets = _VideoPackets(out, settings, report)
         sound = _Audio(out, audio, report.frames, report.rate) if audio is not None else None
-        # one frame converted at a time, while the encoder's own threads work on the frames before
-        # it; a converter thread one frame ahead was slower on a 2-CPU host, where the encoder
-        # already keeps both busy (docs/benchmarks.md)
-        for i in range(report.frames):
-            planes = ycbcr_frame(frames[i], settings, device)
-            packets.mux(stream.encode(video_frame(planes, settings, i, report.rate)))
-            if sound is not None:
-                sound.send_until(i + 1)
-            if on_frame is not None:
-                on_frame(i)
+        # one frame converted at a time, on a converter thread: on a GPU it converts frame i + 1
+        # while the encoder takes frame i (the thread mostly waits for the device, which costs
+        # the encoder no CPU); on the CPU it starts only after the encode call (the two would
+        # share the same cores: one frame ahead was 5-15 % slower on the 2-CPU development host,
+        # docs/benchmarks.md), so it runs serially there
+        ahead = torch.device(device).type != "cpu"
+        with ThreadPoolExecutor(1) as converter:
+            pending = converter.submit(ycbcr_frame, frames[0], settings, device)
+            for i in range(report.frames):
+                planes = pending.result()
+                more = i + 1 < report.frames
+                if more and ahead:
+                    pending = converter.submit(ycbcr_frame, frames[i + 1], settings, device)
+                packets.mux(stream.encode(video_frame(planes, settings, i, report.rate)))
+                if sound is not None:
+                    sound.send_until(i + 1)
+                if on_frame is not None:
+                    on_frame(i)
+                if more and not ahead:
+                    pending = converter.submit(ycbcr_frame, frames[i + 1], settings, device)
         packets.mux(stream.encode(None))
         if sound is not None:
             sound.finish()

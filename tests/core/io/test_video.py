@@ -219,6 +219,26 @@ def test_the_conversion_on_cuda_gives_the_cpu_planes(codec, transfer, white, pea
     assert analyse(frames, settings) == analyse(frames, settings, "cuda")
 
 
+@pytest.mark.skipif(not __import__("torch").cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("codec", ["prores_4444", "hevc"])
+def test_a_master_written_on_cuda_holds_the_cpu_masters_packets(tmp_path, codec):
+    """write_video on a GPU (its converter thread one frame ahead of the encoder there) gives the
+    encoder the CPU's planes in the same order: the files' video packets are byte for byte the same."""
+    import av
+
+    from lediff_core.io.video import CODEC_SPECS, VideoSettings, write_video
+
+    frames = np.stack([hdr_frame(48, 64, seed) for seed in range(5)])
+    settings = VideoSettings(codec=codec, container=CODEC_SPECS[codec].containers[-1])
+    packets = {}
+    for device in ("cpu", "cuda"):
+        path = str(tmp_path / f"{device}.{settings.container}")
+        write_video(path, frames, settings, device=device)
+        with av.open(path) as container:
+            packets[device] = [bytes(p) for p in container.demux(video=0) if p.size]
+    assert len(packets["cpu"]) == 5 and packets["cpu"] == packets["cuda"]
+
+
 def test_core_refuses_fps_at_or_below_zero():
     from lediff_core.io.video import VideoError, frame_rate
 
