@@ -40,10 +40,13 @@ def curve_codes(x, decode: Callable[[torch.Tensor], torch.Tensor], bits: int,
     int16 codes on its device."""
     if isinstance(x, torch.Tensor):
         base, inner = _device_table(decode, bits, float(scale), float(limit), x.device)
-        x = x.to(torch.float32)
-        # the bit pattern's top 19 bits, as numpy's uint32 shift (the mask undoes the sign's spread)
-        bucket = ((x.view(torch.int32) >> SHIFT) & (_BUCKETS - 1)).long()
-        return base.take(bucket) + (x >= inner.take(bucket))
+        x = x.to(torch.float32).contiguous()
+        # the bit pattern's top 19 bits, as numpy's uint32 shift (the mask undoes the sign's
+        # spread); index_select takes int32 indices (take would need int64: twice the traffic)
+        bucket = (x.view(torch.int32) >> SHIFT).bitwise_and_(_BUCKETS - 1).view(-1)
+        codes = base.index_select(0, bucket)
+        codes += x.view(-1) >= inner.index_select(0, bucket)
+        return codes.view(x.shape)
     base, inner = _table(decode, bits, float(scale), float(limit))
     x = np.ascontiguousarray(x, dtype=np.float32)
     # the bucket index straight into the index type numpy's take works in (its own conversion of

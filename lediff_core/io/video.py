@@ -281,7 +281,7 @@ def rec2020(rgb: torch.Tensor, settings: VideoSettings) -> torch.Tensor:
     operation at a time (no BLAS, no fused multiply-add: a kernel computing ``a + m b`` may fuse it),
     rounded once to float32: the same bits on every device, within float64's rounding of the
     exactly rounded matrix product."""
-    x = rgb.permute(2, 0, 1).to(torch.float64, memory_format=torch.contiguous_format)
+    x = rgb.permute(2, 0, 1).contiguous().to(torch.float64)  # planes (gathered in float32: faster)
     out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
     total, term = torch.empty_like(x[0]), torch.empty_like(x[0])
     for plane, row in zip(out, _to_rec2020_rows(settings.reference_white), strict=True):
@@ -428,10 +428,8 @@ def ycbcr_from_codes(codes: torch.Tensor, bits: int, chroma: str) -> tuple[torch
     planes = []
     for source, (wr, wg, wb, constant), den, offset in zip(
             (x, chroma_source, chroma_source), (y_w, cb_w, cr_w), dens, offsets, strict=True):
-        num = source[0] * wr
-        num += source[1] * wg
-        num += source[2] * wb
-        num += constant
+        # integers throughout: exact whichever way a kernel rounds or fuses a multiply-add
+        num = torch.mul(source[0], wr).add_(source[1], alpha=wg).add_(source[2], alpha=wb).add_(constant)
         planes.append(torch.floor_(num.div_(den)).add_(offset))
     return tuple(planes)
 
