@@ -292,6 +292,15 @@ def rec2020(rgb: torch.Tensor, settings: VideoSettings) -> torch.Tensor:
     return out
 
 
+def conversion_device(device: torch.device | str) -> torch.device:
+    """Where the conversion runs: ``device`` if it is a CUDA (or ROCm) GPU or the CPU, else the CPU.
+    The exact arithmetic needs float64, which Apple's MPS does not have at all and other backends
+    (DirectML, Intel XPU on GPUs without FP64) have partly or by emulation; those frames are
+    converted on the CPU instead, with the same codes."""
+    device = torch.device(device)
+    return device if device.type == "cuda" else torch.device("cpu")
+
+
 @contextmanager
 def one_torch_thread(device: torch.device | str):
     """On the CPU, torch's operations run single-threaded inside (restored after): each one is a pass
@@ -351,6 +360,7 @@ def analyse(frames, settings: VideoSettings, device: torch.device | str = "cpu",
     the report does not depend on the number of threads."""
     check_settings(settings)
     n, h, w = check_frames(frames, settings.codec)
+    device = conversion_device(device)
     report = ClipReport(n, w, h, peak=signal_range(TRANSFERS[settings.transfer], settings.mastering_peak).peak,
                         rate=frame_rate(settings.fps))
     def measure(i):
@@ -610,6 +620,7 @@ def write_video(path: str, frames, settings: VideoSettings, audio: dict | None =
     encode). Returns the report."""
     import av
 
+    device = conversion_device(device)
     if report is None:
         report = analyse(frames, settings, device)
     with one_torch_thread(device), av.open(path, mode="w", format=CONTAINERS[settings.container],

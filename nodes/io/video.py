@@ -90,7 +90,8 @@ class SaveHDRVideo(io.ComfyNode):
                                        quality=quality, reference_white=reference_white,
                                        mastering_peak=mastering_peak)
         frames = images[..., :3]  # each frame goes to the device as float32 when its turn comes
-        device = mm.get_torch_device()  # the per-frame colour conversion runs there
+        # the per-frame colour conversion runs there if it is a CUDA GPU, else on the CPU
+        device = video.conversion_device(mm.get_torch_device())
         try:
             # refuses bad input before anything is written
             report = video.analyse(frames, settings, device,

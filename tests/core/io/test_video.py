@@ -4,6 +4,7 @@ disk fills mid-clip, and the SDR reader refusing an HDR master."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -162,24 +163,17 @@ def test_halves_round_up_as_bt2100_says():
 
 def test_todays_opencv_planes_differ_only_where_float32_could_not_tell(tmp_path):
     """tests/data/video_codes holds the planes and first-pass numbers that the OpenCV float32 conversion
-    (before the torch one) gave for one frame under six settings. The torch conversion gives the same
-    values except where float32 arithmetic could not place a value on one side of a rounding step: a
-    code or plane value whose exact (float64) value lies within 1e-3 of a .5 step. Those differ by one
-    code; here 5 values of 92160 (3 plane values at 12 bits, 2 at 10 bits). The first pass's counts,
-    MaxCLL and MaxFALL are the same."""
+    (before the torch one) gave for one frame under six settings (kept in the file). The torch
+    conversion gives the same values except where float32 arithmetic could not place a value on one
+    side of a rounding step: a code or plane value whose exact (float64) value lies within 1e-3 of a
+    .5 step. Those differ by one code; here 5 values of 92160 (3 plane values at 12 bits, 2 at 10
+    bits). The first pass's counts, MaxCLL and MaxFALL are the same."""
     from lediff_core.io.video import VideoSettings, analyse, ycbcr_frame
 
     saved = np.load(os.path.join(REPO, "tests", "data", "video_codes", "opencv_float32_planes.npz"))
     frame = saved["frame"]
-    cases = {
-        "hevc_pq_w1.7": VideoSettings(codec="hevc", transfer="pq", reference_white=1.7),
-        "hevc_hlg": VideoSettings(codec="hevc", transfer="hlg"),
-        "hevc_444_10_pq_peak4000": VideoSettings(codec="hevc_444_10", transfer="pq", mastering_peak=4000.0),
-        "hevc_444_12_pq": VideoSettings(codec="hevc_444_12", transfer="pq"),
-        "hevc_444_12_hlg_w0.5": VideoSettings(codec="hevc_444_12", transfer="hlg", reference_white=0.5),
-        "prores_4444_pq_peak10000": VideoSettings(codec="prores_4444", container="mov", transfer="pq",
-                                                  mastering_peak=10000.0),
-    }
+    cases = {name: VideoSettings(**fields) for name, fields in json.loads(str(saved["settings"])).items()}
+    assert len(cases) == 6
     differ = total = 0
     for name, settings in cases.items():
         planes = ycbcr_frame(frame, settings)
@@ -237,6 +231,18 @@ def test_a_master_written_on_cuda_holds_the_cpu_masters_packets(tmp_path, codec)
         with av.open(path) as container:
             packets[device] = [bytes(p) for p in container.demux(video=0) if p.size]
     assert len(packets["cpu"]) == 5 and packets["cpu"] == packets["cuda"]
+
+
+def test_devices_without_float64_convert_on_the_cpu():
+    """The conversion's exact arithmetic needs float64: CUDA GPUs and the CPU run it, anything else
+    (Apple's MPS has no float64) hands the frames to the CPU."""
+    import torch
+
+    from lediff_core.io.video import conversion_device
+
+    assert conversion_device("cuda:1") == torch.device("cuda:1")
+    for name in ("cpu", "mps", "xpu", "privateuseone:0"):
+        assert conversion_device(name) == torch.device("cpu")
 
 
 def test_core_refuses_fps_at_or_below_zero():

@@ -1,6 +1,9 @@
 """Writes opencv_float32_planes.npz: the planes and first-pass numbers of Save HDR Video's conversion as of
 commit 221f78b (OpenCV float32 arithmetic), kept to compare the torch conversion with. Run from the
 repository root with PYTHONPATH=. at that commit."""
+import dataclasses
+import json
+
 import numpy as np
 
 from lediff_core.io.video import VideoSettings, analyse, ycbcr_frame
@@ -19,12 +22,11 @@ SETTINGS = {
     "prores_4444_pq_peak10000": VideoSettings(codec="prores_4444", container="mov", transfer="pq",
                                               mastering_peak=10000.0),
 }
-out = {"frame": frame}
+out = {"frame": frame,
+       "settings": json.dumps({name: dataclasses.asdict(s) for name, s in SETTINGS.items()})}
 for name, s in SETTINGS.items():
     for p, plane in zip(("y", "cb", "cr"), ycbcr_frame(frame, s), strict=True):
         out[f"{name}/{p}"] = plane
     r = analyse(frame[None], s)
     out[f"{name}/report"] = np.array([r.over, r.negative, r.max_cll or 0, r.max_fall or 0])
-    print(name, out[f"{name}/report"])
 np.savez_compressed("tests/data/video_codes/opencv_float32_planes.npz", **out)
-print({k: v.shape for k, v in out.items()})
