@@ -2,7 +2,7 @@
 (libsvtav1) for delivery; HEVC Main 4:4:4 10/12 (libx265) or ProRes 4444 / 4444 XQ (prores_ks, 10-bit
 4:4:4, MOV only) as grading masters (``CODEC_SPECS``). 4:4:4 takes each pixel's chroma and any size;
 ProRes carries the colour code points in its frame header but no HDR10 metadata (its header has no
-field for it; see below for the MOV boxes). What follows describes 4:2:0 10-bit; the 4:4:4 and
+field for it): the pack adds it to the MOV (below). What follows describes 4:2:0 10-bit; the 4:4:4 and
 12-bit paths are the same steps at their depth and without the averaging.
 
 The signal is the one of the AVIF PQ/HLG files (``display.avif.signal_range``): linear HDR in the
@@ -37,11 +37,12 @@ code of each pixel decoded back to cd/m2, MaxCLL the largest over the clip, MaxF
 frame average, both rounded up. That takes a first pass over the frames (the IMAGE batch is in
 memory anyway); the encode is a second pass that converts and sends one frame at a time, so memory
 does not grow with the clip. HLG files carry neither (HLG is relative to the display's peak).
-Container boxes (MP4/MOV ``mdcv`` / ``clli``, Matroska ``MasteringMetadata``) are not written:
-FFmpeg's muxers write them only from the stream's coded side data, and PyAV 18 lets a program put
+FFmpeg's muxers write container copies (MP4/MOV ``mdcv`` / ``clli``, Matroska
+``MasteringMetadata``) only from the stream's coded side data, and PyAV 18 lets a program put
 nothing there but a display matrix (``VideoStream.set_display_matrix``; no way to set the encoder's
-global side data, and ``Frame.side_data`` is read-only). So ProRes files carry no HDR10 metadata at
-all, and HEVC/AV1 players and TVs read the bitstream's.
+global side data, and ``Frame.side_data`` is read-only). HEVC/AV1 players and TVs read the
+bitstream's; for ProRes PQ masters the pack appends ``mdcv`` and ``clli`` to the finished MOV's video
+sample entry itself (``_add_hdr10_boxes``), which is why those files keep the movie box last.
 
 Audio (ComfyUI's AUDIO dict, first item of its batch) is AAC in both containers, cut to the video's
 length (as core's Save Video) and interleaved with the frames. ``read_sdr_frames`` goes the other
@@ -52,6 +53,7 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -77,6 +79,7 @@ from .display.avif import (
     TRANSFER_PQ,
     signal_range,
 )
+from .display.metadata import clli_box, mdcv_box, moov_with_video_entry_boxes
 
 
 @dataclass(frozen=True)
@@ -92,7 +95,9 @@ class Codec:
     min_size: int  # the smallest width and height the encoder opens with
     max_rate: Fraction  # the highest frame rate it opens with
     options: tuple[tuple[str, str], ...] = ()  # profile, preset
-    hdr10_metadata: bool = True  # the bitstream carries ST 2086 / CTA-861.3 (PQ only)
+    # False: the encoder writes ST 2086 / CTA-861.3 into the bitstream (PQ only); True: the
+    # bitstream has no place for them and the pack adds the MOV's ``mdcv`` / ``clli`` boxes
+    hdr10_boxes: bool = False
 
 
 # The smallest sizes were measured on PyAV's bundled builds: libx265 refuses 14 px or less on either
@@ -106,7 +111,7 @@ class Codec:
 _X265 = dict(encoder="libx265", containers=("mp4", "mkv", "mov"), quality=(0, 51), min_size=16,
              max_rate=Fraction(1000))
 _PRORES = dict(encoder="prores_ks", pix_fmt="yuv444p10le", bits=10, chroma="444", containers=("mov",),
-               quality=None, min_size=1, max_rate=Fraction(1000), hdr10_metadata=False)
+               quality=None, min_size=1, max_rate=Fraction(1000), hdr10_boxes=True)
 CODEC_SPECS = {
     "hevc": Codec(**_X265, pix_fmt="yuv420p10le", bits=10, chroma="420",
                   options=(("profile", "main10"), ("preset", "medium"))),
@@ -623,9 +628,12 @@ def write_video(path: str, frames, settings: VideoSettings, audio: dict | None =
     device = conversion_device(device)
     if report is None:
         report = analyse(frames, settings, device)
+    boxes = settings.transfer == "pq" and CODEC_SPECS[settings.codec].hdr10_boxes
+    # the movie box goes in front of the media ("faststart") for players, except where the pack
+    # adds boxes to it afterwards: it must then stay last, so that no chunk offset moves
+    flags = "use_metadata_tags" + ("" if boxes else "+faststart")
     with one_torch_thread(device), av.open(path, mode="w", format=CONTAINERS[settings.container],
-                 options={"movflags": "use_metadata_tags+faststart"} if settings.container in ("mp4", "mov")
-                 else {}) as out:
+                 options={"movflags": flags} if settings.container in ("mp4", "mov") else {}) as out:
         for key, value in (metadata or {}).items():
             out.metadata[key] = value
         stream = add_video_stream(out, settings, report)
@@ -654,7 +662,37 @@ def write_video(path: str, frames, settings: VideoSettings, audio: dict | None =
         packets.mux(stream.encode(None))
         if sound is not None:
             sound.finish()
+    if boxes:
+        _add_hdr10_boxes(path, settings, report)
     return report
+
+
+def _add_hdr10_boxes(path: str, settings: VideoSettings, report: ClipReport) -> None:
+    """Append the HDR10 static metadata to the video sample entry of the finished MOV at ``path``
+    (still its temporary name): ``mdcv`` (SMPTE ST 2086, as the HEVC SEI and the AVIF files) and
+    ``clli`` (MaxCLL, MaxFALL), the QuickTime boxes FFmpeg's MOV muxer would write from stream side
+    data that PyAV cannot give it. The movie box is the file's last box, so it is rewritten in place
+    and the media data does not move."""
+    extra = (mdcv_box(BT2020_PRIMARIES, D65_WHITE, settings.mastering_peak, MASTERING_MIN_NITS)
+             + clli_box(min(report.max_cll, 65535), min(report.max_fall, 65535)))
+    with open(path, "r+b") as f:
+        end, pos, top = f.seek(0, os.SEEK_END), 0, []
+        while pos < end:
+            f.seek(pos)
+            size, kind = struct.unpack(">I4s", f.read(8))
+            if size == 1:
+                size = struct.unpack(">Q", f.read(8))[0]
+            elif size == 0:
+                size = end - pos
+            top.append((kind, pos, size))
+            pos += size
+        kind, start, size = top[-1]
+        if kind != b"moov" or b"mdat" not in [k for k, _, _ in top]:
+            raise VideoError(f"{path}: the movie box is not after the media data; cannot add HDR10 boxes")
+        f.seek(start)
+        moov = moov_with_video_entry_boxes(f.read(size), extra)
+        f.seek(start)
+        f.write(moov)
 
 
 HDR_TRANSFERS = {16: "PQ (SMPTE ST 2084)", 18: "HLG (ARIB STD-B67)"}  # H.273 transfer codes

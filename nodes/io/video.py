@@ -45,7 +45,7 @@ class SaveHDRVideo(io.ComfyNode):
                                "players. hevc_444_10 / hevc_444_12: HEVC Main 4:4:4 10 / 12 (full "
                                "chroma, grading masters). prores_4444 / prores_4444xq: Apple ProRes "
                                "4444 / 4444 XQ, 10-bit 4:4:4 in MOV (what Resolve, Nuke and editors "
-                               "exchange; no HDR10 metadata in the file)."),
+                               "exchange; HDR10 metadata in the MOV's boxes, not the ProRes bitstream)."),
                 io.Combo.Input("transfer", options=list(video.TRANSFERS), default="pq",
                                tooltip="pq: HDR10, absolute (reference white at 203 cd/m2, clipped at "
                                "mastering_peak), with HDR10 metadata. hlg: broadcast HLG, relative to "
@@ -117,8 +117,8 @@ class SaveHDRVideo(io.ComfyNode):
                                       report.height, "." + container, write)
         light = (f", MaxCLL {report.max_cll} cd/m2, MaxFALL {report.max_fall} cd/m2"
                  if report.max_cll is not None else "")
-        if light and not video.CODEC_SPECS[codec].hdr10_metadata:
-            light += f" (measured; {codec} files carry no HDR10 metadata)"
+        if light and video.CODEC_SPECS[codec].hdr10_boxes:
+            light += " (in the MOV's mdcv/clli boxes)"
         log.info("Save HDR Video: %s, %d frame(s) at %s fps, %s %s%s; %d pixel(s) above the peak "
                  "of %s%s, %d pixel(s) with negative BT.2020 components%s", result.filename,
                  report.frames, report.rate, codec, transfer, light, report.over, report.peak,

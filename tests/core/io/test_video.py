@@ -22,7 +22,7 @@ from support.color import (
     HLG_WHITE_SCENE,
     pq_inverse_eotf,
 )
-from support.common import REPO
+from support.common import REPO, require_tool
 
 
 def rgb_to_xyz(primaries, white=(0.3127, 0.3290)):
@@ -243,6 +243,44 @@ def test_devices_without_float64_convert_on_the_cpu():
     assert conversion_device("cuda:1") == torch.device("cuda:1")
     for name in ("cpu", "mps", "xpu", "privateuseone:0"):
         assert conversion_device(name) == torch.device("cpu")
+
+
+def test_prores_pq_masters_carry_hdr10_in_the_movs_boxes(tmp_path):
+    """A ProRes PQ master with sound (two tracks): the pack appends ``mdcv`` and ``clli`` to the video
+    sample entry of the finished MOV (ProRes has no place for them in its bitstream). Debian's ffprobe
+    reads them as the stream's mastering display (BT.2020, D65, the peak, 0.0001 cd/m2) and light
+    levels (the first pass's MaxCLL/MaxFALL); the movie box stays after the media data, and Debian's
+    ffmpeg decodes every frame and the sound without an error (no chunk offset moved)."""
+    import struct
+
+    import torch
+
+    from lediff_core.io.video import VideoSettings, write_video
+
+    path = str(tmp_path / "master.mov")
+    audio = {"waveform": torch.sin(torch.arange(48000.0) / 10).repeat(1, 2, 1), "sample_rate": 48000}
+    report = write_video(path, clip_frames(n=4), VideoSettings(codec="prores_4444xq", container="mov",
+                                                              mastering_peak=2000.0), audio=audio)
+    probe = subprocess.run([require_tool("ffprobe"), "-v", "error", "-of", "json", "-count_frames",
+                            "-show_streams", path], capture_output=True, text=True, check=True)
+    video, sound = json.loads(probe.stdout)["streams"]
+    assert (video["codec_tag_string"], video["nb_read_frames"], sound["codec_name"]) == ("ap4x", "4", "aac")
+    side = {d["side_data_type"]: d for d in video["side_data_list"]}
+    mdm, cll = side["Mastering display metadata"], side["Content light level metadata"]
+    assert [mdm[k] for k in ("red_x", "red_y", "green_x", "green_y", "blue_x", "blue_y", "white_point_x",
+                             "white_point_y", "max_luminance", "min_luminance")] == [
+        "35400/50000", "14600/50000", "8500/50000", "39850/50000", "6550/50000", "2300/50000", "15635/50000",
+        "16450/50000", "20000000/10000", "1/10000"]
+    assert (cll["max_content"], cll["max_average"]) == (report.max_cll, report.max_fall) and report.max_cll > 203
+    data, top, pos = open(path, "rb").read(), [], 0
+    while pos < len(data):
+        size, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        top.append(kind)
+        pos += size
+    assert top.index(b"mdat") < top.index(b"moov") == len(top) - 1
+    decode = subprocess.run([require_tool("ffmpeg"), "-v", "error", "-xerror", "-i", path, "-f", "null", "-"],
+                            capture_output=True, text=True)
+    assert decode.returncode == 0 and decode.stderr == "", decode.stderr
 
 
 def test_core_refuses_fps_at_or_below_zero():

@@ -200,14 +200,20 @@ def test_master_is_tagged_measured_and_decodes_to_the_input(host, caplog, codec,
     message = logged(caplog)
     assert f"{N} frame(s)" in message
     sd = side_data(path)
-    if transfer == "pq" and codec.startswith("prores"):
+    # ProRes: nothing in the bitstream (no frame side data); the MOV's mdcv/clli boxes instead,
+    # which FFmpeg's MOV demuxer reads as the stream's side data
+    stream_sd = {d["side_data_type"]: d for d in v.get("side_data_list", [])}
+    if codec.startswith("prores"):
         assert "Mastering display metadata" not in sd and "Content light level metadata" not in sd
-        assert f"(measured; {codec} files carry no HDR10 metadata)" in message
+    if transfer == "pq" and codec.startswith("prores"):
+        assert "(in the MOV's mdcv/clli boxes)" in message
+        sd = stream_sd
+    else:
+        assert "Mastering display metadata" not in stream_sd  # the container boxes: ProRes PQ only
     if transfer == "pq":
         max_cll, max_fall = (int(x) for x in re.search(r"MaxCLL (\d+) cd/m2, MaxFALL (\d+)", message).groups())
         cll_in, fall_in = independent_light_levels(frames, white, peak, 12 if codec == "hevc_444_12" else 10)
         assert max_cll == math.ceil(cll_in - 1e-9) and max_fall == math.ceil(fall_in - 1e-9)
-    if transfer == "pq" and not codec.startswith("prores"):
         mdm, cll = sd["Mastering display metadata"], sd["Content light level metadata"]
         assert frac(mdm["max_luminance"]) == pytest.approx(peak)
         assert frac(mdm["min_luminance"]) == pytest.approx(0.0001, abs=1 / 16384)
