@@ -146,8 +146,9 @@ def test_schema(host):
 
 # (codec, transfer, container, fps, expected r_frame_rate, median and p99 relative error bounds of
 # the decoded display light at quality 4 (ProRes: its profile's rate); measured here: hevc 0.85 % /
-# 3.6 % (1.0 % / 5.4 % in a later run), av1 1.0 % / 5.0 %, hevc_444_12 PQ 0.67 % / 4.2 %,
-# hevc_444_10 HLG 0.77 % / 4.8 %, prores_4444 PQ 0.35 % / 1.7 %, prores_4444xq HLG 0.24 % / 1.6 %)
+# 3.6 % (1.0 % / 5.4 % in a later run), av1 1.0 % / 5.0 % (1.3 % / 7.0 % on 2026-12-07), hevc_444_12
+# PQ 0.67 % / 4.2 %, hevc_444_10 HLG 0.77 % / 4.8 %, prores_4444 PQ 0.35 % / 1.7 %, prores_4444xq HLG
+# 0.24 % / 1.6 %; docs/formats.md lists them)
 CASES = [
     ("hevc", "pq", "mp4", 24.0, "24/1", 0.015, 0.06),
     ("hevc", "hlg", "mkv", 23.976, "24000/1001", 0.015, 0.06),
