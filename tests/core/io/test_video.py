@@ -283,6 +283,33 @@ def test_prores_pq_masters_carry_hdr10_in_the_movs_boxes(tmp_path):
     assert decode.returncode == 0 and decode.stderr == "", decode.stderr
 
 
+def test_the_movie_box_patch_names_what_it_cannot_patch(tmp_path):
+    """moov_with_video_entry_boxes grows the boxes around the first video sample entry; a movie
+    without a video track (PyAV's own audio-only MOV) or bytes that are not a movie box are refused
+    by name, not patched somewhere else."""
+    import struct
+
+    import av
+
+    from lediff_core.io.display.metadata import MetadataError, moov_with_video_entry_boxes
+
+    path = str(tmp_path / "sound.mov")
+    with av.open(path, "w") as out:
+        stream = out.add_stream("aac", rate=48000, layout="stereo")
+        frame = av.AudioFrame.from_ndarray(np.zeros((2, 1024), np.float32), format="fltp", layout="stereo")
+        frame.sample_rate, frame.pts = 48000, 0
+        out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    data, pos = open(path, "rb").read(), 0
+    while data[pos + 4:pos + 8] != b"moov":
+        pos += struct.unpack(">I", data[pos:pos + 4])[0]
+    moov = data[pos:pos + struct.unpack(">I", data[pos:pos + 4])[0]]
+    with pytest.raises(MetadataError, match="no video track in the movie"):
+        moov_with_video_entry_boxes(moov, b"")
+    with pytest.raises(MetadataError, match=r"not a movie \(moov\) box"):
+        moov_with_video_entry_boxes(data[:pos], b"")  # ftyp, wide, mdat
+
+
 def test_core_refuses_fps_at_or_below_zero():
     from lediff_core.io.video import VideoError, frame_rate
 
