@@ -14,7 +14,9 @@ that no bucket holds two thresholds (more bits need a smaller SHIFT).
 
 The result is the exact rounding of the exact curve (in float64) of each float32 input, which is
 closer to the formula than evaluating it in float32, and about four times faster on CPU than
-evaluating PQ or HLG in torch (0.09 s against 0.36 s for 6 M values). No ComfyUI imports.
+evaluating PQ or HLG in torch (0.09 s against 0.36 s for 6 M values). ``x`` may be a numpy array or
+a torch tensor on any device (the tables are copied there once): the same integer and float32
+comparisons give the same codes everywhere. No ComfyUI imports.
 """
 
 from __future__ import annotations
@@ -30,11 +32,21 @@ _BUCKETS = 1 << (32 - SHIFT)
 _FINITE = 0x7F800000 >> SHIFT  # first bucket of +Inf / NaN bit patterns
 
 
-def curve_codes(x: np.ndarray, decode: Callable[[torch.Tensor], torch.Tensor], bits: int,
-                scale: float = 1.0, limit: float = float("inf")) -> np.ndarray:
-    """Code values (uint16) of float32 ``x`` under the curve whose inverse is ``decode``, applied
-    to ``x * scale``: values below 0 get code 0, values above ``limit`` (in the curve's units) the
-    code of ``limit``. ``x`` must be finite."""
+def curve_codes(x, decode: Callable[[torch.Tensor], torch.Tensor], bits: int,
+                scale: float = 1.0, limit: float = float("inf")):
+    """Code values of float32 ``x`` under the curve whose inverse is ``decode``, applied to
+    ``x * scale``: values below 0 get code 0, values above ``limit`` (in the curve's units) the
+    code of ``limit``. ``x`` must be finite. A numpy ``x`` gives uint16 codes; a torch ``x`` gives
+    int16 codes on its device."""
+    if isinstance(x, torch.Tensor):
+        base, inner = _device_table(decode, bits, float(scale), float(limit), x.device)
+        x = x.to(torch.float32).contiguous()
+        # the bit pattern's top 19 bits, as numpy's uint32 shift (the mask undoes the sign's
+        # spread); index_select takes int32 indices (take would need int64: twice the traffic)
+        bucket = (x.view(torch.int32) >> SHIFT).bitwise_and_(_BUCKETS - 1).view(-1)
+        codes = base.index_select(0, bucket)
+        codes += x.view(-1) >= inner.index_select(0, bucket)
+        return codes.view(x.shape)
     base, inner = _table(decode, bits, float(scale), float(limit))
     x = np.ascontiguousarray(x, dtype=np.float32)
     # the bucket index straight into the index type numpy's take works in (its own conversion of
@@ -44,6 +56,12 @@ def curve_codes(x: np.ndarray, decode: Callable[[torch.Tensor], torch.Tensor], b
     codes = base.take(bucket)
     codes += x >= inner.take(bucket)
     return codes
+
+
+@lru_cache(maxsize=16)
+def _device_table(decode, bits: int, scale: float, limit: float, device: torch.device):
+    base, inner = _table(decode, bits, scale, limit)
+    return torch.from_numpy(base.astype(np.int16)).to(device), torch.from_numpy(inner).to(device)
 
 
 @lru_cache(maxsize=16)

@@ -8,6 +8,6 @@ their folder after links are followed, regular files only, checked before openin
 file or a folder without ever overwriting or leaving a partial one (``publish``), and the display
 formats that screens show as HDR: Ultra HDR, AVIF PQ/HLG, JPEG XL, with their metadata boxes
 (``display``). OpenCV, used for
-optical flow and the video masters' per-pixel arithmetic, is imported through ``opencv``.
+optical flow, is imported through ``opencv``.
 May import ``lediff_core.color``; never ``model``, ComfyUI, ``nodes`` or ``lediff_runner``.
 """

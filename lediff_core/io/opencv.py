@@ -1,5 +1,5 @@
-"""OpenCV (``cv2``), imported only where it is used: optical flow (``lediff_core.video.flow``) and
-the per-pixel arithmetic of the HDR video masters (``video``). It is not a fixed requirement of
+"""OpenCV (``cv2``), imported only where it is used: optical flow (``lediff_core.video.flow``; the
+HDR video masters' per-pixel arithmetic is torch's since it moved to ComfyUI's device). It is not a fixed requirement of
 the pack, since a ComfyUI install usually carries one of its four distributions already
 (``install.py`` at the repository root adds ``opencv-python-headless`` only where none is present).
 """

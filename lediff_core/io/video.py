@@ -2,33 +2,47 @@
 (libsvtav1) for delivery; HEVC Main 4:4:4 10/12 (libx265) or ProRes 4444 / 4444 XQ (prores_ks, 10-bit
 4:4:4, MOV only) as grading masters (``CODEC_SPECS``). 4:4:4 takes each pixel's chroma and any size;
 ProRes carries the colour code points in its frame header but no HDR10 metadata (its header has no
-field for it, and PyAV cannot give MOV its ``mdcv``/``clli`` boxes). What follows describes 4:2:0
-10-bit; the 4:4:4 and 12-bit paths are the same steps at their depth and without the averaging.
+field for it): the pack adds it to the MOV (below). What follows describes 4:2:0 10-bit; the 4:4:4 and
+12-bit paths are the same steps at their depth and without the averaging.
 
 The signal is the one of the AVIF PQ/HLG files (``display.avif.signal_range``): linear HDR in the
-working space goes to BT.2020 through the pack's OCIO path, ``reference_white`` lands on BT.2408's
+working space goes to BT.2020 through the pack's OCIO matrix, ``reference_white`` lands on BT.2408's
 reference white (203 cd/m2 for PQ, HLG signal 0.75), PQ is clipped at ``mastering_peak`` and HLG at
 its nominal peak, negative components at 0 (all counted), and each component becomes the exactly
 rounded 10-bit code of the curve (``color.quantize.curve_codes``). Those R'G'B' codes are then
 turned into Y'CbCr ourselves, so nothing in FFmpeg guesses a matrix or range:
 
 - BT.2020 non-constant luminance (ITU-R BT.2020-2 Table 4: Kr = 0.2627, Kb = 0.0593), limited
-  ("tv") range at 10 bits (BT.2100 Table 9: Y' = 64 + 876 E'y, Cb/Cr = 512 + 896 E'c, rounded);
+  ("tv") range at 10 bits (BT.2100 Table 9: Y' = 64 + 876 E'y, Cb/Cr = 512 + 896 E'c, Round);
 - 4:2:0 by averaging each 2x2 block (chroma sited at the block's centre, which HEVC files signal as
   chroma location 1; AV1 has no code for it and says "unknown");
 - width and height must be even: an odd size is refused (no silent crop, no padding).
 
+The conversion runs in torch on the device the caller names (the node: ComfyUI's), one frame at a
+time, and gives the same codes on every device: the matrix in float64 one IEEE operation at a time
+(no BLAS, no fused multiply-add) rounded once to float32, the curve through ``curve_codes``' tables
+(integer and float32 comparisons), Y'CbCr as exact fractions of integers (Kr and Kb are exact
+decimals) rounded as BT.2100's Round says, halves up. The OpenCV float32 arithmetic it replaced gave
+the same values except where float32 could not place a value on one side of a rounding step (5 of
+92160 test values, one code each; tests/core/io/test_video.py). On the CPU the conversion runs on
+one torch thread (``one_torch_thread``).
+
 Tagging: CICP 9/16/9 (PQ) or 9/18/9 (HLG), range limited, in the bitstream (HEVC VUI, AV1 sequence
-header) and in the container (MP4 ``colr`` nclx, Matroska ``Colour``). PQ files carry HDR10 static
-metadata in the bitstream (HEVC SEI, AV1 metadata OBUs): the mastering display (SMPTE ST 2086:
-BT.2020 primaries, D65, ``mastering_peak`` down to 0.0001 cd/m2, as the AVIF files) and the content
-light level (CTA-861.3) MaxCLL / MaxFALL, computed from the frames *as encoded*: the brightest
-component's 10-bit PQ code of each pixel decoded back to cd/m2, MaxCLL the largest over the clip,
-MaxFALL the largest frame average, both rounded up. That takes a first pass over the frames (the
-IMAGE batch is in memory anyway); the encode is a second pass that converts and sends one frame at
-a time, so memory does not grow with the clip. HLG files carry neither (HLG is relative to the
-display's peak). PyAV cannot attach stream-level side data, so the container has no ``mdcv`` /
-``clli`` boxes (MP4) or ``MasteringMetadata`` (Matroska); players and TVs read the bitstream's.
+header, ProRes frame header) and in the container (MP4 ``colr`` nclx, MOV ``colr`` nclc, Matroska
+``Colour``). PQ files carry HDR10 static metadata in the bitstream where the codec has a place for
+it (HEVC SEI, AV1 metadata OBUs): the mastering display (SMPTE ST 2086: BT.2020 primaries, D65,
+``mastering_peak`` down to 0.0001 cd/m2, as the AVIF files) and the content light level
+(CTA-861.3) MaxCLL / MaxFALL, computed from the frames *as encoded*: the brightest component's PQ
+code of each pixel decoded back to cd/m2, MaxCLL the largest over the clip, MaxFALL the largest
+frame average, both rounded up. That takes a first pass over the frames (the IMAGE batch is in
+memory anyway); the encode is a second pass that converts and sends one frame at a time, so memory
+does not grow with the clip. HLG files carry neither (HLG is relative to the display's peak).
+FFmpeg's muxers write container copies (MP4/MOV ``mdcv`` / ``clli``, Matroska
+``MasteringMetadata``) only from the stream's coded side data, and PyAV 18 lets a program put
+nothing there but a display matrix (``VideoStream.set_display_matrix``; no way to set the encoder's
+global side data, and ``Frame.side_data`` is read-only). HEVC/AV1 players and TVs read the
+bitstream's; for ProRes PQ masters the pack appends ``mdcv`` and ``clli`` to the finished MOV's video
+sample entry itself (``_add_hdr10_boxes``), which is why those files keep the movie box last.
 
 Audio (ComfyUI's AUDIO dict, first item of its batch) is AAC in both containers, cut to the video's
 length (as core's Save Video) and interleaved with the frames. ``read_sdr_frames`` goes the other
@@ -39,8 +53,10 @@ from __future__ import annotations
 
 import math
 import os
+import struct
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
@@ -63,7 +79,7 @@ from .display.avif import (
     TRANSFER_PQ,
     signal_range,
 )
-from .opencv import opencv
+from .display.metadata import clli_box, mdcv_box, moov_with_video_entry_boxes
 
 
 @dataclass(frozen=True)
@@ -79,7 +95,9 @@ class Codec:
     min_size: int  # the smallest width and height the encoder opens with
     max_rate: Fraction  # the highest frame rate it opens with
     options: tuple[tuple[str, str], ...] = ()  # profile, preset
-    hdr10_metadata: bool = True  # the bitstream carries ST 2086 / CTA-861.3 (PQ only)
+    # False: the encoder writes ST 2086 / CTA-861.3 into the bitstream (PQ only); True: the
+    # bitstream has no place for them and the pack adds the MOV's ``mdcv`` / ``clli`` boxes
+    hdr10_boxes: bool = False
 
 
 # The smallest sizes were measured on PyAV's bundled builds: libx265 refuses 14 px or less on either
@@ -93,7 +111,7 @@ class Codec:
 _X265 = dict(encoder="libx265", containers=("mp4", "mkv", "mov"), quality=(0, 51), min_size=16,
              max_rate=Fraction(1000))
 _PRORES = dict(encoder="prores_ks", pix_fmt="yuv444p10le", bits=10, chroma="444", containers=("mov",),
-               quality=None, min_size=1, max_rate=Fraction(1000), hdr10_metadata=False)
+               quality=None, min_size=1, max_rate=Fraction(1000), hdr10_boxes=True)
 CODEC_SPECS = {
     "hevc": Codec(**_X265, pix_fmt="yuv420p10le", bits=10, chroma="420",
                   options=(("profile", "main10"), ("preset", "medium"))),
@@ -236,19 +254,19 @@ def min_size_note(codec: str) -> str:
     return f" for {codec} ({'; '.join([CODECS[codec], *smaller])})"
 
 
-def _frame(frames, i: int) -> np.ndarray:
-    """Frame ``i`` as a C-contiguous float32 numpy array (a view where it already is one)."""
+def _frame(frames, i: int, device: torch.device | str) -> torch.Tensor:
+    """Frame ``i`` as a float32 [H, W, 3] tensor on ``device``."""
     f = frames[i]
-    if isinstance(f, torch.Tensor):
-        f = f.detach().to("cpu", torch.float32).numpy()
-    return np.ascontiguousarray(f, dtype=np.float32)
+    if not isinstance(f, torch.Tensor):
+        f = torch.from_numpy(np.ascontiguousarray(f, dtype=np.float32))
+    return f.to(device=device, dtype=torch.float32)
 
 
 @lru_cache(maxsize=2)
-def _pq_code_nits(bits: int) -> np.ndarray:
-    """cd/m2 of every ``bits``-bit PQ code (float64)."""
+def _pq_code_nits(bits: int, device: torch.device) -> torch.Tensor:
+    """cd/m2 of every ``bits``-bit PQ code (float64), on ``device``."""
     code_max = (1 << bits) - 1
-    return pq_decode(torch.arange(code_max + 1, dtype=torch.float64) / code_max).numpy()
+    return pq_decode(torch.arange(code_max + 1, dtype=torch.float64) / code_max).to(device)
 
 
 def _round_up(nits: float) -> int:
@@ -256,22 +274,61 @@ def _round_up(nits: float) -> int:
 
 
 @lru_cache(maxsize=8)
-def _to_rec2020_matrix(reference_white: float) -> np.ndarray:
-    """Working space -> BT.2020 linear light with reference white at 1.0, one 3x3 float32 matrix."""
-    return (linear_matrix(WORKING_SPACE, REC2020) / reference_white).astype(np.float32)
+def _to_rec2020_rows(reference_white: float) -> tuple[tuple[float, float, float], ...]:
+    """Working space -> BT.2020 linear light with reference white at 1.0: the 3x3 matrix's rows."""
+    m = linear_matrix(WORKING_SPACE, REC2020) / reference_white
+    return tuple(tuple(float(v) for v in row) for row in m)
 
 
-def _rec2020(rgb: np.ndarray, settings: VideoSettings) -> np.ndarray:
-    """[H, W, 3] working-space linear RGB -> BT.2020 linear light, reference white 1.0. OpenCV's
-    ``transform`` (one thread, SIMD): numpy's matmul of an [N, 3] array goes through BLAS threads
-    that spin against the encoder's."""
-    return opencv("Save HDR Video").transform(rgb, _to_rec2020_matrix(settings.reference_white))
+def rec2020(rgb: torch.Tensor, settings: VideoSettings) -> torch.Tensor:
+    """[H, W, 3] working-space linear RGB (float32, any device) -> the BT.2020 linear light planes
+    [3, H, W], reference white 1.0, float32. Each is ``(m0 R + m1 G) + m2 B`` in float64, one IEEE
+    operation at a time (no BLAS, no fused multiply-add: a kernel computing ``a + m b`` may fuse it),
+    rounded once to float32: the same bits on every device, within float64's rounding of the
+    exactly rounded matrix product."""
+    x = rgb.permute(2, 0, 1).contiguous().to(torch.float64)  # planes (gathered in float32: faster)
+    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
+    total, term = torch.empty_like(x[0]), torch.empty_like(x[0])
+    for plane, row in zip(out, _to_rec2020_rows(settings.reference_white), strict=True):
+        torch.mul(x[0], row[0], out=total)
+        for channel, weight in zip(x[1:], row[1:], strict=True):
+            total += torch.mul(channel, weight, out=term)
+        plane.copy_(total)
+    return out
 
 
-def _workers(pixels: int) -> int:
-    """Threads of the first pass, which runs before the encoder starts: the CPUs this process may
-    use, at most 4, and one per million pixels of the clip (a thread costs more than it saves on a
-    few small frames)."""
+def conversion_device(device: torch.device | str) -> torch.device:
+    """Where the conversion runs: ``device`` if it is a CUDA (or ROCm) GPU or the CPU, else the CPU.
+    The exact arithmetic needs float64, which Apple's MPS does not have at all and other backends
+    (DirectML, Intel XPU on GPUs without FP64) have partly or by emulation; those frames are
+    converted on the CPU instead, with the same codes."""
+    device = torch.device(device)
+    return device if device.type == "cuda" else torch.device("cpu")
+
+
+@contextmanager
+def one_torch_thread(device: torch.device | str):
+    """On the CPU, torch's operations run single-threaded inside (restored after): each one is a pass
+    over memory, and with OpenMP threads on a 2-CPU host that is also running x265 (or other
+    work) they waited on each other: a 720p frame took 0.6-2.5 s on 2 threads against 0.09 s on 1.
+    The first pass spreads frames over threads of its own instead (``_workers``)."""
+    if torch.device(device).type != "cpu":
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _workers(pixels: int, device: torch.device | str) -> int:
+    """Threads of the first pass, which runs before the encoder starts: one on a GPU (it works
+    through the frames on its own); on the CPU, the CPUs this process may use, at most 4, and one
+    per million pixels of the clip (a thread costs more than it saves on a few small frames)."""
+    if torch.device(device).type != "cpu":
+        return 1
     try:
         cpus = len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
@@ -279,46 +336,48 @@ def _workers(pixels: int) -> int:
     return max(1, min(4, cpus, pixels >> 20))
 
 
-def _frame_stats(rgb: np.ndarray, settings: VideoSettings) -> tuple[int, int, float, float] | None:
+def _frame_stats(rgb: torch.Tensor, settings: VideoSettings) -> tuple[int, int, float, float] | None:
     """One frame of the first pass: (pixels above the peak, pixels with a negative BT.2020
     component, MaxCLL and frame-average light of the PQ codes (at the codec's bit depth) in cd/m2, 0
-    for HLG), or None when
-    the frame holds NaN or Inf."""
-    if not np.isfinite(rgb).all():
+    for HLG), or None when the frame holds NaN or Inf."""
+    if not bool(torch.isfinite(rgb).all()):
         return None
-    cv2 = opencv("Save HDR Video")
     m = signal_range(TRANSFERS[settings.transfer], settings.mastering_peak)
-    r, g, b = cv2.split(_rec2020(rgb, settings))
-    brightest = cv2.max(cv2.max(r, g), b)
-    over = int(np.count_nonzero(brightest > m.limit / m.scale))
-    negative = int(np.count_nonzero(cv2.min(cv2.min(r, g), b) < 0))
+    planes = rec2020(rgb, settings)
+    brightest = planes.amax(0)
+    over = int((brightest > m.limit / m.scale).sum())  # compared in float32, as the tensor
+    negative = int((planes.amin(0) < 0).sum())
     if settings.transfer != "pq":
         return over, negative, 0.0, 0.0
     # the brightest component's code is the largest code of the pixel (the curve is monotone)
     bits = CODEC_SPECS[settings.codec].bits
-    codes = curve_codes(brightest, m.decode, bits, m.scale, m.limit).reshape(-1)
-    nits = _pq_code_nits(bits)
-    average = float(np.bincount(codes, minlength=nits.size) @ nits) / codes.size
-    return over, negative, float(nits[codes.max()]), average
+    codes = curve_codes(brightest, m.decode, bits, m.scale, m.limit).reshape(-1).long()
+    nits = _pq_code_nits(bits, codes.device)
+    count = torch.bincount(codes, minlength=nits.numel()).to(torch.float64)
+    return over, negative, float(nits[codes.max()]), float(count @ nits) / codes.numel()
 
 
-def analyse(frames, settings: VideoSettings) -> ClipReport:
+def analyse(frames, settings: VideoSettings, device: torch.device | str = "cpu",
+            on_frame: Callable[[int], None] | None = None) -> ClipReport:
     """The first pass: refuse NaN/Inf (counting them over the clip), count the pixels the signal
-    clips, and for PQ measure MaxCLL/MaxFALL from the codes the frames will be encoded with.
-    Frames are measured on ``_workers`` threads, each taking a run of frames; each frame's numbers
-    are its own, so the report does not depend on the number of threads."""
+    clips, and for PQ measure MaxCLL/MaxFALL from the codes the frames will be encoded with, on
+    ``device`` (``on_frame(i)`` before frame ``i``: interrupts). Each frame's numbers are its own, so
+    the report does not depend on the number of threads."""
     check_settings(settings)
     n, h, w = check_frames(frames, settings.codec)
+    device = conversion_device(device)
     report = ClipReport(n, w, h, peak=signal_range(TRANSFERS[settings.transfer], settings.mastering_peak).peak,
                         rate=frame_rate(settings.fps))
-    workers = _workers(n * h * w)
-    runs = [range(k * n // workers, (k + 1) * n // workers) for k in range(workers)]
-    with ThreadPoolExecutor(workers) as pool:
-        stats = [s for run in pool.map(lambda run: [_frame_stats(_frame(frames, i), settings) for i in run], runs)
-                 for s in run]
+    def measure(i):
+        if on_frame is not None:
+            on_frame(i)
+        return _frame_stats(_frame(frames, i, device), settings)
+
+    with one_torch_thread(device), ThreadPoolExecutor(_workers(n * h * w, device)) as pool:
+        stats = list(pool.map(measure, range(n)))
     bad_frames = [i for i, s in enumerate(stats) if s is None]
     if bad_frames:
-        bad_pixels = sum(int((~np.isfinite(_frame(frames, i))).any(axis=-1).sum()) for i in bad_frames)
+        bad_pixels = sum(int((~torch.isfinite(_frame(frames, i, "cpu"))).any(-1).sum()) for i in bad_frames)
         first = ", ".join(str(i) for i in bad_frames[:5]) + (", ..." if len(bad_frames) > 5 else "")
         raise VideoError(
             f"{len(bad_frames)} of {n} frame(s) (frame {first}, counting from 0) contain "
@@ -332,55 +391,75 @@ def analyse(frames, settings: VideoSettings) -> ClipReport:
     return report
 
 
-def rgb_codes(rgb: np.ndarray, settings: VideoSettings) -> np.ndarray:
-    """Working-space linear RGB [H, W, 3] -> the BT.2100 R'G'B' codes at the codec's bit depth
-    (uint16, 0..1023 or 0..4095)."""
+def rgb_codes(rgb: torch.Tensor, settings: VideoSettings) -> torch.Tensor:
+    """Working-space linear RGB [H, W, 3] (float32, any device) -> the BT.2100 R'G'B' code planes
+    [3, H, W] at the codec's bit depth (int16, 0..1023 or 0..4095), on the same device."""
     m = signal_range(TRANSFERS[settings.transfer], settings.mastering_peak)
-    return curve_codes(_rec2020(np.ascontiguousarray(rgb, dtype=np.float32), settings), m.decode,
-                       CODEC_SPECS[settings.codec].bits, m.scale, m.limit)
+    return curve_codes(rec2020(rgb, settings), m.decode, CODEC_SPECS[settings.codec].bits, m.scale, m.limit)
 
 
-def ycbcr_from_codes(codes: np.ndarray, bits: int, chroma: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``bits``-bit R'G'B' codes [H, W, 3] -> the limited-range BT.2020 NCL Y'CbCr planes (Y' [H, W],
-    Cb and Cr [H/2, W/2] for ``chroma`` "420", [H, W] for "444"), uint16.
+# BT.2020's luma weights as exact fractions of 10000, and 10000 (1 - Kb), 10000 (1 - Kr)
+_KR, _KG, _KB = 2627, 6780, 593
+_CB_SCALE, _CR_SCALE = 10000 - _KB, 10000 - _KR
 
-    Each plane is one weighted sum of the channels with the offset folded in, through OpenCV's
-    ``transform`` (one thread, rounded to nearest): Y' from each pixel's codes, Cb and Cr from each
-    pixel's codes (4:4:4) or from each 2x2 block's mean codes (4:2:0: ``resize`` with ``INTER_AREA``
-    halving is exactly that mean)."""
-    cv2 = opencv("Save HDR Video")
-    h, w, _ = codes.shape
-    y_matrix, cb_matrix, cr_matrix = _ycbcr_matrices(bits)
-    y = np.empty((h, w), np.uint16)
-    out = cv2.transform(codes, y_matrix, dst=y)
-    if not np.shares_memory(out, y):  # OpenCV allocated its own output instead of filling ours
-        y[:] = out.reshape(h, w)
-    source = codes.astype(np.float32)
+
+@lru_cache(maxsize=4)
+def _ycbcr_numerators(bits: int, count: int) -> tuple[tuple[int, ...], ...]:
+    """Integer weights of [R', G', B' (codes, summed over ``count`` pixels), 1] and the
+    denominator of each plane: Y' = floor(num / den) + offset, exactly BT.2100's
+    Round((219 E'y + 16) 2^(n-8)) and Round((224 E'c + 128) 2^(n-8)) (``ycbcr_from_codes``)."""
+    code_max, step = (1 << bits) - 1, 1 << (bits - 8)
+    # 219 step E'y = 219 step (Kr R + Kg G + Kb B) / (10000 code_max); Round(x) = floor((2 p + q) / 2q)
+    y_den = 10000 * code_max
+    y = tuple(2 * 219 * step * k for k in (_KR, _KG, _KB)) + (y_den,)
+    # 224 step E'c = 224 step (10000 X - luma) / (2 (10000 - 10000 K) code_max), over ``count`` pixels
+    cb_den, cr_den = _CB_SCALE * code_max * count, _CR_SCALE * code_max * count
+    cb = tuple(2 * 112 * step * (10000 * (c == 2) - k) for c, k in enumerate((_KR, _KG, _KB))) + (cb_den,)
+    cr = tuple(2 * 112 * step * (10000 * (c == 0) - k) for c, k in enumerate((_KR, _KG, _KB))) + (cr_den,)
+    return y, cb, cr, (2 * y_den, 2 * cb_den, 2 * cr_den), (16 * step, 128 * step, 128 * step)
+
+
+def ycbcr_from_codes(codes: torch.Tensor, bits: int, chroma: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``bits``-bit R'G'B' code planes [3, H, W] -> the limited-range BT.2020 NCL Y'CbCr planes (Y'
+    [H, W], Cb and Cr [H/2, W/2] for ``chroma`` "420", [H, W] for "444"), float64 holding
+    integers, same device.
+
+    BT.2100 Table 9 with E' = code / (2^n - 1): D = Round((219 E'y + 16) 2^(n-8)) and
+    Round((224 E'c + 128) 2^(n-8)), E'y = Kr E'r + Kg E'g + Kb E'b, E'cb = (E'b - E'y) / (2 (1 - Kb)),
+    E'cr = (E'r - E'y) / (2 (1 - Kr)) (BT.2020-2 Table 4 for Kr, Kb). Kr and Kb are exact decimals,
+    so each plane value is a fraction of integers p / q, and Round(p / q) = floor((2p + q) / 2q):
+    Y' can land on a half (rounded up, as Round says), Cb and Cr cannot (odd q). The numerators are
+    sums of integer weights times codes (exact in float64 in any order, fused or not: every
+    partial sum is an integer below 2^40); the division is IEEE's correctly rounded one on every device, and a
+    quotient that is not an integer lies at least 1 / 2q (> 3e-9 here) below the next one, far
+    more than float64's rounding (< 1e-12 at these sizes), so floor cannot go wrong. 4:2:0 takes
+    each 2x2 block's mean codes (sums over 4)."""
+    x = codes.to(torch.float64)
+    y_w, cb_w, cr_w, dens, offsets = _ycbcr_numerators(bits, 4 if chroma == "420" else 1)
+    chroma_source = x
     if chroma == "420":
-        source = cv2.resize(source, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
-    planes = [y]
-    for matrix in (cb_matrix, cr_matrix):
-        plane = cv2.transform(source, matrix).reshape(source.shape[:2])
-        planes.append(np.rint(plane, out=plane).astype(np.uint16))
+        pairs = x[:, 0::2] + x[:, 1::2]  # rows of each block, then its columns
+        chroma_source = pairs[:, :, 0::2] + pairs[:, :, 1::2]
+    planes = []
+    for source, (wr, wg, wb, constant), den, offset in zip(
+            (x, chroma_source, chroma_source), (y_w, cb_w, cr_w), dens, offsets, strict=True):
+        # integers throughout: exact whichever way a kernel rounds or fuses a multiply-add
+        num = torch.mul(source[0], wr).add_(source[1], alpha=wg).add_(source[2], alpha=wb).add_(constant)
+        planes.append(torch.floor_(num.div_(den)).add_(offset))
     return tuple(planes)
 
 
-@lru_cache(maxsize=2)
-def _ycbcr_matrices(bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Each plane's weights per code of R', G', B' and its offset (float32 [1, 4]): BT.2100 Table 9,
-    D = round((219 E'y + 16) 2^(n-8)) and round((224 E'c + 128) 2^(n-8)): at 10 bits 876 code steps
-    per unit signal and offset 64 (Y'), 896 and 512 (Cb, Cr); the signal is codes / (2^n - 1)."""
-    code_max, step = (1 << bits) - 1, 1 << (bits - 8)
-    y = np.array([[KR, KG, KB, 0]], np.float64) * 219 * step / code_max + [[0, 0, 0, 16 * step]]
-    cb = np.array([[-KR, -KG, 1 - KB, 0]]) / (2 * (1 - KB)) * 224 * step / code_max + [[0, 0, 0, 128 * step]]
-    cr = np.array([[1 - KR, -KG, -KB, 0]]) / (2 * (1 - KR)) * 224 * step / code_max + [[0, 0, 0, 128 * step]]
-    return tuple(a.astype(np.float32) for a in (y, cb, cr))
-
-
-def ycbcr_frame(rgb: np.ndarray, settings: VideoSettings) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Working-space linear RGB [H, W, 3] -> the Y', Cb, Cr planes the encoder gets (its ``pix_fmt``)."""
+def ycbcr_frame(rgb, settings: VideoSettings, device: torch.device | str = "cpu") -> tuple[np.ndarray, ...]:
+    """Working-space linear RGB [H, W, 3] (numpy or torch) -> the Y', Cb, Cr planes the encoder gets
+    (its ``pix_fmt``), converted on ``device`` and returned as uint16 numpy arrays."""
+    if not isinstance(rgb, torch.Tensor):
+        rgb = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32))
     spec = CODEC_SPECS[settings.codec]
-    return ycbcr_from_codes(rgb_codes(rgb, settings), spec.bits, spec.chroma)
+    planes = ycbcr_from_codes(rgb_codes(rgb.to(device=device, dtype=torch.float32), settings), spec.bits, spec.chroma)
+    # one copy back to the CPU for the three planes
+    flat = torch.cat([p.reshape(-1) for p in planes]).to(torch.int16).cpu().numpy().view(np.uint16)
+    sizes = np.cumsum([p.numel() for p in planes])[:-1]
+    return tuple(part.reshape(p.shape) for part, p in zip(np.split(flat, sizes), planes, strict=True))
 
 
 def _x265_xy(xy) -> str:
@@ -537,37 +616,83 @@ class _VideoPackets:
 
 def write_video(path: str, frames, settings: VideoSettings, audio: dict | None = None,
                 metadata: dict[str, str] | None = None, report: ClipReport | None = None,
-                on_frame: Callable[[int], None] | None = None) -> ClipReport:
+                on_frame: Callable[[int], None] | None = None,
+                device: torch.device | str = "cpu") -> ClipReport:
     """Encode ``frames`` ([N, H, W, 3] linear HDR in the working space, torch or numpy, indexable
-    by frame) to ``path``, a new file. ``report`` is ``analyse``'s (computed here when None);
-    ``metadata`` goes into the container's tags (strings); ``on_frame(i)`` is called after each
-    frame (progress, interrupts: an exception there stops the encode). Returns the report."""
+    by frame) to ``path``, a new file, converting each frame on ``device``. ``report`` is
+    ``analyse``'s (computed here when None); ``metadata`` goes into the container's tags (strings);
+    ``on_frame(i)`` is called after each frame (progress, interrupts: an exception there stops the
+    encode). Returns the report."""
     import av
 
+    device = conversion_device(device)
     if report is None:
-        report = analyse(frames, settings)
-    with av.open(path, mode="w", format=CONTAINERS[settings.container],
-                 options={"movflags": "use_metadata_tags+faststart"} if settings.container in ("mp4", "mov")
-                 else {}) as out:
+        report = analyse(frames, settings, device)
+    boxes = settings.transfer == "pq" and CODEC_SPECS[settings.codec].hdr10_boxes
+    # the movie box goes in front of the media ("faststart") for players, except where the pack
+    # adds boxes to it afterwards: it must then stay last, so that no chunk offset moves
+    flags = "use_metadata_tags" + ("" if boxes else "+faststart")
+    with one_torch_thread(device), av.open(path, mode="w", format=CONTAINERS[settings.container],
+                 options={"movflags": flags} if settings.container in ("mp4", "mov") else {}) as out:
         for key, value in (metadata or {}).items():
             out.metadata[key] = value
         stream = add_video_stream(out, settings, report)
         packets = _VideoPackets(out, settings, report)
         sound = _Audio(out, audio, report.frames, report.rate) if audio is not None else None
-        # one frame converted at a time, while the encoder's own threads work on the frames before
-        # it; a converter thread one frame ahead was slower on a 2-CPU host, where the encoder
-        # already keeps both busy (docs/benchmarks.md)
-        for i in range(report.frames):
-            planes = ycbcr_frame(_frame(frames, i), settings)
-            packets.mux(stream.encode(video_frame(planes, settings, i, report.rate)))
-            if sound is not None:
-                sound.send_until(i + 1)
-            if on_frame is not None:
-                on_frame(i)
+        # one frame converted at a time, on a converter thread: on a GPU it converts frame i + 1
+        # while the encoder takes frame i (the thread mostly waits for the device, which costs
+        # the encoder no CPU); on the CPU it starts only after the encode call (the two would
+        # share the same cores: one frame ahead was 5-15 % slower on the 2-CPU development host,
+        # docs/benchmarks.md), so it runs serially there
+        ahead = torch.device(device).type != "cpu"
+        with ThreadPoolExecutor(1) as converter:
+            pending = converter.submit(ycbcr_frame, frames[0], settings, device)
+            for i in range(report.frames):
+                planes = pending.result()
+                more = i + 1 < report.frames
+                if more and ahead:
+                    pending = converter.submit(ycbcr_frame, frames[i + 1], settings, device)
+                packets.mux(stream.encode(video_frame(planes, settings, i, report.rate)))
+                if sound is not None:
+                    sound.send_until(i + 1)
+                if on_frame is not None:
+                    on_frame(i)
+                if more and not ahead:
+                    pending = converter.submit(ycbcr_frame, frames[i + 1], settings, device)
         packets.mux(stream.encode(None))
         if sound is not None:
             sound.finish()
+    if boxes:
+        _add_hdr10_boxes(path, settings, report)
     return report
+
+
+def _add_hdr10_boxes(path: str, settings: VideoSettings, report: ClipReport) -> None:
+    """Append the HDR10 static metadata to the video sample entry of the finished MOV at ``path``
+    (still its temporary name): ``mdcv`` (SMPTE ST 2086, as the HEVC SEI and the AVIF files) and
+    ``clli`` (MaxCLL, MaxFALL), the QuickTime boxes FFmpeg's MOV muxer would write from stream side
+    data that PyAV cannot give it. The movie box is the file's last box, so it is rewritten in place
+    and the media data does not move."""
+    extra = (mdcv_box(BT2020_PRIMARIES, D65_WHITE, settings.mastering_peak, MASTERING_MIN_NITS)
+             + clli_box(min(report.max_cll, 65535), min(report.max_fall, 65535)))
+    with open(path, "r+b") as f:
+        end, pos, top = f.seek(0, os.SEEK_END), 0, []
+        while pos < end:
+            f.seek(pos)
+            size, kind = struct.unpack(">I4s", f.read(8))
+            if size == 1:
+                size = struct.unpack(">Q", f.read(8))[0]
+            elif size == 0:
+                size = end - pos
+            top.append((kind, pos, size))
+            pos += size
+        kind, start, size = top[-1]
+        if kind != b"moov" or b"mdat" not in [k for k, _, _ in top]:
+            raise VideoError(f"{path}: the movie box is not after the media data; cannot add HDR10 boxes")
+        f.seek(start)
+        moov = moov_with_video_entry_boxes(f.read(size), extra)
+        f.seek(start)
+        f.write(moov)
 
 
 HDR_TRANSFERS = {16: "PQ (SMPTE ST 2084)", 18: "HLG (ARIB STD-B67)"}  # H.273 transfer codes

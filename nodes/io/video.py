@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import logging
 
+import comfy.model_management as mm
 from comfy_api.latest import io, ui
 
 from ...lediff_core.io import video
@@ -44,7 +45,7 @@ class SaveHDRVideo(io.ComfyNode):
                                "players. hevc_444_10 / hevc_444_12: HEVC Main 4:4:4 10 / 12 (full "
                                "chroma, grading masters). prores_4444 / prores_4444xq: Apple ProRes "
                                "4444 / 4444 XQ, 10-bit 4:4:4 in MOV (what Resolve, Nuke and editors "
-                               "exchange; no HDR10 metadata in the file)."),
+                               "exchange; HDR10 metadata in the MOV's boxes, not the ProRes bitstream)."),
                 io.Combo.Input("transfer", options=list(video.TRANSFERS), default="pq",
                                tooltip="pq: HDR10, absolute (reference white at 203 cd/m2, clipped at "
                                "mastering_peak), with HDR10 metadata. hlg: broadcast HLG, relative to "
@@ -88,9 +89,13 @@ class SaveHDRVideo(io.ComfyNode):
         settings = video.VideoSettings(fps=fps, codec=codec, transfer=transfer, container=container,
                                        quality=quality, reference_white=reference_white,
                                        mastering_peak=mastering_peak)
-        frames = images[..., :3].float().cpu()  # a view when the batch already is float32 RGB on the CPU
+        frames = images[..., :3]  # each frame goes to the device as float32 when its turn comes
+        # the per-frame colour conversion runs there if it is a CUDA GPU, else on the CPU
+        device = video.conversion_device(mm.get_torch_device())
         try:
-            report = video.analyse(frames, settings)  # refuses bad input before anything is written
+            # refuses bad input before anything is written
+            report = video.analyse(frames, settings, device,
+                                   on_frame=lambda _i: mm.throw_exception_if_processing_interrupted())
         except video.VideoError as e:
             raise ValueError(f"Save HDR Video: {e}") from None
         prompt, info = workflow_metadata(cls.hidden.prompt, cls.hidden.extra_pnginfo)
@@ -100,7 +105,8 @@ class SaveHDRVideo(io.ComfyNode):
         def write(_, path):
             try:
                 return video.write_video(path, frames, settings, audio=audio, metadata=metadata,
-                                         report=report, on_frame=frame_progress(report.frames))
+                                         report=report, on_frame=frame_progress(report.frames),
+                                         device=device)
             except video.VideoError as e:
                 raise ValueError(f"Save HDR Video: {e}") from None
             except OSError as e:
@@ -111,8 +117,8 @@ class SaveHDRVideo(io.ComfyNode):
                                       report.height, "." + container, write)
         light = (f", MaxCLL {report.max_cll} cd/m2, MaxFALL {report.max_fall} cd/m2"
                  if report.max_cll is not None else "")
-        if light and not video.CODEC_SPECS[codec].hdr10_metadata:
-            light += f" (measured; {codec} files carry no HDR10 metadata)"
+        if light and video.CODEC_SPECS[codec].hdr10_boxes:
+            light += " (in the MOV's mdcv/clli boxes)"
         log.info("Save HDR Video: %s, %d frame(s) at %s fps, %s %s%s; %d pixel(s) above the peak "
                  "of %s%s, %d pixel(s) with negative BT.2020 components%s", result.filename,
                  report.frames, report.rate, codec, transfer, light, report.over, report.peak,

@@ -289,3 +289,40 @@ def _shift(item: dict, delta: int) -> dict:
     if item["base"]:
         return dict(item, base=item["base"] + delta)
     return dict(item, extents=[(x, o + delta, n) for x, o, n in item["extents"]])
+
+
+def moov_with_video_entry_boxes(moov: bytes, extra: bytes) -> bytes:
+    """``moov`` (a whole QuickTime/MP4 movie box) with ``extra`` (complete boxes, e.g. ``mdcv`` and
+    ``clli``) appended to its first video track's sample entry, after the entry's own child boxes,
+    and the sizes of the entry and of every box around it grown to match. Chunk offsets are left
+    as they are: the caller keeps the movie box after the media data (no "faststart")."""
+    def child(start: int, header: int, size: int, kind: bytes, skip: int = 0):
+        for found in _boxes(moov, start + header + skip, start + size):
+            if found[0] == kind:
+                return found
+        raise MetadataError(f"no {kind.decode()} box in {moov[start + 4:start + 8].decode()}")
+
+    top = _boxes(moov, 0, len(moov))
+    if len(top) != 1 or top[0][0] != b"moov":
+        raise MetadataError("not a movie (moov) box")
+    movie = top[0]
+    for trak in _boxes(moov, movie[1] + movie[2], movie[3]):
+        if trak[0] != b"trak":
+            continue
+        mdia = child(*trak[1:], b"mdia")
+        hdlr = child(*mdia[1:], b"hdlr")
+        if moov[hdlr[1] + hdlr[2] + 8:hdlr[1] + hdlr[2] + 12] != b"vide":  # after version/flags, pre_defined
+            continue
+        minf = child(*mdia[1:], b"minf")
+        stbl = child(*minf[1:], b"stbl")
+        stsd = child(*stbl[1:], b"stsd")
+        entry = _boxes(moov, stsd[1] + stsd[2] + 8, stsd[1] + stsd[3])[0]  # after version/flags, count
+        grown = (movie, trak, mdia, minf, stbl, stsd, entry)
+        if any(header != 8 or size + len(extra) >= 1 << 32 for _, _, header, size in grown):
+            raise MetadataError("a 64-bit box size around the video sample entry")
+        end = entry[1] + entry[3]
+        out = bytearray(moov[:end] + extra + moov[end:])
+        for _, start, _, size in grown:
+            struct.pack_into(">I", out, start, size + len(extra))
+        return bytes(out)
+    raise MetadataError("no video track in the movie")

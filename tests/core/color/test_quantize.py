@@ -45,6 +45,11 @@ def test_codes_are_the_rounded_float64_curve(curve, scale, limit, bits):
     assert codes[x <= 0].max() == 0
     over = x.astype(np.float64) * scale >= limit
     assert np.all(codes[over] == np.round(encode(torch.tensor(float(limit))).item() * code_max))
+    # a torch tensor takes the same tables: the same codes, int16, on its device (CUDA where there is one)
+    for device in ["cpu"] + (["cuda"] if torch.cuda.is_available() else []):
+        on_device = curve_codes(torch.from_numpy(x).to(device), decode, bits, scale, limit)
+        assert on_device.dtype == torch.int16 and on_device.device.type == device
+        np.testing.assert_array_equal(on_device.cpu().numpy(), codes.astype(np.int16))
 
 
 def test_threshold_neighbours_straddle_each_code_step():
