@@ -174,26 +174,17 @@ def bright_share(rgb: torch.Tensor, threshold: float, knee: float) -> torch.Tens
 class _FFTKernel:
     """One channel's PSF transformed once for a padded size, applied to many planes."""
 
-    def __init__(self, glare: Glare, channel: int, height: int, width: int, device, dtype):
-        ry, rx = glare.reach(height, width)
+    def __init__(self, kernel: torch.Tensor, height: int, width: int, dtype):
+        ry, rx = (kernel.shape[0] - 1) // 2, (kernel.shape[1] - 1) // 2
         self.size = (fast_length(height + ry), fast_length(width + rx))
-        nh, nw = self.size
-        # offsets of the padded grid, wrapped (index i is offset i, or i - n past the middle): the
-        # same offsets |d| <= reach as ``Glare.kernel``, so the same normalisation
-        oy = torch.arange(nh, device=device, dtype=torch.float64)
-        ox = torch.arange(nw, device=device, dtype=torch.float64)
-        oy = torch.where(oy > nh // 2, oy - nh, oy)
-        ox = torch.where(ox > nw // 2, ox - nw, ox)
-        dy, dx = torch.meshgrid(oy, ox, indexing="ij")
-        # offsets beyond the reach are moved past the radius, where the window is 0
-        far = torch.full_like(dx, glare.radius + 1)
-        inside = (dy.abs() <= ry) & (dx.abs() <= rx)
-        values = glare.psf_values(torch.where(inside, dx, far), torch.where(inside, dy, far), channel)
-        self.spectrum = torch.fft.rfft2(values.to(dtype))
+        # the centred kernel wrapped onto the padded grid (offset d at index d mod n)
+        wrapped = torch.zeros(self.size, dtype=dtype, device=kernel.device)
+        wrapped[: 2 * ry + 1, : 2 * rx + 1] = kernel.to(dtype)
+        self.spectrum = torch.fft.rfft2(torch.roll(wrapped, (-ry, -rx), dims=(0, 1)))
         self.shape = (height, width)
         # the share of each source pixel's PSF that lands inside the picture (the PSF is point-
         # symmetric, so its correlation with the frame is its convolution with it)
-        self.inside = self.apply(torch.ones(height, width, device=device, dtype=dtype))
+        self.inside = self.apply(torch.ones(height, width, device=kernel.device, dtype=dtype))
 
     def apply(self, plane: torch.Tensor) -> torch.Tensor:
         h, w = self.shape
@@ -214,7 +205,8 @@ def apply_glare(image: torch.Tensor, glare: Glare, device=None,
     out = image.to(dtype=dtype, copy=True)
     if glare.intensity == 0:
         return out
-    kernels = [_FFTKernel(glare, c, h, w, device, dtype) for c in range(3)]
+    # the PSF in float64 on the CPU (not every accelerator has float64), applied in float32
+    kernels = [_FFTKernel(k.to(device=device, dtype=dtype), h, w, dtype) for k in glare.kernel(h, w)]
     for i in range(b):
         rgb = image[i, ..., :3].to(device=device, dtype=dtype)
         spread = glare.intensity * bright_share(rgb, glare.threshold, glare.knee) * rgb

@@ -11,9 +11,9 @@ import math
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 
 from lediff_core.lens.glare import Glare, GlareSettingsError, _FFTKernel, apply_glare, bright_share, fast_length
+from support.glare_reference import direct_glare
 
 
 def hdr_scene(h=48, w=64, seed=0):
@@ -108,24 +108,6 @@ def test_a_point_gives_back_the_kernel():
     assert torch.allclose(out, expected, rtol=1e-4, atol=1e-6 * 1000)
 
 
-def direct_glare(img, glare):
-    """The same glare by direct spatial convolution in float64 (conv2d with zero padding), the
-    border share computed the same direct way."""
-    rgb = img[0, ..., :3].double()
-    h, w = rgb.shape[:2]
-    k = glare.kernel(h, w)
-    ry, rx = (k.shape[1] - 1) // 2, (k.shape[2] - 1) // 2
-    m = rgb.amax(-1, keepdim=True)
-    spread = glare.intensity * bright_share(rgb, glare.threshold, glare.knee) * rgb
-    out = rgb - spread
-    for c in range(3):
-        kernel = k[c].flip(0, 1)[None, None]  # conv2d correlates: flip for a convolution
-        inside = F.conv2d(torch.ones(1, 1, h, w, dtype=torch.float64), kernel, padding=(ry, rx))[0, 0]
-        out[..., c] += F.conv2d((spread[..., c] / inside)[None, None], kernel, padding=(ry, rx))[0, 0]
-    del m
-    return out
-
-
 @pytest.mark.parametrize("radius", [6, 23, 200])
 def test_the_fft_path_equals_a_direct_convolution(radius):
     img = hdr_scene(40, 52, seed=1)
@@ -137,7 +119,7 @@ def test_the_fft_path_equals_a_direct_convolution(radius):
 
 
 def test_a_radius_larger_than_the_image_costs_no_more_than_the_image():
-    k = _FFTKernel(Glare(radius=5000), 1, 30, 40, "cpu", torch.float32)
+    k = _FFTKernel(Glare(radius=5000).kernel(30, 40)[1], 30, 40, torch.float32)
     assert k.size == (fast_length(30 + 29), fast_length(40 + 39))
     assert fast_length(4374) == 4374 and fast_length(4353) == 4374 and fast_length(1) == 1
 
