@@ -193,10 +193,11 @@ class _FFTKernel:
 
 
 def apply_glare(image: torch.Tensor, glare: Glare, device=None,
-                on_step: Callable[[], None] | None = None) -> torch.Tensor:
+                on_step: Callable[[int], None] | None = None) -> torch.Tensor:
     """``image`` [B, H, W, C] (C >= 3, linear HDR) with ``glare`` applied to its RGB (other channels
     kept), float32 on ``image``'s device (computed on ``device``, default that one). ``on_step`` is
-    called after each channel of each image (3 B steps): progress, and where an interrupt may stop."""
+    called with the step's index after each channel of each image (3 B steps): progress, and where an
+    interrupt may stop."""
     check_image_size(image, "image")
     check_finite(image, "image", "glare spreads every bright pixel over the picture, a NaN/Inf to all of it")
     device = torch.device(device) if device is not None else image.device
@@ -214,6 +215,6 @@ def apply_glare(image: torch.Tensor, glare: Glare, device=None,
         for c, kernel in enumerate(kernels):
             result[..., c] += kernel.apply(spread[..., c] / kernel.inside)
             if on_step is not None:
-                on_step()
+                on_step(3 * i + c)
         out[i, ..., :3] = result.to(out.device)
     return out

@@ -83,12 +83,12 @@ def _splat_into(out: torch.Tensor, values: torch.Tensor, x: torch.Tensor, y: tor
 
 def motion_blur(frames: torch.Tensor, backward: torch.Tensor, forward: torch.Tensor,
                 shutter_angle: float = 180.0, samples: int = 0, device=None,
-                on_frame: Callable[[], None] | None = None) -> torch.Tensor:
+                on_frame: Callable[[int], None] | None = None) -> torch.Tensor:
     """``frames`` [T, H, W, C] (linear HDR) blurred along their motion (module docstring), float32
     on ``frames``' device, computed on ``device`` (default that one). ``backward``/``forward``: the
     flow [T-1, H, W, 2] (pixels) into and out of each frame (``clip_flow``). ``shutter_angle`` in
     degrees (0 = no blur, 360 = open the whole frame interval; up to 720 for a longer exposure
-    than the frame interval); ``samples`` per frame, 0 = automatic. ``on_frame`` is called after
+    than the frame interval); ``samples`` per frame, 0 = automatic. ``on_frame(i)`` is called after
     each frame."""
     check_image_size(frames, "frames")
     check_finite(frames, "frames", "motion blur spreads every pixel along its motion")
@@ -121,5 +121,5 @@ def motion_blur(frames: torch.Tensor, backward: torch.Tensor, forward: torch.Ten
             _splat_into(acc, values, xs + move[:, 0], ys + move[:, 1], h, w, 1.0 / n)
         out[i] = acc.reshape(h, w, c).to(out.device)
         if on_frame is not None:
-            on_frame()
+            on_frame(i)
     return out

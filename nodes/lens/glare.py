@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import comfy.model_management as mm
-import comfy.utils
 from comfy_api.latest import io
 
 from ...lediff_core.color import check_image_size
 from ...lediff_core.lens.glare import MAX_BLADES, MAX_RADIUS, Glare, apply_glare
+from ..io.savers import frame_progress
 
 
 class GlareNode(io.ComfyNode):
@@ -52,13 +52,7 @@ class GlareNode(io.ComfyNode):
         check_image_size(image, "image")
         glare = Glare(intensity=intensity, threshold=threshold, knee=knee, radius=float(radius), blades=blades,
                       rotation=rotation, streaks=streaks, spectral=spectral)
-        bar = comfy.utils.ProgressBar(3 * image.shape[0])
-
-        def step():
-            mm.throw_exception_if_processing_interrupted()
-            bar.update(1)
-
-        out = apply_glare(image, glare, device=mm.get_torch_device(), on_step=step)
+        out = apply_glare(image, glare, device=mm.get_torch_device(), on_step=frame_progress(3 * image.shape[0]))
         return io.NodeOutput(out.to(mm.intermediate_device()))
 
 

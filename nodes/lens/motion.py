@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import comfy.model_management as mm
-import comfy.utils
 from comfy_api.latest import io
 
 from ...lediff_core.color import check_finite, check_image_size
 from ...lediff_core.lens.motion import MAX_SAMPLES, clip_flow, motion_blur
+from ..io.savers import frame_progress
 
 
 class MotionBlur(io.ComfyNode):
@@ -40,14 +40,8 @@ class MotionBlur(io.ComfyNode):
         if frames.shape[0] < 2 or shutter_angle == 0:
             return io.NodeOutput(frames)
         backward, forward = clip_flow(frames)
-        bar = comfy.utils.ProgressBar(frames.shape[0])
-
-        def step():
-            mm.throw_exception_if_processing_interrupted()
-            bar.update(1)
-
         out = motion_blur(frames, backward, forward, shutter_angle, samples, device=mm.get_torch_device(),
-                          on_frame=step)
+                          on_frame=frame_progress(frames.shape[0]))
         return io.NodeOutput(out.to(mm.intermediate_device()))
 
 
