@@ -177,5 +177,8 @@ def test_bad_input_is_refused_with_the_fix():
                       (dict(rotation=float("inf")), "rotation"), (dict(radius=1e9), "radius")):
         with pytest.raises(GlareSettingsError, match=word):
             Glare(**bad)
+    rgba = torch.cat([hdr_scene(), torch.rand(1, 48, 64, 1)], dim=-1)
+    out = apply_glare(rgba, Glare())
+    assert torch.equal(out[..., 3], rgba[..., 3]) and not torch.equal(out[..., :3], rgba[..., :3])
     with pytest.raises(ValueError, match="0x0"):
         apply_glare(torch.zeros(1, 0, 0, 3), Glare())

@@ -117,3 +117,10 @@ def test_bad_input_is_refused_with_the_fix():
         motion_blur(clip, bw, fw, 180.0)
     with pytest.raises(ValueError, match="optical flow"):
         clip_flow(torch.rand(2, 4, 4, 3))
+
+
+def test_a_still_clip_through_the_packs_flow_is_unchanged():
+    hdr, _, _, _ = synthetic_pan(frames=1, size=(64, 48))
+    frames = torch.from_numpy(np.repeat(hdr, 3, axis=0))
+    out = motion_blur(frames, *clip_flow(frames), 360.0, 0)
+    assert torch.allclose(out, frames, rtol=1e-5, atol=1e-6)
