@@ -35,6 +35,7 @@ CORE_DEPENDENCIES = {
     "qa": {"color"},
     "panorama": {"color"},
     "video": {"color", "qa", "io"},
+    "lens": {"color"},
 }
 ROOT = Path(REPO)
 

@@ -1,0 +1,5 @@
+"""Lens nodes: Lens Blur (HDR) (``lens_blur``). Over ``lediff_core.lens``."""
+
+from . import lens_blur
+
+NODES = lens_blur.NODES
