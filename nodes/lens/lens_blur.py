@@ -115,8 +115,8 @@ class LensBlur(io.ComfyNode):
         lens = Lens(f_stop, focal_length_mm, sensor_width_mm, largest_blur if aperture == "largest blur" else None)
         point = (focus_x, focus_y) if focus == "point" and values is not None else None
         radius, notes = blur_radius_map(values, h, w, depth_convention, near, far, lens, focus_distance, point)
-        for note in notes:
-            log.warning("Lens Blur: %s", note)
+        for note in notes:  # a resized depth map is worth a warning; the picked focus is information
+            (log.warning if note.startswith("resized") else log.info)("Lens Blur: %s", note)
         bokeh = Bokeh(blades if shape == "polygon" else 0, rotation, cat_eye)
         total = sum(tiles_per_frame(h, w, float(radius[min(i, radius.shape[0] - 1)].abs().max()), tile)
                     for i in range(b))
