@@ -197,6 +197,18 @@ def _membership(r: torch.Tensor, levels: list[float], i: int) -> torch.Tensor:
     return w
 
 
+def fft_size(n: int) -> int:
+    """The smallest size >= n whose only prime factors are 2, 3 and 5 (where FFTs are fast)."""
+    while True:
+        m = n
+        for p in (2, 3, 5):
+            while m % p == 0:
+                m //= p
+        if m == 1:
+            return n
+        n += 1
+
+
 def _fold(canvas: torch.Tensor, margin: int, size: int, dim: int) -> torch.Tensor:
     """Folds the ``margin`` bands on both sides of dimension ``dim`` back into the ``size`` pixels
     between them, reflected at the edge (pixel -1 onto 0, -2 onto 1, bouncing again for bands wider
@@ -257,6 +269,7 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
         for x0 in range(0, wc, tile):
             th, tw = min(tile, hc - y0), min(tile, wc - x0)
             ch, cw = th + 2 * margin, tw + 2 * margin
+            fft_shape = (fft_size(ch), fft_size(cw))  # zeros beyond the crop: still no wrap-around
             # the crop's rows in picture coordinates: canvas row c is picture row c - margin
             iy0, ix0 = y0 - 2 * margin, x0 - 2 * margin
             sy0, sx0, sy1, sx1 = max(iy0, 0), max(ix0, 0), min(iy0 + ch, h), min(ix0 + cw, w)
@@ -283,8 +296,8 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
                 stack = torch.cat([light * share, share[None]])
                 size = abs(levels[i])
                 if size > 0:
-                    spectrum = kernels.spectrum(size, (ch, cw), position)
-                    stack = torch.fft.irfft2(torch.fft.rfft2(stack) * spectrum, s=(ch, cw))
+                    spectrum = kernels.spectrum(size, fft_shape, position)
+                    stack = torch.fft.irfft2(torch.fft.rfft2(stack, s=fft_shape) * spectrum, s=fft_shape)
                 stack = stack[:, margin:margin + th, margin:margin + tw]
                 alpha = stack[3]
                 tile_acc = stack[:3] + (1 - alpha) * tile_acc
