@@ -12,6 +12,8 @@ import (tests/e2e/test_layout.py checks both):
 - ``qa``        quality assessment: PU21, metrics, camera simulation, baselines, exposure strips,
                 statistics. Imports ``color``.
 - ``panorama``  equirectangular maths and the image-based-lighting preview. Imports ``color``.
+- ``lens``      lens effects on linear HDR: circle of confusion, bokeh kernels, Lens Blur. Imports
+                ``color``.
 
 The ComfyUI nodes in ``nodes/`` are thin adapters over this package (mirroring its split), so
 everything here can be used and tested without a ComfyUI host. See docs/ARCHITECTURE.md.
