@@ -222,30 +222,37 @@ def _fold(canvas: torch.Tensor, margin: int, size: int, dim: int) -> torch.Tenso
 
 
 class _Kernels:
-    """FFTs of the level kernels for one FFT size (shared by the tiles unless cat's-eye varies them)."""
+    """FFTs of the level kernels by FFT size (shared by the tiles unless cat's-eye varies them), at
+    most ``CACHE_BYTES`` of them: beyond, the oldest go."""
 
-    def __init__(self, bokeh: Bokeh, device):
-        self.bokeh, self.device, self.cache = bokeh, device, {}
+    CACHE_BYTES = 256 * 2**20
+
+    def __init__(self, bokeh: Bokeh, device, dtype):
+        self.bokeh, self.device, self.dtype, self.cache, self.bytes = bokeh, device, dtype, {}, 0
 
     def spectrum(self, radius: float, shape: tuple[int, int], position: tuple[float, float]) -> torch.Tensor:
         key = (radius, shape, position if self.bokeh.cat_eye else None)
         if key not in self.cache:
-            if len(self.cache) >= 128:  # cat's-eye: a kernel per tile position; keep memory bounded
-                self.cache.clear()
-            k = bokeh_kernel(radius, self.bokeh, position, device=self.device)
+            while self.cache and self.bytes > self.CACHE_BYTES:
+                old = self.cache.pop(next(iter(self.cache)))
+                self.bytes -= old.numel() * old.element_size()
+            k = bokeh_kernel(radius, self.bokeh, position, device=self.device, dtype=self.dtype)
             c = k.shape[0] // 2
-            padded = torch.zeros(shape, dtype=torch.float32, device=self.device)
+            padded = torch.zeros(shape, dtype=self.dtype, device=self.device)
             padded[:k.shape[0], :k.shape[1]] = k
             # centre at index 0, so the FFT product is the convolution without a shift
             self.cache[key] = torch.fft.rfft2(torch.roll(padded, (-c, -c), dims=(0, 1)))
+            self.bytes += self.cache[key].numel() * self.cache[key].element_size()
         return self.cache[key]
 
 
 def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Bokeh(), tile: int = 512,
-                    device=None, on_tile: Callable[[], None] | None = None) -> torch.Tensor:
+                    device=None, on_tile: Callable[[], None] | None = None, dtype=torch.float32) -> torch.Tensor:
     """Lens Blur of one picture. ``rgb`` [H, W, 3] linear light, ``radius`` [H, W] signed
     circle-of-confusion radii in pixels (finite; negative = in front of the focus). Returns [H, W, 3]
-    float32 on ``rgb``'s device; the computation runs on ``device`` (default: ``rgb``'s).
+    float32 on ``rgb``'s device; the computation runs on ``device`` (default: ``rgb``'s) in ``dtype``:
+    float32 FFTs leave an error of about 1e-6 of the brightest light within a tile's reach around
+    every pixel of it, float64 about 1e-15 (for a sun 10^6 times brighter than the shadows beside it).
     ``on_tile()`` runs after each tile (progress, interrupts)."""
     h, w = rgb.shape[:2]
     if radius.shape != (h, w):
@@ -259,11 +266,11 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
     levels = [-m for m in reversed(mags[1:])] + mags  # near (negative) to far
     margin = kernel_size(mags[-1]) // 2
     hc, wc = h + 2 * margin, w + 2 * margin
-    src = rgb.to(device=device, dtype=torch.float32)
+    src = rgb.to(device=device, dtype=dtype)
     rad = radius.to(device=device, dtype=torch.float32)
-    acc = torch.zeros(3, hc, wc, device=device)
-    cover = torch.zeros(hc, wc, device=device)
-    kernels = _Kernels(bokeh, device)
+    acc = torch.zeros(3, hc, wc, device=device, dtype=dtype)
+    cover = torch.zeros(hc, wc, device=device, dtype=dtype)
+    kernels = _Kernels(bokeh, device, dtype)
     half_diagonal = math.hypot(w, h) / 2
     for y0 in range(0, hc, tile):
         for x0 in range(0, wc, tile):
@@ -277,20 +284,20 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
                 if on_tile:
                     on_tile()
                 continue
-            light = torch.zeros(3, ch, cw, device=device)
+            light = torch.zeros(3, ch, cw, device=device, dtype=dtype)
             light[:, sy0 - iy0:sy1 - iy0, sx0 - ix0:sx1 - ix0] = src[sy0:sy1, sx0:sx1].permute(2, 0, 1)
             r = torch.full((ch, cw), math.nan, device=device)  # NaN: no pixel (outside the picture)
             r[sy0 - iy0:sy1 - iy0, sx0 - ix0:sx1 - ix0] = rad[sy0:sy1, sx0:sx1]
             present = ~torch.isnan(r)
             centre = ((x0 + tw / 2 - margin - w / 2) / half_diagonal, (y0 + th / 2 - margin - h / 2) / half_diagonal)
             position = (round(centre[0], 4), round(centre[1], 4))
-            tile_acc = torch.zeros(3, th, tw, device=device)
-            tile_cover = torch.zeros(th, tw, device=device)
+            tile_acc = torch.zeros(3, th, tw, device=device, dtype=dtype)
+            tile_cover = torch.zeros(th, tw, device=device, dtype=dtype)
             lo, hi = float(r[present].min()), float(r[present].max())
             for i in reversed(range(len(levels))):  # far to near
                 if (i + 1 < len(levels) and levels[i + 1] <= lo) or (i > 0 and levels[i - 1] >= hi):
                     continue
-                share = torch.where(present, _membership(torch.nan_to_num(r), levels, i), 0.0)
+                share = torch.where(present, _membership(torch.nan_to_num(r), levels, i), 0.0).to(dtype)
                 if not bool(share.any()):
                     continue
                 stack = torch.cat([light * share, share[None]])
@@ -309,7 +316,7 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
     acc = _fold(_fold(acc, margin, h, 1), margin, w, 2)
     cover = _fold(_fold(cover, margin, h, 0), margin, w, 1)
     out = torch.where(cover > MIN_COVER, acc / cover.clamp_min(MIN_COVER), acc)
-    return out.permute(1, 2, 0).to(rgb.device)
+    return out.permute(1, 2, 0).to(device=rgb.device, dtype=torch.float32)
 
 
 def tiles_per_frame(h: int, w: int, largest: float, tile: int) -> int:
@@ -319,7 +326,7 @@ def tiles_per_frame(h: int, w: int, largest: float, tile: int) -> int:
 
 
 def lens_blur(images: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Bokeh(), tile: int = 512, device=None,
-              on_tile: Callable[[], None] | None = None) -> torch.Tensor:
+              on_tile: Callable[[], None] | None = None, dtype=torch.float32) -> torch.Tensor:
     """Lens Blur of a batch: ``images`` [B, H, W, C] (RGB used; extra channels dropped), ``radius``
     [B or 1, H, W] signed radii in pixels. Frames one after another. Returns [B, H, W, 3]."""
     if tile < 16:
@@ -327,6 +334,6 @@ def lens_blur(images: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Bokeh()
     if radius.shape[0] not in (1, images.shape[0]):
         raise ValueError(f"the radius map has {radius.shape[0]} frames, the images {images.shape[0]}: give one map "
                          "for all, or one per frame")
-    out = [lens_blur_frame(images[b, ..., :3], radius[min(b, radius.shape[0] - 1)], bokeh, tile, device, on_tile)
-           for b in range(images.shape[0])]
+    out = [lens_blur_frame(images[b, ..., :3], radius[min(b, radius.shape[0] - 1)], bokeh, tile, device, on_tile,
+                           dtype) for b in range(images.shape[0])]
     return torch.stack(out)

@@ -14,6 +14,7 @@ from ...lediff_core.lens.bokeh import MAX_BLADES, Bokeh
 from ...lediff_core.lens.lens_blur import DEPTH_CONVENTIONS, Lens, blur_radius_map, lens_blur, tiles_per_frame
 
 log = logging.getLogger("lediff")
+PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
 
 
 def _depth_map(depth, depth_mask, frames: int):
@@ -91,6 +92,10 @@ class LensBlur(io.ComfyNode):
                 io.Int.Input("tile", default=512, min=64, max=8192, step=64,
                              tooltip="Tile size in pixels: memory stays bounded by tiles of this size plus the "
                                      "largest blur on each side."),
+                io.Combo.Input("precision", options=list(PRECISIONS), default="float32",
+                               tooltip="float32: FFT error about 1e-6 of the brightest light near a pixel; float64 "
+                                       "(slower, much slower on most GPUs) for suns a million times brighter than "
+                                       "the shadows beside them."),
                 io.Image.Input("depth", optional=True,
                                tooltip="Depth map as an IMAGE (its channels averaged); resized to the picture if its "
                                        "size differs. Without one, the picture is one plane at far."),
@@ -107,7 +112,7 @@ class LensBlur(io.ComfyNode):
     @classmethod
     def execute(cls, image, depth_convention, near, far, focus, focus_distance, focus_x, focus_y, aperture, f_stop,
                 focal_length_mm, sensor_width_mm, largest_blur, shape, blades, rotation, cat_eye, tile,
-                depth=None, depth_mask=None) -> io.NodeOutput:
+                precision="float32", depth=None, depth_mask=None) -> io.NodeOutput:
         check_image_size(image, "image")
         check_finite(image, "image", "a NaN/Inf pixel would spread over its whole bokeh")
         b, h, w = image.shape[:3]
@@ -127,7 +132,7 @@ class LensBlur(io.ComfyNode):
             bar.update(1)
 
         with torch.inference_mode():
-            out = lens_blur(image, radius, bokeh, tile, mm.get_torch_device(), on_tile)
+            out = lens_blur(image, radius, bokeh, tile, mm.get_torch_device(), on_tile, PRECISIONS[precision])
         return io.NodeOutput(out.to(image.device), radius.expand(b, h, w).contiguous())
 
 

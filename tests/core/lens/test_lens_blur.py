@@ -259,6 +259,20 @@ def test_the_same_blur_on_the_8_bit_tone_mapped_picture_loses_the_highlight():
     assert hdr[32, 32 + 7, 0] > 4.0 and from_ldr[32, 32 + 7, 0] < 0.11  # a bright disc against a faint one
 
 
+def test_float64_keeps_the_shadows_beside_a_sun():
+    """float32 FFTs leave about 1e-6 of the brightest light in every pixel a tile reaches; a sun
+    10^6 times the shadows drowns them, float64 does not."""
+    img = torch.full((40, 40, 3), 1e-3)
+    img[5, 5] = 1e6
+    radius = torch.full((40, 40), 4.0)
+    far = (slice(20, None), slice(20, None))  # beyond the sun's disc
+    exact = lens_blur_frame(img, radius, dtype=torch.float64)
+    assert torch.allclose(exact[far], torch.tensor(1e-3), rtol=1e-6, atol=0)
+    assert exact.double().sum().item() == pytest.approx(img.double().sum().item(), rel=1e-7)  # float32 out
+    rough = lens_blur_frame(img, radius)
+    assert (rough[far] - 1e-3).abs().max() > 1e-5  # float32's noise floor, here 1 % of the shadows or more
+
+
 # ------------------------------------------------------------------ frames, levels, bad input
 def test_frames_of_a_batch_each_get_their_own_map():
     img = torch.stack([hdr_scene(24, 24, 3), hdr_scene(24, 24, 4)])

@@ -36,7 +36,8 @@ def graph(host, depth_input="depth", **settings):
     inputs = {"image": ["1", 0], "depth_convention": "near = bright", "near": 1.0, "far": 100.0,
               "focus": "distance", "focus_distance": 1.2, "focus_x": 0.5, "focus_y": 0.5, "aperture": "largest blur",
               "f_stop": 2.8, "focal_length_mm": 50.0, "sensor_width_mm": 36.0, "largest_blur": 6.0,
-              "shape": "polygon", "blades": 6, "rotation": 0.0, "cat_eye": 0.0, "tile": 64, **settings}
+              "shape": "polygon", "blades": 6, "rotation": 0.0, "cat_eye": 0.0, "tile": 64, "precision": "float32",
+              **settings}
     g = {"1": {"class_type": "LEDiffLoadEXR", "inputs": {"image": "scene.exr", "layer": ""}},
          "2": {"class_type": "LEDiffLoadEXR", "inputs": {"image": "depth.exr", "layer": ""}},
          "3": {"class_type": "LEDiffLensBlur", "inputs": inputs},
@@ -78,8 +79,9 @@ def test_a_highlight_out_of_focus_spreads_with_its_energy_and_the_resize_is_logg
     assert out.max() > 1.0  # and still HDR: nothing clamped
     assert any("Lens Blur: resized the depth map from 32x24 to the picture's 64x48" in r.getMessage()
                for r in caplog.records)
-    # the same map as a MASK from core's Image To Mask gives the same picture
+    # the same map as a MASK from core's Image To Mask gives the same picture; float64 the same too
     assert np.allclose(run(host, depth_input="depth_mask"), out, rtol=1e-5, atol=1e-6)
+    assert np.allclose(run(host, precision="float64"), out, rtol=1e-4, atol=1e-3)
 
 
 def test_focus_picked_at_the_highlight_keeps_it_a_point(host):
