@@ -51,6 +51,7 @@ what Depth Anything and MiDaS give), ``near = dark`` (depth, 0 = near .. 1 = far
 LINEAR_LEVELS = 8  # every radius up to 8 pixels is a level of its own
 LEVEL_RATIO = 1.15  # above, levels 15 % apart
 MIN_COVER = 1e-6  # coverage below this (only far outside every disc) leaves the light as it is
+CAT_EYE_BLOCK = 128  # cat's-eye: one kernel per block of 128 x 128 pixels (each block its own FFT)
 
 
 @dataclass(frozen=True)
@@ -221,6 +222,22 @@ def _fold(canvas: torch.Tensor, margin: int, size: int, dim: int) -> torch.Tenso
     return torch.zeros(shape, dtype=canvas.dtype, device=canvas.device).index_add_(dim, t, canvas)
 
 
+def _blocks(cy0: int, cx0: int, ch: int, cw: int, hc: int, wc: int, tile: int, margin: int, h: int, w: int):
+    """The blocks of the canvas grid of ``tile`` that a crop at canvas
+    (cy0, cx0) of ch x cw overlaps: (rows, cols) slices in the crop and the block centre's
+    position for cat's-eye (from the picture's centre, in half-diagonals)."""
+    half_diagonal = math.hypot(w, h) / 2
+    out = []
+    for by in range(max(cy0, 0) // tile * tile, min(cy0 + ch, hc), tile):
+        for bx in range(max(cx0, 0) // tile * tile, min(cx0 + cw, wc), tile):
+            ey, ex = min(by + tile, hc), min(bx + tile, wc)
+            centre = ((bx + ex) / 2 - margin - w / 2, (by + ey) / 2 - margin - h / 2)
+            rows = slice(max(by, cy0) - cy0, min(ey, cy0 + ch) - cy0)
+            cols = slice(max(bx, cx0) - cx0, min(ex, cx0 + cw) - cx0)
+            out.append((rows, cols, (round(centre[0] / half_diagonal, 4), round(centre[1] / half_diagonal, 4))))
+    return out
+
+
 class _Kernels:
     """FFTs of the level kernels by FFT size (shared by the tiles unless cat's-eye varies them), at
     most ``CACHE_BYTES`` of them: beyond, the oldest go."""
@@ -247,7 +264,8 @@ class _Kernels:
 
 
 def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Bokeh(), tile: int = 512,
-                    device=None, on_tile: Callable[[], None] | None = None, dtype=torch.float32) -> torch.Tensor:
+                    device=None, on_tile: Callable[[], None] | None = None, dtype=torch.float32,
+                    cat_eye_block: int = CAT_EYE_BLOCK) -> torch.Tensor:
     """Lens Blur of one picture. ``rgb`` [H, W, 3] linear light, ``radius`` [H, W] signed
     circle-of-confusion radii in pixels (finite; negative = in front of the focus). Returns [H, W, 3]
     float32 on ``rgb``'s device; the computation runs on ``device`` (default: ``rgb``'s) in ``dtype``:
@@ -271,7 +289,7 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
     acc = torch.zeros(3, hc, wc, device=device, dtype=dtype)
     cover = torch.zeros(hc, wc, device=device, dtype=dtype)
     kernels = _Kernels(bokeh, device, dtype)
-    half_diagonal = math.hypot(w, h) / 2
+    uncut = _Kernels(Bokeh(bokeh.blades, bokeh.rotation), device, dtype)
     for y0 in range(0, hc, tile):
         for x0 in range(0, wc, tile):
             th, tw = min(tile, hc - y0), min(tile, wc - x0)
@@ -289,8 +307,11 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
             r = torch.full((ch, cw), math.nan, device=device)  # NaN: no pixel (outside the picture)
             r[sy0 - iy0:sy1 - iy0, sx0 - ix0:sx1 - ix0] = rad[sy0:sy1, sx0:sx1]
             present = ~torch.isnan(r)
-            centre = ((x0 + tw / 2 - margin - w / 2) / half_diagonal, (y0 + th / 2 - margin - h / 2) / half_diagonal)
-            position = (round(centre[0], 4), round(centre[1], 4))
+            # cat's-eye: the kernel belongs to the *source* pixel; pixels are grouped in blocks of a
+            # fixed grid, each scattered with the kernel at the block's centre, so every pixel's
+            # light goes through one kernel whichever tile it lands in
+            blocks = _blocks(y0 - margin, x0 - margin, ch, cw, hc, wc, cat_eye_block, margin, h, w) \
+                if bokeh.cat_eye else []
             tile_acc = torch.zeros(3, th, tw, device=device, dtype=dtype)
             tile_cover = torch.zeros(th, tw, device=device, dtype=dtype)
             lo, hi = float(r[present].min()), float(r[present].max())
@@ -302,9 +323,23 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
                     continue
                 stack = torch.cat([light * share, share[None]])
                 size = abs(levels[i])
-                if size > 0:
-                    spectrum = kernels.spectrum(size, fft_shape, position)
+                if size > 0 and not bokeh.cat_eye:
+                    spectrum = kernels.spectrum(size, fft_shape, (0.0, 0.0))
                     stack = torch.fft.irfft2(torch.fft.rfft2(stack, s=fft_shape) * spectrum, s=fft_shape)
+                elif size > 0:
+                    # the light through each block's cat's-eye kernel; the coverage, which decides
+                    # occlusion and the division below, through the uncut aperture: on one plane it
+                    # stays 1, so the light of every pixel is kept exactly
+                    total = 0
+                    for rows, cols, position in blocks:
+                        part = torch.zeros_like(stack[:3])
+                        part[:, rows, cols] = stack[:3, rows, cols]
+                        total = total + torch.fft.rfft2(part, s=fft_shape) * kernels.spectrum(size, fft_shape,
+                                                                                                 position)
+                    cover_spectrum = (torch.fft.rfft2(stack[3], s=fft_shape)
+                                      * uncut.spectrum(size, fft_shape, (0.0, 0.0)))
+                    stack = torch.cat([torch.fft.irfft2(total, s=fft_shape),
+                                       torch.fft.irfft2(cover_spectrum, s=fft_shape)[None]])
                 stack = stack[:, margin:margin + th, margin:margin + tw]
                 alpha = stack[3]
                 tile_acc = stack[:3] + (1 - alpha) * tile_acc

@@ -115,10 +115,10 @@ def test_one_depth_plane_is_a_convolution_with_the_bokeh_kernel(bokeh, tile):
 
 
 # ------------------------------------------------------------------ a 1000x point of light
-def disc_of_point(radius_map_value, bokeh=Bokeh(), h=72, w=96, point=(36, 48)):
+def disc_of_point(radius_map_value, bokeh=Bokeh(), h=72, w=96, point=(36, 48), block=128):
     img = torch.full((h, w, 3), 0.1)
     img[point] = 1000.0
-    out = lens_blur_frame(img, torch.full((h, w), radius_map_value), bokeh, tile=64)
+    out = lens_blur_frame(img, torch.full((h, w), radius_map_value), bokeh, tile=64, cat_eye_block=block)
     return out[..., 1].double() - 0.1  # the point's light alone (the plane stays 0.1)
 
 
@@ -172,6 +172,17 @@ def test_cat_eye_narrows_the_bokeh_toward_the_corners():
     across = ((-x * 0.6 + y * 0.8) ** 2 * corner).sum()
     assert radial < 0.5 * across
     assert abs((x * corner).sum()) < 0.05 and abs((y * corner).sum()) < 0.05  # centred: light not displaced
+
+
+def test_cat_eye_in_the_picture_narrows_a_corner_highlight_and_keeps_its_energy():
+    # cat's-eye scatters each block of a grid with the kernel at its centre: small blocks here,
+    # for a small picture
+    centre = disc_of_point(8.0, Bokeh(0, 0.0, 1.0), point=(36, 48), block=16)
+    corner = disc_of_point(8.0, Bokeh(0, 0.0, 1.0), point=(12, 14), block=16)
+    assert centre.sum().item() == pytest.approx(999.9, rel=1e-5)  # the plane's 0.1 under it is gone
+    assert corner.sum().item() == pytest.approx(999.9, rel=1e-5)
+    lit = (corner > 1000 / (math.pi * 64) / 4).sum().item()
+    assert lit < 0.8 * (centre > 1000 / (math.pi * 64) / 4).sum().item()
 
 
 # ------------------------------------------------------------------ two planes: brute-force scatter
