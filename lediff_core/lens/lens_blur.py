@@ -14,10 +14,13 @@ acc``. A sharp foreground (coverage 1) therefore hides the blurred background th
 it, and a blurred foreground, whose coverage thins out at its edge, spreads over a sharp background.
 The result is divided by the accumulated coverage, which restores the pixels where the sharper layer
 behind has a hole (the part of the background the foreground hid: never recorded in the picture).
+Light spreads over the bokeh's shape, coverage over the disc of the same area (mirror-symmetric:
+folded back at the edges, a plane's coverage is exactly 1 everywhere, whatever the shape).
 
 **Energy**: every kernel sums to 1, and light scattered past the picture's edge is folded back in
 (reflected at the edge), so on a plane of one depth the sum of the light does not change (to
-float32 rounding), and an isolated out-of-focus highlight keeps all of its energy. Where planes
+float32 rounding), whatever the shape (cat's-eye included), and an isolated out-of-focus highlight
+keeps all of its energy. Where planes
 overlap, the light a nearer plane hides is removed and the hidden background is filled in from
 the layers' coverage, as above; the total then changes by what was hidden and uncovered.
 
@@ -222,6 +225,13 @@ def _fold(canvas: torch.Tensor, margin: int, size: int, dim: int) -> torch.Tenso
     return torch.zeros(shape, dtype=canvas.dtype, device=canvas.device).index_add_(dim, t, canvas)
 
 
+def coverage_radius(radius: float, bokeh: Bokeh) -> float:
+    """The radius of the disc whose area is the aperture's (a polygon with its corners on the
+    circle of ``radius``): the shape Lens Blur spreads coverage with."""
+    n = bokeh.blades
+    return radius if n == 0 else radius * math.sqrt(n * math.sin(2 * math.pi / n) / (2 * math.pi))
+
+
 def _blocks(cy0: int, cx0: int, ch: int, cw: int, hc: int, wc: int, tile: int, margin: int, h: int, w: int):
     """The blocks of the canvas grid of ``tile`` that a crop at canvas
     (cy0, cx0) of ch x cw overlaps: (rows, cols) slices in the crop and the block centre's
@@ -289,7 +299,7 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
     acc = torch.zeros(3, hc, wc, device=device, dtype=dtype)
     cover = torch.zeros(hc, wc, device=device, dtype=dtype)
     kernels = _Kernels(bokeh, device, dtype)
-    uncut = _Kernels(Bokeh(bokeh.blades, bokeh.rotation), device, dtype)
+    discs = _Kernels(Bokeh(), device, dtype)
     for y0 in range(0, hc, tile):
         for x0 in range(0, wc, tile):
             th, tw = min(tile, hc - y0), min(tile, wc - x0)
@@ -323,13 +333,22 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
                     continue
                 stack = torch.cat([light * share, share[None]])
                 size = abs(levels[i])
-                if size > 0 and not bokeh.cat_eye:
+                if size > 0 and bokeh == Bokeh():
                     spectrum = kernels.spectrum(size, fft_shape, (0.0, 0.0))
                     stack = torch.fft.irfft2(torch.fft.rfft2(stack, s=fft_shape) * spectrum, s=fft_shape)
+                elif size > 0 and not bokeh.cat_eye:
+                    # a polygon: the light through it, the coverage (which decides occlusion and the
+                    # division below) through the disc of the same area, whose light folded back at
+                    # the edges covers a plane exactly once: so on one plane every pixel's light is
+                    # kept, whatever the shape
+                    spectrum = torch.fft.rfft2(stack, s=fft_shape)
+                    spectrum = torch.cat([spectrum[:3] * kernels.spectrum(size, fft_shape, (0.0, 0.0)),
+                                          spectrum[3:] * discs.spectrum(coverage_radius(size, bokeh), fft_shape,
+                                                                        (0.0, 0.0))])
+                    stack = torch.fft.irfft2(spectrum, s=fft_shape)
                 elif size > 0:
-                    # the light through each block's cat's-eye kernel; the coverage, which decides
-                    # occlusion and the division below, through the uncut aperture: on one plane it
-                    # stays 1, so the light of every pixel is kept exactly
+                    # cat's-eye: the light through each block's kernel, the coverage through the disc
+                    # as above
                     total = 0
                     for rows, cols, position in blocks:
                         part = torch.zeros_like(stack[:3])
@@ -337,7 +356,7 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
                         total = total + torch.fft.rfft2(part, s=fft_shape) * kernels.spectrum(size, fft_shape,
                                                                                                  position)
                     cover_spectrum = (torch.fft.rfft2(stack[3], s=fft_shape)
-                                      * uncut.spectrum(size, fft_shape, (0.0, 0.0)))
+                                      * discs.spectrum(coverage_radius(size, bokeh), fft_shape, (0.0, 0.0)))
                     stack = torch.cat([torch.fft.irfft2(total, s=fft_shape),
                                        torch.fft.irfft2(cover_spectrum, s=fft_shape)[None]])
                 stack = stack[:, margin:margin + th, margin:margin + tw]
