@@ -182,6 +182,12 @@ def test_cat_eye_in_the_picture_narrows_a_corner_highlight_and_keeps_its_energy(
     assert corner.sum().item() == pytest.approx(999.9, rel=1e-5)
     lit = (corner > 1000 / (math.pi * 64) / 4).sum().item()
     assert lit < 0.8 * (centre > 1000 / (math.pi * 64) / 4).sum().item()
+    # the blocks are a grid of their own: the tiles do not change the picture
+    img, radius = hdr_scene(40, 56), torch.full((40, 56), 5.0)
+    one = lens_blur_frame(img, radius, Bokeh(5, 0.0, 0.8), tile=16, cat_eye_block=16)
+    other = lens_blur_frame(img, radius, Bokeh(5, 0.0, 0.8), tile=512, cat_eye_block=16)
+    assert torch.allclose(one, other, rtol=1e-4, atol=1e-5 * float(img.max()))
+    assert one.double().sum().item() == pytest.approx(img.double().sum().item(), rel=1e-5)
 
 
 # ------------------------------------------------------------------ two planes: brute-force scatter
