@@ -333,7 +333,7 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
                     continue
                 stack = torch.cat([light * share, share[None]])
                 size = abs(levels[i])
-                if size > 0 and bokeh == Bokeh():
+                if size > 0 and bokeh.blades == 0 and not bokeh.cat_eye:
                     spectrum = kernels.spectrum(size, fft_shape, (0.0, 0.0))
                     stack = torch.fft.irfft2(torch.fft.rfft2(stack, s=fft_shape) * spectrum, s=fft_shape)
                 elif size > 0 and not bokeh.cat_eye:
@@ -351,6 +351,8 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
                     # as above
                     total = 0
                     for rows, cols, position in blocks:
+                        if not bool(stack[3, rows, cols].any()):
+                            continue
                         part = torch.zeros_like(stack[:3])
                         part[:, rows, cols] = stack[:3, rows, cols]
                         total = total + torch.fft.rfft2(part, s=fft_shape) * kernels.spectrum(size, fft_shape,
