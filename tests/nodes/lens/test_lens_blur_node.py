@@ -109,3 +109,26 @@ def test_without_a_depth_map_the_picture_is_one_plane(host):
 def test_errors_name_the_problem_and_the_fix(host, settings, message):
     report = failure(host, graph(host, **settings))
     assert message in report["exception_message"], report["exception_message"]
+
+
+def test_frames_each_get_their_depth_map(host):
+    """A batch of two frames (core's Image Batch) with two depth maps: the first keeps the point far
+    and blurred, the second puts its plane at the focus distance (near = bright: 1/1.2 m = 1/100 +
+    v (1 - 1/100), v = 0.8316), where it stays a point."""
+    g = graph(host)
+    focused = np.full((H // 2, W // 2, 3), (1 / 1.2 - 0.01) / 0.99, np.float32)
+    write_input(host, "focused.exr", focused)
+    g["5"] = {"class_type": "LEDiffLoadEXR", "inputs": {"image": "focused.exr", "layer": ""}}
+    g["6"] = {"class_type": "ImageBatch", "inputs": {"image1": ["1", 0], "image2": ["1", 0]}}
+    g["7"] = {"class_type": "ImageBatch", "inputs": {"image1": ["2", 0], "image2": ["5", 0]}}
+    g["3"]["inputs"].update(image=["6", 0], depth=["7", 0])
+    host.run(g)
+    folder = os.path.join(host.output_dir, "out")
+    first, second = (read_exr(os.path.join(folder, n)).rgb for n in sorted(os.listdir(folder)))
+    assert first[24, 40, 1] < 100.0
+    assert second[24, 40, 1] == pytest.approx(1000.0, rel=1e-3)
+    g["6"]["inputs"]["image2"] = ["1", 0]
+    g["3"]["inputs"]["image"] = ["1", 0]  # one frame, two depth maps
+    report = failure(host, g)
+    assert "depth has 2 frames and image 1; give one depth map for all frames or one per frame" in \
+        report["exception_message"]
