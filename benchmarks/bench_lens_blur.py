@@ -2,7 +2,7 @@
 kernels measured in the same run.
 
     bash scripts/bench.sh bench_lens_blur [--sizes 2048x1024,4096x2048] [--blur 16] [--tile 512]
-        [--crop 512x256] [--repeat 3] [--device cpu]
+        [--crop 512x256] [--repeat 3] [--device cpu] [--depth ramp|noise]
 
 The scene: the city HDRI (tests/data/hdri) resized to each size, with a depth map of a near
 foreground block over a ramp from near to far (every layer used), blurred up to ``--blur`` pixels
@@ -31,7 +31,7 @@ import torch
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def scene(w: int, h: int, blur: float):
+def scene(w: int, h: int, blur: float, depth: str = "ramp"):
     from lediff_core.io.exr import read_exr
     from support.common import HDRI_DIR
 
@@ -39,6 +39,8 @@ def scene(w: int, h: int, blur: float):
     rgb = torch.nn.functional.interpolate(rgb, size=(h, w), mode="bilinear", align_corners=False)[0].movedim(0, -1)
     radius = torch.linspace(-blur / 2, blur, w)[None].expand(h, w).clone()  # near on the left, far on the right
     radius[h // 3:2 * h // 3, w // 3:w // 2] = -blur  # a blurred foreground block
+    if depth == "noise":  # the worst case: every level in every tile
+        radius = torch.rand(h, w, generator=torch.Generator().manual_seed(0)) * 1.5 * blur - blur / 2
     return rgb.contiguous(), radius
 
 
@@ -71,7 +73,7 @@ def one_case(args) -> dict:
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", torch.get_num_threads())))
     w, h = (int(v) for v in args.size.split("x"))
-    rgb, radius = scene(w, h, args.blur)
+    rgb, radius = scene(w, h, args.blur, args.depth)
     out = torch.empty_like(rgb)  # the result's memory counts as input: only the work above it is measured
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     times = []
@@ -95,7 +97,7 @@ def crop_ratio(args) -> dict:
     from lediff_core.lens.lens_blur import lens_blur
 
     cw, ch = (int(v) for v in args.crop.split("x"))
-    rgb, radius = scene(cw, ch, args.blur)
+    rgb, radius = scene(cw, ch, args.blur, args.depth)
     bokeh = Bokeh(6, 0.0)
     ours, naive = timed([lambda: lens_blur(rgb[None], radius[None], bokeh, args.tile, args.device),
                          lambda: naive_gather(rgb, radius, bokeh)], args.repeat)
@@ -112,13 +114,17 @@ def main(argv=None) -> None:
     parser.add_argument("--crop", default="512x256", help="the crop the naive gather runs on (WxH)")
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--depth", default="ramp", choices=["ramp", "noise"],
+                        help="ramp: a smooth depth with a foreground block; noise: random radii (every level "
+                             "in every tile, the worst case)")
     parser.add_argument("--size", help=argparse.SUPPRESS)  # one case, in a child process
     args = parser.parse_args(argv)
     torch.set_grad_enabled(False)
     if args.size:
         print(json.dumps(one_case(args)))
         return
-    print(f"Lens Blur, largest radius {args.blur:g} px, hexagon, tile {args.tile}, device {args.device}, "
+    print(f"Lens Blur, largest radius {args.blur:g} px, {args.depth} depth, hexagon, tile {args.tile}, "
+          f"device {args.device}, "
           f"{torch.get_num_threads()} threads")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, os.path.join(REPO, "tests"),
                                                         os.environ.get("PYTHONPATH", "")])}
@@ -128,7 +134,7 @@ def main(argv=None) -> None:
           f"{ratio['ours_s_per_mpix']:.2f} s, naive {ratio['naive_s_per_mpix']:.2f} s")
     for size in args.sizes.split(","):
         cmd = [sys.executable, "-m", "benchmarks.bench_lens_blur", "--size", size, "--blur", str(args.blur),
-               "--tile", str(args.tile), "--repeat", str(args.repeat), "--device", args.device]
+               "--tile", str(args.tile), "--repeat", str(args.repeat), "--device", args.device, "--depth", args.depth]
         result = json.loads(subprocess.run(cmd, env=env, cwd=REPO, check=True, capture_output=True,
                                            text=True).stdout.strip().splitlines()[-1])
         w, h = (int(v) for v in size.split("x"))
