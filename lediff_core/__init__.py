@@ -12,8 +12,8 @@ import (tests/e2e/test_layout.py checks both):
 - ``qa``        quality assessment: PU21, metrics, camera simulation, baselines, exposure strips,
                 statistics. Imports ``color``.
 - ``panorama``  equirectangular maths and the image-based-lighting preview. Imports ``color``.
-- ``lens``      what optics and shutter do to linear light: glare, motion blur along the flow.
-                Imports ``color``, ``video``.
+- ``lens``      what optics and shutter do to linear light: depth of field (circle of confusion, bokeh
+                kernels, Lens Blur), glare, motion blur along the flow. Imports ``color``, ``video``.
 
 The ComfyUI nodes in ``nodes/`` are thin adapters over this package (mirroring its split), so
 everything here can be used and tested without a ComfyUI host. See docs/ARCHITECTURE.md.

@@ -1,5 +1,6 @@
-"""Lens nodes over ``lediff_core.lens``: Glare (``glare``) and Motion Blur (``motion``)."""
+"""Lens nodes over ``lediff_core.lens``: Lens Blur (``lens_blur``), Glare (``glare``) and Motion Blur
+(``motion``)."""
 
-from . import glare, motion
+from . import glare, lens_blur, motion
 
-NODES = [*glare.NODES, *motion.NODES]
+NODES = [*lens_blur.NODES, *glare.NODES, *motion.NODES]

@@ -1,0 +1,327 @@
+"""Lens Blur against references written here, not derived from the code: the thin-lens circle of
+confusion worked by hand, a one-depth scene against an FFT convolution (numpy) with the bokeh
+kernel, a 1000x point's disc (size, shape, energy) measured by its moments and area, a two-plane
+scene against a brute-force per-pixel scatter with depth-ordered compositing, and the HDR-vs-LDR
+contrast: the same blur on the 8-bit tone-mapped picture loses the highlight's energy."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from lediff_core.color import linear_to_srgb, srgb_to_linear
+from lediff_core.lens.bokeh import Bokeh, bokeh_kernel
+from lediff_core.lens.lens_blur import (
+    Lens,
+    blur_radius_map,
+    distances,
+    focus_at_point,
+    lens_blur,
+    lens_blur_frame,
+    radius_levels,
+    signed_radius,
+)
+
+
+def hdr_scene(h, w, seed=0):
+    """Linear HDR: a dim random picture (2^-6 .. 2^2) with a few highlights up to 2000."""
+    g = np.random.default_rng(seed)
+    img = np.exp2(g.uniform(-6, 2, (h, w, 3)))
+    for _ in range(4):
+        img[g.integers(h), g.integers(w)] = g.uniform(100, 2000, 3)
+    return torch.from_numpy(img).float()
+
+
+# ------------------------------------------------------------------ the circle of confusion by hand
+def test_thin_lens_radius_matches_the_hand_calculation():
+    # 50 mm at f/2.8 focused at 2 m: a point at infinity makes a circle of f^2 / (N (S - f))
+    # = 2500 / (2.8 * 1950) = 0.45788 mm on the sensor; on a 6000 px wide 36 mm sensor that is
+    # 76.31 px across. A point at 1 m: (50/2.8) * 50 * 1000 / (1000 * 1950) = the same, in front.
+    lens = Lens(2.8, 50.0, 36.0)
+    s = torch.tensor([[1e12, 1.0, 2.0]], dtype=torch.float64)
+    r = signed_radius(s, 2.0, lens, 6000, 1.0, 100.0)
+    diameter = 0.45788 / 36 * 6000
+    assert r[0, 0].item() == pytest.approx(diameter / 2, rel=1e-4)
+    assert r[0, 1].item() == pytest.approx(-diameter / 2, rel=1e-4)
+    assert r[0, 2].item() == 0.0
+    # largest blur: the larger end of the range gets exactly that many pixels
+    r = signed_radius(torch.tensor([[1.0, 100.0, 3.0]]), 2.0, Lens(largest_blur=10.0), 6000, 1.0, 100.0)
+    assert r[0, 0].item() == pytest.approx(-10.0, rel=1e-5)
+    assert 0 < r[0, 1].item() < 10 and 0 < r[0, 2].item() < r[0, 1].item()
+
+
+def test_depth_conventions():
+    d = torch.tensor([[0.0, 0.5, 1.0]], dtype=torch.float64)
+    assert distances(d, "near = bright", 1.0, 10.0)[0].tolist() == pytest.approx([10.0, 1 / (0.5 + 0.05), 1.0])
+    assert distances(d, "near = dark", 1.0, 10.0)[0].tolist() == pytest.approx([1.0, 5.5, 10.0])
+    assert torch.equal(distances(d + 3, "distance", 1.0, 10.0), d + 3)
+    with pytest.raises(ValueError, match="beyond infinity"):
+        distances(d - 0.5, "near = bright", 1.0, 10.0)
+    # the focus point reads the median of 5x5 depths: one outlier does not move it
+    s = torch.full((20, 20), 3.0)
+    s[10, 10] = 50.0
+    assert focus_at_point(s, 0.5, 0.5) == 3.0
+
+
+def test_radius_map_from_a_smaller_depth_map_is_resized_and_says_so():
+    depth = torch.linspace(0, 1, 8)[None, None, :].expand(1, 4, 8)
+    radius, notes = blur_radius_map(depth, 16, 32, "near = bright", 1.0, 10.0, Lens(largest_blur=5.0), 2.0)
+    assert radius.shape == (1, 16, 32)
+    assert notes == ["resized the depth map from 8x4 to the picture's 32x16 (bilinear)"]
+    assert radius[0, :, 0].max() > 0 > radius[0, :, -1].min()  # far on the left, near on the right
+    radius, notes = blur_radius_map(depth, 4, 8, "near = bright", 1.0, 10.0, Lens(largest_blur=5.0), 5.0, (0.0, 0.5))
+    assert abs(radius[0, 2, 0].item()) < abs(radius[0, 2, -1].item())  # focused on the left
+    assert notes[0].startswith("focused at ")
+
+
+# ------------------------------------------------------------------ one depth plane = convolution
+def fft_convolve(img: np.ndarray, kernel: np.ndarray) -> np.ndarray:
+    """Linear convolution of [H, W, C] with a centred [k, k] kernel, same size out, by numpy's FFT."""
+    h, w, _ = img.shape
+    k = kernel.shape[0]
+    fh, fw = h + k - 1, w + k - 1
+    spec = np.fft.rfft2(kernel, (fh, fw))
+    out = np.stack([np.fft.irfft2(np.fft.rfft2(img[..., c], (fh, fw)) * spec, (fh, fw)) for c in range(3)], -1)
+    c = k // 2
+    return out[c:c + h, c:c + w]
+
+
+@pytest.mark.parametrize("bokeh", [Bokeh(), Bokeh(6, 0.0), Bokeh(6, 15.0), Bokeh(5, 0.0)],
+                         ids=["disc", "hexagon", "turned hexagon", "pentagon"])
+@pytest.mark.parametrize("tile", [16, 512])
+def test_one_depth_plane_is_a_convolution_with_the_bokeh_kernel(bokeh, tile):
+    img = hdr_scene(40, 56)
+    radius = 5.0  # a level of its own: the plane is one layer
+    out = lens_blur_frame(img, torch.full((40, 56), radius), bokeh, tile=tile).numpy()
+    kernel = bokeh_kernel(radius, bokeh, dtype=torch.float64).numpy()
+    m = kernel.shape[0] // 2
+    mirrored = np.array_equal(kernel, kernel[::-1]) and np.array_equal(kernel, kernel[:, ::-1])
+    if mirrored:
+        # mirror-symmetric: the light folded back at the edges = a convolution of the mirrored picture
+        padded = np.pad(img.numpy().astype(np.float64), ((m, m), (m, m), (0, 0)), mode="symmetric")
+        expected = fft_convolve(padded, kernel)[m:-m, m:-m]
+        inner = (slice(None), slice(None))
+    else:  # elsewhere the interior, where no disc reaches the edge
+        expected = fft_convolve(img.numpy().astype(np.float64), kernel)
+        inner = (slice(2 * m, -2 * m), slice(2 * m, -2 * m))
+    err = np.abs(out[inner] - expected[inner]) / expected[inner].max()
+    assert err.max() < 2e-5
+    # the light of the picture does not change, whatever the shape
+    assert out.sum() == pytest.approx(img.numpy().astype(np.float64).sum(), rel=1e-5)
+
+
+# ------------------------------------------------------------------ a 1000x point of light
+def disc_of_point(radius_map_value, bokeh=Bokeh(), h=72, w=96, point=(36, 48), block=128):
+    img = torch.full((h, w, 3), 0.1)
+    img[point] = 1000.0
+    out = lens_blur_frame(img, torch.full((h, w), radius_map_value), bokeh, tile=64, cat_eye_block=block)
+    return out[..., 1].double() - 0.1  # the point's light alone (the plane stays 0.1)
+
+
+def test_a_bright_point_out_of_focus_is_a_disc_of_the_thin_lens_radius_with_its_energy():
+    # 600 px on 36 mm, 50 mm f/1.4 focused at 1 m, the point (and its plane) at 10 m:
+    # c = (50/1.4) mm * 0.05 m * 9 m / (10 m * 0.95 m) = 1.6917 mm = 28.19 px across: radius 14.10
+    expected = (50 / 1.4) * 0.05 * 9 / (10 * 0.95) / 36 * 600 / 2
+    depth = torch.full((1, 72, 96), 10.0)
+    radius, _ = blur_radius_map(depth, 72, 96, "distance", 1.0, 100.0, Lens(1.4, 50, 36 * 96 / 600), 1.0)
+    assert radius[0, 0, 0].item() == pytest.approx(expected, rel=1e-4)
+    light = disc_of_point(radius[0, 0, 0].item())
+    assert light.sum().item() == pytest.approx(1000.0, rel=0.01)
+    y, x = torch.meshgrid(torch.arange(72.0), torch.arange(96.0), indexing="ij")
+    d2 = (y - 36) ** 2 + (x - 48) ** 2
+    # a uniform disc of radius r has a mean squared distance of r^2 / 2
+    measured = math.sqrt(2 * (light * d2).sum().item() / light.sum().item())
+    assert measured == pytest.approx(expected, rel=0.03)
+    assert light[d2 > (expected + 2) ** 2].abs().max() < 1e-5 * 1000  # nothing outside (float32 FFT rounding)
+    inside = light[d2 < (expected - 2) ** 2]
+    assert inside.std() / inside.mean() < 0.03  # flat inside: a disc, not a Gaussian
+
+
+def test_a_bright_point_out_of_focus_takes_the_polygon_shape():
+    light = disc_of_point(12.0, Bokeh(6, 0.0))
+    flat = light[36, 48].item()
+    area = (light > flat / 2).sum().item()
+    assert area == pytest.approx(6 / 2 * 12 ** 2 * math.sin(2 * math.pi / 6), rel=0.04)
+    # a corner straight up: the disc reaches 12 px up, the flat sides only 12 cos(30 deg) = 10.4 sideways
+    assert light[36 - 11, 48] > flat / 2 and light[36, 48 + 11] < flat / 2
+    assert light.sum().item() == pytest.approx(1000.0, rel=0.01)
+
+
+def test_a_bright_point_in_focus_stays_a_point():
+    depth = torch.full((1, 72, 96), 3.0)
+    radius, _ = blur_radius_map(depth, 72, 96, "distance", 1.0, 100.0, Lens(1.4), 3.0)
+    assert radius.abs().max().item() == 0.0
+    light = disc_of_point(0.0)
+    assert light[36, 48].item() == pytest.approx(999.9, rel=1e-6)
+    light[36, 48] = 0
+    assert light.abs().max().item() < 1e-5
+
+
+def test_cat_eye_narrows_the_bokeh_toward_the_corners():
+    plain = bokeh_kernel(10.0, Bokeh(0, 0.0, 1.0), (0.0, 0.0))
+    corner = bokeh_kernel(10.0, Bokeh(0, 0.0, 1.0), (-0.8, -0.6))  # toward the top left
+    assert torch.equal(plain, bokeh_kernel(10.0))
+    assert (corner > 0).sum() < 0.8 * (plain > 0).sum() and corner.sum().item() == pytest.approx(1.0)
+    # cut along the radial direction (0.8, 0.6), long across it: the second moments say so
+    y, x = torch.meshgrid(torch.arange(21.0) - 10, torch.arange(21.0) - 10, indexing="ij")
+    radial = ((x * 0.8 + y * 0.6) ** 2 * corner).sum()
+    across = ((-x * 0.6 + y * 0.8) ** 2 * corner).sum()
+    assert radial < 0.5 * across
+    assert abs((x * corner).sum()) < 0.05 and abs((y * corner).sum()) < 0.05  # centred: light not displaced
+
+
+def test_cat_eye_in_the_picture_narrows_a_corner_highlight_and_keeps_its_energy():
+    # cat's-eye scatters each block of a grid with the kernel at its centre: small blocks here,
+    # for a small picture
+    centre = disc_of_point(8.0, Bokeh(0, 0.0, 1.0), point=(36, 48), block=16)
+    corner = disc_of_point(8.0, Bokeh(0, 0.0, 1.0), point=(12, 14), block=16)
+    assert centre.sum().item() == pytest.approx(999.9, rel=1e-5)  # the plane's 0.1 under it is gone
+    assert corner.sum().item() == pytest.approx(999.9, rel=1e-5)
+    lit = (corner > 1000 / (math.pi * 64) / 4).sum().item()
+    assert lit < 0.8 * (centre > 1000 / (math.pi * 64) / 4).sum().item()
+    # the blocks are a grid of their own: the tiles do not change the picture
+    img, radius = hdr_scene(40, 56), torch.full((40, 56), 5.0)
+    one = lens_blur_frame(img, radius, Bokeh(5, 0.0, 0.8), tile=16, cat_eye_block=16)
+    other = lens_blur_frame(img, radius, Bokeh(5, 0.0, 0.8), tile=512, cat_eye_block=16)
+    assert torch.allclose(one, other, rtol=1e-4, atol=1e-5 * float(img.max()))
+    assert one.double().sum().item() == pytest.approx(img.double().sum().item(), rel=1e-5)
+
+
+# ------------------------------------------------------------------ two planes: brute-force scatter
+def brute_force(img: np.ndarray, radius: np.ndarray, bokeh: Bokeh) -> np.ndarray:
+    """Each pixel's light scattered over its own kernel, one canvas per depth (radius) value;
+    composited nearest first with each canvas's scattered coverage as its opacity; the light past
+    the frame mirrored back in; divided by the total coverage. Coverage (opacity) spreads over the
+    disc of the aperture's area (a regular n-gon with corners on a circle of radius r has the area
+    n r^2 sin(2 pi / n) / 2), the light over the aperture. Loops, no FFT, no tiles."""
+    h, w, _ = img.shape
+    depths = sorted(set(radius.ravel().tolist()))  # signed radius: nearest first
+    m = max(int(math.ceil(abs(r))) for r in depths)
+    acc, cover = np.zeros((h + 2 * m, w + 2 * m, 3)), np.zeros((h + 2 * m, w + 2 * m))
+    through = np.ones((h + 2 * m, w + 2 * m))
+    for r in depths:
+        light, alpha = np.zeros_like(acc), np.zeros_like(cover)
+        k = bokeh_kernel(abs(r), bokeh, dtype=torch.float64).numpy()
+        n = bokeh.blades
+        disc = abs(r) * math.sqrt(n * math.sin(2 * math.pi / n) / (2 * math.pi)) if n else abs(r)
+        d = bokeh_kernel(disc, Bokeh(), size=k.shape[0], dtype=torch.float64).numpy()
+        c = k.shape[0] // 2
+        for y, x in zip(*np.nonzero(radius == r), strict=True):
+            light[y + m - c:y + m + c + 1, x + m - c:x + m + c + 1] += k[..., None] * img[y, x]
+            alpha[y + m - c:y + m + c + 1, x + m - c:x + m + c + 1] += d
+        acc += through[..., None] * light
+        cover += through * alpha
+        through *= 1 - alpha
+    out, total = np.zeros((h, w, 3)), np.zeros((h, w))
+
+    def mirror(i, n):
+        i = i % (2 * n)
+        return 2 * n - 1 - i if i >= n else i
+
+    for y in range(h + 2 * m):
+        for x in range(w + 2 * m):
+            yy, xx = mirror(y - m, h), mirror(x - m, w)
+            out[yy, xx] += acc[y, x]
+            total[yy, xx] += cover[y, x]
+    return out / total[..., None]
+
+
+@pytest.mark.parametrize("front, back", [(-3.0, 4.0), (0.0, 5.0), (-5.0, 0.0)],
+                         ids=["both blurred", "sharp front", "sharp back"])
+def test_two_planes_agree_with_a_brute_force_scatter_edges_included(front, back):
+    img = hdr_scene(26, 30, seed=1)
+    radius = np.full((26, 30), back)
+    radius[6:18, 4:16] = front  # a foreground rectangle, one edge near the frame
+    bokeh = Bokeh(6, 10.0)
+    out = lens_blur_frame(img, torch.from_numpy(radius).float(), bokeh, tile=16).numpy()
+    expected = brute_force(img.numpy().astype(np.float64), radius, bokeh)
+    # tolerance: float32 FFTs against float64 loops, relative to the brightest result
+    assert np.abs(out - expected).max() / expected.max() < 1e-4
+
+
+def test_occlusion_sharp_foreground_stays_sharp_and_blurred_foreground_spreads():
+    img = torch.full((40, 40, 3), 0.5)
+    img[10:30, 10:30] = 20.0
+    radius = torch.full((40, 40), 6.0)
+    radius[10:30, 10:30] = 0.0  # sharp bright square over a blurred background
+    out = lens_blur_frame(img, radius)
+    assert torch.equal(out[10:30, 10:30], img[10:30, 10:30])  # not a trace of the background on it
+    assert out[10:30, 5].max() < 0.5 + 1e-4  # nor of the square's light on the background beside it
+    radius = torch.full((40, 40), 0.0)
+    radius[10:30, 10:30] = -6.0  # blurred bright square in front of a sharp background
+    out = lens_blur_frame(img, radius)
+    assert out[20, 7, 0] > 3.0  # its light lies over the background beside it
+    assert torch.allclose(out[:3, :3], img[:3, :3])  # far from it, the background is sharp
+
+
+def test_energy_of_a_scene_with_depth():
+    """One plane: the light does not change. With occlusion, only by what a nearer layer hid."""
+    img = hdr_scene(48, 64, seed=2)
+    ramp = torch.linspace(-7, 9, 64)[None].expand(48, 64)
+    out = lens_blur_frame(img, ramp)
+    assert out.double().sum().item() == pytest.approx(img.double().sum().item(), rel=0.03)
+
+
+# ------------------------------------------------------------------ HDR against LDR
+def test_the_same_blur_on_the_8_bit_tone_mapped_picture_loses_the_highlight():
+    img = torch.full((64, 64, 3), 0.1)
+    img[32, 32] = 1000.0
+    radius = torch.full((64, 64), 8.0)
+    hdr = lens_blur_frame(img, radius)
+    ldr = torch.round(linear_to_srgb(img.clamp(0, 1)) * 255) / 255  # what an 8-bit picture holds
+    from_ldr = lens_blur_frame(srgb_to_linear(ldr), radius)
+    highlight = (hdr - 0.1).sum().item() / 3
+    assert highlight == pytest.approx(1000.0, rel=0.01)
+    lost = (from_ldr - srgb_to_linear(ldr)[0, 0]).sum().item() / 3
+    assert lost < 0.001 * highlight  # the 8-bit picture had 0.9 of the point's 1000 to spread
+    assert hdr[32, 32 + 7, 0] > 4.0 and from_ldr[32, 32 + 7, 0] < 0.11  # a bright disc against a faint one
+
+
+def test_float64_keeps_the_shadows_beside_a_sun():
+    """float32 FFTs leave about 1e-6 of the brightest light in every pixel a tile reaches; a sun
+    10^6 times the shadows drowns them, float64 does not."""
+    img = torch.full((40, 40, 3), 1e-3)
+    img[5, 5] = 1e6
+    radius = torch.full((40, 40), 4.0)
+    far = (slice(20, None), slice(20, None))  # beyond the sun's disc
+    exact = lens_blur_frame(img, radius, dtype=torch.float64)
+    assert torch.allclose(exact[far], torch.tensor(1e-3), rtol=1e-6, atol=0)
+    assert exact.double().sum().item() == pytest.approx(img.double().sum().item(), rel=1e-7)  # float32 out
+    rough = lens_blur_frame(img, radius)
+    assert (rough[far] - 1e-3).abs().max() > 1e-5  # float32's noise floor, here 1 % of the shadows or more
+
+
+# ------------------------------------------------------------------ frames, levels, bad input
+def test_frames_of_a_batch_each_get_their_own_map():
+    img = torch.stack([hdr_scene(24, 24, 3), hdr_scene(24, 24, 4)])
+    maps = torch.stack([torch.full((24, 24), 2.0), torch.full((24, 24), 0.0)])
+    out = lens_blur(img, maps, device="cpu")
+    assert torch.allclose(out[0], lens_blur_frame(img[0], maps[0]))
+    assert torch.equal(out[1], img[1])
+    assert torch.allclose(lens_blur(img, maps[:1])[1], lens_blur_frame(img[1], maps[0]))
+
+
+def test_levels():
+    assert radius_levels(0.0) == [0.0]
+    assert radius_levels(3.2) == [0.0, 1.0, 2.0, 3.0, 4.0]
+    levels = radius_levels(40.0)
+    assert levels[8] == 8.0 and levels[-1] >= 40.0 > levels[-2]
+    assert all(b / a <= 1.15 + 1e-3 for a, b in zip(levels[8:], levels[9:], strict=False))
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: Lens(0.0), "f_stop is 0.0; it must be a number above 0"),
+    (lambda: Lens(-2.0), "f_stop is -2.0"),
+    (lambda: Lens(largest_blur=0.0), "largest_blur is 0.0 pixels; it must be above 0"),
+    (lambda: Bokeh(2), "bokeh blades is 2"),
+    (lambda: lens_blur_frame(torch.ones(8, 10, 3), torch.full((8, 10), 11.0)),
+     "the largest blur radius is 11.0 pixels, larger than the picture"),
+    (lambda: signed_radius(torch.full((1, 2, 2), 3.0), 0.02, Lens(), 10, 1, 10), "the focus distance is 0.02 m"),
+    (lambda: signed_radius(torch.full((1, 2, 2), 0.01), 2.0, Lens(), 10, 1, 10), "the depth map's distance reaches"),
+])
+def test_bad_settings_are_refused_by_name(make, message):
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        make()
