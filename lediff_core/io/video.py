@@ -307,14 +307,14 @@ def _rec2020_into(rgb: torch.Tensor, matrix: torch.Tensor, scratch: _Scratch) ->
     rows, width, _ = rgb.shape
     x = scratch("x", torch.float64, 3, rows, width)
     x.copy_(rgb.permute(2, 0, 1))  # planes in float64 (exact)
-    # the nine products m[out, in] x[in] in one broadcast multiplication (each rounded once, and
-    # nothing to fuse), then the two sums in the order (m0 R + m1 G) + m2 B; the second adds in
-    # float64 and rounds once more into the float32 output (the tensors' common type)
-    products = scratch("products", torch.float64, 3, 3, rows, width)
-    torch.mul(x, matrix, out=products)
+    # the three output planes at once, one input plane at a time: (m0 R + m1 G) + m2 B, each
+    # product and sum rounded once in float64 (separate operations: nothing to fuse), then to float32
     total = scratch("total", torch.float64, 3, rows, width)
-    torch.add(products[:, 0], products[:, 1], out=total)
-    return torch.add(total, products[:, 2], out=scratch("linear", torch.float32, 3, rows, width))
+    term = scratch("term", torch.float64, 3, rows, width)
+    torch.mul(x[0], matrix[:, 0], out=total)
+    total.add_(torch.mul(x[1], matrix[:, 1], out=term))
+    total.add_(torch.mul(x[2], matrix[:, 2], out=term))
+    return scratch("linear", torch.float32, 3, rows, width).copy_(total)
 
 
 def rec2020(rgb: torch.Tensor, settings: VideoSettings) -> torch.Tensor:
