@@ -757,20 +757,21 @@ def write_video(path: str, frames, settings: VideoSettings, audio: dict | None =
         # share the same cores: one frame ahead was 5-15 % slower on the 2-CPU development host,
         # docs/benchmarks.md), so it runs serially there
         ahead = torch.device(device).type != "cpu"
+        convert = FrameConverter(settings, device)  # its buffers serve every frame
         with ThreadPoolExecutor(1) as converter:
-            pending = converter.submit(ycbcr_frame, frames[0], settings, device)
+            pending = converter.submit(ycbcr_frame, frames[0], settings, device, convert)
             for i in range(report.frames):
                 planes = pending.result()
                 more = i + 1 < report.frames
                 if more and ahead:
-                    pending = converter.submit(ycbcr_frame, frames[i + 1], settings, device)
+                    pending = converter.submit(ycbcr_frame, frames[i + 1], settings, device, convert)
                 packets.mux(stream.encode(video_frame(planes, settings, i, report.rate)))
                 if sound is not None:
                     sound.send_until(i + 1)
                 if on_frame is not None:
                     on_frame(i)
                 if more and not ahead:
-                    pending = converter.submit(ycbcr_frame, frames[i + 1], settings, device)
+                    pending = converter.submit(ycbcr_frame, frames[i + 1], settings, device, convert)
         packets.mux(stream.encode(None))
         if sound is not None:
             sound.finish()
