@@ -19,13 +19,17 @@ turned into Y'CbCr ourselves, so nothing in FFmpeg guesses a matrix or range:
 - width and height must be even: an odd size is refused (no silent crop, no padding).
 
 The conversion runs in torch on the device the caller names (the node: ComfyUI's), one frame at a
-time, and gives the same codes on every device: the matrix in float64 one IEEE operation at a time
-(no BLAS, no fused multiply-add) rounded once to float32, the curve through ``curve_codes``' tables
-(integer and float32 comparisons), Y'CbCr as exact fractions of integers (Kr and Kb are exact
-decimals) rounded as BT.2100's Round says, halves up. The OpenCV float32 arithmetic it replaced gave
-the same values except where float32 could not place a value on one side of a rounding step (5 of
-92160 test values, one code each; tests/core/io/test_video.py). On the CPU the conversion runs on
-one torch thread (``one_torch_thread``).
+time (``FrameConverter``), and gives the same codes on every device: the matrix in float64 one IEEE
+operation at a time (no BLAS, no fused multiply-add) rounded once to float32, the curve through
+``curve_codes``' table (integer operations on the float32 bit patterns), Y'CbCr as exact fractions
+of integers (Kr and Kb are exact decimals) rounded as BT.2100's Round says, halves up (one float64
+matrix product whose rounding provably cannot move a result across an integer,
+``ycbcr_from_codes``). The OpenCV float32 arithmetic it replaced gave the same values except where
+float32 could not place a value on one side of a rounding step (5 of 92160 test values, one code
+each; tests/core/io/test_video.py). On the CPU the conversion runs on one torch thread
+(``one_torch_thread``), in bands of rows (``BAND_PIXELS``) whose buffers, reused from band to band
+and frame to frame, stay in the caches between its dozen passes; on a GPU it takes the whole frame
+at once.
 
 Tagging: CICP 9/16/9 (PQ) or 9/18/9 (HLG), range limited, in the bitstream (HEVC VUI, AV1 sequence
 header, ProRes frame header) and in the container (MP4 ``colr`` nclx, MOV ``colr`` nclc, Matroska
@@ -54,6 +58,7 @@ from __future__ import annotations
 import math
 import os
 import struct
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -66,7 +71,7 @@ import torch
 
 from .. import LEDiffError
 from ..color.ocio import WORKING_SPACE, linear_matrix
-from ..color.quantize import curve_codes, device_table, table_codes
+from ..color.quantize import device_table, table_codes
 from ..color.transfer import pq_decode
 from .access import check_readable
 from .display import FormatError
@@ -365,27 +370,6 @@ def _workers(pixels: int, device: torch.device | str) -> int:
     return max(1, min(4, cpus, pixels >> 20))
 
 
-def _frame_stats(rgb: torch.Tensor, settings: VideoSettings) -> tuple[int, int, float, float] | None:
-    """One frame of the first pass: (pixels above the peak, pixels with a negative BT.2020
-    component, MaxCLL and frame-average light of the PQ codes (at the codec's bit depth) in cd/m2, 0
-    for HLG), or None when the frame holds NaN or Inf."""
-    if not bool(torch.isfinite(rgb).all()):
-        return None
-    m = signal_range(TRANSFERS[settings.transfer], settings.mastering_peak)
-    planes = rec2020(rgb, settings)
-    brightest = planes.amax(0)
-    over = int((brightest > m.limit / m.scale).sum())  # compared in float32, as the tensor
-    negative = int((planes.amin(0) < 0).sum())
-    if settings.transfer != "pq":
-        return over, negative, 0.0, 0.0
-    # the brightest component's code is the largest code of the pixel (the curve is monotone)
-    bits = CODEC_SPECS[settings.codec].bits
-    codes = curve_codes(brightest, m.decode, bits, m.scale, m.limit).reshape(-1).long()
-    nits = _pq_code_nits(bits, codes.device)
-    count = torch.bincount(codes, minlength=nits.numel()).to(torch.float64)
-    return over, negative, float(nits[codes.max()]), float(count @ nits) / codes.numel()
-
-
 def analyse(frames, settings: VideoSettings, device: torch.device | str = "cpu",
             on_frame: Callable[[int], None] | None = None) -> ClipReport:
     """The first pass: refuse NaN/Inf (counting them over the clip), count the pixels the signal
@@ -397,10 +381,14 @@ def analyse(frames, settings: VideoSettings, device: torch.device | str = "cpu",
     device = conversion_device(device)
     report = ClipReport(n, w, h, peak=signal_range(TRANSFERS[settings.transfer], settings.mastering_peak).peak,
                         rate=frame_rate(settings.fps))
+    local = threading.local()  # a converter (its buffers) per thread
+
     def measure(i):
         if on_frame is not None:
             on_frame(i)
-        return _frame_stats(_frame(frames, i, device), settings)
+        if not hasattr(local, "converter"):
+            local.converter = FrameConverter(settings, device)
+        return local.converter.stats(_frame(frames, i, device))
 
     with one_torch_thread(device), ThreadPoolExecutor(_workers(n * h * w, device)) as pool:
         stats = list(pool.map(measure, range(n)))
@@ -535,6 +523,40 @@ class FrameConverter:
         self.sub = 2 if spec.chroma == "420" else 1
         self.weights = _ycbcr_weights(spec.bits, spec.chroma, self.device)
         self.scratch = _Scratch(self.device)
+        self.bits, self.pq, self.over_limit = spec.bits, settings.transfer == "pq", m.limit / m.scale
+
+    def _rows(self, h: int, w: int) -> int:
+        rows = h if self.device.type != "cpu" else max(1, BAND_PIXELS // w)
+        return max(self.sub, rows - rows % self.sub)
+
+    def stats(self, rgb: torch.Tensor) -> tuple[int, int, float, float] | None:
+        """One frame of the first pass (``analyse``), float32 ``rgb`` on the device: (pixels above
+        the peak, pixels with a negative BT.2020 component, MaxCLL and frame-average light of the
+        PQ codes (at the codec's bit depth) in cd/m2, 0 for HLG), or None when the frame holds NaN
+        or Inf. Band by band, as the conversion."""
+        if not bool(torch.isfinite(rgb).all()):
+            return None
+        h, w, _ = rgb.shape
+        rows = self._rows(h, w)
+        over = torch.zeros((), dtype=torch.int64, device=self.device)
+        negative = torch.zeros_like(over)
+        counts = torch.zeros(1 << self.bits, dtype=torch.int64, device=self.device)
+        for top in range(0, h, rows):
+            linear = _rec2020_into(rgb[top:top + rows], self.matrix, self.scratch)
+            extreme = self.scratch("extreme", torch.float32, *linear.shape[1:])
+            negative += (torch.amin(linear, 0, out=extreme) < 0).sum()
+            brightest = torch.amax(linear, 0, out=extreme)
+            over += (brightest > self.over_limit).sum()  # compared in float32, as the tensor
+            if self.pq:
+                # the brightest component's code is the largest code of the pixel (the curve is monotone)
+                codes = table_codes(brightest, self.table, self.scratch("codes32", torch.int32, *brightest.shape),
+                                    self.scratch("buckets", torch.int64, brightest.numel()))
+                counts += torch.bincount(codes.view(-1), minlength=counts.numel())
+        if not self.pq:
+            return int(over), int(negative), 0.0, 0.0
+        nits = _pq_code_nits(self.bits, self.device)
+        brightest_code = int(torch.nonzero(counts).max())
+        return int(over), int(negative), float(nits[brightest_code]), float(counts.to(torch.float64) @ nits) / (h * w)
 
     def __call__(self, rgb: torch.Tensor) -> torch.Tensor:
         """The planes of float32 ``rgb`` on the device, one after another in one flat int16 tensor
@@ -543,8 +565,7 @@ class FrameConverter:
         sub = self.sub
         n, nc = h * w, (h // sub) * (w // sub)
         out = torch.empty(n + 2 * nc, dtype=torch.int16, device=self.device)
-        rows = h if self.device.type != "cpu" else max(1, BAND_PIXELS // w)
-        rows = max(sub, rows - rows % sub)
+        rows = self._rows(h, w)
         for top in range(0, h, rows):
             band = rgb[top:top + rows]
             k = band.shape[0] * w
