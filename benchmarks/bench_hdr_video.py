@@ -152,9 +152,10 @@ def main():
         report = video.analyse(frames, settings, device)
         planes = [video.ycbcr_frame(f, settings, device) for f in frames]
         start = time.perf_counter()
-        with video.one_torch_thread(device):  # as in the node
+        with video.one_torch_thread(device):  # as in the node: one converter for the clip
+            convert = video.FrameConverter(settings, device)
             for f in images:
-                video.ycbcr_frame(f, settings, device)
+                video.ycbcr_frame(f, settings, device, convert)
         convert_ms = 1000 * (time.perf_counter() - start) / opts.frames
 
         def raw(settings=settings, report=report, planes=planes, container=container):

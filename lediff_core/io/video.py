@@ -19,13 +19,17 @@ turned into Y'CbCr ourselves, so nothing in FFmpeg guesses a matrix or range:
 - width and height must be even: an odd size is refused (no silent crop, no padding).
 
 The conversion runs in torch on the device the caller names (the node: ComfyUI's), one frame at a
-time, and gives the same codes on every device: the matrix in float64 one IEEE operation at a time
-(no BLAS, no fused multiply-add) rounded once to float32, the curve through ``curve_codes``' tables
-(integer and float32 comparisons), Y'CbCr as exact fractions of integers (Kr and Kb are exact
-decimals) rounded as BT.2100's Round says, halves up. The OpenCV float32 arithmetic it replaced gave
-the same values except where float32 could not place a value on one side of a rounding step (5 of
-92160 test values, one code each; tests/core/io/test_video.py). On the CPU the conversion runs on
-one torch thread (``one_torch_thread``).
+time (``FrameConverter``), and gives the same codes on every device: the matrix in float64 one IEEE
+operation at a time (no BLAS, no fused multiply-add) rounded once to float32, the curve through
+``curve_codes``' table (integer operations on the float32 bit patterns), Y'CbCr as exact fractions
+of integers (Kr and Kb are exact decimals) rounded as BT.2100's Round says, halves up (one float64
+matrix product whose rounding provably cannot move a result across an integer,
+``ycbcr_from_codes``). The OpenCV float32 arithmetic it replaced gave the same values except where
+float32 could not place a value on one side of a rounding step (5 of 92160 test values, one code
+each; tests/core/io/test_video.py). On the CPU the conversion runs on one torch thread
+(``one_torch_thread``), in bands of rows (``BAND_PIXELS``) whose buffers, reused from band to band
+and frame to frame, stay in the caches between its dozen passes; on a GPU it takes the whole frame
+at once.
 
 Tagging: CICP 9/16/9 (PQ) or 9/18/9 (HLG), range limited, in the bitstream (HEVC VUI, AV1 sequence
 header, ProRes frame header) and in the container (MP4 ``colr`` nclx, MOV ``colr`` nclc, Matroska
@@ -54,6 +58,7 @@ from __future__ import annotations
 import math
 import os
 import struct
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -66,7 +71,7 @@ import torch
 
 from .. import LEDiffError
 from ..color.ocio import WORKING_SPACE, linear_matrix
-from ..color.quantize import curve_codes
+from ..color.quantize import device_table, table_codes
 from ..color.transfer import pq_decode
 from .access import check_readable
 from .display import FormatError
@@ -280,21 +285,50 @@ def _to_rec2020_rows(reference_white: float) -> tuple[tuple[float, float, float]
     return tuple(tuple(float(v) for v in row) for row in m)
 
 
+@lru_cache(maxsize=8)
+def _rec2020_matrix(reference_white: float, device: torch.device) -> torch.Tensor:
+    """``_to_rec2020_rows`` as a float64 [3, 3, 1, 1] tensor on ``device``: [out, in] weights."""
+    rows = torch.tensor(_to_rec2020_rows(reference_white), dtype=torch.float64)
+    return rows[:, :, None, None].to(device)
+
+
+class _Scratch:
+    """Buffers reused from band to band and frame to frame: each name is one flat tensor, grown
+    when a larger view is asked for (each of the conversion's operations writes into one)."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.buffers = device, {}
+
+    def __call__(self, name: str, dtype: torch.dtype, *shape: int) -> torch.Tensor:
+        size = math.prod(shape)
+        buffer = self.buffers.get(name)
+        if buffer is None or buffer.numel() < size:
+            buffer = self.buffers[name] = torch.empty(size, dtype=dtype, device=self.device)
+        return buffer[:size].view(shape)
+
+
+def _rec2020_into(rgb: torch.Tensor, matrix: torch.Tensor, scratch: _Scratch) -> torch.Tensor:
+    """``rec2020`` of [B, W, 3] float32 rows, into ``scratch``'s "linear" [3, B, W] (returned)."""
+    rows, width, _ = rgb.shape
+    x = scratch("x", torch.float64, 3, rows, width)
+    x.copy_(rgb.permute(2, 0, 1))  # planes in float64 (exact)
+    # the three output planes at once, one input plane at a time: (m0 R + m1 G) + m2 B, each
+    # product and sum rounded once in float64 (separate operations: nothing to fuse), then to float32
+    total = scratch("total", torch.float64, 3, rows, width)
+    term = scratch("term", torch.float64, 3, rows, width)
+    torch.mul(x[0], matrix[:, 0], out=total)
+    total.add_(torch.mul(x[1], matrix[:, 1], out=term))
+    total.add_(torch.mul(x[2], matrix[:, 2], out=term))
+    return scratch("linear", torch.float32, 3, rows, width).copy_(total)
+
+
 def rec2020(rgb: torch.Tensor, settings: VideoSettings) -> torch.Tensor:
     """[H, W, 3] working-space linear RGB (float32, any device) -> the BT.2020 linear light planes
     [3, H, W], reference white 1.0, float32. Each is ``(m0 R + m1 G) + m2 B`` in float64, one IEEE
     operation at a time (no BLAS, no fused multiply-add: a kernel computing ``a + m b`` may fuse it),
     rounded once to float32: the same bits on every device, within float64's rounding of the
     exactly rounded matrix product."""
-    x = rgb.permute(2, 0, 1).contiguous().to(torch.float64)  # planes (gathered in float32: faster)
-    out = torch.empty(x.shape, dtype=torch.float32, device=x.device)
-    total, term = torch.empty_like(x[0]), torch.empty_like(x[0])
-    for plane, row in zip(out, _to_rec2020_rows(settings.reference_white), strict=True):
-        torch.mul(x[0], row[0], out=total)
-        for channel, weight in zip(x[1:], row[1:], strict=True):
-            total += torch.mul(channel, weight, out=term)
-        plane.copy_(total)
-    return out
+    return _rec2020_into(rgb, _rec2020_matrix(settings.reference_white, rgb.device), _Scratch(rgb.device))
 
 
 def conversion_device(device: torch.device | str) -> torch.device:
@@ -336,27 +370,6 @@ def _workers(pixels: int, device: torch.device | str) -> int:
     return max(1, min(4, cpus, pixels >> 20))
 
 
-def _frame_stats(rgb: torch.Tensor, settings: VideoSettings) -> tuple[int, int, float, float] | None:
-    """One frame of the first pass: (pixels above the peak, pixels with a negative BT.2020
-    component, MaxCLL and frame-average light of the PQ codes (at the codec's bit depth) in cd/m2, 0
-    for HLG), or None when the frame holds NaN or Inf."""
-    if not bool(torch.isfinite(rgb).all()):
-        return None
-    m = signal_range(TRANSFERS[settings.transfer], settings.mastering_peak)
-    planes = rec2020(rgb, settings)
-    brightest = planes.amax(0)
-    over = int((brightest > m.limit / m.scale).sum())  # compared in float32, as the tensor
-    negative = int((planes.amin(0) < 0).sum())
-    if settings.transfer != "pq":
-        return over, negative, 0.0, 0.0
-    # the brightest component's code is the largest code of the pixel (the curve is monotone)
-    bits = CODEC_SPECS[settings.codec].bits
-    codes = curve_codes(brightest, m.decode, bits, m.scale, m.limit).reshape(-1).long()
-    nits = _pq_code_nits(bits, codes.device)
-    count = torch.bincount(codes, minlength=nits.numel()).to(torch.float64)
-    return over, negative, float(nits[codes.max()]), float(count @ nits) / codes.numel()
-
-
 def analyse(frames, settings: VideoSettings, device: torch.device | str = "cpu",
             on_frame: Callable[[int], None] | None = None) -> ClipReport:
     """The first pass: refuse NaN/Inf (counting them over the clip), count the pixels the signal
@@ -368,10 +381,14 @@ def analyse(frames, settings: VideoSettings, device: torch.device | str = "cpu",
     device = conversion_device(device)
     report = ClipReport(n, w, h, peak=signal_range(TRANSFERS[settings.transfer], settings.mastering_peak).peak,
                         rate=frame_rate(settings.fps))
+    local = threading.local()  # a converter (its buffers) per thread
+
     def measure(i):
         if on_frame is not None:
             on_frame(i)
-        return _frame_stats(_frame(frames, i, device), settings)
+        if not hasattr(local, "converter"):
+            local.converter = FrameConverter(settings, device)
+        return local.converter.stats(_frame(frames, i, device))
 
     with one_torch_thread(device), ThreadPoolExecutor(_workers(n * h * w, device)) as pool:
         stats = list(pool.map(measure, range(n)))
@@ -389,13 +406,6 @@ def analyse(frames, settings: VideoSettings, device: torch.device | str = "cpu",
         report.max_cll = _round_up(max(s[2] for s in stats))
         report.max_fall = _round_up(max(s[3] for s in stats))
     return report
-
-
-def rgb_codes(rgb: torch.Tensor, settings: VideoSettings) -> torch.Tensor:
-    """Working-space linear RGB [H, W, 3] (float32, any device) -> the BT.2100 R'G'B' code planes
-    [3, H, W] at the codec's bit depth (int16, 0..1023 or 0..4095), on the same device."""
-    m = signal_range(TRANSFERS[settings.transfer], settings.mastering_peak)
-    return curve_codes(rec2020(rgb, settings), m.decode, CODEC_SPECS[settings.codec].bits, m.scale, m.limit)
 
 
 # BT.2020's luma weights as exact fractions of 10000, and 10000 (1 - Kb), 10000 (1 - Kr)
@@ -419,47 +429,170 @@ def _ycbcr_numerators(bits: int, count: int) -> tuple[tuple[int, ...], ...]:
     return y, cb, cr, (2 * y_den, 2 * cb_den, 2 * cr_den), (16 * step, 128 * step, 128 * step)
 
 
+@lru_cache(maxsize=8)
+def _ycbcr_weights(bits: int, chroma: str, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Float64 weights of [R', G', B', 1] for the planes computed at full resolution ([1, 4], Y', for
+    "420"; [3, 4], Y' Cb Cr, for "444") and for the 2x2 blocks' sums ([2, 4], Cb Cr; None for
+    "444"): plane value = floor(weights . [codes, 1]) (``ycbcr_from_codes``)."""
+    y, cb, cr, dens, offsets = _ycbcr_numerators(bits, 4 if chroma == "420" else 1)
+    # floor(num / den) + offset = floor((num + 1/2) / den + offset): the same integer, now a half
+    # step of 1/den away from the nearest one (``ycbcr_from_codes``)
+    weights = torch.tensor([[w / den for w in numerator[:3]] + [(numerator[3] + 0.5) / den + offset]
+                            for numerator, den, offset in zip((y, cb, cr), dens, offsets, strict=True)],
+                           dtype=torch.float64).to(device)
+    return (weights[:1], weights[1:]) if chroma == "420" else (weights, None)
+
+
+def _ycbcr_into(codes: torch.Tensor, weights: tuple[torch.Tensor, torch.Tensor | None], full: torch.Tensor,
+                blocks: torch.Tensor, scratch: _Scratch) -> None:
+    """``ycbcr_from_codes`` of int32 code planes [3, B, W] into int16 ``full`` ([1, B W] Y' for 4:2:0,
+    [3, B W] for 4:4:4) and ``blocks`` ([2, B W / 4] Cb Cr; 4:2:0 only)."""
+    _, rows, width = codes.shape
+    full_weights, block_weights = weights
+    source = scratch("codes", torch.float64, 4, rows, width)
+    source[3].fill_(1)
+    source[:3].copy_(codes)
+    planes = scratch("planes", torch.float64, full_weights.shape[0], rows * width)
+    # values > 0 (at least the offset): the conversion to int16 truncates, which is floor here
+    full.copy_(torch.mm(full_weights, source.view(4, -1), out=planes))
+    if block_weights is None:
+        return
+    pairs = scratch("pairs", torch.int32, 3, rows // 2, width)  # rows of each block, then its columns
+    torch.add(codes[:, 0::2], codes[:, 1::2], out=pairs)
+    sums = scratch("sums", torch.int32, 3, rows // 2, width // 2)
+    torch.add(pairs[:, :, 0::2], pairs[:, :, 1::2], out=sums)
+    source = scratch("block codes", torch.float64, 4, rows // 2, width // 2)
+    source[3].fill_(1)
+    source[:3].copy_(sums)
+    planes = scratch("block planes", torch.float64, 2, sums[0].numel())
+    blocks.copy_(torch.mm(block_weights, source.view(4, -1), out=planes))
+
+
 def ycbcr_from_codes(codes: torch.Tensor, bits: int, chroma: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """``bits``-bit R'G'B' code planes [3, H, W] -> the limited-range BT.2020 NCL Y'CbCr planes (Y'
-    [H, W], Cb and Cr [H/2, W/2] for ``chroma`` "420", [H, W] for "444"), float64 holding
-    integers, same device.
+    [H, W], Cb and Cr [H/2, W/2] for ``chroma`` "420", [H, W] for "444"), int16, same device.
 
     BT.2100 Table 9 with E' = code / (2^n - 1): D = Round((219 E'y + 16) 2^(n-8)) and
     Round((224 E'c + 128) 2^(n-8)), E'y = Kr E'r + Kg E'g + Kb E'b, E'cb = (E'b - E'y) / (2 (1 - Kb)),
     E'cr = (E'r - E'y) / (2 (1 - Kr)) (BT.2020-2 Table 4 for Kr, Kb). Kr and Kb are exact decimals,
-    so each plane value is a fraction of integers p / q, and Round(p / q) = floor((2p + q) / 2q):
-    Y' can land on a half (rounded up, as Round says), Cb and Cr cannot (odd q). The numerators are
-    sums of integer weights times codes (exact in float64 in any order, fused or not: every
-    partial sum is an integer below 2^40); the division is IEEE's correctly rounded one on every device, and a
-    quotient that is not an integer lies at least 1 / 2q (> 3e-9 here) below the next one, far
-    more than float64's rounding (< 1e-12 at these sizes), so floor cannot go wrong. 4:2:0 takes
-    each 2x2 block's mean codes (sums over 4)."""
-    x = codes.to(torch.float64)
-    y_w, cb_w, cr_w, dens, offsets = _ycbcr_numerators(bits, 4 if chroma == "420" else 1)
-    chroma_source = x
-    if chroma == "420":
-        pairs = x[:, 0::2] + x[:, 1::2]  # rows of each block, then its columns
-        chroma_source = pairs[:, :, 0::2] + pairs[:, :, 1::2]
-    planes = []
-    for source, (wr, wg, wb, constant), den, offset in zip(
-            (x, chroma_source, chroma_source), (y_w, cb_w, cr_w), dens, offsets, strict=True):
-        # integers throughout: exact whichever way a kernel rounds or fuses a multiply-add
-        num = torch.mul(source[0], wr).add_(source[1], alpha=wg).add_(source[2], alpha=wb).add_(constant)
-        planes.append(torch.floor_(num.div_(den)).add_(offset))
-    return tuple(planes)
+    so each plane value is a fraction of integers p / q, and Round(p / q) = floor((2p + q) / 2q) =
+    floor(N / d): Y' can land on a half (rounded up, as Round says), Cb and Cr cannot (odd q). With
+    the offset o, floor(N / d) + o = floor((N + 1/2) / d + o), and (N + 1/2) / d + o lies at least
+    1/(2d) from every integer (> 1.6e-9: d < 3.1e8 at 12 bits with 4:2:0's sums of four codes). It is
+    computed as one product of float64 weights (w / d, (c + 1/2) / d + o, each correctly rounded)
+    with [R', G', B', 1] (``torch.mm``, any order, fused or not): every term and partial sum is below
+    2^14 in size, so the result is within 1e-11 of the exact value, and floor cannot go wrong; the
+    values are positive, so the int16 conversion's truncation is that floor. 4:2:0 takes each 2x2
+    block's mean codes (sums over 4, exact integers)."""
+    _, h, w = codes.shape
+    sub = 2 if chroma == "420" else 1
+    out = torch.empty(h * w + 2 * (h // sub) * (w // sub), dtype=torch.int16, device=codes.device)
+    full, blocks = out[:h * w].view(1, -1), out[h * w:].view(2, -1)
+    if chroma == "444":
+        full, blocks = out.view(3, -1), None
+    _ycbcr_into(codes.to(torch.int32), _ycbcr_weights(bits, chroma, codes.device), full, blocks,
+                _Scratch(codes.device))
+    return _planes(out, h, w, sub)
 
 
-def ycbcr_frame(rgb, settings: VideoSettings, device: torch.device | str = "cpu") -> tuple[np.ndarray, ...]:
+def _planes(out: torch.Tensor, h: int, w: int, sub: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Y' [H, W], Cb and Cr [H/sub, W/sub]: views of the flat ``out``."""
+    n, nc = h * w, (h // sub) * (w // sub)
+    return out[:n].view(h, w), out[n:n + nc].view(h // sub, w // sub), out[n + nc:].view(h // sub, w // sub)
+
+
+# pixels a band of rows holds on the CPU: each step is a pass over the band, whose buffers then
+# stay in the caches (L2/L3) for the next step; fewer, larger bands cost more memory traffic,
+# more, smaller ones more per-operation overhead (measured: docs/benchmarks.md)
+BAND_PIXELS = 32768
+
+
+class FrameConverter:
+    """Working-space linear RGB [H, W, 3] -> the Y', Cb, Cr planes of ``settings``' codec, on
+    ``device``: ``rec2020``, the curve's codes (``color.quantize.table_codes``) and
+    ``ycbcr_from_codes``, band of rows by band of rows on the CPU (``BAND_PIXELS``), the whole
+    frame at once on a GPU; the same operations, so the same codes, either way. Its buffers are
+    reused from frame to frame: one converter per thread."""
+
+    def __init__(self, settings: VideoSettings, device: torch.device | str = "cpu"):
+        self.device = torch.device(device)
+        spec = CODEC_SPECS[settings.codec]
+        m = signal_range(TRANSFERS[settings.transfer], settings.mastering_peak)
+        self.matrix = _rec2020_matrix(settings.reference_white, self.device)
+        self.table = device_table(m.decode, spec.bits, m.scale, m.limit, self.device)
+        self.sub = 2 if spec.chroma == "420" else 1
+        self.weights = _ycbcr_weights(spec.bits, spec.chroma, self.device)
+        self.scratch = _Scratch(self.device)
+        self.bits, self.pq, self.over_limit = spec.bits, settings.transfer == "pq", m.limit / m.scale
+
+    def _rows(self, h: int, w: int) -> int:
+        rows = h if self.device.type != "cpu" else max(1, BAND_PIXELS // w)
+        return max(self.sub, rows - rows % self.sub)
+
+    def stats(self, rgb: torch.Tensor) -> tuple[int, int, float, float] | None:
+        """One frame of the first pass (``analyse``), float32 ``rgb`` on the device: (pixels above
+        the peak, pixels with a negative BT.2020 component, MaxCLL and frame-average light of the
+        PQ codes (at the codec's bit depth) in cd/m2, 0 for HLG), or None when the frame holds NaN
+        or Inf. Band by band, as the conversion."""
+        if not bool(torch.isfinite(rgb).all()):
+            return None
+        h, w, _ = rgb.shape
+        rows = self._rows(h, w)
+        over = torch.zeros((), dtype=torch.int64, device=self.device)
+        negative = torch.zeros_like(over)
+        counts = torch.zeros(1 << self.bits, dtype=torch.int64, device=self.device)
+        for top in range(0, h, rows):
+            linear = _rec2020_into(rgb[top:top + rows], self.matrix, self.scratch)
+            extreme = self.scratch("extreme", torch.float32, *linear.shape[1:])
+            negative += (torch.amin(linear, 0, out=extreme) < 0).sum()
+            brightest = torch.amax(linear, 0, out=extreme)
+            over += (brightest > self.over_limit).sum()  # compared in float32, as the tensor
+            if self.pq:
+                # the brightest component's code is the largest code of the pixel (the curve is monotone)
+                codes = table_codes(brightest, self.table, self.scratch("codes32", torch.int32, *brightest.shape),
+                                    self.scratch("buckets", torch.int64, brightest.numel()))
+                counts += torch.bincount(codes.view(-1), minlength=counts.numel())
+        if not self.pq:
+            return int(over), int(negative), 0.0, 0.0
+        nits = _pq_code_nits(self.bits, self.device)
+        brightest_code = int(torch.nonzero(counts).max())
+        return int(over), int(negative), float(nits[brightest_code]), float(counts.to(torch.float64) @ nits) / (h * w)
+
+    def __call__(self, rgb: torch.Tensor) -> torch.Tensor:
+        """The planes of float32 ``rgb`` on the device, one after another in one flat int16 tensor
+        on the device (``_planes`` gives their views)."""
+        h, w, _ = rgb.shape
+        sub = self.sub
+        n, nc = h * w, (h // sub) * (w // sub)
+        out = torch.empty(n + 2 * nc, dtype=torch.int16, device=self.device)
+        rows = self._rows(h, w)
+        for top in range(0, h, rows):
+            band = rgb[top:top + rows]
+            k = band.shape[0] * w
+            linear = _rec2020_into(band, self.matrix, self.scratch)
+            codes = table_codes(linear, self.table, self.scratch("codes32", torch.int32, *linear.shape),
+                                self.scratch("buckets", torch.int64, linear.numel()))
+            if sub == 1:
+                full, blocks = out.view(3, n)[:, top * w:top * w + k], None
+            else:
+                full = out[:n].view(1, n)[:, top * w:top * w + k]
+                blocks = out[n:].view(2, nc)[:, top * w // 4:(top * w + k) // 4]
+            _ycbcr_into(codes, self.weights, full, blocks, self.scratch)
+        return out
+
+
+def ycbcr_frame(rgb, settings: VideoSettings, device: torch.device | str = "cpu",
+                converter: FrameConverter | None = None) -> tuple[np.ndarray, ...]:
     """Working-space linear RGB [H, W, 3] (numpy or torch) -> the Y', Cb, Cr planes the encoder gets
-    (its ``pix_fmt``), converted on ``device`` and returned as uint16 numpy arrays."""
+    (its ``pix_fmt``), converted on ``device`` (by ``converter``, made for ``settings`` and
+    ``device``, when given) and returned as uint16 numpy arrays."""
     if not isinstance(rgb, torch.Tensor):
         rgb = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32))
-    spec = CODEC_SPECS[settings.codec]
-    planes = ycbcr_from_codes(rgb_codes(rgb.to(device=device, dtype=torch.float32), settings), spec.bits, spec.chroma)
+    converter = converter or FrameConverter(settings, device)
+    rgb = rgb.to(device=converter.device, dtype=torch.float32).contiguous()
     # one copy back to the CPU for the three planes
-    flat = torch.cat([p.reshape(-1) for p in planes]).to(torch.int16).cpu().numpy().view(np.uint16)
-    sizes = np.cumsum([p.numel() for p in planes])[:-1]
-    return tuple(part.reshape(p.shape) for part, p in zip(np.split(flat, sizes), planes, strict=True))
+    host = converter(rgb).cpu()
+    return tuple(p.numpy().view(np.uint16) for p in _planes(host, rgb.shape[0], rgb.shape[1], converter.sub))
 
 
 def _x265_xy(xy) -> str:
@@ -645,20 +778,21 @@ def write_video(path: str, frames, settings: VideoSettings, audio: dict | None =
         # share the same cores: one frame ahead was 5-15 % slower on the 2-CPU development host,
         # docs/benchmarks.md), so it runs serially there
         ahead = torch.device(device).type != "cpu"
+        convert = FrameConverter(settings, device)  # its buffers serve every frame
         with ThreadPoolExecutor(1) as converter:
-            pending = converter.submit(ycbcr_frame, frames[0], settings, device)
+            pending = converter.submit(ycbcr_frame, frames[0], settings, device, convert)
             for i in range(report.frames):
                 planes = pending.result()
                 more = i + 1 < report.frames
                 if more and ahead:
-                    pending = converter.submit(ycbcr_frame, frames[i + 1], settings, device)
+                    pending = converter.submit(ycbcr_frame, frames[i + 1], settings, device, convert)
                 packets.mux(stream.encode(video_frame(planes, settings, i, report.rate)))
                 if sound is not None:
                     sound.send_until(i + 1)
                 if on_frame is not None:
                     on_frame(i)
                 if more and not ahead:
-                    pending = converter.submit(ycbcr_frame, frames[i + 1], settings, device)
+                    pending = converter.submit(ycbcr_frame, frames[i + 1], settings, device, convert)
         packets.mux(stream.encode(None))
         if sound is not None:
             sound.finish()
