@@ -137,9 +137,20 @@ def fit_view(page) -> dict:
 def stand_ins(base):
     """Empty files under the documented names, so the frontend shows no missing models."""
     from PIL import Image
-    from workflow_specs import CHECKPOINT, CLIP, HIGHLIGHT, PHOTO, SDXL_CHECKPOINT, SDXL_HIGHLIGHT, SDXL_SHADOW, SHADOW
+    from workflow_specs import (
+        CHECKPOINT,
+        CLIP,
+        DEPTH,
+        HIGHLIGHT,
+        PHOTO,
+        SDXL_CHECKPOINT,
+        SDXL_HIGHLIGHT,
+        SDXL_SHADOW,
+        SHADOW,
+    )
 
     from support.clips import synthetic_pan, write_clip
+    from support.graphs import write_depth_map
 
     os.makedirs(os.path.join(base, "models", "checkpoints"), exist_ok=True)
     for name in (CHECKPOINT, SDXL_CHECKPOINT):
@@ -153,6 +164,7 @@ def stand_ins(base):
         json.dump({"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False}, f)
     Image.new("RGB", (64, 64), (120, 140, 160)).save(os.path.join(base, "input", PHOTO))
     write_clip(os.path.join(base, "input", CLIP), synthetic_pan(frames=4)[1])
+    write_depth_map(os.path.join(base, "input"), DEPTH, size=(64, 64))
 
 
 def open_frontend(browser, url):

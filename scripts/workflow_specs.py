@@ -22,6 +22,7 @@ SDXL_HIGHLIGHT = "LEDiff_SDXL_highlight"
 SDXL_SHADOW = "LEDiff_SDXL_shadow"
 PHOTO = "example.png"  # ships in ComfyUI's input folder; replace with your photo
 CLIP = "example_clip.mp4"  # put your clip in ComfyUI's input folder and pick it in Load Video
+DEPTH = "example_depth.png"  # your photo's depth map (near = bright) in ComfyUI's input folder
 
 DOWNLOADS = (
     "Models needed (see the pack's README):\n"
@@ -52,6 +53,7 @@ SAVERS = {
     "any_model_to_hdr": [("LEDiffSaveEXR", SAVE), ("LEDiffSaveHDRImage", ULTRAHDR)],
     "sdxl_text_to_hdr": [("LEDiffSaveEXR", SAVE), ("LEDiffSaveHDRImage", ULTRAHDR)],
     "hdr_through_sdr_node": [("LEDiffSaveEXR", SAVE)],
+    "hdr_depth_of_field": [("LEDiffSaveEXR", SAVE), ("LEDiffSaveHDRImage", ULTRAHDR)],
     # fps (and the master's audio) come from Get Video Components
     "video_to_hdr": [("LEDiffSaveEXRSequence", {"filename_prefix": "LEDiff/video_to_hdr/shot", "start_frame": 1001,
                                                 "precision": "half", "compression": "zip"}),
@@ -80,6 +82,7 @@ EXR_LAYERS = {
     "sdxl_text_to_hdr": [f"bracket_{b}" for b in FIVE_BRACKETS],
     "video_to_hdr": [],  # an EXR sequence: one image per frame
     "hdr_through_sdr_node": [],  # the upscaled HDR; the brackets are at the photo's size
+    "hdr_depth_of_field": [],  # the HDR through the lens; the brackets are sharp and without glare
 }
 
 # The brackets are decoded tiled (core VAE Decode (Tiled), 512-pixel tiles): its memory does not
@@ -525,9 +528,67 @@ def hdr_through_sdr_node():
     return nodes, links, layout
 
 
+# the lens hdr_depth_of_field renders: focus on the depth at the picture's centre, a blur of at most
+# 16 px (only the depth map's shape matters, which suits an estimator's relative depth), and one
+# 6-blade aperture for both the bokeh's polygon and the glare's streaks
+DOF = {"depth_convention": "near = bright", "focus": "point", "focus_x": 0.5, "focus_y": 0.5,
+       "aperture": "largest blur", "largest_blur": 16.0, "shape": "polygon", "blades": 6, "rotation": 0.0}
+GLARE = {"intensity": 0.1, "threshold": 1.0, "radius": 128, "blades": 6, "rotation": 0.0}
+
+
+def hdr_depth_of_field():
+    """Depth of field and glare on the photo path's linear HDR: photo -> Highlight Bracket -> fusion
+    -> HDR Decode -> Blend with LDR -> Lens Blur (HDR) with the user's depth map (a second Load
+    Image) -> Glare (HDR) -> EXR + Ultra HDR JPEG. In linear light a highlight keeps its energy: it
+    becomes a bright bokeh polygon and glares, where the 8-bit picture's would be a grey smudge."""
+    save_nodes, save_links, outputs = _savers("hdr_depth_of_field", ("glare", "image"))
+    nodes = [
+        _note(PHOTO_DOWNLOADS.replace(", VAE for the bracket layers", "") +
+              f"\nDepth map: a grey image of your photo, near = bright, in ComfyUI's input folder ({DEPTH} here). "
+              "Make one with a depth estimator, e.g. the Depth Anything or MiDaS preprocessor of the "
+              "comfyui_controlnet_aux node pack (or connect that node to Lens Blur's depth in place of Load Image).\n"
+              "\nPhoto -> Highlight Bracket -> fusion -> HDR Decode -> Blend with LDR -> linear HDR -> Lens Blur "
+              "(HDR: focus on the depth at the picture's centre, bokeh of a 6-blade aperture, at most 16 px) -> "
+              "Glare (HDR, the same aperture's streaks) -> EXR + Ultra HDR JPEG in output/LEDiff/. In linear light "
+              "the highlights keep their energy: bright bokeh, real glare. See docs/lens.md."),
+        ("ckpt", "CheckpointLoaderSimple", {"ckpt_name": CHECKPOINT}, "SD1.5 checkpoint"),
+        ("photo", "LoadImage", {"image": PHOTO}, "Your photo"),
+        ("depth", "LoadImage", {"image": DEPTH}, "Your depth map"),
+        ("pos", "CLIPTextEncode", {"text": ""}, "Prompt (empty)"),
+        ("neg", "CLIPTextEncode", {"text": ""}, "Negative (unused)"),
+        ("hdrvae", "LEDiffLoadHDRVAE", {"model_name": HIGHLIGHT}, None),
+        ("model", "LEDiffLoadDenoiser", {"model_name": HIGHLIGHT}, "Highlight denoiser"),
+        ("encode", "VAEEncode", {}, None),
+        ("bracket", "LEDiffHighlightBracket", {**BRACKET, "cfg": 1.0}, None),
+        ("fuse", "LEDiffLatentExposureFusion", {}, "Fusion"),
+        ("decode", "LEDiffHDRDecode", {}, None),
+        ("blend", "LEDiffBlendLDR", BLEND, None),
+        ("lens", "LEDiffLensBlur", DOF, None),
+        ("glare", "LEDiffGlare", GLARE, None),
+        *save_nodes,
+    ]
+    links = [
+        ("ckpt", "CLIP", "pos", "clip"), ("ckpt", "CLIP", "neg", "clip"),
+        *_one_bracket(("photo", "IMAGE")),
+        ("photo", "IMAGE", "blend", "ldr"), ("decode", "hdr", "blend", "hdr"),
+        ("blend", "hdr", "lens", "image"), ("depth", "IMAGE", "lens", "depth"),
+        ("lens", "image", "glare", "image"),
+        *save_links,
+    ]
+    layout = [
+        [[("Input: your photo and its depth map", [["note", "ckpt", "pos", "neg"], ["photo"], ["depth"]]),
+          ("Brackets", [["model", "hdrvae", "encode", "bracket"]]),
+          ("HDR", [["fuse", "decode", "blend"]])]],
+        [[("Lens", [["lens", "glare"]])]],
+        [[outputs]],
+    ]
+    return nodes, links, layout
+
+
 WORKFLOWS = {"text_to_hdr": text_to_hdr, "photo_to_hdr": photo_to_hdr, "shadow_recovery": shadow_recovery,
              "hdr_panorama": hdr_panorama, "any_model_to_hdr": any_model_to_hdr, "video_to_hdr": video_to_hdr,
-             "sdxl_text_to_hdr": sdxl_text_to_hdr, "hdr_through_sdr_node": hdr_through_sdr_node}
+             "sdxl_text_to_hdr": sdxl_text_to_hdr, "hdr_through_sdr_node": hdr_through_sdr_node,
+             "hdr_depth_of_field": hdr_depth_of_field}
 
 
 def placed_ids(layout) -> list[str]:

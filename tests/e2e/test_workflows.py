@@ -99,6 +99,8 @@ def test_workflow_runs_and_writes_its_exr(prepared, name):
         _check_layers(path, load_specs().EXR_LAYERS[name], rgb.shape[:2])
     if name == "video_to_hdr":
         _check_video(host.output_dir)
+    if name == "hdr_depth_of_field":
+        _check_depth_of_field(rgb, os.path.join(host.input_dir, "example.png"))
     if any(node_type == "LEDiffSaveHDRImage" for node_type, *_ in load_specs().SAVERS[name]):
         _check_ultrahdr(glob.glob(os.path.join(host.output_dir, "LEDiff", f"{name}_ultrahdr_*.jpg")), rgb.shape[:2])
     previews = [img for out in ui.values() for img in out.get("images", []) if img["type"] == "temp"]
@@ -135,6 +137,28 @@ def _check_layers(path, layers, size):
     assert len(brackets) in (3, 5)
     # each bracket is its own decode, not the same image five times
     assert len({channels[f"{b}.G"].tobytes() for b in brackets}) == len(brackets)
+
+
+def _detail(rgb) -> np.ndarray:
+    """Each row's mean absolute difference between neighbouring pixels (of the channels' mean)."""
+    return np.abs(np.diff(rgb.mean(axis=-1), axis=1)).mean(axis=1)
+
+
+def _check_depth_of_field(rgb, photo_path):
+    """hdr_depth_of_field's focus follows the depth map: the test's map is a ramp from far (top row,
+    0) to near (bottom row, 1), Lens Blur focuses on its value at the centre (0.51) and blurs by at
+    most 16 px at the ends, so by the thin lens (radius linear in inverse depth, which the map is)
+    rows 20..27 are within 2.5 px of sharp and rows 30..41 blurred by 4.4 to 12 px. Measured
+    against the photo's own detail in those rows (its top rows are sky, with none to lose), the
+    blurred rows keep far less of it than the rows in focus."""
+    from PIL import Image
+
+    with Image.open(photo_path) as im:
+        srgb = np.asarray(im.convert("RGB"), dtype=np.float64) / 255
+    photo = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    kept = _detail(rgb.astype(np.float64)) / np.maximum(_detail(photo), 1e-6)
+    in_focus, blurred = kept[20:28].mean(), kept[30:42].mean()
+    assert blurred < 0.5 * in_focus, (in_focus, blurred)
 
 
 def _check_video(output_dir):

@@ -44,6 +44,15 @@ def write_photo(host, name="photo.png", size=(64, 48), hdri="city.exr") -> str:
     return name
 
 
+def write_depth_map(input_dir, name="depth.png", size=(64, 48)) -> str:
+    """A depth map as a depth estimator gives one (grey, 8-bit, near = bright) in the input folder:
+    a ground plane seen from eye level, far (0) at the top row, near (1) at the bottom row."""
+    w, h = size
+    ramp = np.linspace(0.0, 255.0, h)[:, None].repeat(w, axis=1)
+    Image.fromarray((ramp + 0.5).astype(np.uint8), mode="L").convert("RGB").save(os.path.join(input_dir, name))
+    return name
+
+
 def bracket_graph(photo="photo.png", *, node="LEDiffHighlightBracket", steps=4, cfg=7.5, seed=42,
                   batch=1, save_latents=True) -> dict:
     g = {

@@ -13,10 +13,10 @@ import OpenEXR
 from lediff_runner.workflow import input_types_from_host, to_api
 from support.clips import synthetic_pan, write_clip
 from support.common import REPO
-from support.graphs import write_photo
+from support.graphs import write_depth_map, write_photo
 
 WORKFLOWS = ("text_to_hdr", "photo_to_hdr", "shadow_recovery", "hdr_panorama", "any_model_to_hdr", "video_to_hdr",
-             "sdxl_text_to_hdr", "hdr_through_sdr_node")
+             "sdxl_text_to_hdr", "hdr_through_sdr_node", "hdr_depth_of_field")
 # the workflows that need SDXL LEDiff models (models/lediff/LEDiff_SDXL_*); the others need SD1.5 ones
 SDXL_WORKFLOWS = ("sdxl_text_to_hdr",)
 WORKFLOW_DIR = os.path.join(REPO, "workflows")
@@ -26,9 +26,12 @@ CLIP_FRAMES = 4
 
 
 def write_inputs(input_dir):
-    """What the workflows load from the input folder: the example photo, and a clip (a pan across
-    a real HDRI, with a tone) under the name video_to_hdr's Load Video picks."""
+    """What the workflows load from the input folder: the example photo, the depth map
+    hdr_depth_of_field's second Load Image picks (a ground plane, near = bright, at the photo's
+    size), and a clip (a pan across a real HDRI, with a tone) under the name video_to_hdr's Load
+    Video picks."""
     write_photo(type("Host", (), {"input_dir": str(input_dir)}), "example.png", size=(64, 48))
+    write_depth_map(str(input_dir), load_specs().DEPTH, size=(64, 48))
     write_clip(os.path.join(input_dir, load_specs().CLIP), synthetic_pan(frames=CLIP_FRAMES)[1])
 
 
