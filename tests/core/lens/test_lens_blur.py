@@ -256,17 +256,6 @@ def test_two_planes_agree_with_a_brute_force_scatter_edges_included(front, back)
     assert out.astype(np.float64).sum() == pytest.approx(img.numpy().astype(np.float64).sum(), rel=1e-6)
 
 
-@pytest.mark.parametrize("bokeh", [Bokeh(), Bokeh(6, 10.0)], ids=["disc", "hexagon"])
-def test_every_depth_everywhere_agrees_with_the_brute_force_scatter_and_keeps_the_light(bokeh):
-    # random whole radii from 4 px in front to 4 px behind: nine layers overlapping in every tile
-    img = hdr_scene(20, 24, seed=3)
-    radius = np.random.default_rng(5).integers(-4, 5, (20, 24)).astype(np.float64)
-    out = lens_blur_frame(img, torch.from_numpy(radius).float(), bokeh, tile=16).numpy()
-    expected = brute_force(img.numpy().astype(np.float64), radius, bokeh)
-    assert np.abs(out - expected).max() / expected.max() < 1e-4
-    assert out.astype(np.float64).sum() == pytest.approx(img.numpy().astype(np.float64).sum(), rel=1e-6)
-
-
 def test_occlusion_sharp_foreground_stays_sharp_and_blurred_foreground_spreads():
     img = torch.full((40, 40, 3), 0.5)
     img[10:30, 10:30] = 20.0
