@@ -7,28 +7,26 @@ Lens Blur works with the *signed* radius (negative in front of the focus plane, 
 it grows with distance, so it orders the picture by depth as well.
 
 **Scatter by layers**: the signed radii are quantised to levels (every pixel up to 8 pixels, then
-15 % steps; a pixel between two levels is shared between them linearly). Two passes. *Coverage*:
-for each level, from the farthest to the nearest, the coverage of its pixels (1 per pixel, spread
-over the disc of the aperture's area: folded back at the edges, a plane's coverage is exactly 1
-everywhere, whatever the shape) is laid over what is behind, ``cover = a + (1 - a) * cover``.
-*Light*: for each level, nearest first, the layer shows where the nearer ones leave it uncovered,
-with the weight ``W = (1 - coverage of the nearer levels) / cover``; each pixel's light goes over
-its bokeh kernel times ``W``, normalised to its whole light (divided by ``N = sum of K * W`` over
-its kernel, a correlation: a gather-normalised scatter). A sharp foreground (coverage 1) therefore
-hides the blurred background that spreads behind it, and a blurred foreground, whose coverage
-thins out at its edge, spreads over a sharp background; the background's light that a nearer layer
-hides lands where that background shows, and the division by ``cover`` (the fill where a blurred
-foreground uncovers background that the picture never recorded) takes the layers' own light.
+15 % steps; a pixel between two levels is shared between them linearly). For each level, from the
+farthest to the nearest, the light of its pixels and their coverage (1 per pixel) are convolved
+with that level's bokeh kernel (FFT) and laid *over* what is behind: ``acc = light + (1 - cover) *
+acc``. A sharp foreground (coverage 1) therefore hides the blurred background that spreads behind
+it, and a blurred foreground, whose coverage thins out at its edge, spreads over a sharp background.
+The result is divided by the accumulated coverage, which restores the pixels where the sharper layer
+behind has a hole (the part of the background the foreground hid: never recorded in the picture).
+Light spreads over the bokeh's shape, coverage over the disc of the same area (mirror-symmetric:
+folded back at the edges, a plane's coverage is exactly 1 everywhere, whatever the shape).
 
-**Energy**: every pixel's light lands whole (``W`` over its kernel normalised to 1), and light
-scattered past the picture's edge is folded back in (reflected at the edge), so the sum of the
-light does not change (to float32 rounding), with depth as on one plane, whatever the shape
-(cat's-eye included). On one plane ``W = 1`` and Lens Blur is the convolution with the kernel.
+**Energy**: every kernel sums to 1, and light scattered past the picture's edge is folded back in
+(reflected at the edge), so on a plane of one depth the sum of the light does not change (to
+float32 rounding), whatever the shape (cat's-eye included), and an isolated out-of-focus highlight
+keeps all of its energy. Where planes
+overlap, the light a nearer plane hides is removed and the hidden background is filled in from
+the layers' coverage, as above; the total then changes by what was hidden and uncovered.
 
 **Memory**: the picture is processed by tiles of the output (``tile`` pixels square) with a margin
-of the largest radius (the coverage pass) or three (the light: ``N`` needs ``W`` a radius around
-the source, ``W`` the coverage a radius further), so a step needs a few (tile + 6 x radius)^2
-arrays, plus the picture itself, its coverage and its result; frames of a batch one after another.
+of the largest radius, so a step needs a few (tile + 2 x radius)^2 arrays, plus the picture itself
+and its result; frames of a batch one after another.
 
 Sources of the facts (not code): the thin-lens CoC formula is textbook optics (e.g. Potmesil &
 Chakravarty 1981, "A lens and aperture camera model for synthetic image generation"); layered
