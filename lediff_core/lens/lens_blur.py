@@ -296,6 +296,7 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
     hc, wc = h + 2 * margin, w + 2 * margin
     src = rgb.to(device=device, dtype=dtype)
     rad = radius.to(device=device, dtype=torch.float32)
+    acc = torch.zeros(3, hc, wc, device=device, dtype=dtype)
     cover = torch.zeros(hc, wc, device=device, dtype=dtype)
     kernels = _Kernels(bokeh, device, dtype)
     discs = _Kernels(Bokeh(), device, dtype)
@@ -311,9 +312,17 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
                 if on_tile:
                     on_tile()
                 continue
+            light = torch.zeros(3, ch, cw, device=device, dtype=dtype)
+            light[:, sy0 - iy0:sy1 - iy0, sx0 - ix0:sx1 - ix0] = src[sy0:sy1, sx0:sx1].permute(2, 0, 1)
             r = torch.full((ch, cw), math.nan, device=device)  # NaN: no pixel (outside the picture)
             r[sy0 - iy0:sy1 - iy0, sx0 - ix0:sx1 - ix0] = rad[sy0:sy1, sx0:sx1]
             present = ~torch.isnan(r)
+            # cat's-eye: the kernel belongs to the *source* pixel; pixels are grouped in blocks of a
+            # fixed grid, each scattered with the kernel at the block's centre, so every pixel's
+            # light goes through one kernel whichever tile it lands in
+            blocks = _blocks(y0 - margin, x0 - margin, ch, cw, hc, wc, cat_eye_block, margin, h, w) \
+                if bokeh.cat_eye else []
+            tile_acc = torch.zeros(3, th, tw, device=device, dtype=dtype)
             tile_cover = torch.zeros(th, tw, device=device, dtype=dtype)
             lo, hi = float(r[present].min()), float(r[present].max())
             for i in reversed(range(len(levels))):  # far to near
@@ -322,126 +331,54 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
                 share = torch.where(present, _membership(torch.nan_to_num(r), levels, i), 0.0).to(dtype)
                 if not bool(share.any()):
                     continue
+                stack = torch.cat([light * share, share[None]])
                 size = abs(levels[i])
-                if size > 0:
-                    # coverage spreads over the disc of the aperture's area, whatever the shape: folded
-                    # back at the edges, it covers a plane exactly once
-                    share = torch.fft.irfft2(torch.fft.rfft2(share, s=fft_shape)
-                                             * discs.spectrum(coverage_radius(size, bokeh), fft_shape, (0.0, 0.0)),
-                                             s=fft_shape)
-                alpha = share[margin:margin + th, margin:margin + tw]
+                if size > 0 and bokeh.blades == 0 and not bokeh.cat_eye:
+                    spectrum = kernels.spectrum(size, fft_shape, (0.0, 0.0))
+                    stack = torch.fft.irfft2(torch.fft.rfft2(stack, s=fft_shape) * spectrum, s=fft_shape)
+                elif size > 0 and not bokeh.cat_eye:
+                    # a polygon: the light through it, the coverage (which decides occlusion and the
+                    # division below) through the disc of the same area, whose light folded back at
+                    # the edges covers a plane exactly once: so on one plane every pixel's light is
+                    # kept, whatever the shape
+                    spectrum = torch.fft.rfft2(stack, s=fft_shape)
+                    spectrum = torch.cat([spectrum[:3] * kernels.spectrum(size, fft_shape, (0.0, 0.0)),
+                                          spectrum[3:] * discs.spectrum(coverage_radius(size, bokeh), fft_shape,
+                                                                        (0.0, 0.0))])
+                    stack = torch.fft.irfft2(spectrum, s=fft_shape)
+                elif size > 0:
+                    # cat's-eye: the light through each block's kernel, the coverage through the disc
+                    # as above
+                    total = 0
+                    for rows, cols, position in blocks:
+                        if not bool(stack[3, rows, cols].any()):
+                            continue
+                        part = torch.zeros_like(stack[:3])
+                        part[:, rows, cols] = stack[:3, rows, cols]
+                        total = total + torch.fft.rfft2(part, s=fft_shape) * kernels.spectrum(size, fft_shape,
+                                                                                                 position)
+                    cover_spectrum = (torch.fft.rfft2(stack[3], s=fft_shape)
+                                      * discs.spectrum(coverage_radius(size, bokeh), fft_shape, (0.0, 0.0)))
+                    stack = torch.cat([torch.fft.irfft2(total, s=fft_shape),
+                                       torch.fft.irfft2(cover_spectrum, s=fft_shape)[None]])
+                stack = stack[:, margin:margin + th, margin:margin + tw]
+                alpha = stack[3]
+                tile_acc = stack[:3] + (1 - alpha) * tile_acc
                 tile_cover = alpha + (1 - alpha) * tile_cover
+            acc[:, y0:y0 + th, x0:x0 + tw] = tile_acc
             cover[y0:y0 + th, x0:x0 + tw] = tile_cover
             if on_tile:
                 on_tile()
+    acc = _fold(_fold(acc, margin, h, 1), margin, w, 2)
     cover = _fold(_fold(cover, margin, h, 0), margin, w, 1)
-    # the weight of every canvas pixel: 1 / the coverage of the picture's pixel it folds onto
-    inverse = torch.where(cover > MIN_COVER, 1 / cover.clamp_min(MIN_COVER), torch.ones_like(cover))
-    inverse = inverse[_mirror(hc, margin, h, device)][:, _mirror(wc, margin, w, device)]
-    acc = _gather_normalised(src, rad, inverse, levels, margin, bokeh, tile, kernels, discs, cat_eye_block,
-                             on_tile)
-    out = _fold(_fold(acc, margin, h, 1), margin, w, 2)
+    out = torch.where(cover > MIN_COVER, acc / cover.clamp_min(MIN_COVER), acc)
     return out.permute(1, 2, 0).to(device=rgb.device, dtype=torch.float32)
 
 
-def _mirror(n: int, margin: int, size: int, device) -> torch.Tensor:
-    """The picture index each of ``n`` canvas indices folds onto (see ``_fold``)."""
-    t = torch.remainder(torch.arange(n, device=device) - margin, 2 * size)
-    return torch.where(t >= size, 2 * size - 1 - t, t)
-
-
-def _gather_normalised(src, rad, inverse, levels, margin, bokeh, tile, kernels, discs, cat_eye_block, on_tile):
-    """The second pass: each level, nearest first, scatters each pixel's light over its kernel
-    weighted by where that layer shows, ``W = (1 - coverage of the nearer layers) / coverage``
-    (``inverse`` is 1 / the total coverage on the canvas), and normalised per source pixel by
-    ``N = sum over its kernel of K * W``: so each pixel's light lands whole (light a nearer layer
-    hides goes to where its layer shows; the fill of uncovered background is the layers' own
-    light), and the sum of the picture's light does not change. Returns the canvas [3, hc, wc]."""
-    h, w = src.shape[:2]
-    hc, wc = inverse.shape
-    device, dtype = inverse.device, src.dtype
-    reach = 3 * margin  # light from sources within 1 margin, N from W within 2, coverage from 3
-    acc = torch.zeros(3, hc, wc, device=device, dtype=dtype)
-    for y0 in range(0, hc, tile):
-        for x0 in range(0, wc, tile):
-            th, tw = min(tile, hc - y0), min(tile, wc - x0)
-            ch, cw = th + 2 * reach, tw + 2 * reach
-            fft_shape = (fft_size(ch), fft_size(cw))
-            cy0, cx0 = y0 - reach, x0 - reach  # the crop's origin on the canvas
-            iy0, ix0 = cy0 - margin, cx0 - margin  # and in the picture
-            sy0, sx0, sy1, sx1 = max(iy0, 0), max(ix0, 0), min(iy0 + ch, h), min(ix0 + cw, w)
-            if sy1 <= sy0 or sx1 <= sx0:
-                if on_tile:
-                    on_tile()
-                continue
-            light = torch.zeros(3, ch, cw, device=device, dtype=dtype)
-            light[:, sy0 - iy0:sy1 - iy0, sx0 - ix0:sx1 - ix0] = src[sy0:sy1, sx0:sx1].permute(2, 0, 1)
-            r = torch.full((ch, cw), math.nan, device=device)
-            r[sy0 - iy0:sy1 - iy0, sx0 - ix0:sx1 - ix0] = rad[sy0:sy1, sx0:sx1]
-            present = ~torch.isnan(r)
-            weight = torch.zeros(ch, cw, device=device, dtype=dtype)  # 0 off the canvas: no light lands there
-            ay0, ax0, ay1, ax1 = max(cy0, 0), max(cx0, 0), min(cy0 + ch, hc), min(cx0 + cw, wc)
-            weight[ay0 - cy0:ay1 - cy0, ax0 - cx0:ax1 - cx0] = inverse[ay0:ay1, ax0:ax1]
-            blocks = _blocks(cy0, cx0, ch, cw, hc, wc, cat_eye_block, margin, h, w) if bokeh.cat_eye else []
-            through = torch.ones(ch, cw, device=device, dtype=dtype)
-            out = torch.zeros(3, ch, cw, device=device, dtype=dtype)
-            lo, hi = float(r[present].min()), float(r[present].max())
-            for i in range(len(levels)):  # near to far
-                if (i + 1 < len(levels) and levels[i + 1] <= lo) or (i > 0 and levels[i - 1] >= hi):
-                    continue
-                share = torch.where(present, _membership(torch.nan_to_num(r), levels, i), 0.0).to(dtype)
-                if not bool(share.any()):
-                    continue
-                size = abs(levels[i])
-                shows = through * weight
-                if size == 0:
-                    alpha, norm = share, shows
-                else:
-                    alpha = torch.fft.irfft2(torch.fft.rfft2(share, s=fft_shape)
-                                             * discs.spectrum(coverage_radius(size, bokeh), fft_shape, (0.0, 0.0)),
-                                             s=fft_shape)[:ch, :cw]
-                    shown = torch.fft.rfft2(shows, s=fft_shape)
-                    if not bokeh.cat_eye:  # the correlation with K: the conjugate spectrum
-                        norm = torch.fft.irfft2(shown * kernels.spectrum(size, fft_shape, (0.0, 0.0)).conj(),
-                                                s=fft_shape)[:ch, :cw]
-                    else:  # each block's sources through their own kernel
-                        norm = torch.zeros(ch, cw, device=device, dtype=dtype)
-                        for rows, cols, position in blocks:
-                            if not bool(share[rows, cols].any()):
-                                continue
-                            part = torch.fft.irfft2(shown * kernels.spectrum(size, fft_shape, position).conj(),
-                                                    s=fft_shape)
-                            norm[rows, cols] = part[rows, cols]
-                sent = light * torch.where(norm > MIN_COVER, share / norm.clamp_min(MIN_COVER), 0.0)
-                if size == 0:
-                    scattered = sent
-                elif not bokeh.cat_eye:
-                    scattered = torch.fft.irfft2(torch.fft.rfft2(sent, s=fft_shape)
-                                                 * kernels.spectrum(size, fft_shape, (0.0, 0.0)),
-                                                 s=fft_shape)[:, :ch, :cw]
-                else:
-                    total = 0
-                    for rows, cols, position in blocks:
-                        if not bool(share[rows, cols].any()):
-                            continue
-                        part = torch.zeros_like(sent)
-                        part[:, rows, cols] = sent[:, rows, cols]
-                        total = total + torch.fft.rfft2(part, s=fft_shape) * kernels.spectrum(size, fft_shape,
-                                                                                                 position)
-                    scattered = torch.fft.irfft2(total, s=fft_shape)[:, :ch, :cw]
-                out += shows * scattered
-                through = through * (1 - alpha)
-            acc[:, y0:y0 + th, x0:x0 + tw] = out[:, reach:reach + th, reach:reach + tw]
-            if on_tile:
-                on_tile()
-    return acc
-
-
 def tiles_per_frame(h: int, w: int, largest: float, tile: int) -> int:
-    """How many tiles ``lens_blur_frame`` visits for an h x w picture (for a progress bar): each
-    tile twice (the coverage, then the light)."""
+    """How many tiles ``lens_blur_frame`` visits for an h x w picture (for a progress bar)."""
     margin = kernel_size(radius_levels(largest)[-1]) // 2
-    return 2 * math.ceil((h + 2 * margin) / tile) * math.ceil((w + 2 * margin) / tile)
+    return math.ceil((h + 2 * margin) / tile) * math.ceil((w + 2 * margin) / tile)
 
 
 def lens_blur(images: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Bokeh(), tile: int = 512, device=None,

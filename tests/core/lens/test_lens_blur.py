@@ -135,10 +135,7 @@ def test_a_bright_point_out_of_focus_is_a_disc_of_the_thin_lens_radius_with_its_
     # a uniform disc of radius r has a mean squared distance of r^2 / 2
     measured = math.sqrt(2 * (light * d2).sum().item() / light.sum().item())
     assert measured == pytest.approx(expected, rel=0.03)
-    # nothing outside (float32 FFT rounding): a radius between two levels puts its share of the light
-    # on the disc of the next level up (here 16.09 px), whose anti-aliased edge reaches a pixel further
-    outer = radius_levels(expected)[-1] + 1
-    assert light[d2 > outer ** 2].abs().max() < 1e-5 * 1000
+    assert light[d2 > (expected + 2) ** 2].abs().max() < 1e-5 * 1000  # nothing outside (float32 FFT rounding)
     inside = light[d2 < (expected - 2) ** 2]
     assert inside.std() / inside.mean() < 0.03  # flat inside: a disc, not a Gaussian
 
@@ -195,51 +192,41 @@ def test_cat_eye_in_the_picture_narrows_a_corner_highlight_and_keeps_its_energy(
 
 # ------------------------------------------------------------------ two planes: brute-force scatter
 def brute_force(img: np.ndarray, radius: np.ndarray, bokeh: Bokeh) -> np.ndarray:
-    """Each pixel's light scattered over its own kernel, one canvas per depth (radius) value, by
-    loops (no FFT, no tiles). Coverage spreads over the disc of the aperture's area (a regular
-    n-gon with corners on a circle of radius r has the area n r^2 sin(2 pi / n) / 2); composited
-    nearest first, a depth shows where the nearer ones leave it uncovered, divided by the total
-    coverage (mirrored back in at the frame). Each pixel's light goes over its kernel times where
-    its depth shows, normalised to its whole light: nothing is lost, nothing created."""
+    """Each pixel's light scattered over its own kernel, one canvas per depth (radius) value;
+    composited nearest first with each canvas's scattered coverage as its opacity; the light past
+    the frame mirrored back in; divided by the total coverage. Coverage (opacity) spreads over the
+    disc of the aperture's area (a regular n-gon with corners on a circle of radius r has the area
+    n r^2 sin(2 pi / n) / 2), the light over the aperture. Loops, no FFT, no tiles."""
     h, w, _ = img.shape
     depths = sorted(set(radius.ravel().tolist()))  # signed radius: nearest first
     m = max(int(math.ceil(abs(r))) for r in depths)
-
-    def mirror(i, n):
-        i = i % (2 * n)
-        return 2 * n - 1 - i if i >= n else i
-
-    kernels, shows, total = {}, {}, np.zeros((h, w))
+    acc, cover = np.zeros((h + 2 * m, w + 2 * m, 3)), np.zeros((h + 2 * m, w + 2 * m))
     through = np.ones((h + 2 * m, w + 2 * m))
     for r in depths:
-        alpha = np.zeros_like(through)
+        light, alpha = np.zeros_like(acc), np.zeros_like(cover)
         k = bokeh_kernel(abs(r), bokeh, dtype=torch.float64).numpy()
         n = bokeh.blades
         disc = abs(r) * math.sqrt(n * math.sin(2 * math.pi / n) / (2 * math.pi)) if n else abs(r)
         d = bokeh_kernel(disc, Bokeh(), size=k.shape[0], dtype=torch.float64).numpy()
         c = k.shape[0] // 2
         for y, x in zip(*np.nonzero(radius == r), strict=True):
+            light[y + m - c:y + m + c + 1, x + m - c:x + m + c + 1] += k[..., None] * img[y, x]
             alpha[y + m - c:y + m + c + 1, x + m - c:x + m + c + 1] += d
-        kernels[r], shows[r] = k, through.copy()
-        for y in range(h + 2 * m):
-            for x in range(w + 2 * m):
-                total[mirror(y - m, h), mirror(x - m, w)] += through[y, x] * alpha[y, x]
+        acc += through[..., None] * light
+        cover += through * alpha
         through *= 1 - alpha
-    inverse = np.array([[1 / total[mirror(y - m, h), mirror(x - m, w)] for x in range(w + 2 * m)]
-                        for y in range(h + 2 * m)])
-    acc = np.zeros((h + 2 * m, w + 2 * m, 3))
-    for r in depths:
-        k, weight = kernels[r], shows[r] * inverse
-        c = k.shape[0] // 2
-        for y, x in zip(*np.nonzero(radius == r), strict=True):
-            window = (slice(y + m - c, y + m + c + 1), slice(x + m - c, x + m + c + 1))
-            spread = k * weight[window]
-            acc[window] += spread[..., None] * img[y, x] / spread.sum()
-    out = np.zeros((h, w, 3))
+    out, total = np.zeros((h, w, 3)), np.zeros((h, w))
+
+    def mirror(i, n):
+        i = i % (2 * n)
+        return 2 * n - 1 - i if i >= n else i
+
     for y in range(h + 2 * m):
         for x in range(w + 2 * m):
-            out[mirror(y - m, h), mirror(x - m, w)] += acc[y, x]
-    return out
+            yy, xx = mirror(y - m, h), mirror(x - m, w)
+            out[yy, xx] += acc[y, x]
+            total[yy, xx] += cover[y, x]
+    return out / total[..., None]
 
 
 @pytest.mark.parametrize("front, back", [(-3.0, 4.0), (0.0, 5.0), (-5.0, 0.0)],
@@ -253,7 +240,6 @@ def test_two_planes_agree_with_a_brute_force_scatter_edges_included(front, back)
     expected = brute_force(img.numpy().astype(np.float64), radius, bokeh)
     # tolerance: float32 FFTs against float64 loops, relative to the brightest result
     assert np.abs(out - expected).max() / expected.max() < 1e-4
-    assert out.astype(np.float64).sum() == pytest.approx(img.numpy().astype(np.float64).sum(), rel=1e-6)
 
 
 def test_occlusion_sharp_foreground_stays_sharp_and_blurred_foreground_spreads():
@@ -263,28 +249,20 @@ def test_occlusion_sharp_foreground_stays_sharp_and_blurred_foreground_spreads()
     radius[10:30, 10:30] = 0.0  # sharp bright square over a blurred background
     out = lens_blur_frame(img, radius)
     assert torch.equal(out[10:30, 10:30], img[10:30, 10:30])  # not a trace of the background on it
-    # nor of the square's light on the background beside it: with a dark square it is the same (there the
-    # background is a little brighter than 0.5: its own light that the square hides lands where it shows)
-    dark = img.clone()
-    dark[10:30, 10:30] = 0.5
-    assert torch.allclose(out[10:30, :10], lens_blur_frame(dark, radius)[10:30, :10], rtol=1e-5, atol=0)
-    assert out.double().sum().item() == pytest.approx(img.double().sum().item(), rel=1e-6)
+    assert out[10:30, 5].max() < 0.5 + 1e-4  # nor of the square's light on the background beside it
     radius = torch.full((40, 40), 0.0)
     radius[10:30, 10:30] = -6.0  # blurred bright square in front of a sharp background
     out = lens_blur_frame(img, radius)
     assert out[20, 7, 0] > 3.0  # its light lies over the background beside it
     assert torch.allclose(out[:3, :3], img[:3, :3])  # far from it, the background is sharp
-    assert out.double().sum().item() == pytest.approx(img.double().sum().item(), rel=1e-6)
 
 
 def test_energy_of_a_scene_with_depth():
-    """The light does not change with depth either: what a nearer layer hides lands where its own
-    layer shows (float32 rounding: 1e-6 here)."""
+    """One plane: the light does not change. With occlusion, only by what a nearer layer hid."""
     img = hdr_scene(48, 64, seed=2)
     ramp = torch.linspace(-7, 9, 64)[None].expand(48, 64)
-    for tile in (16, 512):
-        out = lens_blur_frame(img, ramp, tile=tile)
-        assert out.double().sum().item() == pytest.approx(img.double().sum().item(), rel=1e-6)
+    out = lens_blur_frame(img, ramp)
+    assert out.double().sum().item() == pytest.approx(img.double().sum().item(), rel=0.03)
 
 
 # ------------------------------------------------------------------ HDR against LDR
