@@ -255,6 +255,12 @@ def test_occlusion_sharp_foreground_stays_sharp_and_blurred_foreground_spreads()
     out = lens_blur_frame(img, radius)
     assert out[20, 7, 0] > 3.0  # its light lies over the background beside it
     assert torch.allclose(out[:3, :3], img[:3, :3])  # far from it, the background is sharp
+    # a dark blurred square in front of a bright sharp background: its blurred edge hides part of
+    # the background beside it (not only adds its own light there), as a blurred branch dims the sky
+    dark = torch.full((40, 40, 3), 10.0)
+    dark[10:30, 10:30] = 0.1
+    out = lens_blur_frame(dark, radius)
+    assert out[20, 9, 0] < 7.0  # half-hidden beside it (5.6 here)
 
 
 def test_energy_of_a_scene_with_depth():
