@@ -523,6 +523,21 @@ def check_arguments(args) -> tuple[list[str], str, tuple[str, ...]]:
     return list(args.metrics or METRICS), scaling, regions
 
 
+def check_libraries(metrics: list[str]) -> None:
+    """Refuses, before anything is created or any workflow runs, metrics whose optional library is not
+    installed (otherwise the run would end without a report after every workflow had run)."""
+    from lediff_core.qa.metrics import INSTALL_HINTS, missing_libraries
+
+    missing = missing_libraries(metrics)
+    if missing:
+        hints = dict.fromkeys(INSTALL_HINTS[k] for k in missing)
+        rest = [k for k in metrics if k not in missing]
+        raise SystemExit(
+            f"metrics {', '.join(missing)} need libraries that are not installed "
+            f"({'; '.join(f'{k}: {v}' for k, v in missing.items())}): install them with {' or '.join(hints)}, "
+            + (f"or leave them out with --metrics {' '.join(rest)}" if rest else "or choose other --metrics"))
+
+
 def evaluate(args) -> int:
     from .host import default_comfyui
 
@@ -551,6 +566,8 @@ def evaluate(args) -> int:
                 raise SystemExit(f"--clip {clip} is a video: its frames are the photos, there is no simulated "
                                  f"camera or HDR reference, so {', '.join(given)} cannot apply; leave them out")
             metrics = []
+    check_libraries(metrics)
+    if clip:
         records = prepare(clip, output, args.seed, args.clip_share, args.jpeg, factor, frames=frames)
     else:
         records = prepare(args.references, output, args.seed, args.clip_share, args.jpeg, args.downscale)

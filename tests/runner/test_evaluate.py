@@ -167,6 +167,22 @@ def test_refused_references_leave_no_output_folder(tmp_path):
     assert not output.exists()
 
 
+def test_a_metric_without_its_library_is_refused_before_anything_runs(tmp_path):
+    """The optional metric libraries missing (pycvvdp made unimportable, as when requirements-metrics.txt
+    was never installed): the default metrics are refused with the pip command and the --metrics that
+    would run, before any folder is made or any workflow runs, not after every workflow ran."""
+    output = tmp_path / "eval"
+    main = ("import sys; sys.modules['pycvvdp'] = None; from lediff_runner.cli import main; "
+            "sys.argv[0] = 'lediff_runner'; sys.exit(main())")
+    result = subprocess.run([sys.executable, "-c", main, "evaluate", "--references", str(HDRI_DIR), "--output",
+                             str(output)], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "metrics cvvdp need libraries that are not installed" in result.stderr, result.stderr[-2000:]
+    assert "pip install --no-deps -r requirements-metrics.txt" in result.stderr
+    assert "--metrics pu21_psnr pu21_ssim hdr_flip fvvdp pu21_piqe" in result.stderr
+    assert not output.exists()
+
+
 @pytest.fixture(scope="module")
 def methods_evaluation(comfy, workflow_models, tmp_path_factory):
     """Four methods in one run: the workflow with two settings (2 and 1 sampling steps), one whose
