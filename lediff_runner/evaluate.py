@@ -207,7 +207,13 @@ def run_method(method: Method, output: str, records: list[dict], args) -> dict[s
         outcomes = execute(config, args.ray, args.workers)
     except Exception as e:  # the method's failure, not the evaluation's (SystemExit and interrupts go through)
         return {r["name"]: f"the workflow could not run: {_describe(e)}" for r in records}
-    return {o.item.key: o.message for o in outcomes if not o.ok}
+    failed = {o.item.key: o.message for o in outcomes if not o.ok}
+    for r in records:  # a loader that takes no PNG (Load EXR, Load Video) leaves the photos out of the batch
+        if r["name"] not in failed and not os.path.isfile(os.path.join(config.output, r["name"], MANIFEST)):
+            failed[r["name"]] = ("the workflow did not take the photo: its loader does not read PNG photos; the "
+                                 "evaluation gives each photo to a Load Image (name it with --input-node ID when "
+                                 "there are several)")
+    return failed
 
 
 def method_result(output: str, method: str, key: str) -> str:
