@@ -161,7 +161,8 @@ def markdown(rows: list[dict], records: list[dict], provenance: dict) -> str:
         info = methods.get(m, {})
         scored = max((summary[(m, g, k)]["images"] for g, k in cols), default=0)
         lines.append(f"| {m} | {_status(info)} | {scored} | {_speed(info.get('seconds_per_megapixel'))} | "
-                     + " | ".join(_estimate(summary[(m, g, k)], scored) for g, k in cols) + " |")
+                     + " | ".join(_estimate(summary[(m, g, k)], 0 if metric_info[k].get("clip") else scored)
+                                  for g, k in cols) + " |")
     clip_metrics = [k for k in metric_info if metric_info[k].get("clip") and metric_info[k]["unit"] == "stops²"
                     and any(r["metric"] == k for r in rows)]
     if clip_metrics:

@@ -122,6 +122,15 @@ def test_a_region_cell_scored_on_fewer_images_says_how_many(tmp_path):
     text = write_report(str(tmp_path), rows, records, provenance(methods))
     line = next(x for x in text.splitlines() if x.startswith("| srgb |"))
     assert line.startswith("| srgb | baseline | 3 | 0.01 | 21.0000 ± ") and line.endswith("| 40.0000 (n=1) |")
+    # a clip's one warping error is one score by definition: not marked
+    prov = provenance(methods)
+    prov["protocol"]["metrics"].append({"name": "warping_error", "higher_is_better": False, "unit": "stops²",
+                                        "clip": True})
+    rows.append({"image": "clip", "method": "srgb", "metric": "warping_error", "score": 0.5, "seconds": 0.1})
+    (tmp_path / "clip").mkdir()
+    text = write_report(str(tmp_path / "clip"), rows, records, prov)
+    line = next(x for x in text.splitlines() if x.startswith("| srgb |"))
+    assert "| 0.5000 |" in line and "0.5000 (n=1)" not in line
 
 
 def test_the_protocol_card_says_how_to_reproduce_the_table():
