@@ -37,8 +37,9 @@ Each reference (.exr/.hdr) becomes an 8-bit photo (seeded random camera: exposur
 of pixels clips, a sigmoid response curve, optional JPEG); every workflow (--workflow NAME=FILE,
 repeatable; a FILE without NAME= is the method "lediff"; default: the shipped photo_to_hdr) runs on
 the same photos as a batch job, next to the baselines (the inverse camera curve, Banterle 2006's
-inverse Reinhard, plain sRGB decoding); every result is scored with PU21-PSNR, PU21-SSIM, HDR-FLIP
-and ColorVideoVDP. A method that fails is reported, the others go on (exit status 1). With --clip
+inverse Reinhard, plain sRGB decoding); every result is scored with PU21-PSNR, PU21-SSIM, HDR-FLIP,
+ColorVideoVDP and FovVideoVDP against its reference and PU21-PIQE on its own. A method that fails is
+reported, the others go on (exit status 1). With --clip
 the references are the frames of one shot, filmed by one camera, and each method's frames also get
 the warping error (temporal flicker; Lai et al. 2018) along the optical flow of the photos. An SDR
 video file as --clip gives the photos itself: only the warping error is scored (there is no HDR

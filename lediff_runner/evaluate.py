@@ -207,7 +207,13 @@ def run_method(method: Method, output: str, records: list[dict], args) -> dict[s
         outcomes = execute(config, args.ray, args.workers)
     except Exception as e:  # the method's failure, not the evaluation's (SystemExit and interrupts go through)
         return {r["name"]: f"the workflow could not run: {_describe(e)}" for r in records}
-    return {o.item.key: o.message for o in outcomes if not o.ok}
+    failed = {o.item.key: o.message for o in outcomes if not o.ok}
+    for r in records:  # a loader that takes no PNG (Load EXR, Load Video) leaves the photos out of the batch
+        if r["name"] not in failed and not os.path.isfile(os.path.join(config.output, r["name"], MANIFEST)):
+            failed[r["name"]] = ("the workflow did not take the photo: its loader does not read PNG photos; the "
+                                 "evaluation gives each photo to a Load Image (name it with --input-node ID when "
+                                 "there are several)")
+    return failed
 
 
 def method_result(output: str, method: str, key: str) -> str:
@@ -523,6 +529,21 @@ def check_arguments(args) -> tuple[list[str], str, tuple[str, ...]]:
     return list(args.metrics or METRICS), scaling, regions
 
 
+def check_libraries(metrics: list[str]) -> None:
+    """Refuses, before anything is created or any workflow runs, metrics whose optional library is not
+    installed (otherwise the run would end without a report after every workflow had run)."""
+    from lediff_core.qa.metrics import INSTALL_HINTS, missing_libraries
+
+    missing = missing_libraries(metrics)
+    if missing:
+        hints = dict.fromkeys(INSTALL_HINTS[k] for k in missing)
+        rest = [k for k in metrics if k not in missing]
+        raise SystemExit(
+            f"metrics {', '.join(missing)} need libraries that are not installed "
+            f"({'; '.join(f'{k}: {v}' for k, v in missing.items())}): install them with {' or '.join(hints)}, "
+            + (f"or leave them out with --metrics {' '.join(rest)}" if rest else "or choose other --metrics"))
+
+
 def evaluate(args) -> int:
     from .host import default_comfyui
 
@@ -551,6 +572,8 @@ def evaluate(args) -> int:
                 raise SystemExit(f"--clip {clip} is a video: its frames are the photos, there is no simulated "
                                  f"camera or HDR reference, so {', '.join(given)} cannot apply; leave them out")
             metrics = []
+    check_libraries(metrics)
+    if clip:
         records = prepare(clip, output, args.seed, args.clip_share, args.jpeg, factor, frames=frames)
     else:
         records = prepare(args.references, output, args.seed, args.clip_share, args.jpeg, args.downscale)

@@ -108,12 +108,15 @@ def _number(value: float | None, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def _estimate(record: dict) -> str:
+def _estimate(record: dict, scored: int) -> str:
+    """The cell: mean ± half-width, with its image count when fewer than the row's ``scored`` (a region
+    that some photos lack: a photo without crushed pixels has no shadows score)."""
     if record["mean"] is None:
         return "–"
-    if record["ci95_low"] is None:
-        return _number(record["mean"])
-    return f"{_number(record['mean'])} ± {_number((record['ci95_high'] - record['ci95_low']) / 2)}"
+    cell = _number(record["mean"])
+    if record["ci95_low"] is not None:
+        cell += f" ± {_number((record['ci95_high'] - record['ci95_low']) / 2)}"
+    return cell if record["images"] >= scored else f"{cell} (n={record['images']})"
 
 
 def _status(info: dict) -> str:
@@ -149,7 +152,8 @@ def markdown(rows: list[dict], records: list[dict], provenance: dict) -> str:
     what = f"a clip of {len(records)} frames" if provenance.get("clip") else f"{len(records)} references"
     lines = [f"# Evaluation: {what}, seed {protocol['cameras']['seed']}", "",
              "Every method on the same photos. A cell: the mean over images ± the half-width of its 95 % "
-             "interval (Student's t); `images`: those a method was scored on; s/MP: seconds per megapixel "
+             "interval (Student's t), and (n=K) where fewer images than the row's have a score (a region some photos "
+             "lack); `images`: those a method was scored on; s/MP: seconds per megapixel "
              "(see Protocol).", "",
              "| method | status | images | s/MP | " + " | ".join(_header(g, metric_info[k]) for g, k in cols) + " |",
              "|---|---|---:|---:|" + "---:|" * len(cols)]
@@ -157,7 +161,8 @@ def markdown(rows: list[dict], records: list[dict], provenance: dict) -> str:
         info = methods.get(m, {})
         scored = max((summary[(m, g, k)]["images"] for g, k in cols), default=0)
         lines.append(f"| {m} | {_status(info)} | {scored} | {_speed(info.get('seconds_per_megapixel'))} | "
-                     + " | ".join(_estimate(summary[(m, g, k)]) for g, k in cols) + " |")
+                     + " | ".join(_estimate(summary[(m, g, k)], 0 if metric_info[k].get("clip") else scored)
+                                  for g, k in cols) + " |")
     clip_metrics = [k for k in metric_info if metric_info[k].get("clip") and metric_info[k]["unit"] == "stops²"
                     and any(r["metric"] == k for r in rows)]
     if clip_metrics:

@@ -250,6 +250,19 @@ def _import(metric: str):
         ) from e
 
 
+def missing_libraries(metrics) -> dict[str, str]:
+    """{metric: why} for each of ``metrics`` whose library does not import, so that a long run (the
+    evaluation's workflows) can refuse before it starts rather than fail when it scores."""
+    missing = {}
+    for metric in metrics:
+        if metric in _LIBRARIES:
+            try:
+                _import(metric)
+            except MetricUnavailableError as e:
+                missing[metric] = str(e.__cause__ or e)
+    return missing
+
+
 def hdr_flip(test: np.ndarray, reference: np.ndarray) -> tuple[float, np.ndarray]:
     """HDR-FLIP (flip-evaluator) of linear Rec.709 images; exposures chosen by FLIP."""
     flip = _import("hdr_flip")

@@ -167,6 +167,46 @@ def test_refused_references_leave_no_output_folder(tmp_path):
     assert not output.exists()
 
 
+def test_a_metric_without_its_library_is_refused_before_anything_runs(tmp_path):
+    """The optional metric libraries missing (pycvvdp made unimportable, as when requirements-metrics.txt
+    was never installed): the default metrics are refused with the pip command and the --metrics that
+    would run, before any folder is made or any workflow runs, not after every workflow ran."""
+    output = tmp_path / "eval"
+    main = ("import sys; sys.modules['pycvvdp'] = None; from lediff_runner.cli import main; "
+            "sys.argv[0] = 'lediff_runner'; sys.exit(main())")
+    result = subprocess.run([sys.executable, "-c", main, "evaluate", "--references", str(HDRI_DIR), "--output",
+                             str(output)], capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "metrics cvvdp need libraries that are not installed" in result.stderr, result.stderr[-2000:]
+    assert "pip install --no-deps -r requirements-metrics.txt" in result.stderr
+    assert "--metrics pu21_psnr pu21_ssim hdr_flip fvvdp pu21_piqe" in result.stderr
+    assert not output.exists()
+
+
+def test_a_workflow_whose_loader_takes_no_photo_is_a_failed_method(tmp_path):
+    """A workflow with LEDiff Load EXR instead of Load Image: the batch leaves the PNG photos out (not its
+    files), so no photo has a result; the method is reported failed, naming the fix, and the others are
+    scored (it once ended the evaluation with a traceback and no report)."""
+    refs = write_references(tmp_path)
+    save = {"class_type": "LEDiffSaveEXR", "inputs": {"images": ["1", 0], "filename_prefix": "LEDiff/s",
+            "precision": "float", "compression": "zip", "input_encoding": "sRGB", "envmap": "none"}}
+    photo = tmp_path / "photo.json"
+    photo.write_text(json.dumps({"1": {"class_type": "LoadImage", "inputs": {"image": "x.png"}}, "2": save}))
+    exr = tmp_path / "exr.json"
+    exr.write_text(json.dumps({"1": {"class_type": "LEDiffLoadEXR", "inputs": {"image": "x.exr", "layer": ""}},
+                               "2": save}))
+    output = tmp_path / "eval"
+    result = subprocess.run([sys.executable, "-m", "lediff_runner", "evaluate", "--references", str(refs), "--output",
+                             str(output), "--metrics", "pu21_psnr", "--workflow", f"photo={photo}", "--workflow",
+                             f"exr={exr}"], capture_output=True, text=True, timeout=600, cwd=REPO)
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "FAILED exr on city: the workflow did not take the photo: its loader does not read PNG" in result.stderr
+    with open(output / "report" / "summary.csv") as f:
+        summary = {r["method"]: r for r in csv.DictReader(f)}
+    assert summary["exr"]["status"] == "failed" and "Load Image" in summary["exr"]["reason"]
+    assert summary["photo"]["status"] == "ok" and summary["photo"]["images"] == "2"
+
+
 @pytest.fixture(scope="module")
 def methods_evaluation(comfy, workflow_models, tmp_path_factory):
     """Four methods in one run: the workflow with two settings (2 and 1 sampling steps), one whose

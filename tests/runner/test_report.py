@@ -111,6 +111,28 @@ def test_regions_and_failures_are_rows_of_the_one_table(tmp_path):
         assert plot.format == "PNG" and plot.width > 600
 
 
+def test_a_region_cell_scored_on_fewer_images_says_how_many(tmp_path):
+    # three photos, only one of them with crushed pixels: the row says 3 images, the shadows cell 1
+    records = [{"name": n, "size": [64, 32]} for n in ("a", "b", "c")]
+    rows = [{"image": n, "method": "srgb", "region": "image", "metric": "pu21_psnr", "score": 20.0 + i, "seconds": 0.1}
+            for i, n in enumerate(("a", "b", "c"))]
+    rows.append({"image": "b", "method": "srgb", "region": "shadows", "metric": "pu21_psnr", "score": 40.0,
+                 "seconds": 0.1})
+    methods = {"srgb": {"kind": "baseline", "status": "ok", "reason": "", "failed": {}, "seconds_per_megapixel": 0.01}}
+    text = write_report(str(tmp_path), rows, records, provenance(methods))
+    line = next(x for x in text.splitlines() if x.startswith("| srgb |"))
+    assert line.startswith("| srgb | baseline | 3 | 0.01 | 21.0000 ± ") and line.endswith("| 40.0000 (n=1) |")
+    # a clip's one warping error is one score by definition: not marked
+    prov = provenance(methods)
+    prov["protocol"]["metrics"].append({"name": "warping_error", "higher_is_better": False, "unit": "stops²",
+                                        "clip": True})
+    rows.append({"image": "clip", "method": "srgb", "metric": "warping_error", "score": 0.5, "seconds": 0.1})
+    (tmp_path / "clip").mkdir()
+    text = write_report(str(tmp_path / "clip"), rows, records, prov)
+    line = next(x for x in text.splitlines() if x.startswith("| srgb |"))
+    assert "| 0.5000 |" in line and "0.5000 (n=1)" not in line
+
+
 def test_the_protocol_card_says_how_to_reproduce_the_table():
     from lediff_core.qa import metrics as qa
 
