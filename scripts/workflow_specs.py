@@ -259,8 +259,22 @@ def _one_bracket(image):
     ]
 
 
+def _one_bracket_nodes(model=HIGHLIGHT, direction="highlight", bracket=None, encode_title=None, decode=None):
+    """The nodes ``_one_bracket`` links: the HDR VAE and the ``direction`` denoiser of ``model``, VAE
+    Encode (titled ``encode_title``), the bracket node (CFG 1, prompt-free, ``bracket`` widgets on
+    top of BRACKET), fusion and HDR Decode (``decode`` widgets)."""
+    kind = "LEDiffHighlightBracket" if direction == "highlight" else "LEDiffShadowBracket"
+    return [
+        ("hdrvae", "LEDiffLoadHDRVAE", {"model_name": model}, None),
+        ("model", "LEDiffLoadDenoiser", {"model_name": model}, f"{direction.capitalize()} denoiser"),
+        ("encode", "VAEEncode", {}, encode_title),
+        ("bracket", kind, {**BRACKET, "cfg": 1.0, **(bracket or {})}, None),
+        ("fuse", "LEDiffLatentExposureFusion", {}, "Fusion"),
+        ("decode", "LEDiffHDRDecode", decode or {}, None),
+    ]
+
+
 def _photo_graph(name, direction, model, note, blend):
-    bracket = "LEDiffHighlightBracket" if direction == "highlight" else "LEDiffShadowBracket"
     hdr = ("blend", "hdr") if blend else ("decode", "hdr")
     save_nodes, save_links, outputs = _savers(name, hdr)
     layer_nodes, layer_links, layers = _exr_layers(name, {b: ("bracket", b) for b in THREE_BRACKETS},
@@ -271,12 +285,7 @@ def _photo_graph(name, direction, model, note, blend):
         ("photo", "LoadImage", {"image": PHOTO}, "Your photo"),
         ("pos", "CLIPTextEncode", {"text": ""}, "Prompt (empty)"),
         ("neg", "CLIPTextEncode", {"text": ""}, "Negative (unused)"),
-        ("hdrvae", "LEDiffLoadHDRVAE", {"model_name": model}, None),
-        ("model", "LEDiffLoadDenoiser", {"model_name": model}, f"{direction.capitalize()} denoiser"),
-        ("encode", "VAEEncode", {}, None),
-        ("bracket", bracket, {**BRACKET, "cfg": 1.0}, None),
-        ("fuse", "LEDiffLatentExposureFusion", {}, "Fusion"),
-        ("decode", "LEDiffHDRDecode", {}, None),
+        *_one_bracket_nodes(model, direction),
         *([("blend", "LEDiffBlendLDR", BLEND, None)] if blend else []),
         *save_nodes,
         *layer_nodes,
@@ -448,13 +457,8 @@ def video_to_hdr():
         ("parts", "GetVideoComponents", {}, None),
         ("pos", "CLIPTextEncode", {"text": ""}, "Prompt (empty)"),
         ("neg", "CLIPTextEncode", {"text": ""}, "Negative (unused)"),
-        ("hdrvae", "LEDiffLoadHDRVAE", {"model_name": HIGHLIGHT}, None),
-        ("model", "LEDiffLoadDenoiser", {"model_name": HIGHLIGHT}, "Highlight denoiser"),
-        ("encode", "VAEEncode", {}, "Encode (HDR VAE)"),
-        ("bracket", "LEDiffHighlightBracket",
-         {**BRACKET, "cfg": 1.0, "tile_size": 512, "frames": "video", "chunk_frames": 8}, None),
-        ("fuse", "LEDiffLatentExposureFusion", {}, "Fusion"),
-        ("decode", "LEDiffHDRDecode", {"tile_size": 512}, None),
+        *_one_bracket_nodes(bracket={"tile_size": 512, "frames": "video", "chunk_frames": 8},
+                            encode_title="Encode (HDR VAE)", decode={"tile_size": 512}),
         ("blend", "LEDiffBlendLDR", {**BLEND, "frames": "video"}, None),
         *save_nodes,
     ]
@@ -499,12 +503,7 @@ def hdr_through_sdr_node():
         ("photo", "LoadImage", {"image": PHOTO}, "Your photo"),
         ("pos", "CLIPTextEncode", {"text": ""}, "Prompt (empty)"),
         ("neg", "CLIPTextEncode", {"text": ""}, "Negative (unused)"),
-        ("hdrvae", "LEDiffLoadHDRVAE", {"model_name": HIGHLIGHT}, None),
-        ("model", "LEDiffLoadDenoiser", {"model_name": HIGHLIGHT}, "Highlight denoiser"),
-        ("encode", "VAEEncode", {}, None),
-        ("bracket", "LEDiffHighlightBracket", {**BRACKET, "cfg": 1.0}, None),
-        ("fuse", "LEDiffLatentExposureFusion", {}, "Fusion"),
-        ("decode", "LEDiffHDRDecode", {}, None),
+        *_one_bracket_nodes(),
         ("encode_log", "LEDiffColorSpace", to_log, "To log (ACEScct)"),
         ("upscale", "ImageScaleBy", {"upscale_method": "lanczos", "scale_by": 2.0}, "Upscale (SDR-only)"),
         ("decode_log", "LEDiffColorSpace", {"source": to_log["target"], "target": to_log["source"]},
@@ -556,12 +555,7 @@ def hdr_depth_of_field():
         ("depth", "LoadImage", {"image": DEPTH}, "Your depth map"),
         ("pos", "CLIPTextEncode", {"text": ""}, "Prompt (empty)"),
         ("neg", "CLIPTextEncode", {"text": ""}, "Negative (unused)"),
-        ("hdrvae", "LEDiffLoadHDRVAE", {"model_name": HIGHLIGHT}, None),
-        ("model", "LEDiffLoadDenoiser", {"model_name": HIGHLIGHT}, "Highlight denoiser"),
-        ("encode", "VAEEncode", {}, None),
-        ("bracket", "LEDiffHighlightBracket", {**BRACKET, "cfg": 1.0}, None),
-        ("fuse", "LEDiffLatentExposureFusion", {}, "Fusion"),
-        ("decode", "LEDiffHDRDecode", {}, None),
+        *_one_bracket_nodes(),
         ("blend", "LEDiffBlendLDR", BLEND, None),
         ("lens", "LEDiffLensBlur", DOF, None),
         ("glare", "LEDiffGlare", GLARE, None),
