@@ -8,8 +8,8 @@ and Lens Blur, a layered scatter of each pixel's light over its circle of confus
 by tiles with a margin (``lens_blur``); the glare of bright light (``glare``: a point-spread function
 of the aperture's diffraction streaks and a wide veiling scatter, applied by FFT convolution to the
 light above a threshold, so that the total light is unchanged); and motion blur of clips along their
-optical flow across the shutter interval (``motion``). Torch tensors on a device the caller picks;
-the HDR is never clamped.
+optical flow across the shutter interval (``motion``); the FFT helpers Lens Blur and Glare share
+(``fft``). Torch tensors on a device the caller picks; the HDR is never clamped.
 
 May import ``lediff_core.color`` (the image checks) and ``lediff_core.video`` (the optical flow of a
 clip); never ComfyUI, ``nodes`` or ``lediff_runner``.

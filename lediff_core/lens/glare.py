@@ -52,6 +52,7 @@ import torch
 
 from .. import LEDiffError
 from ..color import check_finite, check_image_size
+from .fft import fft_size, kernel_spectrum
 
 # the dominant wavelengths (nm) of the Rec.709 red, green and blue primaries (their hue on the
 # spectrum locus); diffraction patterns scale with the wavelength
@@ -142,22 +143,6 @@ class Glare:
         return torch.stack([self.psf_values(dx, dy, c) for c in range(3)])
 
 
-def fast_length(n: int) -> int:
-    """The smallest length >= n whose only prime factors are 2, 3 and 5 (fast for every FFT library)."""
-    best = 1 << max(n - 1, 0).bit_length()
-    p5 = 1
-    while p5 < best:
-        p35 = p5
-        while p35 < best:
-            m = p35
-            while m < n:
-                m *= 2
-            best = min(best, m)
-            p35 *= 3
-        p5 *= 5
-    return best
-
-
 def bright_share(rgb: torch.Tensor, threshold: float, knee: float) -> torch.Tensor:
     """[..., 1]: the share of each pixel of linear ``rgb`` [..., 3] above ``threshold`` with a soft
     knee (module docstring), in 0..1; 0 for pixels with no positive channel."""
@@ -176,11 +161,8 @@ class _FFTKernel:
 
     def __init__(self, kernel: torch.Tensor, height: int, width: int, dtype):
         ry, rx = (kernel.shape[0] - 1) // 2, (kernel.shape[1] - 1) // 2
-        self.size = (fast_length(height + ry), fast_length(width + rx))
-        # the centred kernel wrapped onto the padded grid (offset d at index d mod n)
-        wrapped = torch.zeros(self.size, dtype=dtype, device=kernel.device)
-        wrapped[: 2 * ry + 1, : 2 * rx + 1] = kernel.to(dtype)
-        self.spectrum = torch.fft.rfft2(torch.roll(wrapped, (-ry, -rx), dims=(0, 1)))
+        self.size = (fft_size(height + ry), fft_size(width + rx))
+        self.spectrum = kernel_spectrum(kernel.to(dtype), self.size)
         self.shape = (height, width)
         # the share of each source pixel's PSF that lands inside the picture (the PSF is point-
         # symmetric, so its correlation with the frame is its convolution with it)

@@ -44,6 +44,7 @@ from dataclasses import dataclass
 import torch
 
 from .bokeh import Bokeh, bokeh_kernel, kernel_size
+from .fft import fft_size, kernel_spectrum
 
 DEPTH_CONVENTIONS = ("near = bright", "near = dark", "distance", "blur radius")
 """How a depth map's values read: ``near = bright`` (relative inverse depth, 0 = far .. 1 = near,
@@ -201,18 +202,6 @@ def _membership(r: torch.Tensor, levels: list[float], i: int) -> torch.Tensor:
     return w
 
 
-def fft_size(n: int) -> int:
-    """The smallest size >= n whose only prime factors are 2, 3 and 5 (where FFTs are fast)."""
-    while True:
-        m = n
-        for p in (2, 3, 5):
-            while m % p == 0:
-                m //= p
-        if m == 1:
-            return n
-        n += 1
-
-
 def _fold(canvas: torch.Tensor, margin: int, size: int, dim: int) -> torch.Tensor:
     """Folds the ``margin`` bands on both sides of dimension ``dim`` back into the ``size`` pixels
     between them, reflected at the edge (pixel -1 onto 0, -2 onto 1, bouncing again for bands wider
@@ -264,11 +253,7 @@ class _Kernels:
                 old = self.cache.pop(next(iter(self.cache)))
                 self.bytes -= old.numel() * old.element_size()
             k = bokeh_kernel(radius, self.bokeh, position, device=self.device, dtype=self.dtype)
-            c = k.shape[0] // 2
-            padded = torch.zeros(shape, dtype=self.dtype, device=self.device)
-            padded[:k.shape[0], :k.shape[1]] = k
-            # centre at index 0, so the FFT product is the convolution without a shift
-            self.cache[key] = torch.fft.rfft2(torch.roll(padded, (-c, -c), dims=(0, 1)))
+            self.cache[key] = kernel_spectrum(k, shape)
             self.bytes += self.cache[key].numel() * self.cache[key].element_size()
         return self.cache[key]
 

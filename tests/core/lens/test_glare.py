@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from lediff_core.lens.glare import Glare, GlareSettingsError, _FFTKernel, apply_glare, bright_share, fast_length
+from lediff_core.lens.fft import fft_size
+from lediff_core.lens.glare import Glare, GlareSettingsError, _FFTKernel, apply_glare, bright_share
 from support.glare_reference import direct_glare
 
 
@@ -120,8 +121,8 @@ def test_the_fft_path_equals_a_direct_convolution(radius):
 
 def test_a_radius_larger_than_the_image_costs_no_more_than_the_image():
     k = _FFTKernel(Glare(radius=5000).kernel(30, 40)[1], 30, 40, torch.float32)
-    assert k.size == (fast_length(30 + 29), fast_length(40 + 39))
-    assert fast_length(4374) == 4374 and fast_length(4353) == 4374 and fast_length(1) == 1
+    assert k.size == (fft_size(30 + 29), fft_size(40 + 39))
+    assert fft_size(4374) == 4374 and fft_size(4353) == 4374 and fft_size(1) == 1
 
 
 def test_light_below_the_threshold_is_untouched_and_never_clamped():
