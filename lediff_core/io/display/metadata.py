@@ -232,14 +232,22 @@ def clli_box(max_cll: int, max_fall: int) -> bytes:
     return _box(b"clli", struct.pack(">HH", max_cll, max_fall))
 
 
+def st2086_fields(primaries: tuple[tuple[float, float], ...], white: tuple[float, float],
+                  max_nits: float, min_nits: float) -> bytes:
+    """The mastering display's SMPTE ST 2086 fields as HEVC's SEI, ISOBMFF's ``mdcv`` and PNG's
+    ``mDCV`` carry them: the (x, y) of the three ``primaries`` in the order given, then ``white``, in
+    units of 0.00002 (uint16); the largest and smallest luminance in units of 0.0001 cd/m2 (uint32)."""
+    xy = [round(v / 0.00002) for p in (*primaries, white) for v in p]
+    return struct.pack(">8H2I", *xy, round(max_nits * 10000), round(min_nits * 10000))
+
+
 def mdcv_box(primaries: tuple[tuple[float, float], ...], white: tuple[float, float],
              max_nits: float, min_nits: float) -> bytes:
     """MasteringDisplayColourVolumeBox (ISO/IEC 23000-22, the fields of SMPTE ST 2086):
     ``primaries`` as (x, y) of red, green, blue, written in the order green, blue, red like the
-    HEVC SEI message, in units of 0.00002; luminances in units of 0.0001 cd/m2."""
+    HEVC SEI message."""
     r, g, b = primaries
-    xy = [round(v / 0.00002) for p in (g, b, r, white) for v in p]
-    return _box(b"mdcv", struct.pack(">8H2I", *xy, round(max_nits * 10000), round(min_nits * 10000)))
+    return _box(b"mdcv", st2086_fields((g, b, r), white, max_nits, min_nits))
 
 
 def _iprp_with(iprp: bytes, item: int, properties: tuple[bytes, ...]) -> bytes:

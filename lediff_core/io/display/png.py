@@ -41,7 +41,7 @@ from .avif import (
     signal_range,
     to_rec2020,
 )
-from .metadata import exif_text
+from .metadata import exif_text, st2086_fields
 from .registry import DisplayFormat, Encoded, FormatError, Settings, register
 
 MAX_SIDE = 2**31 - 1  # PNG's width and height are 31-bit
@@ -66,8 +66,7 @@ def _light_levels(brightest: torch.Tensor, peak_nits: float) -> bytes:
     0.00002; luminances in units of 0.0001 cd/m2), with the AVIF files' MaxCLL/MaxFALL
     (``avif.light_levels``)."""
     max_cll, max_fall = light_levels(brightest, peak_nits)
-    xy = [round(v / 0.00002) for pair in (*BT2020_PRIMARIES, D65_WHITE) for v in pair]
-    return (_chunk(b"mDCV", struct.pack(">8H2I", *xy, round(peak_nits * 10000), round(MASTERING_MIN_NITS * 10000)))
+    return (_chunk(b"mDCV", st2086_fields(BT2020_PRIMARIES, D65_WHITE, peak_nits, MASTERING_MIN_NITS))
             + _chunk(b"cLLI", struct.pack(">2I", max_cll * 10000, max_fall * 10000)))
 
 
