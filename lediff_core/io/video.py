@@ -120,7 +120,10 @@ _PRORES = dict(encoder="prores_ks", pix_fmt="yuv444p10le", bits=10, chroma="444"
 CODEC_SPECS = {
     "hevc": Codec(**_X265, pix_fmt="yuv420p10le", bits=10, chroma="420",
                   options=(("profile", "main10"), ("preset", "medium"))),
-    "av1": Codec("libsvtav1", "yuv420p10le", 10, "420", ("mp4", "mkv"), (1, 63), 4, Fraction(240),
+    # 16x16: SVT-AV1 4.1.0 (PyAV 18.1.1's wheels) corrupts its heap and aborts the process on frames
+    # of 8x8 and less when it carries HDR metadata (mastering display, content light level); it opens
+    # from 4x4, which 4.0's build (PyAV 18.1.0) also encoded
+    "av1": Codec("libsvtav1", "yuv420p10le", 10, "420", ("mp4", "mkv"), (1, 63), 16, Fraction(240),
                  options=(("preset", "6"),)),
     "hevc_444_10": Codec(**_X265, pix_fmt="yuv444p10le", bits=10, chroma="444",
                          options=(("profile", "main444-10"), ("preset", "medium"))),
@@ -254,7 +257,7 @@ def check_frames(frames, codec: str = "hevc") -> tuple[int, int, int]:
 
 
 def min_size_note(codec: str) -> str:
-    """Who needs ``MIN_SIZE[codec]``, and the codecs that take less: `` for hevc (libx265; av1 takes 4x4)``."""
+    """Who needs ``MIN_SIZE[codec]``, and the codecs that take less: `` for hevc (libx265; prores_4444 takes 1x1)``."""
     smaller = [f"{c} takes {MIN_SIZE[c]}x{MIN_SIZE[c]}" for c in MIN_SIZE if MIN_SIZE[c] < MIN_SIZE[codec]]
     return f" for {codec} ({'; '.join([CODECS[codec], *smaller])})"
 

@@ -257,9 +257,9 @@ def test_a_0x0_image_is_refused_naming_the_size_and_the_minimum(careless, class_
 @pytest.mark.parametrize(("class_type", "save", "size", "minimum"), [
     ("LEDiffSaveHDRImage", {"format": "ultrahdr"}, (6, 4), r"8x8 for ultrahdr \(libultrahdr's smallest image\)"),
     ("LEDiffSaveHDRVideo", {"codec": "hevc"}, (8, 8),
-     r"16x16 for hevc \(libx265; av1 takes 4x4; prores_4444 takes 1x1; prores_4444xq takes 1x1\)"),
-    ("LEDiffSaveHDRVideo", {"codec": "av1"}, (2, 2),
-     r"4x4 for av1 \(libsvtav1; prores_4444 takes 1x1; prores_4444xq takes 1x1\)"),
+     r"16x16 for hevc \(libx265; prores_4444 takes 1x1; prores_4444xq takes 1x1\)"),
+    ("LEDiffSaveHDRVideo", {"codec": "av1"}, (8, 8),
+     r"16x16 for av1 \(libsvtav1; prores_4444 takes 1x1; prores_4444xq takes 1x1\)"),
 ])
 def test_sizes_an_encoder_refuses_are_refused_before_it_opens(careless, class_type, save, size, minimum):
     with pytest.raises(GraphError, match=rf"images are {size[0]}x{size[1]} pixels .*; the minimum is {minimum}"):
