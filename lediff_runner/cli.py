@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from .batch import BatchConfig, report
+from .batch import BatchConfig, Pair, plan_batch, report
 from .workflow import load_workflow_file
 
 BATCH = """Run a ComfyUI workflow once per input file, in an embedded (in-process) ComfyUI or on Ray.
@@ -17,6 +17,8 @@ BATCH = """Run a ComfyUI workflow once per input file, in an embedded (in-proces
   python -m lediff_runner batch --workflow workflows/photo_to_hdr.json --inputs photos/ --output hdr/
   python -m lediff_runner batch ... --ray              # a local Ray cluster (one worker per GPU / --workers)
   python -m lediff_runner batch ... --ray HOST:6379    # join an existing Ray cluster
+  python -m lediff_runner batch --workflow workflows/hdr_depth_of_field.json --inputs photos/ \
+      --pair 4=depths/ --output dof/                     # photos/NAME.png with depths/NAME.png
 
 Each input's outputs go to OUTPUT/<input name>/ (with batch_item.json, written last); existing
 items are skipped, so running the same command again does only what is missing. Exit status 1
@@ -85,12 +87,24 @@ def add_batch_arguments(parser: argparse.ArgumentParser) -> None:
                         "(LEDiff Load EXR), whichever the workflow's loader takes")
     parser.add_argument("--output", required=True, help="folder for the results, one sub-folder per input")
     parser.add_argument("--input-node", default=None, help="id of the loader node that receives each input "
-                        "(default: the workflow's only Load Image / Load EXR node)")
+                        "(default: the workflow's only Load Image / Load EXR / Load Video node not named by --pair)")
+    parser.add_argument("--pair", action="append", type=_pair, default=[], metavar="ID=FOLDER",
+                        help="feed loader node ID, for each input NAME.EXT, the file NAME.* of FOLDER (one per "
+                        "input; ID=FOLDER/{stem}_depth for FOLDER/NAME_depth.*), e.g. a depth map per photo; "
+                        "repeatable, one per loader. An input without exactly one such file refuses the whole "
+                        "batch before anything runs")
     add_host_arguments(parser)
     add_threads_argument(parser)
     add_ray_argument(parser)
     parser.add_argument("--workers", type=int, default=None, help="Ray workers on CPU machines (default: "
                         "the cluster's CPUs); with GPUs, one worker per GPU (at most this many)")
+
+
+def _pair(text: str) -> Pair:
+    try:
+        return Pair.parse(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -157,10 +171,15 @@ def run_batch(args) -> int:
         raise SystemExit(f"--inputs {args.inputs}: no such folder; give the folder that holds the inputs")
     load_workflow_file(args.workflow)
     config = BatchConfig(workflow=args.workflow, inputs=args.inputs, output=args.output, comfyui=args.comfyui,
-                         base_directory=args.base_directory, input_node=args.input_node, threads=args.threads)
+                         base_directory=args.base_directory, input_node=args.input_node, pairs=tuple(args.pair),
+                         threads=args.threads)
+    try:  # the loaders and every --pair partner, checked from the workflow file alone
+        items = plan_batch(config)
+    except ValueError as e:
+        raise SystemExit(f"batch refused: {e}") from None
     from .ray_pool import execute
 
-    return report(execute(config, args.ray, args.workers))
+    return report(execute(config, args.ray, args.workers, items=items))
 
 
 # name: (what it does, its --help text, the function adding its options, the function running it)

@@ -142,14 +142,14 @@ class _Attempt:
 
 
 def _run(ray, config, workers, items, progress) -> list[Outcome]:
+    if items is None:
+        from .batch import plan_batch
+
+        items = plan_batch(config)  # refused before any worker starts
     count, options = worker_options(ray, workers, config.threads)
     actor_class = ray.remote(**options, max_restarts=0, max_task_retries=0)(_Worker)
     pool = [actor_class.remote(config) for _ in range(count)]
-    infos = ray.get([w.info.remote() for w in pool])  # raises here if a worker cannot start ComfyUI
-    if items is None:
-        from .batch import plan_items
-
-        items, _ = plan_items(config.inputs, infos[0]["extensions"])
+    ray.get([w.info.remote() for w in pool])  # raises here if a worker cannot start ComfyUI
     queue, outcomes = pending(config, items)
     queue = [(item, 1) for item in queue]
     bar = _progress(len(items), len(items) - len(queue)) if progress else None
@@ -206,9 +206,11 @@ def _run(ray, config, workers, items, progress) -> list[Outcome]:
     return outcomes
 
 
-def execute(config: BatchConfig, ray: str | None, workers: int | None, progress: bool = True) -> list[Outcome]:
-    """Run the batch: in this process when ``ray`` is None, else on Ray (``"local"``: a local cluster)."""
+def execute(config: BatchConfig, ray: str | None, workers: int | None, progress: bool = True,
+            items: list[Item] | None = None) -> list[Outcome]:
+    """Run the batch (``items``, default: ``plan_batch(config)``): in this process when ``ray`` is
+    None, else on Ray (``"local"``: a local cluster)."""
     if ray is None:
-        return run_local(config, progress=progress)
+        return run_local(config, items, progress=progress)
     import_ray(local=ray == "local" or is_loopback(ray))  # a clear message before anything starts when Ray is missing
-    return run_ray(config, None if ray == "local" else ray, workers, progress=progress)
+    return run_ray(config, None if ray == "local" else ray, workers, items, progress=progress)

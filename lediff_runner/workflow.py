@@ -28,6 +28,20 @@ def input_types_from_object_info(object_info: dict):
     return lambda node_type: object_info[node_type]["input"] if node_type in object_info else None
 
 
+def _active(workflow: dict) -> list[dict]:
+    """The nodes of a UI workflow that reach the server: not frontend-only, not muted or bypassed."""
+    return [node for node in workflow["nodes"] if node["type"] not in VIRTUAL_NODES and node.get("mode", 0) == 0]
+
+
+def node_types(workflow: dict) -> dict[str, str]:
+    """{node id: class_type} of the nodes a UI- or API-format workflow runs (the ids of its API
+    prompt), read from the file alone: what a batch checks its loader options against before
+    ComfyUI starts."""
+    if is_ui_format(workflow):
+        return {str(node["id"]): node["type"] for node in _active(workflow)}
+    return {node_id: node["class_type"] for node_id, node in workflow.items()}
+
+
 def _extra_widget_values(spec) -> int:
     """Widgets the frontend adds after an input's own: the seed's 'control after generate' and
     the upload button of file inputs, which both leave a value in widgets_values."""
@@ -49,9 +63,7 @@ def to_api(workflow: dict, input_types) -> dict:
     {"required": ..., "optional": ...} input definitions. Raises KeyError for unknown node types."""
     links = {link[0]: link for link in workflow["links"]}  # [id, from node, from slot, to node, to slot, type]
     prompt = {}
-    for node in workflow["nodes"]:
-        if node["type"] in VIRTUAL_NODES or node.get("mode", 0) != 0:
-            continue
+    for node in _active(workflow):
         types = input_types(node["type"])
         if types is None:
             raise KeyError(f"workflow node {node['id']} has unknown type {node['type']!r} (missing custom node?)")
@@ -107,26 +119,64 @@ def workflow_hash(workflow: dict) -> str:
     return hashlib.sha256(json.dumps(workflow, sort_keys=True, separators=(",", ":")).encode()).hexdigest()
 
 
-def find_loader(prompt: dict, node_id: str | None = None) -> tuple[str, str, tuple[str, ...]]:
-    """The node that receives each batch item: ``node_id`` if given, else the graph's only
-    image-loading node. Returns (node id, input name, accepted extensions)."""
+def _loader_list(types: dict[str, str]) -> str:
+    found = [f"{nid} ({class_type})" for nid, class_type in types.items() if class_type in LOADERS]
+    return ", ".join(found) or "none"
+
+
+def find_loader(types: dict[str, str], node_id: str | None = None,
+                paired: tuple[str, ...] = ()) -> tuple[str, str, tuple[str, ...]]:
+    """The node that receives each batch item (``types``: {node id: class_type}, ``node_types``):
+    ``node_id`` if given, else the graph's only image-loading node that is not ``paired`` (fed a
+    partner file per item, ``find_paired``). Returns (node id, input name, accepted extensions)."""
     if node_id is not None:
-        if node_id not in prompt:
-            raise ValueError(f"--input-node {node_id}: no such node in the workflow")
-        class_type = prompt[node_id]["class_type"]
+        if node_id not in types:
+            raise ValueError(f"--input-node {node_id}: no such node in the workflow (its loaders: "
+                             f"{_loader_list(types)})")
+        class_type = types[node_id]
         if class_type not in LOADERS:
             raise ValueError(f"--input-node {node_id} is a {class_type}, not one of {sorted(LOADERS)}")
+        if node_id in paired:
+            raise ValueError(f"--pair {node_id}=...: node {node_id} is --input-node, which receives the batch's "
+                             "inputs (from --inputs); pair another loader")
         return (node_id, *LOADERS[class_type])
-    found = [nid for nid, node in prompt.items() if node["class_type"] in LOADERS]
+    found = [nid for nid, class_type in types.items() if class_type in LOADERS and nid not in paired]
     if len(found) != 1:
         what = "no" if not found else f"{len(found)} ({', '.join(found)})"
-        raise ValueError(f"the workflow has {what} image-loading nodes ({' or '.join(sorted(LOADERS))}); "
-                         "a batch feeds exactly one: keep one or name it with --input-node ID")
-    return (found[0], *LOADERS[prompt[found[0]]["class_type"]])
+        unpaired = " not named by --pair" if paired else ""
+        raise ValueError(f"the workflow has {what} image-loading nodes ({' or '.join(sorted(LOADERS))}){unpaired}; "
+                         "a batch feeds exactly one: keep one or name it with --input-node ID "
+                         "(and a second input per item with --pair ID=FOLDER)")
+    return (found[0], *LOADERS[types[found[0]]])
+
+
+def find_paired(types: dict[str, str], paired: tuple[str, ...]) -> dict[str, tuple[str, tuple[str, ...]]]:
+    """The loaders fed a partner file per item (``--pair``), checked: each a loader of the workflow,
+    named once (``find_loader`` keeps them apart from the node that receives the item itself).
+    Returns {node id: (input name, accepted extensions)}, in the order given."""
+    loaders = {}
+    for node_id in paired:
+        if node_id not in types:
+            raise ValueError(f"--pair {node_id}=...: no such node in the workflow; pair one of its loaders: "
+                             f"{_loader_list(types)}")
+        if types[node_id] not in LOADERS:
+            raise ValueError(f"--pair {node_id}=...: node {node_id} is a {types[node_id]}, not a loader "
+                             f"({' or '.join(sorted(LOADERS))}); pair one of the workflow's loaders: "
+                             f"{_loader_list(types)}")
+        if node_id in loaders:
+            raise ValueError(f"--pair {node_id}=... is given twice: give each loader one folder")
+        loaders[node_id] = LOADERS[types[node_id]]
+    return loaders
 
 
 def with_input(prompt: dict, node_id: str, input_name: str, value) -> dict:
     """A copy of the prompt with one node input replaced."""
+    return with_inputs(prompt, {node_id: {input_name: value}})
+
+
+def with_inputs(prompt: dict, values: dict[str, dict]) -> dict:
+    """A copy of the prompt with node inputs replaced: ``values`` is {node id: {input name: value}}."""
     prompt = copy.deepcopy(prompt)
-    prompt[node_id]["inputs"][input_name] = value
+    for node_id, inputs in values.items():
+        prompt[node_id]["inputs"].update(inputs)
     return prompt
