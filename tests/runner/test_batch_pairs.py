@@ -195,10 +195,12 @@ def test_partners_fixed_loaders_and_ray(comfy, tmp_path):
     (photos := tmp_path / "photos").mkdir()
     (masks := tmp_path / "masks").mkdir()
     (photos / "extra").mkdir()
+    (tmp_path / "extra").mkdir()
     rng = np.random.default_rng(0)
     images = {}
+    # extra/fixed.png beside photos/: what the fixed loader would read from the item's input folder
     for path in ("photos/a.png", "photos/b.png", "masks/a_mask.png", "masks/b_mask.png", "photos/extra/fixed.png",
-                 "masks/fixed.png"):  # masks/fixed.png: what a loader reading the wrong folder would get
+                 "extra/fixed.png"):
         images[path] = rng.integers(0, 256, (8, 16, 3), dtype=np.uint8)
         save_png(tmp_path / path, images[path])
     save = {"filename_prefix": "", "precision": "float", "compression": "zip", "input_encoding": "linear",
@@ -206,7 +208,10 @@ def test_partners_fixed_loaders_and_ray(comfy, tmp_path):
     graph = {"1": {"class_type": "LoadImage", "inputs": {"image": "x.png"}},
              "2": {"class_type": "LoadImage", "inputs": {"image": "y.png"}},
              "3": {"class_type": "LoadImage", "inputs": {"image": "extra/fixed.png"}}}
-    for node, prefix in (("1", "photo"), ("2", "mask"), ("3", "fixed")):
+    # the fixed image batched with the photo: a saver fed by the fixed loader alone would be cached
+    # after the first item (its inputs never change) and save nothing for the others
+    graph["4"] = {"class_type": "ImageBatch", "inputs": {"image1": ["3", 0], "image2": ["1", 0]}}
+    for node, prefix in (("1", "photo"), ("2", "mask"), ("4", "fixed")):
         graph[f"save{node}"] = {"class_type": "LEDiffSaveEXR",
                                 "inputs": {**save, "images": [node, 0], "filename_prefix": prefix}}
     (workflow := tmp_path / "three.json").write_text(json.dumps(graph))
@@ -218,6 +223,7 @@ def test_partners_fixed_loaders_and_ray(comfy, tmp_path):
         for prefix, source in (("photo", f"photos/{name}.png"), ("mask", f"masks/{name}_mask.png"),
                                ("fixed", "photos/extra/fixed.png")):
             np.testing.assert_array_equal(pixels(item / f"{prefix}_00001.exr"), images[source] / np.float32(255))
+        np.testing.assert_array_equal(pixels(item / "fixed_00002.exr"), images[f"photos/{name}.png"] / np.float32(255))
         manifest = json.loads((item / "batch_item.json").read_text())
         assert manifest["paired_inputs"]["2"]["input"] == str(masks / f"{name}_mask.png")
     ray_tmp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # short: Ray's socket paths must fit 107 bytes
