@@ -17,7 +17,7 @@ BATCH = """Run a ComfyUI workflow once per input file, in an embedded (in-proces
   python -m lediff_runner batch --workflow workflows/photo_to_hdr.json --inputs photos/ --output hdr/
   python -m lediff_runner batch ... --ray              # a local Ray cluster (one worker per GPU / --workers)
   python -m lediff_runner batch ... --ray HOST:6379    # join an existing Ray cluster
-  python -m lediff_runner batch --workflow workflows/hdr_depth_of_field.json --inputs photos/ \
+  python -m lediff_runner batch --workflow workflows/hdr_depth_of_field.json --inputs photos/ \\
       --pair 4=depths/ --output dof/                     # photos/NAME.png with depths/NAME.png
 
 Each input's outputs go to OUTPUT/<input name>/ (with batch_item.json, written last); existing
