@@ -85,7 +85,8 @@ class LensBlur(io.ComfyNode):
                 io.Int.Input("blades", default=6, min=3, max=MAX_BLADES,
                              tooltip="Number of aperture blades (shape = polygon)."),
                 io.Float.Input("rotation", default=0.0, min=-360.0, max=360.0, step=1.0,
-                               tooltip="Rotation of the polygon in degrees (0: a corner straight up)."),
+                               tooltip="Clockwise rotation of the polygon in degrees (0: a corner straight up), the "
+                                       "same orientation as Glare's rotation."),
                 io.Float.Input("cat_eye", default=0.0, min=0.0, max=1.0, step=0.05,
                                tooltip="Cat's-eye bokeh toward the edges (the lens barrel cutting the aperture): 0 "
                                        "none, 1 cut by one radius at the corners."),
