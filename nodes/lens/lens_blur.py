@@ -39,10 +39,16 @@ def _depth_map(depth, depth_mask, frames: int):
     return values
 
 
-def _warn_if_stretched(values, height: int, width: int) -> None:
-    """A depth map of another aspect ratio is stretched to the picture: an estimator keeps the
-    photo's aspect (at 512 or 518 px), so a different one is more likely a crop or another picture's
-    map, which would blur the wrong places. Worth a warning beside the resize's."""
+def _warn_about_depth(values, height: int, width: int) -> None:
+    """Warnings for depth maps that run but are likely not what the user meant. A map of another
+    aspect ratio is stretched to the picture: an estimator keeps the photo's aspect (at 512 or 518
+    px), so a different one is more likely a crop or another picture's map, which would blur the
+    wrong places. A flat map puts the whole picture on one plane: core Load Image's MASK output is
+    a 64x64 zero mask for a picture without alpha, the likeliest way to connect one by mistake."""
+    if float(values.amin()) == float(values.amax()):
+        log.warning("Lens Blur: the depth map is flat (every value %.4g): the whole picture is one plane. Load "
+                    "Image's MASK output is the picture's alpha (a 64x64 zero mask when it has none); connect its "
+                    "IMAGE to depth instead", float(values.amin()))
     dh, dw = values.shape[-2:]
     if abs((dw / dh) / (width / height) - 1) > ASPECT_TOLERANCE:
         log.warning("Lens Blur: the depth map (%dx%d, aspect %.3g) is stretched to the picture (%dx%d, aspect "
@@ -132,7 +138,7 @@ class LensBlur(io.ComfyNode):
         b, h, w = image.shape[:3]
         values = _depth_map(depth, depth_mask, b)
         if values is not None:
-            _warn_if_stretched(values, h, w)
+            _warn_about_depth(values, h, w)
         elif focus == "point":
             raise ValueError("focus = point focuses on the depth map's value at (focus_x, focus_y), and no depth map "
                              "is connected: connect one to depth (an IMAGE) or depth_mask (a MASK), or set focus = "

@@ -148,3 +148,20 @@ def test_a_depth_map_of_another_aspect_is_stretched_with_a_warning(host, caplog)
     assert any("resized the depth map from 32x32 to the picture's 64x48" in m for m in messages)
     assert any("the depth map (32x32, aspect 1) is stretched to the picture (64x48, aspect 1.33): is it this "
                "picture's map?" in m for m in messages), messages
+
+
+def test_load_images_mask_as_the_depth_map_is_named_in_the_log(host, caplog):
+    """Core Load Image's MASK output of a picture without alpha (what a user may wire to depth_mask)
+    is a 64x64 zero mask: a flat map, the whole picture one plane; the log names the likely mistake."""
+    from PIL import Image
+
+    g = graph(host, depth_input=None)
+    Image.fromarray(np.full((48, 64, 3), 128, np.uint8)).save(os.path.join(host.input_dir, "depth.png"))
+    g["5"] = {"class_type": "LoadImage", "inputs": {"image": "depth.png"}}
+    g["3"]["inputs"]["depth_mask"] = ["5", 1]
+    with caplog.at_level(logging.WARNING, logger="lediff"):
+        host.run(g)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("resized the depth map from 64x64" in m for m in messages), messages
+    assert any("the depth map is flat (every value 0): the whole picture is one plane. Load Image's MASK output "
+               "is the picture's alpha" in m for m in messages), messages
