@@ -165,3 +165,23 @@ def test_load_images_mask_as_the_depth_map_is_named_in_the_log(host, caplog):
     assert any("resized the depth map from 64x64" in m for m in messages), messages
     assert any("the depth map is flat (every value 0): the whole picture is one plane. Load Image's MASK output "
                "is the picture's alpha" in m for m in messages), messages
+
+
+@pytest.mark.parametrize("near, far, focal_length_mm", [(1.0, 100.0, 50.0), (0.3, 5000.0, 200.0)])
+def test_largest_blur_on_near_bright_is_linear_in_the_maps_value(host, near, far, focal_length_mm):
+    """docs/lens.md: with near = bright and aperture = largest blur, near, far and the lens change
+    nothing: the radius is largest_blur (v_focus - v) / max(v_focus, 1 - v_focus) (the thin lens's
+    radius is linear in inverse distance, which the map is). Focused at a flat patch of 0.3: the
+    map's 1 gets -16 px, its 0 6.86 px (the node's blur_radius output)."""
+    import torch
+
+    v = torch.linspace(0, 1, 64).repeat(48, 1)
+    v[20:29, 28:37] = 0.3
+    settings = {**{k: v_ for k, v_ in graph(host)["3"]["inputs"].items() if not isinstance(v_, list)},
+                "near": near, "far": far, "focal_length_mm": focal_length_mm, "focus": "point",
+                "largest_blur": 16.0, "shape": "circle"}
+    _, radius = host.node_class("LEDiffLensBlur").execute(torch.from_numpy(point_scene())[None],
+                                                          depth_mask=v[None], **settings).result
+    expected = 16.0 * (0.3 - v) / 0.7
+    assert torch.allclose(radius[0], expected, atol=1e-4)
+    assert (float(radius.min()), float(radius.max())) == pytest.approx((-16.0, 6.857), abs=1e-3)
