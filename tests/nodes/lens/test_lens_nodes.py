@@ -1,7 +1,7 @@
 """Glare and Motion Blur in a genuine ComfyUI: EXR frames in, the node, Save EXR out, read back and
 compared with the core on the same pixels (the node adds only its checks, device and progress);
 light conserved; clear errors for bad settings and frames too small for optical flow; an interrupt
-stops them between steps."""
+stops them (and Lens Blur) between steps; Glare's streaks are the diffraction of Lens Blur's bokeh."""
 
 from __future__ import annotations
 
@@ -20,6 +20,11 @@ from support.comfy_harness import failure
 
 GLARE = {"intensity": 0.2, "threshold": 1.0, "knee": 0.5, "radius": 24, "blades": 5, "rotation": 10.0,
          "streaks": 0.5, "spectral": True}
+# Lens Blur without a depth map: the whole picture one plane blurred by largest_blur
+LENS = {"depth_convention": "near = bright", "near": 1.0, "far": 100.0, "focus": "distance", "focus_distance": 2.0,
+        "focus_x": 0.5, "focus_y": 0.5, "aperture": "largest blur", "f_stop": 2.8, "focal_length_mm": 50.0,
+        "sensor_width_mm": 36.0, "largest_blur": 4.0, "shape": "circle", "blades": 6, "rotation": 0.0, "cat_eye": 0.0,
+        "tile": 64, "precision": "float32"}
 
 
 def exr_batch_graph(host, frames, node: dict) -> dict:
@@ -110,11 +115,7 @@ def test_glare_streaks_are_the_diffraction_of_lens_blurs_bokeh_at_the_same_rotat
     corner 0 pointed right, not up, was 30° off."""
     point = np.zeros((129, 129, 3), np.float32)
     point[64, 64] = 1000.0
-    aperture = {"shape": "polygon", "blades": 6, "rotation": 10.0}
-    lens = {"depth_convention": "near = bright", "near": 1.0, "far": 100.0, "focus": "distance",
-            "focus_distance": 2.0, "focus_x": 0.5, "focus_y": 0.5, "aperture": "largest blur", "f_stop": 2.8,
-            "focal_length_mm": 50.0, "sensor_width_mm": 36.0, "largest_blur": 20.0, "cat_eye": 0.0, "tile": 512,
-            "precision": "float64", **aperture}
+    lens = {**LENS, "largest_blur": 20.0, "shape": "polygon", "blades": 6, "rotation": 10.0, "precision": "float64"}
     host.run(exr_batch_graph(host, [point], {"class_type": "LEDiffLensBlur", "inputs": lens}))
     bokeh = saved(host, 1)[0][..., 1].astype(np.float64)
     hexagon = 3 * np.sqrt(3) / 2 * 20.0**2  # the area of a hexagon with its corners 20 px out
@@ -144,7 +145,8 @@ def test_bad_settings_and_frames_too_small_for_flow_are_named(host):
     assert "optical flow" in report["exception_message"] and "6x6" in report["exception_message"]
 
 
-@pytest.mark.parametrize("node_id, args", [("LEDiffGlare", tuple(GLARE.values())), ("LEDiffMotionBlur", (180.0, 0))])
+@pytest.mark.parametrize("node_id, args", [("LEDiffGlare", tuple(GLARE.values())), ("LEDiffMotionBlur", (180.0, 0)),
+                                            ("LEDiffLensBlur", tuple(LENS.values()))])
 def test_an_interrupt_stops_the_nodes(host, node_id, args):
     import comfy.model_management as mm
 
