@@ -85,6 +85,20 @@ def test_motion_blur_node_blurs_a_clip_along_its_flow(host):
     assert out.max() > 1.0  # the sun stays HDR
 
 
+def test_motion_blur_with_a_closed_shutter_or_one_frame_gives_its_input(host):
+    """docs: shutter_angle 0 is no blur, and one frame has no motion to measure: both unchanged,
+    bit for bit through EXR (float), the sun's HDR included."""
+    hdr, _, _, _ = synthetic_pan(frames=3, size=(64, 48), step_px=3)
+    host.run(exr_batch_graph(host, hdr, {"class_type": "LEDiffMotionBlur",
+                                         "inputs": {"shutter_angle": 0.0, "samples": 0}}))
+    assert np.array_equal(saved(host, 3), hdr) and hdr.max() > 1.0
+    for name in os.listdir(os.path.join(host.output_dir, "LEDiff")):
+        os.remove(os.path.join(host.output_dir, "LEDiff", name))
+    host.run(exr_batch_graph(host, hdr[:1], {"class_type": "LEDiffMotionBlur",
+                                             "inputs": {"shutter_angle": 180.0, "samples": 0}}))
+    assert np.array_equal(saved(host, 1), hdr[:1])
+
+
 def line_directions(picture, centre, radii, lines):
     """The ``lines`` directions (degrees 0..180 in 0.5° steps, from +x towards +y: y points down)
     along which the light of ``picture`` around ``centre`` lies: the picture sampled (bilinearly) at
