@@ -46,9 +46,9 @@ def _warn_about_depth(values, height: int, width: int) -> None:
     wrong places. A flat map puts the whole picture on one plane: core Load Image's MASK output is
     a 64x64 zero mask for a picture without alpha, the likeliest way to connect one by mistake."""
     if float(values.amin()) == float(values.amax()):
-        log.warning("Lens Blur: the depth map is flat (every value %.4g): the whole picture is one plane. Load "
-                    "Image's MASK output is the picture's alpha (a 64x64 zero mask when it has none); connect its "
-                    "IMAGE to depth instead", float(values.amin()))
+        log.warning("Lens Blur: the depth map is flat (every value %.4g): the whole picture is one plane. If it is "
+                    "Load Image's MASK output, that is the picture's alpha (a 64x64 zero mask when it has none): "
+                    "connect Load Image's IMAGE to depth instead", float(values.amin()))
     dh, dw = values.shape[-2:]
     if abs((dw / dh) / (width / height) - 1) > ASPECT_TOLERANCE:
         log.warning("Lens Blur: the depth map (%dx%d, aspect %.3g) is stretched to the picture (%dx%d, aspect "
