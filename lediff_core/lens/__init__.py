@@ -3,7 +3,8 @@ highlight keeps the energy that a tone-mapped 8-bit picture has lost (LEDiff: "D
 require linear HDR data"; docs/lens.md).
 
 Owns depth of field: the thin-lens circle of confusion from a depth map, a focus distance and an
-aperture, and the bokeh kernels (a disc or an n-blade polygon, cat's-eye vignetting) (``bokeh``),
+aperture, and the bokeh kernels (a disc or an n-blade polygon, cat's-eye vignetting) and the
+aperture's orientation that Glare's streaks share (``bokeh``),
 and Lens Blur, a layered scatter of each pixel's light over its circle of confusion with occlusion,
 by tiles with a margin (``lens_blur``); the glare of bright light (``glare``: a point-spread function
 of the aperture's diffraction streaks and a wide veiling scatter, applied by FFT convolution to the

@@ -1,7 +1,8 @@
 """Bokeh kernels: the shape an out-of-focus point of light takes, as a normalised pixel kernel.
 
 The aperture is a disc or a regular polygon of ``blades`` sides whose corners lie on the circle of
-confusion (radius ``radius`` pixels), turned by ``rotation`` degrees (0: a corner straight up).
+confusion (radius ``radius`` pixels), turned clockwise by ``rotation`` degrees (0: a corner straight
+up; ``edge_normals``, which Glare's streaks share).
 Cat's-eye (mechanical vignetting): off the optical axis the lens barrel cuts the aperture, so the
 bokeh becomes the overlap of the aperture and a disc of the same radius shifted along the line from
 the picture's centre; ``cat_eye`` (0..1) is the shift, in radii, at the picture's corner (it grows
@@ -46,16 +47,22 @@ def kernel_size(radius: float) -> int:
     return 2 * math.ceil(radius - 1e-9) + 1 if radius > 0 else 1
 
 
+def edge_normals(blades: int, rotation: float) -> list[float]:
+    """The outward normals of the edges of a regular aperture of ``blades`` blades turned by
+    ``rotation`` degrees (clockwise in the picture; 0: a corner straight up), as angles in radians
+    from +x towards +y (y points down in a picture, so "up" is -pi/2). Lens Blur's bokeh polygon and
+    Glare's diffraction streaks (which run along these normals) share this one orientation."""
+    # the corners at rotation + 2 pi k / n from straight up; each edge's normal halfway between two
+    return [math.radians(rotation) - math.pi / 2 + (k + 0.5) * 2 * math.pi / blades for k in range(blades)]
+
+
 def _inside_aperture(x: torch.Tensor, y: torch.Tensor, radius: float, bokeh: Bokeh) -> torch.Tensor:
     """Bool: which points (pixels from the centre, y down) lie inside the aperture shape."""
     if bokeh.blades == 0:
         return x * x + y * y <= radius * radius
-    n = bokeh.blades
-    apothem = radius * math.cos(math.pi / n)
+    apothem = radius * math.cos(math.pi / bokeh.blades)
     inside = torch.ones_like(x, dtype=torch.bool)
-    # y points down in a picture: "up" is -y; a corner up means edge normals at half-steps from it
-    for k in range(n):
-        angle = math.radians(bokeh.rotation) + (k + 0.5) * 2 * math.pi / n - math.pi / 2
+    for angle in edge_normals(bokeh.blades, bokeh.rotation):
         inside &= x * math.cos(angle) + y * math.sin(angle) <= apothem
     return inside
 

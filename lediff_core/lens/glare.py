@@ -52,6 +52,7 @@ import torch
 
 from .. import LEDiffError
 from ..color import check_finite, check_image_size
+from .bokeh import edge_normals
 from .fft import fft_size, kernel_spectrum
 
 # the dominant wavelengths (nm) of the Rec.709 red, green and blue primaries (their hue on the
@@ -71,8 +72,8 @@ class Glare:
     the threshold that is spread), ``threshold`` (linear, 1 = diffuse white), ``knee`` (0..1, the
     soft knee's half-width as a share of the threshold), ``radius`` (pixels, the PSF's reach),
     ``blades`` (aperture blades, 0 = round, else 3..``MAX_BLADES``), ``rotation`` (degrees, of the
-    aperture), ``streaks`` (0..1, the share of spread light in the streaks), ``spectral`` (streaks
-    scaled by wavelength per channel)."""
+    aperture, clockwise; 0: a corner straight up, as Lens Blur's bokeh), ``streaks`` (0..1, the share
+    of spread light in the streaks), ``spectral`` (streaks scaled by wavelength per channel)."""
 
     intensity: float = 0.1
     threshold: float = 1.0
@@ -101,9 +102,9 @@ class Glare:
         n = self.blades
         if n == 0:
             return []
-        # vertices at rotation + 2 pi k / n; an edge's normal points halfway between its two vertices
-        first = math.radians(self.rotation) + math.pi / n
-        return [first + 2 * math.pi * k / n for k in range(n if n % 2 else n // 2)]
+        # the aperture turned as Lens Blur's bokeh polygon (0: a corner straight up), so one rotation
+        # gives a bokeh and streaks of the same lens; opposite normals of an even n share a line
+        return edge_normals(n, self.rotation)[:n if n % 2 else n // 2]
 
     def psf_values(self, dx: torch.Tensor, dy: torch.Tensor, channel: int) -> torch.Tensor:
         """The PSF of colour ``channel`` (0, 1, 2) at pixel offsets ``dx``, ``dy`` (tensors of one

@@ -35,7 +35,8 @@ class GlareNode(io.ComfyNode):
                              tooltip="Aperture blades: n streaks for even n, 2n for odd n; 0 = round aperture "
                              "(no streaks, scatter only). 1 and 2 are not apertures: refused."),
                 io.Float.Input("rotation", default=0.0, min=-360.0, max=360.0, step=1.0,
-                               tooltip="Rotation of the aperture (and so of the streaks), degrees."),
+                               tooltip="Clockwise rotation of the aperture (and so of the streaks), degrees; 0: a "
+                               "corner straight up, as Lens Blur's polygon (the same blades and rotation: one lens)."),
                 io.Float.Input("streaks", default=0.5, min=0.0, max=1.0, step=0.05,
                                tooltip="Share of the spread light in the diffraction streaks; the rest is the "
                                "wide veiling scatter."),

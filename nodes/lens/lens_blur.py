@@ -15,6 +15,7 @@ from ...lediff_core.lens.lens_blur import DEPTH_CONVENTIONS, Lens, blur_radius_m
 
 log = logging.getLogger("lediff")
 PRECISIONS = {"float32": torch.float32, "float64": torch.float64}
+ASPECT_TOLERANCE = 0.02  # an estimator's map rounded to whole pixels differs by well under 2 %
 
 
 def _depth_map(depth, depth_mask, frames: int):
@@ -36,6 +37,24 @@ def _depth_map(depth, depth_mask, frames: int):
         raise ValueError(f"{name} has {values.shape[0]} frames and image {frames}; give one depth map for all "
                          "frames or one per frame")
     return values
+
+
+def _warn_about_depth(values, height: int, width: int) -> None:
+    """Warnings for depth maps that run but are likely not what the user meant. A map of another
+    aspect ratio is stretched to the picture: an estimator keeps the photo's aspect (at 512 or 518
+    px), so a different one is more likely a crop or another picture's map, which would blur the
+    wrong places. A flat map puts the whole picture on one plane: core Load Image's MASK output is
+    a 64x64 zero mask for a picture without alpha, the likeliest way to connect one by mistake."""
+    if float(values.amin()) == float(values.amax()):
+        log.warning("Lens Blur: the depth map is flat (every value %.4g): the whole picture is one plane. If it is "
+                    "Load Image's MASK output, that is the picture's alpha (a 64x64 zero mask when it has none): "
+                    "connect Load Image's IMAGE to depth instead", float(values.amin()))
+    dh, dw = values.shape[-2:]
+    if abs((dw / dh) / (width / height) - 1) > ASPECT_TOLERANCE:
+        log.warning("Lens Blur: the depth map (%dx%d, aspect %.3g) is stretched to the picture (%dx%d, aspect "
+                    "%.3g): is it this picture's map? A crop or another picture's map puts the blur in the wrong "
+                    "places; make the map from this picture (an estimator keeps its aspect)", dw, dh, dw / dh, width,
+                    height, width / height)
 
 
 class LensBlur(io.ComfyNode):
@@ -85,7 +104,8 @@ class LensBlur(io.ComfyNode):
                 io.Int.Input("blades", default=6, min=3, max=MAX_BLADES,
                              tooltip="Number of aperture blades (shape = polygon)."),
                 io.Float.Input("rotation", default=0.0, min=-360.0, max=360.0, step=1.0,
-                               tooltip="Rotation of the polygon in degrees (0: a corner straight up)."),
+                               tooltip="Clockwise rotation of the polygon in degrees (0: a corner straight up), the "
+                                       "same orientation as Glare's rotation."),
                 io.Float.Input("cat_eye", default=0.0, min=0.0, max=1.0, step=0.05,
                                tooltip="Cat's-eye bokeh toward the edges (the lens barrel cutting the aperture): 0 "
                                        "none, 1 cut by one radius at the corners."),
@@ -117,8 +137,14 @@ class LensBlur(io.ComfyNode):
         check_finite(image, "image", "a NaN/Inf pixel would spread over its whole bokeh")
         b, h, w = image.shape[:3]
         values = _depth_map(depth, depth_mask, b)
+        if values is not None:
+            _warn_about_depth(values, h, w)
+        elif focus == "point":
+            raise ValueError("focus = point focuses on the depth map's value at (focus_x, focus_y), and no depth map "
+                             "is connected: connect one to depth (an IMAGE) or depth_mask (a MASK), or set focus = "
+                             "distance and focus_distance")
         lens = Lens(f_stop, focal_length_mm, sensor_width_mm, largest_blur if aperture == "largest blur" else None)
-        point = (focus_x, focus_y) if focus == "point" and values is not None else None
+        point = (focus_x, focus_y) if focus == "point" else None
         radius, notes = blur_radius_map(values, h, w, depth_convention, near, far, lens, focus_distance, point)
         for note in notes:  # a resized depth map is worth a warning; the picked focus is information
             (log.warning if note.startswith("resized") else log.info)("Lens Blur: %s", note)

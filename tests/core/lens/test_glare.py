@@ -40,9 +40,11 @@ def peak_angles(theta, values):
 
 
 def edge_normals(blades, rotation_deg):
-    """Directions (degrees, 0..360) of the outward normals of a regular polygon's edges, from its
-    vertices, and of their opposites (a diffraction pattern is point-symmetric)."""
-    a = np.radians(rotation_deg) + 2 * np.pi * np.arange(blades) / blades
+    """Directions (degrees, 0..360, from +x towards +y: y points down) of the outward normals of a
+    regular polygon's edges, from its vertices (the first straight up, -y, at rotation 0, turning
+    clockwise in the picture, as Lens Blur's bokeh), and of their opposites (a diffraction pattern
+    is point-symmetric)."""
+    a = np.radians(rotation_deg) - np.pi / 2 + 2 * np.pi * np.arange(blades) / blades
     vx, vy = np.cos(a), np.sin(a)
     ex, ey = np.roll(vx, -1) - vx, np.roll(vy, -1) - vy
     normals = np.degrees(np.arctan2(-ex, ey)) % 360  # the edge rotated by -90 degrees, pointing outwards

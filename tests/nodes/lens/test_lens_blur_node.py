@@ -79,6 +79,7 @@ def test_a_highlight_out_of_focus_spreads_with_its_energy_and_the_resize_is_logg
     assert out.max() > 1.0  # and still HDR: nothing clamped
     assert any("Lens Blur: resized the depth map from 32x24 to the picture's 64x48" in r.getMessage()
                for r in caplog.records)
+    assert not any("stretched" in r.getMessage() for r in caplog.records)  # the same aspect: only resized
     # the same map as a MASK from core's Image To Mask gives the same picture; float64 the same too
     assert np.allclose(run(host, depth_input="depth_mask"), out, rtol=1e-5, atol=1e-6)
     assert np.allclose(run(host, precision="float64"), out, rtol=1e-4, atol=1e-3)
@@ -105,6 +106,8 @@ def test_without_a_depth_map_the_picture_is_one_plane(host):
     ({"depth_convention": "distance", "aperture": "f-stop", "focal_length_mm": 200.0},
      "the depth map's distance reaches 0.1, not beyond the focal length (0.2 m)"),
     ({"largest_blur": 100.0}, "the largest blur radius is 88.0 pixels, larger than the picture (64x48)"),
+    ({"depth_input": None, "focus": "point"}, "focus = point focuses on the depth map's value at (focus_x, focus_y), "
+     "and no depth map is connected: connect one to depth (an IMAGE) or depth_mask (a MASK), or set focus = distance"),
 ])
 def test_errors_name_the_problem_and_the_fix(host, settings, message):
     report = failure(host, graph(host, **settings))
@@ -132,3 +135,53 @@ def test_frames_each_get_their_depth_map(host):
     report = failure(host, g)
     assert "depth has 2 frames and image 1; give one depth map for all frames or one per frame" in \
         report["exception_message"]
+
+
+def test_a_depth_map_of_another_aspect_is_stretched_with_a_warning(host, caplog):
+    """A square map for the 4:3 picture (a crop, or another picture's map) is stretched to fit, and
+    the log says so beside the resize: the blur would land in the wrong places."""
+    g = graph(host)
+    write_input(host, "depth.exr", depth_image(32, 32))
+    with caplog.at_level(logging.WARNING, logger="lediff"):
+        host.run(g)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("resized the depth map from 32x32 to the picture's 64x48" in m for m in messages)
+    assert any("the depth map (32x32, aspect 1) is stretched to the picture (64x48, aspect 1.33): is it this "
+               "picture's map?" in m for m in messages), messages
+
+
+def test_load_images_mask_as_the_depth_map_is_named_in_the_log(host, caplog):
+    """Core Load Image's MASK output of a picture without alpha (what a user may wire to depth_mask)
+    is a 64x64 zero mask: a flat map, the whole picture one plane; the log names the likely mistake."""
+    from PIL import Image
+
+    g = graph(host, depth_input=None)
+    Image.fromarray(np.full((48, 64, 3), 128, np.uint8)).save(os.path.join(host.input_dir, "depth.png"))
+    g["5"] = {"class_type": "LoadImage", "inputs": {"image": "depth.png"}}
+    g["3"]["inputs"]["depth_mask"] = ["5", 1]
+    with caplog.at_level(logging.WARNING, logger="lediff"):
+        host.run(g)
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("resized the depth map from 64x64" in m for m in messages), messages
+    assert any("the depth map is flat (every value 0): the whole picture is one plane. If it is Load Image's MASK "
+               "output, that is the picture's alpha" in m for m in messages), messages
+
+
+@pytest.mark.parametrize("near, far, focal_length_mm", [(1.0, 100.0, 50.0), (0.3, 5000.0, 200.0)])
+def test_largest_blur_on_near_bright_is_linear_in_the_maps_value(host, near, far, focal_length_mm):
+    """docs/lens.md: with near = bright and aperture = largest blur, near, far and the lens change
+    nothing: the radius is largest_blur (v_focus - v) / max(v_focus, 1 - v_focus) (the thin lens's
+    radius is linear in inverse distance, which the map is). Focused at a flat patch of 0.3: the
+    map's 1 gets -16 px, its 0 6.86 px (the node's blur_radius output)."""
+    import torch
+
+    v = torch.linspace(0, 1, 64).repeat(48, 1)
+    v[20:29, 28:37] = 0.3
+    settings = {**{k: v_ for k, v_ in graph(host)["3"]["inputs"].items() if not isinstance(v_, list)},
+                "near": near, "far": far, "focal_length_mm": focal_length_mm, "focus": "point",
+                "largest_blur": 16.0, "shape": "circle"}
+    _, radius = host.node_class("LEDiffLensBlur").execute(torch.from_numpy(point_scene())[None],
+                                                          depth_mask=v[None], **settings).result
+    expected = 16.0 * (0.3 - v) / 0.7
+    assert torch.allclose(radius[0], expected, atol=1e-4)
+    assert (float(radius.min()), float(radius.max())) == pytest.approx((-16.0, 6.857), abs=1e-3)
