@@ -54,7 +54,9 @@ what Depth Anything and MiDaS give), ``near = dark`` (depth, 0 = near .. 1 = far
 
 LINEAR_LEVELS = 8  # every radius up to 8 pixels is a level of its own
 LEVEL_RATIO = 1.15  # above, levels 15 % apart
-MIN_COVER = 1e-6  # coverage below this (only far outside every disc) leaves the light as it is
+
+
+
 CAT_EYE_BLOCK = 128  # cat's-eye: one kernel per block of 128 x 128 pixels (each block its own FFT)
 
 
@@ -202,16 +204,94 @@ def _membership(r: torch.Tensor, levels: list[float], i: int) -> torch.Tensor:
     return w
 
 
-def _fold(canvas: torch.Tensor, margin: int, size: int, dim: int) -> torch.Tensor:
-    """Folds the ``margin`` bands on both sides of dimension ``dim`` back into the ``size`` pixels
-    between them, reflected at the edge (pixel -1 onto 0, -2 onto 1, bouncing again for bands wider
-    than the picture): light that left the frame comes back in, none is lost."""
-    t = torch.arange(canvas.shape[dim], device=canvas.device) - margin
+def _nearer(r: torch.Tensor, levels: list[float], i: int) -> torch.Tensor:
+    """The share of each pixel of signed radius ``r`` held by levels nearer than level ``i`` (the
+    sum of their memberships, in closed form): what can hide level ``i`` there."""
+    if i == 0:
+        return torch.zeros_like(r)
+    return ((levels[i] - r) / (levels[i] - levels[i - 1])).clamp(0.0, 1.0)
+
+
+def _sum_pool(x: torch.Tensor) -> torch.Tensor:
+    """Sums of the 2 x 2 blocks of the last two dimensions (both even)."""
+    *lead, hh, ww = x.shape
+    return x.reshape(*lead, hh // 2, 2, ww // 2, 2).sum((-3, -1))
+
+
+def _up2(x: torch.Tensor) -> torch.Tensor:
+    """Twice the size in the last two dimensions, bilinear between cell centres (a fine pixel takes
+    3/4 of its cell and 1/4 of the neighbour on its side), with nothing (zeros) beyond the edges."""
+    for dim in (-2, -1):
+        n = x.shape[dim]
+        padded = torch.nn.functional.pad(x, (1, 1) if dim == -1 else (0, 0, 1, 1))
+        centre, before, after = (padded.narrow(dim, s, n) for s in (1, 0, 2))
+        pair = torch.stack([0.75 * centre + 0.25 * before, 0.75 * centre + 0.25 * after], dim=dim)
+        shape = list(x.shape)
+        shape[dim] *= 2
+        x = pair.reshape(shape)
+    return x
+
+
+def _ratio(v: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    return torch.where(c > 0, v / torch.where(c > 0, c, 1.0), 0.0)
+
+
+def fill_estimate(v: torch.Tensor, c: torch.Tensor, depth: int, rows: slice, cols: slice) -> torch.Tensor:
+    """Pull-push (Gortler et al. 1996) estimate of a layer behind the pixels that hide it: ``v``
+    [4, H, W] the layer's premultiplied light and coverage (membership x RGB, membership), ``c``
+    [H, W] the share of each pixel held by this layer and those behind it (H and W multiples of
+    2^depth, the grid aligned to the picture's). Returns, on ``rows``, ``cols`` (at least one pixel
+    from the border), the layer's light and coverage per unit of surface at its depth or behind:
+    a pixel with some of that surface gives its own ``v / c``; a pixel without, the estimate of the
+    nearest block sizes that have some (pull: sums over blocks of 2^l x 2^l pixels; push, from the
+    coarsest: each block's own ratio weighted by min(1, its surface), the rest from the coarser
+    estimate interpolated bilinearly over the blocks that have one). Zero where nothing lies
+    within reach (about 2^depth pixels)."""
+    vs, cs = [v], [c]
+    for _ in range(depth):
+        vs.append(_sum_pool(vs[-1]))
+        cs.append(_sum_pool(cs[-1]))
+    est, known = _ratio(vs[-1], cs[-1]), (cs[-1] > 0).to(v.dtype)
+    for lev in range(depth - 1, -1, -1):
+        if lev == 0:  # the pixels, only where asked (the block row/column either side for the bilinear)
+            r0, r1 = rows.start // 2 - 1, (rows.stop - 1) // 2 + 2
+            c0, c1 = cols.start // 2 - 1, (cols.stop - 1) // 2 + 2
+            est, known = est[:, r0:r1, c0:c1], known[r0:r1, c0:c1]
+        q, a = _up2(est * known), _up2(known[None])[0]
+        coarse = _ratio(q, a)
+        if lev == 0:
+            fine = (slice(rows.start - 2 * r0, rows.stop - 2 * r0), slice(cols.start - 2 * c0, cols.stop - 2 * c0))
+            here = c[rows, cols]
+            return torch.where(here > 0, _ratio(v[:, rows, cols], here), coarse[:, fine[0], fine[1]])
+        w = cs[lev].clamp(max=1.0)
+        est = w * _ratio(vs[lev], cs[lev]) + (1 - w) * coarse
+        known = ((cs[lev] > 0) | (a > 0)).to(v.dtype)
+    return _ratio(v[:, rows, cols], c[rows, cols])  # depth 0: the pixels themselves
+
+
+def _fold_into(part: torch.Tensor, start: int, size: int, lo: int, hi: int, dim: int) -> torch.Tensor:
+    """Folds ``part``, which covers picture positions ``start`` .. along dimension ``dim`` (some
+    beyond the edge of a picture ``size`` pixels long), into the positions ``lo .. hi`` it lands on,
+    reflected at the edge (position -1 onto 0, -2 onto 1, bouncing again for bands wider than the
+    picture): light that left the frame comes back in, none is lost."""
+    t = torch.arange(start, start + part.shape[dim], device=part.device)
     t = torch.remainder(t, 2 * size)
-    t = torch.where(t >= size, 2 * size - 1 - t, t)
-    shape = list(canvas.shape)
-    shape[dim] = size
-    return torch.zeros(shape, dtype=canvas.dtype, device=canvas.device).index_add_(dim, t, canvas)
+    t = torch.where(t >= size, 2 * size - 1 - t, t) - lo
+    shape = list(part.shape)
+    shape[dim] = hi - lo
+    return torch.zeros(shape, dtype=part.dtype, device=part.device).index_add_(dim, t, part)
+
+
+def _spans(size: int, margin: int, tile: int) -> list[tuple[int, int]]:
+    """The tiles of the picture along one axis: ``tile`` pixels (at least ``margin``), the last
+    merged into the one before when narrower than ``margin``, so that the band of ``margin`` pixels
+    beyond each edge folds back into the tile at that edge (one tile when the band is wider than the
+    picture)."""
+    step = max(tile, margin)
+    bounds = list(range(0, size, step)) + [size]
+    if len(bounds) > 2 and bounds[-1] - bounds[-2] < margin:
+        del bounds[-2]
+    return list(zip(bounds[:-1], bounds[1:], strict=True))
 
 
 def coverage_radius(radius: float, bokeh: Bokeh) -> float:
@@ -258,6 +338,13 @@ class _Kernels:
         return self.cache[key]
 
 
+def fill_depth(margin: int) -> int:
+    """Pyramid levels of the background fill: its blocks reach at least twice the largest radius
+    (a blurred foreground uncovers the background up to its radius from its edge, and the
+    background's own blur reaches as far again)."""
+    return max(1, math.ceil(math.log2(max(2 * margin, 2))))
+
+
 def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Bokeh(), tile: int = 512,
                     device=None, on_tile: Callable[[], None] | None = None, dtype=torch.float32,
                     cat_eye_block: int = CAT_EYE_BLOCK) -> torch.Tensor:
@@ -278,54 +365,63 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
     mags = radius_levels(largest)
     levels = [-m for m in reversed(mags[1:])] + mags  # near (negative) to far
     margin = kernel_size(mags[-1]) // 2
-    hc, wc = h + 2 * margin, w + 2 * margin
-    src = rgb.to(device=device, dtype=dtype)
-    rad = radius.to(device=device, dtype=torch.float32)
-    acc = torch.zeros(3, hc, wc, device=device, dtype=dtype)
-    cover = torch.zeros(hc, wc, device=device, dtype=dtype)
+    depth = fill_depth(margin)
+    cell = 2**depth
+    slack = 4 * cell  # what the fill of the crop's pixels can depend on: the crop is the same in every tiling
+    out = torch.empty(h, w, 3, dtype=torch.float32, device=rgb.device)
     kernels = _Kernels(bokeh, device, dtype)
     discs = _Kernels(Bokeh(), device, dtype)
-    for y0 in range(0, hc, tile):
-        for x0 in range(0, wc, tile):
-            th, tw = min(tile, hc - y0), min(tile, wc - x0)
-            ch, cw = th + 2 * margin, tw + 2 * margin
-            fft_shape = (fft_size(ch), fft_size(cw))  # zeros beyond the crop: still no wrap-around
-            # the crop's rows in picture coordinates: canvas row c is picture row c - margin
-            iy0, ix0 = y0 - 2 * margin, x0 - 2 * margin
-            sy0, sx0, sy1, sx1 = max(iy0, 0), max(ix0, 0), min(iy0 + ch, h), min(ix0 + cw, w)
-            if sy1 <= sy0 or sx1 <= sx0:
-                if on_tile:
-                    on_tile()
-                continue
-            light = torch.zeros(3, ch, cw, device=device, dtype=dtype)
-            light[:, sy0 - iy0:sy1 - iy0, sx0 - ix0:sx1 - ix0] = src[sy0:sy1, sx0:sx1].permute(2, 0, 1)
-            r = torch.full((ch, cw), math.nan, device=device)  # NaN: no pixel (outside the picture)
-            r[sy0 - iy0:sy1 - iy0, sx0 - ix0:sx1 - ix0] = rad[sy0:sy1, sx0:sx1]
+    for ty0, ty1 in _spans(h, margin, tile):
+        for tx0, tx1 in _spans(w, margin, tile):
+            # the tile's output, with the bands beyond the picture's edges that fold back into it
+            oy0, oy1 = ty0 - (margin if ty0 == 0 else 0), ty1 + (margin if ty1 == h else 0)
+            ox0, ox1 = tx0 - (margin if tx0 == 0 else 0), tx1 + (margin if tx1 == w else 0)
+            ch, cw = oy1 - oy0 + 2 * margin, ox1 - ox0 + 2 * margin  # the crop whose light reaches it
+            fft_shape = (fft_size(ch), fft_size(cw))  # zeros beyond the crop: no wrap-around
+            # the fill's crop: wider by the slack, on the fill's grid of blocks (aligned to the picture)
+            fy0, fx0 = (oy0 - margin - slack) // cell * cell, (ox0 - margin - slack) // cell * cell
+            fy1 = -((-(oy1 + margin + slack)) // cell) * cell
+            fx1 = -((-(ox1 + margin + slack)) // cell) * cell
+            rows, cols = slice(oy0 - margin - fy0, oy1 + margin - fy0), slice(ox0 - margin - fx0, ox1 + margin - fx0)
+            sy0, sx0, sy1, sx1 = max(fy0, 0), max(fx0, 0), min(fy1, h), min(fx1, w)
+            light = torch.zeros(3, fy1 - fy0, fx1 - fx0, device=device, dtype=dtype)
+            light[:, sy0 - fy0:sy1 - fy0, sx0 - fx0:sx1 - fx0] = \
+                rgb[sy0:sy1, sx0:sx1].to(device=device, dtype=dtype).permute(2, 0, 1)
+            r = torch.full(light.shape[1:], math.nan, device=device)  # NaN: no pixel (outside the picture)
+            r[sy0 - fy0:sy1 - fy0, sx0 - fx0:sx1 - fx0] = radius[sy0:sy1, sx0:sx1].to(device=device,
+                                                                                        dtype=torch.float32)
             present = ~torch.isnan(r)
+            r = torch.nan_to_num(r)
             # cat's-eye: the kernel belongs to the *source* pixel; pixels are grouped in blocks of a
             # fixed grid, each scattered with the kernel at the block's centre, so every pixel's
             # light goes through one kernel whichever tile it lands in
-            blocks = _blocks(y0 - margin, x0 - margin, ch, cw, hc, wc, cat_eye_block, margin, h, w) \
+            blocks = _blocks(oy0, ox0, ch, cw, h + 2 * margin, w + 2 * margin, cat_eye_block, margin, h, w) \
                 if bokeh.cat_eye else []
-            tile_acc = torch.zeros(3, th, tw, device=device, dtype=dtype)
-            tile_cover = torch.zeros(th, tw, device=device, dtype=dtype)
+            tile_acc = torch.zeros(3, ty1 - ty0, tx1 - tx0, device=device, dtype=dtype)
             lo, hi = float(r[present].min()), float(r[present].max())
             for i in reversed(range(len(levels))):  # far to near
                 if (i + 1 < len(levels) and levels[i + 1] <= lo) or (i > 0 and levels[i - 1] >= hi):
                     continue
-                share = torch.where(present, _membership(torch.nan_to_num(r), levels, i), 0.0).to(dtype)
+                share = torch.where(present, _membership(r, levels, i), 0.0).to(dtype)
                 if not bool(share.any()):
                     continue
                 stack = torch.cat([light * share, share[None]])
+                nearer = torch.where(present[rows, cols], _nearer(r[rows, cols], levels, i), 0.0).to(dtype)
+                if bool(nearer.any()):
+                    # the layer goes on under the nearer pixels that hide it, as far as they hide it,
+                    # with its own light and its share among the surfaces at its depth or behind
+                    behind = torch.where(present, 1 - _nearer(r, levels, i), 0.0).to(dtype)
+                    stack = stack[:, rows, cols] + nearer * fill_estimate(stack, behind, depth, rows, cols)
+                else:
+                    stack = stack[:, rows, cols]
                 size = abs(levels[i])
                 if size > 0 and bokeh.blades == 0 and not bokeh.cat_eye:
                     spectrum = kernels.spectrum(size, fft_shape, (0.0, 0.0))
                     stack = torch.fft.irfft2(torch.fft.rfft2(stack, s=fft_shape) * spectrum, s=fft_shape)
                 elif size > 0 and not bokeh.cat_eye:
-                    # a polygon: the light through it, the coverage (which decides occlusion and the
-                    # division below) through the disc of the same area, whose light folded back at
-                    # the edges covers a plane exactly once: so on one plane every pixel's light is
-                    # kept, whatever the shape
+                    # a polygon: the light through it, the coverage (which decides occlusion) through
+                    # the disc of the same area, which folded back at the edges covers a plane exactly
+                    # once: so on one plane every pixel's light is kept, whatever the shape
                     spectrum = torch.fft.rfft2(stack, s=fft_shape)
                     spectrum = torch.cat([spectrum[:3] * kernels.spectrum(size, fft_shape, (0.0, 0.0)),
                                           spectrum[3:] * discs.spectrum(coverage_radius(size, bokeh), fft_shape,
@@ -335,35 +431,34 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
                     # cat's-eye: the light through each block's kernel, the coverage through the disc
                     # as above
                     total = 0
-                    for rows, cols, position in blocks:
-                        if not bool(stack[3, rows, cols].any()):
+                    for brows, bcols, position in blocks:
+                        if not bool(stack[3, brows, bcols].any()):
                             continue
                         part = torch.zeros_like(stack[:3])
-                        part[:, rows, cols] = stack[:3, rows, cols]
+                        part[:, brows, bcols] = stack[:3, brows, bcols]
                         total = total + torch.fft.rfft2(part, s=fft_shape) * kernels.spectrum(size, fft_shape,
                                                                                                  position)
                     cover_spectrum = (torch.fft.rfft2(stack[3], s=fft_shape)
                                       * discs.spectrum(coverage_radius(size, bokeh), fft_shape, (0.0, 0.0)))
                     stack = torch.cat([torch.fft.irfft2(total, s=fft_shape),
                                        torch.fft.irfft2(cover_spectrum, s=fft_shape)[None]])
-                stack = stack[:, margin:margin + th, margin:margin + tw]
-                alpha = stack[3]
-                tile_acc = stack[:3] + (1 - alpha) * tile_acc
-                tile_cover = alpha + (1 - alpha) * tile_cover
-            acc[:, y0:y0 + th, x0:x0 + tw] = tile_acc
-            cover[y0:y0 + th, x0:x0 + tw] = tile_cover
+                stack = stack[:, margin:margin + oy1 - oy0, margin:margin + ox1 - ox0]
+                # each layer's light past the picture's edge folded back in before the next is laid over
+                if (oy0, oy1) != (ty0, ty1):
+                    stack = _fold_into(stack, oy0, h, ty0, ty1, 1)
+                if (ox0, ox1) != (tx0, tx1):
+                    stack = _fold_into(stack, ox0, w, tx0, tx1, 2)
+                tile_acc = stack[:3] + (1 - stack[3]) * tile_acc
+            out[ty0:ty1, tx0:tx1] = tile_acc.permute(1, 2, 0).to(device=rgb.device, dtype=torch.float32)
             if on_tile:
                 on_tile()
-    acc = _fold(_fold(acc, margin, h, 1), margin, w, 2)
-    cover = _fold(_fold(cover, margin, h, 0), margin, w, 1)
-    out = torch.where(cover > MIN_COVER, acc / cover.clamp_min(MIN_COVER), acc)
-    return out.permute(1, 2, 0).to(device=rgb.device, dtype=torch.float32)
+    return out
 
 
 def tiles_per_frame(h: int, w: int, largest: float, tile: int) -> int:
     """How many tiles ``lens_blur_frame`` visits for an h x w picture (for a progress bar)."""
     margin = kernel_size(radius_levels(largest)[-1]) // 2
-    return math.ceil((h + 2 * margin) / tile) * math.ceil((w + 2 * margin) / tile)
+    return len(_spans(h, margin, tile)) * len(_spans(w, margin, tile))
 
 
 def lens_blur(images: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Bokeh(), tile: int = 512, device=None,
