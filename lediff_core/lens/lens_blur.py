@@ -57,6 +57,7 @@ LEVEL_RATIO = 1.15  # above, levels 15 % apart
 
 
 
+FILL_SLACK = 2  # blocks of the coarsest fill level read around a tile
 CAT_EYE_BLOCK = 128  # cat's-eye: one kernel per block of 128 x 128 pixels (each block its own FFT)
 
 
@@ -188,85 +189,64 @@ def radius_levels(largest: float) -> list[float]:
     return levels
 
 
+def _behind(r: torch.Tensor, levels: list[float], i: int) -> torch.Tensor:
+    """The share of each pixel of signed radius ``r`` held by level ``i`` and the levels behind it
+    (a pixel between two levels is shared between them linearly): 0 in front of level ``i - 1``,
+    rising to 1 at level ``i``. One minus it is what the nearer levels hold, which can hide level
+    ``i`` there."""
+    if i == 0:
+        return torch.ones_like(r)
+    if i == len(levels):
+        return torch.zeros_like(r)
+    return ((r - levels[i - 1]) / (levels[i] - levels[i - 1])).clamp(0.0, 1.0)
+
+
 def _membership(r: torch.Tensor, levels: list[float], i: int) -> torch.Tensor:
     """The share of each pixel of signed radius ``r`` that belongs to level ``i`` (linear between
-    neighbouring levels)."""
-    here = levels[i]
-    w = torch.zeros_like(r)
-    if i > 0:
-        lo = levels[i - 1]
-        w = torch.where((r >= lo) & (r <= here), (r - lo) / (here - lo), w)
-    if i + 1 < len(levels):
-        hi = levels[i + 1]
-        w = torch.where((r >= here) & (r <= hi), (hi - r) / (hi - here), w)
-    if len(levels) == 1:
-        w = torch.ones_like(r)
-    return w
+    neighbouring levels; the shares of a pixel sum to 1)."""
+    return _behind(r, levels, i) - _behind(r, levels, i + 1)
 
 
-def _nearer(r: torch.Tensor, levels: list[float], i: int) -> torch.Tensor:
-    """The share of each pixel of signed radius ``r`` held by levels nearer than level ``i`` (the
-    sum of their memberships, in closed form): what can hide level ``i`` there."""
-    if i == 0:
-        return torch.zeros_like(r)
-    return ((levels[i] - r) / (levels[i] - levels[i - 1])).clamp(0.0, 1.0)
+TINY = 1e-30  # a divisor floor where the numerator is 0 too (no surface: no light)
 
 
-def _sum_pool(x: torch.Tensor) -> torch.Tensor:
-    """Sums of the 2 x 2 blocks of the last two dimensions (both even)."""
-    *lead, hh, ww = x.shape
-    return x.reshape(*lead, hh // 2, 2, ww // 2, 2).sum((-3, -1))
-
-
-def _up2(x: torch.Tensor) -> torch.Tensor:
-    """Twice the size in the last two dimensions, bilinear between cell centres (a fine pixel takes
-    3/4 of its cell and 1/4 of the neighbour on its side), with nothing (zeros) beyond the edges."""
-    for dim in (-2, -1):
-        n = x.shape[dim]
-        padded = torch.nn.functional.pad(x, (1, 1) if dim == -1 else (0, 0, 1, 1))
-        centre, before, after = (padded.narrow(dim, s, n) for s in (1, 0, 2))
-        pair = torch.stack([0.75 * centre + 0.25 * before, 0.75 * centre + 0.25 * after], dim=dim)
-        shape = list(x.shape)
-        shape[dim] *= 2
-        x = pair.reshape(shape)
-    return x
-
-
-def _ratio(v: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-    return torch.where(c > 0, v / torch.where(c > 0, c, 1.0), 0.0)
-
-
-def fill_estimate(v: torch.Tensor, c: torch.Tensor, depth: int, rows: slice, cols: slice) -> torch.Tensor:
-    """Pull-push (Gortler et al. 1996) estimate of a layer behind the pixels that hide it: ``v``
-    [4, H, W] the layer's premultiplied light and coverage (membership x RGB, membership), ``c``
-    [H, W] the share of each pixel held by this layer and those behind it (H and W multiples of
-    2^depth, the grid aligned to the picture's). Returns, on ``rows``, ``cols`` (at least one pixel
-    from the border), the layer's light and coverage per unit of surface at its depth or behind:
-    a pixel with some of that surface gives its own ``v / c``; a pixel without, the estimate of the
-    nearest block sizes that have some (pull: sums over blocks of 2^l x 2^l pixels; push, from the
-    coarsest: each block's own ratio weighted by min(1, its surface), the rest from the coarser
-    estimate interpolated bilinearly over the blocks that have one). Zero where nothing lies
-    within reach (about 2^depth pixels)."""
-    vs, cs = [v], [c]
+def fill_estimate(x: torch.Tensor, depth: int, rows: slice, cols: slice) -> torch.Tensor:
+    """Pull-push (Gortler et al. 1996) estimate of a layer behind the pixels that hide it. ``x``
+    [5, H, W]: the layer's premultiplied light and coverage (membership x RGB, membership) and the
+    share of each pixel held by this layer and those behind it (H and W multiples of 2^depth, the
+    grid aligned to the picture's). Returns [4, rows, cols] (``rows``, ``cols`` at least two pixels
+    from the border) the layer's light and coverage per unit of surface at its depth or behind:
+    a pixel with some of that surface gives its own ratio; a pixel without, the estimate of the
+    smallest blocks around it that have some. Pull: the sums over blocks of 2^l x 2^l pixels.
+    Push, from the coarsest: each block's own ratio weighted by min(1, its surface in pixels), the
+    rest from the coarser estimate interpolated bilinearly (3/4 the block, 1/4 its neighbour on
+    each axis) over the blocks that have one. Zero where nothing lies within reach (about
+    2^depth pixels)."""
+    pyramid = [x]
     for _ in range(depth):
-        vs.append(_sum_pool(vs[-1]))
-        cs.append(_sum_pool(cs[-1]))
-    est, known = _ratio(vs[-1], cs[-1]), (cs[-1] > 0).to(v.dtype)
+        rows_summed = pyramid[-1][:, 0::2] + pyramid[-1][:, 1::2]
+        pyramid.append(rows_summed[..., 0::2] + rows_summed[..., 1::2])
+    top = pyramid[-1]
+    known = (top[4] > 0).to(x.dtype)
+    est = top[:4] / top[4].clamp_min(TINY)
     for lev in range(depth - 1, -1, -1):
-        if lev == 0:  # the pixels, only where asked (the block row/column either side for the bilinear)
-            r0, r1 = rows.start // 2 - 1, (rows.stop - 1) // 2 + 2
-            c0, c1 = cols.start // 2 - 1, (cols.stop - 1) // 2 + 2
-            est, known = est[:, r0:r1, c0:c1], known[r0:r1, c0:c1]
-        q, a = _up2(est * known), _up2(known[None])[0]
-        coarse = _ratio(q, a)
+        if lev == 0:  # the pixels, only where asked (with a block either side for the bilinear)
+            r0, c0 = rows.start // 2 - 1, cols.start // 2 - 1
+            est, known = est[:, r0:(rows.stop - 1) // 2 + 2, c0:(cols.stop - 1) // 2 + 2], \
+                known[r0:(rows.stop - 1) // 2 + 2, c0:(cols.stop - 1) // 2 + 2]
+        up = torch.nn.functional.interpolate(torch.cat([est * known, known[None]])[None], scale_factor=2,
+                                             mode="bilinear", align_corners=False)[0]
+        coarse = up[:4] / up[4].clamp_min(TINY)
         if lev == 0:
-            fine = (slice(rows.start - 2 * r0, rows.stop - 2 * r0), slice(cols.start - 2 * c0, cols.stop - 2 * c0))
-            here = c[rows, cols]
-            return torch.where(here > 0, _ratio(v[:, rows, cols], here), coarse[:, fine[0], fine[1]])
-        w = cs[lev].clamp(max=1.0)
-        est = w * _ratio(vs[lev], cs[lev]) + (1 - w) * coarse
-        known = ((cs[lev] > 0) | (a > 0)).to(v.dtype)
-    return _ratio(v[:, rows, cols], c[rows, cols])  # depth 0: the pixels themselves
+            coarse = coarse[:, rows.start - 2 * r0:rows.stop - 2 * r0, cols.start - 2 * c0:cols.stop - 2 * c0]
+            here = x[:, rows, cols]
+            return torch.where(here[4] > 0, here[:4] / here[4].clamp_min(TINY), coarse)
+        level = pyramid[lev]
+        trust = level[4].clamp(max=1.0)  # the block's surface in pixels, at most 1
+        est = coarse + trust * (level[:4] / level[4].clamp_min(TINY) - coarse)
+        known = ((level[4] > 0) | (up[4] > 0)).to(x.dtype)
+    here = x[:, rows, cols]
+    return here[:4] / here[4].clamp_min(TINY)  # depth 0: the pixels themselves
 
 
 def _fold_into(part: torch.Tensor, start: int, size: int, lo: int, hi: int, dim: int) -> torch.Tensor:
@@ -367,7 +347,7 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
     margin = kernel_size(mags[-1]) // 2
     depth = fill_depth(margin)
     cell = 2**depth
-    slack = 4 * cell  # what the fill of the crop's pixels can depend on: the crop is the same in every tiling
+    slack = FILL_SLACK * cell  # what the fill of the crop's pixels can depend on: the crop is the same in every tiling
     out = torch.empty(h, w, 3, dtype=torch.float32, device=rgb.device)
     kernels = _Kernels(bokeh, device, dtype)
     discs = _Kernels(Bokeh(), device, dtype)
@@ -390,7 +370,7 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
             r = torch.full(light.shape[1:], math.nan, device=device)  # NaN: no pixel (outside the picture)
             r[sy0 - fy0:sy1 - fy0, sx0 - fx0:sx1 - fx0] = radius[sy0:sy1, sx0:sx1].to(device=device,
                                                                                         dtype=torch.float32)
-            present = ~torch.isnan(r)
+            present = (~torch.isnan(r)).to(dtype)
             r = torch.nan_to_num(r)
             # cat's-eye: the kernel belongs to the *source* pixel; pixels are grouped in blocks of a
             # fixed grid, each scattered with the kernel at the block's centre, so every pixel's
@@ -398,22 +378,26 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
             blocks = _blocks(oy0, ox0, ch, cw, h + 2 * margin, w + 2 * margin, cat_eye_block, margin, h, w) \
                 if bokeh.cat_eye else []
             tile_acc = torch.zeros(3, ty1 - ty0, tx1 - tx0, device=device, dtype=dtype)
-            lo, hi = float(r[present].min()), float(r[present].max())
+            lo, hi = float(r[present > 0].min()), float(r[present > 0].max())
             for i in reversed(range(len(levels))):  # far to near
                 if (i + 1 < len(levels) and levels[i + 1] <= lo) or (i > 0 and levels[i - 1] >= hi):
                     continue
-                share = torch.where(present, _membership(r, levels, i), 0.0).to(dtype)
-                if not bool(share.any()):
-                    continue
-                stack = torch.cat([light * share, share[None]])
-                nearer = torch.where(present[rows, cols], _nearer(r[rows, cols], levels, i), 0.0).to(dtype)
+                behind = _behind(r[rows, cols], levels, i) * present[rows, cols]
+                nearer = present[rows, cols] - behind
                 if bool(nearer.any()):
                     # the layer goes on under the nearer pixels that hide it, as far as they hide it,
                     # with its own light and its share among the surfaces at its depth or behind
-                    behind = torch.where(present, 1 - _nearer(r, levels, i), 0.0).to(dtype)
-                    stack = stack[:, rows, cols] + nearer * fill_estimate(stack, behind, depth, rows, cols)
+                    behind = _behind(r, levels, i) * present
+                    share = behind - _behind(r, levels, i + 1) * present
+                    if not bool(share.any()):
+                        continue
+                    x = torch.cat([light * share, share[None], behind[None]])
+                    stack = x[:4, rows, cols] + nearer * fill_estimate(x, depth, rows, cols)
                 else:
-                    stack = stack[:, rows, cols]
+                    share = behind - _behind(r[rows, cols], levels, i + 1) * present[rows, cols]
+                    if not bool(share.any()):
+                        continue
+                    stack = torch.cat([light[:, rows, cols] * share, share[None]])
                 size = abs(levels[i])
                 if size > 0 and bokeh.blades == 0 and not bokeh.cat_eye:
                     spectrum = kernels.spectrum(size, fft_shape, (0.0, 0.0))
