@@ -1,8 +1,11 @@
 """Lens Blur against references written here, not derived from the code: the thin-lens circle of
 confusion worked by hand, a one-depth scene against an FFT convolution (numpy) with the bokeh
-kernel, a 1000x point's disc (size, shape, energy) measured by its moments and area, a two-plane
-scene against a brute-force per-pixel scatter with depth-ordered compositing, and the HDR-vs-LDR
-contrast: the same blur on the 8-bit tone-mapped picture loses the highlight's energy."""
+kernel, a 1000x point's disc (size, shape, energy) measured by its moments and area (and between
+two levels against the exact disc), a foreground over a uniform background against the closed form
+blur(F a) + (1 - blur(a)) B with its light kept, a two-plane scene against a brute-force
+per-pixel scatter of the model (fill, scatter, fold, compositing by loops), the same picture
+whatever the tiles, and the HDR-vs-LDR contrast: the same blur on the 8-bit tone-mapped picture
+loses the highlight's energy."""
 
 from __future__ import annotations
 
@@ -447,3 +450,25 @@ def test_levels():
 def test_bad_settings_are_refused_by_name(make, message):
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(".", r"\.")):
         make()
+
+
+@pytest.mark.parametrize("r, bound", [(2.55, 0.16), (4.55, 0.08), (10.0, 0.065), (19.75, 0.065)])
+def test_a_point_between_two_levels_is_near_the_disc_of_its_radius(r, bound):
+    """Between two levels a point's light is shared between their discs; measured over radii 1 to
+    60 (docs/lens.md): at most 21 % of the light lies off the exact disc between 1 and 2 px, 16 %
+    between 2 and 4, 8 % between 4 and 8, 7 % above (15 % steps), the disc's rms radius within
+    1.5 % above 4 px."""
+    h = w = 2 * math.ceil(r * 1.2) + 9
+    img = torch.zeros(h, w, 3)
+    img[h // 2, w // 2] = 1000.0
+    light = lens_blur_frame(img, torch.full((h, w), r), Bokeh())[..., 1].double() / 1000
+    exact = torch.zeros(h, w, dtype=torch.float64)
+    k = bokeh_kernel(r, Bokeh(), dtype=torch.float64)
+    c = k.shape[0] // 2
+    exact[h // 2 - c:h // 2 + c + 1, w // 2 - c:w // 2 + c + 1] = k
+    assert (light - exact).abs().sum().item() / 2 < bound
+    y, x = torch.meshgrid(torch.arange(h) - h // 2, torch.arange(w) - w // 2, indexing="ij")
+    d2 = (x * x + y * y).double()
+    rms = math.sqrt((light * d2).sum() / light.sum()), math.sqrt((exact * d2).sum() / exact.sum())
+    if r > 4:
+        assert rms[0] == pytest.approx(rms[1], rel=0.015)
