@@ -319,7 +319,7 @@ class _Kernels:
     kept for the next tiles up to ``CACHE_BYTES``; beyond, computed again for each tile (keeping
     the first ones, not the latest: the tiles ask for the levels in the same order)."""
 
-    CACHE_BYTES = 16 * 2**20
+    CACHE_BYTES = 8 * 2**20
 
     def __init__(self, bokeh: Bokeh, device, dtype):
         self.bokeh, self.device, self.dtype, self.cache, self.bytes = bokeh, device, dtype, {}, 0
@@ -419,7 +419,9 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
                     if not bool(share.any()):
                         continue
                     x = torch.cat([light * share, share[None], behind[None]])
+                    del share, behind  # the crop-sized arrays go before the FFTs
                     stack = x[:4, rows, cols] + nearer * fill_estimate(x, depth, rows, cols)
+                    del x
                 else:
                     share = behind - _behind(r[rows, cols], levels, i + 1) * present[rows, cols]
                     if not bool(share.any()):
@@ -427,16 +429,16 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
                     stack = torch.cat([light[:, rows, cols] * share, share[None]])
                 size = abs(levels[i])
                 if size > 0 and bokeh.blades == 0 and not bokeh.cat_eye:
-                    spectrum = kernels.spectrum(size, fft_shape, (0.0, 0.0))
-                    stack = torch.fft.irfft2(torch.fft.rfft2(stack, s=fft_shape) * spectrum, s=fft_shape)
+                    spectrum = torch.fft.rfft2(stack, s=fft_shape)
+                    spectrum *= kernels.spectrum(size, fft_shape, (0.0, 0.0))  # in place: one spectrum held
+                    stack = torch.fft.irfft2(spectrum, s=fft_shape)
                 elif size > 0 and not bokeh.cat_eye:
                     # a polygon: the light through it, the coverage (which decides occlusion) through
                     # the disc of the same area, which folded back at the edges covers a plane exactly
                     # once: so on one plane every pixel's light is kept, whatever the shape
                     spectrum = torch.fft.rfft2(stack, s=fft_shape)
-                    spectrum = torch.cat([spectrum[:3] * kernels.spectrum(size, fft_shape, (0.0, 0.0)),
-                                          spectrum[3:] * discs.spectrum(coverage_radius(size, bokeh), fft_shape,
-                                                                        (0.0, 0.0))])
+                    spectrum[:3] *= kernels.spectrum(size, fft_shape, (0.0, 0.0))
+                    spectrum[3:] *= discs.spectrum(coverage_radius(size, bokeh), fft_shape, (0.0, 0.0))
                     stack = torch.fft.irfft2(spectrum, s=fft_shape)
                 elif size > 0:
                     # cat's-eye: the light through each block's kernel, the coverage through the disc
