@@ -339,9 +339,10 @@ class _Kernels:
 
 
 def fill_depth(margin: int) -> int:
-    """Pyramid levels of the background fill: its blocks reach at least twice the largest radius
-    (a blurred foreground uncovers the background up to its radius from its edge, and the
-    background's own blur reaches as far again)."""
+    """Pyramid levels of the background fill: its coarsest blocks are at least twice the largest
+    radius (``margin``) wide, so that the fill reaches where the picture can show it (a blurred
+    foreground uncovers the background up to its radius inside its edge, and the background's own
+    blur gathers from as far again)."""
     return max(1, math.ceil(math.log2(max(2 * margin, 2))))
 
 
@@ -368,7 +369,7 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
     margin = kernel_size(mags[-1]) // 2
     depth = fill_depth(margin)
     cell = 2**depth
-    slack = FILL_SLACK * cell  # what the fill of the crop's pixels can depend on: the crop is the same in every tiling
+    slack = FILL_SLACK * cell  # what the fill of a crop's pixels depends on: the same in every tiling
     if out is None:
         out = torch.empty(h, w, 3, dtype=torch.float32, device=rgb.device)
     kernels = _Kernels(bokeh, device, dtype)
