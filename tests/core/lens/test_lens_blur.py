@@ -340,6 +340,18 @@ def test_a_foreground_over_a_uniform_background_keeps_the_light_and_is_the_close
     assert out.astype(np.float64).sum((0, 1)) == pytest.approx(img.sum((0, 1)), rel=1e-5)
 
 
+def test_a_foreground_far_larger_than_the_fills_reach_still_keeps_the_light():
+    """The fill reaches about its coarsest block (8 px here) inside a foreground of 80 x 80: deep
+    inside it the background is not filled, where the foreground hides it whole; small tiles."""
+    img = torch.full((100, 110, 3), 3.0)
+    img[10:90, 15:95] = torch.tensor([0.2, 8.0, 1.0])
+    for front, back in [(-4.0, 3.0), (-3.0, 0.0), (0.0, 4.0), (-2.0, -1.0)]:
+        radius = torch.full((100, 110), back)
+        radius[10:90, 15:95] = front
+        out = lens_blur_frame(img, radius, Bokeh(6, 0.0), tile=32)
+        assert out.double().sum((0, 1)).tolist() == pytest.approx(img.double().sum((0, 1)).tolist(), rel=1e-5)
+
+
 def test_the_light_of_a_textured_background_moves_only_where_a_foreground_hides_it():
     """The hidden background is estimated from its neighbourhood: over a texture the total moves
     by how far the estimate misses what was hidden; an isolated highlight beside the foreground's
