@@ -407,6 +407,7 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
             blocks = _blocks(oy0, ox0, ch, cw, h + 2 * margin, w + 2 * margin, cat_eye_block, margin, h, w) \
                 if bokeh.cat_eye else []
             tile_acc = torch.zeros(3, ty1 - ty0, tx1 - tx0, device=device, dtype=dtype)
+            x, farther, farther_level = None, None, None
             lo, hi = float(r[present > 0].min()), float(r[present > 0].max())
             for i in reversed(range(len(levels))):  # far to near
                 if (i + 1 < len(levels) and levels[i + 1] <= lo) or (i > 0 and levels[i - 1] >= hi):
@@ -416,14 +417,16 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
                 if bool(nearer.any()):
                     # the layer goes on under the nearer pixels that hide it, as far as they hide it,
                     # with its own light and its share among the surfaces at its depth or behind
-                    behind = _behind(r, levels, i) * present
-                    share = behind - _behind(r, levels, i + 1) * present
-                    if not bool(share.any()):
+                    if x is None:  # one buffer for the tile's layers: light, share, share at or behind
+                        x = torch.empty(5, *light.shape[1:], device=device, dtype=dtype)
+                    torch.mul(_behind(r, levels, i), present, out=x[4])
+                    torch.sub(x[4], farther if farther_level == i + 1 else _behind(r, levels, i + 1) * present,
+                              out=x[3])
+                    if not bool(x[3].any()):
                         continue
-                    x = torch.cat([light * share, share[None], behind[None]])
-                    del share, behind  # the crop-sized arrays go before the FFTs
+                    torch.mul(light, x[3], out=x[:3])
                     stack = x[:4, rows, cols] + nearer * fill_estimate(x, depth, rows, cols)
-                    del x
+                    farther, farther_level = x[4].clone(), i  # the next (nearer) level's "behind the next"
                 else:
                     share = behind - _behind(r[rows, cols], levels, i + 1) * present[rows, cols]
                     if not bool(share.any()):
