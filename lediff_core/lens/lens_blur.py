@@ -245,15 +245,13 @@ def fill_estimate(x: torch.Tensor, depth: int, rows: slice, cols: slice) -> torc
         rows_summed = pyramid[-1][:, 0::2] + pyramid[-1][:, 1::2]
         pyramid.append(rows_summed[..., 0::2] + rows_summed[..., 1::2])
     top = pyramid[-1]
-    known = (top[4] > 0).to(x.dtype)
-    est = top[:4] / top[4].clamp_min(TINY)
+    # the estimate (0 where nothing is known) and whether it is known, in one array for the bilinear
+    est = torch.cat([top[:4] / top[4].clamp_min(TINY), (top[4] > 0).to(x.dtype)[None]])
     for lev in range(depth - 1, -1, -1):
         if lev == 0:  # the pixels, only where asked (with a block either side for the bilinear)
             r0, c0 = rows.start // 2 - 1, cols.start // 2 - 1
-            est, known = est[:, r0:(rows.stop - 1) // 2 + 2, c0:(cols.stop - 1) // 2 + 2], \
-                known[r0:(rows.stop - 1) // 2 + 2, c0:(cols.stop - 1) // 2 + 2]
-        up = torch.nn.functional.interpolate(torch.cat([est * known, known[None]])[None], scale_factor=2,
-                                             mode="bilinear", align_corners=False)[0]
+            est = est[:, r0:(rows.stop - 1) // 2 + 2, c0:(cols.stop - 1) // 2 + 2]
+        up = torch.nn.functional.interpolate(est[None], scale_factor=2, mode="bilinear", align_corners=False)[0]
         coarse = up[:4] / up[4].clamp_min(TINY)
         if lev == 0:
             coarse = coarse[:, rows.start - 2 * r0:rows.stop - 2 * r0, cols.start - 2 * c0:cols.stop - 2 * c0]
@@ -261,8 +259,9 @@ def fill_estimate(x: torch.Tensor, depth: int, rows: slice, cols: slice) -> torc
             return torch.where(here[4] > 0, here[:4] / here[4].clamp_min(TINY), coarse)
         level = pyramid[lev]
         trust = level[4].clamp(max=1.0)  # the block's surface in pixels, at most 1
-        est = coarse + trust * (level[:4] / level[4].clamp_min(TINY) - coarse)
-        known = ((level[4] > 0) | (up[4] > 0)).to(x.dtype)
+        est = torch.empty_like(up)
+        torch.add(coarse, trust * (level[:4] / level[4].clamp_min(TINY) - coarse), out=est[:4])
+        torch.logical_or(level[4] > 0, up[4] > 0, out=est[4])
     here = x[:, rows, cols]
     return here[:4] / here[4].clamp_min(TINY)  # depth 0: the pixels themselves
 
