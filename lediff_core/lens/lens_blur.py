@@ -189,12 +189,18 @@ def blur_radius_map(depth: torch.Tensor | None, height: int, width: int, convent
                                                 align_corners=False)[:, 0]
     depth = depth.double()
     if convention == "blur radius":
+        largest = float(depth.abs().max())
+        if largest > max(height, width):
+            raise ValueError(f"the blur-radius map holds radii up to {largest:.4g} pixels, larger than the picture "
+                             f"({width}x{height}); its values are read as pixels of blur (negative: in front of the "
+                             "focus), so scale the map down, or pick the depth convention it was made in")
         return depth.float(), notes
     s = distances(depth, convention, near, far)
     check_distances(s, lens.focal_length_mm / 1000.0, "the depth map's distance")
     if focus_point is not None:
         focus_distance = focus_at_point(s[0], *focus_point)
-        notes.append(f"focused at {focus_distance:.4g} (the depth at x {focus_point[0]}, y {focus_point[1]})")
+        notes.append(f"focused at {focus_distance:.4g} (the unit of near and far, e.g. metres; the depth at "
+                     f"x {focus_point[0]}, y {focus_point[1]})")
     return signed_radius(s, focus_distance, lens, width, near, far), notes
 
 
