@@ -234,6 +234,26 @@ def _membership(r: torch.Tensor, levels: list[float], i: int) -> torch.Tensor:
 TINY = 1e-30  # a divisor floor where the numerator is 0 too (no surface: no light)
 
 
+def _upsample(x: torch.Tensor) -> torch.Tensor:
+    """``x`` [C, h, w] at twice the size, bilinear (each new pixel 3/4 of the nearer old one and 1/4
+    of the next on each axis, the edge's own value beyond the edge: ``interpolate``'s bilinear with
+    ``align_corners=False``). The same operations on every pixel (a quarter scales exactly, then one
+    rounding), so a part of ``x`` gives the same values, bit for bit, away from its edges."""
+    c, h, w = x.shape
+    tall = torch.empty(c, h, 2, w + 2, dtype=x.dtype, device=x.device)  # a column either side, for the next pass
+    padded = torch.cat([x[:, :1], x, x[:, -1:]], 1)
+    mid = padded[:, 1:-1] * 0.75
+    torch.add(mid, padded[:, :-2], alpha=0.25, out=tall[:, :, 0, 1:-1])
+    torch.add(mid, padded[:, 2:], alpha=0.25, out=tall[:, :, 1, 1:-1])
+    tall = tall.view(c, 2 * h, w + 2)
+    tall[:, :, 0], tall[:, :, -1] = tall[:, :, 1], tall[:, :, -2]
+    out = torch.empty(c, 2 * h, w, 2, dtype=x.dtype, device=x.device)
+    mid = tall[:, :, 1:-1] * 0.75
+    torch.add(mid, tall[:, :, :-2], alpha=0.25, out=out[..., 0])
+    torch.add(mid, tall[:, :, 2:], alpha=0.25, out=out[..., 1])
+    return out.view(c, 2 * h, 2 * w)
+
+
 def fill_estimate(x: torch.Tensor, depth: int, rows: slice, cols: slice) -> torch.Tensor:
     """Pull-push (Gortler et al. 1996) estimate of a layer behind the pixels that hide it. ``x``
     [5, H, W]: the layer's premultiplied light and coverage (membership x RGB, membership) and the
@@ -257,12 +277,15 @@ def fill_estimate(x: torch.Tensor, depth: int, rows: slice, cols: slice) -> torc
         if lev == 0:  # the pixels, only where asked (with a block either side for the bilinear)
             r0, c0 = rows.start // 2 - 1, cols.start // 2 - 1
             est = est[:, r0:(rows.stop - 1) // 2 + 2, c0:(cols.stop - 1) // 2 + 2]
-        up = torch.nn.functional.interpolate(est[None], scale_factor=2, mode="bilinear", align_corners=False)[0]
+        up = _upsample(est)
         coarse = up[:4] / up[4].clamp_min(TINY)
         if lev == 0:
             coarse = coarse[:, rows.start - 2 * r0:rows.stop - 2 * r0, cols.start - 2 * c0:cols.stop - 2 * c0]
             here = x[:, rows, cols]
-            return torch.where(here[4] > 0, here[:4] / here[4].clamp_min(TINY), coarse)
+            # the pixel's own ratio where it has some of the surface, else the coarser estimate: its
+            # light and coverage are 0 where it has none (a share of the layer lies at its depth), so
+            # the own ratio is 0 there and the estimate adds to it (no 4-channel where)
+            return (here[:4] / here[4].clamp_min(TINY)).add_(coarse * (here[4] == 0))
         level = pyramid[lev]
         trust = level[4].clamp(max=1.0)  # the block's surface in pixels, at most 1
         est = torch.empty_like(up)
@@ -270,6 +293,43 @@ def fill_estimate(x: torch.Tensor, depth: int, rows: slice, cols: slice) -> torc
         torch.logical_or(level[4] > 0, up[4] > 0, out=est[4])
     here = x[:, rows, cols]
     return here[:4] / here[4].clamp_min(TINY)  # depth 0: the pixels themselves
+
+
+def _span(values: torch.Tensor, row0: int = 0, col0: int = 0):
+    """The rows and columns [start, stop) that hold the values above 0 of ``values`` [H, W] (at
+    least 0; offset by ``row0``, ``col0``), or None if none is."""
+    rows = (values.amax(1) > 0).nonzero()
+    if rows.numel() == 0:
+        return None
+    cols = (values.amax(0) > 0).nonzero()
+    return ((row0 + int(rows[0]), row0 + int(rows[-1]) + 1), (col0 + int(cols[0]), col0 + int(cols[-1]) + 1))
+
+
+def _intersect(a: tuple[int, int], b: tuple[int, int]):
+    lo, hi = max(a[0], b[0]), min(a[1], b[1])
+    return (lo, hi) if lo < hi else None
+
+
+def _reach(lo: int, hi: int, depth: int) -> tuple[int, int]:
+    """The pixels [lo, hi) along one axis where ``fill_estimate`` can be non-zero when the layer's
+    pixels lie in [lo, hi): their blocks at the coarsest level, each push widening by one block of
+    the level above on either side (the bilinear)."""
+    a, b = lo >> depth, ((hi - 1) >> depth) + 1
+    for _ in range(depth):
+        a, b = 2 * a - 1, 2 * b + 1
+    return a, b
+
+
+def _cone(lo: int, hi: int, depth: int, size: int) -> tuple[int, int]:
+    """The part [start, stop) of an axis ``size`` pixels long (a multiple of 2^depth) that
+    ``fill_estimate`` reads for the pixels [lo, hi): on the grid of its coarsest blocks, the blocks
+    of every level that the bilinear of the pixels asks for, and those that ask for them, so that
+    computed on that part alone the estimate is the same there, bit for bit."""
+    a, b = lo // 2 - 1, (hi - 1) // 2 + 2  # level 1: as fill_estimate reads it for the pixels
+    for _ in range(depth - 1):
+        a, b = (a - 1) // 2, b // 2 + 1
+    cell = 2**depth
+    return max(a * cell, 0), min(b * cell, size)
 
 
 def _fold_into(part: torch.Tensor, start: int, size: int, lo: int, hi: int, dim: int) -> torch.Tensor:
@@ -427,11 +487,32 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
                     torch.mul(_behind(r, levels, i), present, out=x[4])
                     torch.sub(x[4], farther if farther_level == i + 1 else _behind(r, levels, i + 1) * present,
                               out=x[3])
-                    if not bool(x[3].any()):
+                    layer = _span(x[3])  # at least 0: the share behind falls level by level
+                    if layer is None:
                         continue
                     torch.mul(light, x[3], out=x[:3])
-                    stack = x[:4, rows, cols] + nearer * fill_estimate(x, depth, rows, cols)
-                    farther, farther_level = x[4].clone(), i  # the next (nearer) level's "behind the next"
+                    stack = x[:4, rows, cols]
+                    # the fill is 0 beyond the estimate's reach from the layer's pixels and where nothing
+                    # nearer hides it: computed only where both are, over the blocks it depends on there
+                    hidden = _span(nearer, rows.start, cols.start)
+                    need = [_intersect(hidden[k], _reach(*layer[k], depth)) for k in (0, 1)]
+                    if None not in need:
+                        (ny0, ny1), (nx0, nx1) = need
+                        (sy0_, sy1_), (sx0_, sx1_) = (_cone(ny0, ny1, depth, x.shape[1]),
+                                                      _cone(nx0, nx1, depth, x.shape[2]))
+                        estimate = fill_estimate(x[:, sy0_:sy1_, sx0_:sx1_], depth, slice(ny0 - sy0_, ny1 - sy0_),
+                                                 slice(nx0 - sx0_, nx1 - sx0_))
+                        near = (slice(ny0 - rows.start, ny1 - rows.start), slice(nx0 - cols.start, nx1 - cols.start))
+                        estimate *= nearer[near]
+                        if estimate.shape[1:] == stack.shape[1:]:
+                            stack = stack + estimate
+                        else:
+                            stack = stack.clone()
+                            stack[:, near[0], near[1]] += estimate
+                    if farther is None:
+                        farther = torch.empty_like(x[4])
+                    farther.copy_(x[4])  # the next (nearer) level's "behind the next"
+                    farther_level = i
                 else:
                     share = behind - _behind(r[rows, cols], levels, i + 1) * present[rows, cols]
                     if not bool(share.any()):
