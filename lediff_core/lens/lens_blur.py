@@ -472,52 +472,47 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
             blocks = _blocks(oy0, ox0, ch, cw, h + 2 * margin, w + 2 * margin, cat_eye_block, margin, h, w) \
                 if bokeh.cat_eye else []
             tile_acc = torch.zeros(3, ty1 - ty0, tx1 - tx0, device=device, dtype=dtype)
-            x, farther, farther_level = None, None, None
+            # the layer (light, share) and the share at its depth or behind, over the fill's crop
+            x = torch.empty(5, *light.shape[1:], device=device, dtype=dtype)
+            farther, farther_level = torch.empty_like(x[4]), None  # the share behind the level after
             lo, hi = float(r[present > 0].min()), float(r[present > 0].max())
             for i in reversed(range(len(levels))):  # far to near
                 if (i + 1 < len(levels) and levels[i + 1] <= lo) or (i > 0 and levels[i - 1] >= hi):
                     continue
-                behind = _behind(r[rows, cols], levels, i) * present[rows, cols]
-                nearer = present[rows, cols] - behind
-                if bool(nearer.any()):
-                    # the layer goes on under the nearer pixels that hide it, as far as they hide it,
-                    # with its own light and its share among the surfaces at its depth or behind
-                    if x is None:  # one buffer for the tile's layers: light, share, share at or behind
-                        x = torch.empty(5, *light.shape[1:], device=device, dtype=dtype)
-                    torch.mul(_behind(r, levels, i), present, out=x[4])
-                    torch.sub(x[4], farther if farther_level == i + 1 else _behind(r, levels, i + 1) * present,
-                              out=x[3])
-                    layer = _span(x[3])  # at least 0: the share behind falls level by level
-                    if layer is None:
-                        continue
+                torch.mul(_behind(r, levels, i), present, out=x[4])
+                torch.sub(x[4], farther if farther_level == i + 1 else _behind(r, levels, i + 1) * present, out=x[3])
+                farther.copy_(x[4])  # the next (nearer) level's "behind the next"
+                farther_level = i
+                layer = _span(x[3])  # at least 0: the share behind falls level by level
+                if layer is None:
+                    continue
+                # the layer goes on under the nearer pixels that hide it, as far as they hide it, with
+                # its own light and its share among the surfaces at its depth or behind: the fill is 0
+                # beyond the estimate's reach from the layer's pixels and where nothing nearer hides
+                # it, so it is computed only where both are, over the blocks it depends on there
+                nearer = present[rows, cols] - x[4, rows, cols]
+                hidden = _span(nearer, rows.start, cols.start)
+                need = None if hidden is None else [_intersect(hidden[k], _reach(*layer[k], depth)) for k in (0, 1)]
+                if need is None or None in need:
+                    if None in (_intersect(layer[0], (rows.start, rows.stop)),
+                                _intersect(layer[1], (cols.start, cols.stop))):
+                        continue  # neither the layer's pixels nor its fill in the crop
+                    torch.mul(light[:, rows, cols], x[3, rows, cols], out=x[:3, rows, cols])
+                    stack = x[:4, rows, cols]
+                else:
                     torch.mul(light, x[3], out=x[:3])
                     stack = x[:4, rows, cols]
-                    # the fill is 0 beyond the estimate's reach from the layer's pixels and where nothing
-                    # nearer hides it: computed only where both are, over the blocks it depends on there
-                    hidden = _span(nearer, rows.start, cols.start)
-                    need = [_intersect(hidden[k], _reach(*layer[k], depth)) for k in (0, 1)]
-                    if None not in need:
-                        (ny0, ny1), (nx0, nx1) = need
-                        (sy0_, sy1_), (sx0_, sx1_) = (_cone(ny0, ny1, depth, x.shape[1]),
-                                                      _cone(nx0, nx1, depth, x.shape[2]))
-                        estimate = fill_estimate(x[:, sy0_:sy1_, sx0_:sx1_], depth, slice(ny0 - sy0_, ny1 - sy0_),
-                                                 slice(nx0 - sx0_, nx1 - sx0_))
-                        near = (slice(ny0 - rows.start, ny1 - rows.start), slice(nx0 - cols.start, nx1 - cols.start))
-                        estimate *= nearer[near]
-                        if estimate.shape[1:] == stack.shape[1:]:
-                            stack = stack + estimate
-                        else:
-                            stack = stack.clone()
-                            stack[:, near[0], near[1]] += estimate
-                    if farther is None:
-                        farther = torch.empty_like(x[4])
-                    farther.copy_(x[4])  # the next (nearer) level's "behind the next"
-                    farther_level = i
-                else:
-                    share = behind - _behind(r[rows, cols], levels, i + 1) * present[rows, cols]
-                    if not bool(share.any()):
-                        continue
-                    stack = torch.cat([light[:, rows, cols] * share, share[None]])
+                    (ny0, ny1), (nx0, nx1) = need
+                    (sy0_, sy1_), (sx0_, sx1_) = _cone(ny0, ny1, depth, x.shape[1]), _cone(nx0, nx1, depth, x.shape[2])
+                    estimate = fill_estimate(x[:, sy0_:sy1_, sx0_:sx1_], depth, slice(ny0 - sy0_, ny1 - sy0_),
+                                             slice(nx0 - sx0_, nx1 - sx0_))
+                    near = (slice(ny0 - rows.start, ny1 - rows.start), slice(nx0 - cols.start, nx1 - cols.start))
+                    estimate *= nearer[near]
+                    if estimate.shape[1:] == stack.shape[1:]:
+                        stack = stack + estimate
+                    else:
+                        stack = stack.clone()
+                        stack[:, near[0], near[1]] += estimate
                 size = abs(levels[i])
                 if size > 0 and bokeh.blades == 0 and not bokeh.cat_eye:
                     spectrum = torch.fft.rfft2(stack, s=fft_shape)
