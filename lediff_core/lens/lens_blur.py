@@ -537,6 +537,8 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
                         part[:, brows, bcols] = stack[:3, brows, bcols]
                         total = total + torch.fft.rfft2(part, s=fft_shape) * kernels.spectrum(size, fft_shape,
                                                                                                  position)
+                    if isinstance(total, int):
+                        continue  # no coverage in the crop (a hull of the layer's pixels held none): nothing
                     cover_spectrum = (torch.fft.rfft2(stack[3], s=fft_shape)
                                       * discs.spectrum(coverage_radius(size, bokeh), fft_shape, (0.0, 0.0)))
                     stack = torch.cat([torch.fft.irfft2(total, s=fft_shape),

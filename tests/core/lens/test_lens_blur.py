@@ -353,6 +353,70 @@ def test_a_foreground_far_larger_than_the_fills_reach_still_keeps_the_light():
         assert out.double().sum((0, 1)).tolist() == pytest.approx(img.double().sum((0, 1)).tolist(), rel=1e-5)
 
 
+
+def test_the_fill_computed_only_where_it_is_needed_is_the_fill_computed_everywhere(monkeypatch):
+    """The fill of each layer is computed only over the box where a nearer pixel lies within the
+    estimate's reach of the layer's pixels (and the blocks that box depends on): the same picture,
+    bit for bit, as computing it over each tile's whole crop. Small foregrounds over a texture, a
+    highlight beside one, levels that reach some tiles and not others, and random depth."""
+    from lediff_core.lens import lens_blur as module
+
+    g = np.random.default_rng(7)
+    img = hdr_scene(60, 80, seed=3)
+    ramp = torch.linspace(-2.0, 5.0, 80)[None].expand(60, 80).clone()
+    ramp[12:18, 20:25] = -5.0
+    ramp[40:43, 60:68] = -1.0
+    ramp[3:6, 70:73] = 0.0
+    noisy = ramp.clone()
+    noisy[30:50, 5:25] = torch.from_numpy(g.uniform(-4, 5, (20, 20))).float()
+    cases = [(ramp, Bokeh(6, 0.0), 24), (noisy, Bokeh(0, 0.0), 32), (noisy, Bokeh(5, 0.0, 0.8), 32)]
+    cone, parts = module._cone, []
+
+    def recorded(lo, hi, depth, size):  # the shortcut: how much of each axis the fill reads
+        parts.append(cone(lo, hi, depth, size)[1] - cone(lo, hi, depth, size)[0] < size)
+        return cone(lo, hi, depth, size)
+
+    monkeypatch.setattr(module, "_cone", recorded)
+    fast = [lens_blur_frame(img, radius, bokeh, tile=tile) for radius, bokeh, tile in cases]
+    assert any(parts)  # the fill read only part of a crop
+    monkeypatch.setattr(module, "_reach", lambda lo, hi, depth: (-10**9, 10**9))  # the estimate anywhere
+    monkeypatch.setattr(module, "_cone", lambda lo, hi, depth, size: (0, size))  # over the whole crop
+    for (radius, bokeh, tile), one in zip(cases, fast, strict=True):
+        assert torch.equal(lens_blur_frame(img, radius, bokeh, tile=tile), one)
+
+
+def test_the_fills_estimate_on_a_part_is_the_estimate_on_the_whole_and_0_beyond_its_reach():
+    """What the shortcut above relies on: on the part of the picture ``_cone`` gives, the pull-push
+    estimate of the pixels asked for is the whole picture's, bit for bit; beyond ``_reach`` of the
+    layer's pixels it is 0."""
+    from lediff_core.lens.lens_blur import _cone, _reach, fill_estimate
+
+    g = torch.Generator().manual_seed(1)
+    for depth in (1, 2, 3, 4):
+        cell = 2**depth
+        size = cell * 20
+        x = torch.rand(5, size, size, generator=g)
+        x[4] *= x[4] > 0.6
+        x[3] = x[4] * torch.rand(size, size, generator=g)
+        x[:3] *= x[3]
+        whole = fill_estimate(x, depth, slice(2 * cell, size - 2 * cell), slice(2 * cell, size - 2 * cell))
+        for lo in range(2 * cell, 2 * cell + 3 * cell, max(1, cell // 2)):
+            for hi in (lo + 1, lo + 7, size - 2 * cell):
+                a, b = _cone(lo, hi, depth, size)
+                part = fill_estimate(x[:, a:b], depth, slice(lo - a, hi - a), slice(2 * cell, size - 2 * cell))
+                assert torch.equal(part, whole[:, lo - 2 * cell:hi - 2 * cell])
+        sparse = torch.zeros_like(x)
+        dot = (slice(9 * cell + 1, 9 * cell + 3), slice(10 * cell, 10 * cell + 1))  # the only surface
+        sparse[:, dot[0], dot[1]] = torch.tensor([2.0, 3.0, 5.0, 0.5, 1.0])[:, None, None]
+        inner = slice(2 * cell, size - 2 * cell)
+        estimate = fill_estimate(sparse, depth, inner, inner)
+        (r0, r1), (c0, c1) = _reach(dot[0].start, dot[0].stop, depth), _reach(dot[1].start, dot[1].stop, depth)
+        reached = (slice(max(r0, inner.start) - inner.start, min(r1, inner.stop) - inner.start),
+                   slice(max(c0, inner.start) - inner.start, min(c1, inner.stop) - inner.start))
+        assert estimate[0][reached].abs().sum() > 0
+        estimate[:, reached[0], reached[1]] = 0
+        assert not estimate.any()
+
 def test_the_light_of_a_textured_background_moves_only_where_a_foreground_hides_it():
     """The hidden background is estimated from its neighbourhood: over a texture the total moves
     by how far the estimate misses what was hidden; an isolated highlight beside the foreground's
