@@ -13,8 +13,9 @@ the layer is *filled on* under the nearer pixels that hide it, as far as they hi
 which a share ``n`` belongs to nearer levels gets ``n`` times the layer's estimated light and
 coverage per unit of the surfaces at its depth or behind (its own ratio where the pixel has some
 of them, else a pull-push estimate from the nearest blocks of the picture that have: see
-``fill_estimate``). So the hidden background exists behind a foreground, with the neighbourhood's
-light, and the farthest layer around a pixel covers it fully. Each filled layer's light and
+``fill_estimate``; computed only where a nearer pixel lies within the estimate's reach of the
+layer's pixels, elsewhere it is 0). So the hidden background exists behind a foreground, with the
+neighbourhood's light, and the farthest layer around a pixel covers it fully. Each filled layer's light and
 coverage are convolved with that level's bokeh kernel (FFT), the light scattered past the picture's
 edge folded back in (reflected at the edge), and the layers composited from the farthest to the
 nearest with *over*: ``acc = light + (1 - cover) * acc``, with no division. A sharp foreground
