@@ -501,10 +501,12 @@ def lens_blur_frame(rgb: torch.Tensor, radius: torch.Tensor, bokeh: Bokeh = Boke
                     torch.mul(light[:, rows, cols], x[3, rows, cols], out=x[:3, rows, cols])
                     stack = x[:4, rows, cols]
                 else:
-                    torch.mul(light, x[3], out=x[:3])
-                    stack = x[:4, rows, cols]
                     (ny0, ny1), (nx0, nx1) = need
                     (sy0_, sy1_), (sx0_, sx1_) = _cone(ny0, ny1, depth, x.shape[1]), _cone(nx0, nx1, depth, x.shape[2])
+                    both = (slice(min(sy0_, rows.start), max(sy1_, rows.stop)),
+                            slice(min(sx0_, cols.start), max(sx1_, cols.stop)))  # the crop and what the fill reads
+                    torch.mul(light[:, both[0], both[1]], x[3, both[0], both[1]], out=x[:3, both[0], both[1]])
+                    stack = x[:4, rows, cols]
                     estimate = fill_estimate(x[:, sy0_:sy1_, sx0_:sx1_], depth, slice(ny0 - sy0_, ny1 - sy0_),
                                              slice(nx0 - sx0_, nx1 - sx0_))
                     near = (slice(ny0 - rows.start, ny1 - rows.start), slice(nx0 - cols.start, nx1 - cols.start))
