@@ -73,9 +73,6 @@ what Depth Anything and MiDaS give), ``near = dark`` (depth, 0 = near .. 1 = far
 
 LINEAR_LEVELS = 8  # every radius up to 8 pixels is a level of its own
 LEVEL_RATIO = 1.15  # above, levels 15 % apart
-
-
-
 FILL_SLACK = 2  # blocks of the coarsest fill level read around a tile
 CAT_EYE_BLOCK = 128  # cat's-eye: one kernel per block of 128 x 128 pixels (each block its own FFT)
 
