@@ -64,7 +64,7 @@ for i in range({items}):
 
 def overhead(base: str, workflow: str, photos: str, work: str, repeat: int) -> tuple[float, float]:
     from lediff_runner.batch import BatchConfig, Item, ItemRunner
-    from lediff_runner.workflow import with_input
+    from lediff_runner.workflow import with_inputs
 
     direct_in = os.path.join(work, "direct_in")
     runner_in = os.path.join(work, "runner_in")
@@ -84,7 +84,7 @@ def overhead(base: str, workflow: str, photos: str, work: str, repeat: int) -> t
 
     def direct(i):
         host.set_folders(input_dir=direct_in, output_dir=direct_out)
-        host.run(with_input(runner.prompt, runner.loader, runner.loader_input, f"d{i}.png"))
+        host.run(with_inputs(runner.prompt, {runner.loader: {runner.loader_input: f"d{i}.png"}}))
 
     def batch_item(i):
         runner.run(Item(f"r{i}", os.path.join(runner_in, f"r{i}.png")), f"t{i}")

@@ -68,7 +68,7 @@ class _Worker:
     def info(self) -> dict:
         import socket
 
-        return {"pid": os.getpid(), "host": socket.gethostname(), "extensions": self.runner.extensions}
+        return {"pid": os.getpid(), "host": socket.gethostname()}
 
     def run(self, item: Item, token: str, attempt: int) -> float:
         start = time.perf_counter()

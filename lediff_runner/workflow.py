@@ -169,11 +169,6 @@ def find_paired(types: dict[str, str], paired: tuple[str, ...]) -> dict[str, tup
     return loaders
 
 
-def with_input(prompt: dict, node_id: str, input_name: str, value) -> dict:
-    """A copy of the prompt with one node input replaced."""
-    return with_inputs(prompt, {node_id: {input_name: value}})
-
-
 def with_inputs(prompt: dict, values: dict[str, dict]) -> dict:
     """A copy of the prompt with node inputs replaced: ``values`` is {node id: {input name: value}}."""
     prompt = copy.deepcopy(prompt)
