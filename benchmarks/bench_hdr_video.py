@@ -72,7 +72,10 @@ def cpu_and_wall(fn) -> tuple[float, float]:
 def raw_encode(path: str, planes: list[np.ndarray], settings: video.VideoSettings, report) -> None:
     import av
 
-    with av.open(path, mode="w", format=video.CONTAINERS[settings.container]) as out:
+    from lediff_core.io.scheduling import ordinary_scheduling
+
+    # as write_video does: libsvtav1 would otherwise run the baseline at real-time priority
+    with ordinary_scheduling(), av.open(path, mode="w", format=video.CONTAINERS[settings.container]) as out:
         stream = video.add_video_stream(out, settings, report)
         for i, p in enumerate(planes):
             out.mux(stream.encode(video.video_frame(p, settings, i, report.rate)))

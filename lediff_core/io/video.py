@@ -85,6 +85,7 @@ from .display.avif import (
     signal_range,
 )
 from .display.metadata import clli_box, mdcv_box, moov_with_video_entry_boxes
+from .scheduling import ordinary_scheduling
 
 
 @dataclass(frozen=True)
@@ -773,6 +774,11 @@ def write_video(path: str, frames, settings: VideoSettings, audio: dict | None =
         for key, value in (metadata or {}).items():
             out.metadata[key] = value
         stream = add_video_stream(out, settings, report)
+
+        def encode(frame):  # libsvtav1 would make this thread and its own real-time (scheduling.py)
+            with ordinary_scheduling():
+                return stream.encode(frame)
+
         packets = _VideoPackets(out, settings, report)
         sound = _Audio(out, audio, report.frames, report.rate) if audio is not None else None
         # one frame converted at a time, on a converter thread: on a GPU it converts frame i + 1
@@ -789,14 +795,14 @@ def write_video(path: str, frames, settings: VideoSettings, audio: dict | None =
                 more = i + 1 < report.frames
                 if more and ahead:
                     pending = converter.submit(ycbcr_frame, frames[i + 1], settings, device, convert)
-                packets.mux(stream.encode(video_frame(planes, settings, i, report.rate)))
+                packets.mux(encode(video_frame(planes, settings, i, report.rate)))
                 if sound is not None:
                     sound.send_until(i + 1)
                 if on_frame is not None:
                     on_frame(i)
                 if more and not ahead:
                     pending = converter.submit(ycbcr_frame, frames[i + 1], settings, device, convert)
-        packets.mux(stream.encode(None))
+        packets.mux(encode(None))
         if sound is not None:
             sound.finish()
     if boxes:

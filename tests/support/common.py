@@ -26,6 +26,19 @@ def require_tool(name: str) -> str:
     return path
 
 
+def real_time_threads() -> list[tuple[int, str]]:
+    """This process's threads under a real-time policy (SCHED_FIFO or SCHED_RR), as (id, name)."""
+    found = []
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            if os.sched_getscheduler(int(tid)) in (os.SCHED_FIFO, os.SCHED_RR):
+                with open(f"/proc/self/task/{tid}/comm") as f:
+                    found.append((int(tid), f.read().strip()))
+        except OSError:
+            pass  # a thread that has just ended
+    return found
+
+
 @contextlib.contextmanager
 def small_disk(path, size_kb):
     """``path`` as an empty file system of ``size_kb`` (tmpfs); skips where mounting is not allowed."""
