@@ -52,12 +52,10 @@ def _capabilities():
     return (header, data) if _LIBC.capget(ctypes.byref(header), data) == 0 else None
 
 
-def _set_capabilities(caps) -> None:
+def _set_capabilities(caps) -> bool:
     header, data = caps
     header.pid = 0
-    if _LIBC.capset(ctypes.byref(header), data) != 0:
-        errno = ctypes.get_errno()
-        raise OSError(errno, f"capset: {os.strerror(errno)}")
+    return _LIBC.capset(ctypes.byref(header), data) == 0
 
 
 @contextmanager
@@ -72,10 +70,11 @@ def ordinary_scheduling():
     policy, param = os.sched_getscheduler(0), os.sched_getparam(0)
     caps = _capabilities()
     nice_bit = 1 << CAP_SYS_NICE
-    dropped = caps is not None and bool(caps[1][0].effective & nice_bit)
-    if dropped:
+    dropped = False
+    if caps is not None and caps[1][0].effective & nice_bit:
         caps[1][0].effective &= ~nice_bit
-        _set_capabilities(caps)
+        # where a sandbox refuses capset, the policy is still put back after the call
+        dropped = _set_capabilities(caps)
     rtprio = resource.getrlimit(resource.RLIMIT_RTPRIO)
     if rtprio[0] != 0:
         resource.setrlimit(resource.RLIMIT_RTPRIO, (0, rtprio[1]))
