@@ -4,7 +4,7 @@ SVT-AV1 (``libsvtav1``, the ``av1`` codec of Save HDR Video, bundled in PyAV's w
 thread that opens an encoder to ``SCHED_FIFO`` priority 99 whenever the system lets it — a process
 running as root with ``CAP_SYS_NICE`` (a bare-metal or privileged-container ComfyUI, a CI runner), or
 an ``RLIMIT_RTPRIO`` of 99 — and never switches it back; the encoder's worker threads (about 40)
-inherit the policy. Measured here as root: after one 3-frame encode the calling thread stays at
+inherit the policy. Measured here as root: after one short encode the calling thread stays at
 FIFO 99 for good, and 38 of the process's 40 threads run at FIFO 99 while it encodes. A ComfyUI
 executor thread left at FIFO 99 outranks everything else on the machine: its next sampler run can
 starve the server, the desktop and other users (the kernel leaves ordinary tasks 5 % of each
