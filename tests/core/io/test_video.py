@@ -333,7 +333,6 @@ def test_a_disk_that_fills_mid_clip_publishes_nothing(tmp_path, container):
 REAL_TIME = r"""
 import contextlib, hashlib, json, os, sys, threading
 import av, numpy as np
-sys.path.insert(0, "tests")
 from lediff_core.io import video
 from support.common import real_time_threads
 
@@ -371,7 +370,8 @@ def test_av1_leaves_no_thread_real_time(tmp_path):
     thread, its capabilities and every thread during the encode ordinary
     (lediff_core/io/scheduling.py), and its packets are the control's. In a subprocess, so that
     a failure cannot leave this test process real-time."""
-    out = subprocess.run([sys.executable, "-c", REAL_TIME, str(tmp_path)], cwd=REPO,
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([REPO, os.path.join(REPO, "tests")])}
+    out = subprocess.run([sys.executable, "-c", REAL_TIME, str(tmp_path)], cwd=REPO, env=env,
                          capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.splitlines()[-1])
